@@ -1,0 +1,2 @@
+//! `flotilla`: the one binary.
+fn main() {}
