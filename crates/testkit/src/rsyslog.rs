@@ -1,0 +1,393 @@
+//! A private `rsyslogd` (system package, 8.2302 on Debian 12) run in the foreground
+//! (`rsyslogd -n -f CONF -i PIDFILE`) with the inputs a test asks for, all bound to
+//! 127.0.0.1, writing every received message as one JSON object per line.
+//!
+//! Inputs: imudp ([`RsyslogBuilder::udp`]), imptcp with octet-counted or LF framing
+//! ([`RsyslogBuilder::tcp_octet_counted_or_lf`]), imrelp ([`RsyslogBuilder::relp`]) and
+//! imtcp over GnuTLS, anonymous auth mode ([`RsyslogBuilder::tls`]). Rate limiting is
+//! off, `maxMessageSize` is 64 KiB, control characters are NOT escaped on reception
+//! (`parser.escapeControlCharactersOnReceive="off"`), so the message arrives as sent.
+//!
+//! Output fields (JSON keys of each line; rsyslog property in parentheses):
+//!
+//! | key | rsyslog property | notes |
+//! |---|---|---|
+//! | `pri` | `pri` | number |
+//! | `facility` | `syslogfacility` | number |
+//! | `severity` | `syslogseverity` | number |
+//! | `timestamp` | `timereported`, RFC 3339 | fraction as sent (up to 6 digits), offset as sent; a NIL timestamp becomes the reception time |
+//! | `timegenerated` | `timegenerated`, RFC 3339 | reception time |
+//! | `hostname` | `hostname` | NIL stays `"-"` |
+//! | `app_name` | `app-name` | NIL stays `"-"`; the TAG for RFC 3164 |
+//! | `procid` | `procid` | NIL stays `"-"` |
+//! | `msgid` | `msgid` | NIL stays `"-"`; `"-"` for RFC 3164 |
+//! | `structured_data` | `structured-data` | the SD text as sent; NIL stays `"-"` |
+//! | `msg` | `msg` | a UTF-8 BOM is KEPT (U+FEFF first); for RFC 3164 the space after `TAG:` is kept |
+//! | `rawmsg` | `rawmsg` | the whole frame payload as received (after framing) |
+//! | `inputname` | `inputname` | `imudp`, `imptcp`, `imrelp` or `imtcp` |
+//! | `protocol_version` | `protocol-version` | `"1"` for RFC 5424, `"0"` for RFC 3164 |
+//! | `fromhost_ip` | `fromhost-ip` | sender address |
+
+use crate::install::system_program;
+use crate::ports::{Listener, free_port};
+use crate::process::{PeerProcess, Spawn};
+use crate::receiver::{Receiver, quotable_path};
+use crate::{Error, ensure_peers_installed};
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// Entry point: `Rsyslog::builder()`.
+#[derive(Debug, Clone, Copy)]
+pub struct Rsyslog;
+
+impl Rsyslog {
+    /// A builder with no input selected yet.
+    pub fn builder() -> RsyslogBuilder {
+        RsyslogBuilder::default()
+    }
+}
+
+/// Chooses rsyslog's inputs; [`RsyslogBuilder::start`] runs it.
+#[derive(Debug, Clone, Default)]
+pub struct RsyslogBuilder {
+    udp: bool,
+    tcp: bool,
+    relp: bool,
+    tls: Option<(PathBuf, PathBuf)>,
+}
+
+impl RsyslogBuilder {
+    /// Adds an imudp input (RFC 5426, one message per datagram).
+    pub fn udp(mut self) -> Self {
+        self.udp = true;
+        self
+    }
+
+    /// Adds an imptcp input: plain TCP, each frame octet-counted or LF-terminated
+    /// (RFC 6587; rsyslog tells them apart per frame).
+    pub fn tcp_octet_counted_or_lf(mut self) -> Self {
+        self.tcp = true;
+        self
+    }
+
+    /// Adds an imrelp input (RELP, acknowledged delivery).
+    pub fn relp(mut self) -> Self {
+        self.relp = true;
+        self
+    }
+
+    /// Adds an imtcp input over TLS (GnuTLS driver, `StreamDriver.AuthMode="anon"`: the
+    /// client's certificate is not checked) with this server certificate and key (PEM).
+    pub fn tls(
+        mut self,
+        cert_pem_path: impl Into<PathBuf>,
+        key_pem_path: impl Into<PathBuf>,
+    ) -> Self {
+        self.tls = Some((cert_pem_path.into(), key_pem_path.into()));
+        self
+    }
+
+    /// Installs the peers if needed, writes the configuration into a fresh temporary
+    /// folder, validates it (`rsyslogd -N1`), starts rsyslogd and waits (at most
+    /// [`crate::READY_TIMEOUT`]) until every input's port is bound.
+    pub fn start(self) -> Result<RsyslogHandle, Error> {
+        if !self.udp && !self.tcp && !self.relp && self.tls.is_none() {
+            return Err(Error::Config(
+                "rsyslog needs at least one input (udp, tcp, relp or tls)".to_string(),
+            ));
+        }
+        ensure_peers_installed()?;
+        let ports = RsyslogPorts {
+            udp: self.udp.then(free_port).transpose()?,
+            tcp: self.tcp.then(free_port).transpose()?,
+            relp: self.relp.then(free_port).transpose()?,
+            tls: self.tls.is_some().then(free_port).transpose()?,
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("flotilla-rsyslog-")
+            .tempdir()
+            .map_err(Error::io("creating rsyslog's temporary folder"))?;
+        let config_path = dir.path().join("rsyslog.conf");
+        let output_path = dir.path().join("received.jsonl");
+        let pid_path = dir.path().join("rsyslogd.pid");
+        let log_path = dir.path().join("rsyslogd.log");
+        let work_dir = dir.path().join("work");
+        std::fs::create_dir(&work_dir).map_err(Error::io("creating rsyslog's work folder"))?;
+        let config = self.config(&ports, &work_dir, &output_path)?;
+        std::fs::write(&config_path, config)
+            .map_err(Error::io(format!("writing {}", config_path.display())))?;
+        let rsyslogd = system_program("rsyslogd")?;
+        validate_config(&rsyslogd, &config_path)?;
+
+        let mut listeners = Vec::new();
+        listeners.extend(ports.udp.map(Listener::udp));
+        listeners.extend(ports.tcp.map(Listener::tcp));
+        listeners.extend(ports.relp.map(Listener::tcp));
+        listeners.extend(ports.tls.map(Listener::tcp));
+        let spawn = Spawn {
+            peer: "rsyslogd",
+            program: rsyslogd,
+            args: vec![
+                "-n".into(),
+                "-f".into(),
+                config_path.clone().into_os_string(),
+                "-i".into(),
+                pid_path.clone().into_os_string(),
+            ],
+            listeners,
+            log_path,
+            stale_files: vec![pid_path],
+        };
+        let process = PeerProcess::start(spawn)?;
+        Ok(RsyslogHandle {
+            receiver: Receiver {
+                process,
+                output_path,
+                dir,
+            },
+            ports,
+            config_path,
+        })
+    }
+
+    fn config(
+        &self,
+        ports: &RsyslogPorts,
+        work_dir: &Path,
+        output: &Path,
+    ) -> Result<String, Error> {
+        let work_dir = quotable_path(work_dir)?;
+        let output = quotable_path(output)?;
+        let mut conf = String::new();
+        let mut global = format!(
+            "global(maxMessageSize=\"64k\" workDirectory=\"{work_dir}\" \
+             parser.escapeControlCharactersOnReceive=\"off\""
+        );
+        if let Some((cert, key)) = &self.tls {
+            let cert = quotable_path(cert)?;
+            let key = quotable_path(key)?;
+            let _ = write!(
+                global,
+                " defaultNetstreamDriverCAFile=\"{cert}\" defaultNetstreamDriverCertFile=\"{cert}\" \
+                 defaultNetstreamDriverKeyFile=\"{key}\""
+            );
+        }
+        global.push_str(")\n");
+        conf.push_str(&global);
+        // Direct queues: a message is written to the output file before the input
+        // returns, so a RELP acknowledgement means "on disk (page cache)" and a
+        // SIGKILL loses nothing rsyslog already acknowledged.
+        conf.push_str("main_queue(queue.type=\"Direct\")\n");
+        if ports.udp.is_some() {
+            conf.push_str("module(load=\"imudp\")\n");
+        }
+        if ports.tcp.is_some() {
+            conf.push_str("module(load=\"imptcp\")\n");
+        }
+        if ports.relp.is_some() {
+            conf.push_str("module(load=\"imrelp\")\n");
+        }
+        if ports.tls.is_some() {
+            conf.push_str(
+                "module(load=\"imtcp\" streamDriver.name=\"gtls\" streamDriver.mode=\"1\" \
+                 streamDriver.authMode=\"anon\")\n",
+            );
+        }
+        conf.push_str(TEMPLATE);
+        let _ = writeln!(
+            conf,
+            "ruleset(name=\"flotilla\") {{\n  action(type=\"omfile\" file=\"{output}\" \
+             template=\"flotillaJson\" flushOnTXEnd=\"on\" asyncWriting=\"off\")\n}}"
+        );
+        if let Some(port) = ports.udp {
+            let _ = writeln!(
+                conf,
+                "input(type=\"imudp\" address=\"127.0.0.1\" port=\"{port}\" ruleset=\"flotilla\" \
+                 rateLimit.interval=\"0\")"
+            );
+        }
+        if let Some(port) = ports.tcp {
+            let _ = writeln!(
+                conf,
+                "input(type=\"imptcp\" address=\"127.0.0.1\" port=\"{port}\" ruleset=\"flotilla\" \
+                 rateLimit.interval=\"0\" supportOctetCountedFraming=\"on\")"
+            );
+        }
+        if let Some(port) = ports.relp {
+            let _ = writeln!(
+                conf,
+                "input(type=\"imrelp\" address=\"127.0.0.1\" port=\"{port}\" ruleset=\"flotilla\")"
+            );
+        }
+        if let Some(port) = ports.tls {
+            let _ = writeln!(
+                conf,
+                "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{port}\" ruleset=\"flotilla\" \
+                 rateLimit.interval=\"0\")"
+            );
+        }
+        Ok(conf)
+    }
+}
+
+/// The output template: one JSON object per message (see the module docs).
+const TEMPLATE: &str = r#"template(name="flotillaJson" type="list" option.jsonf="on") {
+  property(outname="pri" name="pri" format="jsonf" datatype="number")
+  property(outname="facility" name="syslogfacility" format="jsonf" datatype="number")
+  property(outname="severity" name="syslogseverity" format="jsonf" datatype="number")
+  property(outname="timestamp" name="timereported" dateFormat="rfc3339" format="jsonf")
+  property(outname="timegenerated" name="timegenerated" dateFormat="rfc3339" format="jsonf")
+  property(outname="hostname" name="hostname" format="jsonf")
+  property(outname="app_name" name="app-name" format="jsonf")
+  property(outname="procid" name="procid" format="jsonf")
+  property(outname="msgid" name="msgid" format="jsonf")
+  property(outname="structured_data" name="structured-data" format="jsonf")
+  property(outname="msg" name="msg" format="jsonf")
+  property(outname="rawmsg" name="rawmsg" format="jsonf")
+  property(outname="inputname" name="inputname" format="jsonf")
+  property(outname="protocol_version" name="protocol-version" format="jsonf")
+  property(outname="fromhost_ip" name="fromhost-ip" format="jsonf")
+}
+"#;
+
+/// Runs `rsyslogd -N1` so that a configuration mistake is a loud error, not an
+/// ignored line.
+fn validate_config(rsyslogd: &Path, config_path: &Path) -> Result<(), Error> {
+    let output = Command::new(rsyslogd)
+        .arg("-N1")
+        .arg("-f")
+        .arg(config_path)
+        .output()
+        .map_err(Error::io("running rsyslogd -N1"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let has_error = text.lines().any(|line| {
+        line.contains("error") || line.contains("invalid") || line.contains("could not")
+    });
+    if !output.status.success() || has_error {
+        let config = std::fs::read_to_string(config_path).unwrap_or_default();
+        return Err(Error::Config(format!(
+            "rsyslogd -N1 rejected the generated configuration ({}):\n{text}\n--- configuration ---\n{config}",
+            output.status
+        )));
+    }
+    Ok(())
+}
+
+/// The loopback ports of a running rsyslog's inputs (`None`: input not enabled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RsyslogPorts {
+    /// imudp.
+    pub udp: Option<u16>,
+    /// imptcp (octet-counted or LF framing).
+    pub tcp: Option<u16>,
+    /// imrelp.
+    pub relp: Option<u16>,
+    /// imtcp over TLS.
+    pub tls: Option<u16>,
+}
+
+/// A running rsyslogd. Dropping it kills the process, waits for it, and deletes its
+/// folder.
+#[derive(Debug)]
+pub struct RsyslogHandle {
+    receiver: Receiver,
+    ports: RsyslogPorts,
+    config_path: PathBuf,
+}
+
+impl RsyslogHandle {
+    /// All input ports.
+    pub fn ports(&self) -> RsyslogPorts {
+        self.ports
+    }
+
+    /// The imudp port, if enabled.
+    pub fn udp_port(&self) -> Option<u16> {
+        self.ports.udp
+    }
+
+    /// The imptcp port (octet-counted or LF framing), if enabled.
+    pub fn tcp_port(&self) -> Option<u16> {
+        self.ports.tcp
+    }
+
+    /// The imrelp port, if enabled.
+    pub fn relp_port(&self) -> Option<u16> {
+        self.ports.relp
+    }
+
+    /// The TLS (imtcp + gtls) port, if enabled.
+    pub fn tls_port(&self) -> Option<u16> {
+        self.ports.tls
+    }
+
+    /// The process id while running (`None` after [`RsyslogHandle::kill`]).
+    pub fn pid(&self) -> Option<u32> {
+        self.receiver.process.pid()
+    }
+
+    /// The private folder (configuration, pid file, work folder, output, log).
+    pub fn dir(&self) -> &Path {
+        self.receiver.dir()
+    }
+
+    /// The generated configuration file.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// The output file: one JSON object per received message.
+    pub fn output_path(&self) -> &Path {
+        self.receiver.output_path()
+    }
+
+    /// The end of rsyslogd's own stdout/stderr (its internal messages).
+    pub fn log(&self) -> String {
+        self.receiver.process.log_tail()
+    }
+
+    /// The complete JSON lines received so far.
+    pub fn lines(&self) -> Result<Vec<Value>, Error> {
+        self.receiver.lines()
+    }
+
+    /// The complete output lines so far, as raw bytes (for non-UTF-8 content).
+    pub fn raw_lines(&self) -> Result<Vec<Vec<u8>>, Error> {
+        self.receiver.raw_lines()
+    }
+
+    /// Waits until at least `wanted` JSON lines were written, returns all of them.
+    pub fn wait_for_lines(&self, wanted: usize, timeout: Duration) -> Result<Vec<Value>, Error> {
+        self.receiver.wait_for_lines(wanted, timeout)
+    }
+
+    /// Kills rsyslogd (SIGKILL, no flush) and reaps it; [`RsyslogHandle::restart`]
+    /// brings it back.
+    pub fn kill(&mut self) -> Result<(), Error> {
+        self.receiver.process.kill()
+    }
+
+    /// Kills rsyslogd if running, starts it again on the same ports with the same
+    /// output file (appended to), and waits until every port is bound again.
+    pub fn restart(&mut self) -> Result<(), Error> {
+        self.receiver.process.restart()
+    }
+
+    /// Stops rsyslogd gracefully (SIGTERM, at most 5 s, then SIGKILL) and keeps the
+    /// handle, so that [`RsyslogHandle::restart`] can bring it back.
+    pub fn terminate(&mut self) -> Result<(), Error> {
+        self.receiver.process.stop()
+    }
+
+    /// Stops rsyslogd gracefully (SIGTERM, at most 5 s, then SIGKILL).
+    pub fn stop(mut self) -> Result<(), Error> {
+        self.receiver.process.stop()
+    }
+}
