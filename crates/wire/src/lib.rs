@@ -1,2 +1,100 @@
-//! Placeholder: being written.
+//! The flotilla wire protocol, sans-I/O: frames, messages and an incremental decoder.
+//!
+//! Bytes in, messages out; messages in, bytes out. No sockets, clocks or threads: the
+//! shells (front-end, game-server SDK, client) own the I/O. The byte layout of every frame,
+//! the handshake and the session rules are specified in `PROTOCOL.md` at the repository
+//! root.
+//!
+//! - Framing: `u32` big-endian length (type byte + body), `u8` frame type, body. Frames are
+//!   limited to a configurable size ([`DEFAULT_MAX_FRAME_LEN`] by default).
+//! - One enum per link direction: [`ClientToFrontend`], [`FrontendToClient`],
+//!   [`FrontendToGame`], [`GameToFrontend`], all implementing [`Message`]. Frame type codes
+//!   form one code space ([`FrameType`]); a frame type used in several directions has the
+//!   same body everywhere, and decoding checks the direction.
+//! - [`Decoder`]: bytes in arbitrary chunks in, [`RawFrame`]s out; a malformed frame is a
+//!   [`WireError`] whose [`code`](WireError::code) goes into the `Error` frame sent before
+//!   closing that one connection.
+//! - Zero copy: decoded keys, values and payloads are slices of the received frame.
+//! - Encode once, send many: [`change_batch_frame`] makes one `Bytes` that is cloned for
+//!   every observer, and a game server's `ChangeBatch`/`Snapshot` frame is byte for byte a
+//!   valid front-end-to-client frame, so a front-end forwards [`RawFrame::as_bytes`]
+//!   unchanged.
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use flotilla_wire::{Decoder, FrontendToClient, GameToFrontend, Message, WorldId};
+//! use flotilla_world::WorldState;
+//!
+//! // A game server commits a tick and encodes the batch once.
+//! let mut world = WorldState::new(1);
+//! let mut tx = world.begin();
+//! tx.set("ship/1", "10,20");
+//! let batch = tx.commit().unwrap();
+//! let arena = WorldId::new("arena-1").unwrap();
+//! let frame = flotilla_wire::change_batch_frame(&arena, &batch);
+//!
+//! // The front-end decodes it (arriving in two chunks) ...
+//! let mut decoder = Decoder::default();
+//! decoder.feed(&frame[..3]);
+//! assert!(decoder.next_frame().unwrap().is_none());
+//! decoder.feed(&frame[3..]);
+//! let raw = decoder.next_frame().unwrap().unwrap();
+//! let GameToFrontend::ChangeBatch { world: id, batch: decoded } = GameToFrontend::decode(&raw).unwrap()
+//! else { panic!("not a batch") };
+//! assert_eq!((id, &decoded), (arena.clone(), &batch));
+//!
+//! // ... and forwards the very same bytes to every observer.
+//! let forwarded = raw.into_bytes();
+//! let client_view = FrontendToClient::decode(&flotilla_wire::RawFrame::parse(forwarded, 1 << 20).unwrap()).unwrap();
+//! assert_eq!(client_view, FrontendToClient::ChangeBatch { world: arena, batch });
+//! ```
 #![forbid(unsafe_code)]
+
+mod body;
+mod error;
+mod frame;
+mod message;
+mod world_id;
+
+use std::time::Duration;
+
+pub use body::{
+    SnapshotAssembler, SnapshotPart, change_batch_frame, encode_change_batch, encode_snapshot,
+};
+pub use bytes;
+pub use error::{ErrorCode, WireError};
+pub use frame::{Decoder, Direction, FrameType, RawFrame};
+pub use message::{
+    ClientToFrontend, FrontendToClient, FrontendToGame, GameToFrontend, Message, SessionId,
+};
+pub use world_id::WorldId;
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The 4 bytes that open every hello body: `FLTL`.
+pub const MAGIC: &[u8; 4] = b"FLTL";
+
+/// The frame header: 4 bytes of length, 1 byte of type.
+pub const HEADER_LEN: usize = 5;
+
+/// The default maximum frame length (type byte + body): 1 MiB.
+pub const DEFAULT_MAX_FRAME_LEN: usize = 1 << 20;
+
+/// The longest world id, in bytes.
+pub const MAX_WORLD_ID_LEN: usize = 255;
+
+/// Recommended: a client pings its front-end after this long without sending anything.
+pub const CLIENT_PING_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Recommended: a client or front-end closes a client connection after this long without
+/// receiving anything (three missed pings).
+pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(6);
+
+/// Recommended: a front-end and a game server ping each other after this long without
+/// sending anything.
+pub const GAME_PING_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Recommended: a front-end or game server closes their link after this long without
+/// receiving anything.
+pub const GAME_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
