@@ -1,2 +1,80 @@
-//! `flotilla`: the one binary.
-fn main() {}
+//! `flotilla`: the one binary on top of the flotilla crates.
+//!
+//! Subcommands: `demo` (the main job), `log` (a command-line syslog sender through
+//! the flotilla logger), `receive` (a small syslog receiver that prints what it
+//! gets), and `bench` (benchmarks with JSON output).
+#![forbid(unsafe_code)]
+
+mod bench;
+mod demo;
+mod receive;
+mod send;
+
+use clap::{Parser, Subcommand};
+
+/// flotilla: fleets of small, single-purpose, replaceable services.
+#[derive(Parser, Debug)]
+#[command(name = "flotilla", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the demo: a sealed service logging through the flotilla logger to two
+    /// local collectors, with failover, an error and a crash report.
+    Demo(demo::DemoArgs),
+    /// Send syslog messages through the flotilla logger (like util-linux `logger`,
+    /// plus RELP, TLS and failover).
+    Log(send::LogArgs),
+    /// Receive syslog on TCP and/or UDP and print each message (one JSON object a line).
+    Receive(ReceiveArgs),
+    /// Benchmarks; each prints a JSON summary.
+    Bench {
+        #[command(subcommand)]
+        which: bench::BenchCommand,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct ReceiveArgs {
+    /// Where to listen: tcp://ADDR or udp://ADDR (repeatable).
+    #[arg(long = "listen", required = true)]
+    listen: Vec<String>,
+    /// Exit after this many messages.
+    #[arg(long)]
+    count: Option<u64>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Log(args) => send::run(args),
+        Command::Receive(args) => receive_main(args),
+        Command::Bench { which } => bench::run(which),
+    };
+    if let Err(e) = result {
+        eprintln!("flotilla: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn receive_main(args: ReceiveArgs) -> anyhow::Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut listeners = Vec::new();
+    for url in &args.listen {
+        let l = receive::Listener::start(url, tx.clone())?;
+        eprintln!("flotilla receive: listening on {url} ({})", l.addr);
+        listeners.push(l);
+    }
+    drop(tx);
+    for (seen, message) in (1u64..).zip(rx) {
+        println!("{}", serde_json::to_string(&message)?);
+        if args.count.is_some_and(|c| seen >= c) {
+            break;
+        }
+    }
+    Ok(())
+}

@@ -1,2 +1,68 @@
-//! Placeholder: being written.
+//! The flotilla logger: standard syslog from services that cannot be opened up.
+//!
+//! A sealed service (a unikernel, a tiny immutable container) keeps nothing locally;
+//! its log stream is its operators' only window. This logger ships RFC 5424 or RFC
+//! 3164 syslog over UDP, TCP, TLS, RELP or a local Unix socket to a list of
+//! collectors, with random choice and failover between them, and it never blocks or
+//! crashes the service it lives in:
+//!
+//! - a log call formats into a bounded queue and returns; one background thread
+//!   does all I/O ([`sender`](crate::Logger));
+//! - a full queue drops by a configured [`DropPolicy`], counts the drops and later
+//!   sends one message saying how many were lost;
+//! - [`Logger::boot`] sends "booted and awake" with the IP configuration, the panic
+//!   hook sends "about to crash" synchronously within a bounded time, and
+//!   [`Logger::error`] logs a caught error with its cause chain;
+//! - a re-entrancy guard drops anything logged from inside the logger itself (for
+//!   example by the TLS library), so it can never recurse.
+//!
+//! ```no_run
+//! let config = flotilla_logger::Config::with_collectors("tcp://127.0.0.1:601")?;
+//! let logger = flotilla_logger::init(config)?; // log + panic hook + boot message
+//! log::info!("serving");
+//! logger.shutdown(std::time::Duration::from_secs(2));
+//! # Ok::<(), flotilla_logger::Error>(())
+//! ```
 #![forbid(unsafe_code)]
+
+mod config;
+mod encode;
+mod lifecycle;
+mod link;
+mod log_adapter;
+mod logger;
+mod record;
+mod sender;
+mod tracing_layer;
+
+pub use config::{
+    Collector, Config, DEFAULT_RELP_WINDOW, DEFAULT_UDP_MAX, DEFAULT_UNIX_MAX, DropPolicy, ENV_VAR,
+    Format, StreamFraming, Transport, parse_collector, parse_collectors,
+};
+pub use flotilla_syslog::{Facility, Severity};
+pub use lifecycle::{install_panic_hook, ip_configuration};
+pub use logger::{Logger, Stats, init};
+pub use tracing_layer::TracingLayer;
+
+/// SD-ID suffix for flotilla's own structured data: `@32473` is the private
+/// enterprise number that RFC 5612 reserves for documentation and examples.
+pub const PEN_SUFFIX: &str = "@32473";
+
+/// Everything that can go wrong when configuring or starting the logger.
+/// Once started, the logger never returns errors to the application: failures
+/// are counted in [`Stats`] and reported through the log stream itself.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A setting is wrong (bad URL, unknown parameter, empty collector list...).
+    #[error("flotilla-logger configuration: {0}")]
+    Config(String),
+    /// A TLS setting could not be loaded (CA file unreadable or empty).
+    #[error("flotilla-logger TLS setup: {0}")]
+    Tls(String),
+    /// The background sender thread could not be started.
+    #[error("flotilla-logger could not start its sender thread: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// Another `log` logger is already installed in this process.
+    #[error("flotilla-logger: a global `log` logger is already installed")]
+    AlreadyInstalled,
+}

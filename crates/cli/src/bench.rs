@@ -1,0 +1,392 @@
+//! `flotilla bench …`: benchmarks that print one JSON object.
+//!
+//! `flotilla bench logger` measures, in one run and against the same loopback sink:
+//! - flotilla's logger over TCP at a fixed offered rate (default 1,000,000 msg/s):
+//!   delivered rate and drops;
+//! - flotilla's logger at saturation (the application logs as fast as it can);
+//! - the `syslog` crate's TCP logger on the same messages (synchronous: one
+//!   formatted write and flush per message, no framing).
+//!
+//! Each message is "user logged in" plus two fields (`user`, `action`). The sink
+//! counts frames as they arrive and the delivered rate is measured at the sink,
+//! from the first to the last byte.
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use flotilla_logger::{Config, DropPolicy, Logger};
+use serde::Serialize;
+
+/// Which benchmark to run.
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCommand {
+    /// The logger: delivered messages/s over TCP and the cost of a log call,
+    /// side by side with the `syslog` crate.
+    Logger(LoggerArgs),
+}
+
+/// Arguments of `flotilla bench logger`.
+#[derive(clap::Args, Debug)]
+pub struct LoggerArgs {
+    /// Offered rate for the fixed-rate run, messages per second.
+    #[arg(long, default_value_t = 1_000_000)]
+    rate: u64,
+    /// Seconds per run.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Queue capacity of the flotilla logger.
+    #[arg(long, default_value_t = 262_144)]
+    queue: usize,
+}
+
+/// Runs a benchmark.
+pub fn run(which: BenchCommand) -> Result<()> {
+    match which {
+        BenchCommand::Logger(args) => {
+            let report = logger_bench(&args)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+    }
+}
+
+/// One run's figures.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    /// What ran.
+    pub name: String,
+    /// Messages the application logged.
+    pub logged: u64,
+    /// Messages that reached the sink.
+    pub received: u64,
+    /// Messages the logger dropped (queue full).
+    pub dropped: u64,
+    /// Wall time of the application's logging loop, seconds.
+    pub log_seconds: f64,
+    /// Mean cost of one log call on the application thread, nanoseconds.
+    pub ns_per_call: f64,
+    /// Messages per second received by the sink, first to last byte.
+    pub delivered_per_second: f64,
+}
+
+/// The whole report.
+#[derive(Debug, Serialize)]
+pub struct LoggerReport {
+    /// Benchmark name.
+    pub bench: &'static str,
+    /// Offered rate of the fixed-rate run.
+    pub offered_rate: u64,
+    /// flotilla at the offered rate.
+    pub flotilla_fixed_rate: RunReport,
+    /// flotilla with the application logging as fast as it can.
+    pub flotilla_saturation: RunReport,
+    /// The `syslog` crate's TCP logger, as fast as it can.
+    pub syslog_crate: RunReport,
+    /// flotilla saturation delivered rate / syslog crate delivered rate.
+    pub speedup_vs_syslog_crate: f64,
+}
+
+/// A TCP sink on loopback that counts messages: octet-counted frames, or (for the
+/// unframed `syslog` crate stream) `<` bytes, which start each message and appear
+/// nowhere else in the benchmark's messages.
+struct Sink {
+    addr: std::net::SocketAddr,
+    count: Arc<AtomicU64>,
+    first: Arc<std::sync::Mutex<Option<Instant>>>,
+    last: Arc<std::sync::Mutex<Option<Instant>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Clone, Copy)]
+enum Counting {
+    OctetFrames,
+    PriMarkers,
+}
+
+impl Sink {
+    fn start(counting: Counting) -> Result<Sink> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let count = Arc::new(AtomicU64::new(0));
+        let first = Arc::new(std::sync::Mutex::new(None));
+        let last = Arc::new(std::sync::Mutex::new(None));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (count, first, last, stop) =
+                (count.clone(), first.clone(), last.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("bench-sink".into())
+                .spawn(move || {
+                    listener.set_nonblocking(true).ok();
+                    let mut conns: Vec<(TcpStream, flotilla_syslog::FrameDecoder)> = Vec::new();
+                    let mut buf = vec![0u8; 1 << 20];
+                    while !stop.load(Ordering::SeqCst) {
+                        if let Ok((s, _)) = listener.accept() {
+                            s.set_read_timeout(Some(Duration::from_millis(20))).ok();
+                            conns.push((
+                                s,
+                                flotilla_syslog::FrameDecoder::new(
+                                    flotilla_syslog::Framing::OctetCounting,
+                                    1 << 16,
+                                ),
+                            ));
+                        }
+                        if conns.is_empty() {
+                            std::thread::sleep(Duration::from_millis(1));
+                            continue;
+                        }
+                        for (stream, decoder) in conns.iter_mut() {
+                            let Ok(n) = stream.read(&mut buf) else {
+                                continue;
+                            };
+                            if n == 0 {
+                                continue;
+                            }
+                            let now = Instant::now();
+                            if let Ok(mut f) = first.lock() {
+                                f.get_or_insert(now);
+                            }
+                            let data = buf.get(..n).unwrap_or(&[]);
+                            let frames = match counting {
+                                Counting::PriMarkers => {
+                                    data.iter().filter(|&&b| b == b'<').count() as u64
+                                }
+                                Counting::OctetFrames => {
+                                    decoder.push(data);
+                                    let mut k = 0;
+                                    while let Some(frame) = decoder.next_frame() {
+                                        if frame.is_ok() {
+                                            k += 1;
+                                        }
+                                    }
+                                    k
+                                }
+                            };
+                            count.fetch_add(frames, Ordering::Relaxed);
+                            if let Ok(mut l) = last.lock() {
+                                *l = Some(now);
+                            }
+                        }
+                    }
+                })?
+        };
+        Ok(Sink {
+            addr,
+            count,
+            first,
+            last,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Waits until `expected` messages arrived or nothing arrived for a while.
+    fn wait_for(&self, expected: u64, idle: Duration) -> u64 {
+        let mut last_count = 0;
+        let mut last_change = Instant::now();
+        loop {
+            let c = self.count.load(Ordering::Relaxed);
+            if c >= expected {
+                return c;
+            }
+            if c != last_count {
+                last_count = c;
+                last_change = Instant::now();
+            } else if last_change.elapsed() > idle {
+                return c;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Starts counting afresh.
+    fn reset(&self) {
+        self.count.store(0, Ordering::SeqCst);
+        if let Ok(mut f) = self.first.lock() {
+            *f = None;
+        }
+        if let Ok(mut l) = self.last.lock() {
+            *l = None;
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        let first = self.first.lock().ok().and_then(|f| *f);
+        let last = self.last.lock().ok().and_then(|l| *l);
+        match (first, last) {
+            (Some(f), Some(l)) if l > f => {
+                self.count.load(Ordering::Relaxed) as f64 / (l - f).as_secs_f64()
+            }
+            _ => 0.0,
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Logs one benchmark message through the `log` facade (the realistic path).
+#[inline]
+fn log_one(i: u64) {
+    log::info!(user = i, action = "login"; "user logged in");
+}
+
+fn flotilla_run(
+    name: &str,
+    sink: &Sink,
+    logger: &Logger,
+    rate: Option<u64>,
+    seconds: f64,
+) -> RunReport {
+    let before = logger.stats();
+    let duration = Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let mut logged = 0u64;
+    let mut busy = Duration::ZERO;
+    match rate {
+        Some(rate) => {
+            // Paced in 1 ms slices: each slice logs rate/1000 messages.
+            let per_slice = (rate / 1000).max(1);
+            let mut slice_start = start;
+            while start.elapsed() < duration {
+                let t0 = Instant::now();
+                for _ in 0..per_slice {
+                    log_one(logged);
+                    logged += 1;
+                }
+                busy += t0.elapsed();
+                slice_start += Duration::from_millis(1);
+                while Instant::now() < slice_start {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+        None => {
+            while start.elapsed() < duration {
+                let t0 = Instant::now();
+                for _ in 0..1000 {
+                    log_one(logged);
+                    logged += 1;
+                }
+                busy += t0.elapsed();
+            }
+        }
+    }
+    let log_seconds = start.elapsed().as_secs_f64();
+    logger.flush(Duration::from_secs(30));
+    let after = logger.stats();
+    let dropped = after.dropped - before.dropped;
+    let expected = logged - dropped;
+    let received = sink.wait_for(expected, Duration::from_secs(2));
+    RunReport {
+        name: name.to_owned(),
+        logged,
+        received,
+        dropped,
+        log_seconds,
+        ns_per_call: busy.as_nanos() as f64 / logged.max(1) as f64,
+        delivered_per_second: sink.rate(),
+    }
+}
+
+fn logger_bench(args: &LoggerArgs) -> Result<LoggerReport> {
+    if !(args.seconds.is_finite() && args.seconds > 0.0) || args.rate == 0 {
+        bail!("--seconds and --rate must be positive");
+    }
+    // flotilla, fixed rate then saturation, through the global `log` facade into
+    // one logger and one sink (reset between the runs).
+    let sink = Sink::start(Counting::OctetFrames)?;
+    let mut config = Config::with_collectors(&format!("tcp://{}", sink.addr))?;
+    config.app_name = Some("bench".into());
+    config.hostname = Some("bench-host".into());
+    config.include_target = false;
+    config.queue_capacity = args.queue;
+    config.drop_policy = DropPolicy::DropNewest;
+    let logger = Logger::start(config)?;
+    log::set_boxed_logger(Box::new(logger.clone())).context("installing the global logger")?;
+    log::set_max_level(log::LevelFilter::Info);
+    let fixed = flotilla_run(
+        "flotilla tcp, fixed rate",
+        &sink,
+        &logger,
+        Some(args.rate),
+        args.seconds,
+    );
+    sink.reset();
+    let saturation = flotilla_run(
+        "flotilla tcp, saturation",
+        &sink,
+        &logger,
+        None,
+        args.seconds,
+    );
+    logger.shutdown(Duration::from_secs(5));
+    drop(sink);
+
+    let syslog_crate = syslog_crate_run(args.seconds)?;
+    let speedup = if syslog_crate.delivered_per_second > 0.0 {
+        saturation.delivered_per_second / syslog_crate.delivered_per_second
+    } else {
+        0.0
+    };
+    Ok(LoggerReport {
+        bench: "logger",
+        offered_rate: args.rate,
+        flotilla_fixed_rate: fixed,
+        flotilla_saturation: saturation,
+        syslog_crate,
+        speedup_vs_syslog_crate: speedup,
+    })
+}
+
+fn syslog_crate_run(seconds: f64) -> Result<RunReport> {
+    let sink = Sink::start(Counting::PriMarkers)?;
+    let formatter = syslog::Formatter5424 {
+        facility: syslog::Facility::LOG_USER,
+        hostname: Some("bench-host".into()),
+        process: "bench".into(),
+        pid: std::process::id(),
+    };
+    let mut writer =
+        syslog::tcp(formatter, sink.addr).map_err(|e| anyhow::anyhow!("syslog crate: {e}"))?;
+    let duration = Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let mut logged = 0u64;
+    let mut failed = 0u64;
+    while start.elapsed() < duration {
+        for _ in 0..1000 {
+            let mut data = std::collections::BTreeMap::new();
+            let mut params = std::collections::BTreeMap::new();
+            params.insert("user".to_owned(), logged.to_string());
+            params.insert("action".to_owned(), "login".to_owned());
+            data.insert("fields@32473".to_owned(), params);
+            if writer.info((0u32, data, "user logged in")).is_err() {
+                failed += 1;
+            }
+            logged += 1;
+        }
+    }
+    let log_seconds = start.elapsed().as_secs_f64();
+    let received = sink.wait_for(logged, Duration::from_secs(2));
+    Ok(RunReport {
+        name: "syslog crate tcp (synchronous)".into(),
+        logged,
+        received,
+        dropped: failed,
+        log_seconds,
+        ns_per_call: log_seconds * 1e9 / logged.max(1) as f64,
+        delivered_per_second: sink.rate(),
+    })
+}

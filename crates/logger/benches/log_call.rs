@@ -1,0 +1,70 @@
+//! Cost of one log call on the application thread (message plus two fields),
+//! through the `log` facade, the `tracing` layer and the direct API, with the
+//! sender thread draining to a TCP sink on loopback.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+use criterion::{Criterion, criterion_group, criterion_main};
+use flotilla_logger::{Config, DropPolicy, Logger, Severity};
+use std::io::Read;
+use std::net::TcpListener;
+use std::time::Duration;
+
+fn sink() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 1 << 20];
+                while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    addr
+}
+
+fn bench(c: &mut Criterion) {
+    let addr = sink();
+    let mut config = Config::with_collectors(&format!("tcp://{addr}")).expect("config");
+    config.app_name = Some("bench".into());
+    config.include_target = false;
+    config.drop_policy = DropPolicy::DropOldest;
+    let logger = Logger::start(config).expect("start");
+    log::set_boxed_logger(Box::new(logger.clone())).expect("global logger");
+    log::set_max_level(log::LevelFilter::Info);
+
+    let mut group = c.benchmark_group("log_call");
+    group.measurement_time(Duration::from_secs(3));
+    let mut i = 0u64;
+    group.bench_function("log_macro_two_fields", |b| {
+        b.iter(|| {
+            i += 1;
+            log::info!(user = i, action = "login"; "user logged in");
+        })
+    });
+    group.bench_function("direct_two_fields", |b| {
+        b.iter(|| {
+            logger.log(
+                Severity::Informational,
+                "user logged in",
+                &[("user", "42"), ("action", "login")],
+            )
+        })
+    });
+    let layer = flotilla_logger::TracingLayer::new(logger.clone());
+    use tracing_subscriber::layer::SubscriberExt;
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        group.bench_function("tracing_two_fields", |b| {
+            b.iter(|| {
+                i += 1;
+                tracing::info!(user = i, action = "login", "user logged in");
+            })
+        });
+    });
+    group.finish();
+    logger.shutdown(Duration::from_secs(2));
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

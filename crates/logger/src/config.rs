@@ -1,0 +1,450 @@
+//! Logger configuration: built in code, or parsed from one string such as
+//! `FLOTILLA_LOG=relp://10.0.0.5:2514,tls://logs.example:6514?ca=/etc/ca.pem`.
+//!
+//! Every setting is checked when the configuration is built: an unknown scheme,
+//! an unknown query parameter, a missing port or an unreadable CA file is a
+//! loud [`Error`] at start-up, never a silent downgrade.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use flotilla_balance::BackoffConfig;
+use flotilla_syslog::Facility;
+
+use crate::Error;
+
+/// The environment variable read by [`Config::from_env`].
+pub const ENV_VAR: &str = "FLOTILLA_LOG";
+
+/// Which syslog format a collector receives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// RFC 5424, the structured syslog protocol (the default).
+    Rfc5424,
+    /// RFC 3164, the older BSD format (no structured data, 1024-byte limit).
+    Rfc3164,
+}
+
+/// How messages are delimited on a stream transport (RFC 6587).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamFraming {
+    /// `LEN SP MSG`: transparent, the default and the only choice for TLS.
+    OctetCounting,
+    /// `MSG LF`: non-transparent; a line feed inside a message is replaced by a space.
+    LineFeed,
+}
+
+/// The transport used to reach one collector.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// One message per UDP datagram (RFC 5426), truncated to `max_size` bytes.
+    Udp {
+        /// Largest datagram sent; longer messages are truncated at the end.
+        max_size: usize,
+    },
+    /// Plain TCP (RFC 6587).
+    Tcp {
+        /// Framing of each message.
+        framing: StreamFraming,
+    },
+    /// TLS over TCP (RFC 5425): octet counting, rustls, certificate validation.
+    Tls {
+        /// PEM file with the CA certificates trusted for this collector.
+        ca: PathBuf,
+        /// The name checked against the collector's certificate (defaults to the host).
+        server_name: String,
+    },
+    /// A local Unix datagram socket such as `/dev/log`.
+    Unix {
+        /// Largest datagram sent; longer messages are truncated at the end.
+        max_size: usize,
+    },
+    /// RELP, rsyslog's acknowledged protocol: nothing is lost across a collector restart.
+    Relp {
+        /// Messages in flight without an acknowledgement.
+        window: usize,
+    },
+}
+
+/// One log collector: where it is, how to reach it, and in which format.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Collector {
+    /// `host:port` for network transports, a socket path for `unix`.
+    pub address: String,
+    /// The transport and its settings.
+    pub transport: Transport,
+    /// The syslog format sent to this collector.
+    pub format: Format,
+}
+
+/// What a full queue does with a new message. Either way the drop is counted and
+/// reported later in one message ("dropped N messages").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropPolicy {
+    /// Keep the newest messages: a full queue discards its oldest entry (the default:
+    /// the last words before a crash matter most).
+    DropOldest,
+    /// Keep the oldest messages: a full queue refuses the new one.
+    DropNewest,
+}
+
+/// The whole logger configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Collectors to choose from at random, with failover between them.
+    pub collectors: Vec<Collector>,
+    /// APP-NAME of every message (default: the executable's file name).
+    pub app_name: Option<String>,
+    /// The service's version, reported in the boot message.
+    pub app_version: Option<String>,
+    /// Add the `log`/`tracing` target as a `target` field of every message.
+    pub include_target: bool,
+    /// HOSTNAME of every message (default: the system host name).
+    pub hostname: Option<String>,
+    /// Facility of every message.
+    pub facility: Facility,
+    /// Least severe `log` level forwarded.
+    pub max_level: log::LevelFilter,
+    /// Capacity of the bounded queue between the application and the sender, in
+    /// messages. It is also the buffer kept while no collector is reachable.
+    pub queue_capacity: usize,
+    /// What a full queue does.
+    pub drop_policy: DropPolicy,
+    /// Failover and reconnect backoff between collectors.
+    pub backoff: BackoffConfig,
+    /// Send a heartbeat message this often, so a log service can notice silence.
+    pub heartbeat: Option<Duration>,
+    /// Stamp messages with the system clock; `false` sends the NILVALUE timestamp
+    /// (RFC 5424 requires it from hosts without a trustworthy clock).
+    pub use_clock: bool,
+    /// Bound on a TCP/TLS/RELP connection attempt.
+    pub connect_timeout: Duration,
+    /// Bound on one blocking write; a collector slower than this is failed over.
+    pub write_timeout: Duration,
+    /// Bound on delivering the "about to crash" message from the panic hook.
+    pub crash_timeout: Duration,
+    /// Include a backtrace summary in the crash message.
+    pub crash_backtrace: bool,
+    /// SD-ID of the element that carries `log`/`tracing` fields.
+    pub fields_sd_id: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            collectors: Vec::new(),
+            app_name: None,
+            app_version: None,
+            include_target: true,
+            hostname: None,
+            facility: Facility::User,
+            max_level: log::LevelFilter::Info,
+            queue_capacity: 16_384,
+            drop_policy: DropPolicy::DropOldest,
+            backoff: BackoffConfig::default(),
+            heartbeat: None,
+            use_clock: true,
+            connect_timeout: Duration::from_secs(2),
+            write_timeout: Duration::from_secs(5),
+            crash_timeout: Duration::from_secs(2),
+            crash_backtrace: true,
+            fields_sd_id: "fields@32473".to_owned(),
+        }
+    }
+}
+
+/// Default RELP window.
+pub const DEFAULT_RELP_WINDOW: usize = 1024;
+/// Default largest UDP datagram: below the common 1500-byte Ethernet MTU, so no
+/// IP fragmentation (RFC 5426 section 3.2).
+pub const DEFAULT_UDP_MAX: usize = 1_400;
+/// Default largest Unix datagram.
+pub const DEFAULT_UNIX_MAX: usize = 8_192;
+
+impl Config {
+    /// A configuration with the given collectors and defaults for the rest.
+    pub fn with_collectors(spec: &str) -> Result<Self, Error> {
+        Ok(Self {
+            collectors: parse_collectors(spec)?,
+            ..Self::default()
+        })
+    }
+
+    /// Reads the collectors from the `FLOTILLA_LOG` environment variable.
+    /// A missing or empty variable is an error: a logger without a destination is
+    /// a configuration mistake, not something to hide.
+    pub fn from_env() -> Result<Self, Error> {
+        let spec = std::env::var(ENV_VAR).map_err(|_| {
+            Error::Config(format!(
+                "environment variable {ENV_VAR} is not set (example: {ENV_VAR}=tcp://127.0.0.1:514)"
+            ))
+        })?;
+        Self::with_collectors(&spec)
+    }
+
+    /// Checks settings that do not come from a URL.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.collectors.is_empty() {
+            return Err(Error::Config("no collector configured".into()));
+        }
+        if self.queue_capacity == 0 {
+            return Err(Error::Config("queue_capacity must be at least 1".into()));
+        }
+        if let Some(period) = self.heartbeat {
+            if period.is_zero() {
+                return Err(Error::Config("heartbeat period must be positive".into()));
+            }
+        }
+        let mut probe =
+            flotilla_syslog::Message::new(self.facility, flotilla_syslog::Severity::Notice, "");
+        probe.structured_data.push(flotilla_syslog::SdElement {
+            id: self.fields_sd_id.clone(),
+            params: Vec::new(),
+        });
+        probe.validate().map_err(|e| {
+            Error::Config(format!(
+                "fields_sd_id {:?} is not a valid SD-ID: {e}",
+                self.fields_sd_id
+            ))
+        })?;
+        Ok(())
+    }
+}
+
+/// Parses a comma-separated list of collector URLs.
+///
+/// Schemes: `udp`, `tcp`, `tls`, `relp`, `unix`. Query parameters:
+/// `format=5424|3164` (all), `framing=octet|lf` (tcp), `max_size=N` (udp, unix),
+/// `ca=PATH` and `name=DNSNAME` (tls), `window=N` (relp).
+pub fn parse_collectors(spec: &str) -> Result<Vec<Collector>, Error> {
+    let mut out = Vec::new();
+    for item in spec.split(',') {
+        let item = item.trim();
+        if item.is_empty() {
+            continue;
+        }
+        out.push(parse_collector(item)?);
+    }
+    if out.is_empty() {
+        return Err(Error::Config(format!("no collector in {spec:?}")));
+    }
+    Ok(out)
+}
+
+/// Parses one collector URL, e.g. `tls://logs.example:6514?ca=/etc/ca.pem`.
+pub fn parse_collector(url: &str) -> Result<Collector, Error> {
+    let bad = |why: String| Error::Config(format!("collector {url:?}: {why}"));
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| bad("expected SCHEME://ADDRESS (udp, tcp, tls, relp or unix)".into()))?;
+    let (address, query) = match rest.split_once('?') {
+        Some((a, q)) => (a, q),
+        None => (rest, ""),
+    };
+    let mut params: Vec<(&str, &str)> = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| bad(format!("query parameter {pair:?} has no '='")))?;
+        if params.iter().any(|(seen, _)| *seen == k) {
+            return Err(bad(format!("query parameter {k:?} given twice")));
+        }
+        params.push((k, v));
+    }
+    let take = |params: &mut Vec<(&str, &str)>, key: &str| -> Option<String> {
+        let pos = params.iter().position(|(k, _)| *k == key)?;
+        Some(params.remove(pos).1.to_owned())
+    };
+    let parse_usize = |key: &str, value: String| -> Result<usize, Error> {
+        value
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| bad(format!("{key}={value:?} is not a positive integer")))
+    };
+
+    let format = match take(&mut params, "format").as_deref() {
+        None | Some("5424") | Some("rfc5424") => Format::Rfc5424,
+        Some("3164") | Some("rfc3164") | Some("bsd") => Format::Rfc3164,
+        Some(other) => return Err(bad(format!("format={other:?}: expected 5424 or 3164"))),
+    };
+    let is_unix = scheme == "unix";
+    if !is_unix {
+        check_host_port(address).map_err(bad)?;
+    } else if address.is_empty() {
+        return Err(bad("unix socket path is empty".into()));
+    }
+    let transport = match scheme {
+        "udp" => Transport::Udp {
+            max_size: match take(&mut params, "max_size") {
+                Some(v) => parse_usize("max_size", v)?,
+                None => DEFAULT_UDP_MAX,
+            },
+        },
+        "unix" => Transport::Unix {
+            max_size: match take(&mut params, "max_size") {
+                Some(v) => parse_usize("max_size", v)?,
+                None => DEFAULT_UNIX_MAX,
+            },
+        },
+        "tcp" => Transport::Tcp {
+            framing: match take(&mut params, "framing").as_deref() {
+                None | Some("octet") | Some("octet-counting") => StreamFraming::OctetCounting,
+                Some("lf") => StreamFraming::LineFeed,
+                Some(other) => {
+                    return Err(bad(format!("framing={other:?}: expected octet or lf")));
+                }
+            },
+        },
+        "tls" => {
+            let ca = take(&mut params, "ca").map(PathBuf::from).ok_or_else(|| {
+                bad("tls needs ca=PATH (a PEM file of trusted CA certificates)".into())
+            })?;
+            if let Err(e) = std::fs::metadata(&ca) {
+                return Err(bad(format!("ca={}: {e}", ca.display())));
+            }
+            let server_name = match take(&mut params, "name") {
+                Some(n) => n,
+                None => host_of(address).to_owned(),
+            };
+            Transport::Tls { ca, server_name }
+        }
+        "relp" => Transport::Relp {
+            window: match take(&mut params, "window") {
+                Some(v) => parse_usize("window", v)?,
+                None => DEFAULT_RELP_WINDOW,
+            },
+        },
+        other => {
+            return Err(bad(format!(
+                "unknown scheme {other:?}: expected udp, tcp, tls, relp or unix"
+            )));
+        }
+    };
+    if let Some((k, _)) = params.first() {
+        return Err(bad(format!("unknown query parameter {k:?} for {scheme}")));
+    }
+    Ok(Collector {
+        address: address.to_owned(),
+        transport,
+        format,
+    })
+}
+
+/// The host part of `host:port` or `[v6]:port`.
+fn host_of(address: &str) -> &str {
+    let host = match address.rsplit_once(':') {
+        Some((h, _)) => h,
+        None => address,
+    };
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+fn check_host_port(address: &str) -> Result<(), String> {
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| format!("address {address:?} needs a port (HOST:PORT)"))?;
+    if host.is_empty() {
+        return Err(format!("address {address:?} has no host"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(format!("port {port:?} is not a number in 1..=65535")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let ca = tempfile::NamedTempFile::new().unwrap();
+        let spec = format!(
+            "relp://10.0.0.5:2514,tls://logs.example:6514?ca={}",
+            ca.path().display()
+        );
+        let list = parse_collectors(&spec).unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].address, "10.0.0.5:2514");
+        assert_eq!(
+            list[0].transport,
+            Transport::Relp {
+                window: DEFAULT_RELP_WINDOW
+            }
+        );
+        match &list[1].transport {
+            Transport::Tls {
+                ca: path,
+                server_name,
+            } => {
+                assert_eq!(path, ca.path());
+                assert_eq!(server_name, "logs.example");
+            }
+            other => panic!("expected tls, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_scheme_and_parameter() {
+        let c = parse_collector("udp://[::1]:514?max_size=512&format=3164").unwrap();
+        assert_eq!(c.transport, Transport::Udp { max_size: 512 });
+        assert_eq!(c.format, Format::Rfc3164);
+        let c = parse_collector("tcp://127.0.0.1:601?framing=lf").unwrap();
+        assert_eq!(
+            c.transport,
+            Transport::Tcp {
+                framing: StreamFraming::LineFeed
+            }
+        );
+        let c = parse_collector("unix:///dev/log").unwrap();
+        assert_eq!(c.address, "/dev/log");
+        assert_eq!(
+            c.transport,
+            Transport::Unix {
+                max_size: DEFAULT_UNIX_MAX
+            }
+        );
+        let c = parse_collector("relp://h:1?window=7").unwrap();
+        assert_eq!(c.transport, Transport::Relp { window: 7 });
+    }
+
+    #[test]
+    fn mistakes_are_loud() {
+        for bad in [
+            "",
+            "tcp://host",
+            "tcp://:514",
+            "tcp://host:0",
+            "tcp://host:99999",
+            "ftp://host:1",
+            "host:514",
+            "tcp://h:1?framing=nul",
+            "tcp://h:1?frameing=lf",
+            "tcp://h:1?format=json",
+            "udp://h:1?max_size=0",
+            "udp://h:1?max_size=12&max_size=13",
+            "tls://h:1",
+            "tls://h:1?ca=/nonexistent/ca.pem",
+            "relp://h:1?window=x",
+            "tcp://h:1?lf",
+        ] {
+            let err = parse_collectors(bad).expect_err(bad);
+            let text = err.to_string();
+            assert!(!text.is_empty(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn validate_rejects_empty_and_bad_settings() {
+        let mut c = Config::default();
+        assert!(c.validate().is_err());
+        c.collectors = parse_collectors("udp://127.0.0.1:514").unwrap();
+        c.validate().unwrap();
+        c.queue_capacity = 0;
+        assert!(c.validate().is_err());
+        c.queue_capacity = 1;
+        c.fields_sd_id = "bad id".into();
+        assert!(c.validate().is_err());
+    }
+}

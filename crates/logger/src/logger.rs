@@ -1,0 +1,373 @@
+//! The [`Logger`] handle: the application-side half of the logger.
+//!
+//! A log call captures the message into a [`Record`], pushes it onto a bounded
+//! lock-free queue and, only if the sender thread is asleep, wakes it. It never
+//! waits for I/O and never takes a lock. Everything else happens on the sender
+//! thread (see `sender.rs`).
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread::{JoinHandle, Thread};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_queue::ArrayQueue;
+use flotilla_syslog::{SdElement, SdParam, Severity};
+
+use crate::config::{Config, DropPolicy};
+use crate::record::Record;
+use crate::{Error, PEN_SUFFIX};
+
+thread_local! {
+    /// Set while this thread is inside the logger (the sender thread always, the
+    /// panic hook while reporting). Log calls made then are dropped and counted:
+    /// the logger never logs about itself, so it can never recurse.
+    static IN_LOGGER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the current thread as being inside the logger until the guard drops.
+pub(crate) struct ReentrancyGuard {
+    was: bool,
+}
+
+impl ReentrancyGuard {
+    /// Enters the logger; `None` if this thread is already inside it.
+    pub fn enter() -> Option<Self> {
+        let was = IN_LOGGER.with(|f| f.replace(true));
+        if was { None } else { Some(Self { was }) }
+    }
+
+    /// Marks the current thread as inside the logger for good (the sender thread).
+    pub fn mark_thread_forever() {
+        IN_LOGGER.with(|f| f.set(true));
+    }
+}
+
+impl Drop for ReentrancyGuard {
+    fn drop(&mut self) {
+        IN_LOGGER.with(|f| f.set(self.was));
+    }
+}
+
+/// Whether the current thread is inside the logger.
+pub(crate) fn inside_logger() -> bool {
+    IN_LOGGER.with(|f| f.get())
+}
+
+/// Counters describing what the logger did so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Messages accepted into the queue.
+    pub enqueued: u64,
+    /// Messages delivered: written to the socket (UDP, Unix, TCP, TLS) or
+    /// acknowledged by the collector (RELP).
+    pub delivered: u64,
+    /// Messages dropped because the queue was full.
+    pub dropped: u64,
+    /// Log calls ignored because they came from inside the logger itself.
+    pub suppressed: u64,
+    /// Connections opened to collectors.
+    pub connects: u64,
+    /// Connection attempts or connections that failed.
+    pub failures: u64,
+}
+
+/// State shared between the handles and the sender thread.
+pub(crate) struct Shared {
+    pub queue: ArrayQueue<Record>,
+    pub config: Config,
+    pub enqueued: AtomicU64,
+    pub delivered: AtomicU64,
+    pub dropped: AtomicU64,
+    pub suppressed: AtomicU64,
+    pub connects: AtomicU64,
+    pub failures: AtomicU64,
+    pub sender_sleeping: AtomicBool,
+    pub shutdown: AtomicBool,
+    pub sender: OnceLock<Thread>,
+    pub flush_waiters: AtomicU64,
+    pub flush_lock: Mutex<()>,
+    pub flush_cv: Condvar,
+    pub started: Instant,
+}
+
+impl Shared {
+    /// Wakes the sender thread if it sleeps.
+    pub fn wake_sender(&self) {
+        if self.sender_sleeping.load(Ordering::SeqCst) {
+            if let Some(t) = self.sender.get() {
+                t.unpark();
+            }
+        }
+    }
+
+    /// Messages that will never need more work: delivered or dropped.
+    pub fn settled(&self) -> u64 {
+        self.delivered.load(Ordering::Acquire) + self.dropped.load(Ordering::Acquire)
+    }
+
+    /// Tells flush waiters that progress was made.
+    pub fn notify_progress(&self) {
+        if self.flush_waiters.load(Ordering::Acquire) > 0 {
+            let _guard = self.flush_lock.lock();
+            self.flush_cv.notify_all();
+        }
+    }
+}
+
+/// A handle to a running logger. Cheap to clone; every clone feeds the same
+/// queue and sender thread.
+#[derive(Clone)]
+pub struct Logger {
+    pub(crate) shared: Arc<Shared>,
+    join: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for Logger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Logger")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// Starts the logger with `config`, installs it as the global `log` logger and the
+/// panic hook, and sends the boot message. The usual one-line set-up.
+pub fn init(config: Config) -> Result<Logger, Error> {
+    let max_level = config.max_level;
+    let logger = Logger::start(config)?;
+    log::set_boxed_logger(Box::new(logger.clone())).map_err(|_| Error::AlreadyInstalled)?;
+    log::set_max_level(max_level);
+    crate::lifecycle::install_panic_hook(logger.clone());
+    logger.boot();
+    Ok(logger)
+}
+
+impl Logger {
+    /// Checks `config`, prepares every collector (loading TLS roots) and starts
+    /// the sender thread. Nothing is connected yet: connecting happens in the
+    /// background, so start-up never waits for a collector.
+    pub fn start(config: Config) -> Result<Logger, Error> {
+        config.validate()?;
+        let targets = config
+            .collectors
+            .iter()
+            .cloned()
+            .map(crate::link::Target::prepare)
+            .collect::<Result<Vec<_>, _>>()?;
+        let shared = Arc::new(Shared {
+            queue: ArrayQueue::new(config.queue_capacity),
+            config,
+            enqueued: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+            connects: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            sender_sleeping: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            sender: OnceLock::new(),
+            flush_waiters: AtomicU64::new(0),
+            flush_lock: Mutex::new(()),
+            flush_cv: Condvar::new(),
+            started: Instant::now(),
+        });
+        let join = crate::sender::spawn(shared.clone(), targets)?;
+        Ok(Logger {
+            shared,
+            join: Arc::new(Mutex::new(Some(join))),
+        })
+    }
+
+    /// The configuration this logger runs with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> Stats {
+        let s = &self.shared;
+        Stats {
+            enqueued: s.enqueued.load(Ordering::Relaxed),
+            delivered: s.delivered.load(Ordering::Relaxed),
+            dropped: s.dropped.load(Ordering::Relaxed),
+            suppressed: s.suppressed.load(Ordering::Relaxed),
+            connects: s.connects.load(Ordering::Relaxed),
+            failures: s.failures.load(Ordering::Relaxed),
+        }
+    }
+
+    fn now(&self) -> Option<SystemTime> {
+        self.shared.config.use_clock.then(SystemTime::now)
+    }
+
+    /// Queues a message with `severity`, `text` and `fields` (which become
+    /// structured-data parameters). Returns at once, whatever the collectors do.
+    pub fn log(&self, severity: Severity, text: &str, fields: &[(&str, &str)]) {
+        let mut record = Record::new(severity, self.now(), text.to_owned());
+        for (name, value) in fields {
+            record.text.push_str(value);
+            record.close_field(Cow::Owned((*name).to_owned()));
+        }
+        self.enqueue(record);
+    }
+
+    /// Queues a message with an explicit MSGID and structured-data elements (as
+    /// `flotilla log --sd` does). Invalid names are sanitised by the documented rule
+    /// of `flotilla_syslog::Message::sanitize`, never refused.
+    pub fn log_message(
+        &self,
+        severity: Severity,
+        msg_id: Option<&str>,
+        text: &str,
+        structured_data: Vec<SdElement>,
+    ) {
+        let mut record = Record::new(severity, self.now(), text.to_owned());
+        record.msg_id = msg_id.map(|id| Cow::Owned(id.to_owned()));
+        record.extra_sd = structured_data;
+        self.enqueue(record);
+    }
+
+    /// Creates an empty record stamped now, for adapters that fill it themselves.
+    pub(crate) fn new_record(&self, severity: Severity, capacity: usize) -> Record {
+        Record::new(severity, self.now(), String::with_capacity(capacity))
+    }
+
+    /// Pushes a record onto the queue, applying the drop policy.
+    pub(crate) fn enqueue(&self, record: Record) {
+        let s = &self.shared;
+        if inside_logger() {
+            s.suppressed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        s.enqueued.fetch_add(1, Ordering::Relaxed);
+        if s.shutdown.load(Ordering::Relaxed) {
+            s.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        match s.config.drop_policy {
+            DropPolicy::DropOldest => {
+                if s.queue.force_push(record).is_some() {
+                    s.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            DropPolicy::DropNewest => {
+                if s.queue.push(record).is_err() {
+                    s.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        s.wake_sender();
+    }
+
+    /// Pushes a record that must not be refused (crash report): it displaces the
+    /// oldest queued message if the queue is full, whatever the policy.
+    pub(crate) fn enqueue_urgent(&self, record: Record) {
+        let s = &self.shared;
+        s.enqueued.fetch_add(1, Ordering::Relaxed);
+        if s.queue.force_push(record).is_some() {
+            s.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        s.wake_sender();
+    }
+
+    /// Sends "booted and awake" with the version, hostname, pid and the IP
+    /// configuration (interfaces and addresses) as structured data.
+    pub fn boot(&self) {
+        let record = crate::lifecycle::boot_record(self);
+        self.enqueue(record);
+    }
+
+    /// Logs a caught error at `err` severity with its whole cause chain, both in
+    /// the text ("a: b: c") and as structured data (`[error@32473 cause0=… cause1=…]`).
+    pub fn error(&self, context: &str, err: &(dyn std::error::Error + 'static)) {
+        let mut text = String::with_capacity(128);
+        text.push_str(context);
+        let mut params = Vec::new();
+        let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        let mut depth = 0;
+        while let Some(e) = current {
+            let _ = write!(text, ": {e}");
+            params.push(SdParam {
+                name: format!("cause{depth}"),
+                value: e.to_string(),
+            });
+            depth += 1;
+            current = e.source();
+            if depth >= 16 {
+                break;
+            }
+        }
+        let mut record = Record::new(Severity::Error, self.now(), text);
+        record.msg_id = Some(Cow::Borrowed("ERROR"));
+        record.extra_sd.push(SdElement {
+            id: format!("error{PEN_SUFFIX}"),
+            params,
+        });
+        self.enqueue(record);
+    }
+
+    /// Waits until every message queued before this call is delivered or dropped,
+    /// or until `timeout`. Returns `true` if everything was settled.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let s = &self.shared;
+        let target = s.enqueued.load(Ordering::Acquire);
+        let deadline = Instant::now() + timeout;
+        s.flush_waiters.fetch_add(1, Ordering::AcqRel);
+        if let Some(t) = s.sender.get() {
+            t.unpark();
+        }
+        let mut guard = match s.flush_lock.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let done = loop {
+            if s.settled() >= target {
+                break true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break false;
+            }
+            // Short waits: progress notifications can race with this check.
+            let wait = (deadline - now).min(Duration::from_millis(10));
+            guard = match s.flush_cv.wait_timeout(guard, wait) {
+                Ok((g, _)) => g,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+            if let Some(t) = s.sender.get() {
+                t.unpark();
+            }
+        };
+        drop(guard);
+        s.flush_waiters.fetch_sub(1, Ordering::AcqRel);
+        done
+    }
+
+    /// Flushes with `timeout`, then stops the sender thread (closing connections
+    /// gracefully: TLS close_notify, RELP close). Returns `true` if everything queued
+    /// was delivered. Later log calls are counted as dropped.
+    pub fn shutdown(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let flushed = self.flush(timeout);
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        if let Some(t) = self.shared.sender.get() {
+            t.unpark();
+        }
+        let handle = match self.join.lock() {
+            Ok(mut j) => j.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(handle) = handle {
+            while !handle.is_finished() && Instant::now() < deadline + Duration::from_millis(500) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if handle.is_finished() {
+                let _ = handle.join();
+            }
+        }
+        flushed
+    }
+}

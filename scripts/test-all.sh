@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine or this one: installs what it needs
+# (real peers from Debian, cargo-fuzz), then runs, in order:
+#   1. cargo fmt --check
+#   2. cargo clippy --workspace --all-targets --release -- -D warnings
+#   3. cargo test --workspace --release   (unit, property, loopback and real-peer tests)
+#   4. the fuzz targets, briefly (FUZZ_SECONDS each, default 10)
+#   5. the demo, end to end (`flotilla demo --json`), checked
+# One build profile (release) serves the tests and the binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+step() { printf '\n==> %s\n' "$*"; }
+started=$SECONDS
+
+step "install real peers (rsyslog, syslog-ng, nats-server)"
+bash scripts/install-peers.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (release, all targets, -D warnings)"
+cargo clippy --workspace --all-targets --release -- -D warnings
+
+step "cargo test --workspace --release"
+cargo test --workspace --release
+
+step "fuzz targets (${FUZZ_SECONDS:-10}s each)"
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked
+fi
+export FUZZ_SECONDS="${FUZZ_SECONDS:-10}"
+for run in crates/*/fuzz/run.sh; do
+    bash "$run"
+done
+
+step "demo, end to end"
+summary=$(cargo run --release --quiet -- demo --duration 3 --json)
+echo "$summary"
+python3 - "$summary" <<'PY'
+import json, sys
+s = json.loads(sys.argv[1])
+need = ["boot_received", "error_received", "crash_received", "failed_over"]
+missing = [k for k in need if not s.get(k)]
+assert not missing, f"demo summary lacks {missing}: {s}"
+assert s["bad_frames"] == 0, s
+print("demo: ok")
+PY
+
+step "all green in $((SECONDS - started)) s"
