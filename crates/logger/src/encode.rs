@@ -138,7 +138,6 @@ fn param_slot(params: &mut Vec<SdParam>, index: usize) -> &mut SdParam {
 mod tests {
     use super::*;
     use flotilla_syslog::{Facility, Severity};
-    use std::borrow::Cow;
 
     fn encoder() -> Encoder {
         Encoder::new(
@@ -154,9 +153,9 @@ mod tests {
     fn record_with_fields_becomes_structured_data() {
         let mut r = Record::new(Severity::Warning, None, "disk low".into());
         r.text.push_str("93");
-        r.close_field(Cow::Borrowed("percent"));
+        r.close_field(crate::record::FieldName::Static("percent"));
         r.text.push_str("a\"b]c");
-        r.close_field(Cow::Borrowed("bad name"));
+        r.close_field(crate::record::FieldName::Static("bad name"));
         let mut out = Vec::new();
         encoder().encode(&r, Format::Rfc5424, &mut out);
         let text = String::from_utf8(out).unwrap();
@@ -174,7 +173,7 @@ mod tests {
         let mut enc = encoder();
         let mut with = Record::new(Severity::Notice, None, "one".into());
         with.text.push('v');
-        with.close_field(Cow::Borrowed("k"));
+        with.close_field(crate::record::FieldName::Static("k"));
         let without = Record::new(Severity::Notice, None, "two".into());
         let mut out = Vec::new();
         enc.encode(&with, Format::Rfc5424, &mut out);

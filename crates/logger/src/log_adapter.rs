@@ -1,13 +1,12 @@
 //! The [`log::Log`] implementation: `log::info!(user = 42; "msg")` becomes one
 //! queued record whose key-values become structured-data parameters.
 
-use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use flotilla_syslog::Severity;
 
 use crate::logger::Logger;
-use crate::record::Record;
+use crate::record::{FieldName, Record};
 
 /// Maps a `log` level to a syslog severity.
 pub(crate) fn severity_of(level: log::Level) -> Severity {
@@ -29,8 +28,9 @@ impl<'kvs> log::kv::VisitSource<'kvs> for KeyValues<'_> {
         key: log::kv::Key<'kvs>,
         value: log::kv::Value<'kvs>,
     ) -> Result<(), log::kv::Error> {
+        let name = self.record.push_inline_name(key.as_str());
         let _ = write!(self.record.text, "{value}");
-        self.record.close_field(Cow::Owned(key.as_str().to_owned()));
+        self.record.close_field(name);
         Ok(())
     }
 }
@@ -57,7 +57,7 @@ impl log::Log for Logger {
         });
         if self.config().include_target {
             queued.text.push_str(record.target());
-            queued.close_field(Cow::Borrowed("target"));
+            queued.close_field(FieldName::Static("target"));
         }
         self.enqueue(queued);
     }

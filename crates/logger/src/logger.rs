@@ -208,8 +208,9 @@ impl Logger {
     pub fn log(&self, severity: Severity, text: &str, fields: &[(&str, &str)]) {
         let mut record = Record::new(severity, self.now(), text.to_owned());
         for (name, value) in fields {
+            let name = record.push_inline_name(name);
             record.text.push_str(value);
-            record.close_field(Cow::Owned((*name).to_owned()));
+            record.close_field(name);
         }
         self.enqueue(record);
     }

@@ -1,7 +1,6 @@
 //! A `tracing` layer: every event becomes one queued record; its `message` is the
 //! text and its other fields become structured-data parameters.
 
-use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use flotilla_syslog::Severity;
@@ -10,7 +9,7 @@ use tracing_core::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 
 use crate::logger::Logger;
-use crate::record::Record;
+use crate::record::{FieldName, Record};
 
 /// A [`tracing_subscriber::Layer`] that feeds a [`Logger`].
 ///
@@ -49,40 +48,58 @@ struct FieldVisitor<'r> {
     message: String,
 }
 
+impl FieldVisitor<'_> {
+    /// Whether the message arrives before any other field (tracing's usual
+    /// order): then it is written in place, with no copy or shift.
+    fn message_first(&self) -> bool {
+        self.record.fields.is_empty() && self.record.text.is_empty()
+    }
+}
+
 impl Visit for FieldVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
+            if self.message_first() {
+                self.record.text.push_str(value);
+                self.record.msg_len = self.record.text.len();
+                return;
+            }
             self.message.push_str(value);
         } else {
             self.record.text.push_str(value);
-            self.record.close_field(Cow::Borrowed(field.name()));
+            self.record.close_field(FieldName::Static(field.name()));
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         if field.name() == "message" {
+            if self.message_first() {
+                let _ = write!(self.record.text, "{value:?}");
+                self.record.msg_len = self.record.text.len();
+                return;
+            }
             let _ = write!(self.message, "{value:?}");
         } else {
             let _ = write!(self.record.text, "{value:?}");
-            self.record.close_field(Cow::Borrowed(field.name()));
+            self.record.close_field(FieldName::Static(field.name()));
         }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
         let _ = write!(self.record.text, "{value}");
-        self.record.close_field(Cow::Borrowed(field.name()));
+        self.record.close_field(FieldName::Static(field.name()));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         let _ = write!(self.record.text, "{value}");
-        self.record.close_field(Cow::Borrowed(field.name()));
+        self.record.close_field(FieldName::Static(field.name()));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.record
             .text
             .push_str(if value { "true" } else { "false" });
-        self.record.close_field(Cow::Borrowed(field.name()));
+        self.record.close_field(FieldName::Static(field.name()));
     }
 }
 
@@ -110,14 +127,19 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for TracingLayer {
         let message = std::mem::take(&mut visitor.message);
         if self.logger.config().include_target {
             record.text.push_str(metadata.target());
-            record.close_field(Cow::Borrowed("target"));
+            record.close_field(FieldName::Static("target"));
         }
-        // Put the message in front of the field values and shift their offsets.
-        let shift = message.len();
-        record.text.insert_str(0, &message);
-        record.msg_len = shift;
-        for (_, end) in &mut record.fields {
-            *end += shift;
+        if !message.is_empty() {
+            // The message came after other fields: move it in front of them.
+            let shift = message.len() + record.msg_len;
+            record.text.insert_str(record.msg_len, &message);
+            record.msg_len = shift;
+            for (name, end) in &mut record.fields {
+                *end += message.len();
+                if let FieldName::Inline(name_end) = name {
+                    *name_end += message.len();
+                }
+            }
         }
         self.logger.enqueue(record);
     }

@@ -1,0 +1,184 @@
+//! The `flotilla` binary end to end: `flotilla log` into a real rsyslog over RELP
+//! with structured data and a count, loud errors for bad settings, and
+//! `flotilla receive` printing what `flotilla log` sent.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use flotilla_testkit::{Rsyslog, ensure_peers_installed};
+use serde_json::Value;
+
+fn flotilla() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_flotilla"))
+}
+
+#[test]
+fn log_sends_numbered_messages_with_structured_data_to_rsyslog_over_relp() {
+    ensure_peers_installed().unwrap();
+    let rsyslog = Rsyslog::builder().relp().start().unwrap();
+    let out = flotilla()
+        .args([
+            "log",
+            "--to",
+            &format!("relp://127.0.0.1:{}", rsyslog.relp_port().unwrap()),
+            "--app",
+            "cli-test",
+            "--severity",
+            "err",
+            "--facility",
+            "local7",
+            "--msgid",
+            "DEPLOY",
+            "--sd",
+            "origin:ip=10.0.0.1",
+            "--sd",
+            "origin:software=flotilla",
+            "--count",
+            "50",
+            "deploy finished",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = rsyslog.wait_for_lines(50, Duration::from_secs(20)).unwrap();
+    assert_eq!(lines.len(), 50);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["app_name"], "cli-test");
+        assert_eq!(line["msgid"], "DEPLOY");
+        assert_eq!(line["msg"].as_str().unwrap().trim(), "deploy finished");
+        let pri = line["pri"]
+            .as_i64()
+            .or_else(|| line["pri"].as_str().and_then(|s| s.parse().ok()))
+            .unwrap();
+        assert_eq!(pri, 23 * 8 + 3);
+        let sd = line["structured_data"].as_str().unwrap();
+        assert!(
+            sd.starts_with(r#"[origin ip="10.0.0.1" software="flotilla"]"#),
+            "{sd}"
+        );
+        assert!(
+            sd.contains(&format!("[meta sequenceId=\"{}\"]", i + 1)),
+            "{sd}"
+        );
+    }
+}
+
+#[test]
+fn bad_settings_are_loud_errors() {
+    for (args, needle) in [
+        (vec!["log", "--to", "tcp://127.0.0.1", "x"], "needs a port"),
+        (
+            vec!["log", "--to", "tcp://127.0.0.1:1?framing=nul", "x"],
+            "framing",
+        ),
+        (vec!["log", "--to", "tls://127.0.0.1:1", "x"], "ca=PATH"),
+        (
+            vec![
+                "log",
+                "--to",
+                "udp://127.0.0.1:1",
+                "--severity",
+                "loud",
+                "x",
+            ],
+            "severity",
+        ),
+        (
+            vec![
+                "log",
+                "--to",
+                "udp://127.0.0.1:1",
+                "--sd",
+                "bad id:k=v",
+                "x",
+            ],
+            "--sd",
+        ),
+    ] {
+        let out = flotilla().args(&args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn an_unreachable_collector_is_reported_not_hidden() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = flotilla()
+        .args([
+            "log",
+            "--to",
+            &format!("tcp://127.0.0.1:{port}"),
+            "--timeout",
+            "0.5",
+            "lost",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not everything was delivered"));
+}
+
+#[test]
+fn receive_prints_what_log_sends() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut receiver = flotilla()
+        .args([
+            "receive",
+            "--listen",
+            &format!("tcp://127.0.0.1:{port}"),
+            "--count",
+            "3",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for "listening" on stderr.
+    let mut stderr = BufReader::new(receiver.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    assert!(line.contains("listening"), "{line}");
+    let sent = flotilla()
+        .args([
+            "log",
+            "--to",
+            &format!("tcp://127.0.0.1:{port}?framing=lf"),
+            "--count",
+            "3",
+            "hello receiver",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let out = receiver.wait_with_output().unwrap();
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["msg"] == "hello receiver" && l["app_name"] == "flotilla-log")
+    );
+}

@@ -1,0 +1,539 @@
+//! The tokio shell: one connection to one front-end, driving a [`ClientSession`].
+//!
+//! Connection logic (socket, handshake, keep-alive, reader and writer tasks) is kept apart
+//! from session state (token, subscriptions, replicas in [`ClientSession`]): the session
+//! sits behind an `Arc<Mutex<_>>` that a connection only borrows. Failover (next issue)
+//! will keep that session, pick another front-end at random, run [`handshake`] there with
+//! the same session (its hello carries the token) and let [`ClientSession::resume_subscriptions`]
+//! re-subscribe every world with its last position.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant as StdInstant;
+
+use bytes::Bytes;
+use flotilla_wire::{
+    ClientToFrontend, Decoder, ErrorCode, FrontendToClient, Message, PROTOCOL_VERSION, WorldId,
+};
+use flotilla_world::{Position, Replica};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::{TcpStream, ToSocketAddrs};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep_until, timeout};
+
+use crate::config::ClientConfig;
+use crate::error::ClientError;
+use crate::events::{ClientEvent, ClientEvents, DisconnectReason};
+use crate::outbox::{FrameKind, LinkCounters, Outbox, PushError, run_writer};
+use crate::session::{ClientSession, Fatal, WorldCounters};
+
+/// Bytes reserved in the receive buffer before each read.
+const READ_RESERVE: usize = 8 * 1024;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Counters of one client connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClientStats {
+    /// Frames received.
+    pub frames_received: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+    /// Frames sent.
+    pub frames_sent: u64,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Events dropped because the event queue was full.
+    pub events_dropped: u64,
+}
+
+/// What the handshake learned.
+#[derive(Debug, Clone)]
+struct Welcome {
+    session_token: Bytes,
+    resumed: bool,
+    server_id: String,
+}
+
+/// State shared by the handle and the connection's tasks.
+#[derive(Debug)]
+struct Inner {
+    session: Arc<Mutex<ClientSession>>,
+    outbox: Arc<Outbox>,
+    connected: AtomicBool,
+    close_requested: Notify,
+    events: mpsc::Sender<ClientEvent>,
+    events_dropped: AtomicU64,
+    frames_received: AtomicU64,
+    bytes_received: AtomicU64,
+    sent: Arc<LinkCounters>,
+}
+
+impl Inner {
+    fn emit(&self, event: ClientEvent) {
+        if self.events.try_send(event).is_err() {
+            self.events_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn send(&self, message: &ClientToFrontend) -> Result<(), ClientError> {
+        if !self.connected.load(Ordering::Acquire) {
+            return Err(ClientError::NotConnected);
+        }
+        self.outbox
+            .push(message.encode_to_bytes(), FrameKind::Other)
+            .map_err(|error| match error {
+                PushError::Closed => ClientError::NotConnected,
+                PushError::Overloaded => ClientError::Overloaded,
+            })
+    }
+}
+
+/// A connection to one front-end, with a local replica of each subscribed world.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), flotilla_client::ClientError> {
+/// use flotilla_client::{Client, ClientConfig, ClientEvent};
+/// use flotilla_wire::WorldId;
+///
+/// let client = Client::connect("127.0.0.1:7100", ClientConfig::default()).await?;
+/// let mut events = client.take_events().expect("first take");
+/// let arena = WorldId::new("arena-1")?;
+/// client.subscribe(arena.clone(), None)?;
+/// while let Some(event) = events.recv().await {
+///     if let ClientEvent::BatchApplied { world, .. } = event {
+///         println!("{world}: digest {:?}", client.digest(&world));
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// Dropping the client closes the connection.
+#[derive(Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+    welcome: Welcome,
+    peer: SocketAddr,
+    events: Mutex<Option<ClientEvents>>,
+    reader: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Client {
+    /// Connects to the front-end at `addr`, says hello (with `config.session_token` if
+    /// set) and waits for its welcome. Call from within a tokio runtime.
+    pub async fn connect(
+        addr: impl ToSocketAddrs,
+        config: ClientConfig,
+    ) -> Result<Self, ClientError> {
+        let stream = timeout(config.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ClientError::Timeout("connect"))??;
+        let session = ClientSession::new(
+            config.mode,
+            config.client_name.clone(),
+            config.session_token.clone(),
+        );
+        Self::over_stream(stream, Arc::new(Mutex::new(session)), config).await
+    }
+
+    /// Runs the handshake over an already connected `stream` for `session` (a new one, or
+    /// one kept from a lost connection: its worlds are re-subscribed from their last
+    /// positions). This is the seam the failover logic builds on.
+    pub async fn over_stream(
+        stream: TcpStream,
+        session: Arc<Mutex<ClientSession>>,
+        config: ClientConfig,
+    ) -> Result<Self, ClientError> {
+        stream.set_nodelay(true)?;
+        let peer = stream.peer_addr()?;
+        let (mut read_half, mut write_half) = stream.into_split();
+        let mut decoder = Decoder::new(config.max_frame_len);
+        let welcome = handshake(
+            &mut read_half,
+            &mut write_half,
+            &mut decoder,
+            &session,
+            &config,
+        )
+        .await?;
+
+        let sent = Arc::new(LinkCounters::default());
+        let goodbye = ClientToFrontend::Error {
+            code: ErrorCode::Overloaded,
+            text: "client send queue over budget".to_owned(),
+        };
+        let outbox = Arc::new(Outbox::new(
+            config.max_queued_bytes,
+            goodbye.encode_to_bytes(),
+            Arc::clone(&sent),
+        ));
+        outbox.enable_pings();
+        let (events_tx, events_rx) = mpsc::channel(config.event_queue.max(1));
+        let inner = Arc::new(Inner {
+            session,
+            outbox: Arc::clone(&outbox),
+            connected: AtomicBool::new(true),
+            close_requested: Notify::new(),
+            events: events_tx,
+            events_dropped: AtomicU64::new(0),
+            frames_received: AtomicU64::new(0),
+            bytes_received: AtomicU64::new(0),
+            sent,
+        });
+        // Resume: re-subscribe every world already in the session.
+        let resubscribes = lock(&inner.session).resume_subscriptions();
+        for message in &resubscribes {
+            inner.send(message)?;
+        }
+        let writer = tokio::spawn(run_writer(
+            write_half,
+            outbox,
+            config.ping_interval,
+            |nonce| ClientToFrontend::Ping { nonce }.encode_to_bytes(),
+        ));
+        let reader = tokio::spawn(read_loop(
+            Arc::clone(&inner),
+            read_half,
+            decoder,
+            writer,
+            config,
+        ));
+        Ok(Self {
+            inner,
+            welcome,
+            peer,
+            events: Mutex::new(Some(ClientEvents {
+                receiver: events_rx,
+            })),
+            reader: Mutex::new(Some(reader)),
+        })
+    }
+
+    /// The event queue. Returns it once; `None` afterwards. Events are queued from the
+    /// start, bounded by [`ClientConfig::event_queue`].
+    pub fn take_events(&self) -> Option<ClientEvents> {
+        lock(&self.events).take()
+    }
+
+    /// The session token the front-end gave (keep it to resume elsewhere).
+    pub fn session_token(&self) -> &Bytes {
+        &self.welcome.session_token
+    }
+
+    /// True when the front-end recognised the token of the hello and resumed the session.
+    pub fn resumed(&self) -> bool {
+        self.welcome.resumed
+    }
+
+    /// The front-end's id from its welcome.
+    pub fn server_id(&self) -> &str {
+        &self.welcome.server_id
+    }
+
+    /// The front-end's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The session state (token, subscriptions, replicas), shareable with a later
+    /// connection.
+    pub fn session(&self) -> Arc<Mutex<ClientSession>> {
+        Arc::clone(&self.inner.session)
+    }
+
+    /// True until the connection ends.
+    pub fn is_connected(&self) -> bool {
+        self.inner.connected.load(Ordering::Acquire)
+    }
+
+    /// Watches `world`: the front-end answers with a snapshot (or, with `since`, only what
+    /// is missing), then live batches. `None` resumes from the position already held, if
+    /// any.
+    pub fn subscribe(&self, world: WorldId, since: Option<Position>) -> Result<(), ClientError> {
+        let message = lock(&self.inner.session).subscribe(world, since);
+        self.inner.send(&message)
+    }
+
+    /// Stops watching `world` and drops its replica.
+    pub fn unsubscribe(&self, world: &WorldId) -> Result<(), ClientError> {
+        let message = lock(&self.inner.session).unsubscribe(world);
+        match message {
+            Some(message) => self.inner.send(&message),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends `payload` to the game server of `world` (it arrives with this session's id).
+    pub fn send_input(
+        &self,
+        world: &WorldId,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), ClientError> {
+        self.inner.send(&ClientToFrontend::Input {
+            world: world.clone(),
+            payload: payload.into(),
+        })
+    }
+
+    /// Runs `read` on the replica of `world` (full mode; under the session lock: keep it
+    /// short).
+    pub fn with_replica<R>(&self, world: &WorldId, read: impl FnOnce(&Replica) -> R) -> Option<R> {
+        lock(&self.inner.session).replica(world).map(read)
+    }
+
+    /// The digest of the replica of `world`, once it has a snapshot.
+    pub fn digest(&self, world: &WorldId) -> Option<u64> {
+        self.with_replica(world, |replica| {
+            replica.is_synced().then(|| replica.digest())
+        })
+        .flatten()
+    }
+
+    /// The value of `key` in the replica of `world`.
+    pub fn get(&self, world: &WorldId, key: &[u8]) -> Option<Bytes> {
+        self.with_replica(world, |replica| replica.get(key).cloned())
+            .flatten()
+    }
+
+    /// The last position seen for `world`.
+    pub fn position(&self, world: &WorldId) -> Option<Position> {
+        lock(&self.inner.session).position(world)
+    }
+
+    /// The receive counters of `world` (kept in both replica modes).
+    pub fn counters(&self, world: &WorldId) -> Option<WorldCounters> {
+        lock(&self.inner.session).counters(world)
+    }
+
+    /// Connection counters.
+    pub fn stats(&self) -> ClientStats {
+        let inner = &self.inner;
+        ClientStats {
+            frames_received: inner.frames_received.load(Ordering::Relaxed),
+            bytes_received: inner.bytes_received.load(Ordering::Relaxed),
+            frames_sent: inner.sent.frames.load(Ordering::Relaxed),
+            bytes_sent: inner.sent.bytes.load(Ordering::Relaxed),
+            events_dropped: inner.events_dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Closes the connection (after writing what is queued). A `Disconnected{Closed}`
+    /// event follows.
+    pub fn close(&self) {
+        self.inner.close_requested.notify_one();
+    }
+
+    /// Waits until the connection has ended (returns at once on later calls).
+    pub async fn closed(&self) {
+        let reader = lock(&self.reader).take();
+        if let Some(reader) = reader {
+            let _ = reader.await;
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.inner.close_requested.notify_one();
+    }
+}
+
+/// Sends the session's hello and reads until the welcome; frames after it stay in
+/// `decoder`.
+async fn handshake(
+    read_half: &mut OwnedReadHalf,
+    write_half: &mut tokio::net::tcp::OwnedWriteHalf,
+    decoder: &mut Decoder,
+    session: &Mutex<ClientSession>,
+    config: &ClientConfig,
+) -> Result<Welcome, ClientError> {
+    let hello = lock(session).hello().encode_to_bytes();
+    let deadline = Instant::now() + config.idle_timeout;
+    timeout(config.idle_timeout, write_half.write_all(&hello))
+        .await
+        .map_err(|_| ClientError::Timeout("sending hello"))??;
+    loop {
+        if let Some(message) = decoder.next_message::<FrontendToClient>()? {
+            return match message {
+                FrontendToClient::Welcome {
+                    version,
+                    session_token,
+                    resumed,
+                    server_id,
+                } => {
+                    if version != PROTOCOL_VERSION {
+                        return Err(ClientError::UnsupportedVersion(version));
+                    }
+                    lock(session).on_welcome(session_token.clone());
+                    Ok(Welcome {
+                        session_token,
+                        resumed,
+                        server_id,
+                    })
+                }
+                FrontendToClient::Error { code, text } => Err(ClientError::Refused { code, text }),
+                other => Err(ClientError::UnexpectedFrame(format!(
+                    "{:?} before Welcome",
+                    other.frame_type()
+                ))),
+            };
+        }
+        decoder.buffer_mut().reserve(READ_RESERVE);
+        let read = tokio::time::timeout_at(deadline, read_half.read_buf(decoder.buffer_mut()))
+            .await
+            .map_err(|_| ClientError::Timeout("waiting for Welcome"))??;
+        if read == 0 {
+            return Err(ClientError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "front-end closed during the handshake",
+            )));
+        }
+    }
+}
+
+/// How the read loop ends: the reason, and an error frame to send first if any.
+struct Ending {
+    reason: DisconnectReason,
+    error_frame: Option<Bytes>,
+}
+
+impl Ending {
+    fn protocol(code: ErrorCode, text: String) -> Self {
+        Self {
+            error_frame: Some(
+                ClientToFrontend::Error {
+                    code,
+                    text: text.clone(),
+                }
+                .encode_to_bytes(),
+            ),
+            reason: DisconnectReason::Protocol(text),
+        }
+    }
+
+    fn plain(reason: DisconnectReason) -> Self {
+        Self {
+            reason,
+            error_frame: None,
+        }
+    }
+}
+
+/// Reads, decodes and handles frames until the connection ends.
+async fn read_loop(
+    inner: Arc<Inner>,
+    mut read_half: OwnedReadHalf,
+    mut decoder: Decoder,
+    mut writer: JoinHandle<std::io::Result<()>>,
+    config: ClientConfig,
+) {
+    let idle = config.idle_timeout;
+    let mut deadline = Instant::now() + idle;
+    let mut writer_done = false;
+    let ending = loop {
+        if let Err(ending) = drain(&inner, &mut decoder) {
+            break ending;
+        }
+        decoder.buffer_mut().reserve(READ_RESERVE);
+        tokio::select! {
+            read = read_half.read_buf(decoder.buffer_mut()) => match read {
+                Ok(0) => break Ending::plain(DisconnectReason::PeerClosed),
+                Ok(count) => {
+                    inner.bytes_received.fetch_add(count as u64, Ordering::Relaxed);
+                    deadline = Instant::now() + idle;
+                }
+                Err(error) => break Ending::plain(DisconnectReason::Io(error.to_string())),
+            },
+            () = sleep_until(deadline) => {
+                break Ending {
+                    reason: DisconnectReason::Timeout,
+                    error_frame: Some(ClientToFrontend::Error {
+                        code: ErrorCode::Timeout,
+                        text: format!("silent for {idle:?}"),
+                    }.encode_to_bytes()),
+                };
+            }
+            written = &mut writer => {
+                writer_done = true;
+                break Ending::plain(match written {
+                    Ok(Ok(())) => DisconnectReason::Closed,
+                    Ok(Err(error)) => DisconnectReason::Io(error.to_string()),
+                    Err(error) => DisconnectReason::Io(error.to_string()),
+                });
+            }
+            () = inner.close_requested.notified() => break Ending::plain(DisconnectReason::Closed),
+        }
+    };
+    inner.connected.store(false, Ordering::Release);
+    log::debug!("client connection ending: {:?}", ending.reason);
+    inner.outbox.close(ending.error_frame);
+    if !writer_done {
+        let flush = tokio::time::timeout(std::time::Duration::from_secs(1), &mut writer);
+        if flush.await.is_err() {
+            writer.abort();
+        }
+    }
+    inner.emit(ClientEvent::Disconnected {
+        reason: ending.reason,
+    });
+}
+
+/// Handles every complete frame in the decoder (one session lock for the lot).
+fn drain(inner: &Inner, decoder: &mut Decoder) -> Result<(), Ending> {
+    let now = StdInstant::now();
+    let mut events = Vec::new();
+    let mut result = Ok(());
+    {
+        let mut session = lock(&inner.session);
+        loop {
+            let frame = match decoder.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(error) => {
+                    result = Err(Ending::protocol(error.code(), error.to_string()));
+                    break;
+                }
+            };
+            inner.frames_received.fetch_add(1, Ordering::Relaxed);
+            let message = match FrontendToClient::decode(&frame) {
+                Ok(message) => message,
+                Err(error) => {
+                    result = Err(Ending::protocol(error.code(), error.to_string()));
+                    break;
+                }
+            };
+            match session.handle(message, frame.len(), now) {
+                Ok(handled) => {
+                    for reply in &handled.replies {
+                        let _ = inner.outbox.push(reply.encode_to_bytes(), FrameKind::Other);
+                    }
+                    events.extend(handled.events);
+                }
+                Err(Fatal::Peer { code, text }) => {
+                    result = Err(Ending::plain(DisconnectReason::PeerError { code, text }));
+                    break;
+                }
+                Err(Fatal::Protocol(error)) => {
+                    result = Err(Ending::protocol(error.code(), error.to_string()));
+                    break;
+                }
+                Err(Fatal::Unexpected(what)) => {
+                    result = Err(Ending::protocol(
+                        ErrorCode::UnexpectedFrame,
+                        what.to_owned(),
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    for event in events {
+        inner.emit(event);
+    }
+    result
+}

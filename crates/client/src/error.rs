@@ -1,0 +1,37 @@
+//! The one error type of the client SDK.
+
+use flotilla_wire::{ErrorCode, WireError};
+
+/// What went wrong in a [`Client`](crate::Client) call.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Connecting, reading or writing failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The connection or the handshake took longer than allowed.
+    #[error("timed out: {0}")]
+    Timeout(&'static str),
+    /// The front-end answered the hello with an `Error` (for example `Overloaded`).
+    #[error("front-end refused the connection: {code:?}: {text}")]
+    Refused {
+        /// The error code.
+        code: ErrorCode,
+        /// Its text.
+        text: String,
+    },
+    /// The front-end welcomed us with a protocol version we do not speak.
+    #[error("front-end speaks protocol version {0}, not 1")]
+    UnsupportedVersion(u32),
+    /// The front-end sent something that is not valid protocol.
+    #[error("protocol error: {0}")]
+    Protocol(#[from] WireError),
+    /// The front-end sent a valid frame that is not allowed here (before `Welcome`).
+    #[error("unexpected frame from the front-end: {0}")]
+    UnexpectedFrame(String),
+    /// The connection is closed (or closing).
+    #[error("not connected")]
+    NotConnected,
+    /// The send queue is over its budget: the connection is closing.
+    #[error("send queue over budget")]
+    Overloaded,
+}

@@ -1,0 +1,259 @@
+//! One front-end link: handshake, keep-alive, and the frames a front-end sends.
+//!
+//! Per link, two tasks: this reader (decodes frames, answers pings, enforces the idle
+//! timeout, applies subscribes and routes inputs) and the writer from
+//! [`outbox`](crate::outbox), which batches queued frames into few syscalls.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use flotilla_wire::{
+    Decoder, ErrorCode, FrontendToGame, GameToFrontend, Message, PROTOCOL_VERSION, RawFrame,
+};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep_until};
+
+use crate::events::{FrontendId, GameEvent};
+use crate::outbox::{FrameKind, Outbox, run_writer};
+use crate::server::{Link, Shared, error_frame, lock, stopped};
+use crate::world::{subscribe, unsubscribe};
+
+/// Bytes reserved in the receive buffer before each read.
+const READ_RESERVE: usize = 16 * 1024;
+
+/// Why a link ends: an error frame to send first, or none.
+struct Close {
+    error: Option<(ErrorCode, String)>,
+    reason: String,
+}
+
+impl Close {
+    fn with_error(code: ErrorCode, text: impl Into<String>) -> Self {
+        let text = text.into();
+        Self {
+            reason: format!("{code:?}: {text}"),
+            error: Some((code, text)),
+        }
+    }
+
+    fn quietly(reason: impl Into<String>) -> Self {
+        Self {
+            error: None,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The reader side of one front-end link.
+struct Connection {
+    shared: Arc<Shared>,
+    id: FrontendId,
+    peer: SocketAddr,
+    outbox: Arc<Outbox>,
+    /// Set once the handshake is done.
+    link: Option<Arc<Link>>,
+}
+
+/// Serves one accepted front-end connection until it closes.
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: FrontendId,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if let Err(error) = stream.set_nodelay(true) {
+        log::debug!("front-end {peer}: set_nodelay failed: {error}");
+    }
+    let (mut reader, writer) = stream.into_split();
+    let outbox = Arc::new(Outbox::new(
+        shared.config.max_queued_bytes,
+        error_frame(ErrorCode::Overloaded, "send queue over budget"),
+        Arc::clone(&shared.totals),
+    ));
+    let mut writer_task = tokio::spawn(run_writer(
+        writer,
+        Arc::clone(&outbox),
+        shared.config.ping_interval,
+        |nonce| GameToFrontend::Ping { nonce }.encode_to_bytes(),
+    ));
+    let mut connection = Connection {
+        shared: Arc::clone(&shared),
+        id,
+        peer,
+        outbox: Arc::clone(&outbox),
+        link: None,
+    };
+    let mut decoder = Decoder::new(shared.config.max_frame_len);
+    let idle = shared.config.idle_timeout;
+    let mut deadline = Instant::now() + idle;
+    let mut writer_done = false;
+    let close = loop {
+        if let Err(close) = connection.drain(&mut decoder) {
+            break close;
+        }
+        decoder.buffer_mut().reserve(READ_RESERVE);
+        tokio::select! {
+            read = reader.read_buf(decoder.buffer_mut()) => match read {
+                Ok(0) => break Close::quietly("peer closed the connection"),
+                Ok(_) => deadline = Instant::now() + idle,
+                Err(error) => break Close::quietly(format!("read failed: {error}")),
+            },
+            () = sleep_until(deadline) => {
+                break Close::with_error(ErrorCode::Timeout, format!("silent for {idle:?}"));
+            }
+            written = &mut writer_task => {
+                writer_done = true;
+                break Close::quietly(match written {
+                    Ok(Ok(())) => "link closed".to_owned(),
+                    Ok(Err(error)) => format!("write failed: {error}"),
+                    Err(error) => format!("writer task failed: {error}"),
+                });
+            }
+            () = stopped(&mut shutdown) => {
+                break Close::with_error(ErrorCode::ShuttingDown, "game server shutting down");
+            }
+        }
+    };
+    log::info!("front-end {peer} ({id:?}) link closing: {}", close.reason);
+    outbox.close(close.error.map(|(code, text)| error_frame(code, text)));
+    if !writer_done {
+        // Give the writer a moment to flush the final error frame.
+        let flush = tokio::time::timeout(std::time::Duration::from_secs(1), &mut writer_task);
+        if flush.await.is_err() {
+            writer_task.abort();
+        }
+    }
+    if connection.link.is_some() {
+        shared.unregister(id);
+    }
+}
+
+impl Connection {
+    /// Handles every complete frame in the decoder.
+    fn drain(&mut self, decoder: &mut Decoder) -> Result<(), Close> {
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) => self.handle(&frame)?,
+                Ok(None) => return Ok(()),
+                Err(error) => {
+                    return Err(Close::with_error(error.code(), error.to_string()));
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, frame: &RawFrame) -> Result<(), Close> {
+        let message = FrontendToGame::decode(frame)
+            .map_err(|error| Close::with_error(error.code(), error.to_string()))?;
+        let Some(link) = self.link.clone() else {
+            return self.handshake(message);
+        };
+        match message {
+            FrontendToGame::Hello { .. } => {
+                return Err(Close::with_error(
+                    ErrorCode::UnexpectedFrame,
+                    "second GameHello",
+                ));
+            }
+            FrontendToGame::Ping { nonce } => {
+                let pong = GameToFrontend::Pong { nonce }.encode_to_bytes();
+                let _ = self.outbox.push(pong, FrameKind::Other);
+            }
+            FrontendToGame::Pong { .. } => {}
+            FrontendToGame::Subscribe { world, since } => {
+                subscribe(&self.shared, &link, world, since);
+            }
+            FrontendToGame::Unsubscribe { world } => unsubscribe(&self.shared, self.id, &world),
+            FrontendToGame::Input {
+                world,
+                session,
+                payload,
+            } => {
+                {
+                    let mut registry = lock(&self.shared.registry);
+                    registry.sessions.insert(session, self.id);
+                }
+                self.shared.emit(GameEvent::Input {
+                    world,
+                    session,
+                    payload,
+                });
+            }
+            FrontendToGame::SessionOpened {
+                session,
+                client_name,
+            } => {
+                lock(&self.shared.registry)
+                    .sessions
+                    .insert(session, self.id);
+                self.shared.emit(GameEvent::SessionOpened {
+                    session,
+                    client_name,
+                    frontend: self.id,
+                });
+            }
+            FrontendToGame::SessionClosed { session } => {
+                let closed = {
+                    let mut registry = lock(&self.shared.registry);
+                    if registry.sessions.get(&session) == Some(&self.id) {
+                        registry.sessions.remove(&session);
+                        true
+                    } else {
+                        false
+                    }
+                };
+                if closed {
+                    self.shared.emit(GameEvent::SessionClosed { session });
+                }
+            }
+            FrontendToGame::Error { code, text } => {
+                return Err(Close::quietly(format!(
+                    "front-end sent Error {code:?}: {text}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The first frame must be a `GameHello` of a supported version.
+    fn handshake(&mut self, message: FrontendToGame) -> Result<(), Close> {
+        let FrontendToGame::Hello {
+            version,
+            frontend_id,
+        } = message
+        else {
+            return Err(Close::with_error(
+                ErrorCode::UnexpectedFrame,
+                "expected GameHello first",
+            ));
+        };
+        if version != PROTOCOL_VERSION {
+            return Err(Close::with_error(
+                ErrorCode::UnsupportedVersion,
+                format!("version {version} not supported; this server speaks {PROTOCOL_VERSION}"),
+            ));
+        }
+        let link = Arc::new(Link {
+            id: self.id,
+            name: frontend_id.clone(),
+            peer: self.peer,
+            outbox: Arc::clone(&self.outbox),
+        });
+        self.shared.register(Arc::clone(&link));
+        self.outbox.enable_pings();
+        self.link = Some(link);
+        log::info!(
+            "front-end {frontend_id} ({:?}) connected from {}",
+            self.id,
+            self.peer
+        );
+        self.shared.emit(GameEvent::FrontendConnected {
+            frontend: self.id,
+            name: frontend_id,
+        });
+        Ok(())
+    }
+}

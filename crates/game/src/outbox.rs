@@ -1,0 +1,265 @@
+//! The outbound queue of one connection and the writer task that drains it.
+//!
+//! Any task may queue encoded frames ([`Outbox::push`]); one writer task per connection
+//! ([`run_writer`]) takes everything queued at once and writes it with as few syscalls as
+//! possible (frames are gathered into one buffer of up to [`WRITE_CHUNK`] bytes). The writer
+//! also sends a `Ping` after a quiet interval (nothing written), and ends the connection
+//! after writing the final frame given to [`Outbox::close`].
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
+
+/// Frames are gathered into one write of at most this many bytes.
+pub(crate) const WRITE_CHUNK: usize = 64 * 1024;
+
+/// A write buffer grown past this is released after use, so idle links hold little memory.
+const KEEP_BUFFER: usize = 4 * 1024;
+
+/// What a queued item is, for the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FrameKind {
+    /// One `ChangeBatch` frame.
+    Batch,
+    /// One snapshot, possibly several frames.
+    Snapshot,
+    /// Anything else.
+    Other,
+}
+
+/// One queued item: one or more whole frames.
+#[derive(Debug)]
+struct Outgoing {
+    bytes: Bytes,
+    kind: FrameKind,
+    frames: u64,
+}
+
+/// Counters of what a writer actually wrote.
+#[derive(Debug, Default)]
+pub(crate) struct LinkCounters {
+    pub(crate) batches: AtomicU64,
+    pub(crate) snapshots: AtomicU64,
+    pub(crate) frames: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+}
+
+impl LinkCounters {
+    fn add(&self, item: &Outgoing) {
+        match item.kind {
+            FrameKind::Batch => self.batches.fetch_add(1, Ordering::Relaxed),
+            FrameKind::Snapshot => self.snapshots.fetch_add(1, Ordering::Relaxed),
+            FrameKind::Other => 0,
+        };
+        self.frames.fetch_add(item.frames, Ordering::Relaxed);
+        self.bytes
+            .fetch_add(item.bytes.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Why a push was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PushError {
+    /// The connection is closing or closed.
+    Closed,
+    /// The queue exceeded its byte budget: the connection is now closing.
+    Overloaded,
+}
+
+#[derive(Debug, Default)]
+struct OutboxState {
+    queue: VecDeque<Outgoing>,
+    queued_bytes: usize,
+    closing: bool,
+}
+
+/// The outbound queue of one connection, shared by every task that sends on it.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    state: Mutex<OutboxState>,
+    notify: Notify,
+    max_queued_bytes: usize,
+    overload_frame: Bytes,
+    pings_enabled: AtomicBool,
+    pub(crate) counters: LinkCounters,
+    totals: Arc<LinkCounters>,
+}
+
+impl Outbox {
+    /// An empty outbox. Past `max_queued_bytes` queued, the queue is dropped and the
+    /// connection closes after writing `overload_frame`. Everything written is also counted
+    /// in `totals`.
+    pub(crate) fn new(
+        max_queued_bytes: usize,
+        overload_frame: Bytes,
+        totals: Arc<LinkCounters>,
+    ) -> Self {
+        Self {
+            state: Mutex::new(OutboxState::default()),
+            notify: Notify::new(),
+            max_queued_bytes,
+            overload_frame,
+            pings_enabled: AtomicBool::new(false),
+            counters: LinkCounters::default(),
+            totals,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, OutboxState> {
+        // A poisoned lock only means another task panicked mid-push: the queue is still a
+        // valid VecDeque, keep going.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues one frame.
+    pub(crate) fn push(&self, bytes: Bytes, kind: FrameKind) -> Result<(), PushError> {
+        self.push_frames(bytes, kind, 1)
+    }
+
+    /// Queues `frames` whole frames given as one buffer.
+    pub(crate) fn push_frames(
+        &self,
+        bytes: Bytes,
+        kind: FrameKind,
+        frames: u64,
+    ) -> Result<(), PushError> {
+        let mut state = self.lock();
+        if state.closing {
+            return Err(PushError::Closed);
+        }
+        if state.queued_bytes.saturating_add(bytes.len()) > self.max_queued_bytes {
+            state.queue.clear();
+            state.queued_bytes = 0;
+            state.closing = true;
+            state.queue.push_back(Outgoing {
+                bytes: self.overload_frame.clone(),
+                kind: FrameKind::Other,
+                frames: 1,
+            });
+            drop(state);
+            self.notify.notify_one();
+            return Err(PushError::Overloaded);
+        }
+        state.queued_bytes += bytes.len();
+        state.queue.push_back(Outgoing {
+            bytes,
+            kind,
+            frames,
+        });
+        drop(state);
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    /// Closes the connection after what is queued and, if given, one final frame (an
+    /// `Error`). Later pushes are refused.
+    pub(crate) fn close(&self, final_frame: Option<Bytes>) {
+        let mut state = self.lock();
+        if state.closing {
+            return;
+        }
+        state.closing = true;
+        if let Some(bytes) = final_frame {
+            state.queued_bytes += bytes.len();
+            state.queue.push_back(Outgoing {
+                bytes,
+                kind: FrameKind::Other,
+                frames: 1,
+            });
+        }
+        drop(state);
+        self.notify.notify_one();
+    }
+
+    /// Lets the writer send keep-alive pings (once the handshake is done).
+    pub(crate) fn enable_pings(&self) {
+        self.pings_enabled.store(true, Ordering::Relaxed);
+    }
+
+    /// Moves everything queued into `into`; returns whether the connection is closing.
+    fn take(&self, into: &mut VecDeque<Outgoing>) -> bool {
+        let mut state = self.lock();
+        std::mem::swap(&mut state.queue, into);
+        state.queued_bytes = 0;
+        state.closing
+    }
+}
+
+/// Drains `outbox` into `writer` until the outbox is closed (then shuts the write side
+/// down) or a write fails. After `ping_interval` without writing anything, writes
+/// `make_ping(nonce)` if pings are enabled.
+pub(crate) async fn run_writer<W, P>(
+    mut writer: W,
+    outbox: Arc<Outbox>,
+    ping_interval: Duration,
+    make_ping: P,
+) -> std::io::Result<()>
+where
+    W: AsyncWrite + Unpin,
+    P: Fn(u64) -> Bytes,
+{
+    let mut pending: VecDeque<Outgoing> = VecDeque::new();
+    let mut buffer = BytesMut::new();
+    let mut nonce: u64 = 0;
+    loop {
+        let closing = outbox.take(&mut pending);
+        if pending.is_empty() {
+            if closing {
+                break;
+            }
+            if tokio::time::timeout(ping_interval, outbox.notify.notified())
+                .await
+                .is_err()
+                && outbox.pings_enabled.load(Ordering::Relaxed)
+            {
+                nonce = nonce.wrapping_add(1);
+                pending.push_back(Outgoing {
+                    bytes: make_ping(nonce),
+                    kind: FrameKind::Other,
+                    frames: 1,
+                });
+            } else {
+                continue;
+            }
+        }
+        while let Some(item) = pending.pop_front() {
+            if item.bytes.len() >= WRITE_CHUNK {
+                if !buffer.is_empty() {
+                    writer.write_all(&buffer).await?;
+                    buffer.clear();
+                }
+                writer.write_all(&item.bytes).await?;
+            } else {
+                if buffer.len() + item.bytes.len() > WRITE_CHUNK {
+                    writer.write_all(&buffer).await?;
+                    buffer.clear();
+                }
+                buffer.extend_from_slice(&item.bytes);
+            }
+            outbox.counters.add(&item);
+            outbox.totals.add(&item);
+        }
+        if !buffer.is_empty() {
+            writer.write_all(&buffer).await?;
+            buffer.clear();
+        }
+        if buffer.capacity() > KEEP_BUFFER {
+            buffer = BytesMut::new();
+        }
+        if pending.capacity() > 64 {
+            pending = VecDeque::new();
+        }
+        if closing {
+            break;
+        }
+    }
+    writer.flush().await?;
+    writer.shutdown().await
+}
