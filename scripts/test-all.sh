@@ -5,7 +5,7 @@
 #   2. cargo clippy --workspace --all-targets --release -- -D warnings
 #   3. cargo test --workspace --release   (unit, property, loopback and real-peer tests)
 #   4. the fuzz targets, briefly (FUZZ_SECONDS each, default 10)
-#   5. the demo, end to end (`flotilla demo --json`), checked
+#   5. the demos, end to end (`flotilla demo --json`, `flotilla logger-demo --json`), checked
 # One build profile (release) serves the tests and the binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,17 +34,31 @@ for run in crates/*/fuzz/run.sh; do
     bash "$run"
 done
 
-step "demo, end to end"
-summary=$(cargo run --release --quiet -- demo --duration 3 --json)
+step "demo, end to end (front-ends) and the logger demo"
+summary=$(cargo run --release --quiet -- demo --duration 3 --bots 10 --observers 100 --json)
+echo "$summary"
+python3 - "$summary" <<'PY'
+import json, sys
+s = json.loads(sys.argv[1])
+assert s["clients"] == 110 and s["replicas_in_sync"] == s["clients"], s
+assert len(s["clients_per_frontend"]) == 3, s
+assert s["batches_delivered"] > 0 and s["outputs_received"] == 10, s
+sent = list(s["game_batches_sent_per_frontend"].values())
+# Each front-end gets each batch once, whatever its number of observers.
+assert len(sent) == 3 and max(sent) <= s["batches_committed"] and min(sent) >= 0.8 * max(sent), s
+assert s["boot_messages"] >= 1, s
+print("demo: ok")
+PY
+summary=$(cargo run --release --quiet -- logger-demo --duration 3 --json)
 echo "$summary"
 python3 - "$summary" <<'PY'
 import json, sys
 s = json.loads(sys.argv[1])
 need = ["boot_received", "error_received", "crash_received", "failed_over"]
 missing = [k for k in need if not s.get(k)]
-assert not missing, f"demo summary lacks {missing}: {s}"
+assert not missing, f"logger demo summary lacks {missing}: {s}"
 assert s["bad_frames"] == 0, s
-print("demo: ok")
+print("logger-demo: ok")
 PY
 
 step "all green in $((SECONDS - started)) s"

@@ -1,33 +1,53 @@
-//! `flotilla demo`: a sealed service's life as its operators see it.
+//! `flotilla demo`: the main job, on one machine.
 //!
-//! Two local collectors (TCP receivers on loopback) stand in for a log service.
-//! A service logs through the flotilla logger: the boot message with its IP
-//! configuration, a steady stream of numbered messages with fields, a heartbeat,
-//! a caught error with its cause chain; half-way the collector in use is stopped
-//! and the logger fails over to the other; at the end a thread panics on purpose
-//! and the "about to crash" message arrives. Until the front-end demo exists,
-//! this is the main job: everything in it is real sockets and real parsing.
+//! One game server hosts a few "arena" worlds (entities moving on a 2D field at 20
+//! ticks/s); three front-ends connect to it; bot players and observers each pick a
+//! front-end at random (client-side random balancing, OS-seeded), subscribe to a
+//! world, and keep replicas; bots join and steer their entity with inputs. Every role
+//! logs through the flotilla logger to a local collector. A status line per second
+//! (clients per front-end, batches/s delivered, observer lag p50/p99) and a final
+//! summary; `--json` prints the summary as one JSON object.
 
-use std::collections::BTreeSet;
-use std::sync::mpsc::{Receiver, channel};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
-use flotilla_logger::Config;
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use flotilla_client::{Client, ClientConfig, ClientEvent, ReplicaMode};
+use flotilla_frontend::{FrontendConfig, FrontendServer};
+use flotilla_game::{GameConfig, GameServer, WorldId};
+use hdrhistogram::Histogram;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
-use crate::receive::{Listener, Received};
+use crate::arena::{self, CommitLog};
+use crate::receive::Listener;
 
 /// Arguments of `flotilla demo`.
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
-    /// How long the service runs, in seconds.
-    #[arg(long, default_value_t = 6.0)]
+    /// How long the game runs, in seconds.
+    #[arg(long, default_value_t = 10.0)]
     duration: f64,
-    /// Messages per second the service logs.
-    #[arg(long, default_value_t = 200)]
-    rate: u32,
-    /// Print the final summary as one JSON object.
+    /// Arena worlds on the game server.
+    #[arg(long, default_value_t = 3)]
+    worlds: usize,
+    /// Front-end servers.
+    #[arg(long, default_value_t = 3)]
+    frontends: usize,
+    /// Bot players (each joins a world and steers).
+    #[arg(long, default_value_t = 30)]
+    bots: usize,
+    /// Observers (each watches a world).
+    #[arg(long, default_value_t = 300)]
+    observers: usize,
+    /// Wandering entities per world.
+    #[arg(long, default_value_t = 20)]
+    npcs: usize,
+    /// Print the final summary as one JSON object (and no status lines).
     #[arg(long)]
     json: bool,
 }
@@ -35,278 +55,333 @@ pub struct DemoArgs {
 /// The demo's final summary.
 #[derive(Debug, Serialize)]
 pub struct DemoSummary {
-    /// Numbered messages the service logged.
-    pub logged: u64,
-    /// Distinct numbered messages that reached a collector.
-    pub received_distinct: u64,
-    /// Numbered messages lost (plain TCP loses what sits in a dying connection's buffers).
-    pub lost: u64,
-    /// Messages received per collector.
-    pub per_collector: Vec<(String, u64)>,
-    /// The boot message arrived, with the IP configuration.
-    pub boot_received: bool,
-    /// The caught error arrived with its cause chain.
-    pub error_received: bool,
-    /// The "about to crash" message arrived.
-    pub crash_received: bool,
-    /// Heartbeats received.
-    pub heartbeats: u64,
-    /// The logger moved to the other collector after the first one stopped.
-    pub failed_over: bool,
-    /// Logger counters at the end.
-    pub delivered: u64,
-    /// Messages the logger dropped.
-    pub dropped: u64,
-    /// Frames the collectors could not decode or parse (should be 0).
-    pub bad_frames: u64,
+    /// Seconds the game ran.
+    pub seconds: f64,
+    /// Clients (bots + observers) connected to each front-end, by front-end id.
+    pub clients_per_frontend: BTreeMap<String, u64>,
+    /// Change batches the game server committed (all worlds).
+    pub batches_committed: u64,
+    /// Change batches the game server sent to each front-end, by front-end id: one per
+    /// commit per subscribed world, whatever the number of observers behind it.
+    pub game_batches_sent_per_frontend: BTreeMap<String, u64>,
+    /// Change batches delivered to clients (all clients, all worlds).
+    pub batches_delivered: u64,
+    /// Observers and bots at the end.
+    pub clients: u64,
+    /// Clients whose replica equals the game server's state at the end (digest).
+    pub replicas_in_sync: u64,
+    /// Publish (commit) to client-apply lag, milliseconds.
+    pub lag_ms_p50: f64,
+    /// 99th percentile of the lag, milliseconds.
+    pub lag_ms_p99: f64,
+    /// Outputs the bots received from the game server (their "you are ..." replies).
+    pub outputs_received: u64,
+    /// Log messages the local collector received from the roles.
+    pub log_messages: u64,
+    /// Boot messages among them.
+    pub boot_messages: u64,
+}
+
+struct Shared {
+    delivered: AtomicU64,
+    outputs: AtomicU64,
+    lag: Mutex<Histogram<u64>>,
+    window_lag: Mutex<Histogram<u64>>,
+    commits: Arc<CommitLog>,
 }
 
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> Result<()> {
-    if !(args.duration.is_finite() && args.duration > 0.0) || args.rate == 0 {
-        bail!("--duration and --rate must be positive");
+    if !(args.duration.is_finite() && args.duration > 0.0)
+        || args.worlds == 0
+        || args.frontends == 0
+    {
+        bail!("--duration, --worlds and --frontends must be positive");
     }
-    let (tx, rx) = channel();
-    let a = Listener::start("tcp://127.0.0.1:0", tx.clone())?;
-    let b = Listener::start("tcp://127.0.0.1:0", tx)?;
-    let (a_name, b_name) = (format!("tcp://{}", a.addr), format!("tcp://{}", b.addr));
-    let mut config = Config::with_collectors(&format!("{a_name},{b_name}"))?;
-    config.app_name = Some("flotilla-demo".into());
-    config.app_version = Some(env!("CARGO_PKG_VERSION").into());
-    config.heartbeat = Some(Duration::from_secs(1));
-    let logger = flotilla_logger::init(config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(demo(args))
+}
+
+async fn demo(args: DemoArgs) -> Result<()> {
+    // The roles log through the flotilla logger to a local collector.
+    let (log_tx, log_rx) = std::sync::mpsc::channel();
+    let collector = Listener::start("tcp://127.0.0.1:0", log_tx)?;
+    let mut log_config =
+        flotilla_logger::Config::with_collectors(&format!("tcp://{}", collector.addr))?;
+    log_config.app_name = Some("flotilla-demo".into());
+    log_config.app_version = Some(env!("CARGO_PKG_VERSION").into());
+    let logger = flotilla_logger::init(log_config)?;
+
+    let game = Arc::new(
+        GameServer::bind(
+            "127.0.0.1:0",
+            GameConfig {
+                server_id: "game-1".into(),
+                ..GameConfig::default()
+            },
+        )
+        .await?,
+    );
+    let game_addr = game.local_addr();
+    let events = game.take_events().context("game events already taken")?;
+    let commits = Arc::new(CommitLog::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let game_task = tokio::spawn(arena::run(
+        game.clone(),
+        events,
+        args.worlds,
+        args.npcs,
+        Duration::from_millis(50),
+        commits.clone(),
+        stop_rx,
+    ));
+
+    let mut frontends = Vec::new();
+    for i in 1..=args.frontends {
+        let config = FrontendConfig {
+            listen: "127.0.0.1:0".parse()?,
+            game_servers: vec![game_addr.to_string()],
+            server_id: format!("fe-{i}"),
+            ..FrontendConfig::default()
+        };
+        frontends.push(FrontendServer::bind(config).await?);
+    }
+    let fe_addrs: Vec<_> = frontends.iter().map(|f| f.local_addr()).collect();
     if !args.json {
         println!(
-            "flotilla demo: collectors {a_name} and {b_name}; service logging {} msg/s for {} s",
-            args.rate, args.duration
+            "flotilla demo: game server {game_addr}, {} worlds; front-ends {fe_addrs:?}; {} bots, {} observers, {} s",
+            args.worlds, args.bots, args.observers, args.duration
         );
     }
+    // Let the front-ends connect to the game server and learn its worlds.
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let mut collectors = vec![(a_name.clone(), Some(a)), (b_name.clone(), Some(b))];
-    let mut seen = Seen::default();
-    let start = Instant::now();
-    let total = Duration::from_secs_f64(args.duration);
-    let interval = Duration::from_secs_f64(1.0 / f64::from(args.rate));
-    let mut next = start;
-    let mut logged = 0u64;
-    let mut stopped: Option<String> = None;
-    let mut last_status = start;
-    while start.elapsed() < total {
-        logged += 1;
-        log::info!(seq = logged, phase = if stopped.is_some() { "after-failover" } else { "before-failover" }; "tick {logged}");
-        if logged == 10 {
-            let cause = std::io::Error::new(
-                std::io::ErrorKind::ConnectionRefused,
-                "database refused the connection",
-            );
-            let err = DemoError::Load { source: cause };
-            logger.error("loading the player table failed", &err);
+    let shared = Arc::new(Shared {
+        delivered: AtomicU64::new(0),
+        outputs: AtomicU64::new(0),
+        lag: Mutex::new(Histogram::new(3)?),
+        window_lag: Mutex::new(Histogram::new(3)?),
+        commits,
+    });
+    // Client-side random balancing: each client picks a front-end uniformly at random
+    // with an OS-seeded generator.
+    let seed = flotilla_balance::seed_from_os_entropy().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut clients = Vec::new();
+    let mut per_frontend: BTreeMap<String, u64> = BTreeMap::new();
+    for i in 0..(args.bots + args.observers) {
+        let is_bot = i < args.bots;
+        let fe = flotilla_balance::pick_uniform(&mut rng, fe_addrs.len())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let world = WorldId::new(&format!("arena-{}", rng.random_range(1..=args.worlds)))?;
+        let config = ClientConfig {
+            client_name: format!("{}-{i}", if is_bot { "bot" } else { "observer" }),
+            mode: ReplicaMode::Full,
+            ..ClientConfig::default()
+        };
+        let client = Client::connect(fe_addrs[fe], config)
+            .await
+            .with_context(|| format!("client {i}"))?;
+        *per_frontend
+            .entry(client.server_id().to_owned())
+            .or_default() += 1;
+        client.subscribe(world.clone(), None)?;
+        if is_bot {
+            client.send_input(&world, Bytes::from_static(b"J"))?;
         }
-        seen.drain(&rx);
-        // Half-way: stop the collector the logger is using; it must fail over.
-        if stopped.is_none() && start.elapsed() >= total / 2 {
-            if let Some(in_use) = seen.busiest_since_start() {
-                if let Some(slot) = collectors.iter_mut().find(|(n, _)| *n == in_use) {
-                    if let Some(listener) = slot.1.take() {
-                        listener.stop();
-                        if !args.json {
-                            println!("flotilla demo: stopped collector {in_use} (the one in use)");
+        let mut events = client.take_events().context("client events")?;
+        let shared2 = shared.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                match event {
+                    ClientEvent::BatchApplied {
+                        world,
+                        position,
+                        received,
+                    } => {
+                        shared2.delivered.fetch_add(1, Ordering::Relaxed);
+                        if let Some(at) = shared2.commits.committed_at(world.as_str(), position.seq)
+                        {
+                            let micros = received.saturating_duration_since(at).as_micros() as u64;
+                            if let Ok(mut h) = shared2.lag.lock() {
+                                let _ = h.record(micros.max(1));
+                            }
+                            if let Ok(mut h) = shared2.window_lag.lock() {
+                                let _ = h.record(micros.max(1));
+                            }
                         }
-                        stopped = Some(in_use);
                     }
+                    ClientEvent::Output { .. } => {
+                        shared2.outputs.fetch_add(1, Ordering::Relaxed);
+                    }
+                    ClientEvent::Disconnected { .. } => break,
+                    _ => {}
                 }
             }
-        }
-        if !args.json && last_status.elapsed() >= Duration::from_secs(1) {
-            last_status = Instant::now();
-            let s = logger.stats();
-            println!(
-                "  t={:>4.1}s logged={logged} delivered={} dropped={} received={:?}",
-                start.elapsed().as_secs_f64(),
-                s.delivered,
-                s.dropped,
-                seen.per_collector
-            );
-        }
-        next += interval;
-        if let Some(wait) = next.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
+        });
+        clients.push((client, world, is_bot));
     }
-    // A worker thread panics on purpose: the panic hook reports it synchronously.
-    let crashed = std::thread::Builder::new()
-        .name("worker".into())
-        .spawn(|| {
-            let players: Vec<u32> = Vec::new();
-            if players.is_empty() {
-                panic!("on purpose: no player left in arena 7");
-            }
-        })?
-        .join();
-    if crashed.is_ok() {
-        bail!("the demo's worker thread was supposed to panic");
-    }
-    logger.flush(Duration::from_secs(3));
-    let stats = logger.stats();
-    // Give the receivers a moment to parse what is already on the wire.
-    let settle = Instant::now() + Duration::from_millis(500);
-    while Instant::now() < settle {
-        seen.drain(&rx);
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    logger.shutdown(Duration::from_secs(2));
-    seen.drain(&rx);
-    let bad_frames = collectors
-        .iter()
-        .filter_map(|(_, l)| l.as_ref())
-        .map(|l| l.errors.load(std::sync::atomic::Ordering::Relaxed))
-        .sum();
-    drop(collectors);
+    log::info!(clients = clients.len(), frontends = fe_addrs.len(); "demo clients connected");
 
-    let failed_over = match &stopped {
-        Some(name) => seen.after_failover_at.iter().any(|c| c != name),
-        None => false,
+    let start = Instant::now();
+    let total = Duration::from_secs_f64(args.duration);
+    let mut last_delivered = 0;
+    let mut steer = tokio::time::interval(Duration::from_millis(200));
+    let mut next_status = start + Duration::from_secs(1);
+    while start.elapsed() < total {
+        steer.tick().await;
+        for (client, world, is_bot) in &clients {
+            if *is_bot {
+                let dx = rng.random_range(-100i8..=100) as u8;
+                let dy = rng.random_range(-100i8..=100) as u8;
+                let _ = client.send_input(world, Bytes::from(vec![b'S', dx, dy]));
+            }
+        }
+        if !args.json && Instant::now() >= next_status {
+            next_status += Duration::from_secs(1);
+            let delivered = shared.delivered.load(Ordering::Relaxed);
+            let (p50, p99) = match shared.window_lag.lock() {
+                Ok(mut h) => {
+                    let r = (h.value_at_quantile(0.5), h.value_at_quantile(0.99));
+                    h.reset();
+                    r
+                }
+                Err(_) => (0, 0),
+            };
+            let per_fe: Vec<String> = frontends
+                .iter()
+                .map(|f| {
+                    let s = f.stats();
+                    format!("{}", s.machine.connections)
+                })
+                .collect();
+            println!(
+                "  t={:>4.1}s clients per front-end [{}]  batches/s delivered {:>6}  lag p50 {:.1} ms p99 {:.1} ms",
+                start.elapsed().as_secs_f64(),
+                per_fe.join(", "),
+                delivered - last_delivered,
+                p50 as f64 / 1000.0,
+                p99 as f64 / 1000.0
+            );
+            last_delivered = delivered;
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    // Stop the game; let the last batches reach everyone.
+    let _ = stop_tx.send(true);
+    game_task.await.context("game task")??;
+    let positions: BTreeMap<String, (flotilla_game::Position, u64)> = game
+        .world_ids()
+        .into_iter()
+        .filter_map(|id| {
+            game.world(&id)
+                .map(|w| (id.as_str().to_owned(), (w.position(), w.digest())))
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let in_sync = loop {
+        let in_sync = clients
+            .iter()
+            .filter(|(c, world, _)| {
+                let want = positions.get(world.as_str());
+                want.is_some_and(|(pos, digest)| {
+                    c.position(world) == Some(*pos) && c.digest(world) == Some(*digest)
+                })
+            })
+            .count() as u64;
+        if in_sync == clients.len() as u64 || Instant::now() > deadline {
+            break in_sync;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let received_distinct = seen.seqs.len() as u64;
+    let game_stats = game.stats();
+    let game_batches_sent_per_frontend = game_stats
+        .frontends
+        .iter()
+        .map(|f| (f.name.clone(), f.batches_sent))
+        .collect();
+    let (lag_ms_p50, lag_ms_p99) = match shared.lag.lock() {
+        Ok(h) => (
+            h.value_at_quantile(0.5) as f64 / 1000.0,
+            h.value_at_quantile(0.99) as f64 / 1000.0,
+        ),
+        Err(_) => (0.0, 0.0),
+    };
+    for (client, _, _) in &clients {
+        client.close();
+    }
+    for fe in frontends {
+        fe.shutdown().await;
+    }
+    game.shutdown();
+    logger.flush(Duration::from_secs(3));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let logged: Vec<_> = log_rx.try_iter().collect();
     let summary = DemoSummary {
-        logged,
-        received_distinct,
-        lost: logged.saturating_sub(received_distinct),
-        per_collector: seen.per_collector.clone(),
-        boot_received: seen.boot,
-        error_received: seen.error,
-        crash_received: seen.crash,
-        heartbeats: seen.heartbeats,
-        failed_over,
-        delivered: stats.delivered,
-        dropped: stats.dropped,
-        bad_frames,
+        seconds,
+        clients_per_frontend: per_frontend,
+        batches_committed: game_stats.batches_committed,
+        game_batches_sent_per_frontend,
+        batches_delivered: shared.delivered.load(Ordering::Relaxed),
+        clients: clients.len() as u64,
+        replicas_in_sync: in_sync,
+        lag_ms_p50,
+        lag_ms_p99,
+        outputs_received: shared.outputs.load(Ordering::Relaxed),
+        log_messages: logged.len() as u64,
+        boot_messages: logged
+            .iter()
+            .filter(|m| m.msg_id.as_deref() == Some("BOOT"))
+            .count() as u64,
     };
+    drop(collector);
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
         println!("flotilla demo: summary");
         println!(
-            "  boot message with IP configuration: {}",
-            yes(summary.boot_received)
+            "  clients per front-end:            {:?}",
+            summary.clients_per_frontend
         );
         println!(
-            "  caught error with cause chain:       {}",
-            yes(summary.error_received)
+            "  batches committed by the game:    {}",
+            summary.batches_committed
         );
         println!(
-            "  about-to-crash message:              {}",
-            yes(summary.crash_received)
+            "  batches sent per front-end:       {:?}",
+            summary.game_batches_sent_per_frontend
         );
         println!(
-            "  heartbeats:                          {}",
-            summary.heartbeats
+            "  batches delivered to clients:     {}",
+            summary.batches_delivered
         );
         println!(
-            "  failed over after collector stop:    {}",
-            yes(summary.failed_over)
+            "  replicas equal to the game state: {} of {}",
+            summary.replicas_in_sync, summary.clients
         );
         println!(
-            "  numbered messages: {} logged, {} received, {} lost in the stopped collector's TCP buffers (RELP loses none)",
-            summary.logged, summary.received_distinct, summary.lost
+            "  lag commit -> client p50 {:.2} ms, p99 {:.2} ms",
+            summary.lag_ms_p50, summary.lag_ms_p99
         );
-        for (name, n) in &summary.per_collector {
-            println!("  {name}: {n} messages");
-        }
+        println!(
+            "  outputs received by bots:         {}",
+            summary.outputs_received
+        );
+        println!(
+            "  log messages at the collector:    {} ({} boot)",
+            summary.log_messages, summary.boot_messages
+        );
     }
-    if summary.bad_frames > 0 {
+    logger.shutdown(Duration::from_secs(2));
+    if summary.replicas_in_sync != summary.clients {
         bail!(
-            "the collectors saw {} undecodable frames",
-            summary.bad_frames
+            "only {} of {} replicas equal the game server's state",
+            summary.replicas_in_sync,
+            summary.clients
         );
-    }
-    if !(summary.boot_received
-        && summary.crash_received
-        && summary.error_received
-        && summary.failed_over)
-    {
-        bail!("the demo did not see everything it should have: {summary:?}");
     }
     Ok(())
-}
-
-fn yes(b: bool) -> &'static str {
-    if b { "yes" } else { "NO" }
-}
-
-#[derive(Default)]
-struct Seen {
-    seqs: BTreeSet<u64>,
-    per_collector: Vec<(String, u64)>,
-    after_failover_at: BTreeSet<String>,
-    boot: bool,
-    error: bool,
-    crash: bool,
-    heartbeats: u64,
-}
-
-impl Seen {
-    fn drain(&mut self, rx: &Receiver<Received>) {
-        while let Ok(m) = rx.try_recv() {
-            self.take(m);
-        }
-    }
-
-    fn take(&mut self, m: Received) {
-        match self
-            .per_collector
-            .iter_mut()
-            .find(|(n, _)| *n == m.listener)
-        {
-            Some((_, count)) => *count += 1,
-            None => self.per_collector.push((m.listener.clone(), 1)),
-        }
-        match m.msg_id.as_deref() {
-            Some("BOOT") => self.boot = m.param("ip@32473", "lo").is_some() || !m.msg.is_empty(),
-            Some("ERROR") => {
-                self.error =
-                    m.param("error@32473", "cause1") == Some("database refused the connection");
-            }
-            Some("CRASH") => {
-                self.crash = m.msg.contains("about to crash") && m.msg.contains("arena 7");
-            }
-            Some("HEARTBEAT") => self.heartbeats += 1,
-            _ => {}
-        }
-        if let Some(seq) = m.param("fields@32473", "seq").and_then(|s| s.parse().ok()) {
-            self.seqs.insert(seq);
-            if m.param("fields@32473", "phase") == Some("after-failover") {
-                self.after_failover_at.insert(m.listener.clone());
-            }
-        }
-    }
-
-    fn busiest_since_start(&self) -> Option<String> {
-        self.per_collector
-            .iter()
-            .max_by_key(|(_, n)| *n)
-            .map(|(name, _)| name.clone())
-    }
-}
-
-/// The demo's own error type, to show a cause chain.
-#[derive(Debug)]
-enum DemoError {
-    Load { source: std::io::Error },
-}
-
-impl std::fmt::Display for DemoError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DemoError::Load { .. } => write!(f, "player table unavailable"),
-        }
-    }
-}
-
-impl std::error::Error for DemoError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            DemoError::Load { source } => Some(source),
-        }
-    }
 }

@@ -1,13 +1,18 @@
 //! `flotilla`: the one binary on top of the flotilla crates.
 //!
-//! Subcommands: `demo` (the main job), `log` (a command-line syslog sender through
-//! the flotilla logger), `receive` (a small syslog receiver that prints what it
-//! gets), and `bench` (benchmarks with JSON output).
+//! Subcommands: `demo` (the main job: a game server, front-ends, bots and
+//! observers), `frontend` and `game` (run one role), `log` (a command-line syslog
+//! sender through the flotilla logger), `logger-demo` (a sealed service's logging),
+//! `receive` (a small syslog receiver that prints what it gets), and `bench`
+//! (benchmarks with JSON output).
 #![forbid(unsafe_code)]
 
+mod arena;
 mod bench;
 mod demo;
+mod logger_demo;
 mod receive;
+mod roles;
 mod send;
 
 use clap::{Parser, Subcommand};
@@ -22,9 +27,16 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the demo: a sealed service logging through the flotilla logger to two
-    /// local collectors, with failover, an error and a crash report.
+    /// Run the demo: one game server with arena worlds, three front-ends, bot
+    /// players and observers; a status line per second and a summary.
     Demo(demo::DemoArgs),
+    /// Run a front-end server.
+    Frontend(roles::FrontendArgs),
+    /// Run a game server hosting arena worlds.
+    Game(roles::GameArgs),
+    /// Run the logger demo: a sealed service logging to two local collectors, with
+    /// failover, an error and a crash report.
+    LoggerDemo(logger_demo::DemoArgs),
     /// Send syslog messages through the flotilla logger (like util-linux `logger`,
     /// plus RELP, TLS and failover).
     Log(send::LogArgs),
@@ -51,6 +63,9 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
+        Command::Frontend(args) => roles::frontend(args),
+        Command::Game(args) => roles::game(args),
+        Command::LoggerDemo(args) => logger_demo::run(args),
         Command::Log(args) => send::run(args),
         Command::Receive(args) => receive_main(args),
         Command::Bench { which } => bench::run(which),

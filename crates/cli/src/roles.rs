@@ -1,0 +1,131 @@
+//! `flotilla frontend` and `flotilla game`: run one role as its own process, logging
+//! through the flotilla logger (boot message with IP configuration, crash report)
+//! when `--log`/`FLOTILLA_LOG` names collectors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use flotilla_frontend::{FrontendConfig, FrontendServer};
+use flotilla_game::{GameConfig, GameServer};
+
+/// Arguments of `flotilla frontend`.
+#[derive(clap::Args, Debug)]
+pub struct FrontendArgs {
+    /// Address clients connect to.
+    #[arg(long, default_value = "127.0.0.1:7400")]
+    listen: String,
+    /// Game servers to connect to: ADDR[,ADDR...].
+    #[arg(long, value_delimiter = ',', required = true)]
+    game: Vec<String>,
+    /// This front-end's id (shown to clients and game servers).
+    #[arg(long, default_value = "frontend")]
+    id: String,
+    /// Per-connection send budget in bytes; past it a slow observer is resynced.
+    #[arg(long, default_value_t = 128 * 1024)]
+    send_budget: usize,
+    /// Log collectors (see `flotilla log --help`); none: log to nowhere.
+    #[arg(long, env = "FLOTILLA_LOG")]
+    log: Option<String>,
+    /// Stop after this many seconds (default: run until killed).
+    #[arg(long)]
+    seconds: Option<f64>,
+}
+
+/// Arguments of `flotilla game`.
+#[derive(clap::Args, Debug)]
+pub struct GameArgs {
+    /// Address front-ends connect to.
+    #[arg(long, default_value = "127.0.0.1:7500")]
+    listen: String,
+    /// Arena worlds to host.
+    #[arg(long, default_value_t = 3)]
+    worlds: usize,
+    /// Wandering entities per world.
+    #[arg(long, default_value_t = 20)]
+    npcs: usize,
+    /// Log collectors; none: log to nowhere.
+    #[arg(long, env = "FLOTILLA_LOG")]
+    log: Option<String>,
+    /// Stop after this many seconds (default: run until killed).
+    #[arg(long)]
+    seconds: Option<f64>,
+}
+
+fn start_logger(spec: Option<&str>, app: &str) -> Result<Option<flotilla_logger::Logger>> {
+    let Some(spec) = spec else { return Ok(None) };
+    let mut config = flotilla_logger::Config::with_collectors(spec)?;
+    config.app_name = Some(app.to_owned());
+    config.app_version = Some(env!("CARGO_PKG_VERSION").to_owned());
+    Ok(Some(flotilla_logger::init(config)?))
+}
+
+async fn run_for(seconds: Option<f64>) {
+    match seconds {
+        Some(s) if s.is_finite() && s > 0.0 => tokio::time::sleep(Duration::from_secs_f64(s)).await,
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Runs `flotilla frontend`.
+pub fn frontend(args: FrontendArgs) -> Result<()> {
+    let logger = start_logger(args.log.as_deref(), "flotilla-frontend")?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let config = FrontendConfig {
+            listen: args
+                .listen
+                .parse()
+                .with_context(|| format!("--listen {:?}", args.listen))?,
+            game_servers: args.game.clone(),
+            server_id: args.id.clone(),
+            send_budget: args.send_budget,
+            ..FrontendConfig::default()
+        };
+        let server = FrontendServer::bind(config).await?;
+        eprintln!(
+            "flotilla frontend {} listening on {}",
+            args.id,
+            server.local_addr()
+        );
+        run_for(args.seconds).await;
+        server.shutdown().await;
+        anyhow::Ok(())
+    })?;
+    if let Some(logger) = logger {
+        logger.shutdown(Duration::from_secs(2));
+    }
+    Ok(())
+}
+
+/// Runs `flotilla game`.
+pub fn game(args: GameArgs) -> Result<()> {
+    let logger = start_logger(args.log.as_deref(), "flotilla-game")?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let server = Arc::new(GameServer::bind(&args.listen, GameConfig::default()).await?);
+        eprintln!("flotilla game listening on {}", server.local_addr());
+        let events = server.take_events().context("events")?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(crate::arena::run(
+            server.clone(),
+            events,
+            args.worlds,
+            args.npcs,
+            Duration::from_millis(50),
+            Arc::default(),
+            stop_rx,
+        ));
+        run_for(args.seconds).await;
+        let _ = stop_tx.send(true);
+        task.await??;
+        server.shutdown();
+        anyhow::Ok(())
+    })?;
+    if let Some(logger) = logger {
+        logger.shutdown(Duration::from_secs(2));
+    }
+    Ok(())
+}

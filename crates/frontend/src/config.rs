@@ -1,0 +1,144 @@
+//! The front-end's settings, shared by the machines and the shell.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use flotilla_world::RingLimits;
+
+use crate::error::FrontendError;
+
+/// Everything a front-end can be tuned with. [`Default`] gives the recommended values of
+/// `PROTOCOL.md` (keep-alives, 1 MiB frames, rings of 256 batches / 1 MiB).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontendConfig {
+    /// Where clients connect. Default `127.0.0.1:7400`.
+    pub listen: SocketAddr,
+    /// The game servers to connect to (`host:port`, resolved at every attempt).
+    pub game_servers: Vec<String>,
+    /// This front-end's id, sent in `Welcome` and `GameHello`. Default `"frontend"`.
+    pub server_id: String,
+    /// Ping a client after this long without sending it anything. Default 2 s.
+    pub client_ping_interval: Duration,
+    /// Close a client connection after this long without receiving anything. Default 6 s.
+    pub client_idle_timeout: Duration,
+    /// Ping a game server after this long without sending it anything. Default 1 s.
+    pub game_ping_interval: Duration,
+    /// Close a game-server link after this long without receiving anything. Default 3 s.
+    pub game_idle_timeout: Duration,
+    /// Bytes a client connection may have queued (sent by the machine, not yet written to
+    /// its socket) before its change batches are dropped and it is resynced from a
+    /// snapshot once it drains. Default 128 KiB.
+    pub send_budget: usize,
+    /// Hard limit of queued bytes for frames that cannot be dropped (game outputs): past
+    /// it the connection is closed with `Error{Overloaded}`. Default 4 MiB.
+    pub max_queued_bytes: usize,
+    /// Bounds of each world replica's ring of recent batches.
+    pub ring: RingLimits,
+    /// The largest frame accepted or produced (type byte + body). Default 1 MiB.
+    pub max_frame_len: usize,
+    /// How often the shell feeds [`Input::Tick`](crate::Input::Tick) (keep-alive checks).
+    /// Default 250 ms.
+    pub tick_interval: Duration,
+    /// First reconnect backoff ceiling for a lost game server (full jitter). Default 100 ms.
+    pub reconnect_base: Duration,
+    /// Largest reconnect backoff ceiling. Default 5 s.
+    pub reconnect_cap: Duration,
+    /// Give up a game-server connection attempt after this long. Default 2 s.
+    pub connect_timeout: Duration,
+    /// Seed of the machines' generator (session ids, tokens, directory epoch). `None`: drawn
+    /// from the operating system. Set it only for replayable tests.
+    pub seed: Option<u64>,
+}
+
+impl Default for FrontendConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 7400)),
+            game_servers: Vec::new(),
+            server_id: "frontend".to_owned(),
+            client_ping_interval: flotilla_wire::CLIENT_PING_INTERVAL,
+            client_idle_timeout: flotilla_wire::CLIENT_IDLE_TIMEOUT,
+            game_ping_interval: flotilla_wire::GAME_PING_INTERVAL,
+            game_idle_timeout: flotilla_wire::GAME_IDLE_TIMEOUT,
+            send_budget: 128 * 1024,
+            max_queued_bytes: 4 << 20,
+            ring: RingLimits::default(),
+            max_frame_len: flotilla_wire::DEFAULT_MAX_FRAME_LEN,
+            tick_interval: Duration::from_millis(250),
+            reconnect_base: Duration::from_millis(100),
+            reconnect_cap: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            seed: None,
+        }
+    }
+}
+
+impl FrontendConfig {
+    /// Checks the settings that would make the front-end misbehave.
+    pub fn validate(&self) -> Result<(), FrontendError> {
+        if self.send_budget == 0 {
+            return Err(FrontendError::InvalidConfig("send_budget must be above 0"));
+        }
+        if self.max_queued_bytes < self.send_budget {
+            return Err(FrontendError::InvalidConfig(
+                "max_queued_bytes must be at least send_budget",
+            ));
+        }
+        if self.max_frame_len < 64 {
+            return Err(FrontendError::InvalidConfig(
+                "max_frame_len must be at least 64 bytes",
+            ));
+        }
+        if self.client_idle_timeout.is_zero() || self.game_idle_timeout.is_zero() {
+            return Err(FrontendError::InvalidConfig(
+                "idle timeouts must be above 0",
+            ));
+        }
+        if self.tick_interval.is_zero() {
+            return Err(FrontendError::InvalidConfig(
+                "tick_interval must be above 0",
+            ));
+        }
+        if self.server_id.is_empty() {
+            return Err(FrontendError::InvalidConfig("server_id must not be empty"));
+        }
+        Ok(())
+    }
+
+    /// The queued-bytes level under which a congested connection counts as drained and is
+    /// resynced: a quarter of the send budget.
+    pub fn resync_watermark(&self) -> usize {
+        self.send_budget / 4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_follow_the_protocol() {
+        let config = FrontendConfig::default();
+        config.validate().unwrap();
+        assert_eq!(config.client_idle_timeout, Duration::from_secs(6));
+        assert_eq!(config.game_ping_interval, Duration::from_secs(1));
+        assert_eq!(config.max_frame_len, 1 << 20);
+    }
+
+    #[test]
+    fn inconsistent_settings_are_rejected() {
+        let config = FrontendConfig {
+            send_budget: 0,
+            ..FrontendConfig::default()
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(FrontendError::InvalidConfig(_))
+        ));
+        let config = FrontendConfig {
+            max_queued_bytes: 10,
+            ..FrontendConfig::default()
+        };
+        assert!(config.validate().is_err());
+    }
+}

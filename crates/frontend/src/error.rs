@@ -1,0 +1,28 @@
+//! The one error type of this crate.
+
+use std::net::SocketAddr;
+
+/// Why the front-end could not start or was configured wrongly.
+///
+/// The machines never fail as a whole: a bad frame on a connection closes that connection
+/// (with an `Error` frame) and is reported through [`Output`](crate::Output)s, not here.
+#[derive(Debug, thiserror::Error)]
+pub enum FrontendError {
+    /// The configuration is inconsistent (for example a zero send budget).
+    #[error("invalid front-end configuration: {0}")]
+    InvalidConfig(&'static str),
+    /// The client listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// No seed could be drawn from the operating system's random source.
+    #[error("no random seed available: {0}")]
+    Entropy(String),
+    /// Another I/O failure of the shell.
+    #[error("front-end I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}

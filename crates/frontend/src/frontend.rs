@@ -1,0 +1,931 @@
+//! The driver: one [`Frontend`] owns every machine of a front-end in ID-indexed maps and
+//! moves messages between them.
+//!
+//! Feed it [`Input`]s with [`Frontend::handle`] (each with `now`, the time since the
+//! front-end started), then take its [`Output`]s with [`Frontend::poll_output`] until
+//! `None`. It never touches a socket, a clock or a thread, and draws randomness only from
+//! its seed, so the same `(now, input)` stream always yields the same outputs.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+use flotilla_wire::{
+    ErrorCode, FrontendToClient, FrontendToGame, GameToFrontend, Message, RawFrame, SessionId,
+    WireError, WorldId,
+};
+use flotilla_world::Position;
+
+use crate::config::FrontendConfig;
+use crate::directory::Directory;
+use crate::factory::{Factory, FactoryEvent};
+use crate::game_link::{GameEvent, GameLink};
+use crate::ids::{ConnId, GameId, IdBuildHasher, SeededRng};
+use crate::replica::{BatchOutcome, ReplicaMachine, Serve, SnapshotProgress, SubscriberState};
+use crate::router::{Router, WorldChange};
+use crate::session::{Offer, Session, SessionEvent, Traffic};
+
+/// Why the front-end closes a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// A protocol error; an `Error` frame with this code was sent first.
+    Protocol(ErrorCode),
+    /// The peer sent an `Error` frame with this code.
+    PeerError(ErrorCode),
+    /// The peer was silent past the idle timeout (`Error{Timeout}` was sent first).
+    IdleTimeout,
+    /// The session resumed on another connection of this front-end.
+    SessionMoved,
+}
+
+/// Something that happened to the front-end, fed to [`Frontend::handle`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A client connected.
+    ClientConnected(ConnId),
+    /// A whole frame arrived from a client.
+    ClientFrame(ConnId, RawFrame),
+    /// The client's bytes could not be framed (oversize length, unknown type): the
+    /// decoder's error.
+    ClientMalformed(ConnId, WireError),
+    /// This many bytes left the connection's send queue (written to the socket, or
+    /// discarded after [`Output::DropQueuedBatches`]).
+    ClientDrained(ConnId, usize),
+    /// The client's connection is gone (EOF, reset).
+    ClientClosed(ConnId),
+    /// A connection to a game server is established.
+    GameConnected(GameId),
+    /// A whole frame arrived from a game server.
+    GameFrame(GameId, RawFrame),
+    /// The game server's bytes could not be framed.
+    GameMalformed(GameId, WireError),
+    /// The game-server connection is gone.
+    GameClosed(GameId),
+    /// Time passed: keep-alive checks (the shell ticks every
+    /// [`tick_interval`](FrontendConfig::tick_interval)).
+    Tick,
+}
+
+/// Something the shell must do, taken from [`Frontend::poll_output`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Queue `bytes` (one or more whole frames) for the client and report them with
+    /// [`Input::ClientDrained`] once written. `droppable` frames (change batches) may be
+    /// discarded on [`Output::DropQueuedBatches`].
+    SendToClient {
+        /// The connection.
+        conn: ConnId,
+        /// The frames.
+        bytes: Bytes,
+        /// True for change batches, which a slow connection may lose (it is resynced).
+        droppable: bool,
+    },
+    /// The connection is past its send budget: discard its queued droppable frames that
+    /// are not partly written, and report their bytes with [`Input::ClientDrained`].
+    DropQueuedBatches(ConnId),
+    /// Write what is queued for the client (the last frame may be an `Error`), then close
+    /// it. The front-end has already forgotten the connection.
+    CloseClient(ConnId, CloseReason),
+    /// Send `bytes` (one whole frame) to the game server.
+    SendToGame(GameId, Bytes),
+    /// Write what is queued for the game server, then close the link (the shell
+    /// reconnects with backoff). The front-end has already forgotten it.
+    CloseGame(GameId, CloseReason),
+}
+
+/// Counters of one front-end, for status lines and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Client connections open now.
+    pub connections: u64,
+    /// Game links that completed their handshake.
+    pub games_ready: u64,
+    /// Replica machines of game worlds alive now.
+    pub replicas: u64,
+    /// Frames received from clients.
+    pub client_frames_in: u64,
+    /// Sends queued for clients (one snapshot of several parts counts once).
+    pub client_sends: u64,
+    /// Frames received from game servers.
+    pub game_frames_in: u64,
+    /// Frames sent to game servers.
+    pub game_frames_out: u64,
+    /// Change batch frames queued for clients (one per observer per batch).
+    pub batches_forwarded: u64,
+    /// Change batch frames not sent to congested connections.
+    pub batches_dropped: u64,
+    /// Times a connection crossed its send budget (its queued batches were dropped).
+    pub congestions: u64,
+    /// Snapshots sent to resync a drained connection.
+    pub resyncs: u64,
+    /// Client inputs forwarded to a game server.
+    pub inputs_routed: u64,
+    /// Client inputs for a world no game server hosts.
+    pub inputs_dropped: u64,
+    /// Game outputs delivered to a session.
+    pub outputs_routed: u64,
+    /// Game outputs for a session not on this front-end.
+    pub outputs_dropped: u64,
+    /// Connections closed for a protocol error (client or game side).
+    pub protocol_errors: u64,
+    /// Bytes handed to the shell for clients and not yet reported drained.
+    pub bytes_queued: u64,
+}
+
+type SessionMap = HashMap<ConnId, Session, IdBuildHasher>;
+
+/// Mutable access to what sending to clients needs, split from the machines.
+struct Outbox<'a> {
+    sessions: &'a mut SessionMap,
+    outputs: &'a mut VecDeque<Output>,
+    stats: &'a mut Stats,
+    send_budget: usize,
+    max_queued_bytes: usize,
+    now: Duration,
+    congested: &'a mut Vec<ConnId>,
+}
+
+impl Outbox<'_> {
+    /// Offers `bytes` to `conn`'s send budget and queues them if accepted.
+    fn send(&mut self, conn: ConnId, bytes: Bytes, traffic: Traffic) -> Offer {
+        let Some(session) = self.sessions.get_mut(&conn) else {
+            return Offer::Dropped {
+                newly_congested: false,
+            };
+        };
+        let len = bytes.len();
+        let offer = session.offer(len, traffic, self.send_budget, self.max_queued_bytes);
+        match offer {
+            Offer::Accepted => {
+                session.note_sent(self.now);
+                self.stats.bytes_queued += len as u64;
+                self.stats.client_sends += 1;
+                let droppable = traffic == Traffic::Batch;
+                if droppable {
+                    self.stats.batches_forwarded += 1;
+                }
+                self.outputs.push_back(Output::SendToClient {
+                    conn,
+                    bytes,
+                    droppable,
+                });
+            }
+            Offer::Dropped { .. } => self.stats.batches_dropped += 1,
+            Offer::Overloaded => {}
+        }
+        offer
+    }
+
+    /// Sends one batch frame to every live subscriber of `machine`; connections that
+    /// cross their budget are collected in `congested`.
+    fn fan_out_batch(&mut self, machine: &mut ReplicaMachine, frame: &Bytes) {
+        for (conn, state) in machine.subscribers_mut() {
+            match *state {
+                SubscriberState::Live => {}
+                SubscriberState::NeedsResync => {
+                    self.stats.batches_dropped += 1;
+                    continue;
+                }
+                SubscriberState::Pending => continue,
+            }
+            if let Offer::Dropped { newly_congested } =
+                self.send(*conn, frame.clone(), Traffic::Batch)
+            {
+                *state = SubscriberState::NeedsResync;
+                if newly_congested {
+                    self.congested.push(*conn);
+                }
+            }
+        }
+    }
+
+    /// Sends a complete snapshot to every pending and live subscriber of `machine`.
+    fn fan_out_snapshot(&mut self, machine: &mut ReplicaMachine, frames: &Bytes) {
+        for (conn, state) in machine.subscribers_mut() {
+            if *state == SubscriberState::NeedsResync {
+                continue;
+            }
+            *state = SubscriberState::Live;
+            self.send(*conn, frames.clone(), Traffic::Snapshot);
+        }
+    }
+}
+
+/// The replica machine of `world`: the directory's or a game world's.
+fn machine_of<'a>(
+    factory: &'a mut Factory,
+    directory: &'a mut Directory,
+    world: &WorldId,
+) -> Option<&'a mut ReplicaMachine> {
+    if *world == WorldId::DIRECTORY {
+        Some(directory.machine_mut())
+    } else {
+        factory.get_mut(world)
+    }
+}
+
+const TOKEN_LEN: usize = 16;
+
+/// A session token: the session id (8 bytes, big-endian) and 8 random bytes.
+fn make_token(session: SessionId, random: u64) -> Bytes {
+    let mut token = Vec::with_capacity(TOKEN_LEN);
+    token.extend_from_slice(&session.0.to_be_bytes());
+    token.extend_from_slice(&random.to_be_bytes());
+    Bytes::from(token)
+}
+
+/// The session id of a token made by [`make_token`] on any front-end.
+fn parse_token(token: &Bytes) -> Option<SessionId> {
+    if token.len() != TOKEN_LEN {
+        return None;
+    }
+    let id: [u8; 8] = token.get(..8)?.try_into().ok()?;
+    Some(SessionId(u64::from_be_bytes(id)))
+}
+
+/// All the machines of one front-end, and the queue of outputs for its shell.
+#[derive(Debug)]
+pub struct Frontend {
+    config: FrontendConfig,
+    rng: SeededRng,
+    sessions: SessionMap,
+    links: HashMap<GameId, GameLink, IdBuildHasher>,
+    router: Router,
+    factory: Factory,
+    directory: Directory,
+    outputs: VecDeque<Output>,
+    stats: Stats,
+    congested: Vec<ConnId>,
+}
+
+impl Frontend {
+    /// A front-end with no connections. `seed` drives session ids, tokens, and the
+    /// directory's epoch (the shell draws it from the operating system).
+    pub fn new(config: &FrontendConfig, seed: u64) -> Self {
+        let mut rng = SeededRng::new(seed);
+        let directory = Directory::new(rng.next_u64(), config.ring, config.max_frame_len);
+        Self {
+            config: config.clone(),
+            rng,
+            sessions: HashMap::default(),
+            links: HashMap::default(),
+            router: Router::new(),
+            factory: Factory::new(config.ring, config.max_frame_len),
+            directory,
+            outputs: VecDeque::new(),
+            stats: Stats::default(),
+            congested: Vec::new(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &FrontendConfig {
+        &self.config
+    }
+
+    /// Handles one input at `now` (time since the front-end started). Outputs queue up
+    /// for [`poll_output`](Self::poll_output).
+    pub fn handle(&mut self, now: Duration, input: Input) {
+        match input {
+            Input::ClientConnected(conn) => {
+                self.sessions.insert(conn, Session::new(conn, now));
+            }
+            Input::ClientFrame(conn, frame) => {
+                self.stats.client_frames_in += 1;
+                let Some(session) = self.sessions.get_mut(&conn) else {
+                    return;
+                };
+                let event = session.handle_frame(now, &frame);
+                self.on_session_event(now, conn, event);
+            }
+            Input::ClientMalformed(conn, error) => {
+                let Some(session) = self.sessions.get_mut(&conn) else {
+                    return;
+                };
+                let event = session.handle_malformed(&error);
+                self.on_session_event(now, conn, event);
+            }
+            Input::ClientDrained(conn, bytes) => self.on_drained(now, conn, bytes),
+            Input::ClientClosed(conn) => self.remove_session(now, conn),
+            Input::GameConnected(game) => {
+                let link = GameLink::new(game, now);
+                let hello = link.hello(&self.config.server_id);
+                self.links.insert(game, link);
+                self.send_game(now, game, hello);
+            }
+            Input::GameFrame(game, frame) => {
+                self.stats.game_frames_in += 1;
+                let Some(link) = self.links.get_mut(&game) else {
+                    return;
+                };
+                let event = link.handle_frame(now, &frame);
+                self.on_game_event(now, game, event, frame);
+            }
+            Input::GameMalformed(game, error) => {
+                let Some(link) = self.links.get_mut(&game) else {
+                    return;
+                };
+                let event = link.handle_malformed(&error);
+                if let GameEvent::Close {
+                    reason,
+                    error_frame,
+                } = event
+                {
+                    self.close_game(now, game, reason, error_frame);
+                }
+            }
+            Input::GameClosed(game) => self.remove_game(now, game),
+            Input::Tick => self.on_tick(now),
+        }
+    }
+
+    /// The next output for the shell, in order.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// The counters (gauges computed now).
+    pub fn stats(&self) -> Stats {
+        Stats {
+            connections: self.sessions.len() as u64,
+            games_ready: self.router.games().count() as u64,
+            replicas: self.factory.len() as u64,
+            ..self.stats
+        }
+    }
+
+    /// The session machine of a connection.
+    pub fn session(&self, conn: ConnId) -> Option<&Session> {
+        self.sessions.get(&conn)
+    }
+
+    /// The replica machine of a world (the directory's for `$directory`).
+    pub fn replica(&self, world: &WorldId) -> Option<&ReplicaMachine> {
+        if *world == WorldId::DIRECTORY {
+            Some(self.directory.machine())
+        } else {
+            self.factory.get(world)
+        }
+    }
+
+    /// The directory of worlds.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// The routing tables.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    fn outbox(&mut self, now: Duration) -> (Outbox<'_>, &mut Factory, &mut Directory) {
+        (
+            Outbox {
+                sessions: &mut self.sessions,
+                outputs: &mut self.outputs,
+                stats: &mut self.stats,
+                send_budget: self.config.send_budget,
+                max_queued_bytes: self.config.max_queued_bytes,
+                now,
+                congested: &mut self.congested,
+            },
+            &mut self.factory,
+            &mut self.directory,
+        )
+    }
+
+    fn send_client(
+        &mut self,
+        now: Duration,
+        conn: ConnId,
+        bytes: Bytes,
+        traffic: Traffic,
+    ) -> Offer {
+        let (mut outbox, _, _) = self.outbox(now);
+        let offer = outbox.send(conn, bytes, traffic);
+        match offer {
+            Offer::Overloaded => self.close_client(
+                now,
+                conn,
+                CloseReason::Protocol(ErrorCode::Overloaded),
+                Some(
+                    FrontendToClient::Error {
+                        code: ErrorCode::Overloaded,
+                        text: "too much unread output".to_owned(),
+                    }
+                    .encode_to_bytes(),
+                ),
+            ),
+            Offer::Dropped {
+                newly_congested: true,
+            } => {
+                self.congested.push(conn);
+                self.handle_congestion();
+            }
+            _ => {}
+        }
+        offer
+    }
+
+    fn send_game(&mut self, now: Duration, game: GameId, bytes: Bytes) {
+        let Some(link) = self.links.get_mut(&game) else {
+            return;
+        };
+        link.note_sent(now);
+        self.stats.game_frames_out += 1;
+        self.outputs.push_back(Output::SendToGame(game, bytes));
+    }
+
+    fn on_session_event(&mut self, now: Duration, conn: ConnId, event: SessionEvent) {
+        match event {
+            SessionEvent::Nothing => {}
+            SessionEvent::Reply(bytes) => {
+                self.send_client(now, conn, bytes, Traffic::Control);
+            }
+            SessionEvent::Hello {
+                session_token,
+                client_name,
+            } => self.open_session(now, conn, session_token, client_name),
+            SessionEvent::Subscribe { world, since } => self.subscribe(now, conn, world, since),
+            SessionEvent::Unsubscribe { world } => {
+                let Some(session) = self.sessions.get_mut(&conn) else {
+                    return;
+                };
+                if session.remove_subscription(&world) {
+                    self.detach(now, conn, &world);
+                }
+            }
+            SessionEvent::Input { world, payload } => {
+                let Some(session) = self.sessions.get(&conn).and_then(Session::session_id) else {
+                    return;
+                };
+                match self.router.route_input(session, world, payload) {
+                    Some((game, frame)) => {
+                        self.stats.inputs_routed += 1;
+                        self.send_game(now, game, frame);
+                    }
+                    None => self.stats.inputs_dropped += 1,
+                }
+            }
+            SessionEvent::Close {
+                reason,
+                error_frame,
+            } => self.close_client(now, conn, reason, error_frame),
+        }
+    }
+
+    fn open_session(
+        &mut self,
+        now: Duration,
+        conn: ConnId,
+        token: Option<Bytes>,
+        client_name: String,
+    ) {
+        let resumed_id = token.as_ref().and_then(parse_token);
+        let (session_id, token, resumed) = match (resumed_id, token) {
+            (Some(id), Some(token)) => (id, token, true),
+            _ => {
+                let id = SessionId(self.rng.next_u64());
+                (id, make_token(id, self.rng.next_u64()), false)
+            }
+        };
+        let Some(session) = self.sessions.get_mut(&conn) else {
+            return;
+        };
+        let welcome = session.open(session_id, token, resumed, &self.config.server_id);
+        self.send_client(now, conn, welcome, Traffic::Control);
+        if let Some(old) = self.router.attach_session(session_id, conn) {
+            log::info!("session {session_id:?} moved from {old:?} to {conn:?}");
+            self.close_client(now, old, CloseReason::SessionMoved, None);
+        }
+        let games: Vec<GameId> = self.router.games().collect();
+        for game in games {
+            let frame = FrontendToGame::SessionOpened {
+                session: session_id,
+                client_name: client_name.clone(),
+            }
+            .encode_to_bytes();
+            self.send_game(now, game, frame);
+        }
+    }
+
+    fn subscribe(&mut self, now: Duration, conn: ConnId, world: WorldId, since: Option<Position>) {
+        let Some(session) = self.sessions.get_mut(&conn) else {
+            return;
+        };
+        let congested = session.is_congested();
+        let serve = if world == WorldId::DIRECTORY {
+            session.add_subscription(world.clone());
+            self.directory
+                .machine_mut()
+                .subscribe(conn, since, congested)
+        } else {
+            let Some(game) = self.router.host_of(&world) else {
+                let frame = FrontendToClient::Unsubscribed {
+                    world,
+                    code: ErrorCode::UnknownWorld,
+                    text: "no game server hosts this world".to_owned(),
+                }
+                .encode_to_bytes();
+                self.send_client(now, conn, frame, Traffic::Control);
+                return;
+            };
+            session.add_subscription(world.clone());
+            let (event, serve) = self.factory.attach(&world, game, conn, since, congested);
+            if let Some(FactoryEvent::Created { game, frame, .. }) = event {
+                self.send_game(now, game, frame);
+            }
+            serve
+        };
+        match serve {
+            Serve::Nothing | Serve::Pending => {}
+            Serve::Snapshot(frames) => {
+                self.send_client(now, conn, frames, Traffic::Snapshot);
+            }
+            Serve::Batches(frames) => {
+                for frame in frames {
+                    if let Offer::Dropped { .. } =
+                        self.send_client(now, conn, frame, Traffic::Batch)
+                    {
+                        // Congested: the resync snapshot will cover the rest.
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes `conn` from `world`'s machine; destroying it after its last subscriber.
+    fn detach(&mut self, now: Duration, conn: ConnId, world: &WorldId) {
+        if *world == WorldId::DIRECTORY {
+            self.directory.machine_mut().unsubscribe(conn);
+            return;
+        }
+        if let Some(FactoryEvent::Destroyed { game, frame, .. }) = self.factory.detach(world, conn)
+        {
+            self.send_game(now, game, frame);
+        }
+    }
+
+    fn close_client(
+        &mut self,
+        now: Duration,
+        conn: ConnId,
+        reason: CloseReason,
+        error_frame: Option<Bytes>,
+    ) {
+        if !self.sessions.contains_key(&conn) {
+            return;
+        }
+        if let CloseReason::Protocol(_) = reason {
+            self.stats.protocol_errors += 1;
+        }
+        if let Some(frame) = error_frame {
+            self.outputs.push_back(Output::SendToClient {
+                conn,
+                bytes: frame,
+                droppable: false,
+            });
+        }
+        self.outputs.push_back(Output::CloseClient(conn, reason));
+        self.remove_session(now, conn);
+    }
+
+    fn remove_session(&mut self, now: Duration, conn: ConnId) {
+        let Some(mut session) = self.sessions.remove(&conn) else {
+            return;
+        };
+        self.stats.bytes_queued = self
+            .stats
+            .bytes_queued
+            .saturating_sub(session.queued_bytes() as u64);
+        for world in session.take_subscriptions() {
+            self.detach(now, conn, &world);
+        }
+        if let Some(id) = session.session_id() {
+            if self.router.detach_session(id, conn) {
+                let games: Vec<GameId> = self.router.games().collect();
+                for game in games {
+                    let frame = FrontendToGame::SessionClosed { session: id }.encode_to_bytes();
+                    self.send_game(now, game, frame);
+                }
+            }
+        }
+    }
+
+    fn on_drained(&mut self, now: Duration, conn: ConnId, bytes: usize) {
+        let watermark = self.config.resync_watermark();
+        let Some(session) = self.sessions.get_mut(&conn) else {
+            return;
+        };
+        let before = session.queued_bytes();
+        let recovered = session.drained(bytes, watermark);
+        let released = before - session.queued_bytes();
+        self.stats.bytes_queued = self.stats.bytes_queued.saturating_sub(released as u64);
+        if !recovered {
+            return;
+        }
+        let worlds: Vec<WorldId> = session.subscriptions().iter().cloned().collect();
+        for world in worlds {
+            let (mut outbox, factory, directory) = self.outbox(now);
+            let Some(machine) = machine_of(factory, directory, &world) else {
+                continue;
+            };
+            if let Some(frames) = machine.resync(conn) {
+                outbox.stats.resyncs += 1;
+                outbox.send(conn, frames, Traffic::Snapshot);
+            }
+        }
+    }
+
+    /// Connections that just crossed their budget: drop what the shell has queued and
+    /// mark every subscription of theirs for a resync.
+    fn handle_congestion(&mut self) {
+        let congested = std::mem::take(&mut self.congested);
+        for conn in &congested {
+            let Some(session) = self.sessions.get(conn) else {
+                continue;
+            };
+            self.stats.congestions += 1;
+            self.outputs.push_back(Output::DropQueuedBatches(*conn));
+            for world in session.subscriptions() {
+                if let Some(machine) = machine_of(&mut self.factory, &mut self.directory, world) {
+                    machine.mark_needs_resync(*conn);
+                }
+            }
+        }
+        self.congested = congested;
+        self.congested.clear();
+    }
+
+    fn on_game_event(&mut self, now: Duration, game: GameId, event: GameEvent, frame: RawFrame) {
+        match event {
+            GameEvent::Nothing => {}
+            GameEvent::Welcomed => {
+                self.router.add_game(game);
+                for (session, conn) in self.router.sessions() {
+                    let client_name = self
+                        .sessions
+                        .get(&conn)
+                        .map(|s| s.client_name().to_owned())
+                        .unwrap_or_default();
+                    let frame = FrontendToGame::SessionOpened {
+                        session,
+                        client_name,
+                    }
+                    .encode_to_bytes();
+                    self.send_game(now, game, frame);
+                }
+            }
+            GameEvent::Reply(bytes) => self.send_game(now, game, bytes),
+            GameEvent::Message(message) => self.on_game_message(now, game, message, frame),
+            GameEvent::Close {
+                reason,
+                error_frame,
+            } => self.close_game(now, game, reason, error_frame),
+        }
+    }
+
+    fn on_game_message(
+        &mut self,
+        now: Duration,
+        game: GameId,
+        message: GameToFrontend,
+        frame: RawFrame,
+    ) {
+        match message {
+            GameToFrontend::WorldAdded { world, info } => {
+                if world.is_reserved() {
+                    log::warn!(
+                        "game link {game:?} announced reserved world {}: ignored",
+                        world.as_str()
+                    );
+                    return;
+                }
+                if let WorldChange::Moved { from } = self.router.world_added(game, world.clone()) {
+                    self.move_world(now, &world, from, game);
+                }
+                if let Some(batch) = self.directory.set(&world, info) {
+                    self.fan_out_directory(now, batch);
+                }
+            }
+            GameToFrontend::WorldRemoved { world } => {
+                let was_host = self.router.world_removed(game, &world);
+                if was_host {
+                    if let Some(batch) = self.directory.remove(&world) {
+                        self.fan_out_directory(now, batch);
+                    }
+                }
+                let fed_by_game =
+                    self.factory.get(&world).and_then(ReplicaMachine::host) == Some(game);
+                if was_host || fed_by_game {
+                    self.end_world(now, &world, ErrorCode::UnknownWorld, "world removed");
+                }
+            }
+            GameToFrontend::Snapshot {
+                world,
+                part,
+                snapshot,
+            } => {
+                let (mut outbox, factory, _) = self.outbox(now);
+                let Some(machine) = factory.get_mut(&world).filter(|m| m.host() == Some(game))
+                else {
+                    return;
+                };
+                match machine.apply_snapshot_part(frame.into_bytes(), part, snapshot) {
+                    Ok(SnapshotProgress::Applied(frames)) => {
+                        outbox.fan_out_snapshot(machine, &frames)
+                    }
+                    Ok(SnapshotProgress::Incomplete) => {}
+                    Err(error) => {
+                        let frame = FrontendToGame::Error {
+                            code: error.code(),
+                            text: error.to_string(),
+                        }
+                        .encode_to_bytes();
+                        self.close_game(
+                            now,
+                            game,
+                            CloseReason::Protocol(error.code()),
+                            Some(frame),
+                        );
+                    }
+                }
+            }
+            GameToFrontend::ChangeBatch { world, batch } => {
+                let (mut outbox, factory, _) = self.outbox(now);
+                let Some(machine) = factory.get_mut(&world).filter(|m| m.host() == Some(game))
+                else {
+                    return;
+                };
+                match machine.apply_batch(frame.into_bytes(), batch) {
+                    BatchOutcome::Forward(frame) => {
+                        outbox.fan_out_batch(machine, &frame);
+                        if !self.congested.is_empty() {
+                            self.handle_congestion();
+                        }
+                    }
+                    BatchOutcome::Ignored => {}
+                    BatchOutcome::Resubscribe(since) => {
+                        let frame = FrontendToGame::Subscribe { world, since }.encode_to_bytes();
+                        self.send_game(now, game, frame);
+                    }
+                }
+            }
+            GameToFrontend::Output {
+                world,
+                session,
+                payload,
+            } => match self.router.route_output(session, world, payload) {
+                Some((conn, frame)) => {
+                    self.stats.outputs_routed += 1;
+                    self.send_client(now, conn, frame, Traffic::Output);
+                }
+                None => self.stats.outputs_dropped += 1,
+            },
+            // Handshake, keep-alive and errors are the link machine's.
+            GameToFrontend::Welcome { .. }
+            | GameToFrontend::Ping { .. }
+            | GameToFrontend::Pong { .. }
+            | GameToFrontend::Error { .. } => {}
+        }
+    }
+
+    /// A world moved from game server `from` to `to`: feed its replica from `to`.
+    fn move_world(&mut self, now: Duration, world: &WorldId, from: GameId, to: GameId) {
+        let Some(machine) = self.factory.get_mut(world) else {
+            return;
+        };
+        machine.set_host(Some(to));
+        let since = machine.replica().position();
+        self.send_game(
+            now,
+            to,
+            FrontendToGame::Subscribe {
+                world: world.clone(),
+                since,
+            }
+            .encode_to_bytes(),
+        );
+        self.send_game(
+            now,
+            from,
+            FrontendToGame::Unsubscribe {
+                world: world.clone(),
+            }
+            .encode_to_bytes(),
+        );
+    }
+
+    fn fan_out_directory(&mut self, now: Duration, batch: Bytes) {
+        let (mut outbox, _, directory) = self.outbox(now);
+        outbox.fan_out_batch(directory.machine_mut(), &batch);
+        if !self.congested.is_empty() {
+            self.handle_congestion();
+        }
+    }
+
+    /// Destroys `world`'s replica and tells its subscribers with `Unsubscribed{code}`.
+    fn end_world(&mut self, now: Duration, world: &WorldId, code: ErrorCode, text: &str) {
+        let Some(machine) = self.factory.destroy(world) else {
+            return;
+        };
+        let frame = FrontendToClient::Unsubscribed {
+            world: world.clone(),
+            code,
+            text: text.to_owned(),
+        }
+        .encode_to_bytes();
+        let mut conns: Vec<ConnId> = machine.subscriber_conns().collect();
+        conns.sort_unstable();
+        for conn in conns {
+            if let Some(session) = self.sessions.get_mut(&conn) {
+                session.remove_subscription(world);
+            }
+            self.send_client(now, conn, frame.clone(), Traffic::Control);
+        }
+    }
+
+    fn close_game(
+        &mut self,
+        now: Duration,
+        game: GameId,
+        reason: CloseReason,
+        error_frame: Option<Bytes>,
+    ) {
+        if !self.links.contains_key(&game) {
+            return;
+        }
+        if let CloseReason::Protocol(_) = reason {
+            self.stats.protocol_errors += 1;
+        }
+        if let Some(frame) = error_frame {
+            self.send_game(now, game, frame);
+        }
+        self.outputs.push_back(Output::CloseGame(game, reason));
+        self.remove_game(now, game);
+    }
+
+    fn remove_game(&mut self, now: Duration, game: GameId) {
+        if self.links.remove(&game).is_none() {
+            return;
+        }
+        log::info!("game link {game:?} gone");
+        for world in self.router.remove_game(game) {
+            if let Some(batch) = self.directory.remove(&world) {
+                self.fan_out_directory(now, batch);
+            }
+        }
+        for world in self.factory.worlds_of(game) {
+            self.end_world(
+                now,
+                &world,
+                ErrorCode::Unavailable,
+                "game server unavailable",
+            );
+        }
+    }
+
+    fn on_tick(&mut self, now: Duration) {
+        let (ping, idle) = (
+            self.config.client_ping_interval,
+            self.config.client_idle_timeout,
+        );
+        let mut events: Vec<(ConnId, SessionEvent)> = Vec::new();
+        for (conn, session) in &mut self.sessions {
+            let event = session.on_tick(now, ping, idle);
+            if event != SessionEvent::Nothing {
+                events.push((*conn, event));
+            }
+        }
+        events.sort_unstable_by_key(|(conn, _)| *conn);
+        for (conn, event) in events {
+            self.on_session_event(now, conn, event);
+        }
+        let (ping, idle) = (
+            self.config.game_ping_interval,
+            self.config.game_idle_timeout,
+        );
+        let mut events: Vec<(GameId, GameEvent)> = Vec::new();
+        for (game, link) in &mut self.links {
+            let event = link.on_tick(now, ping, idle);
+            if event != GameEvent::Nothing {
+                events.push((*game, event));
+            }
+        }
+        events.sort_unstable_by_key(|(game, _)| *game);
+        for (game, event) in events {
+            match event {
+                GameEvent::Reply(bytes) => self.send_game(now, game, bytes),
+                GameEvent::Close {
+                    reason,
+                    error_frame,
+                } => self.close_game(now, game, reason, error_frame),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

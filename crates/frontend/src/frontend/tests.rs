@@ -1,0 +1,848 @@
+//! Tests of the driver: recorded inputs with explicit `now`, outputs checked frame by frame.
+
+use super::*;
+use bytes::BytesMut;
+use flotilla_wire::{ClientToFrontend, Decoder, SnapshotPart};
+use flotilla_world::WorldState;
+
+const MS: Duration = Duration::from_millis(1);
+
+fn raw<M: Message>(message: &M) -> RawFrame {
+    RawFrame::parse(message.encode_to_bytes(), 1 << 20).unwrap()
+}
+
+fn decode_client(bytes: &Bytes) -> Vec<FrontendToClient> {
+    let mut decoder = Decoder::default();
+    decoder.feed(bytes);
+    let mut out = Vec::new();
+    while let Some(message) = decoder.next_message().unwrap() {
+        out.push(message);
+    }
+    assert_eq!(decoder.buffered_len(), 0);
+    out
+}
+
+fn decode_game(bytes: &Bytes) -> FrontendToGame {
+    let mut decoder = Decoder::default();
+    decoder.feed(bytes);
+    decoder.next_message().unwrap().unwrap()
+}
+
+fn arena() -> WorldId {
+    WorldId::new("arena").unwrap()
+}
+
+/// A front-end plus the recorded inputs fed to it.
+struct Harness {
+    frontend: Frontend,
+    now: Duration,
+    recorded: Vec<(Duration, Input)>,
+}
+
+impl Harness {
+    fn new(config: FrontendConfig) -> Self {
+        Self {
+            frontend: Frontend::new(&config, 7),
+            now: Duration::ZERO,
+            recorded: Vec::new(),
+        }
+    }
+
+    fn default_config() -> Self {
+        Self::new(FrontendConfig::default())
+    }
+
+    fn feed(&mut self, input: Input) -> Vec<Output> {
+        self.recorded.push((self.now, input.clone()));
+        self.frontend.handle(self.now, input);
+        std::iter::from_fn(|| self.frontend.poll_output()).collect()
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+    }
+
+    /// Connects a client and completes its handshake; returns its session id.
+    fn client(&mut self, conn: u64) -> SessionId {
+        let conn = ConnId(conn);
+        self.feed(Input::ClientConnected(conn));
+        let outputs = self.feed(Input::ClientFrame(
+            conn,
+            raw(&ClientToFrontend::Hello {
+                version: 1,
+                session_token: None,
+                client_name: format!("client-{}", conn.0),
+            }),
+        ));
+        let Some(Output::SendToClient { bytes, .. }) = outputs.first() else {
+            panic!("no welcome: {outputs:?}")
+        };
+        let [FrontendToClient::Welcome { session_token, .. }] = &decode_client(bytes)[..] else {
+            panic!("not a welcome")
+        };
+        parse_token(session_token).unwrap()
+    }
+
+    /// Connects a game server that hosts `worlds`.
+    fn game(&mut self, game: u64, worlds: &[&str]) -> Vec<Output> {
+        let game = GameId(game);
+        let outputs = self.feed(Input::GameConnected(game));
+        assert!(matches!(
+            &outputs[..],
+            [Output::SendToGame(g, hello)] if *g == game && matches!(decode_game(hello), FrontendToGame::Hello { .. })
+        ));
+        let mut all = self.feed(Input::GameFrame(
+            game,
+            raw(&GameToFrontend::Welcome {
+                version: 1,
+                server_id: "game".into(),
+            }),
+        ));
+        for world in worlds {
+            all.extend(self.feed(Input::GameFrame(
+                game,
+                raw(&GameToFrontend::WorldAdded {
+                    world: WorldId::new(world).unwrap(),
+                    info: Bytes::from(format!("{{\"name\":\"{world}\"}}")),
+                }),
+            )));
+        }
+        all
+    }
+
+    fn subscribe(&mut self, conn: u64, world: &WorldId, since: Option<Position>) -> Vec<Output> {
+        self.feed(Input::ClientFrame(
+            ConnId(conn),
+            raw(&ClientToFrontend::Subscribe {
+                world: world.clone(),
+                since,
+            }),
+        ))
+    }
+
+    fn game_snapshot(&mut self, game: u64, world: &WorldId, state: &WorldState) -> Vec<Output> {
+        self.feed(Input::GameFrame(
+            GameId(game),
+            raw(&GameToFrontend::Snapshot {
+                world: world.clone(),
+                part: SnapshotPart::Whole,
+                snapshot: state.snapshot(),
+            }),
+        ))
+    }
+
+    /// The game commits one batch setting `key` and sends it; returns the frame bytes and
+    /// the outputs.
+    fn game_batch(
+        &mut self,
+        game: u64,
+        world: &WorldId,
+        state: &mut WorldState,
+        key: &str,
+    ) -> (Bytes, Vec<Output>) {
+        let value = format!("{:0100}", state.seq());
+        let mut tx = state.begin();
+        tx.set(key.to_owned(), value);
+        let batch = tx.commit().unwrap();
+        let frame = flotilla_wire::change_batch_frame(world, &batch);
+        let outputs = self.feed(Input::GameFrame(
+            GameId(game),
+            RawFrame::parse(frame.clone(), 1 << 20).unwrap(),
+        ));
+        (frame, outputs)
+    }
+}
+
+/// Frames sent to `conn` among `outputs`, decoded.
+fn to_client(outputs: &[Output], conn: u64) -> Vec<FrontendToClient> {
+    outputs
+        .iter()
+        .filter_map(|output| match output {
+            Output::SendToClient { conn: c, bytes, .. } if c.0 == conn => {
+                Some(decode_client(bytes))
+            }
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// Frames sent to `game` among `outputs`, decoded.
+fn to_game(outputs: &[Output], game: u64) -> Vec<FrontendToGame> {
+    outputs
+        .iter()
+        .filter_map(|output| match output {
+            Output::SendToGame(g, bytes) if g.0 == game => Some(decode_game(bytes)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn sessions_open_on_every_game_and_resume_with_their_token() {
+    let mut h = Harness::default_config();
+    h.game(1, &[]);
+    h.feed(Input::ClientConnected(ConnId(1)));
+    let outputs = h.feed(Input::ClientFrame(
+        ConnId(1),
+        raw(&ClientToFrontend::Hello {
+            version: 1,
+            session_token: None,
+            client_name: "alice".into(),
+        }),
+    ));
+    let [
+        FrontendToClient::Welcome {
+            session_token,
+            resumed: false,
+            server_id,
+            ..
+        },
+    ] = &to_client(&outputs, 1)[..]
+    else {
+        panic!("{outputs:?}")
+    };
+    assert_eq!(server_id, "frontend");
+    let session = parse_token(session_token).unwrap();
+    assert_eq!(
+        to_game(&outputs, 1),
+        vec![FrontendToGame::SessionOpened {
+            session,
+            client_name: "alice".into()
+        }]
+    );
+    // A game server connecting later learns the open sessions after its handshake.
+    let outputs = h.game(2, &[]);
+    assert!(
+        to_game(&outputs, 2).contains(&FrontendToGame::SessionOpened {
+            session,
+            client_name: "alice".into()
+        })
+    );
+
+    // The client comes back on another connection with its token: same session.
+    h.feed(Input::ClientConnected(ConnId(2)));
+    let outputs = h.feed(Input::ClientFrame(
+        ConnId(2),
+        raw(&ClientToFrontend::Hello {
+            version: 1,
+            session_token: Some(session_token.clone()),
+            client_name: "alice".into(),
+        }),
+    ));
+    assert!(matches!(
+        &to_client(&outputs, 2)[..],
+        [FrontendToClient::Welcome { resumed: true, .. }]
+    ));
+    // The old connection is closed without a SessionClosed: the session lives on.
+    assert!(outputs.contains(&Output::CloseClient(ConnId(1), CloseReason::SessionMoved)));
+    assert!(
+        !to_game(&outputs, 1)
+            .iter()
+            .any(|m| matches!(m, FrontendToGame::SessionClosed { .. }))
+    );
+    assert_eq!(h.frontend.router().conn_of(session), Some(ConnId(2)));
+    // Closing the new connection closes the session on every game server.
+    let outputs = h.feed(Input::ClientClosed(ConnId(2)));
+    assert_eq!(
+        to_game(&outputs, 1),
+        vec![FrontendToGame::SessionClosed { session }]
+    );
+    assert_eq!(
+        to_game(&outputs, 2),
+        vec![FrontendToGame::SessionClosed { session }]
+    );
+}
+
+#[test]
+fn inputs_are_routed_to_the_host_and_outputs_back_to_the_session() {
+    let mut h = Harness::default_config();
+    h.game(1, &["arena"]);
+    h.game(2, &["other"]);
+    let alice = h.client(1);
+    let bob = h.client(2);
+    let outputs = h.feed(Input::ClientFrame(
+        ConnId(2),
+        raw(&ClientToFrontend::Input {
+            world: arena(),
+            payload: Bytes::from_static(b"left"),
+        }),
+    ));
+    assert_eq!(
+        to_game(&outputs, 1),
+        vec![FrontendToGame::Input {
+            world: arena(),
+            session: bob,
+            payload: Bytes::from_static(b"left")
+        }]
+    );
+    assert!(to_game(&outputs, 2).is_empty());
+    let outputs = h.feed(Input::GameFrame(
+        GameId(1),
+        raw(&GameToFrontend::Output {
+            world: arena(),
+            session: alice,
+            payload: Bytes::from_static(b"you won"),
+        }),
+    ));
+    assert_eq!(
+        to_client(&outputs, 1),
+        vec![FrontendToClient::Output {
+            world: arena(),
+            payload: Bytes::from_static(b"you won")
+        }]
+    );
+    assert!(to_client(&outputs, 2).is_empty());
+    // Input for a world nobody hosts is dropped and counted.
+    let outputs = h.feed(Input::ClientFrame(
+        ConnId(1),
+        raw(&ClientToFrontend::Input {
+            world: WorldId::new("nowhere").unwrap(),
+            payload: Bytes::new(),
+        }),
+    ));
+    assert!(outputs.is_empty());
+    let stats = h.frontend.stats();
+    assert_eq!(
+        (
+            stats.inputs_routed,
+            stats.inputs_dropped,
+            stats.outputs_routed
+        ),
+        (1, 1, 1)
+    );
+}
+
+#[test]
+fn the_factory_subscribes_upstream_once_and_unsubscribes_after_the_last_observer() {
+    let mut h = Harness::default_config();
+    h.game(1, &["arena"]);
+    h.client(1);
+    h.client(2);
+    let outputs = h.subscribe(1, &arena(), None);
+    assert_eq!(
+        to_game(&outputs, 1),
+        vec![FrontendToGame::Subscribe {
+            world: arena(),
+            since: None
+        }]
+    );
+    assert_eq!(h.frontend.stats().replicas, 1);
+    let outputs = h.subscribe(2, &arena(), None);
+    assert!(
+        to_game(&outputs, 1).is_empty(),
+        "one upstream subscription per front-end"
+    );
+    let outputs = h.feed(Input::ClientFrame(
+        ConnId(1),
+        raw(&ClientToFrontend::Unsubscribe { world: arena() }),
+    ));
+    assert!(outputs.is_empty());
+    assert!(h.frontend.replica(&arena()).is_some());
+    // The last observer leaves by disconnecting.
+    let outputs = h.feed(Input::ClientClosed(ConnId(2)));
+    assert!(to_game(&outputs, 1).contains(&FrontendToGame::Unsubscribe { world: arena() }));
+    assert!(h.frontend.replica(&arena()).is_none());
+    assert_eq!(h.frontend.stats().replicas, 0);
+}
+
+#[test]
+fn snapshots_and_batches_are_forwarded_byte_for_byte_and_shared() {
+    let mut h = Harness::default_config();
+    h.game(1, &["arena"]);
+    h.client(1);
+    h.client(2);
+    h.subscribe(1, &arena(), None);
+    h.subscribe(2, &arena(), None);
+    let mut state = WorldState::with_entries(99, [("a", "1")]);
+    let snapshot_frame = GameToFrontend::Snapshot {
+        world: arena(),
+        part: SnapshotPart::Whole,
+        snapshot: state.snapshot(),
+    }
+    .encode_to_bytes();
+    let outputs = h.feed(Input::GameFrame(
+        GameId(1),
+        RawFrame::parse(snapshot_frame.clone(), 1 << 20).unwrap(),
+    ));
+    let sent: Vec<&Bytes> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::SendToClient {
+                bytes,
+                droppable: false,
+                ..
+            } => Some(bytes),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent.len(), 2);
+    assert!(sent.iter().all(|bytes| **bytes == snapshot_frame));
+
+    let (frame, outputs) = h.game_batch(1, &arena(), &mut state, "b");
+    let sent: Vec<&Bytes> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::SendToClient {
+                bytes,
+                droppable: true,
+                ..
+            } => Some(bytes),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent.len(), 2);
+    // The very same buffer goes to both observers: encoded once (by the game server).
+    assert!(
+        sent.iter()
+            .all(|bytes| **bytes == frame && bytes.as_ptr() == sent[0].as_ptr())
+    );
+    assert_eq!(
+        h.frontend.replica(&arena()).unwrap().replica().digest(),
+        state.digest()
+    );
+    assert_eq!(h.frontend.stats().batches_forwarded, 2);
+}
+
+#[test]
+fn resuming_subscribers_get_ring_batches_or_a_snapshot() {
+    let mut h = Harness::default_config();
+    h.game(1, &["arena"]);
+    h.client(1);
+    h.subscribe(1, &arena(), None);
+    let mut state = WorldState::new(5);
+    h.game_snapshot(1, &arena(), &state);
+    let mut frames = Vec::new();
+    for key in ["a", "b", "c"] {
+        frames.push(h.game_batch(1, &arena(), &mut state, key).0);
+    }
+    h.client(2);
+    let outputs = h.subscribe(2, &arena(), Some(Position { epoch: 5, seq: 1 }));
+    let sent: Vec<Bytes> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::SendToClient { bytes, .. } => Some(bytes.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent, frames[1..].to_vec());
+    h.client(3);
+    let outputs = h.subscribe(3, &arena(), Some(Position { epoch: 4, seq: 3 }));
+    let [FrontendToClient::Snapshot { snapshot, .. }] = &to_client(&outputs, 3)[..] else {
+        panic!("{outputs:?}")
+    };
+    assert_eq!(snapshot.digest(), state.digest());
+}
+
+#[test]
+fn unknown_worlds_are_answered_with_unsubscribed() {
+    let mut h = Harness::default_config();
+    h.client(1);
+    let outputs = h.subscribe(1, &arena(), None);
+    assert!(matches!(
+        &to_client(&outputs, 1)[..],
+        [FrontendToClient::Unsubscribed {
+            code: ErrorCode::UnknownWorld,
+            ..
+        }]
+    ));
+    assert!(
+        h.frontend
+            .session(ConnId(1))
+            .unwrap()
+            .subscriptions()
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_slow_observer_is_resynced_while_a_fast_one_gets_every_batch() {
+    let config = FrontendConfig {
+        send_budget: 1_000,
+        ..FrontendConfig::default()
+    };
+    let mut h = Harness::new(config);
+    h.game(1, &["arena"]);
+    h.client(1); // fast
+    h.client(2); // slow: never drains until the end
+    h.subscribe(1, &arena(), None);
+    h.subscribe(2, &arena(), None);
+    let mut state = WorldState::new(1);
+    let outputs = h.game_snapshot(1, &arena(), &state);
+    let drained_fast: usize = outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::SendToClient { conn, bytes, .. } if conn.0 == 1 => Some(bytes.len()),
+            _ => None,
+        })
+        .sum();
+    h.feed(Input::ClientDrained(ConnId(1), drained_fast + 200));
+
+    let mut fast_batches = 0;
+    let mut slow_batches = 0;
+    let mut drops = 0;
+    for i in 0..50 {
+        let (_, outputs) = h.game_batch(1, &arena(), &mut state, &format!("k{i}"));
+        for output in &outputs {
+            match output {
+                Output::SendToClient {
+                    conn,
+                    bytes,
+                    droppable: true,
+                } => {
+                    if conn.0 == 1 {
+                        fast_batches += 1;
+                        h.feed(Input::ClientDrained(ConnId(1), bytes.len()));
+                    } else {
+                        slow_batches += 1;
+                    }
+                }
+                Output::DropQueuedBatches(conn) => {
+                    assert_eq!(conn.0, 2, "only the slow observer is dropped");
+                    drops += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(fast_batches, 50, "the fast observer gets every batch");
+    assert_eq!(drops, 1, "the slow observer crosses its budget once");
+    assert!(
+        slow_batches < 10,
+        "{slow_batches} batches queued past a 1,000-byte budget"
+    );
+    let stats = h.frontend.stats();
+    assert_eq!(stats.congestions, 1);
+    assert_eq!(stats.batches_dropped, 50 - slow_batches);
+    assert_eq!(
+        h.frontend.replica(&arena()).unwrap().subscriber(ConnId(2)),
+        Some(SubscriberState::NeedsResync)
+    );
+
+    // The shell discards the queued batches and writes the rest: the slow observer drains
+    // and gets one snapshot of the current state, then live batches again.
+    let queued = h.frontend.session(ConnId(2)).unwrap().queued_bytes();
+    let outputs = h.feed(Input::ClientDrained(ConnId(2), queued));
+    let [FrontendToClient::Snapshot { snapshot, .. }] = &to_client(&outputs, 2)[..] else {
+        panic!("{outputs:?}")
+    };
+    assert_eq!((snapshot.seq, snapshot.digest()), (50, state.digest()));
+    assert_eq!(h.frontend.stats().resyncs, 1);
+    // Once the snapshot is written, live batches flow again.
+    let queued = h.frontend.session(ConnId(2)).unwrap().queued_bytes();
+    assert!(h.feed(Input::ClientDrained(ConnId(2), queued)).is_empty());
+    let (frame, outputs) = h.game_batch(1, &arena(), &mut state, "after");
+    assert!(outputs.contains(&Output::SendToClient {
+        conn: ConnId(2),
+        bytes: frame,
+        droppable: true
+    }));
+}
+
+#[test]
+fn the_directory_lists_announced_worlds_and_follows_game_losses() {
+    let mut h = Harness::default_config();
+    h.client(1);
+    let outputs = h.subscribe(1, &WorldId::DIRECTORY, None);
+    let [FrontendToClient::Snapshot { snapshot, .. }] = &to_client(&outputs, 1)[..] else {
+        panic!("{outputs:?}")
+    };
+    assert!(snapshot.entries.is_empty());
+    let epoch = snapshot.epoch;
+
+    let outputs = h.game(1, &["arena"]);
+    let [FrontendToClient::ChangeBatch { world, batch }] = &to_client(&outputs, 1)[..] else {
+        panic!("{outputs:?}")
+    };
+    assert_eq!(*world, WorldId::DIRECTORY);
+    assert_eq!((batch.epoch, batch.seq), (epoch, 1));
+    assert_eq!(
+        batch.upserts[0],
+        (
+            Bytes::from_static(b"arena"),
+            Bytes::from_static(b"{\"name\":\"arena\"}")
+        )
+    );
+
+    // A game server may not announce a reserved world.
+    let outputs = h.feed(Input::GameFrame(
+        GameId(1),
+        raw(&GameToFrontend::WorldAdded {
+            world: WorldId::new("$evil").unwrap(),
+            info: Bytes::new(),
+        }),
+    ));
+    assert!(outputs.is_empty());
+
+    // Another observer watches the arena; the game server goes away.
+    h.client(2);
+    h.subscribe(2, &arena(), None);
+    let outputs = h.feed(Input::GameClosed(GameId(1)));
+    let [FrontendToClient::ChangeBatch { batch, .. }] = &to_client(&outputs, 1)[..] else {
+        panic!("{outputs:?}")
+    };
+    assert_eq!(batch.removes, vec![Bytes::from_static(b"arena")]);
+    assert!(matches!(
+        &to_client(&outputs, 2)[..],
+        [FrontendToClient::Unsubscribed {
+            code: ErrorCode::Unavailable,
+            ..
+        }]
+    ));
+    assert!(h.frontend.replica(&arena()).is_none());
+    assert!(
+        h.frontend
+            .session(ConnId(2))
+            .unwrap()
+            .subscriptions()
+            .is_empty()
+    );
+    assert!(h.frontend.directory().get(&arena()).is_none());
+}
+
+#[test]
+fn world_removed_ends_its_subscriptions() {
+    let mut h = Harness::default_config();
+    h.game(1, &["arena"]);
+    h.client(1);
+    h.subscribe(1, &arena(), None);
+    let outputs = h.feed(Input::GameFrame(
+        GameId(1),
+        raw(&GameToFrontend::WorldRemoved { world: arena() }),
+    ));
+    assert!(matches!(
+        &to_client(&outputs, 1)[..],
+        [FrontendToClient::Unsubscribed {
+            code: ErrorCode::UnknownWorld,
+            ..
+        }]
+    ));
+    assert_eq!(h.frontend.router().host_of(&arena()), None);
+}
+
+#[test]
+fn a_malformed_frame_closes_only_that_connection() {
+    let mut h = Harness::default_config();
+    h.game(1, &["arena"]);
+    h.client(1);
+    h.client(2);
+    h.client(3);
+    h.subscribe(1, &arena(), None);
+    h.subscribe(2, &arena(), None);
+    let mut state = WorldState::new(3);
+    h.game_snapshot(1, &arena(), &state);
+
+    // Client 2's bytes cannot even be framed (the shell's decoder reports it).
+    let outputs = h.feed(Input::ClientMalformed(
+        ConnId(2),
+        WireError::UnknownFrameType(0x7f),
+    ));
+    assert!(matches!(
+        &to_client(&outputs, 2)[..],
+        [FrontendToClient::Error {
+            code: ErrorCode::Malformed,
+            ..
+        }]
+    ));
+    assert_eq!(
+        outputs.last(),
+        Some(&Output::CloseClient(
+            ConnId(2),
+            CloseReason::Protocol(ErrorCode::Malformed)
+        ))
+    );
+    // Client 3 sends a well-framed Subscribe with a trailing byte.
+    let mut bad = BytesMut::new();
+    ClientToFrontend::Subscribe {
+        world: arena(),
+        since: None,
+    }
+    .encode(&mut bad);
+    bad.extend_from_slice(&[0]);
+    let len = u32::try_from(bad.len() - 4).unwrap();
+    bad[..4].copy_from_slice(&len.to_be_bytes());
+    let outputs = h.feed(Input::ClientFrame(
+        ConnId(3),
+        RawFrame::parse(bad.freeze(), 1 << 20).unwrap(),
+    ));
+    assert!(matches!(
+        &to_client(&outputs, 3)[..],
+        [FrontendToClient::Error {
+            code: ErrorCode::Malformed,
+            ..
+        }]
+    ));
+    assert!(outputs.contains(&Output::CloseClient(
+        ConnId(3),
+        CloseReason::Protocol(ErrorCode::Malformed)
+    )));
+    assert!(h.frontend.session(ConnId(2)).is_none());
+    assert!(h.frontend.session(ConnId(3)).is_none());
+
+    // Client 1 goes on receiving batches.
+    let (frame, outputs) = h.game_batch(1, &arena(), &mut state, "x");
+    assert_eq!(
+        outputs,
+        vec![Output::SendToClient {
+            conn: ConnId(1),
+            bytes: frame,
+            droppable: true
+        }]
+    );
+    assert_eq!(h.frontend.stats().protocol_errors, 2);
+}
+
+#[test]
+fn keep_alives_ping_quiet_peers_and_close_silent_ones() {
+    let mut h = Harness::default_config();
+    h.game(1, &["arena"]);
+    h.client(1);
+    h.subscribe(1, &arena(), None);
+    h.advance(1000 * MS);
+    // The game link was quiet for 1 s: pinged. The client not yet (2 s).
+    let outputs = h.feed(Input::Tick);
+    assert!(matches!(
+        &to_game(&outputs, 1)[..],
+        [FrontendToGame::Ping { .. }]
+    ));
+    assert!(to_client(&outputs, 1).is_empty());
+    h.advance(1000 * MS);
+    // The game server answers; the client is pinged.
+    h.feed(Input::GameFrame(
+        GameId(1),
+        raw(&GameToFrontend::Pong { nonce: 1 }),
+    ));
+    let outputs = h.feed(Input::Tick);
+    assert!(matches!(
+        &to_client(&outputs, 1)[..],
+        [FrontendToClient::Ping { nonce: 1 }]
+    ));
+    // The client keeps answering; the game server falls silent.
+    h.feed(Input::ClientFrame(
+        ConnId(1),
+        raw(&ClientToFrontend::Pong { nonce: 1 }),
+    ));
+    h.advance(3000 * MS);
+    h.feed(Input::ClientFrame(
+        ConnId(1),
+        raw(&ClientToFrontend::Ping { nonce: 9 }),
+    ));
+    let outputs = h.feed(Input::Tick);
+    assert!(outputs.contains(&Output::CloseGame(GameId(1), CloseReason::IdleTimeout)));
+    assert!(matches!(
+        to_game(&outputs, 1).first(),
+        Some(FrontendToGame::Error {
+            code: ErrorCode::Timeout,
+            ..
+        })
+    ));
+    assert!(to_client(&outputs, 1).iter().any(|m| matches!(
+        m,
+        FrontendToClient::Unsubscribed {
+            code: ErrorCode::Unavailable,
+            ..
+        }
+    )));
+    // Then the client falls silent too.
+    h.advance(6000 * MS);
+    let outputs = h.feed(Input::Tick);
+    assert!(matches!(
+        &to_client(&outputs, 1)[..],
+        [FrontendToClient::Error {
+            code: ErrorCode::Timeout,
+            ..
+        }]
+    ));
+    assert_eq!(
+        outputs.last(),
+        Some(&Output::CloseClient(ConnId(1), CloseReason::IdleTimeout))
+    );
+    assert_eq!(h.frontend.stats().connections, 0);
+}
+
+#[test]
+fn game_outputs_past_the_hard_limit_close_the_connection() {
+    let config = FrontendConfig {
+        send_budget: 100,
+        max_queued_bytes: 300,
+        ..FrontendConfig::default()
+    };
+    let mut h = Harness::new(config);
+    h.game(1, &["arena"]);
+    let session = h.client(1);
+    let mut closed = false;
+    for _ in 0..10 {
+        let outputs = h.feed(Input::GameFrame(
+            GameId(1),
+            raw(&GameToFrontend::Output {
+                world: arena(),
+                session,
+                payload: Bytes::from(vec![0u8; 50]),
+            }),
+        ));
+        if outputs.contains(&Output::CloseClient(
+            ConnId(1),
+            CloseReason::Protocol(ErrorCode::Overloaded),
+        )) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed);
+}
+
+#[test]
+fn a_recorded_input_stream_replays_to_the_same_outputs() {
+    let config = FrontendConfig {
+        send_budget: 2_000,
+        ..FrontendConfig::default()
+    };
+    let mut h = Harness::new(config.clone());
+    h.game(1, &["arena", "other"]);
+    for conn in 1..=4 {
+        h.client(conn);
+        h.subscribe(conn, &arena(), None);
+    }
+    h.subscribe(2, &WorldId::DIRECTORY, None);
+    let mut state = WorldState::new(11);
+    h.game_snapshot(1, &arena(), &state);
+    let mut first_run = Vec::new();
+    for i in 0..30u64 {
+        h.advance(50 * MS);
+        let (_, outputs) = h.game_batch(1, &arena(), &mut state, &format!("k{}", i % 7));
+        first_run.extend(outputs);
+        first_run.extend(h.feed(Input::ClientDrained(ConnId(1 + i % 3), 150)));
+        first_run.extend(h.feed(Input::Tick));
+    }
+    h.advance(10_000 * MS);
+    first_run.extend(h.feed(Input::Tick));
+
+    // Replay the recorded stream into a fresh front-end with the same seed.
+    let mut replay = Frontend::new(&config, 7);
+    let mut all_first = Vec::new();
+    let mut all_replay = Vec::new();
+    let mut original = Frontend::new(&config, 7);
+    for (now, input) in &h.recorded {
+        original.handle(*now, input.clone());
+        replay.handle(*now, input.clone());
+        all_first.extend(std::iter::from_fn(|| original.poll_output()));
+        all_replay.extend(std::iter::from_fn(|| replay.poll_output()));
+    }
+    assert!(all_first.len() > 100, "{} outputs", all_first.len());
+    assert!(
+        all_first
+            .iter()
+            .any(|o| matches!(o, Output::DropQueuedBatches(_)))
+    );
+    assert_eq!(all_first, all_replay);
+    assert_eq!(original.stats(), replay.stats());
+    assert_eq!(original.stats(), h.frontend.stats());
+    // A different seed mints different session ids: outputs differ.
+    let mut other = Frontend::new(&config, 8);
+    let mut all_other = Vec::new();
+    for (now, input) in &h.recorded {
+        other.handle(*now, input.clone());
+        all_other.extend(std::iter::from_fn(|| other.poll_output()));
+    }
+    assert_ne!(all_first, all_other);
+}

@@ -1,0 +1,302 @@
+//! The game link machine: one per connection to a game server.
+//!
+//! It sends the front-end's `GameHello`, waits for the `GameWelcome`, answers pings, pings
+//! a quiet game server and closes a silent one. Everything else the game server says is
+//! handed to the [`Frontend`](crate::Frontend) as a decoded message.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use flotilla_wire::{
+    ErrorCode, FrontendToGame, GameToFrontend, Message, PROTOCOL_VERSION, RawFrame,
+};
+
+use crate::frontend::CloseReason;
+use crate::ids::GameId;
+
+/// Where a game link is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkState {
+    /// `GameHello` sent, `GameWelcome` not received yet.
+    AwaitingWelcome,
+    /// Handshake done.
+    Ready {
+        /// The game server's id, for logs.
+        server_id: String,
+    },
+    /// Closed by the machine (error, timeout).
+    Closed,
+}
+
+/// What the [`Frontend`](crate::Frontend) must do after a game link handled an input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GameEvent {
+    /// Nothing to do.
+    Nothing,
+    /// The handshake completed: the game server can be routed to.
+    Welcomed,
+    /// Send this frame to the game server (a pong, a keep-alive ping).
+    Reply(Bytes),
+    /// A message for the front-end: world announcements, snapshots, batches, outputs.
+    Message(GameToFrontend),
+    /// Close the link, after sending `error_frame` if there is one.
+    Close {
+        /// Why.
+        reason: CloseReason,
+        /// The `Error` frame to send first.
+        error_frame: Option<Bytes>,
+    },
+}
+
+/// The state of one game-server connection.
+#[derive(Debug, Clone)]
+pub struct GameLink {
+    game: GameId,
+    state: LinkState,
+    last_received: Duration,
+    last_sent: Duration,
+    pings_sent: u64,
+}
+
+impl GameLink {
+    /// A link connected at `now`; send [`hello`](Self::hello) first.
+    pub fn new(game: GameId, now: Duration) -> Self {
+        Self {
+            game,
+            state: LinkState::AwaitingWelcome,
+            last_received: now,
+            last_sent: now,
+            pings_sent: 0,
+        }
+    }
+
+    /// The game-server connection this machine serves.
+    pub fn game(&self) -> GameId {
+        self.game
+    }
+
+    /// Where the link is in its life.
+    pub fn state(&self) -> &LinkState {
+        &self.state
+    }
+
+    /// True once the game server welcomed the front-end.
+    pub fn is_ready(&self) -> bool {
+        matches!(self.state, LinkState::Ready { .. })
+    }
+
+    /// The `GameHello` frame that opens the link.
+    pub fn hello(&self, frontend_id: &str) -> Bytes {
+        FrontendToGame::Hello {
+            version: PROTOCOL_VERSION,
+            frontend_id: frontend_id.to_owned(),
+        }
+        .encode_to_bytes()
+    }
+
+    /// Handles one frame received from the game server at `now`.
+    pub fn handle_frame(&mut self, now: Duration, frame: &RawFrame) -> GameEvent {
+        if self.state == LinkState::Closed {
+            return GameEvent::Nothing;
+        }
+        self.last_received = now;
+        let message = match GameToFrontend::decode(frame) {
+            Ok(message) => message,
+            Err(error) => return self.fail(error.code(), error.to_string()),
+        };
+        match (&self.state, message) {
+            (LinkState::AwaitingWelcome, GameToFrontend::Welcome { version, server_id }) => {
+                if version != PROTOCOL_VERSION {
+                    return self.fail(
+                        ErrorCode::UnsupportedVersion,
+                        format!("game server chose version {version}"),
+                    );
+                }
+                log::info!("game link {:?}: welcomed by {server_id}", self.game);
+                self.state = LinkState::Ready { server_id };
+                GameEvent::Welcomed
+            }
+            (_, GameToFrontend::Error { code, text }) => {
+                log::warn!(
+                    "game link {:?}: game server sent error {code:?}: {text}",
+                    self.game
+                );
+                self.state = LinkState::Closed;
+                GameEvent::Close {
+                    reason: CloseReason::PeerError(code),
+                    error_frame: None,
+                }
+            }
+            (LinkState::AwaitingWelcome, other) => self.fail(
+                ErrorCode::UnexpectedFrame,
+                format!("expected GameWelcome, got {:?}", other.frame_type()),
+            ),
+            (_, GameToFrontend::Welcome { .. }) => self.fail(
+                ErrorCode::UnexpectedFrame,
+                "a second GameWelcome".to_owned(),
+            ),
+            (_, GameToFrontend::Ping { nonce }) => {
+                GameEvent::Reply(FrontendToGame::Pong { nonce }.encode_to_bytes())
+            }
+            (_, GameToFrontend::Pong { .. }) => GameEvent::Nothing,
+            (_, message) => GameEvent::Message(message),
+        }
+    }
+
+    /// Handles bytes the shell's decoder could not frame: an `Error` frame and a close.
+    pub fn handle_malformed(&mut self, error: &flotilla_wire::WireError) -> GameEvent {
+        if self.state == LinkState::Closed {
+            return GameEvent::Nothing;
+        }
+        self.fail(error.code(), error.to_string())
+    }
+
+    /// Keep-alive check at `now`: a ping after `ping_interval` without sending, a close
+    /// after `idle_timeout` without receiving.
+    pub fn on_tick(
+        &mut self,
+        now: Duration,
+        ping_interval: Duration,
+        idle_timeout: Duration,
+    ) -> GameEvent {
+        if self.state == LinkState::Closed {
+            return GameEvent::Nothing;
+        }
+        if now.saturating_sub(self.last_received) >= idle_timeout {
+            let event = self.fail(
+                ErrorCode::Timeout,
+                format!("nothing received for {idle_timeout:?}"),
+            );
+            return match event {
+                GameEvent::Close { error_frame, .. } => GameEvent::Close {
+                    reason: CloseReason::IdleTimeout,
+                    error_frame,
+                },
+                other => other,
+            };
+        }
+        if now.saturating_sub(self.last_sent) >= ping_interval {
+            self.pings_sent += 1;
+            return GameEvent::Reply(
+                FrontendToGame::Ping {
+                    nonce: self.pings_sent,
+                }
+                .encode_to_bytes(),
+            );
+        }
+        GameEvent::Nothing
+    }
+
+    /// Records that something was sent to the game server at `now`.
+    pub fn note_sent(&mut self, now: Duration) {
+        self.last_sent = now;
+    }
+
+    fn fail(&mut self, code: ErrorCode, text: String) -> GameEvent {
+        log::warn!("closing game link {:?}: {code:?}: {text}", self.game);
+        self.state = LinkState::Closed;
+        GameEvent::Close {
+            reason: CloseReason::Protocol(code),
+            error_frame: Some(FrontendToGame::Error { code, text }.encode_to_bytes()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_wire::{Decoder, WorldId};
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn raw(message: &GameToFrontend) -> RawFrame {
+        RawFrame::parse(message.encode_to_bytes(), 1 << 20).unwrap()
+    }
+
+    fn decode(bytes: &Bytes) -> FrontendToGame {
+        let mut decoder = Decoder::default();
+        decoder.feed(bytes);
+        decoder.next_message().unwrap().unwrap()
+    }
+
+    #[test]
+    fn handshake_then_messages_pass_through() {
+        let mut link = GameLink::new(GameId(1), Duration::ZERO);
+        assert_eq!(
+            decode(&link.hello("fe-1")),
+            FrontendToGame::Hello {
+                version: 1,
+                frontend_id: "fe-1".into()
+            }
+        );
+        let welcome = GameToFrontend::Welcome {
+            version: 1,
+            server_id: "game".into(),
+        };
+        assert_eq!(
+            link.handle_frame(Duration::ZERO, &raw(&welcome)),
+            GameEvent::Welcomed
+        );
+        assert!(link.is_ready());
+        let added = GameToFrontend::WorldAdded {
+            world: WorldId::new("a").unwrap(),
+            info: Bytes::new(),
+        };
+        assert_eq!(
+            link.handle_frame(SECOND, &raw(&added)),
+            GameEvent::Message(added.clone())
+        );
+        let GameEvent::Reply(pong) =
+            link.handle_frame(SECOND, &raw(&GameToFrontend::Ping { nonce: 5 }))
+        else {
+            panic!()
+        };
+        assert_eq!(decode(&pong), FrontendToGame::Pong { nonce: 5 });
+    }
+
+    #[test]
+    fn anything_before_the_welcome_closes_the_link() {
+        let mut link = GameLink::new(GameId(1), Duration::ZERO);
+        let event = link.handle_frame(
+            Duration::ZERO,
+            &raw(&GameToFrontend::WorldRemoved {
+                world: WorldId::new("a").unwrap(),
+            }),
+        );
+        let GameEvent::Close {
+            reason: CloseReason::Protocol(ErrorCode::UnexpectedFrame),
+            error_frame: Some(frame),
+        } = event
+        else {
+            panic!("{event:?}")
+        };
+        assert!(matches!(
+            decode(&frame),
+            FrontendToGame::Error {
+                code: ErrorCode::UnexpectedFrame,
+                ..
+            }
+        ));
+        assert_eq!(link.state(), &LinkState::Closed);
+    }
+
+    #[test]
+    fn a_silent_game_server_is_pinged_then_closed() {
+        let mut link = GameLink::new(GameId(1), Duration::ZERO);
+        let interval = SECOND;
+        let idle = 3 * SECOND;
+        assert_eq!(link.on_tick(SECOND / 2, interval, idle), GameEvent::Nothing);
+        assert!(matches!(
+            link.on_tick(SECOND, interval, idle),
+            GameEvent::Reply(_)
+        ));
+        link.note_sent(SECOND);
+        assert!(matches!(
+            link.on_tick(3 * SECOND, interval, idle),
+            GameEvent::Close {
+                reason: CloseReason::IdleTimeout,
+                ..
+            }
+        ));
+    }
+}

@@ -1,0 +1,59 @@
+//! The flotilla front-end server: sans-I/O machines and the tokio shell that drives them.
+//!
+//! A front-end sits between clients and game servers. It terminates client connections,
+//! routes each client's inputs to the game server hosting the world and the game server's
+//! outputs back to the right client, keeps a replica of every watched world, and fans each
+//! change batch out to any number of observers, forwarding the game server's frame bytes
+//! unchanged (encode once, send many). The wire protocol is `PROTOCOL.md` at the
+//! repository root.
+//!
+//! # Machines (sans-I/O)
+//!
+//! Every machine is driven only by inputs and by `now` (a [`Duration`](std::time::Duration)
+//! since the front-end started) passed in; randomness comes from a seed. Machines address
+//! each other by IDs ([`ConnId`], [`GameId`], [`SessionId`](flotilla_wire::SessionId),
+//! [`WorldId`](flotilla_wire::WorldId)), never by pointers, so a recorded `(now, input)`
+//! stream replays a run exactly.
+//!
+//! - [`Session`]: one per client connection (handshake, keep-alive, subscriptions, send
+//!   budget).
+//! - [`GameLink`]: one per game-server connection (handshake, keep-alive).
+//! - [`ReplicaMachine`]: one per watched world (replica, catch-up, subscriber states).
+//! - [`Router`]: which game server hosts which world, which connection holds which
+//!   session.
+//! - [`Factory`]: creates a world's replica machine on its first subscriber and destroys
+//!   it after the last one leaves, emitting the upstream subscribe/unsubscribe.
+//! - [`Directory`]: the `$directory` world, built from the game servers' announcements.
+//! - [`Frontend`]: the driver that owns all of them in ID-indexed maps:
+//!   [`Frontend::handle`] an [`Input`], then [`Frontend::poll_output`] the [`Output`]s.
+//!
+//! # Shell
+//!
+//! [`server::FrontendServer`] listens for clients, connects to game servers (reconnecting
+//! with backoff), and drives one [`Frontend`] from a single event-loop task, batching
+//! writes into vectored syscalls.
+#![forbid(unsafe_code)]
+
+mod config;
+mod directory;
+mod error;
+mod factory;
+mod frontend;
+mod game_link;
+mod ids;
+mod replica;
+mod router;
+pub mod server;
+mod session;
+
+pub use config::FrontendConfig;
+pub use directory::Directory;
+pub use error::FrontendError;
+pub use factory::{Factory, FactoryEvent};
+pub use frontend::{CloseReason, Frontend, Input, Output, Stats};
+pub use game_link::{GameEvent, GameLink, LinkState};
+pub use ids::{ConnId, GameId, IdBuildHasher, IdHasher, SeededRng};
+pub use replica::{BatchOutcome, ReplicaMachine, Serve, SnapshotProgress, SubscriberState};
+pub use router::{Router, WorldChange};
+pub use server::{FrontendServer, ServerStats, StatsSnapshot};
+pub use session::{Offer, Session, SessionEvent, SessionPhase, Traffic};

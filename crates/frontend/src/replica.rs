@@ -1,0 +1,503 @@
+//! The replica machine: one per watched world.
+//!
+//! It holds the world's [`Replica`], applies the snapshots and change batches that come
+//! from upstream (keeping each batch's received frame in the ring, so it is never
+//! re-encoded), knows the state of each subscriber (waiting for the first snapshot, live,
+//! or to be resynced), and answers a new or resuming subscriber with ring batches or a
+//! snapshot. Sending is the [`Frontend`](crate::Frontend)'s job: it walks
+//! [`subscribers_mut`](ReplicaMachine::subscribers_mut) with the one shared frame.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use flotilla_wire::{SnapshotAssembler, SnapshotPart, WireError, WorldId};
+use flotilla_world::{
+    ApplyOutcome, CatchUp, ChangeBatch, Position, RecentBatch, Replica, ReplicaConfig, RingLimits,
+    Snapshot,
+};
+
+use crate::ids::{ConnId, GameId, IdBuildHasher};
+
+/// Where one subscriber of a world stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriberState {
+    /// Subscribed before the replica had any state: gets the first snapshot.
+    Pending,
+    /// Receives every live batch.
+    Live,
+    /// Its batches were dropped (slow connection): gets a fresh snapshot once its
+    /// connection drains, and no batches until then.
+    NeedsResync,
+}
+
+/// What to send a subscriber right away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Serve {
+    /// Nothing: it is up to date (or will be resynced later). Live batches follow.
+    Nothing,
+    /// The replica has no state yet: the first snapshot will be sent when it arrives.
+    Pending,
+    /// A snapshot: one or more `Snapshot` frames in one buffer, then live batches.
+    Snapshot(Bytes),
+    /// Exactly the missing batches' frames, oldest first, then live batches.
+    Batches(Vec<Bytes>),
+}
+
+/// What [`ReplicaMachine::apply_snapshot_part`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotProgress {
+    /// A part of a multi-frame snapshot: more to come.
+    Incomplete,
+    /// The snapshot is complete and applied; send these frames (the upstream bytes,
+    /// unchanged) to every pending and live subscriber.
+    Applied(Bytes),
+}
+
+/// What [`ReplicaMachine::apply_batch`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Applied: send this frame (the upstream bytes, unchanged) to every live subscriber.
+    Forward(Bytes),
+    /// Already had it, or a resync is already under way: nothing to send.
+    Ignored,
+    /// The replica lost track (gap, other epoch, no snapshot yet): subscribe upstream
+    /// again from this position.
+    Resubscribe(Option<Position>),
+}
+
+/// The machine of one watched world.
+#[derive(Debug)]
+pub struct ReplicaMachine {
+    world: WorldId,
+    host: Option<GameId>,
+    replica: Replica,
+    subscribers: HashMap<ConnId, SubscriberState, IdBuildHasher>,
+    assembler: SnapshotAssembler,
+    snapshot_parts: Vec<Bytes>,
+    encoded_snapshot: Option<(Position, Bytes)>,
+    resync_requested: bool,
+    max_frame_len: usize,
+}
+
+impl ReplicaMachine {
+    /// A machine for `world` fed by game server `host` (`None` for worlds the front-end
+    /// publishes itself, such as the directory).
+    pub fn new(
+        world: WorldId,
+        host: Option<GameId>,
+        ring: RingLimits,
+        max_frame_len: usize,
+    ) -> Self {
+        Self {
+            world,
+            host,
+            replica: Replica::new(ReplicaConfig { ring }),
+            subscribers: HashMap::default(),
+            assembler: SnapshotAssembler::new(),
+            snapshot_parts: Vec::new(),
+            encoded_snapshot: None,
+            resync_requested: false,
+            max_frame_len,
+        }
+    }
+
+    /// The world.
+    pub fn world(&self) -> &WorldId {
+        &self.world
+    }
+
+    /// The game server this world comes from.
+    pub fn host(&self) -> Option<GameId> {
+        self.host
+    }
+
+    /// Moves the world to another game server (it moved or was re-announced).
+    pub fn set_host(&mut self, host: Option<GameId>) {
+        self.host = host;
+    }
+
+    /// The replica (state, position, ring).
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+
+    /// The number of subscribers.
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.len()
+    }
+
+    /// True when no connection subscribes.
+    pub fn has_no_subscribers(&self) -> bool {
+        self.subscribers.is_empty()
+    }
+
+    /// The state of one subscriber.
+    pub fn subscriber(&self, conn: ConnId) -> Option<SubscriberState> {
+        self.subscribers.get(&conn).copied()
+    }
+
+    /// Every subscriber and its state, for fan-out.
+    pub fn subscribers_mut(&mut self) -> impl Iterator<Item = (&ConnId, &mut SubscriberState)> {
+        self.subscribers.iter_mut()
+    }
+
+    /// Every subscriber's connection.
+    pub fn subscriber_conns(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.subscribers.keys().copied()
+    }
+
+    /// Adds (or re-adds) `conn`, which last saw `since`, and says what to send it now.
+    /// A `congested` connection is not served now: it is resynced once it drains.
+    pub fn subscribe(&mut self, conn: ConnId, since: Option<Position>, congested: bool) -> Serve {
+        if !self.replica.is_synced() {
+            self.subscribers.insert(conn, SubscriberState::Pending);
+            return Serve::Pending;
+        }
+        if congested {
+            self.subscribers.insert(conn, SubscriberState::NeedsResync);
+            return Serve::Nothing;
+        }
+        let serve = match since.map(|from| self.replica.catch_up(from)) {
+            None | Some(CatchUp::Snapshot(_)) => self.snapshot_serve(),
+            Some(CatchUp::UpToDate) => Serve::Nothing,
+            Some(CatchUp::Pending) => Serve::Pending,
+            Some(CatchUp::Batches(batches)) => {
+                let frames: Option<Vec<Bytes>> =
+                    batches.into_iter().map(|recent| recent.encoded).collect();
+                match frames {
+                    Some(frames) => Serve::Batches(frames),
+                    // Every batch is kept with its frame; if one were not, a snapshot
+                    // is always correct.
+                    None => self.snapshot_serve(),
+                }
+            }
+        };
+        let state = if serve == Serve::Pending {
+            SubscriberState::Pending
+        } else {
+            SubscriberState::Live
+        };
+        self.subscribers.insert(conn, state);
+        serve
+    }
+
+    /// Removes `conn`; true if it was subscribed.
+    pub fn unsubscribe(&mut self, conn: ConnId) -> bool {
+        self.subscribers.remove(&conn).is_some()
+    }
+
+    /// Marks a live subscriber whose queued batches were dropped: it gets no batches until
+    /// [`resync`](Self::resync).
+    pub fn mark_needs_resync(&mut self, conn: ConnId) {
+        if let Some(state @ SubscriberState::Live) = self.subscribers.get_mut(&conn) {
+            *state = SubscriberState::NeedsResync;
+        }
+    }
+
+    /// The snapshot to resync a subscriber marked [`SubscriberState::NeedsResync`] with,
+    /// now that its connection drained; it is live again. `None` if it needs none.
+    pub fn resync(&mut self, conn: ConnId) -> Option<Bytes> {
+        if self.subscribers.get(&conn) != Some(&SubscriberState::NeedsResync) {
+            return None;
+        }
+        let serve = self.snapshot_serve();
+        let (state, frames) = match serve {
+            Serve::Snapshot(frames) => (SubscriberState::Live, Some(frames)),
+            _ => (SubscriberState::Pending, None),
+        };
+        self.subscribers.insert(conn, state);
+        frames
+    }
+
+    /// Applies one upstream `Snapshot` frame (`frame` is its exact bytes). Parts are
+    /// collected until the last one; then the replica takes the snapshot.
+    pub fn apply_snapshot_part(
+        &mut self,
+        frame: Bytes,
+        part: SnapshotPart,
+        snapshot: Snapshot,
+    ) -> Result<SnapshotProgress, WireError> {
+        if part == SnapshotPart::Whole || part == SnapshotPart::First {
+            self.snapshot_parts.clear();
+        }
+        self.snapshot_parts.push(frame);
+        let complete = match self.assembler.push(part, snapshot) {
+            Ok(complete) => complete,
+            Err(error) => {
+                self.snapshot_parts.clear();
+                return Err(error);
+            }
+        };
+        let Some(snapshot) = complete else {
+            return Ok(SnapshotProgress::Incomplete);
+        };
+        let parts = std::mem::take(&mut self.snapshot_parts);
+        let frames = match parts.as_slice() {
+            [single] => single.clone(),
+            many => {
+                let mut joined = BytesMut::with_capacity(many.iter().map(Bytes::len).sum());
+                for part in many {
+                    joined.extend_from_slice(part);
+                }
+                joined.freeze()
+            }
+        };
+        let position = snapshot.position();
+        self.replica.apply_snapshot(snapshot);
+        self.encoded_snapshot = Some((position, frames.clone()));
+        self.resync_requested = false;
+        Ok(SnapshotProgress::Applied(frames))
+    }
+
+    /// Applies one upstream `ChangeBatch` frame (`frame` is its exact bytes, kept in the
+    /// ring and forwarded as is).
+    pub fn apply_batch(&mut self, frame: Bytes, batch: ChangeBatch) -> BatchOutcome {
+        let recent = RecentBatch::with_encoded(Arc::new(batch), frame.clone());
+        match self.replica.apply_recent(recent) {
+            Ok(ApplyOutcome::Applied) => {
+                self.resync_requested = false;
+                BatchOutcome::Forward(frame)
+            }
+            Ok(ApplyOutcome::AlreadyHad) => BatchOutcome::Ignored,
+            Err(error) => {
+                log::debug!(
+                    "world {}: {error}: resubscribing upstream",
+                    self.world.as_str()
+                );
+                if self.resync_requested {
+                    BatchOutcome::Ignored
+                } else {
+                    self.resync_requested = true;
+                    BatchOutcome::Resubscribe(self.replica.position())
+                }
+            }
+        }
+    }
+
+    /// The current snapshot as frames, encoded once per position and shared.
+    fn snapshot_serve(&mut self) -> Serve {
+        let Some(position) = self.replica.position() else {
+            return Serve::Pending;
+        };
+        if let Some((cached, frames)) = &self.encoded_snapshot {
+            if *cached == position {
+                return Serve::Snapshot(frames.clone());
+            }
+        }
+        let Some(snapshot) = self.replica.snapshot() else {
+            return Serve::Pending;
+        };
+        let mut out = BytesMut::new();
+        match flotilla_wire::encode_snapshot(&self.world, &snapshot, self.max_frame_len, &mut out) {
+            Ok(_) => {
+                let frames = out.freeze();
+                self.encoded_snapshot = Some((position, frames.clone()));
+                Serve::Snapshot(frames)
+            }
+            Err(error) => {
+                log::error!(
+                    "world {}: cannot encode a snapshot: {error}",
+                    self.world.as_str()
+                );
+                Serve::Pending
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_wire::{Decoder, FrontendToClient, GameToFrontend, Message, RawFrame};
+    use flotilla_world::WorldState;
+
+    fn world() -> WorldId {
+        WorldId::new("arena").unwrap()
+    }
+
+    /// Feeds a game's world into the machine as frames, like the front-end does.
+    fn feed_snapshot(machine: &mut ReplicaMachine, state: &WorldState) -> SnapshotProgress {
+        let frame = GameToFrontend::Snapshot {
+            world: world(),
+            part: SnapshotPart::Whole,
+            snapshot: state.snapshot(),
+        }
+        .encode_to_bytes();
+        let raw = RawFrame::parse(frame.clone(), 1 << 20).unwrap();
+        let GameToFrontend::Snapshot { part, snapshot, .. } = GameToFrontend::decode(&raw).unwrap()
+        else {
+            panic!()
+        };
+        machine.apply_snapshot_part(frame, part, snapshot).unwrap()
+    }
+
+    fn commit(machine: &mut ReplicaMachine, state: &mut WorldState, key: &str) -> BatchOutcome {
+        let mut tx = state.begin();
+        tx.set(key.to_owned(), "v");
+        let batch = tx.commit().unwrap();
+        let frame = flotilla_wire::change_batch_frame(&world(), &batch);
+        machine.apply_batch(frame, batch)
+    }
+
+    fn decode_all(bytes: &Bytes) -> Vec<FrontendToClient> {
+        let mut decoder = Decoder::default();
+        decoder.feed(bytes);
+        let mut out = Vec::new();
+        while let Some(message) = decoder.next_message().unwrap() {
+            out.push(message);
+        }
+        out
+    }
+
+    #[test]
+    fn subscribers_before_the_first_snapshot_are_pending() {
+        let mut machine =
+            ReplicaMachine::new(world(), Some(GameId(1)), RingLimits::default(), 1 << 20);
+        assert_eq!(machine.subscribe(ConnId(1), None, false), Serve::Pending);
+        let state = WorldState::with_entries(5, [("a", "1")]);
+        let SnapshotProgress::Applied(frames) = feed_snapshot(&mut machine, &state) else {
+            panic!()
+        };
+        assert_eq!(
+            machine.subscriber(ConnId(1)),
+            Some(SubscriberState::Pending)
+        );
+        let messages = decode_all(&frames);
+        assert!(
+            matches!(&messages[..], [FrontendToClient::Snapshot { snapshot, .. }] if snapshot.epoch == 5)
+        );
+    }
+
+    #[test]
+    fn catch_up_serves_ring_batches_snapshots_or_nothing() {
+        let mut machine =
+            ReplicaMachine::new(world(), Some(GameId(1)), RingLimits::default(), 1 << 20);
+        let mut state = WorldState::new(7);
+        feed_snapshot(&mut machine, &state);
+        let mut forwarded = Vec::new();
+        for key in ["a", "b", "c"] {
+            let BatchOutcome::Forward(frame) = commit(&mut machine, &mut state, key) else {
+                panic!()
+            };
+            forwarded.push(frame);
+        }
+        // Resume at seq 1 of the same epoch: exactly batches 2 and 3, the very bytes received.
+        let serve = machine.subscribe(ConnId(1), Some(Position { epoch: 7, seq: 1 }), false);
+        assert_eq!(serve, Serve::Batches(forwarded[1..].to_vec()));
+        assert_eq!(machine.subscriber(ConnId(1)), Some(SubscriberState::Live));
+        // Up to date: nothing.
+        assert_eq!(
+            machine.subscribe(ConnId(2), Some(Position { epoch: 7, seq: 3 }), false),
+            Serve::Nothing
+        );
+        // Other epoch: a snapshot at the current position.
+        let Serve::Snapshot(frames) =
+            machine.subscribe(ConnId(3), Some(Position { epoch: 1, seq: 3 }), false)
+        else {
+            panic!()
+        };
+        let [FrontendToClient::Snapshot { snapshot, .. }] = &decode_all(&frames)[..] else {
+            panic!()
+        };
+        assert_eq!(snapshot.digest(), state.digest());
+        // A second snapshot request at the same position shares the same encoded bytes.
+        let Serve::Snapshot(again) = machine.subscribe(ConnId(4), None, false) else {
+            panic!()
+        };
+        assert_eq!(again.as_ptr(), frames.as_ptr());
+    }
+
+    #[test]
+    fn duplicate_batches_are_ignored_and_gaps_resubscribe_once() {
+        let mut machine =
+            ReplicaMachine::new(world(), Some(GameId(1)), RingLimits::default(), 1 << 20);
+        let mut state = WorldState::new(7);
+        feed_snapshot(&mut machine, &state);
+        let mut tx = state.begin();
+        tx.set("a", "1");
+        let first = tx.commit().unwrap();
+        let frame = flotilla_wire::change_batch_frame(&world(), &first);
+        assert!(matches!(
+            machine.apply_batch(frame.clone(), first.clone()),
+            BatchOutcome::Forward(_)
+        ));
+        assert_eq!(machine.apply_batch(frame, first), BatchOutcome::Ignored);
+        // Skip seq 2: a gap.
+        let mut tx = state.begin();
+        tx.set("b", "1");
+        tx.commit().unwrap();
+        let mut tx = state.begin();
+        tx.set("c", "1");
+        let third = tx.commit().unwrap();
+        let frame = flotilla_wire::change_batch_frame(&world(), &third);
+        assert_eq!(
+            machine.apply_batch(frame.clone(), third.clone()),
+            BatchOutcome::Resubscribe(Some(Position { epoch: 7, seq: 1 }))
+        );
+        assert_eq!(machine.apply_batch(frame, third), BatchOutcome::Ignored);
+        // A snapshot brings it back.
+        feed_snapshot(&mut machine, &state);
+        assert_eq!(machine.replica().digest(), state.digest());
+    }
+
+    #[test]
+    fn resync_gives_a_snapshot_only_to_marked_subscribers() {
+        let mut machine =
+            ReplicaMachine::new(world(), Some(GameId(1)), RingLimits::default(), 1 << 20);
+        let mut state = WorldState::new(7);
+        feed_snapshot(&mut machine, &state);
+        machine.subscribe(ConnId(1), None, false);
+        machine.subscribe(ConnId(2), None, false);
+        commit(&mut machine, &mut state, "x");
+        machine.mark_needs_resync(ConnId(1));
+        assert_eq!(
+            machine.subscriber(ConnId(1)),
+            Some(SubscriberState::NeedsResync)
+        );
+        assert_eq!(machine.resync(ConnId(2)), None);
+        let frames = machine.resync(ConnId(1)).unwrap();
+        let [FrontendToClient::Snapshot { snapshot, .. }] = &decode_all(&frames)[..] else {
+            panic!()
+        };
+        assert_eq!((snapshot.seq, snapshot.digest()), (1, state.digest()));
+        assert_eq!(machine.subscriber(ConnId(1)), Some(SubscriberState::Live));
+        // A congested connection that subscribes waits for its resync.
+        assert_eq!(machine.subscribe(ConnId(3), None, true), Serve::Nothing);
+        assert_eq!(
+            machine.subscriber(ConnId(3)),
+            Some(SubscriberState::NeedsResync)
+        );
+    }
+
+    #[test]
+    fn multi_part_snapshots_are_joined_and_forwarded_unchanged() {
+        let mut machine = ReplicaMachine::new(world(), Some(GameId(1)), RingLimits::default(), 200);
+        let entries: Vec<(String, String)> = (0..20)
+            .map(|i| (format!("key-{i:02}"), "x".repeat(20)))
+            .collect();
+        let state = WorldState::with_entries(3, entries);
+        let mut out = BytesMut::new();
+        let parts =
+            flotilla_wire::encode_snapshot(&world(), &state.snapshot(), 200, &mut out).unwrap();
+        assert!(parts > 1);
+        let all = out.freeze();
+        let mut decoder = Decoder::new(200);
+        decoder.feed(&all);
+        let mut result = None;
+        while let Some(raw) = decoder.next_frame().unwrap() {
+            let GameToFrontend::Snapshot { part, snapshot, .. } =
+                GameToFrontend::decode(&raw).unwrap()
+            else {
+                panic!()
+            };
+            result = Some(
+                machine
+                    .apply_snapshot_part(raw.into_bytes(), part, snapshot)
+                    .unwrap(),
+            );
+        }
+        assert_eq!(result, Some(SnapshotProgress::Applied(all)));
+        assert_eq!(machine.replica().digest(), state.digest());
+    }
+}

@@ -1,0 +1,815 @@
+//! The tokio shell: sockets, timers and write batching around one [`Frontend`] machine.
+//!
+//! Design:
+//!
+//! - **One event-loop task owns the [`Frontend`]** and every connection's outbound queue.
+//!   It receives [`Event`]s from a bounded channel, feeds them to the machine, turns the
+//!   machine's outputs into queue operations, and flushes.
+//! - **One small reader task per connection** (client or game server) waits for
+//!   readability, reads into its [`Decoder`]'s buffer (allocated lazily, 4 KiB, released
+//!   whenever no partial frame is pending), and sends whole frames to the event loop. A
+//!   full channel stops reading: TCP pushes back on the peer.
+//! - **Writes are batched**: outbound frames (`Bytes`, shared between observers) are
+//!   appended to a per-connection queue; after the loop has drained up to
+//!   [`EVENTS_PER_TURN`] events, each connection with new data is flushed with one
+//!   non-blocking `try_write_vectored` of up to [`IOVECS_PER_WRITE`] frames per syscall.
+//!   Under load many batches accumulate between flushes, so one syscall carries many
+//!   frames. Only when a socket would block is a tiny waiter task spawned to report
+//!   writability; until then the machine's send budget (fed by
+//!   [`Input::ClientDrained`]) decides what is dropped for a slow observer.
+//! - **Game servers**: one task per configured address connects (with a timeout),
+//!   hands the socket to the event loop, reads until the link ends, and reconnects with
+//!   exponential backoff and full jitter.
+//!
+//! Per idle client connection the shell holds an `Arc<TcpStream>` (tokio's registration),
+//! a parked reader task with an empty decoder, an empty `VecDeque` and the session
+//! machine: about 1-2 KiB in user space.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use flotilla_wire::{Decoder, ErrorCode, FrontendToClient, Message, RawFrame, WireError};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::FrontendConfig;
+use crate::error::FrontendError;
+use crate::frontend::{Frontend, Input, Output, Stats};
+use crate::ids::{ConnId, GameId, IdBuildHasher};
+
+/// Events the event loop handles per turn before it flushes.
+pub const EVENTS_PER_TURN: usize = 1024;
+
+/// Frames written per `writev` call at most.
+pub const IOVECS_PER_WRITE: usize = 64;
+
+/// Capacity of the channel from reader tasks to the event loop.
+const CHANNEL_CAPACITY: usize = 8192;
+
+/// Bytes reserved for one socket read.
+const READ_CHUNK: usize = 4096;
+
+/// How long a closing connection may take to write its last frames.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Shared counters of a running front-end.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    machine: Mutex<Stats>,
+    accepted: AtomicU64,
+    write_calls: AtomicU64,
+    bytes_written: AtomicU64,
+    game_connects: AtomicU64,
+}
+
+/// A copy of a running front-end's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// The machine's counters (connections, frames, batches, resyncs, bytes queued...).
+    pub machine: Stats,
+    /// Client connections accepted since start.
+    pub accepted: u64,
+    /// `writev` calls made (clients and game servers).
+    pub write_calls: u64,
+    /// Bytes written to sockets (clients and game servers).
+    pub bytes_written: u64,
+    /// Successful connections to game servers since start.
+    pub game_connects: u64,
+}
+
+impl ServerStats {
+    /// A copy of every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            machine: *self
+                .machine
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            accepted: self.accepted.load(Ordering::Relaxed),
+            write_calls: self.write_calls.load(Ordering::Relaxed),
+            bytes_written: self.bytes_written.load(Ordering::Relaxed),
+            game_connects: self.game_connects.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What reader tasks, the acceptor and the game connectors tell the event loop.
+#[derive(Debug)]
+enum Event {
+    ClientConnected(ConnId, Arc<TcpStream>),
+    ClientFrame(ConnId, RawFrame),
+    ClientMalformed(ConnId, WireError),
+    ClientClosed(ConnId),
+    GameConnected(GameId, Arc<TcpStream>),
+    GameFrame(GameId, RawFrame),
+    GameMalformed(GameId, WireError),
+    GameClosed(GameId),
+    Writable(Peer),
+}
+
+/// A connection of the event loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Peer {
+    Client(ConnId),
+    Game(GameId),
+}
+
+/// A running front-end: listening for clients, connected to its game servers.
+#[derive(Debug)]
+pub struct FrontendServer {
+    local_addr: SocketAddr,
+    stats: Arc<ServerStats>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl FrontendServer {
+    /// Validates `config`, binds the client listener, starts connecting to the game
+    /// servers and starts serving. Must be called within a tokio runtime.
+    pub async fn bind(config: FrontendConfig) -> Result<Self, FrontendError> {
+        config.validate()?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| FrontendError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr()?;
+        let seed = match config.seed {
+            Some(seed) => seed,
+            None => flotilla_balance::seed_from_os_entropy()
+                .map_err(|error| FrontendError::Entropy(error.to_string()))?,
+        };
+        let stats = Arc::new(ServerStats::default());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        log::info!(
+            "front-end {} listening on {local_addr}, game servers {:?}",
+            config.server_id,
+            config.game_servers
+        );
+        let mut tasks = Vec::new();
+        for (index, addr) in config.game_servers.iter().enumerate() {
+            tasks.push(tokio::spawn(connect_game(
+                index as u64,
+                addr.clone(),
+                config.clone(),
+                seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                tx.clone(),
+                Arc::clone(&stats),
+                shutdown_rx.clone(),
+            )));
+        }
+        tasks.push(tokio::spawn(accept_clients(
+            listener,
+            config.max_frame_len,
+            tx.clone(),
+            Arc::clone(&stats),
+            shutdown_rx.clone(),
+        )));
+        let event_loop = EventLoop {
+            frontend: Frontend::new(&config, seed),
+            tick_interval: config.tick_interval,
+            start: Instant::now(),
+            clients: HashMap::default(),
+            games: HashMap::default(),
+            dirty: Vec::new(),
+            tx,
+            stats: Arc::clone(&stats),
+        };
+        tasks.push(tokio::spawn(event_loop.run(rx, shutdown_rx)));
+        Ok(Self {
+            local_addr,
+            stats,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// The address clients connect to (useful after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The counters, for status lines.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Stops accepting, tells every client `Error{ShuttingDown}`, closes all connections
+    /// and waits for the tasks to end.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// A connection's outbound queue, owned by the event loop.
+#[derive(Debug)]
+struct OutQueue {
+    stream: Arc<TcpStream>,
+    frames: VecDeque<(Bytes, bool)>,
+    /// Bytes of the front frame already written.
+    offset: usize,
+    waiting_writable: bool,
+    closing: bool,
+}
+
+impl OutQueue {
+    fn new(stream: Arc<TcpStream>) -> Self {
+        Self {
+            stream,
+            frames: VecDeque::new(),
+            offset: 0,
+            waiting_writable: false,
+            closing: false,
+        }
+    }
+
+    /// Discards queued droppable frames (not the partly written front one); returns the
+    /// bytes discarded.
+    fn drop_droppable(&mut self) -> usize {
+        let mut dropped = 0;
+        let keep_front = self.offset > 0;
+        let mut index = 0;
+        self.frames.retain(|(bytes, droppable)| {
+            let keep = !*droppable || (keep_front && index == 0);
+            index += 1;
+            if !keep {
+                dropped += bytes.len();
+            }
+            keep
+        });
+        dropped
+    }
+
+    /// Writes as much as the socket takes now, many frames per syscall. Returns the bytes
+    /// that left the queue (written, or discarded after a write error) and whether the
+    /// socket would block.
+    fn flush(&mut self, stats: &ServerStats) -> (usize, bool) {
+        let mut total = 0;
+        while !self.frames.is_empty() {
+            let mut slices = [IoSlice::new(&[]); IOVECS_PER_WRITE];
+            let mut count = 0;
+            for (index, (bytes, _)) in self.frames.iter().take(IOVECS_PER_WRITE).enumerate() {
+                let part = if index == 0 {
+                    bytes.get(self.offset..).unwrap_or_default()
+                } else {
+                    bytes.as_ref()
+                };
+                if let Some(slot) = slices.get_mut(count) {
+                    *slot = IoSlice::new(part);
+                    count += 1;
+                }
+            }
+            let written = self
+                .stream
+                .try_write_vectored(slices.get(..count).unwrap_or_default());
+            match written {
+                Ok(0) => {
+                    total += self.discard_all();
+                    break;
+                }
+                Ok(written) => {
+                    stats.write_calls.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .bytes_written
+                        .fetch_add(written as u64, Ordering::Relaxed);
+                    total += written;
+                    self.advance(written);
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return (total, true),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    log::debug!("write failed: {error}");
+                    total += self.discard_all();
+                    break;
+                }
+            }
+        }
+        (total, false)
+    }
+
+    fn advance(&mut self, mut written: usize) {
+        while written > 0 {
+            let Some((front, _)) = self.frames.front() else {
+                break;
+            };
+            let left = front.len() - self.offset;
+            if written >= left {
+                written -= left;
+                self.offset = 0;
+                self.frames.pop_front();
+            } else {
+                self.offset += written;
+                written = 0;
+            }
+        }
+        if self.frames.is_empty() && self.frames.capacity() > 64 {
+            // Give memory back once a burst is over.
+            self.frames = VecDeque::new();
+        }
+    }
+
+    fn discard_all(&mut self) -> usize {
+        let left: usize = self
+            .frames
+            .iter()
+            .map(|(bytes, _)| bytes.len())
+            .sum::<usize>()
+            - self.offset;
+        self.frames = VecDeque::new();
+        self.offset = 0;
+        left
+    }
+
+    fn shutdown_socket(&self) {
+        let _ = socket2::SockRef::from(&*self.stream).shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// The task that owns the machine.
+struct EventLoop {
+    frontend: Frontend,
+    tick_interval: Duration,
+    start: Instant,
+    clients: HashMap<ConnId, OutQueue, IdBuildHasher>,
+    games: HashMap<GameId, OutQueue, IdBuildHasher>,
+    dirty: Vec<Peer>,
+    tx: mpsc::Sender<Event>,
+    stats: Arc<ServerStats>,
+}
+
+impl EventLoop {
+    async fn run(mut self, mut rx: mpsc::Receiver<Event>, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(self.tick_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = rx.recv() => {
+                    let Some(event) = event else { break };
+                    self.on_event(event);
+                    for _ in 1..EVENTS_PER_TURN {
+                        match rx.try_recv() {
+                            Ok(event) => self.on_event(event),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    let now = self.now();
+                    self.frontend.handle(now, Input::Tick);
+                }
+                _ = shutdown.changed() => break,
+            }
+            self.pump();
+            *self
+                .stats
+                .machine
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = self.frontend.stats();
+        }
+        self.close_everything();
+    }
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    fn on_event(&mut self, event: Event) {
+        let now = self.now();
+        let input = match event {
+            Event::ClientConnected(conn, stream) => {
+                self.clients.insert(conn, OutQueue::new(stream));
+                Input::ClientConnected(conn)
+            }
+            Event::ClientFrame(conn, frame) => Input::ClientFrame(conn, frame),
+            Event::ClientMalformed(conn, error) => Input::ClientMalformed(conn, error),
+            Event::ClientClosed(conn) => {
+                self.clients.remove(&conn);
+                Input::ClientClosed(conn)
+            }
+            Event::GameConnected(game, stream) => {
+                self.games.insert(game, OutQueue::new(stream));
+                Input::GameConnected(game)
+            }
+            Event::GameFrame(game, frame) => Input::GameFrame(game, frame),
+            Event::GameMalformed(game, error) => Input::GameMalformed(game, error),
+            Event::GameClosed(game) => {
+                self.games.remove(&game);
+                Input::GameClosed(game)
+            }
+            Event::Writable(peer) => {
+                if let Some(queue) = self.queue(peer) {
+                    queue.waiting_writable = false;
+                    self.dirty.push(peer);
+                }
+                return;
+            }
+        };
+        self.frontend.handle(now, input);
+    }
+
+    fn queue(&mut self, peer: Peer) -> Option<&mut OutQueue> {
+        match peer {
+            Peer::Client(conn) => self.clients.get_mut(&conn),
+            Peer::Game(game) => self.games.get_mut(&game),
+        }
+    }
+
+    /// Applies the machine's outputs and flushes, until the machine has nothing more.
+    fn pump(&mut self) {
+        loop {
+            while let Some(output) = self.frontend.poll_output() {
+                self.apply(output);
+            }
+            if self.dirty.is_empty() {
+                break;
+            }
+            let mut dirty = std::mem::take(&mut self.dirty);
+            dirty.sort_unstable_by_key(|peer| match peer {
+                Peer::Client(conn) => (0, conn.0),
+                Peer::Game(game) => (1, game.0),
+            });
+            dirty.dedup();
+            for peer in dirty.drain(..) {
+                self.flush(peer);
+            }
+            if self.dirty.is_empty() {
+                self.dirty = dirty;
+            }
+        }
+    }
+
+    fn apply(&mut self, output: Output) {
+        match output {
+            Output::SendToClient {
+                conn,
+                bytes,
+                droppable,
+            } => self.enqueue(Peer::Client(conn), bytes, droppable),
+            Output::SendToGame(game, bytes) => self.enqueue(Peer::Game(game), bytes, false),
+            Output::DropQueuedBatches(conn) => {
+                if let Some(queue) = self.clients.get_mut(&conn) {
+                    let dropped = queue.drop_droppable();
+                    let now = self.now();
+                    self.frontend
+                        .handle(now, Input::ClientDrained(conn, dropped));
+                }
+            }
+            Output::CloseClient(conn, reason) => {
+                log::debug!("closing client {conn:?}: {reason:?}");
+                if let Some(queue) = self.clients.get_mut(&conn) {
+                    queue.closing = true;
+                    self.dirty.push(Peer::Client(conn));
+                }
+            }
+            Output::CloseGame(game, reason) => {
+                log::info!("closing game link {game:?}: {reason:?}");
+                if let Some(queue) = self.games.get_mut(&game) {
+                    queue.closing = true;
+                    self.dirty.push(Peer::Game(game));
+                }
+            }
+        }
+    }
+
+    fn enqueue(&mut self, peer: Peer, bytes: Bytes, droppable: bool) {
+        let Some(queue) = self.queue(peer) else {
+            return;
+        };
+        queue.frames.push_back((bytes, droppable));
+        if !queue.waiting_writable {
+            self.dirty.push(peer);
+        }
+    }
+
+    fn flush(&mut self, peer: Peer) {
+        let stats = Arc::clone(&self.stats);
+        let tx = self.tx.clone();
+        let Some(queue) = self.queue(peer) else {
+            return;
+        };
+        if queue.closing {
+            let queue = match peer {
+                Peer::Client(conn) => self.clients.remove(&conn),
+                Peer::Game(game) => self.games.remove(&game),
+            };
+            if let Some(mut queue) = queue {
+                let would_block = queue.waiting_writable || queue.flush(&stats).1;
+                if would_block {
+                    // A peer that does not read gets a bounded time for its last frames.
+                    tokio::spawn(linger(queue, stats));
+                } else {
+                    queue.shutdown_socket();
+                }
+            }
+            return;
+        }
+        if queue.waiting_writable {
+            return;
+        }
+        let (drained, would_block) = queue.flush(&stats);
+        if would_block {
+            queue.waiting_writable = true;
+            let stream = Arc::clone(&queue.stream);
+            tokio::spawn(async move {
+                if stream.writable().await.is_ok() {
+                    let _ = tx.send(Event::Writable(peer)).await;
+                }
+            });
+        }
+        if let (Peer::Client(conn), true) = (peer, drained > 0) {
+            let now = self.now();
+            self.frontend
+                .handle(now, Input::ClientDrained(conn, drained));
+        }
+    }
+
+    fn close_everything(&mut self) {
+        let goodbye = FrontendToClient::Error {
+            code: ErrorCode::ShuttingDown,
+            text: "front-end shutting down".to_owned(),
+        }
+        .encode_to_bytes();
+        for (_, mut queue) in self.clients.drain() {
+            queue.frames.push_back((goodbye.clone(), false));
+            let _ = queue.flush(&self.stats);
+            queue.shutdown_socket();
+        }
+        for (_, queue) in self.games.drain() {
+            queue.shutdown_socket();
+        }
+    }
+}
+
+/// Writes the last frames of a closing connection (bounded in time), then shuts it.
+async fn linger(mut queue: OutQueue, stats: Arc<ServerStats>) {
+    let _ = tokio::time::timeout(LINGER, async {
+        while !queue.frames.is_empty() {
+            if queue.stream.writable().await.is_err() {
+                break;
+            }
+            let _ = queue.flush(&stats);
+        }
+    })
+    .await;
+    queue.shutdown_socket();
+}
+
+/// Reads frames from `stream` until it ends, sending each to the event loop.
+async fn read_frames(
+    stream: &TcpStream,
+    max_frame_len: usize,
+    tx: &mpsc::Sender<Event>,
+    frame_event: impl Fn(RawFrame) -> Event,
+    error_event: impl Fn(WireError) -> Event,
+) -> ReadEnd {
+    let mut decoder = Decoder::new(max_frame_len);
+    loop {
+        if stream.readable().await.is_err() {
+            return ReadEnd::Closed;
+        }
+        let buffer = decoder.buffer_mut();
+        if buffer.capacity() - buffer.len() < READ_CHUNK / 4 {
+            buffer.reserve(READ_CHUNK);
+        }
+        match stream.try_read_buf(buffer) {
+            Ok(0) => return ReadEnd::Closed,
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => {
+                log::debug!("read failed: {error}");
+                return ReadEnd::Closed;
+            }
+        }
+        loop {
+            match decoder.next_frame() {
+                Ok(Some(frame)) => {
+                    if tx.send(frame_event(frame)).await.is_err() {
+                        return ReadEnd::LoopGone;
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    let _ = tx.send(error_event(error)).await;
+                    return ReadEnd::Malformed;
+                }
+            }
+        }
+        decoder.release_idle_buffer();
+    }
+}
+
+/// Why a reader stopped.
+#[derive(Debug, PartialEq, Eq)]
+enum ReadEnd {
+    /// EOF or a socket error.
+    Closed,
+    /// Bytes that could not be framed (already reported).
+    Malformed,
+    /// The event loop is gone.
+    LoopGone,
+}
+
+async fn read_client(
+    conn: ConnId,
+    stream: Arc<TcpStream>,
+    max_frame_len: usize,
+    tx: mpsc::Sender<Event>,
+) {
+    let end = read_frames(
+        &stream,
+        max_frame_len,
+        &tx,
+        |frame| Event::ClientFrame(conn, frame),
+        |error| Event::ClientMalformed(conn, error),
+    )
+    .await;
+    // Let go of the socket before reporting, so the event loop's drop closes it.
+    drop(stream);
+    if end == ReadEnd::Closed {
+        let _ = tx.send(Event::ClientClosed(conn)).await;
+    }
+}
+
+async fn accept_clients(
+    listener: TcpListener,
+    max_frame_len: usize,
+    tx: mpsc::Sender<Event>,
+    stats: Arc<ServerStats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut next_conn: u64 = 1;
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => return,
+        };
+        match accepted {
+            Ok((stream, _peer)) => {
+                let _ = stream.set_nodelay(true);
+                let conn = ConnId(next_conn);
+                next_conn += 1;
+                stats.accepted.fetch_add(1, Ordering::Relaxed);
+                let stream = Arc::new(stream);
+                if tx
+                    .send(Event::ClientConnected(conn, Arc::clone(&stream)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                tokio::spawn(read_client(conn, stream, max_frame_len, tx.clone()));
+            }
+            Err(error) => {
+                // Out of file descriptors or similar: wait a little instead of spinning.
+                log::warn!("accept failed: {error}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+/// Keeps one game server connected: connect, hand the socket to the event loop, read
+/// until the link ends, back off (full jitter), again.
+async fn connect_game(
+    index: u64,
+    addr: String,
+    config: FrontendConfig,
+    seed: u64,
+    tx: mpsc::Sender<Event>,
+    stats: Arc<ServerStats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut failures: u32 = 0;
+    let mut generation: u64 = 0;
+    loop {
+        let attempt =
+            tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr.as_str()));
+        let connected = tokio::select! {
+            connected = attempt => connected,
+            _ = shutdown.changed() => return,
+        };
+        match connected {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                stats.game_connects.fetch_add(1, Ordering::Relaxed);
+                let game = GameId((index << 32) | (generation & 0xffff_ffff));
+                generation += 1;
+                log::info!("connected to game server {addr} as {game:?}");
+                let stream = Arc::new(stream);
+                if tx
+                    .send(Event::GameConnected(game, Arc::clone(&stream)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                let started = Instant::now();
+                let end = tokio::select! {
+                    end = read_frames(
+                        &stream,
+                        config.max_frame_len,
+                        &tx,
+                        |frame| Event::GameFrame(game, frame),
+                        |error| Event::GameMalformed(game, error),
+                    ) => end,
+                    _ = shutdown.changed() => return,
+                };
+                drop(stream);
+                log::warn!("lost game server {addr} ({game:?}): {end:?}");
+                if end == ReadEnd::LoopGone || tx.send(Event::GameClosed(game)).await.is_err() {
+                    return;
+                }
+                if started.elapsed() >= Duration::from_secs(5) {
+                    failures = 0;
+                }
+            }
+            Ok(Err(error)) => log::warn!("cannot connect to game server {addr}: {error}"),
+            Err(_) => log::warn!("connecting to game server {addr} timed out"),
+        }
+        let ceiling = flotilla_balance::backoff_ceiling(
+            config.reconnect_base,
+            config.reconnect_cap,
+            failures,
+        );
+        let delay = flotilla_balance::full_jitter(&mut rng, ceiling);
+        failures = failures.saturating_add(1);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::Session;
+
+    #[tokio::test]
+    async fn an_idle_client_connection_costs_well_under_8_kib_in_user_space() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let stream = Arc::new(server);
+        let (tx, _rx) = mpsc::channel(1);
+        // The parked reader task's state, the event loop's queue, the session machine.
+        let reader = read_client(ConnId(1), Arc::clone(&stream), 1 << 20, tx);
+        let reader_bytes = std::mem::size_of_val(&reader);
+        let queue_bytes = std::mem::size_of::<OutQueue>();
+        let session_bytes = std::mem::size_of::<Session>();
+        let total = reader_bytes + queue_bytes + session_bytes;
+        assert!(reader_bytes < 2048, "reader future of {reader_bytes} bytes");
+        // Map entries, the task header and tokio's registration add a few hundred bytes.
+        assert!(total < 4096, "{total} bytes per idle connection");
+        drop(reader);
+        drop(client);
+    }
+
+    #[test]
+    fn dropping_batches_keeps_control_frames_and_a_partly_written_front() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let _client = TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (server, _) = listener.accept().await.unwrap();
+            let mut queue = OutQueue::new(Arc::new(server));
+            queue
+                .frames
+                .push_back((Bytes::from_static(b"batch-0"), true));
+            queue.frames.push_back((Bytes::from_static(b"pong"), false));
+            queue
+                .frames
+                .push_back((Bytes::from_static(b"batch-1"), true));
+            queue.offset = 3;
+            assert_eq!(queue.drop_droppable(), 7);
+            let left: Vec<&[u8]> = queue.frames.iter().map(|(b, _)| b.as_ref()).collect();
+            assert_eq!(left, vec![&b"batch-0"[..], &b"pong"[..]]);
+            queue.advance(4 + 2);
+            assert_eq!((queue.frames.len(), queue.offset), (1, 2));
+            assert_eq!(queue.discard_all(), 2);
+        });
+    }
+}

@@ -1,0 +1,587 @@
+//! The session machine: one per client connection.
+//!
+//! It decodes the client's frames, runs the handshake (`Hello` -> `Welcome`), answers
+//! pings, pings a quiet client and closes a silent one, remembers the connection's
+//! subscriptions, and keeps the connection's send budget (bytes handed to the shell and
+//! not yet written). It does not know other machines: it returns a [`SessionEvent`] for
+//! the [`Frontend`](crate::Frontend) to act on.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use flotilla_wire::{
+    ClientToFrontend, ErrorCode, FrontendToClient, Message, PROTOCOL_VERSION, RawFrame, SessionId,
+    WorldId,
+};
+use flotilla_world::Position;
+
+use crate::frontend::CloseReason;
+use crate::ids::ConnId;
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionPhase {
+    /// Connected; the client's `Hello` has not arrived yet.
+    AwaitingHello,
+    /// Welcomed: the connection carries this session.
+    Open {
+        /// The session's id on the game links.
+        session: SessionId,
+    },
+    /// Closed by the machine (error, timeout); nothing more is accepted.
+    Closed,
+}
+
+/// What the [`Frontend`](crate::Frontend) must do after a session handled an input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// Nothing to do.
+    Nothing,
+    /// Send this frame to the client (a pong, a keep-alive ping).
+    Reply(Bytes),
+    /// A valid `Hello`: resolve the session (new or resumed) and call
+    /// [`Session::open`].
+    Hello {
+        /// The token of the session to resume, if the client gave one.
+        session_token: Option<Bytes>,
+        /// The client's name, for logs and `SessionOpened`.
+        client_name: String,
+    },
+    /// The client wants a world, resuming from `since` if given.
+    Subscribe {
+        /// The world.
+        world: WorldId,
+        /// The last position the client saw.
+        since: Option<Position>,
+    },
+    /// The client no longer wants a world.
+    Unsubscribe {
+        /// The world.
+        world: WorldId,
+    },
+    /// Input for the game server hosting `world`.
+    Input {
+        /// The world.
+        world: WorldId,
+        /// Opaque to the front-end.
+        payload: Bytes,
+    },
+    /// Close the connection, after sending `error_frame` if there is one.
+    Close {
+        /// Why.
+        reason: CloseReason,
+        /// The `Error` frame to send first.
+        error_frame: Option<Bytes>,
+    },
+}
+
+/// The kind of a frame offered to a connection, which decides how the send budget
+/// treats it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traffic {
+    /// Handshake, keep-alive, errors, `Unsubscribed`: always queued.
+    Control,
+    /// A snapshot (first subscription or resync): always queued.
+    Snapshot,
+    /// A change batch: dropped once the connection is past its send budget.
+    Batch,
+    /// A game output: cannot be dropped; past the hard limit the connection is closed.
+    Output,
+}
+
+/// The budget's answer to [`Session::offer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// Queue it.
+    Accepted,
+    /// Do not send it: the connection is congested. `newly_congested` is true for the
+    /// offer that crossed the budget (drop the queued batches, mark subscriptions for
+    /// resync).
+    Dropped {
+        /// True when this offer made the connection congested.
+        newly_congested: bool,
+    },
+    /// The connection is past its hard limit: close it with `Error{Overloaded}`.
+    Overloaded,
+}
+
+/// The state of one client connection.
+#[derive(Debug, Clone)]
+pub struct Session {
+    conn: ConnId,
+    phase: SessionPhase,
+    client_name: String,
+    last_received: Duration,
+    last_sent: Duration,
+    pings_sent: u64,
+    subscriptions: BTreeSet<WorldId>,
+    queued_bytes: usize,
+    congested: bool,
+}
+
+impl Session {
+    /// A fresh connection, accepted at `now`.
+    pub fn new(conn: ConnId, now: Duration) -> Self {
+        Self {
+            conn,
+            phase: SessionPhase::AwaitingHello,
+            client_name: String::new(),
+            last_received: now,
+            last_sent: now,
+            pings_sent: 0,
+            subscriptions: BTreeSet::new(),
+            queued_bytes: 0,
+            congested: false,
+        }
+    }
+
+    /// The connection this session machine serves.
+    pub fn conn(&self) -> ConnId {
+        self.conn
+    }
+
+    /// Where the session is in its life.
+    pub fn phase(&self) -> SessionPhase {
+        self.phase
+    }
+
+    /// The session id once welcomed.
+    pub fn session_id(&self) -> Option<SessionId> {
+        match self.phase {
+            SessionPhase::Open { session } => Some(session),
+            _ => None,
+        }
+    }
+
+    /// The name the client gave in its hello.
+    pub fn client_name(&self) -> &str {
+        &self.client_name
+    }
+
+    /// The worlds this connection is subscribed to.
+    pub fn subscriptions(&self) -> &BTreeSet<WorldId> {
+        &self.subscriptions
+    }
+
+    /// Records a subscription; false if it was already there.
+    pub fn add_subscription(&mut self, world: WorldId) -> bool {
+        self.subscriptions.insert(world)
+    }
+
+    /// Forgets a subscription; false if there was none.
+    pub fn remove_subscription(&mut self, world: &WorldId) -> bool {
+        self.subscriptions.remove(world)
+    }
+
+    /// Takes every subscription (on close).
+    pub fn take_subscriptions(&mut self) -> BTreeSet<WorldId> {
+        std::mem::take(&mut self.subscriptions)
+    }
+
+    /// Bytes handed to the shell for this connection and not yet reported drained.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// True while the connection is past its send budget (batches are being dropped).
+    pub fn is_congested(&self) -> bool {
+        self.congested
+    }
+
+    /// Handles one frame received from the client at `now`.
+    pub fn handle_frame(&mut self, now: Duration, frame: &RawFrame) -> SessionEvent {
+        if self.phase == SessionPhase::Closed {
+            return SessionEvent::Nothing;
+        }
+        self.last_received = now;
+        let message = match ClientToFrontend::decode(frame) {
+            Ok(message) => message,
+            Err(error) => return self.fail(error.code(), error.to_string()),
+        };
+        match (self.phase, message) {
+            (
+                SessionPhase::AwaitingHello,
+                ClientToFrontend::Hello {
+                    version,
+                    session_token,
+                    client_name,
+                },
+            ) => {
+                if version != PROTOCOL_VERSION {
+                    return self.fail(
+                        ErrorCode::UnsupportedVersion,
+                        format!(
+                            "protocol version {version} is not supported (only {PROTOCOL_VERSION})"
+                        ),
+                    );
+                }
+                self.client_name.clone_from(&client_name);
+                SessionEvent::Hello {
+                    session_token,
+                    client_name,
+                }
+            }
+            (_, ClientToFrontend::Error { code, text }) => {
+                log::debug!("client {:?} sent error {code:?}: {text}", self.conn);
+                self.phase = SessionPhase::Closed;
+                SessionEvent::Close {
+                    reason: CloseReason::PeerError(code),
+                    error_frame: None,
+                }
+            }
+            (SessionPhase::AwaitingHello, other) => self.fail(
+                ErrorCode::UnexpectedFrame,
+                format!("expected Hello, got {:?}", other.frame_type()),
+            ),
+            (_, ClientToFrontend::Hello { .. }) => {
+                self.fail(ErrorCode::UnexpectedFrame, "a second Hello".to_owned())
+            }
+            (_, ClientToFrontend::Ping { nonce }) => {
+                SessionEvent::Reply(FrontendToClient::Pong { nonce }.encode_to_bytes())
+            }
+            (_, ClientToFrontend::Pong { .. }) => SessionEvent::Nothing,
+            (_, ClientToFrontend::Subscribe { world, since }) => {
+                SessionEvent::Subscribe { world, since }
+            }
+            (_, ClientToFrontend::Unsubscribe { world }) => SessionEvent::Unsubscribe { world },
+            (_, ClientToFrontend::Input { world, payload }) => {
+                SessionEvent::Input { world, payload }
+            }
+        }
+    }
+
+    /// Handles a frame the shell's decoder could not even frame (bad length, unknown
+    /// type): an `Error` frame and a close.
+    pub fn handle_malformed(&mut self, error: &flotilla_wire::WireError) -> SessionEvent {
+        if self.phase == SessionPhase::Closed {
+            return SessionEvent::Nothing;
+        }
+        self.fail(error.code(), error.to_string())
+    }
+
+    /// Completes the handshake after [`SessionEvent::Hello`]: the connection now carries
+    /// `session`. Returns the `Welcome` frame to send.
+    pub fn open(
+        &mut self,
+        session: SessionId,
+        session_token: Bytes,
+        resumed: bool,
+        server_id: &str,
+    ) -> Bytes {
+        self.phase = SessionPhase::Open { session };
+        FrontendToClient::Welcome {
+            version: PROTOCOL_VERSION,
+            session_token,
+            resumed,
+            server_id: server_id.to_owned(),
+        }
+        .encode_to_bytes()
+    }
+
+    /// Keep-alive check at `now`: a ping after `ping_interval` without sending, a close
+    /// (with `Error{Timeout}`) after `idle_timeout` without receiving.
+    pub fn on_tick(
+        &mut self,
+        now: Duration,
+        ping_interval: Duration,
+        idle_timeout: Duration,
+    ) -> SessionEvent {
+        if self.phase == SessionPhase::Closed {
+            return SessionEvent::Nothing;
+        }
+        if now.saturating_sub(self.last_received) >= idle_timeout {
+            return self
+                .fail(
+                    ErrorCode::Timeout,
+                    format!("nothing received for {idle_timeout:?}"),
+                )
+                .with_reason(CloseReason::IdleTimeout);
+        }
+        if matches!(self.phase, SessionPhase::Open { .. })
+            && now.saturating_sub(self.last_sent) >= ping_interval
+        {
+            self.pings_sent += 1;
+            return SessionEvent::Reply(
+                FrontendToClient::Ping {
+                    nonce: self.pings_sent,
+                }
+                .encode_to_bytes(),
+            );
+        }
+        SessionEvent::Nothing
+    }
+
+    /// Records that something was sent to the client at `now` (resets the ping timer).
+    pub fn note_sent(&mut self, now: Duration) {
+        self.last_sent = now;
+    }
+
+    /// Asks the send budget whether a frame of `len` bytes of kind `traffic` may be queued;
+    /// accepted frames are counted as queued.
+    pub fn offer(
+        &mut self,
+        len: usize,
+        traffic: Traffic,
+        send_budget: usize,
+        max_queued_bytes: usize,
+    ) -> Offer {
+        match traffic {
+            Traffic::Batch if self.congested => {
+                return Offer::Dropped {
+                    newly_congested: false,
+                };
+            }
+            Traffic::Batch if self.queued_bytes.saturating_add(len) > send_budget => {
+                self.congested = true;
+                return Offer::Dropped {
+                    newly_congested: true,
+                };
+            }
+            Traffic::Output if self.queued_bytes.saturating_add(len) > max_queued_bytes => {
+                return Offer::Overloaded;
+            }
+            _ => {}
+        }
+        self.queued_bytes = self.queued_bytes.saturating_add(len);
+        Offer::Accepted
+    }
+
+    /// Records that `bytes` left the shell's queue (written or discarded). Returns true
+    /// when a congested connection has drained to `watermark` or below: it is no longer
+    /// congested and its subscriptions must be resynced.
+    pub fn drained(&mut self, bytes: usize, watermark: usize) -> bool {
+        self.queued_bytes = self.queued_bytes.saturating_sub(bytes);
+        if self.congested && self.queued_bytes <= watermark {
+            self.congested = false;
+            return true;
+        }
+        false
+    }
+
+    fn fail(&mut self, code: ErrorCode, text: String) -> SessionEvent {
+        log::debug!("closing client {:?}: {code:?}: {text}", self.conn);
+        self.phase = SessionPhase::Closed;
+        SessionEvent::Close {
+            reason: CloseReason::Protocol(code),
+            error_frame: Some(FrontendToClient::Error { code, text }.encode_to_bytes()),
+        }
+    }
+}
+
+impl SessionEvent {
+    fn with_reason(self, new_reason: CloseReason) -> Self {
+        match self {
+            SessionEvent::Close { error_frame, .. } => SessionEvent::Close {
+                reason: new_reason,
+                error_frame,
+            },
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use flotilla_wire::{Decoder, FrontendToClient};
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn raw(message: &ClientToFrontend) -> RawFrame {
+        RawFrame::parse(message.encode_to_bytes(), 1 << 20).unwrap()
+    }
+
+    fn hello(token: Option<&'static [u8]>) -> RawFrame {
+        raw(&ClientToFrontend::Hello {
+            version: PROTOCOL_VERSION,
+            session_token: token.map(Bytes::from_static),
+            client_name: "tester".into(),
+        })
+    }
+
+    fn decode(bytes: &Bytes) -> FrontendToClient {
+        let mut decoder = Decoder::default();
+        decoder.feed(bytes);
+        decoder.next_message().unwrap().unwrap()
+    }
+
+    fn error_code(event: &SessionEvent) -> ErrorCode {
+        match event {
+            SessionEvent::Close {
+                error_frame: Some(frame),
+                ..
+            } => match decode(frame) {
+                FrontendToClient::Error { code, .. } => code,
+                other => panic!("not an error: {other:?}"),
+            },
+            other => panic!("not a close with error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn handshake_then_ping_is_answered_with_the_same_nonce() {
+        let mut session = Session::new(ConnId(1), Duration::ZERO);
+        let event = session.handle_frame(Duration::ZERO, &hello(Some(b"token")));
+        assert_eq!(
+            event,
+            SessionEvent::Hello {
+                session_token: Some(Bytes::from_static(b"token")),
+                client_name: "tester".into()
+            }
+        );
+        let welcome = session.open(SessionId(9), Bytes::from_static(b"t"), true, "fe-1");
+        assert_eq!(
+            decode(&welcome),
+            FrontendToClient::Welcome {
+                version: 1,
+                session_token: Bytes::from_static(b"t"),
+                resumed: true,
+                server_id: "fe-1".into()
+            }
+        );
+        assert_eq!(session.session_id(), Some(SessionId(9)));
+        let event = session.handle_frame(SECOND, &raw(&ClientToFrontend::Ping { nonce: 77 }));
+        let SessionEvent::Reply(pong) = event else {
+            panic!("no pong: {event:?}")
+        };
+        assert_eq!(decode(&pong), FrontendToClient::Pong { nonce: 77 });
+    }
+
+    #[test]
+    fn frames_before_hello_and_wrong_versions_are_refused() {
+        let mut session = Session::new(ConnId(1), Duration::ZERO);
+        let event =
+            session.handle_frame(Duration::ZERO, &raw(&ClientToFrontend::Ping { nonce: 1 }));
+        assert_eq!(error_code(&event), ErrorCode::UnexpectedFrame);
+        assert_eq!(session.phase(), SessionPhase::Closed);
+        // Closed sessions ignore everything after.
+        assert_eq!(
+            session.handle_frame(Duration::ZERO, &hello(None)),
+            SessionEvent::Nothing
+        );
+
+        let mut session = Session::new(ConnId(2), Duration::ZERO);
+        let event = session.handle_frame(
+            Duration::ZERO,
+            &raw(&ClientToFrontend::Hello {
+                version: 2,
+                session_token: None,
+                client_name: String::new(),
+            }),
+        );
+        assert_eq!(error_code(&event), ErrorCode::UnsupportedVersion);
+    }
+
+    #[test]
+    fn a_frame_of_the_wrong_direction_is_an_unexpected_frame_error() {
+        let mut session = Session::new(ConnId(1), Duration::ZERO);
+        session.handle_frame(Duration::ZERO, &hello(None));
+        session.open(SessionId(1), Bytes::new(), false, "fe");
+        // A Welcome is a front-end-to-client frame: not allowed from a client.
+        let mut out = BytesMut::new();
+        FrontendToClient::Welcome {
+            version: 1,
+            session_token: Bytes::new(),
+            resumed: false,
+            server_id: String::new(),
+        }
+        .encode(&mut out);
+        let event = session.handle_frame(SECOND, &RawFrame::parse(out.freeze(), 1 << 20).unwrap());
+        assert_eq!(error_code(&event), ErrorCode::UnexpectedFrame);
+    }
+
+    #[test]
+    fn keep_alive_pings_a_quiet_client_and_closes_a_silent_one() {
+        let ping_after = 2 * SECOND;
+        let idle = 6 * SECOND;
+        let mut session = Session::new(ConnId(1), Duration::ZERO);
+        session.handle_frame(Duration::ZERO, &hello(None));
+        session.open(SessionId(1), Bytes::new(), false, "fe");
+        session.note_sent(Duration::ZERO);
+        assert_eq!(
+            session.on_tick(SECOND, ping_after, idle),
+            SessionEvent::Nothing
+        );
+        let SessionEvent::Reply(ping) = session.on_tick(2 * SECOND, ping_after, idle) else {
+            panic!("no ping")
+        };
+        assert_eq!(decode(&ping), FrontendToClient::Ping { nonce: 1 });
+        session.note_sent(2 * SECOND);
+        // Receiving anything resets the idle timer.
+        session.handle_frame(5 * SECOND, &raw(&ClientToFrontend::Pong { nonce: 1 }));
+        session.note_sent(5 * SECOND);
+        let SessionEvent::Reply(ping) = session.on_tick(10 * SECOND, ping_after, idle) else {
+            panic!("no second ping")
+        };
+        assert_eq!(decode(&ping), FrontendToClient::Ping { nonce: 2 });
+        let event = session.on_tick(11 * SECOND, ping_after, idle);
+        assert_eq!(error_code(&event), ErrorCode::Timeout);
+        assert!(matches!(
+            event,
+            SessionEvent::Close {
+                reason: CloseReason::IdleTimeout,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_connection_that_never_says_hello_times_out() {
+        let mut session = Session::new(ConnId(1), 3 * SECOND);
+        assert_eq!(
+            session.on_tick(8 * SECOND, SECOND, 6 * SECOND),
+            SessionEvent::Nothing,
+            "no ping before the handshake"
+        );
+        let event = session.on_tick(9 * SECOND, SECOND, 6 * SECOND);
+        assert_eq!(error_code(&event), ErrorCode::Timeout);
+    }
+
+    #[test]
+    fn budget_drops_batches_past_the_limit_and_recovers_under_the_watermark() {
+        let mut session = Session::new(ConnId(1), Duration::ZERO);
+        assert_eq!(
+            session.offer(60, Traffic::Batch, 100, 1000),
+            Offer::Accepted
+        );
+        assert_eq!(
+            session.offer(60, Traffic::Batch, 100, 1000),
+            Offer::Dropped {
+                newly_congested: true
+            }
+        );
+        assert!(session.is_congested());
+        // Small batches are dropped too while congested; control frames still go.
+        assert_eq!(
+            session.offer(1, Traffic::Batch, 100, 1000),
+            Offer::Dropped {
+                newly_congested: false
+            }
+        );
+        assert_eq!(
+            session.offer(500, Traffic::Snapshot, 100, 1000),
+            Offer::Accepted
+        );
+        assert_eq!(
+            session.offer(10, Traffic::Control, 100, 1000),
+            Offer::Accepted
+        );
+        assert_eq!(session.queued_bytes(), 570);
+        assert_eq!(
+            session.offer(500, Traffic::Output, 100, 1000),
+            Offer::Overloaded
+        );
+        assert!(
+            !session.drained(500, 25),
+            "570 - 500 = 70 is above the watermark"
+        );
+        assert!(session.drained(50, 25));
+        assert!(!session.is_congested());
+        assert_eq!(
+            session.offer(60, Traffic::Batch, 100, 1000),
+            Offer::Accepted
+        );
+    }
+}
