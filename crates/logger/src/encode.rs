@@ -44,6 +44,10 @@ impl Encoder {
 
     /// Appends the encoded `record` in `format` to `out` (no framing).
     pub fn encode(&mut self, record: &Record, format: Format, out: &mut Vec<u8>) {
+        if record.pre_encoded {
+            out.extend_from_slice(record.text.as_bytes());
+            return;
+        }
         let m = &mut self.template;
         m.severity = record.severity;
         m.timestamp = record.time.and_then(to_timestamp);

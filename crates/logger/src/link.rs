@@ -418,8 +418,19 @@ impl RelpLink {
             }
             scratch.message.clear();
             encoder.encode(record, format, &mut scratch.message);
-            if self.session.send(scratch.message.clone()).is_err() {
-                break;
+            match self.session.send(scratch.message.clone()) {
+                Ok(_) => {}
+                Err(flotilla_relp::Error::QueueFull { .. }) => break,
+                Err(flotilla_relp::Error::MessageTooLarge { max, .. }) => {
+                    // Documented rule: an oversize message is cut at the end (as RFC
+                    // 5424 receivers do), never left to block the queue.
+                    let mut cut = scratch.message.clone();
+                    truncate_utf8(&mut cut, max);
+                    if self.session.send(cut).is_err() {
+                        self.acked += 1; // settled: it can never be sent
+                    }
+                }
+                Err(_) => self.acked += 1,
             }
             batch.pop_front();
         }

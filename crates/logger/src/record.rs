@@ -40,6 +40,9 @@ pub(crate) struct Record {
     pub fields: Vec<(FieldName, usize)>,
     /// Extra structured-data elements (boot, crash, heartbeat messages).
     pub extra_sd: Vec<SdElement>,
+    /// `text` is an already encoded message (handed back by a RELP session when
+    /// failing over to a collector of another transport): send it as it is.
+    pub pre_encoded: bool,
 }
 
 impl Record {
@@ -54,7 +57,19 @@ impl Record {
             msg_len,
             fields: Vec::new(),
             extra_sd: Vec::new(),
+            pre_encoded: false,
         }
+    }
+
+    /// A record holding an already encoded message.
+    pub fn pre_encoded(bytes: Vec<u8>) -> Self {
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
+        let mut record = Self::new(Severity::Notice, None, text);
+        record.pre_encoded = true;
+        record
     }
 
     /// The message text.

@@ -110,7 +110,13 @@ impl Sender {
             self.maybe_heartbeat(now);
             self.refill();
             let stopping = self.shared.shutdown.load(Ordering::SeqCst);
-            let unacked = self.link.as_ref().map_or(0, |(_, l)| l.unacknowledged());
+            // Unacknowledged RELP messages live in the link while connected, and in
+            // the kept session between connections: both are work still to do.
+            let unacked = self.link.as_ref().map_or(0, |(_, l)| l.unacknowledged())
+                + self
+                    .relp_session
+                    .as_ref()
+                    .map_or(0, ClientSession::unacked_count);
             if self.batch.is_empty() && unacked == 0 {
                 if stopping {
                     break;
@@ -172,6 +178,15 @@ impl Sender {
             self.balancer.on_failure(index, since);
             return;
         };
+        // Failing over from RELP to another transport: what the RELP session still
+        // holds unacknowledged goes first on the new link, so nothing is stranded.
+        if !matches!(target.collector.transport, crate::Transport::Relp { .. }) {
+            if let Some(session) = self.relp_session.as_mut() {
+                for bytes in session.take_unacknowledged().into_iter().rev() {
+                    self.batch.push_front(Record::pre_encoded(bytes));
+                }
+            }
+        }
         let config = &self.shared.config;
         match Link::connect(
             target,

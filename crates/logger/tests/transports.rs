@@ -399,3 +399,53 @@ fn logging_never_blocks_when_no_collector_answers() {
     logger.shutdown(Duration::from_millis(300));
     drop(l);
 }
+
+#[test]
+fn failing_over_from_relp_to_tcp_strands_no_unacknowledged_message() {
+    // A RELP collector that takes messages but never acknowledges them...
+    let relp = stream_collector("127.0.0.1:0", StreamKind::RelpNoAck);
+    // ...and a TCP collector that is not up yet.
+    let tcp_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut cfg = config(&format!("relp://{},tcp://127.0.0.1:{tcp_port}", relp.addr));
+    cfg.backoff.base = Duration::from_millis(10);
+    cfg.backoff.cap = Duration::from_millis(50);
+    let logger = Logger::start(cfg).unwrap();
+    for i in 0..10 {
+        logger.log(Severity::Warning, &format!("held {i}"), &[]);
+    }
+    relp.wait_for(10, WAIT);
+    assert!(
+        !logger.flush(Duration::from_millis(100)),
+        "nothing was acknowledged yet"
+    );
+    let tcp = stream_collector(
+        &format!("127.0.0.1:{tcp_port}"),
+        StreamKind::Plain(Framing::OctetCounting),
+    );
+    relp.stop();
+    assert!(logger.flush(WAIT), "{:?}", logger.stats());
+    let got = tcp.wait_for(10, WAIT);
+    for i in 0..10 {
+        assert!(
+            got.iter().any(|m| m.msg == format!("held {i}").as_bytes()),
+            "held {i} lost"
+        );
+    }
+    logger.shutdown(WAIT);
+}
+
+#[test]
+fn an_oversize_message_over_relp_is_cut_not_stuck() {
+    let c = stream_collector("127.0.0.1:0", StreamKind::Relp);
+    let logger = Logger::start(config(&format!("relp://{}", c.addr))).unwrap();
+    let huge = "z".repeat(300 * 1024);
+    logger.log(Severity::Warning, &huge, &[]);
+    logger.log(Severity::Warning, "after", &[]);
+    assert!(logger.shutdown(WAIT), "{:?}", logger.stats());
+    let got = c.wait_for(2, WAIT);
+    assert!(got[0].msg.len() < huge.len() && got[0].msg.len() > 100 * 1024);
+    assert_eq!(got[1].msg, b"after");
+}

@@ -367,6 +367,19 @@ impl ClientSession {
         self.core.drop_connection();
     }
 
+    /// Ends the current connection (as [`connection_lost`](Self::connection_lost)) and
+    /// hands back every unacknowledged message, in-flight ones first, in their original
+    /// order, leaving the session empty. For a shell that fails over to a collector that
+    /// does not speak RELP: the messages are not lost, the shell sends them another way.
+    pub fn take_unacknowledged(&mut self) -> Vec<Vec<u8>> {
+        self.connection_lost();
+        let core = &mut self.core;
+        let mut out = Vec::with_capacity(core.unacked());
+        // connection_lost put the in-flight messages back in front, in order.
+        out.extend(core.pending.drain(..).map(|m| m.bytes));
+        out
+    }
+
     /// Starts a graceful end of an open session: appends a `close` frame to `out` and returns
     /// true. Messages still pending stay queued (for a later connection); responses to
     /// in-flight messages are still processed until the server answers `close`

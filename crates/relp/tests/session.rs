@@ -723,3 +723,20 @@ fn small_windows_and_other_seeds_also_deliver_everything() {
         run_simulation(seed, 2_000, 1 + seed as usize * 3, 64);
     }
 }
+
+#[test]
+fn take_unacknowledged_hands_back_in_flight_then_pending_in_order() {
+    let mut client = open_client(2, 10);
+    for m in ["a", "b", "c", "d"] {
+        client.send(m.as_bytes().to_vec()).unwrap();
+    }
+    transmit(&mut client); // a and b in flight, c and d pending
+    assert_eq!(client.in_flight_count(), 2);
+    let taken = client.take_unacknowledged();
+    assert_eq!(
+        taken,
+        vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]
+    );
+    assert!(client.is_idle());
+    assert_eq!(client.unacked_count(), 0);
+}

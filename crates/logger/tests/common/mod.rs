@@ -89,6 +89,8 @@ pub enum StreamKind {
     Plain(Framing),
     Tls(Arc<rustls::ServerConfig>),
     Relp,
+    /// RELP that answers `open` but never acknowledges a message.
+    RelpNoAck,
 }
 
 /// A TCP-based collector on `addr` (use port 0 for a fresh one).
@@ -173,9 +175,12 @@ fn serve(mut s: TcpStream, kind: StreamKind, inbox: &Inbox, stop: &AtomicBool) {
                 }
             }
         }
-        StreamKind::Relp => {
-            let mut session =
-                flotilla_relp::ServerSession::new(flotilla_relp::ServerConfig::default()).unwrap();
+        StreamKind::Relp | StreamKind::RelpNoAck => {
+            let config = flotilla_relp::ServerConfig {
+                auto_ack: matches!(kind, StreamKind::Relp),
+                ..flotilla_relp::ServerConfig::default()
+            };
+            let mut session = flotilla_relp::ServerSession::new(config).unwrap();
             let mut out = Vec::new();
             while let Some(n) = read_some(&mut s, &mut buf, stop) {
                 if session.handle_input(&buf[..n]).is_err() {
