@@ -153,6 +153,30 @@ impl Default for Config {
     }
 }
 
+/// Longest timeout or period accepted (a day): beyond it, a typo, not a wish.
+pub const MAX_PERIOD: Duration = Duration::from_secs(86_400);
+/// Largest UDP payload (65,535 - 8 UDP - 20 IPv4 header bytes).
+pub const MAX_UDP_SIZE: usize = 65_507;
+/// Largest Unix datagram accepted as `max_size`.
+pub const MAX_UNIX_SIZE: usize = 1 << 20;
+
+/// Checks a collector built in code by the same rules as the URL parser.
+fn check_collector(c: &Collector) -> Result<(), Error> {
+    let bad = |why: String| Err(Error::Config(format!("collector {:?}: {why}", c.address)));
+    match &c.transport {
+        Transport::Udp { max_size } if !(1..=MAX_UDP_SIZE).contains(max_size) => {
+            bad(format!("udp max_size must be in 1..={MAX_UDP_SIZE}"))
+        }
+        Transport::Unix { max_size } if !(1..=MAX_UNIX_SIZE).contains(max_size) => {
+            bad(format!("unix max_size must be in 1..={MAX_UNIX_SIZE}"))
+        }
+        Transport::Relp { window: 0 } => bad("relp window must be at least 1".into()),
+        Transport::Unix { .. } if c.address.is_empty() => bad("unix socket path is empty".into()),
+        Transport::Unix { .. } => Ok(()),
+        _ => check_host_port(&c.address).map_err(|e| Error::Config(format!("collector: {e}"))),
+    }
+}
+
 /// Default RELP window.
 pub const DEFAULT_RELP_WINDOW: usize = 1024;
 /// Default largest UDP datagram: below the common 1500-byte Ethernet MTU, so no
@@ -191,9 +215,26 @@ impl Config {
             return Err(Error::Config("queue_capacity must be at least 1".into()));
         }
         if let Some(period) = self.heartbeat {
-            if period.is_zero() {
-                return Err(Error::Config("heartbeat period must be positive".into()));
+            if period.is_zero() || period > MAX_PERIOD {
+                return Err(Error::Config(format!(
+                    "heartbeat period must be between 1 ns and {} s",
+                    MAX_PERIOD.as_secs()
+                )));
             }
+        }
+        for (name, value) in [
+            ("connect_timeout", self.connect_timeout),
+            ("write_timeout", self.write_timeout),
+        ] {
+            if value.is_zero() || value > MAX_PERIOD {
+                return Err(Error::Config(format!(
+                    "{name} must be between 1 ns and {} s",
+                    MAX_PERIOD.as_secs()
+                )));
+            }
+        }
+        for c in &self.collectors {
+            check_collector(c)?;
         }
         let mut probe =
             flotilla_syslog::Message::new(self.facility, flotilla_syslog::Severity::Notice, "");
@@ -324,11 +365,13 @@ pub fn parse_collector(url: &str) -> Result<Collector, Error> {
     if let Some((k, _)) = params.first() {
         return Err(bad(format!("unknown query parameter {k:?} for {scheme}")));
     }
-    Ok(Collector {
+    let collector = Collector {
         address: address.to_owned(),
         transport,
         format,
-    })
+    };
+    check_collector(&collector).map_err(|e| bad(e.to_string()))?;
+    Ok(collector)
 }
 
 /// The host part of `host:port` or `[v6]:port`.
@@ -423,6 +466,7 @@ mod tests {
             "tcp://h:1?frameing=lf",
             "tcp://h:1?format=json",
             "udp://h:1?max_size=0",
+            "udp://h:1?max_size=70000",
             "udp://h:1?max_size=12&max_size=13",
             "tls://h:1",
             "tls://h:1?ca=/nonexistent/ca.pem",
@@ -446,5 +490,49 @@ mod tests {
         c.queue_capacity = 1;
         c.fields_sd_id = "bad id".into();
         assert!(c.validate().is_err());
+        c.fields_sd_id = "fields@32473".into();
+        c.validate().unwrap();
+        for broken in [
+            Config {
+                connect_timeout: Duration::ZERO,
+                ..c.clone()
+            },
+            Config {
+                write_timeout: Duration::MAX,
+                ..c.clone()
+            },
+            Config {
+                heartbeat: Some(Duration::MAX),
+                ..c.clone()
+            },
+            Config {
+                collectors: vec![Collector {
+                    address: "h:1".into(),
+                    transport: Transport::Udp { max_size: 0 },
+                    format: Format::Rfc5424,
+                }],
+                ..c.clone()
+            },
+            Config {
+                collectors: vec![Collector {
+                    address: "h:1".into(),
+                    transport: Transport::Relp { window: 0 },
+                    format: Format::Rfc5424,
+                }],
+                ..c.clone()
+            },
+            Config {
+                collectors: vec![Collector {
+                    address: "no-port".into(),
+                    transport: Transport::Tcp {
+                        framing: StreamFraming::LineFeed,
+                    },
+                    format: Format::Rfc5424,
+                }],
+                ..c.clone()
+            },
+        ] {
+            assert!(broken.validate().is_err(), "{broken:?}");
+        }
     }
 }

@@ -37,7 +37,8 @@ mod tracing_layer;
 
 pub use config::{
     Collector, Config, DEFAULT_RELP_WINDOW, DEFAULT_UDP_MAX, DEFAULT_UNIX_MAX, DropPolicy, ENV_VAR,
-    Format, StreamFraming, Transport, parse_collector, parse_collectors,
+    Format, MAX_PERIOD, MAX_UDP_SIZE, MAX_UNIX_SIZE, StreamFraming, Transport, parse_collector,
+    parse_collectors,
 };
 pub use flotilla_syslog::{Facility, Severity};
 pub use lifecycle::{install_panic_hook, ip_configuration};

@@ -90,7 +90,40 @@ pub(crate) struct RelpLink {
     stream: TcpStream,
     session: ClientSession,
     read_buf: Vec<u8>,
+    /// Messages settled (acknowledged or refused) on this session so far.
     acked: u64,
+    /// How many of `acked` were already reported as delivered.
+    reported: u64,
+    /// Last time an acknowledgement arrived or nothing was outstanding.
+    last_progress: Instant,
+    /// A collector that acknowledges nothing for this long while messages are
+    /// outstanding is treated as failed (it may keep TCP open and stall).
+    ack_timeout: Duration,
+}
+
+/// What one [`Link::send`] did: how many messages were delivered (also when it
+/// then failed: those must still be counted), and whether the link still works.
+pub(crate) struct Sent {
+    /// Messages delivered by this call.
+    pub delivered: u64,
+    /// `Err` when the link failed and must be dropped.
+    pub result: io::Result<()>,
+}
+
+impl Sent {
+    fn ok(delivered: u64) -> Self {
+        Self {
+            delivered,
+            result: Ok(()),
+        }
+    }
+
+    fn failed(delivered: u64, error: io::Error) -> Self {
+        Self {
+            delivered,
+            result: Err(error),
+        }
+    }
 }
 
 /// Reusable buffers for the sender.
@@ -161,12 +194,22 @@ impl Link {
                 let Some((config, name)) = &target.tls else {
                     return Err(io::Error::other("TLS collector without TLS settings"));
                 };
+                let deadline = Instant::now() + connect_timeout;
                 let mut sock = connect_tcp(address, connect_timeout)?;
                 sock.set_write_timeout(Some(write_timeout))?;
-                sock.set_read_timeout(Some(connect_timeout))?;
                 let mut conn = rustls::ClientConnection::new(config.clone(), name.clone())
                     .map_err(io::Error::other)?;
+                // One deadline for the whole handshake: a server trickling bytes
+                // cannot hold the sender longer than `connect_timeout`.
                 while conn.is_handshaking() {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "TLS handshake timed out",
+                        ));
+                    }
+                    sock.set_read_timeout(Some(left))?;
                     conn.complete_io(&mut sock)?;
                 }
                 Ok(Link::Tls(Box::new(rustls::StreamOwned::new(conn, sock))))
@@ -190,6 +233,9 @@ impl Link {
                     session,
                     read_buf: vec![0; 64 * 1024],
                     acked: 0,
+                    reported: 0,
+                    last_progress: Instant::now(),
+                    ack_timeout: write_timeout,
                 };
                 let opened = link.open(connect_timeout);
                 match opened {
@@ -205,39 +251,23 @@ impl Link {
     }
 
     /// Sends records from the front of `batch`, removing the ones handed over.
-    /// Returns how many messages were delivered (for RELP: acknowledged, which may
-    /// include messages handed over earlier).
+    /// Reports how many messages were delivered (for RELP: acknowledged, which may
+    /// include messages handed over earlier), even when the link then failed.
     pub fn send(
         &mut self,
         batch: &mut VecDeque<Record>,
         encoder: &mut Encoder,
         format: Format,
         scratch: &mut Scratch,
-    ) -> io::Result<u64> {
+    ) -> Sent {
         match self {
             Link::Udp(sock, max) => {
-                let mut sent = 0;
-                while let Some(record) = batch.front() {
-                    scratch.message.clear();
-                    encoder.encode(record, format, &mut scratch.message);
-                    truncate_utf8(&mut scratch.message, *max);
-                    sock.send(&scratch.message)?;
-                    batch.pop_front();
-                    sent += 1;
-                }
-                Ok(sent)
+                let max = *max;
+                send_datagrams(batch, encoder, format, scratch, max, |m| sock.send(m))
             }
             Link::Unix(sock, max) => {
-                let mut sent = 0;
-                while let Some(record) = batch.front() {
-                    scratch.message.clear();
-                    encoder.encode(record, format, &mut scratch.message);
-                    truncate_utf8(&mut scratch.message, *max);
-                    sock.send(&scratch.message)?;
-                    batch.pop_front();
-                    sent += 1;
-                }
-                Ok(sent)
+                let max = *max;
+                send_datagrams(batch, encoder, format, scratch, max, |m| sock.send(m))
             }
             Link::Tcp(stream, framing) => {
                 let framing = *framing;
@@ -263,31 +293,38 @@ impl Link {
         }
     }
 
-    /// Waits up to `timeout` for acknowledgements (RELP); returns how many arrived.
-    pub fn wait_acks(&mut self, timeout: Duration) -> io::Result<u64> {
+    /// Waits up to `timeout` for acknowledgements (RELP); reports how many arrived.
+    pub fn wait_acks(&mut self, timeout: Duration) -> Sent {
         match self {
-            Link::Relp(link) => link.read_acks(Some(timeout)),
-            _ => Ok(0),
+            Link::Relp(link) => match link.read_acks(Some(timeout)) {
+                Ok(()) => Sent::ok(link.take_delivered()),
+                Err(e) => Sent::failed(link.take_delivered(), e),
+            },
+            _ => Sent::ok(0),
         }
     }
 
     /// Closes gracefully: TLS close_notify, RELP `close`. Returns the RELP session
-    /// so that its unacknowledged messages survive.
-    pub fn close(self, relp_session: &mut Option<ClientSession>) {
+    /// so that its unacknowledged messages survive. Returns the messages whose
+    /// acknowledgements arrived while closing.
+    pub fn close(self, relp_session: &mut Option<ClientSession>) -> u64 {
         match self {
             Link::Tls(mut stream) => {
                 stream.conn.send_close_notify();
                 let _ = stream.flush();
+                0
             }
             Link::Relp(mut link) => {
                 let mut out = Vec::new();
                 link.session.close(&mut out);
                 let _ = link.stream.write_all(&out);
                 let _ = link.read_acks(Some(Duration::from_millis(200)));
+                let delivered = link.take_delivered();
                 link.session.connection_lost();
                 *relp_session = Some(link.session);
+                delivered
             }
-            Link::Udp(..) | Link::Unix(..) | Link::Tcp(..) => {}
+            Link::Udp(..) | Link::Unix(..) | Link::Tcp(..) => 0,
         }
     }
 
@@ -301,9 +338,33 @@ impl Link {
     }
 }
 
+/// Sends one datagram per record, truncated to `max` bytes.
+fn send_datagrams(
+    batch: &mut VecDeque<Record>,
+    encoder: &mut Encoder,
+    format: Format,
+    scratch: &mut Scratch,
+    max: usize,
+    mut send: impl FnMut(&[u8]) -> io::Result<usize>,
+) -> Sent {
+    let mut sent = 0;
+    while let Some(record) = batch.front() {
+        scratch.message.clear();
+        encoder.encode(record, format, &mut scratch.message);
+        truncate_utf8(&mut scratch.message, max);
+        if let Err(e) = send(&scratch.message) {
+            return Sent::failed(sent, e);
+        }
+        batch.pop_front();
+        sent += 1;
+    }
+    Sent::ok(sent)
+}
+
 /// Encodes and frames records into chunks of up to [`WRITE_CHUNK`] bytes and
-/// writes each chunk with one call. Records are removed from `batch` only once
-/// their chunk is written, so a failed write leaves them for the next collector.
+/// writes each chunk with one call. Records leave `batch` only once their chunk is
+/// written *and flushed* (for TLS, rustls buffers until flushed), so a failed
+/// write leaves them for the next collector.
 fn write_stream<W: Write>(
     stream: &mut W,
     batch: &mut VecDeque<Record>,
@@ -311,7 +372,7 @@ fn write_stream<W: Write>(
     format: Format,
     framing: StreamFraming,
     scratch: &mut Scratch,
-) -> io::Result<u64> {
+) -> Sent {
     let mut delivered = 0;
     while !batch.is_empty() {
         scratch.out.clear();
@@ -325,12 +386,13 @@ fn write_stream<W: Write>(
                 break;
             }
         }
-        stream.write_all(&scratch.out)?;
+        if let Err(e) = stream.write_all(&scratch.out).and_then(|()| stream.flush()) {
+            return Sent::failed(delivered, e);
+        }
         batch.drain(..in_chunk);
         delivered += in_chunk as u64;
     }
-    stream.flush()?;
-    Ok(delivered)
+    Sent::ok(delivered)
 }
 
 /// Frames one message for a stream transport (RFC 6587).
@@ -411,7 +473,10 @@ impl RelpLink {
         encoder: &mut Encoder,
         format: Format,
         scratch: &mut Scratch,
-    ) -> io::Result<u64> {
+    ) -> Sent {
+        if self.session.unacked_count() == 0 {
+            self.last_progress = Instant::now();
+        }
         while let Some(record) = batch.front() {
             if self.session.free_capacity() == 0 {
                 break;
@@ -437,15 +502,28 @@ impl RelpLink {
         scratch.out.clear();
         self.session.poll_transmit(&mut scratch.out);
         if !scratch.out.is_empty() {
-            self.stream.write_all(&scratch.out)?;
+            if let Err(e) = self.stream.write_all(&scratch.out) {
+                return Sent::failed(self.take_delivered(), e);
+            }
         }
         // Collect whatever acknowledgements are already there, without waiting.
-        self.read_acks(None)
+        match self.read_acks(None) {
+            Ok(()) => Sent::ok(self.take_delivered()),
+            Err(e) => Sent::failed(self.take_delivered(), e),
+        }
+    }
+
+    /// Settled messages not yet reported as delivered (acknowledgements can
+    /// arrive while opening, or just before a read fails).
+    fn take_delivered(&mut self) -> u64 {
+        let new = self.acked - self.reported;
+        self.reported = self.acked;
+        new
     }
 
     /// Reads and applies acknowledgements: with `None`, only what is already
     /// available; with a timeout, waits up to it for at least one read.
-    fn read_acks(&mut self, timeout: Option<Duration>) -> io::Result<u64> {
+    fn read_acks(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         let before = self.acked;
         match timeout {
             None => {
@@ -487,7 +565,16 @@ impl RelpLink {
                 "RELP server closed the session",
             ));
         }
-        Ok(self.acked - before)
+        let now = Instant::now();
+        if self.acked != before || self.session.unacked_count() == 0 {
+            self.last_progress = now;
+        } else if now.duration_since(self.last_progress) > self.ack_timeout {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "RELP collector stopped acknowledging",
+            ));
+        }
+        Ok(())
     }
 
     fn read_once(&mut self, timeout: Option<Duration>) -> io::Result<()> {

@@ -77,10 +77,20 @@ pub struct Stats {
 /// State shared between the handles and the sender thread.
 pub(crate) struct Shared {
     pub queue: ArrayQueue<Record>,
+    /// The crash report, sent ahead of everything queued.
+    pub urgent: Mutex<Option<Record>>,
     pub config: Config,
+    /// Records accepted into the queue (or the urgent slot).
     pub enqueued: AtomicU64,
+    /// Records written (UDP, Unix, TCP, TLS) or acknowledged (RELP), the logger's
+    /// own messages included.
     pub delivered: AtomicU64,
-    pub dropped: AtomicU64,
+    /// Accepted records later pushed out of a full queue (drop-oldest).
+    pub displaced: AtomicU64,
+    /// Records refused by a full queue (drop-newest) or after shutdown.
+    pub refused: AtomicU64,
+    /// The logger's own messages (heartbeat, drop notice) added by the sender.
+    pub own: AtomicU64,
     pub suppressed: AtomicU64,
     pub connects: AtomicU64,
     pub failures: AtomicU64,
@@ -103,9 +113,17 @@ impl Shared {
         }
     }
 
-    /// Messages that will never need more work: delivered or dropped.
+    /// Accepted records that need no more work: delivered or pushed out. The
+    /// logger's own messages are subtracted, so a flush also waits for those
+    /// created before it settles, and refused records never count.
     pub fn settled(&self) -> u64 {
-        self.delivered.load(Ordering::Acquire) + self.dropped.load(Ordering::Acquire)
+        (self.delivered.load(Ordering::Acquire) + self.displaced.load(Ordering::Acquire))
+            .saturating_sub(self.own.load(Ordering::Acquire))
+    }
+
+    /// Every message lost to a full queue or a shutdown.
+    pub fn dropped(&self) -> u64 {
+        self.displaced.load(Ordering::Relaxed) + self.refused.load(Ordering::Relaxed)
     }
 
     /// Tells flush waiters that progress was made.
@@ -138,7 +156,10 @@ impl std::fmt::Debug for Logger {
 pub fn init(config: Config) -> Result<Logger, Error> {
     let max_level = config.max_level;
     let logger = Logger::start(config)?;
-    log::set_boxed_logger(Box::new(logger.clone())).map_err(|_| Error::AlreadyInstalled)?;
+    if log::set_boxed_logger(Box::new(logger.clone())).is_err() {
+        logger.shutdown(Duration::ZERO);
+        return Err(Error::AlreadyInstalled);
+    }
     log::set_max_level(max_level);
     crate::lifecycle::install_panic_hook(logger.clone());
     logger.boot();
@@ -159,10 +180,13 @@ impl Logger {
             .collect::<Result<Vec<_>, _>>()?;
         let shared = Arc::new(Shared {
             queue: ArrayQueue::new(config.queue_capacity),
+            urgent: Mutex::new(None),
             config,
             enqueued: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
+            displaced: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            own: AtomicU64::new(0),
             suppressed: AtomicU64::new(0),
             connects: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -192,7 +216,7 @@ impl Logger {
         Stats {
             enqueued: s.enqueued.load(Ordering::Relaxed),
             delivered: s.delivered.load(Ordering::Relaxed),
-            dropped: s.dropped.load(Ordering::Relaxed),
+            dropped: s.dropped(),
             suppressed: s.suppressed.load(Ordering::Relaxed),
             connects: s.connects.load(Ordering::Relaxed),
             failures: s.failures.load(Ordering::Relaxed),
@@ -243,35 +267,46 @@ impl Logger {
             s.suppressed.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        s.enqueued.fetch_add(1, Ordering::Relaxed);
         if s.shutdown.load(Ordering::Relaxed) {
-            s.dropped.fetch_add(1, Ordering::Relaxed);
+            s.refused.fetch_add(1, Ordering::Relaxed);
             return;
         }
         match s.config.drop_policy {
             DropPolicy::DropOldest => {
+                s.enqueued.fetch_add(1, Ordering::Relaxed);
                 if s.queue.force_push(record).is_some() {
-                    s.dropped.fetch_add(1, Ordering::Relaxed);
+                    s.displaced.fetch_add(1, Ordering::Relaxed);
                 }
             }
             DropPolicy::DropNewest => {
-                if s.queue.push(record).is_err() {
-                    s.dropped.fetch_add(1, Ordering::Relaxed);
+                if s.queue.push(record).is_ok() {
+                    s.enqueued.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    s.refused.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
         s.wake_sender();
     }
 
-    /// Pushes a record that must not be refused (crash report): it displaces the
-    /// oldest queued message if the queue is full, whatever the policy.
+    /// Puts a record that must go first (the crash report) in the urgent slot: the
+    /// sender sends it ahead of everything queued, without waiting out a backoff.
     pub(crate) fn enqueue_urgent(&self, record: Record) {
         let s = &self.shared;
         s.enqueued.fetch_add(1, Ordering::Relaxed);
-        if s.queue.force_push(record).is_some() {
-            s.dropped.fetch_add(1, Ordering::Relaxed);
+        let previous = match s.urgent.lock() {
+            Ok(mut slot) => slot.replace(record),
+            Err(poisoned) => poisoned.into_inner().replace(record),
+        };
+        if let Some(previous) = previous {
+            // Two crash reports at once (two threads panicking): keep both.
+            if s.queue.force_push(previous).is_some() {
+                s.displaced.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        s.wake_sender();
+        if let Some(t) = s.sender.get() {
+            t.unpark();
+        }
     }
 
     /// Sends "booted and awake" with the version, hostname, pid and the IP
@@ -315,7 +350,8 @@ impl Logger {
     pub fn flush(&self, timeout: Duration) -> bool {
         let s = &self.shared;
         let target = s.enqueued.load(Ordering::Acquire);
-        let deadline = Instant::now() + timeout;
+        // `None`: a timeout too large to represent means "no deadline".
+        let deadline = Instant::now().checked_add(timeout);
         s.flush_waiters.fetch_add(1, Ordering::AcqRel);
         if let Some(t) = s.sender.get() {
             t.unpark();
@@ -329,11 +365,13 @@ impl Logger {
                 break true;
             }
             let now = Instant::now();
-            if now >= deadline {
+            if deadline.is_some_and(|d| now >= d) {
                 break false;
             }
             // Short waits: progress notifications can race with this check.
-            let wait = (deadline - now).min(Duration::from_millis(10));
+            let wait = deadline.map_or(Duration::from_millis(10), |d| {
+                (d - now).min(Duration::from_millis(10))
+            });
             guard = match s.flush_cv.wait_timeout(guard, wait) {
                 Ok((g, _)) => g,
                 Err(poisoned) => poisoned.into_inner().0,
@@ -351,7 +389,7 @@ impl Logger {
     /// gracefully: TLS close_notify, RELP close). Returns `true` if everything queued
     /// was delivered. Later log calls are counted as dropped.
     pub fn shutdown(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now().checked_add(timeout);
         let flushed = self.flush(timeout);
         self.shared.shutdown.store(true, Ordering::SeqCst);
         if let Some(t) = self.shared.sender.get() {
@@ -362,7 +400,11 @@ impl Logger {
             Err(poisoned) => poisoned.into_inner().take(),
         };
         if let Some(handle) = handle {
-            while !handle.is_finished() && Instant::now() < deadline + Duration::from_millis(500) {
+            // The sender closes its connection gracefully; give it a moment.
+            let join_by = deadline
+                .and_then(|d| d.checked_add(Duration::from_millis(500)))
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(5));
+            while !handle.is_finished() && Instant::now() < join_by {
                 std::thread::sleep(Duration::from_millis(2));
             }
             if handle.is_finished() {

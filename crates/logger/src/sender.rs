@@ -52,7 +52,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, targets: Vec<Target>) -> Result<JoinHan
     );
     let now = Instant::now();
     let sender = Sender {
-        next_heartbeat: config.heartbeat.map(|p| now + p),
+        next_heartbeat: config.heartbeat.and_then(|p| now.checked_add(p)),
         shared: shared.clone(),
         targets,
         balancer,
@@ -64,6 +64,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, targets: Vec<Target>) -> Result<JoinHan
         origin: now,
         reported_dropped: 0,
         last_drop_report: None,
+        urgent_pending: false,
     };
     let handle = std::thread::Builder::new()
         .name("flotilla-logger".into())
@@ -99,6 +100,8 @@ struct Sender {
     next_heartbeat: Option<Instant>,
     reported_dropped: u64,
     last_drop_report: Option<Instant>,
+    /// A crash report is in the batch and not yet delivered.
+    urgent_pending: bool,
 }
 
 impl Sender {
@@ -108,6 +111,7 @@ impl Sender {
         loop {
             let now = Instant::now();
             self.maybe_heartbeat(now);
+            self.take_urgent();
             self.refill();
             let stopping = self.shared.shutdown.load(Ordering::SeqCst);
             // Unacknowledged RELP messages live in the link while connected, and in
@@ -128,12 +132,21 @@ impl Sender {
                 let since = now.duration_since(self.origin);
                 match self.balancer.poll(since) {
                     Decision::Connect(index) => self.connect(index),
+                    Decision::WaitUntil(_) if self.urgent_pending => {
+                        // A crash report does not wait out a backoff: try every
+                        // collector once, now.
+                        self.connect_any_now();
+                        self.urgent_pending = false;
+                    }
                     Decision::WaitUntil(at) => {
                         if stopping {
                             break;
                         }
+                        // Back off for real: log calls do not cut this short (a
+                        // full queue must not turn the wait into a spin); flush,
+                        // shutdown and the panic hook do.
                         let wait = at.saturating_sub(since).min(IDLE_SLEEP);
-                        self.sleep(wait.max(Duration::from_millis(1)));
+                        std::thread::park_timeout(wait.max(Duration::from_millis(1)));
                     }
                     Decision::Connected(index) => {
                         // The balancer thinks we are connected but we are not:
@@ -147,9 +160,36 @@ impl Sender {
             self.send_batch();
         }
         if let Some((_, link)) = self.link.take() {
-            link.close(&mut self.relp_session);
+            let delivered = link.close(&mut self.relp_session);
+            self.shared.delivered.fetch_add(delivered, Ordering::AcqRel);
         }
         self.shared.notify_progress();
+    }
+
+    /// Moves a record from the urgent slot (the crash report) to the front of
+    /// the batch, ahead of everything queued.
+    fn take_urgent(&mut self) {
+        let taken = match self.shared.urgent.lock() {
+            Ok(mut slot) => slot.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(record) = taken {
+            self.batch.push_front(record);
+            self.urgent_pending = true;
+        }
+    }
+
+    /// Tries every collector once, starting at a random one, bypassing backoff.
+    fn connect_any_now(&mut self) {
+        let n = self.targets.len();
+        let start = (std::process::id() as usize) % n.max(1);
+        for k in 0..n {
+            let index = (start + k) % n;
+            self.connect(index);
+            if self.link.is_some() {
+                return;
+            }
+        }
     }
 
     /// Moves queued records into the local batch.
@@ -214,33 +254,32 @@ impl Sender {
             .targets
             .get(index)
             .map_or(crate::Format::Rfc5424, |t| t.collector.format);
-        let result = link
-            .send(
-                &mut self.batch,
-                &mut self.encoder,
-                format,
-                &mut self.scratch,
-            )
-            .and_then(|delivered| {
-                // RELP: wait for acknowledgements when the window is full, or when
-                // nothing else is left to do but wait for them.
-                let waiting = link.unacknowledged() > 0
-                    && (!self.batch.is_empty() || self.shared.queue.is_empty());
-                if waiting {
-                    let more = link.wait_acks(Duration::from_millis(20))?;
-                    Ok(delivered + more)
-                } else {
-                    Ok(delivered)
-                }
-            });
-        match result {
-            Ok(delivered) => {
-                if delivered > 0 {
-                    self.shared.delivered.fetch_add(delivered, Ordering::AcqRel);
-                    self.shared.notify_progress();
-                }
-                self.link = Some((index, link));
+        let sent = link.send(
+            &mut self.batch,
+            &mut self.encoder,
+            format,
+            &mut self.scratch,
+        );
+        let mut delivered = sent.delivered;
+        let mut result = sent.result;
+        if result.is_ok() {
+            // RELP: wait for acknowledgements when the window is full, or when
+            // nothing else is left to do but wait for them.
+            let waiting = link.unacknowledged() > 0
+                && (!self.batch.is_empty() || self.shared.queue.is_empty());
+            if waiting {
+                let acks = link.wait_acks(Duration::from_millis(20));
+                delivered += acks.delivered;
+                result = acks.result;
             }
+        }
+        if delivered > 0 {
+            self.urgent_pending = false;
+            self.shared.delivered.fetch_add(delivered, Ordering::AcqRel);
+            self.shared.notify_progress();
+        }
+        match result {
+            Ok(()) => self.link = Some((index, link)),
             Err(_) => {
                 self.shared.failures.fetch_add(1, Ordering::Relaxed);
                 link.abandon(&mut self.relp_session);
@@ -257,11 +296,15 @@ impl Sender {
         if now < due {
             return;
         }
-        self.next_heartbeat = Some(now + period);
+        self.next_heartbeat = now.checked_add(period);
+        if self.batch.len() >= BATCH {
+            // A long outage must not grow the batch past its bound.
+            return;
+        }
         let s = &self.shared;
         let uptime = now.duration_since(s.started).as_secs();
         let delivered = s.delivered.load(Ordering::Relaxed);
-        let dropped = s.dropped.load(Ordering::Relaxed);
+        let dropped = s.dropped();
         let time = s.config.use_clock.then(std::time::SystemTime::now);
         let mut record = Record::new(
             Severity::Informational,
@@ -281,7 +324,7 @@ impl Sender {
     }
 
     fn maybe_report_drops(&mut self, now: Instant) {
-        let total = self.shared.dropped.load(Ordering::Relaxed);
+        let total = self.shared.dropped();
         if total <= self.reported_dropped {
             return;
         }
@@ -314,10 +357,11 @@ impl Sender {
         self.push_own(record);
     }
 
-    /// Adds one of the logger's own messages; it counts as enqueued, so that
-    /// `enqueued == delivered + dropped` once everything is settled.
+    /// Adds one of the logger's own messages (heartbeat, drop notice). They are
+    /// counted apart (`own`), so that a flush waits for them without them
+    /// counting towards what the application queued.
     fn push_own(&mut self, record: Record) {
-        self.shared.enqueued.fetch_add(1, Ordering::Relaxed);
+        self.shared.own.fetch_add(1, Ordering::Relaxed);
         self.batch.push_back(record);
     }
 }

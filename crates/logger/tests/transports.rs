@@ -449,3 +449,93 @@ fn an_oversize_message_over_relp_is_cut_not_stuck() {
     assert!(got[0].msg.len() < huge.len() && got[0].msg.len() > 100 * 1024);
     assert_eq!(got[1].msg, b"after");
 }
+
+#[test]
+fn a_relp_collector_that_stops_acknowledging_is_failed_over() {
+    let stalled = stream_collector("127.0.0.1:0", StreamKind::RelpNoAck);
+    let tcp_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut cfg = config(&format!(
+        "relp://{},tcp://127.0.0.1:{tcp_port}",
+        stalled.addr
+    ));
+    cfg.write_timeout = Duration::from_millis(300);
+    cfg.backoff.base = Duration::from_millis(10);
+    let logger = Logger::start(cfg).unwrap();
+    for i in 0..10 {
+        logger.log(Severity::Warning, &format!("stalled {i}"), &[]);
+    }
+    stalled.wait_for(10, WAIT);
+    // The RELP collector keeps its connection open and says nothing: after the
+    // acknowledgement timeout the logger gives up on it and moves on.
+    let tcp = stream_collector(
+        &format!("127.0.0.1:{tcp_port}"),
+        StreamKind::Plain(Framing::OctetCounting),
+    );
+    assert!(logger.flush(WAIT), "{:?}", logger.stats());
+    let got = tcp.wait_for(10, WAIT);
+    assert!((0..10).all(|i| {
+        got.iter()
+            .any(|m| m.msg == format!("stalled {i}").as_bytes())
+    }));
+    logger.shutdown(WAIT);
+}
+
+/// CPU time (user + system) of this process, from /proc/self/stat, in seconds.
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+#[test]
+fn an_outage_with_a_full_queue_does_not_spin_the_sender() {
+    // Nobody listens; the queue is full after a few messages; the backoff is long.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut cfg = config(&format!("tcp://127.0.0.1:{port}"));
+    cfg.queue_capacity = 8;
+    cfg.backoff.base = Duration::from_secs(2);
+    cfg.backoff.cap = Duration::from_secs(2);
+    let logger = Logger::start(cfg).unwrap();
+    for i in 0..5_000 {
+        logger.log(Severity::Warning, &format!("m{i}"), &[]);
+    }
+    // A busy loop would burn about a second of CPU here; waiting burns nothing.
+    let before = process_cpu_seconds();
+    for i in 0..100 {
+        logger.log(Severity::Warning, &format!("late {i}"), &[]);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let used = process_cpu_seconds() - before;
+    assert!(
+        used < 0.5,
+        "the sender used {used:.2} s of CPU in a 1 s outage"
+    );
+    logger.shutdown(Duration::from_millis(10));
+}
+
+#[test]
+fn refused_messages_do_not_make_flush_return_early() {
+    let c = stream_collector("127.0.0.1:0", StreamKind::Plain(Framing::OctetCounting));
+    let mut cfg = config(&format!("tcp://{}", c.addr));
+    cfg.queue_capacity = 4;
+    cfg.drop_policy = DropPolicy::DropNewest;
+    let logger = Logger::start(cfg).unwrap();
+    for i in 0..1000 {
+        logger.log(Severity::Warning, &format!("m{i}"), &[]);
+    }
+    assert!(logger.flush(WAIT));
+    let stats = logger.stats();
+    // Everything accepted was delivered; the refused ones were never "enqueued".
+    assert_eq!(stats.enqueued + stats.dropped, 1000, "{stats:?}");
+    let got = c.wait_for(stats.enqueued as usize, WAIT);
+    assert!(got.len() as u64 >= stats.enqueued);
+    logger.shutdown(WAIT);
+}
