@@ -62,6 +62,26 @@ fn bench(c: &mut Criterion) {
             })
         });
     });
+    // The `syslog` crate's TCP logger on the same message, side by side: its call
+    // formats and writes synchronously on the application thread.
+    let formatter = syslog::Formatter5424 {
+        facility: syslog::Facility::LOG_USER,
+        hostname: Some("bench-host".into()),
+        process: "bench".into(),
+        pid: std::process::id(),
+    };
+    let mut syslog_crate = syslog::tcp(formatter, sink()).expect("syslog crate connects");
+    group.bench_function("syslog_crate_tcp_two_fields", |b| {
+        b.iter(|| {
+            i += 1;
+            let mut data = std::collections::BTreeMap::new();
+            let mut params = std::collections::BTreeMap::new();
+            params.insert("user".to_owned(), i.to_string());
+            params.insert("action".to_owned(), "login".to_owned());
+            data.insert("fields@32473".to_owned(), params);
+            let _ = syslog_crate.info((0u32, data, "user logged in"));
+        })
+    });
     group.finish();
     logger.shutdown(Duration::from_secs(2));
 }
