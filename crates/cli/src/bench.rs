@@ -10,6 +10,11 @@
 //! Each message is "user logged in" plus two fields (`user`, `action`). The sink
 //! counts frames as they arrive and the delivered rate is measured at the sink,
 //! from the first to the last byte.
+//!
+//! `flotilla bench hop`, `fanout` and `connections` run the front-end benchmarks of
+//! `flotilla-bench` (see that crate's docs for the harness): the front-end under test and
+//! the observers run as `flotilla bench worker …` child processes (hidden subcommand),
+//! killed when the benchmark ends.
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -19,6 +24,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use flotilla_bench::WorkerLauncher;
 use flotilla_logger::{Config, DropPolicy, Logger};
 use serde::Serialize;
 
@@ -28,6 +34,92 @@ pub enum BenchCommand {
     /// The logger: delivered messages/s over TCP and the cost of a log call,
     /// side by side with the `syslog` crate.
     Logger(LoggerArgs),
+    /// Round trip input -> game server -> output through one front-end versus directly
+    /// to the game server.
+    Hop(HopArgs),
+    /// One world, N observers: delivered batches/s, latency and front-end CPU, at a
+    /// fixed rate and at saturation, side by side with nats-server.
+    Fanout(FanoutArgs),
+    /// Idle observers on one front-end: user-space memory per connection.
+    Connections(ConnectionsArgs),
+    /// A benchmark worker process (started by the benchmarks themselves).
+    #[command(hide = true)]
+    Worker {
+        #[command(subcommand)]
+        worker: flotilla_bench::WorkerArgs,
+    },
+}
+
+/// Arguments of `flotilla bench hop`.
+#[derive(clap::Args, Debug)]
+pub struct HopArgs {
+    /// Measured requests per path.
+    #[arg(long, default_value_t = 20_000)]
+    requests: usize,
+    /// Unmeasured requests per path first.
+    #[arg(long, default_value_t = 1_000)]
+    warmup: usize,
+    /// Payload bytes per request.
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    /// Print the JSON object on one line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `flotilla bench fanout`.
+#[derive(clap::Args, Debug)]
+pub struct FanoutArgs {
+    /// Observer counts, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    observers: Vec<usize>,
+    /// Changes per second at the fixed rate (default: --deliveries / observers).
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Total deliveries per second the fixed rate aims at when --rate is not given.
+    #[arg(long, default_value_t = 1_000_000)]
+    deliveries: u64,
+    /// Measured seconds per run.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Observer connections per worker process at most.
+    #[arg(long, default_value_t = 5_000)]
+    per_process: usize,
+    /// Reader threads per observer process.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Systems to run, comma-separated (flotilla, nats).
+    #[arg(long, value_delimiter = ',', default_value = "flotilla,nats")]
+    systems: Vec<flotilla_bench::lean::Protocol>,
+    /// Print the JSON object on one line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `flotilla bench connections`.
+#[derive(clap::Args, Debug)]
+pub struct ConnectionsArgs {
+    /// Idle observers.
+    #[arg(long, default_value_t = 15_000)]
+    count: usize,
+    /// Observer connections per worker process at most.
+    #[arg(long, default_value_t = 10_000)]
+    per_process: usize,
+    /// Seconds the observers stay idle before measuring.
+    #[arg(long, default_value_t = 3.0)]
+    idle_seconds: f64,
+    /// Print the JSON object on one line.
+    #[arg(long)]
+    json: bool,
+}
+
+fn print_report(report: &impl Serialize, one_line: bool) -> Result<()> {
+    if one_line {
+        println!("{}", serde_json::to_string(report)?);
+    } else {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    }
+    Ok(())
 }
 
 /// Arguments of `flotilla bench logger`.
@@ -52,6 +144,40 @@ pub fn run(which: BenchCommand) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
+        BenchCommand::Hop(args) => {
+            let config = flotilla_bench::HopConfig {
+                requests: args.requests,
+                warmup: args.warmup,
+                payload_len: args.payload,
+            };
+            let report = flotilla_bench::run_hop(&config, &WorkerLauncher::flotilla_cli()?)?;
+            print_report(&report, args.json)
+        }
+        BenchCommand::Fanout(args) => {
+            let config = flotilla_bench::FanoutConfig {
+                observers: args.observers,
+                rate: args.rate,
+                deliveries_per_second: args.deliveries,
+                seconds: args.seconds,
+                per_process: args.per_process,
+                threads: args.threads,
+                systems: args.systems,
+                ..flotilla_bench::FanoutConfig::default()
+            };
+            let report = flotilla_bench::run_fanout(&config, &WorkerLauncher::flotilla_cli()?)?;
+            print_report(&report, args.json)
+        }
+        BenchCommand::Connections(args) => {
+            let config = flotilla_bench::ConnectionsConfig {
+                count: args.count,
+                per_process: args.per_process,
+                idle_seconds: args.idle_seconds,
+            };
+            let report =
+                flotilla_bench::run_connections(&config, &WorkerLauncher::flotilla_cli()?)?;
+            print_report(&report, args.json)
+        }
+        BenchCommand::Worker { worker } => Ok(flotilla_bench::worker_main(worker)?),
     }
 }
 

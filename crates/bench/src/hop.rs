@@ -1,0 +1,360 @@
+//! `flotilla bench hop`: the round trip input -> game server -> output through one
+//! front-end, against the same echo sent directly to the game server, in one run.
+//!
+//! - The game server (flotilla-game, in this process on its own runtime) echoes every
+//!   input as an output to the same session.
+//! - The front-end runs in a worker process of its own.
+//! - **Via the front-end**: a client connection (`Hello`, then `Input` frames; the
+//!   answer is an `Output` frame).
+//! - **Direct**: a connection to the game server itself, speaking the front-end's side of
+//!   the game link (`GameHello`, `SessionOpened`, then `SessionInput` frames; the answer
+//!   is a `SessionOutput` frame). Same game server code, same framing, same payload,
+//!   one hop fewer: the closest equivalent of "the same echo, directly".
+//! - The measuring side is one thread with two blocking std sockets (TCP_NODELAY) and the
+//!   same frame decoder on both; requests alternate between the paths (direct first on
+//!   even requests, via the front-end first on odd ones), so drift affects both alike.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use flotilla_wire::{
+    ClientToFrontend, Decoder, FrameType, FrontendToClient, FrontendToGame, GameToFrontend,
+    Message, PROTOCOL_VERSION, SessionId, WorldId,
+};
+use serde::Serialize;
+
+use crate::BenchError;
+use crate::game_side::BenchGame;
+use crate::stats::{LatencyHistogram, Percentiles, ratio};
+use crate::workers::{FrontendWorker, WorkerLauncher};
+
+/// The session id the direct client claims on the game link (front-ends draw theirs at
+/// random; a collision is practically impossible).
+const DIRECT_SESSION: SessionId = SessionId(0xbe9c_0000_0000_0001);
+
+/// Settings of the hop benchmark.
+#[derive(Debug, Clone)]
+pub struct HopConfig {
+    /// Measured requests per path.
+    pub requests: usize,
+    /// Unmeasured requests per path first.
+    pub warmup: usize,
+    /// Payload bytes per request (at least 8: a request counter).
+    pub payload_len: usize,
+}
+
+impl Default for HopConfig {
+    fn default() -> Self {
+        Self {
+            requests: 20_000,
+            warmup: 1_000,
+            payload_len: 64,
+        }
+    }
+}
+
+/// The hop benchmark's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct HopReport {
+    /// Always `"hop"`.
+    pub bench: &'static str,
+    /// Measured requests per path.
+    pub requests: usize,
+    /// Payload bytes per request.
+    pub payload_bytes: usize,
+    /// How the two paths were scheduled.
+    pub schedule: &'static str,
+    /// Round trips sent directly to the game server.
+    pub direct: Percentiles,
+    /// Round trips through the front-end.
+    pub via_frontend: Percentiles,
+    /// via_frontend p50 / direct p50.
+    pub ratio_p50: f64,
+    /// via_frontend p90 / direct p90.
+    pub ratio_p90: f64,
+    /// via_frontend p99 / direct p99.
+    pub ratio_p99: f64,
+    /// Median ratio at most 2.2 and p99 ratio at most 3.0.
+    pub meets_targets: bool,
+}
+
+/// One blocking connection that sends a request frame and waits for its echo.
+struct EchoLink {
+    stream: TcpStream,
+    decoder: Decoder,
+    buf: Vec<u8>,
+    reply: FrameType,
+    /// Encodes a pong for a ping nonce, in this link's direction.
+    pong: fn(u64) -> Bytes,
+    /// The payload of a reply frame.
+    payload_of: fn(&flotilla_wire::RawFrame) -> Result<Bytes, BenchError>,
+}
+
+impl EchoLink {
+    fn connect(addr: SocketAddr, hello: &[u8], reply: FrameType) -> Result<Self, BenchError> {
+        let mut stream =
+            TcpStream::connect(addr).map_err(BenchError::io(format!("connecting to {addr}")))?;
+        stream
+            .set_nodelay(true)
+            .map_err(BenchError::io("setting TCP_NODELAY"))?;
+        stream
+            .write_all(hello)
+            .map_err(BenchError::io("sending the hello"))?;
+        let (pong, payload_of): (fn(u64) -> Bytes, _) = if reply == FrameType::Output {
+            (
+                |nonce| ClientToFrontend::Pong { nonce }.encode_to_bytes(),
+                client_payload as fn(&flotilla_wire::RawFrame) -> Result<Bytes, BenchError>,
+            )
+        } else {
+            (
+                |nonce| FrontendToGame::Pong { nonce }.encode_to_bytes(),
+                game_payload as fn(&flotilla_wire::RawFrame) -> Result<Bytes, BenchError>,
+            )
+        };
+        Ok(Self {
+            stream,
+            decoder: Decoder::default(),
+            buf: vec![0; 64 * 1024],
+            reply,
+            pong,
+            payload_of,
+        })
+    }
+
+    /// Reads until a frame of type `wanted` arrives (answering pings), or `Ok(false)` when
+    /// the socket's read timeout expires first.
+    fn wait_for(&mut self, wanted: FrameType, counter: Option<u64>) -> Result<bool, BenchError> {
+        loop {
+            while let Some(frame) = self
+                .decoder
+                .next_frame()
+                .map_err(|e| BenchError::Protocol(e.to_string()))?
+            {
+                let frame_type = frame.frame_type();
+                if frame_type == wanted {
+                    match counter {
+                        None => return Ok(true),
+                        Some(expected) => {
+                            let payload = (self.payload_of)(&frame)?;
+                            if payload.get(..8) == Some(expected.to_be_bytes().as_slice()) {
+                                return Ok(true);
+                            }
+                            // A late echo of an earlier (retried) request: skip it.
+                        }
+                    }
+                } else if frame_type == FrameType::Ping {
+                    let nonce = frame
+                        .body()
+                        .get(..8)
+                        .and_then(|n| <[u8; 8]>::try_from(n).ok())
+                        .map(u64::from_be_bytes)
+                        .unwrap_or(0);
+                    self.stream
+                        .write_all(&(self.pong)(nonce))
+                        .map_err(BenchError::io("answering a ping"))?;
+                } else if frame_type == FrameType::Error {
+                    return Err(BenchError::Protocol(format!(
+                        "the server sent an error frame ({} bytes)",
+                        frame.len()
+                    )));
+                }
+            }
+            match self.stream.read(&mut self.buf) {
+                Ok(0) => return Err(BenchError::Protocol("connection closed".into())),
+                Ok(n) => self.decoder.feed(self.buf.get(..n).unwrap_or_default()),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(false);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(BenchError::io("reading an echo")(e)),
+            }
+        }
+    }
+
+    /// Sends `request` and waits for the echo of `counter`; returns the round trip.
+    fn round_trip(&mut self, request: &[u8], counter: u64) -> Result<Duration, BenchError> {
+        let start = Instant::now();
+        self.stream
+            .write_all(request)
+            .map_err(BenchError::io("sending a request"))?;
+        if self.wait_for(self.reply, Some(counter))? {
+            Ok(start.elapsed())
+        } else {
+            Err(BenchError::Timeout(format!("no echo of request {counter}")))
+        }
+    }
+}
+
+fn client_payload(frame: &flotilla_wire::RawFrame) -> Result<Bytes, BenchError> {
+    match FrontendToClient::decode(frame) {
+        Ok(FrontendToClient::Output { payload, .. }) => Ok(payload),
+        Ok(_) => Err(BenchError::Protocol("not an Output".into())),
+        Err(e) => Err(BenchError::Protocol(e.to_string())),
+    }
+}
+
+fn game_payload(frame: &flotilla_wire::RawFrame) -> Result<Bytes, BenchError> {
+    match GameToFrontend::decode(frame) {
+        Ok(GameToFrontend::Output { payload, .. }) => Ok(payload),
+        Ok(_) => Err(BenchError::Protocol("not a SessionOutput".into())),
+        Err(e) => Err(BenchError::Protocol(e.to_string())),
+    }
+}
+
+fn request_payload(counter: u64, len: usize) -> Bytes {
+    let mut payload = vec![0u8; len.max(8)];
+    if let Some(head) = payload.get_mut(..8) {
+        head.copy_from_slice(&counter.to_be_bytes());
+    }
+    Bytes::from(payload)
+}
+
+/// Runs the hop benchmark (front-end in a worker process started by `launcher`).
+pub fn run_hop(config: &HopConfig, launcher: &WorkerLauncher) -> Result<HopReport, BenchError> {
+    if config.requests == 0 {
+        return Err(BenchError::InvalidConfig(
+            "--requests must be above 0".into(),
+        ));
+    }
+    let game = BenchGame::start("echo", true, 1)?;
+    let world: WorldId = game.world_id.clone();
+    eprintln!("hop: game server on {}", game.addr());
+    let frontend = FrontendWorker::start(launcher, game.addr())?;
+    eprintln!(
+        "hop: front-end on {} (pid {})",
+        frontend.addr,
+        frontend.worker.pid()
+    );
+
+    // Via the front-end: hello, welcome, then wait until inputs are routed (the
+    // front-end has connected to the game server and learnt the world).
+    let hello = ClientToFrontend::Hello {
+        version: PROTOCOL_VERSION,
+        session_token: None,
+        client_name: "bench-hop".into(),
+    }
+    .encode_to_bytes();
+    let mut via = EchoLink::connect(frontend.addr, &hello, FrameType::Output)?;
+    via.stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(BenchError::io("setting a read timeout"))?;
+    if !via.wait_for(FrameType::Welcome, None)? {
+        return Err(BenchError::Timeout("no Welcome from the front-end".into()));
+    }
+    via.stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .map_err(BenchError::io("setting a read timeout"))?;
+    let via_request = |counter: u64| {
+        ClientToFrontend::Input {
+            world: world.clone(),
+            payload: request_payload(counter, config.payload_len),
+        }
+        .encode_to_bytes()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut probe = u64::MAX;
+    loop {
+        via.stream
+            .write_all(&via_request(probe))
+            .map_err(BenchError::io("probing the front-end"))?;
+        if via.wait_for(FrameType::Output, Some(probe))? {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(BenchError::Timeout(
+                "the front-end never routed an input to the game server".into(),
+            ));
+        }
+        probe -= 1;
+    }
+    via.stream
+        .set_read_timeout(None)
+        .map_err(BenchError::io("clearing the read timeout"))?;
+
+    // Direct: this process plays the front-end's side of the game link.
+    let mut direct_hello = FrontendToGame::Hello {
+        version: PROTOCOL_VERSION,
+        frontend_id: "bench-direct".into(),
+    }
+    .encode_to_bytes()
+    .to_vec();
+    direct_hello.extend_from_slice(
+        &FrontendToGame::SessionOpened {
+            session: DIRECT_SESSION,
+            client_name: "bench-hop-direct".into(),
+        }
+        .encode_to_bytes(),
+    );
+    let mut direct = EchoLink::connect(game.addr(), &direct_hello, FrameType::SessionOutput)?;
+    direct
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(BenchError::io("setting a read timeout"))?;
+    if !direct.wait_for(FrameType::GameWelcome, None)? {
+        return Err(BenchError::Timeout(
+            "no GameWelcome from the game server".into(),
+        ));
+    }
+    direct
+        .stream
+        .set_read_timeout(None)
+        .map_err(BenchError::io("clearing the read timeout"))?;
+    let direct_request = |counter: u64| {
+        FrontendToGame::Input {
+            world: world.clone(),
+            session: DIRECT_SESSION,
+            payload: request_payload(counter, config.payload_len),
+        }
+        .encode_to_bytes()
+    };
+
+    eprintln!(
+        "hop: {} warm-up + {} measured requests per path, interleaved",
+        config.warmup, config.requests
+    );
+    let mut direct_histogram = LatencyHistogram::new();
+    let mut via_histogram = LatencyHistogram::new();
+    let total = config.warmup + config.requests;
+    for i in 0..total {
+        let counter = i as u64;
+        let (direct_frame, via_frame) = (direct_request(counter), via_request(counter));
+        let (d, v) = if i % 2 == 0 {
+            let d = direct.round_trip(&direct_frame, counter)?;
+            (d, via.round_trip(&via_frame, counter)?)
+        } else {
+            let v = via.round_trip(&via_frame, counter)?;
+            (direct.round_trip(&direct_frame, counter)?, v)
+        };
+        if i >= config.warmup {
+            direct_histogram.record(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+            via_histogram.record(u64::try_from(v.as_nanos()).unwrap_or(u64::MAX));
+        }
+    }
+    drop(frontend);
+    drop(game);
+
+    let direct = direct_histogram.percentiles();
+    let via_frontend = via_histogram.percentiles();
+    let ratio_p50 = ratio(via_frontend.p50_us, direct.p50_us)?;
+    let ratio_p90 = ratio(via_frontend.p90_us, direct.p90_us)?;
+    let ratio_p99 = ratio(via_frontend.p99_us, direct.p99_us)?;
+    Ok(HopReport {
+        bench: "hop",
+        requests: config.requests,
+        payload_bytes: config.payload_len.max(8),
+        schedule: "interleaved (alternating which path goes first)",
+        direct,
+        via_frontend,
+        ratio_p50,
+        ratio_p90,
+        ratio_p99,
+        meets_targets: ratio_p50 <= 2.2 && ratio_p99 <= 3.0,
+    })
+}

@@ -1,0 +1,415 @@
+//! The observer engine of a worker process: many connections multiplexed by a few
+//! threads, each with one `mio` poll and one large read buffer, decoding with the lean
+//! readers. The same code serves flotilla front-ends and nats-server.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+use serde::{Deserialize, Serialize};
+use socket2::{Domain, Protocol as SocketProtocol, SockAddr, Socket, Type};
+
+use crate::BenchError;
+use crate::lean::{LeanEvent, Protocol, StreamBuffer, unix_now_ns};
+use crate::stats::LatencyHistogram;
+
+/// Bytes read per `read` call.
+const READ_BUFFER: usize = 256 * 1024;
+
+/// How often flotilla observers send a keep-alive ping.
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(1);
+
+/// Connections opened per turn of the poll loop while connecting.
+const CONNECTS_PER_TURN: usize = 32;
+
+/// Tries per connection before it counts as failed.
+const CONNECT_TRIES: u32 = 5;
+
+/// What the observers of one worker process do.
+#[derive(Debug, Clone)]
+pub(crate) struct ObserverSettings {
+    pub protocol: Protocol,
+    pub server: SocketAddr,
+    pub target: String,
+    pub count: usize,
+    pub threads: usize,
+    pub source_ips: Vec<Ipv4Addr>,
+}
+
+/// What a worker's observers saw during one measurement window.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ObserverReport {
+    /// Changes delivered to all observers of the worker.
+    pub delivered: u64,
+    /// flotilla snapshots after the first one (resyncs of slow observers).
+    pub resyncs: u64,
+    /// Error frames / `-ERR` lines received.
+    pub server_errors: u64,
+    /// Connections closed (by the server) since the worker started.
+    pub closed: u64,
+    /// Seconds between start and stop.
+    pub measured_seconds: f64,
+    /// Publish-to-receive latencies, `(ns, count)` buckets.
+    pub histogram: Vec<(u64, u64)>,
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    delivered: u64,
+    resyncs: u64,
+    server_errors: u64,
+    histogram: LatencyHistogram,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    measuring: AtomicBool,
+    stop: AtomicBool,
+    attempted: AtomicUsize,
+    connected: AtomicUsize,
+    failed: AtomicUsize,
+    subscribed: AtomicUsize,
+    closed: AtomicUsize,
+}
+
+/// Counts of the connection phase.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct ReadyCounts {
+    /// Connections established.
+    pub connected: usize,
+    /// Connections whose subscription is confirmed.
+    pub subscribed: usize,
+    /// Connections that could not be established.
+    pub failed: usize,
+    /// Connections closed by the server.
+    pub closed: usize,
+}
+
+/// A running set of observer threads.
+#[derive(Debug)]
+pub(crate) struct ObserverPool {
+    shared: Arc<Shared>,
+    tallies: Vec<Arc<Mutex<Tally>>>,
+    threads: Vec<JoinHandle<()>>,
+    count: usize,
+    started: Option<Instant>,
+}
+
+fn lock(tally: &Mutex<Tally>) -> MutexGuard<'_, Tally> {
+    tally
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl ObserverPool {
+    /// Starts the threads; each connects its share, then reads.
+    pub fn start(settings: ObserverSettings) -> Result<Self, BenchError> {
+        if settings.count == 0 || settings.threads == 0 || settings.source_ips.is_empty() {
+            return Err(BenchError::InvalidConfig(
+                "observers need a count, threads and a source address".into(),
+            ));
+        }
+        let handshake = Arc::new(settings.protocol.handshake(&settings.target)?);
+        let shared = Arc::new(Shared::default());
+        let threads = settings.threads.min(settings.count);
+        let mut tallies = Vec::new();
+        let mut handles = Vec::new();
+        for index in 0..threads {
+            let share = settings.count / threads + usize::from(index < settings.count % threads);
+            let tally = Arc::new(Mutex::new(Tally::default()));
+            tallies.push(Arc::clone(&tally));
+            let (shared, handshake, settings) = (
+                Arc::clone(&shared),
+                Arc::clone(&handshake),
+                settings.clone(),
+            );
+            let handle = std::thread::Builder::new()
+                .name(format!("observers-{index}"))
+                .spawn(move || {
+                    if let Err(error) =
+                        run_thread(&settings, index, share, &handshake, &shared, &tally)
+                    {
+                        eprintln!("observer thread {index}: {error}");
+                    }
+                })
+                .map_err(BenchError::io("spawning an observer thread"))?;
+            handles.push(handle);
+        }
+        Ok(Self {
+            shared,
+            tallies,
+            threads: handles,
+            count: settings.count,
+            started: None,
+        })
+    }
+
+    /// The connection counts so far.
+    pub fn counts(&self) -> ReadyCounts {
+        ReadyCounts {
+            connected: self.shared.connected.load(Ordering::SeqCst),
+            subscribed: self.shared.subscribed.load(Ordering::SeqCst),
+            failed: self.shared.failed.load(Ordering::SeqCst),
+            closed: self.shared.closed.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Waits until every connection was tried and every established one subscribed, or
+    /// `timeout` passed; returns the counts.
+    pub fn wait_ready(&self, timeout: Duration) -> ReadyCounts {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let counts = self.counts();
+            let attempted = self.shared.attempted.load(Ordering::SeqCst);
+            let done =
+                attempted >= self.count && counts.subscribed + counts.closed >= counts.connected;
+            if done || Instant::now() >= deadline {
+                return counts;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts a measurement window: counters reset.
+    pub fn start_measuring(&mut self) {
+        for tally in &self.tallies {
+            let mut tally = lock(tally);
+            *tally = Tally::default();
+        }
+        self.shared.measuring.store(true, Ordering::SeqCst);
+        self.started = Some(Instant::now());
+    }
+
+    /// Ends the measurement window and returns what was seen in it.
+    pub fn stop_measuring(&mut self) -> ObserverReport {
+        self.shared.measuring.store(false, Ordering::SeqCst);
+        let measured_seconds = self
+            .started
+            .take()
+            .map(|started| started.elapsed().as_secs_f64())
+            .unwrap_or(0.0);
+        let mut report = ObserverReport {
+            measured_seconds,
+            closed: self.shared.closed.load(Ordering::SeqCst) as u64,
+            ..ObserverReport::default()
+        };
+        let mut histogram = LatencyHistogram::new();
+        for tally in &self.tallies {
+            let tally = lock(tally);
+            report.delivered += tally.delivered;
+            report.resyncs += tally.resyncs;
+            report.server_errors += tally.server_errors;
+            histogram.merge(&tally.histogram);
+        }
+        report.histogram = histogram.to_buckets();
+        report
+    }
+}
+
+impl Drop for ObserverPool {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One observer connection.
+struct Connection {
+    stream: mio::net::TcpStream,
+    buffer: StreamBuffer,
+    subscribed: bool,
+}
+
+/// Connects to `server` from `source` (port chosen by the kernel), blocking.
+fn connect_from(source: Ipv4Addr, server: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(SocketProtocol::TCP))?;
+    socket.bind(&SockAddr::from(SocketAddrV4::new(source, 0)))?;
+    socket.connect_timeout(&SockAddr::from(server), Duration::from_secs(5))?;
+    socket.set_nodelay(true)?;
+    Ok(socket.into())
+}
+
+fn run_thread(
+    settings: &ObserverSettings,
+    index: usize,
+    share: usize,
+    handshake: &[u8],
+    shared: &Shared,
+    tally: &Mutex<Tally>,
+) -> Result<(), BenchError> {
+    let mut poll = Poll::new().map_err(BenchError::io("creating a poll"))?;
+    let mut connections: Vec<Option<Connection>> = Vec::with_capacity(share);
+    let protocol = settings.protocol;
+    let keepalive = protocol.keepalive();
+    let mut events = Events::with_capacity(1024);
+    let mut buf = vec![0u8; READ_BUFFER];
+    let mut last_keepalive = Instant::now();
+    let mut attempted = 0;
+    while !shared.stop.load(Ordering::Relaxed) {
+        // Connect in small steps between polls, so the connections made first are read
+        // (and answer keep-alives) while the rest are still connecting.
+        let connecting = attempted < share;
+        for _ in 0..CONNECTS_PER_TURN.min(share - attempted) {
+            let global = attempted * settings.threads + index;
+            attempted += 1;
+            connect_one(settings, global, handshake, &poll, &mut connections, shared);
+        }
+        let timeout = if connecting {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(100)
+        };
+        match poll.poll(&mut events, Some(timeout)) {
+            Ok(()) => {}
+            Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+            Err(error) => return Err(BenchError::io("polling")(error)),
+        }
+        let measuring = shared.measuring.load(Ordering::Relaxed);
+        let mut tally = lock(tally);
+        let tally = &mut *tally;
+        for event in events.iter() {
+            let slot = event.token().0;
+            let Some(Some(connection)) = connections.get_mut(slot) else {
+                continue;
+            };
+            if let Some(reason) =
+                read_connection(connection, protocol, &mut buf, measuring, shared, tally)
+            {
+                if let Some(Some(mut gone)) = connections.get_mut(slot).map(Option::take) {
+                    let _ = poll.registry().deregister(&mut gone.stream);
+                }
+                let closed_before = shared.closed.fetch_add(1, Ordering::SeqCst);
+                if closed_before < 3 {
+                    eprintln!("observer connection lost: {reason}");
+                }
+            }
+        }
+        if let Some(ping) = &keepalive
+            && last_keepalive.elapsed() >= KEEPALIVE_EVERY
+        {
+            last_keepalive = Instant::now();
+            for connection in connections.iter_mut().flatten() {
+                let _ = connection.stream.write(ping);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Connects observer number `global` of the worker (blocking), sends its handshake and
+/// registers it with `poll`.
+fn connect_one(
+    settings: &ObserverSettings,
+    global: usize,
+    handshake: &[u8],
+    poll: &Poll,
+    connections: &mut Vec<Option<Connection>>,
+    shared: &Shared,
+) {
+    let source = settings
+        .source_ips
+        .get(global % settings.source_ips.len())
+        .copied()
+        .unwrap_or(Ipv4Addr::LOCALHOST);
+    let mut established = None;
+    for attempt in 0..CONNECT_TRIES {
+        match connect_from(source, settings.server) {
+            Ok(stream) => {
+                established = Some(stream);
+                break;
+            }
+            Err(error) if attempt + 1 == CONNECT_TRIES => {
+                eprintln!(
+                    "observer connect from {source} to {}: {error}",
+                    settings.server
+                );
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50 << attempt)),
+        }
+    }
+    let Some(mut stream) = established else {
+        shared.failed.fetch_add(1, Ordering::SeqCst);
+        shared.attempted.fetch_add(1, Ordering::SeqCst);
+        return;
+    };
+    let registered = stream
+        .write_all(handshake)
+        .and_then(|()| stream.set_nonblocking(true))
+        .and_then(|()| {
+            let mut stream = mio::net::TcpStream::from_std(stream);
+            poll.registry()
+                .register(&mut stream, Token(connections.len()), Interest::READABLE)
+                .map(|()| stream)
+        });
+    match registered {
+        Ok(stream) => {
+            connections.push(Some(Connection {
+                stream,
+                buffer: StreamBuffer::default(),
+                subscribed: false,
+            }));
+            shared.connected.fetch_add(1, Ordering::SeqCst);
+        }
+        Err(error) => {
+            eprintln!("observer handshake: {error}");
+            shared.failed.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    shared.attempted.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Reads until the socket would block; returns why the connection is gone, if it is.
+fn read_connection(
+    connection: &mut Connection,
+    protocol: Protocol,
+    buf: &mut [u8],
+    measuring: bool,
+    shared: &Shared,
+    tally: &mut Tally,
+) -> Option<String> {
+    let Connection {
+        stream,
+        buffer,
+        subscribed,
+    } = connection;
+    loop {
+        let n = match stream.read(buf) {
+            Ok(0) => return Some("closed by the server".into()),
+            Ok(n) => n,
+            Err(error) if error.kind() == ErrorKind::WouldBlock => return None,
+            Err(error) if error.kind() == ErrorKind::Interrupted => continue,
+            Err(error) => return Some(format!("read error: {error}")),
+        };
+        let now_ns = unix_now_ns();
+        let chunk = buf.get(..n).unwrap_or_default();
+        let mut on_event = |event: LeanEvent| match event {
+            LeanEvent::Delivered { published_ns } => {
+                if measuring {
+                    tally.delivered += 1;
+                    tally.histogram.record(now_ns.saturating_sub(published_ns));
+                }
+            }
+            LeanEvent::Subscribed => {
+                if !*subscribed {
+                    *subscribed = true;
+                    shared.subscribed.fetch_add(1, Ordering::SeqCst);
+                } else if measuring && protocol == Protocol::Flotilla {
+                    tally.resyncs += 1;
+                }
+            }
+            LeanEvent::Reply(bytes) => {
+                let _ = stream.write(&bytes);
+            }
+            LeanEvent::ServerError => tally.server_errors += 1,
+        };
+        if let Err(error) = buffer.feed(protocol, chunk, &mut on_event) {
+            return Some(format!("undecodable input: {error}"));
+        }
+    }
+}

@@ -1,0 +1,481 @@
+//! Worker processes: the front-end under test and the observers run in processes of
+//! their own. The harness spawns `<program> <prefix…> <worker command>` (the CLI's
+//! `flotilla bench worker …`, or this crate's `flotilla-bench-worker` binary), talks to
+//! it with lines on stdin (`start`, `stop`) and reads JSON lines on stdout (`listening`,
+//! `ready`, `report`); a [`Worker`] kills its process when dropped, error or not.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use flotilla_frontend::{FrontendConfig, FrontendServer};
+use serde_json::{Value, json};
+
+use crate::BenchError;
+use crate::lean::Protocol;
+use crate::observe::{ObserverPool, ObserverReport, ObserverSettings, ReadyCounts};
+
+/// The hidden `worker` subcommands (run by the harness, not by people).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum WorkerArgs {
+    /// Run a front-end connected to one game server; prints `{"event":"listening",…}`
+    /// and serves until stdin closes.
+    Frontend {
+        /// The game server's address.
+        #[arg(long)]
+        game: String,
+        /// Where to listen for clients.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+    /// Run observers: connect, handshake, subscribe, print `{"event":"ready",…}`, then
+    /// obey `start` / `stop` lines on stdin (each `stop` prints a report) until stdin
+    /// closes.
+    Observers {
+        /// flotilla or nats.
+        #[arg(long, value_enum)]
+        protocol: Protocol,
+        /// The server's address.
+        #[arg(long)]
+        server: SocketAddr,
+        /// The world (flotilla) or subject (NATS).
+        #[arg(long)]
+        target: String,
+        /// Number of connections.
+        #[arg(long)]
+        count: usize,
+        /// Reader threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Source addresses to connect from, comma-separated (127.0.0.x).
+        #[arg(long, value_delimiter = ',', default_value = "127.0.0.1")]
+        source: Vec<Ipv4Addr>,
+    },
+}
+
+/// Runs a worker until its stdin closes. Progress on stderr, results on stdout.
+pub fn worker_main(args: WorkerArgs) -> Result<(), BenchError> {
+    match args {
+        WorkerArgs::Frontend { game, listen } => frontend_worker(game, listen),
+        WorkerArgs::Observers {
+            protocol,
+            server,
+            target,
+            count,
+            threads,
+            source,
+        } => observers_worker(ObserverSettings {
+            protocol,
+            server,
+            target,
+            count,
+            threads,
+            source_ips: source,
+        }),
+    }
+}
+
+fn print_line(value: &Value) -> Result<(), BenchError> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{value}").map_err(BenchError::io("writing to stdout"))?;
+    out.flush().map_err(BenchError::io("flushing stdout"))
+}
+
+fn frontend_worker(game: String, listen: SocketAddr) -> Result<(), BenchError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(BenchError::io("starting the front-end runtime"))?;
+    let config = FrontendConfig {
+        listen,
+        game_servers: vec![game],
+        server_id: "bench-frontend".into(),
+        ..FrontendConfig::default()
+    };
+    let server = runtime
+        .block_on(FrontendServer::bind(config))
+        .map_err(|e| BenchError::Server(format!("front-end: {e}")))?;
+    print_line(&json!({
+        "event": "listening",
+        "addr": server.local_addr().to_string(),
+        "pid": std::process::id(),
+    }))?;
+    // Serve until the harness closes our stdin (or kills us).
+    let mut line = String::new();
+    let stdin = std::io::stdin();
+    while stdin.lock().read_line(&mut line).unwrap_or(0) > 0 {
+        line.clear();
+    }
+    let _ = runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(2), server.shutdown()).await });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+fn observers_worker(settings: ObserverSettings) -> Result<(), BenchError> {
+    let count = settings.count;
+    let mut pool = ObserverPool::start(settings)?;
+    let timeout = Duration::from_secs(60).max(Duration::from_millis(10 * count as u64));
+    let started = Instant::now();
+    let counts = pool.wait_ready(timeout);
+    eprintln!(
+        "observers worker: {} connected, {} subscribed in {:.1} s",
+        counts.connected,
+        counts.subscribed,
+        started.elapsed().as_secs_f64()
+    );
+    print_line(&json!({"event": "ready", "counts": counts, "pid": std::process::id()}))?;
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if stdin.lock().read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        match line.trim() {
+            "start" => {
+                pool.start_measuring();
+                print_line(&json!({"event": "started"}))?;
+            }
+            "stop" => {
+                let report = pool.stop_measuring();
+                print_line(&json!({"event": "report", "report": report}))?;
+            }
+            "counts" => print_line(&json!({"event": "counts", "counts": pool.counts()}))?,
+            "quit" => break,
+            other => eprintln!("observers worker: unknown command {other:?}"),
+        }
+    }
+    Ok(())
+}
+
+/// How to start a worker process.
+#[derive(Debug, Clone)]
+pub struct WorkerLauncher {
+    program: PathBuf,
+    prefix: Vec<OsString>,
+}
+
+impl WorkerLauncher {
+    /// `<program> <prefix…> <worker args>`.
+    pub fn new(program: impl Into<PathBuf>, prefix: Vec<OsString>) -> Self {
+        Self {
+            program: program.into(),
+            prefix,
+        }
+    }
+
+    /// This very executable with `bench worker` (the `flotilla` binary).
+    pub fn flotilla_cli() -> Result<Self, BenchError> {
+        let program =
+            std::env::current_exe().map_err(BenchError::io("locating the current executable"))?;
+        Ok(Self::new(program, vec!["bench".into(), "worker".into()]))
+    }
+
+    /// Spawns a worker with these arguments.
+    pub(crate) fn spawn(&self, name: &str, args: &[String]) -> Result<Worker, BenchError> {
+        let mut child = Command::new(&self.program)
+            .args(&self.prefix)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(BenchError::io(format!(
+                "spawning worker {name} ({})",
+                self.program.display()
+            )))?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        let (tx, lines) = std::sync::mpsc::channel();
+        if let Some(stdout) = stdout {
+            std::thread::Builder::new()
+                .name(format!("worker-{name}-stdout"))
+                .spawn(move || {
+                    for line in BufReader::new(stdout).lines() {
+                        let Ok(line) = line else { break };
+                        if tx.send(line).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .map_err(BenchError::io("spawning a worker reader thread"))?;
+        }
+        Ok(Worker {
+            name: name.to_owned(),
+            child,
+            stdin,
+            lines,
+        })
+    }
+}
+
+/// A running worker process; killed and reaped on drop.
+#[derive(Debug)]
+pub(crate) struct Worker {
+    name: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+}
+
+impl Worker {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends one command line.
+    pub fn send(&mut self, command: &str) -> Result<(), BenchError> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| BenchError::Worker(format!("{}: stdin closed", self.name)))?;
+        writeln!(stdin, "{command}")
+            .and_then(|()| stdin.flush())
+            .map_err(BenchError::io(format!("writing to worker {}", self.name)))
+    }
+
+    /// Waits for the next JSON line whose `event` is `event`.
+    pub fn expect(&mut self, event: &str, timeout: Duration) -> Result<Value, BenchError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let Ok(value) = serde_json::from_str::<Value>(&line) else {
+                        eprintln!("worker {}: {line}", self.name);
+                        continue;
+                    };
+                    if value.get("event").and_then(Value::as_str) == Some(event) {
+                        return Ok(value);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(BenchError::Timeout(format!(
+                        "worker {} did not report {event:?} within {timeout:?}",
+                        self.name
+                    )));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = self.child.wait().map(|s| s.to_string()).unwrap_or_default();
+                    return Err(BenchError::Worker(format!(
+                        "{} exited ({status}) before reporting {event:?}",
+                        self.name
+                    )));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A front-end worker: its process and client address.
+#[derive(Debug)]
+pub(crate) struct FrontendWorker {
+    pub worker: Worker,
+    pub addr: SocketAddr,
+}
+
+impl FrontendWorker {
+    /// Starts a front-end connected to `game`.
+    pub fn start(launcher: &WorkerLauncher, game: SocketAddr) -> Result<Self, BenchError> {
+        let mut worker = launcher.spawn(
+            "frontend",
+            &["frontend".into(), "--game".into(), game.to_string()],
+        )?;
+        let listening = worker.expect("listening", Duration::from_secs(20))?;
+        let addr = listening
+            .get("addr")
+            .and_then(Value::as_str)
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| BenchError::Worker(format!("bad listening line {listening}")))?;
+        Ok(Self { worker, addr })
+    }
+
+    /// Waits until the front-end serves `world` (it has connected to the game server and
+    /// learnt the world): a probe client subscribes until a snapshot comes back.
+    pub fn wait_for_world(&self, world: &str, timeout: Duration) -> Result<(), BenchError> {
+        let handshake = Protocol::Flotilla.handshake(world)?;
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if probe_world(self.addr, &handshake)? {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(BenchError::Timeout(format!(
+            "the front-end never served world {world:?}"
+        )))
+    }
+}
+
+/// One probe: true if a snapshot arrives, false on `Unsubscribed`, a close or 1 s of
+/// silence.
+fn probe_world(addr: SocketAddr, handshake: &[u8]) -> Result<bool, BenchError> {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr)
+        .map_err(BenchError::io(format!("probing the front-end at {addr}")))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .and_then(|()| stream.write_all(handshake))
+        .map_err(BenchError::io("probing the front-end"))?;
+    let mut decoder = flotilla_wire::Decoder::default();
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        while let Ok(Some(frame)) = decoder.next_frame() {
+            match frame.frame_type() {
+                flotilla_wire::FrameType::Snapshot => return Ok(true),
+                flotilla_wire::FrameType::Unsubscribed | flotilla_wire::FrameType::Error => {
+                    return Ok(false);
+                }
+                _ => {}
+            }
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return Ok(false),
+            Ok(n) => decoder.feed(buf.get(..n).unwrap_or_default()),
+        }
+    }
+}
+
+/// A group of observer worker processes sharing `count` connections.
+#[derive(Debug)]
+pub(crate) struct ObserverGroup {
+    pub workers: Vec<Worker>,
+}
+
+/// Where the observers of one group connect and how they are spread.
+#[derive(Debug, Clone)]
+pub(crate) struct GroupSpec {
+    pub protocol: Protocol,
+    pub server: SocketAddr,
+    pub target: String,
+    pub count: usize,
+    pub per_process: usize,
+    pub threads: usize,
+}
+
+impl ObserverGroup {
+    /// Spawns the workers (each connecting from its own 127.0.0.x source address) and
+    /// waits until all are ready; returns the group and the summed counts.
+    pub fn start(
+        launcher: &WorkerLauncher,
+        spec: &GroupSpec,
+    ) -> Result<(Self, ReadyCounts), BenchError> {
+        let per_process = spec.per_process.max(1);
+        let processes = spec.count.div_ceil(per_process);
+        let mut workers = Vec::new();
+        for index in 0..processes {
+            let share = per_process.min(spec.count - index * per_process);
+            // 127.0.0.2, .3, …: a fresh source address per process, so ephemeral ports
+            // never run short.
+            let source = Ipv4Addr::new(127, 0, 0, 2 + (index % 250) as u8);
+            let protocol = match spec.protocol {
+                Protocol::Flotilla => "flotilla",
+                Protocol::Nats => "nats",
+            };
+            workers.push(launcher.spawn(
+                &format!("observers-{index}"),
+                &[
+                    "observers".into(),
+                    "--protocol".into(),
+                    protocol.into(),
+                    "--server".into(),
+                    spec.server.to_string(),
+                    "--target".into(),
+                    spec.target.clone(),
+                    "--count".into(),
+                    share.to_string(),
+                    "--threads".into(),
+                    spec.threads.to_string(),
+                    "--source".into(),
+                    source.to_string(),
+                ],
+            )?);
+        }
+        let mut group = Self { workers };
+        let mut total = ReadyCounts::default();
+        let timeout = Duration::from_secs(90).max(Duration::from_millis(12 * spec.count as u64));
+        for worker in &mut group.workers {
+            let ready = worker.expect("ready", timeout)?;
+            let counts: ReadyCounts = ready
+                .get("counts")
+                .cloned()
+                .map(serde_json::from_value)
+                .transpose()?
+                .unwrap_or_default();
+            total.connected += counts.connected;
+            total.subscribed += counts.subscribed;
+            total.failed += counts.failed;
+            total.closed += counts.closed;
+        }
+        Ok((group, total))
+    }
+
+    /// Starts a measurement window in every worker.
+    pub fn start_measuring(&mut self) -> Result<(), BenchError> {
+        for worker in &mut self.workers {
+            worker.send("start")?;
+        }
+        for worker in &mut self.workers {
+            worker.expect("started", Duration::from_secs(10))?;
+        }
+        Ok(())
+    }
+
+    /// Ends the window; returns every worker's report.
+    pub fn stop_measuring(&mut self) -> Result<Vec<ObserverReport>, BenchError> {
+        for worker in &mut self.workers {
+            worker.send("stop")?;
+        }
+        let mut reports = Vec::new();
+        for worker in &mut self.workers {
+            let line = worker.expect("report", Duration::from_secs(10))?;
+            let report = line
+                .get("report")
+                .cloned()
+                .ok_or_else(|| BenchError::Worker(format!("report without figures: {line}")))?;
+            reports.push(serde_json::from_value(report)?);
+        }
+        Ok(reports)
+    }
+
+    /// The counts of every worker, summed.
+    pub fn counts(&mut self) -> Result<ReadyCounts, BenchError> {
+        for worker in &mut self.workers {
+            worker.send("counts")?;
+        }
+        let mut total = ReadyCounts::default();
+        for worker in &mut self.workers {
+            let line = worker.expect("counts", Duration::from_secs(10))?;
+            let counts: ReadyCounts = line
+                .get("counts")
+                .cloned()
+                .map(serde_json::from_value)
+                .transpose()?
+                .unwrap_or_default();
+            total.connected += counts.connected;
+            total.subscribed += counts.subscribed;
+            total.failed += counts.failed;
+            total.closed += counts.closed;
+        }
+        Ok(total)
+    }
+
+    /// The process ids.
+    pub fn pids(&self) -> Vec<u32> {
+        self.workers.iter().map(Worker::pid).collect()
+    }
+}

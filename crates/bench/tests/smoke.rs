@@ -1,0 +1,87 @@
+//! Smoke tests: every benchmark at a tiny size, on loopback, with real worker processes.
+//!
+//! The workers are this crate's `flotilla-bench-worker` binary (Cargo builds it for the
+//! integration tests and passes its path in `CARGO_BIN_EXE_flotilla-bench-worker`); the
+//! `flotilla` binary runs the same worker code as `flotilla bench worker …`.
+
+use flotilla_bench::lean::Protocol;
+use flotilla_bench::{
+    ConnectionsConfig, FanoutConfig, HopConfig, WorkerLauncher, run_connections, run_fanout,
+    run_hop,
+};
+
+fn launcher() -> WorkerLauncher {
+    WorkerLauncher::new(env!("CARGO_BIN_EXE_flotilla-bench-worker"), Vec::new())
+}
+
+#[test]
+fn hop_measures_both_paths() {
+    let report = run_hop(
+        &HopConfig {
+            requests: 200,
+            warmup: 20,
+            payload_len: 64,
+        },
+        &launcher(),
+    )
+    .unwrap();
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["bench"], "hop");
+    assert_eq!(report.direct.count, 200);
+    assert_eq!(report.via_frontend.count, 200);
+    assert!(report.direct.p50_us > 0.0 && report.via_frontend.p50_us > 0.0);
+    // One more hop cannot be faster than none at the median.
+    assert!(report.ratio_p50 > 1.0, "{report:?}");
+    assert!(report.ratio_p99 > 0.0);
+}
+
+#[test]
+fn fanout_against_flotilla_and_nats() {
+    let report = run_fanout(
+        &FanoutConfig {
+            observers: vec![20],
+            rate: Some(200),
+            seconds: 1.0,
+            warmup_seconds: 0.3,
+            systems: vec![Protocol::Flotilla, Protocol::Nats],
+            ..FanoutConfig::default()
+        },
+        &launcher(),
+    )
+    .unwrap();
+    assert_eq!(report.runs.len(), 4, "{report:?}");
+    for run in &report.runs {
+        assert_eq!(run.subscribed, 20, "{run:?}");
+        assert!(run.delivered_per_second > 0.0, "{run:?}");
+        assert!(run.latency.count > 0 && run.latency.p50_us > 0.0, "{run:?}");
+        assert!(run.published_per_second > 0.0, "{run:?}");
+        assert!(run.server_cpu_percent > 0.0, "{run:?}");
+    }
+    // At a modest fixed rate every observer gets (nearly) every change.
+    for run in report.runs.iter().filter(|r| r.offered_rate.is_some()) {
+        assert!(run.delivery_ratio > 0.9, "{run:?}");
+    }
+    assert_eq!(report.comparisons.len(), 1);
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["bench"], "fanout");
+}
+
+#[test]
+fn connections_measures_memory_per_connection() {
+    let report = run_connections(
+        &ConnectionsConfig {
+            count: 200,
+            per_process: 100,
+            idle_seconds: 0.5,
+        },
+        &launcher(),
+    )
+    .unwrap();
+    assert_eq!(report.subscribed, 200, "{report:?}");
+    assert_eq!(report.open_at_end, 200, "{report:?}");
+    assert!(report.frontend_fds_added >= 190, "{report:?}");
+    assert!(report.after.rss > 0 && report.before.rss > 0);
+    assert!(report.private_dirty_per_connection.is_finite());
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["bench"], "connections");
+}
