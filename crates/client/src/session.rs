@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use flotilla_wire::{
-    ClientToFrontend, ErrorCode, FrontendToClient, PROTOCOL_VERSION, SnapshotAssembler, WireError,
-    WorldId,
+    ClientToFrontend, ErrorCode, FrontendToClient, PROTOCOL_VERSION, PartOutcome,
+    SnapshotAssembler, WireError, WorldId,
 };
 use flotilla_world::{ApplyOutcome, Position, Replica, ReplicaConfig};
 
@@ -218,10 +218,20 @@ impl ClientSession {
                 };
                 view.counters.bytes += frame_len as u64;
                 view.counters.last_received = Some(now);
-                let whole = view
+                // Leftover parts of a snapshot sent before a resubscribe (which reset the
+                // assembler) are stale, not a protocol error: the fresh snapshot follows.
+                let whole = match view
                     .assembler
-                    .push(part, snapshot)
-                    .map_err(Fatal::Protocol)?;
+                    .offer(part, snapshot)
+                    .map_err(Fatal::Protocol)?
+                {
+                    PartOutcome::Complete(snapshot) => Some(snapshot),
+                    PartOutcome::Incomplete => None,
+                    PartOutcome::Stale => {
+                        log::debug!("world {world}: ignored a stale snapshot part");
+                        None
+                    }
+                };
                 if let Some(snapshot) = whole {
                     let position = snapshot.position();
                     if let Some(replica) = view.replica.as_mut() {
@@ -299,5 +309,66 @@ impl ClientSession {
             FrontendToClient::Error { code, text } => return Err(Fatal::Peer { code, text }),
         }
         Ok(handled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use flotilla_wire::{Decoder, SnapshotPart};
+    use flotilla_world::WorldState;
+
+    fn arena() -> WorldId {
+        WorldId::new("arena").unwrap()
+    }
+
+    /// `state`'s snapshot as client frames of at most 512 bytes, decoded.
+    fn parts(state: &WorldState) -> Vec<FrontendToClient> {
+        let mut out = BytesMut::new();
+        flotilla_wire::encode_snapshot(&arena(), &state.snapshot(), 512, &mut out).unwrap();
+        let mut decoder = Decoder::default();
+        decoder.feed(&out);
+        std::iter::from_fn(|| decoder.next_message().unwrap()).collect()
+    }
+
+    #[test]
+    fn leftover_snapshot_parts_after_a_resubscribe_are_ignored() {
+        let mut state = WorldState::new(9);
+        let mut tx = state.begin();
+        for key in 0..20 {
+            tx.set(format!("k{key:03}"), format!("{key:0100}"));
+        }
+        tx.commit().unwrap();
+        let parts = parts(&state);
+        assert!(parts.len() >= 3);
+        assert!(matches!(
+            parts[0],
+            FrontendToClient::Snapshot {
+                part: SnapshotPart::First,
+                ..
+            }
+        ));
+        let now = Instant::now();
+        let mut session = ClientSession::new(ReplicaMode::Full, "c", None);
+        session.subscribe(arena(), None);
+        session.handle(parts[0].clone(), 100, now).unwrap();
+        // Unsubscribe and subscribe again while the rest is in flight.
+        session.unsubscribe(&arena());
+        session.subscribe(arena(), None);
+        for part in &parts[1..] {
+            let handled = session.handle(part.clone(), 100, now).unwrap();
+            assert!(handled.events.is_empty());
+        }
+        // The snapshot answering the new subscription applies.
+        let mut applied = Vec::new();
+        for part in &parts {
+            applied.extend(session.handle(part.clone(), 100, now).unwrap().events);
+        }
+        assert!(matches!(
+            &applied[..],
+            [ClientEvent::SnapshotApplied { position, .. }] if *position == state.position()
+        ));
+        assert_eq!(session.replica(&arena()).unwrap().digest(), state.digest());
     }
 }

@@ -1,11 +1,62 @@
 //! The front-end's settings, shared by the machines and the shell.
 
+use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use flotilla_world::RingLimits;
 
 use crate::error::FrontendError;
+
+/// The secret key that signs session tokens (HMAC-SHA256).
+///
+/// A token is `session id || HMAC(key, session id)`: only a front-end holding the key can
+/// mint one, and a resume is accepted only when the MAC verifies. **All the front-ends of
+/// one fleet must share the key**, or a client that fails over to another front-end gets
+/// a new session instead of resuming. [`Default`] is a key drawn from the operating
+/// system once per process: fine for one front-end, or several in one process (tests,
+/// demos), not for a fleet of processes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenKey([u8; 32]);
+
+impl TokenKey {
+    /// A key from 32 secret bytes.
+    pub const fn new(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The key's bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// True for the all-zero key, which [`FrontendConfig::validate`] refuses (the
+    /// per-process default is all zero only if the OS had no entropy).
+    pub fn is_zero(&self) -> bool {
+        self.0 == [0; 32]
+    }
+}
+
+impl Default for TokenKey {
+    fn default() -> Self {
+        static PROCESS_KEY: OnceLock<[u8; 32]> = OnceLock::new();
+        Self(*PROCESS_KEY.get_or_init(|| {
+            let mut key = [0u8; 32];
+            let random = ring::rand::SystemRandom::new();
+            if ring::rand::SecureRandom::fill(&random, &mut key).is_err() {
+                key = [0; 32];
+            }
+            key
+        }))
+    }
+}
+
+impl fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenKey(<secret>)")
+    }
+}
 
 /// Everything a front-end can be tuned with. [`Default`] gives the recommended values of
 /// `PROTOCOL.md` (keep-alives, 1 MiB frames, rings of 256 batches / 1 MiB).
@@ -36,6 +87,17 @@ pub struct FrontendConfig {
     pub ring: RingLimits,
     /// The largest frame accepted or produced (type byte + body). Default 1 MiB.
     pub max_frame_len: usize,
+    /// The largest frame a client may send after its hello. Default 64 KiB
+    /// (`flotilla_wire::CLIENT_MAX_FRAME_LEN`).
+    pub max_client_frame_len: usize,
+    /// The largest first frame (the `Hello`) of a client. Default 4 KiB.
+    pub max_hello_frame_len: usize,
+    /// Bytes queued for one game server (client inputs not yet written to it) past which
+    /// the front-end stops reading clients until it is under half. Default 8 MiB.
+    pub max_game_queued_bytes: usize,
+    /// The largest upstream snapshot (keys and values, all parts): a game server sending
+    /// a bigger one is closed with `Error{Overloaded}`. Default 256 MiB.
+    pub max_snapshot_bytes: usize,
     /// How often the shell feeds [`Input::Tick`](crate::Input::Tick) (keep-alive checks).
     /// Default 250 ms.
     pub tick_interval: Duration,
@@ -45,6 +107,9 @@ pub struct FrontendConfig {
     pub reconnect_cap: Duration,
     /// Give up a game-server connection attempt after this long. Default 2 s.
     pub connect_timeout: Duration,
+    /// The key signing session tokens; share it across the front-ends of a fleet.
+    /// Default: drawn once per process (see [`TokenKey`]).
+    pub token_key: TokenKey,
     /// Seed of the machines' generator (session ids, tokens, directory epoch). `None`: drawn
     /// from the operating system. Set it only for replayable tests.
     pub seed: Option<u64>,
@@ -64,10 +129,15 @@ impl Default for FrontendConfig {
             max_queued_bytes: 4 << 20,
             ring: RingLimits::default(),
             max_frame_len: flotilla_wire::DEFAULT_MAX_FRAME_LEN,
+            max_snapshot_bytes: flotilla_wire::DEFAULT_MAX_SNAPSHOT_BYTES,
+            max_client_frame_len: flotilla_wire::CLIENT_MAX_FRAME_LEN,
+            max_hello_frame_len: flotilla_wire::HELLO_MAX_FRAME_LEN,
+            max_game_queued_bytes: 8 << 20,
             tick_interval: Duration::from_millis(250),
             reconnect_base: Duration::from_millis(100),
             reconnect_cap: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
+            token_key: TokenKey::default(),
             seed: None,
         }
     }
@@ -89,6 +159,16 @@ impl FrontendConfig {
                 "max_frame_len must be at least 64 bytes",
             ));
         }
+        if self.max_client_frame_len < 64 || self.max_hello_frame_len < 64 {
+            return Err(FrontendError::InvalidConfig(
+                "client frame limits must be at least 64 bytes",
+            ));
+        }
+        if self.max_game_queued_bytes == 0 {
+            return Err(FrontendError::InvalidConfig(
+                "max_game_queued_bytes must be above 0",
+            ));
+        }
         if self.client_idle_timeout.is_zero() || self.game_idle_timeout.is_zero() {
             return Err(FrontendError::InvalidConfig(
                 "idle timeouts must be above 0",
@@ -97,6 +177,11 @@ impl FrontendConfig {
         if self.tick_interval.is_zero() {
             return Err(FrontendError::InvalidConfig(
                 "tick_interval must be above 0",
+            ));
+        }
+        if self.token_key.is_zero() {
+            return Err(FrontendError::InvalidConfig(
+                "token_key must not be all zero (no OS entropy for the default?)",
             ));
         }
         if self.server_id.is_empty() {

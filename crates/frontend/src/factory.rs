@@ -43,6 +43,7 @@ pub struct Factory {
     replicas: BTreeMap<WorldId, ReplicaMachine>,
     ring: RingLimits,
     max_frame_len: usize,
+    max_snapshot_bytes: usize,
 }
 
 impl Factory {
@@ -52,7 +53,13 @@ impl Factory {
             replicas: BTreeMap::new(),
             ring,
             max_frame_len,
+            max_snapshot_bytes: flotilla_wire::DEFAULT_MAX_SNAPSHOT_BYTES,
         }
+    }
+
+    /// New machines refuse upstream snapshots larger than `max_bytes` (keys and values).
+    pub fn set_max_snapshot_bytes(&mut self, max_bytes: usize) {
+        self.max_snapshot_bytes = max_bytes;
     }
 
     /// Subscribes `conn` to `world` hosted by `game`, creating the replica machine if it is
@@ -76,7 +83,10 @@ impl Factory {
                 }
                 .encode_to_bytes(),
             });
-            ReplicaMachine::new(world.clone(), Some(game), self.ring, self.max_frame_len)
+            let mut machine =
+                ReplicaMachine::new(world.clone(), Some(game), self.ring, self.max_frame_len);
+            machine.set_max_snapshot_bytes(self.max_snapshot_bytes);
+            machine
         });
         let serve = machine.subscribe(conn, since, congested);
         (event, serve)

@@ -48,9 +48,13 @@ pub enum Input {
     /// The client's bytes could not be framed (oversize length, unknown type): the
     /// decoder's error.
     ClientMalformed(ConnId, WireError),
-    /// This many bytes left the connection's send queue (written to the socket, or
-    /// discarded after [`Output::DropQueuedBatches`]).
+    /// This many bytes were written to the connection's socket. Report 0 when the socket
+    /// proved writable with nothing left to write (a congested connection whose queue was
+    /// discarded recovers only on this).
     ClientDrained(ConnId, usize),
+    /// This many bytes were discarded from the connection's queue after
+    /// [`Output::DropQueuedBatches`] (not written: no resync yet).
+    ClientDiscarded(ConnId, usize),
     /// The client's connection is gone (EOF, reset).
     ClientClosed(ConnId),
     /// A connection to a game server is established.
@@ -70,18 +74,19 @@ pub enum Input {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// Queue `bytes` (one or more whole frames) for the client and report them with
-    /// [`Input::ClientDrained`] once written. `droppable` frames (change batches) may be
-    /// discarded on [`Output::DropQueuedBatches`].
+    /// [`Input::ClientDrained`] once written. `droppable` frames (change batches and
+    /// snapshots) may be discarded on [`Output::DropQueuedBatches`].
     SendToClient {
         /// The connection.
         conn: ConnId,
         /// The frames.
         bytes: Bytes,
-        /// True for change batches, which a slow connection may lose (it is resynced).
+        /// True for change batches and snapshots, which a slow connection may lose (it is
+        /// resynced with a fresh snapshot once it drains).
         droppable: bool,
     },
     /// The connection is past its send budget: discard its queued droppable frames that
-    /// are not partly written, and report their bytes with [`Input::ClientDrained`].
+    /// are not partly written, and report their bytes with [`Input::ClientDiscarded`].
     DropQueuedBatches(ConnId),
     /// Write what is queued for the client (the last frame may be an `Error`), then close
     /// it. The front-end has already forgotten the connection.
@@ -143,6 +148,7 @@ struct Outbox<'a> {
     max_queued_bytes: usize,
     now: Duration,
     congested: &'a mut Vec<ConnId>,
+    overloaded: &'a mut Vec<ConnId>,
 }
 
 impl Outbox<'_> {
@@ -160,8 +166,8 @@ impl Outbox<'_> {
                 session.note_sent(self.now);
                 self.stats.bytes_queued += len as u64;
                 self.stats.client_sends += 1;
-                let droppable = traffic == Traffic::Batch;
-                if droppable {
+                let droppable = matches!(traffic, Traffic::Batch | Traffic::Snapshot);
+                if traffic == Traffic::Batch {
                     self.stats.batches_forwarded += 1;
                 }
                 self.outputs.push_back(Output::SendToClient {
@@ -171,7 +177,7 @@ impl Outbox<'_> {
                 });
             }
             Offer::Dropped { .. } => self.stats.batches_dropped += 1,
-            Offer::Overloaded => {}
+            Offer::Overloaded => self.overloaded.push(conn),
         }
         offer
     }
@@ -224,29 +230,41 @@ fn machine_of<'a>(
     }
 }
 
-const TOKEN_LEN: usize = 16;
+/// Bytes of the session id at the start of a token.
+const TOKEN_ID_LEN: usize = 8;
+/// A token: the session id and its HMAC-SHA256 tag.
+const TOKEN_LEN: usize = TOKEN_ID_LEN + 32;
 
-/// A session token: the session id (8 bytes, big-endian) and 8 random bytes.
-fn make_token(session: SessionId, random: u64) -> Bytes {
+/// A session token: the session id (8 bytes, big-endian) and `HMAC-SHA256(key, id)`.
+fn make_token(key: &ring::hmac::Key, session: SessionId) -> Bytes {
+    let id = session.0.to_be_bytes();
+    let tag = ring::hmac::sign(key, &id);
     let mut token = Vec::with_capacity(TOKEN_LEN);
-    token.extend_from_slice(&session.0.to_be_bytes());
-    token.extend_from_slice(&random.to_be_bytes());
+    token.extend_from_slice(&id);
+    token.extend_from_slice(tag.as_ref());
     Bytes::from(token)
 }
 
-/// The session id of a token made by [`make_token`] on any front-end.
-fn parse_token(token: &Bytes) -> Option<SessionId> {
+/// The session id of a token made by [`make_token`] with the same key (on any front-end
+/// of the fleet), or `None` if its tag does not verify (checked in constant time).
+fn verify_token(key: &ring::hmac::Key, token: &[u8]) -> Option<SessionId> {
     if token.len() != TOKEN_LEN {
         return None;
     }
-    let id: [u8; 8] = token.get(..8)?.try_into().ok()?;
+    let (id, tag) = token.split_at(TOKEN_ID_LEN);
+    ring::hmac::verify(key, id, tag).ok()?;
+    let id: [u8; TOKEN_ID_LEN] = id.try_into().ok()?;
     Some(SessionId(u64::from_be_bytes(id)))
 }
+
+/// Capacity of the output queue kept once it is empty; a larger one is freed.
+const OUTPUTS_KEPT_CAPACITY: usize = 4096;
 
 /// All the machines of one front-end, and the queue of outputs for its shell.
 #[derive(Debug)]
 pub struct Frontend {
     config: FrontendConfig,
+    token_key: ring::hmac::Key,
     rng: SeededRng,
     sessions: SessionMap,
     links: HashMap<GameId, GameLink, IdBuildHasher>,
@@ -256,6 +274,8 @@ pub struct Frontend {
     outputs: VecDeque<Output>,
     stats: Stats,
     congested: Vec<ConnId>,
+    /// Connections past their hard limit, closed at the end of the input.
+    overloaded: Vec<ConnId>,
 }
 
 impl Frontend {
@@ -264,17 +284,22 @@ impl Frontend {
     pub fn new(config: &FrontendConfig, seed: u64) -> Self {
         let mut rng = SeededRng::new(seed);
         let directory = Directory::new(rng.next_u64(), config.ring, config.max_frame_len);
+        let router = Router::with_hash_key(rng.next_u64());
+        let mut factory = Factory::new(config.ring, config.max_frame_len);
+        factory.set_max_snapshot_bytes(config.max_snapshot_bytes);
         Self {
             config: config.clone(),
+            token_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, config.token_key.as_bytes()),
             rng,
             sessions: HashMap::default(),
             links: HashMap::default(),
-            router: Router::new(),
-            factory: Factory::new(config.ring, config.max_frame_len),
+            router,
+            factory,
             directory,
             outputs: VecDeque::new(),
             stats: Stats::default(),
             congested: Vec::new(),
+            overloaded: Vec::new(),
         }
     }
 
@@ -306,6 +331,15 @@ impl Frontend {
                 self.on_session_event(now, conn, event);
             }
             Input::ClientDrained(conn, bytes) => self.on_drained(now, conn, bytes),
+            Input::ClientDiscarded(conn, bytes) => {
+                if let Some(session) = self.sessions.get_mut(&conn) {
+                    let before = session.queued_bytes();
+                    session.discarded(bytes);
+                    let released = before - session.queued_bytes();
+                    self.stats.bytes_queued =
+                        self.stats.bytes_queued.saturating_sub(released as u64);
+                }
+            }
             Input::ClientClosed(conn) => self.remove_session(now, conn),
             Input::GameConnected(game) => {
                 let link = GameLink::new(game, now);
@@ -337,11 +371,47 @@ impl Frontend {
             Input::GameClosed(game) => self.remove_game(now, game),
             Input::Tick => self.on_tick(now),
         }
+        if !self.overloaded.is_empty() {
+            self.close_overloaded(now);
+        }
     }
 
     /// The next output for the shell, in order.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        let output = self.outputs.pop_front();
+        if output.is_none() && self.outputs.capacity() > OUTPUTS_KEPT_CAPACITY {
+            // Give a saturation peak's memory back.
+            self.outputs = VecDeque::new();
+        }
+        output
+    }
+
+    /// Outputs waiting for [`poll_output`](Self::poll_output); a shell drains them once
+    /// this grows large, so the queue never holds many turns of fan-out.
+    pub fn pending_outputs(&self) -> usize {
+        self.outputs.len()
+    }
+
+    /// Closes the connections that went past their hard limit during the last input.
+    fn close_overloaded(&mut self, now: Duration) {
+        let mut overloaded = std::mem::take(&mut self.overloaded);
+        for conn in overloaded.drain(..) {
+            self.close_client(
+                now,
+                conn,
+                CloseReason::Protocol(ErrorCode::Overloaded),
+                Some(
+                    FrontendToClient::Error {
+                        code: ErrorCode::Overloaded,
+                        text: "too much unread output".to_owned(),
+                    }
+                    .encode_to_bytes(),
+                ),
+            );
+        }
+        if self.overloaded.is_empty() {
+            self.overloaded = overloaded;
+        }
     }
 
     /// The counters (gauges computed now).
@@ -388,6 +458,7 @@ impl Frontend {
                 max_queued_bytes: self.config.max_queued_bytes,
                 now,
                 congested: &mut self.congested,
+                overloaded: &mut self.overloaded,
             },
             &mut self.factory,
             &mut self.directory,
@@ -404,18 +475,7 @@ impl Frontend {
         let (mut outbox, _, _) = self.outbox(now);
         let offer = outbox.send(conn, bytes, traffic);
         match offer {
-            Offer::Overloaded => self.close_client(
-                now,
-                conn,
-                CloseReason::Protocol(ErrorCode::Overloaded),
-                Some(
-                    FrontendToClient::Error {
-                        code: ErrorCode::Overloaded,
-                        text: "too much unread output".to_owned(),
-                    }
-                    .encode_to_bytes(),
-                ),
-            ),
+            Offer::Overloaded => self.close_overloaded(now),
             Offer::Dropped {
                 newly_congested: true,
             } => {
@@ -481,12 +541,14 @@ impl Frontend {
         token: Option<Bytes>,
         client_name: String,
     ) {
-        let resumed_id = token.as_ref().and_then(parse_token);
+        let resumed_id = token
+            .as_ref()
+            .and_then(|token| verify_token(&self.token_key, token));
         let (session_id, token, resumed) = match (resumed_id, token) {
             (Some(id), Some(token)) => (id, token, true),
             _ => {
                 let id = SessionId(self.rng.next_u64());
-                (id, make_token(id, self.rng.next_u64()), false)
+                (id, make_token(&self.token_key, id), false)
             }
         };
         let Some(session) = self.sessions.get_mut(&conn) else {
@@ -736,7 +798,7 @@ impl Frontend {
                     Ok(SnapshotProgress::Applied(frames)) => {
                         outbox.fan_out_snapshot(machine, &frames)
                     }
-                    Ok(SnapshotProgress::Incomplete) => {}
+                    Ok(SnapshotProgress::Incomplete | SnapshotProgress::Stale) => {}
                     Err(error) => {
                         let frame = FrontendToGame::Error {
                             code: error.code(),

@@ -4,7 +4,7 @@
 //! Deterministic hashing matters for replay: two [`Frontend`](crate::Frontend)s fed the
 //! same inputs iterate their maps in the same order and so emit the same outputs.
 
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 /// A client connection, numbered by the shell (never reused within one front-end run).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -41,6 +41,63 @@ impl Hasher for IdHasher {
 
 /// The `BuildHasher` of [`IdHasher`], for `HashMap<ConnId, _, IdBuildHasher>`.
 pub type IdBuildHasher = BuildHasherDefault<IdHasher>;
+
+/// A keyed hasher for IDs that come from outside, such as session ids read from tokens:
+/// each value is xored with a secret key and passed through a full 64-bit avalanche
+/// (SplitMix64's finalizer), so without the key colliding ids cannot be chosen. Still
+/// deterministic for a given key (replay).
+#[derive(Debug, Clone, Copy)]
+pub struct KeyedIdHasher {
+    state: u64,
+    key: u64,
+}
+
+/// SplitMix64's finalizer: every input bit flips about half the output bits.
+fn avalanche(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl Hasher for KeyedIdHasher {
+    fn finish(&self) -> u64 {
+        avalanche(self.state ^ self.key.rotate_left(32))
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.state = avalanche(self.state ^ value ^ self.key);
+    }
+}
+
+/// The `BuildHasher` of [`KeyedIdHasher`] with its key.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyedIdBuildHasher {
+    key: u64,
+}
+
+impl KeyedIdBuildHasher {
+    /// Hashers keyed with `key` (draw it from the front-end's seed).
+    pub fn new(key: u64) -> Self {
+        Self { key }
+    }
+}
+
+impl BuildHasher for KeyedIdBuildHasher {
+    type Hasher = KeyedIdHasher;
+
+    fn build_hasher(&self) -> KeyedIdHasher {
+        KeyedIdHasher {
+            state: self.key,
+            key: self.key,
+        }
+    }
+}
 
 /// A small seeded generator (SplitMix64): session ids, tokens, epochs, ping nonces.
 ///
@@ -88,6 +145,30 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a[0], other.next_u64());
         assert_eq!(a.iter().collect::<HashSet<_>>().len(), 4);
+    }
+
+    #[test]
+    fn keyed_hasher_depends_on_its_key() {
+        let hash = |key: u64, id: u64| {
+            let mut hasher = KeyedIdBuildHasher::new(key).build_hasher();
+            hasher.write_u64(id);
+            hasher.finish()
+        };
+        assert_eq!(hash(1, 42), hash(1, 42));
+        assert_ne!(hash(1, 42), hash(2, 42));
+        // Ids that collide in the top bits under one key do not under another.
+        let colliding: Vec<u64> = (0..10_000u64)
+            .filter(|id| hash(1, *id) >> 57 == hash(1, 0) >> 57)
+            .collect();
+        let still: usize = colliding
+            .iter()
+            .filter(|id| hash(2, **id) >> 57 == hash(2, 0) >> 57)
+            .count();
+        assert!(
+            still * 10 < colliding.len(),
+            "{still} of {}",
+            colliding.len()
+        );
     }
 
     #[test]

@@ -46,13 +46,15 @@ mod router;
 pub mod server;
 mod session;
 
-pub use config::FrontendConfig;
+pub use config::{FrontendConfig, TokenKey};
 pub use directory::Directory;
 pub use error::FrontendError;
 pub use factory::{Factory, FactoryEvent};
 pub use frontend::{CloseReason, Frontend, Input, Output, Stats};
 pub use game_link::{GameEvent, GameLink, LinkState};
-pub use ids::{ConnId, GameId, IdBuildHasher, IdHasher, SeededRng};
+pub use ids::{
+    ConnId, GameId, IdBuildHasher, IdHasher, KeyedIdBuildHasher, KeyedIdHasher, SeededRng,
+};
 pub use replica::{BatchOutcome, ReplicaMachine, Serve, SnapshotProgress, SubscriberState};
 pub use router::{Router, WorldChange};
 pub use server::{FrontendServer, ServerStats, StatsSnapshot};

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use flotilla_wire::{SnapshotAssembler, SnapshotPart, WireError, WorldId};
+use flotilla_wire::{PartOutcome, SnapshotAssembler, SnapshotPart, WireError, WorldId};
 use flotilla_world::{
     ApplyOutcome, CatchUp, ChangeBatch, Position, RecentBatch, Replica, ReplicaConfig, RingLimits,
     Snapshot,
@@ -52,6 +52,10 @@ pub enum SnapshotProgress {
     /// The snapshot is complete and applied; send these frames (the upstream bytes,
     /// unchanged) to every pending and live subscriber.
     Applied(Bytes),
+    /// A leftover part of a snapshot this machine no longer waits for (it was re-created
+    /// or its host changed while the parts were in flight): ignored. A fresh snapshot
+    /// follows the machine's own subscription.
+    Stale,
 }
 
 /// What [`ReplicaMachine::apply_batch`] did.
@@ -112,9 +116,21 @@ impl ReplicaMachine {
         self.host
     }
 
-    /// Moves the world to another game server (it moved or was re-announced).
+    /// Moves the world to another game server (it moved or was re-announced). A snapshot
+    /// half received from the previous host is dropped.
     pub fn set_host(&mut self, host: Option<GameId>) {
+        if host != self.host {
+            self.assembler.reset();
+            self.snapshot_parts.clear();
+        }
         self.host = host;
+    }
+
+    /// Refuses upstream snapshots whose keys and values exceed `max_bytes` (the
+    /// front-end's [`max_snapshot_bytes`](crate::FrontendConfig::max_snapshot_bytes)).
+    pub fn set_max_snapshot_bytes(&mut self, max_bytes: usize) {
+        self.assembler = SnapshotAssembler::with_max_bytes(max_bytes);
+        self.snapshot_parts.clear();
     }
 
     /// The replica (state, position, ring).
@@ -211,7 +227,10 @@ impl ReplicaMachine {
     }
 
     /// Applies one upstream `Snapshot` frame (`frame` is its exact bytes). Parts are
-    /// collected until the last one; then the replica takes the snapshot.
+    /// collected until the last one; then the replica takes the snapshot. Parts without
+    /// their first part are [`SnapshotProgress::Stale`] (never an error: they are what a
+    /// re-created machine sees of a snapshot sent to its predecessor). The only error is a
+    /// snapshot past the byte limit.
     pub fn apply_snapshot_part(
         &mut self,
         frame: Bytes,
@@ -221,17 +240,26 @@ impl ReplicaMachine {
         if part == SnapshotPart::Whole || part == SnapshotPart::First {
             self.snapshot_parts.clear();
         }
-        self.snapshot_parts.push(frame);
-        let complete = match self.assembler.push(part, snapshot) {
-            Ok(complete) => complete,
+        let snapshot = match self.assembler.offer(part, snapshot) {
+            Ok(PartOutcome::Complete(snapshot)) => snapshot,
+            Ok(PartOutcome::Incomplete) => {
+                self.snapshot_parts.push(frame);
+                return Ok(SnapshotProgress::Incomplete);
+            }
+            Ok(PartOutcome::Stale) => {
+                log::debug!(
+                    "world {}: ignored a stale snapshot part",
+                    self.world.as_str()
+                );
+                self.snapshot_parts.clear();
+                return Ok(SnapshotProgress::Stale);
+            }
             Err(error) => {
                 self.snapshot_parts.clear();
                 return Err(error);
             }
         };
-        let Some(snapshot) = complete else {
-            return Ok(SnapshotProgress::Incomplete);
-        };
+        self.snapshot_parts.push(frame);
         let parts = std::mem::take(&mut self.snapshot_parts);
         let frames = match parts.as_slice() {
             [single] => single.clone(),

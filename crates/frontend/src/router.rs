@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use bytes::Bytes;
 use flotilla_wire::{FrontendToClient, FrontendToGame, Message, SessionId, WorldId};
 
-use crate::ids::{ConnId, GameId, IdBuildHasher};
+use crate::ids::{ConnId, GameId, KeyedIdBuildHasher};
 
 /// What a `WorldAdded` changed in the routing table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,13 +32,22 @@ pub enum WorldChange {
 pub struct Router {
     games: BTreeSet<GameId>,
     worlds: BTreeMap<WorldId, GameId>,
-    sessions: HashMap<SessionId, ConnId, IdBuildHasher>,
+    /// Keyed: session ids come back from clients in tokens.
+    sessions: HashMap<SessionId, ConnId, KeyedIdBuildHasher>,
 }
 
 impl Router {
     /// Empty tables.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Empty tables whose session map is hashed with `key` (secret, from the seed).
+    pub fn with_hash_key(key: u64) -> Self {
+        Self {
+            sessions: HashMap::with_hasher(KeyedIdBuildHasher::new(key)),
+            ..Self::default()
+        }
     }
 
     /// A game server completed its handshake.

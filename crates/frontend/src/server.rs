@@ -48,6 +48,9 @@ use crate::ids::{ConnId, GameId, IdBuildHasher};
 /// Events the event loop handles per turn before it flushes.
 pub const EVENTS_PER_TURN: usize = 1024;
 
+/// Machine outputs after which the event loop applies and flushes them mid-turn.
+pub const OUTPUTS_PER_PUMP: usize = 4096;
+
 /// Frames written per `writev` call at most.
 pub const IOVECS_PER_WRITE: usize = 64;
 
@@ -68,6 +71,8 @@ pub struct ServerStats {
     write_calls: AtomicU64,
     bytes_written: AtomicU64,
     game_connects: AtomicU64,
+    game_bytes_queued: AtomicU64,
+    client_read_pauses: AtomicU64,
 }
 
 /// A copy of a running front-end's counters.
@@ -83,6 +88,10 @@ pub struct StatsSnapshot {
     pub bytes_written: u64,
     /// Successful connections to game servers since start.
     pub game_connects: u64,
+    /// Bytes queued for the fullest game-server link (not yet written), at the last turn.
+    pub game_bytes_queued: u64,
+    /// Times client reading was paused because a game-server link was full.
+    pub client_read_pauses: u64,
 }
 
 impl ServerStats {
@@ -97,6 +106,8 @@ impl ServerStats {
             write_calls: self.write_calls.load(Ordering::Relaxed),
             bytes_written: self.bytes_written.load(Ordering::Relaxed),
             game_connects: self.game_connects.load(Ordering::Relaxed),
+            game_bytes_queued: self.game_bytes_queued.load(Ordering::Relaxed),
+            client_read_pauses: self.client_read_pauses.load(Ordering::Relaxed),
         }
     }
 }
@@ -169,9 +180,14 @@ impl FrontendServer {
                 shutdown_rx.clone(),
             )));
         }
+        let (pause_clients, pause_rx) = watch::channel(false);
         tasks.push(tokio::spawn(accept_clients(
             listener,
-            config.max_frame_len,
+            ReadLimits {
+                first_frame: config.max_hello_frame_len,
+                frame: config.max_client_frame_len,
+                pause: Some(pause_rx),
+            },
             tx.clone(),
             Arc::clone(&stats),
             shutdown_rx.clone(),
@@ -185,6 +201,8 @@ impl FrontendServer {
             dirty: Vec::new(),
             tx,
             stats: Arc::clone(&stats),
+            max_game_queued_bytes: config.max_game_queued_bytes,
+            pause_clients,
         };
         tasks.push(tokio::spawn(event_loop.run(rx, shutdown_rx)));
         Ok(Self {
@@ -224,6 +242,8 @@ struct OutQueue {
     offset: usize,
     waiting_writable: bool,
     closing: bool,
+    /// Bytes queued and not yet written (the front frame's unwritten part included).
+    queued: usize,
 }
 
 impl OutQueue {
@@ -234,7 +254,13 @@ impl OutQueue {
             offset: 0,
             waiting_writable: false,
             closing: false,
+            queued: 0,
         }
+    }
+
+    fn push(&mut self, bytes: Bytes, droppable: bool) {
+        self.queued += bytes.len();
+        self.frames.push_back((bytes, droppable));
     }
 
     /// Discards queued droppable frames (not the partly written front one); returns the
@@ -251,6 +277,7 @@ impl OutQueue {
             }
             keep
         });
+        self.queued = self.queued.saturating_sub(dropped);
         dropped
     }
 
@@ -302,6 +329,7 @@ impl OutQueue {
     }
 
     fn advance(&mut self, mut written: usize) {
+        let consumed = written;
         while written > 0 {
             let Some((front, _)) = self.frames.front() else {
                 break;
@@ -316,6 +344,7 @@ impl OutQueue {
                 written = 0;
             }
         }
+        self.queued = self.queued.saturating_sub(consumed);
         if self.frames.is_empty() && self.frames.capacity() > 64 {
             // Give memory back once a burst is over.
             self.frames = VecDeque::new();
@@ -331,6 +360,7 @@ impl OutQueue {
             - self.offset;
         self.frames = VecDeque::new();
         self.offset = 0;
+        self.queued = 0;
         left
     }
 
@@ -349,6 +379,10 @@ struct EventLoop {
     dirty: Vec<Peer>,
     tx: mpsc::Sender<Event>,
     stats: Arc<ServerStats>,
+    /// Past this many bytes queued for one game server, clients are not read.
+    max_game_queued_bytes: usize,
+    /// True while clients are not read.
+    pause_clients: watch::Sender<bool>,
 }
 
 impl EventLoop {
@@ -361,6 +395,11 @@ impl EventLoop {
                     let Some(event) = event else { break };
                     self.on_event(event);
                     for _ in 1..EVENTS_PER_TURN {
+                        if self.frontend.pending_outputs() >= OUTPUTS_PER_PUMP {
+                            // Move the fan-out to the connections' queues (and sockets)
+                            // before the machine's queue grows with many more batches.
+                            self.pump();
+                        }
                         match rx.try_recv() {
                             Ok(event) => self.on_event(event),
                             Err(_) => break,
@@ -374,6 +413,7 @@ impl EventLoop {
                 _ = shutdown.changed() => break,
             }
             self.pump();
+            self.apply_backpressure();
             *self
                 .stats
                 .machine
@@ -387,6 +427,30 @@ impl EventLoop {
         self.start.elapsed()
     }
 
+    /// Stops reading clients while a game server's queue is over its limit (their inputs
+    /// would pile up in it), and resumes once every game queue is under half of it. TCP
+    /// then pushes back on the clients; nothing is dropped.
+    fn apply_backpressure(&mut self) {
+        let fullest = self
+            .games
+            .values()
+            .map(|queue| queue.queued)
+            .max()
+            .unwrap_or(0);
+        self.stats
+            .game_bytes_queued
+            .store(fullest as u64, Ordering::Relaxed);
+        let paused = *self.pause_clients.borrow();
+        if !paused && fullest > self.max_game_queued_bytes {
+            self.stats
+                .client_read_pauses
+                .fetch_add(1, Ordering::Relaxed);
+            self.pause_clients.send_replace(true);
+        } else if paused && fullest <= self.max_game_queued_bytes / 2 {
+            self.pause_clients.send_replace(false);
+        }
+    }
+
     fn on_event(&mut self, event: Event) {
         let now = self.now();
         let input = match event {
@@ -397,7 +461,11 @@ impl EventLoop {
             Event::ClientFrame(conn, frame) => Input::ClientFrame(conn, frame),
             Event::ClientMalformed(conn, error) => Input::ClientMalformed(conn, error),
             Event::ClientClosed(conn) => {
-                self.clients.remove(&conn);
+                // Shutting the socket down wakes a writability waiter still holding it, so
+                // the descriptor is released now, not when a peer that never reads is gone.
+                if let Some(queue) = self.clients.remove(&conn) {
+                    queue.shutdown_socket();
+                }
                 Input::ClientClosed(conn)
             }
             Event::GameConnected(game, stream) => {
@@ -407,7 +475,9 @@ impl EventLoop {
             Event::GameFrame(game, frame) => Input::GameFrame(game, frame),
             Event::GameMalformed(game, error) => Input::GameMalformed(game, error),
             Event::GameClosed(game) => {
-                self.games.remove(&game);
+                if let Some(queue) = self.games.remove(&game) {
+                    queue.shutdown_socket();
+                }
                 Input::GameClosed(game)
             }
             Event::Writable(peer) => {
@@ -465,7 +535,7 @@ impl EventLoop {
                     let dropped = queue.drop_droppable();
                     let now = self.now();
                     self.frontend
-                        .handle(now, Input::ClientDrained(conn, dropped));
+                        .handle(now, Input::ClientDiscarded(conn, dropped));
                 }
             }
             Output::CloseClient(conn, reason) => {
@@ -489,7 +559,7 @@ impl EventLoop {
         let Some(queue) = self.queue(peer) else {
             return;
         };
-        queue.frames.push_back((bytes, droppable));
+        queue.push(bytes, droppable);
         if !queue.waiting_writable {
             self.dirty.push(peer);
         }
@@ -530,7 +600,9 @@ impl EventLoop {
                 }
             });
         }
-        if let (Peer::Client(conn), true) = (peer, drained > 0) {
+        // Report writes, and a socket that took everything (even if that was nothing: a
+        // congested connection whose batches were discarded recovers on it).
+        if let (Peer::Client(conn), true) = (peer, drained > 0 || !would_block) {
             let now = self.now();
             self.frontend
                 .handle(now, Input::ClientDrained(conn, drained));
@@ -544,7 +616,7 @@ impl EventLoop {
         }
         .encode_to_bytes();
         for (_, mut queue) in self.clients.drain() {
-            queue.frames.push_back((goodbye.clone(), false));
+            queue.push(goodbye.clone(), false);
             let _ = queue.flush(&self.stats);
             queue.shutdown_socket();
         }
@@ -568,16 +640,32 @@ async fn linger(mut queue: OutQueue, stats: Arc<ServerStats>) {
     queue.shutdown_socket();
 }
 
+/// How a reader limits what it reads.
+#[derive(Debug, Clone)]
+struct ReadLimits {
+    /// The largest first frame (a client's `Hello`).
+    first_frame: usize,
+    /// The largest frame after the first.
+    frame: usize,
+    /// While this is true, stop reading (backpressure from a full game link).
+    pause: Option<watch::Receiver<bool>>,
+}
+
 /// Reads frames from `stream` until it ends, sending each to the event loop.
 async fn read_frames(
     stream: &TcpStream,
-    max_frame_len: usize,
+    mut limits: ReadLimits,
     tx: &mpsc::Sender<Event>,
     frame_event: impl Fn(RawFrame) -> Event,
     error_event: impl Fn(WireError) -> Event,
 ) -> ReadEnd {
-    let mut decoder = Decoder::new(max_frame_len);
+    let mut decoder = Decoder::new(limits.first_frame);
+    let mut first = true;
     loop {
+        if let Some(pause) = limits.pause.as_mut() {
+            // A closed sender means the event loop is gone: the send below notices.
+            let _ = pause.wait_for(|paused| !*paused).await;
+        }
         if stream.readable().await.is_err() {
             return ReadEnd::Closed;
         }
@@ -598,6 +686,10 @@ async fn read_frames(
         loop {
             match decoder.next_frame() {
                 Ok(Some(frame)) => {
+                    if first {
+                        first = false;
+                        decoder.set_max_frame_len(limits.frame);
+                    }
                     if tx.send(frame_event(frame)).await.is_err() {
                         return ReadEnd::LoopGone;
                     }
@@ -627,12 +719,12 @@ enum ReadEnd {
 async fn read_client(
     conn: ConnId,
     stream: Arc<TcpStream>,
-    max_frame_len: usize,
+    limits: ReadLimits,
     tx: mpsc::Sender<Event>,
 ) {
     let end = read_frames(
         &stream,
-        max_frame_len,
+        limits,
         &tx,
         |frame| Event::ClientFrame(conn, frame),
         |error| Event::ClientMalformed(conn, error),
@@ -647,7 +739,7 @@ async fn read_client(
 
 async fn accept_clients(
     listener: TcpListener,
-    max_frame_len: usize,
+    limits: ReadLimits,
     tx: mpsc::Sender<Event>,
     stats: Arc<ServerStats>,
     mut shutdown: watch::Receiver<bool>,
@@ -672,7 +764,7 @@ async fn accept_clients(
                 {
                     return;
                 }
-                tokio::spawn(read_client(conn, stream, max_frame_len, tx.clone()));
+                tokio::spawn(read_client(conn, stream, limits.clone(), tx.clone()));
             }
             Err(error) => {
                 // Out of file descriptors or similar: wait a little instead of spinning.
@@ -723,7 +815,11 @@ async fn connect_game(
                 let end = tokio::select! {
                     end = read_frames(
                         &stream,
-                        config.max_frame_len,
+                        ReadLimits {
+                            first_frame: config.max_frame_len,
+                            frame: config.max_frame_len,
+                            pause: None,
+                        },
                         &tx,
                         |frame| Event::GameFrame(game, frame),
                         |error| Event::GameMalformed(game, error),
@@ -771,7 +867,13 @@ mod tests {
         let stream = Arc::new(server);
         let (tx, _rx) = mpsc::channel(1);
         // The parked reader task's state, the event loop's queue, the session machine.
-        let reader = read_client(ConnId(1), Arc::clone(&stream), 1 << 20, tx);
+        let (_pause, pause_rx) = watch::channel(false);
+        let limits = ReadLimits {
+            first_frame: 4096,
+            frame: 1 << 16,
+            pause: Some(pause_rx),
+        };
+        let reader = read_client(ConnId(1), Arc::clone(&stream), limits, tx);
         let reader_bytes = std::mem::size_of_val(&reader);
         let queue_bytes = std::mem::size_of::<OutQueue>();
         let session_bytes = std::mem::size_of::<Session>();
@@ -796,19 +898,17 @@ mod tests {
                 .unwrap();
             let (server, _) = listener.accept().await.unwrap();
             let mut queue = OutQueue::new(Arc::new(server));
-            queue
-                .frames
-                .push_back((Bytes::from_static(b"batch-0"), true));
-            queue.frames.push_back((Bytes::from_static(b"pong"), false));
-            queue
-                .frames
-                .push_back((Bytes::from_static(b"batch-1"), true));
-            queue.offset = 3;
+            queue.push(Bytes::from_static(b"batch-0"), true);
+            queue.push(Bytes::from_static(b"pong"), false);
+            queue.push(Bytes::from_static(b"batch-1"), true);
+            queue.advance(3);
+            assert_eq!(queue.queued, 15);
             assert_eq!(queue.drop_droppable(), 7);
+            assert_eq!(queue.queued, 8);
             let left: Vec<&[u8]> = queue.frames.iter().map(|(b, _)| b.as_ref()).collect();
             assert_eq!(left, vec![&b"batch-0"[..], &b"pong"[..]]);
             queue.advance(4 + 2);
-            assert_eq!((queue.frames.len(), queue.offset), (1, 2));
+            assert_eq!((queue.frames.len(), queue.offset, queue.queued), (1, 2, 2));
             assert_eq!(queue.discard_all(), 2);
         });
     }

@@ -77,12 +77,16 @@ pub enum SessionEvent {
 }
 
 /// The kind of a frame offered to a connection, which decides how the send budget
-/// treats it.
+/// treats it. Every kind counts against the hard limit (`max_queued_bytes`): past it the
+/// connection is closed with `Error{Overloaded}`, so a client that never reads cannot
+/// make the front-end queue pongs, `Unsubscribed` answers or snapshots without bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Traffic {
-    /// Handshake, keep-alive, errors, `Unsubscribed`: always queued.
+    /// Handshake, keep-alive, errors, `Unsubscribed`: queued up to the hard limit.
     Control,
-    /// A snapshot (first subscription or resync): always queued.
+    /// A snapshot (first subscription or resync): queued up to the hard limit regardless
+    /// of the send budget; a congested connection may lose it while unsent (it is then
+    /// resynced with a newer one).
     Snapshot,
     /// A change batch: dropped once the connection is past its send budget.
     Batch,
@@ -338,7 +342,7 @@ impl Session {
                     newly_congested: true,
                 };
             }
-            Traffic::Output if self.queued_bytes.saturating_add(len) > max_queued_bytes => {
+            _ if self.queued_bytes.saturating_add(len) > max_queued_bytes => {
                 return Offer::Overloaded;
             }
             _ => {}
@@ -347,9 +351,17 @@ impl Session {
         Offer::Accepted
     }
 
-    /// Records that `bytes` left the shell's queue (written or discarded). Returns true
-    /// when a congested connection has drained to `watermark` or below: it is no longer
-    /// congested and its subscriptions must be resynced.
+    /// Records that `bytes` were discarded from the shell's queue (dropped batches). They
+    /// no longer count against the budget, but a congested connection stays congested
+    /// until its socket actually takes data again ([`drained`](Self::drained)).
+    pub fn discarded(&mut self, bytes: usize) {
+        self.queued_bytes = self.queued_bytes.saturating_sub(bytes);
+    }
+
+    /// Records that `bytes` were written to the socket (0 when the socket proved writable
+    /// with nothing left to write). Returns true when a congested connection has drained
+    /// to `watermark` or below: it is no longer congested and its subscriptions must be
+    /// resynced.
     pub fn drained(&mut self, bytes: usize, watermark: usize) -> bool {
         self.queued_bytes = self.queued_bytes.saturating_sub(bytes);
         if self.congested && self.queued_bytes <= watermark {
@@ -563,6 +575,15 @@ mod tests {
         assert_eq!(
             session.offer(500, Traffic::Snapshot, 100, 1000),
             Offer::Accepted
+        );
+        // Nothing passes the hard limit, not even control frames or snapshots.
+        assert_eq!(
+            session.offer(500, Traffic::Snapshot, 100, 1000),
+            Offer::Overloaded
+        );
+        assert_eq!(
+            session.offer(1000, Traffic::Control, 100, 1000),
+            Offer::Overloaded
         );
         assert_eq!(
             session.offer(10, Traffic::Control, 100, 1000),

@@ -25,8 +25,9 @@ pub struct GameConfig {
     /// The most bytes queued for one front-end; past it the link is closed with
     /// `Error{Overloaded}` (the front-end reconnects and resumes).
     pub max_queued_bytes: usize,
-    /// Capacity of the event queue ([`GameEvents`](crate::GameEvents)); events that find it
-    /// full are dropped and counted in [`GameStats::events_dropped`](crate::GameStats).
+    /// Inputs the event queue ([`GameEvents`](crate::GameEvents)) holds: while that many
+    /// are queued the server stops reading its front-end links (backpressure, nothing is
+    /// lost). Session and front-end events are never dropped nor limited.
     pub event_queue: usize,
 }
 

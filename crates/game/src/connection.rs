@@ -94,6 +94,17 @@ pub(crate) async fn serve(
         if let Err(close) = connection.drain(&mut decoder) {
             break close;
         }
+        if shared.inputs.len() >= shared.config.event_queue.max(1) {
+            // The game is behind on inputs: stop reading this link until it catches up
+            // (TCP pushes back on the front-end). Not reading is not the peer's silence.
+            tokio::select! {
+                () = shared.inputs.wait_for_room() => {}
+                () = stopped(&mut shutdown) => {
+                    break Close::with_error(ErrorCode::ShuttingDown, "game server shutting down");
+                }
+            }
+            deadline = Instant::now() + idle;
+        }
         decoder.buffer_mut().reserve(READ_RESERVE);
         tokio::select! {
             read = reader.read_buf(decoder.buffer_mut()) => match read {
@@ -172,10 +183,12 @@ impl Connection {
                 session,
                 payload,
             } => {
-                {
-                    let mut registry = lock(&self.shared.registry);
-                    registry.sessions.insert(session, self.id);
-                }
+                // Only `SessionOpened` moves a session: an input still in flight on the
+                // link of the front-end it left must not route it back there.
+                lock(&self.shared.registry)
+                    .sessions
+                    .entry(session)
+                    .or_insert(self.id);
                 self.shared.emit(GameEvent::Input {
                     world,
                     session,

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::GameConfig;
 use crate::error::GameError;
-use crate::events::{FrontendId, GameEvent, GameEvents};
+use crate::events::{FrontendId, GameEvent, GameEvents, InputGauge};
 use crate::outbox::{FrameKind, LinkCounters, Outbox};
 use crate::stats::{FrontendStats, GameStats};
 use crate::world::{WorldCell, WorldCore, WorldHandle};
@@ -47,7 +47,8 @@ pub(crate) struct Registry {
 pub(crate) struct Shared {
     pub(crate) config: GameConfig,
     pub(crate) registry: Mutex<Registry>,
-    events: mpsc::Sender<GameEvent>,
+    events: mpsc::UnboundedSender<GameEvent>,
+    pub(crate) inputs: Arc<InputGauge>,
     events_dropped: AtomicU64,
     pub(crate) totals: Arc<LinkCounters>,
     pub(crate) batches_committed: AtomicU64,
@@ -55,12 +56,24 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Queues an event for the game; drops it (counted) if the queue is full or gone.
+    /// Queues an event for the game. Never dropped while the game holds its
+    /// [`GameEvents`] (inputs are bounded by the links waiting for room, see
+    /// [`InputGauge`]); counted as dropped only once the receiver is gone.
     pub(crate) fn emit(&self, event: GameEvent) {
-        if let Err(error) = self.events.try_send(event) {
+        let is_input = matches!(event, GameEvent::Input { .. });
+        if is_input {
+            self.inputs.queued();
+        }
+        if self.events.send(event).is_err() {
+            if is_input {
+                self.inputs.taken();
+            }
             let dropped = self.events_dropped.fetch_add(1, Ordering::Relaxed);
             if dropped.is_power_of_two() {
-                log::warn!("game event queue: dropped {} events ({error})", dropped + 1);
+                log::warn!(
+                    "game event queue: dropped {} events (receiver gone)",
+                    dropped + 1
+                );
             }
         }
     }
@@ -165,11 +178,13 @@ impl GameServer {
     pub async fn bind(addr: impl ToSocketAddrs, config: GameConfig) -> Result<Self, GameError> {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
-        let (events_tx, events_rx) = mpsc::channel(config.event_queue.max(1));
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let inputs = Arc::new(InputGauge::new(config.event_queue));
         let shared = Arc::new(Shared {
             config,
             registry: Mutex::new(Registry::default()),
             events: events_tx,
+            inputs: Arc::clone(&inputs),
             events_dropped: AtomicU64::new(0),
             totals: Arc::new(LinkCounters::default()),
             batches_committed: AtomicU64::new(0),
@@ -187,6 +202,7 @@ impl GameServer {
             shutdown,
             events: Mutex::new(Some(GameEvents {
                 receiver: events_rx,
+                inputs,
             })),
         })
     }
@@ -197,7 +213,8 @@ impl GameServer {
     }
 
     /// The event queue (inputs, sessions, front-ends). Returns it once; `None` afterwards.
-    /// Events are queued from the start, bounded by [`GameConfig::event_queue`].
+    /// Events are queued from the start; inputs are bounded by [`GameConfig::event_queue`]
+    /// (past it the links stop reading until the game takes some).
     pub fn take_events(&self) -> Option<GameEvents> {
         lock(&self.events).take()
     }
@@ -266,7 +283,8 @@ impl GameServer {
     }
 
     /// Sends `payload` to `session` as a `SessionOutput` for `world`, through the front-end
-    /// that most recently carried the session (its latest `SessionOpened` or input).
+    /// that carries the session (its latest `SessionOpened`; an input only routes a
+    /// session not known yet).
     pub fn send_output(
         &self,
         world: &WorldId,

@@ -715,3 +715,145 @@ async fn pings_are_answered_and_shutdown_says_so() {
     }
     assert!(fe.recv_frame().await.is_none());
 }
+
+#[tokio::test]
+async fn a_late_input_on_the_old_frontend_does_not_route_the_session_back() {
+    let server = GameServer::bind("127.0.0.1:0", config()).await.unwrap();
+    let mut events = server.take_events().unwrap();
+    let arena = world("arena");
+    server.add_world(arena.clone(), Bytes::new()).unwrap();
+    let mut old = FakeFrontend::connect(&server, "fe-old").await;
+    old.recv().await;
+    let mut new = FakeFrontend::connect(&server, "fe-new").await;
+    new.recv().await;
+    let session = SessionId(42);
+    old.send(FrontendToGame::SessionOpened {
+        session,
+        client_name: "bob".into(),
+    })
+    .await;
+    let GameEvent::SessionOpened {
+        frontend: old_id, ..
+    } = next_session_event(&mut events).await
+    else {
+        panic!("no SessionOpened")
+    };
+    // The session moves to the new front-end...
+    new.send(FrontendToGame::SessionOpened {
+        session,
+        client_name: "bob".into(),
+    })
+    .await;
+    let GameEvent::SessionOpened {
+        frontend: new_id, ..
+    } = next_session_event(&mut events).await
+    else {
+        panic!("no second SessionOpened")
+    };
+    assert_ne!(old_id, new_id);
+    // ...while an input of it was still in flight on the old link, then the old one closes it.
+    old.send(FrontendToGame::Input {
+        world: arena.clone(),
+        session,
+        payload: Bytes::from_static(b"late"),
+    })
+    .await;
+    assert!(matches!(
+        next_session_event(&mut events).await,
+        GameEvent::Input { .. }
+    ));
+    assert_eq!(server.session_frontend(session), Some(new_id));
+    old.send(FrontendToGame::SessionClosed { session }).await;
+    // The session lives on, on the new front-end: no SessionClosed, outputs go there.
+    new.send(FrontendToGame::Ping { nonce: 5 }).await; // a marker after the close
+    old.send(FrontendToGame::Ping { nonce: 6 }).await;
+    assert!(matches!(
+        new.recv().await,
+        GameToFrontend::Pong { nonce: 5 }
+    ));
+    assert!(matches!(
+        old.recv().await,
+        GameToFrontend::Pong { nonce: 6 }
+    ));
+    assert!(events.try_recv().is_none(), "the live session was closed");
+    assert_eq!(server.session_frontend(session), Some(new_id));
+    server
+        .send_output(&arena, session, Bytes::from_static(b"hi"))
+        .unwrap();
+    assert!(matches!(
+        new.recv().await,
+        GameToFrontend::Output { session: s, .. } if s == session
+    ));
+}
+
+#[tokio::test]
+async fn a_full_input_queue_pushes_back_and_never_drops_session_events() {
+    let server = GameServer::bind(
+        "127.0.0.1:0",
+        GameConfig {
+            event_queue: 16,
+            ..config()
+        },
+    )
+    .await
+    .unwrap();
+    let mut events = server.take_events().unwrap();
+    let arena = world("arena");
+    server.add_world(arena.clone(), Bytes::new()).unwrap();
+    let mut flood = FakeFrontend::connect(&server, "fe-flood").await;
+    flood.recv().await;
+    let mut other = FakeFrontend::connect(&server, "fe-other").await;
+    other.recv().await;
+    // 1,000 inputs while the game takes none, then a session opening on another link.
+    for n in 0..1_000u32 {
+        flood
+            .send(FrontendToGame::Input {
+                world: arena.clone(),
+                session: SessionId(1),
+                payload: Bytes::from(n.to_be_bytes().to_vec()),
+            })
+            .await;
+    }
+    other
+        .send(FrontendToGame::SessionOpened {
+            session: SessionId(2),
+            client_name: "carol".into(),
+        })
+        .await;
+    // Closing the flooding link must report its session closed, whatever the queue holds.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(flood);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut inputs = Vec::new();
+    let mut opened = false;
+    let mut closed = false;
+    timeout(WAIT, async {
+        while !(opened && closed && inputs.len() == 1_000) {
+            match events.recv().await.unwrap() {
+                GameEvent::Input { payload, .. } => inputs.push(payload),
+                GameEvent::SessionOpened { session, .. } => {
+                    assert_eq!(session, SessionId(2));
+                    opened = true;
+                }
+                GameEvent::SessionClosed { session } => {
+                    assert_eq!(session, SessionId(1));
+                    closed = true;
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "opened {opened}, closed {closed}, {} inputs of 1,000",
+            inputs.len()
+        )
+    });
+    // Every input arrived, in order.
+    let expected: Vec<Bytes> = (0..1_000u32)
+        .map(|n| Bytes::from(n.to_be_bytes().to_vec()))
+        .collect();
+    assert_eq!(inputs, expected);
+    assert_eq!(server.stats().events_dropped, 0);
+}

@@ -334,17 +334,65 @@ pub fn encode_snapshot(
 /// Puts multi-frame snapshots of one world back together.
 ///
 /// Feed it every `Snapshot` frame of that world in order; it returns the snapshot when
-/// complete. Parts out of order (a middle without a first, a first or whole while another
-/// is half done, parts of different positions) are a [`WireError::SnapshotOutOfOrder`].
-#[derive(Debug, Default)]
+/// complete. [`push`](Self::push) is strict: parts out of order (a middle without a first,
+/// a first or whole while another is half done, parts of different positions) are a
+/// [`WireError::SnapshotOutOfOrder`]. [`offer`](Self::offer) is tolerant, for receivers
+/// that reset their view of a world while parts may still be in flight (an unsubscribe and
+/// resubscribe, a world moving to another host): a new first part supersedes a half-done
+/// snapshot and parts that cannot belong to the snapshot being assembled are reported
+/// [`PartOutcome::Stale`]. Both enforce the byte limit of
+/// [`with_max_bytes`](Self::with_max_bytes).
+#[derive(Debug)]
 pub struct SnapshotAssembler {
     partial: Option<Snapshot>,
+    partial_bytes: usize,
+    max_bytes: usize,
+}
+
+impl Default for SnapshotAssembler {
+    fn default() -> Self {
+        Self::with_max_bytes(crate::DEFAULT_MAX_SNAPSHOT_BYTES)
+    }
+}
+
+/// What [`SnapshotAssembler::offer`] did with one part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartOutcome {
+    /// The snapshot is complete.
+    Complete(Snapshot),
+    /// A part was added: more to come.
+    Incomplete,
+    /// The part cannot belong to the snapshot being assembled (no first part was seen, or
+    /// it has another position): it was ignored, and any half-done snapshot dropped.
+    Stale,
+}
+
+/// The bytes of keys and values of `snapshot`'s entries.
+fn entry_bytes(snapshot: &Snapshot) -> usize {
+    snapshot.entries.iter().fold(0usize, |sum, (key, value)| {
+        sum.saturating_add(key.len()).saturating_add(value.len())
+    })
 }
 
 impl SnapshotAssembler {
-    /// An assembler with nothing in progress.
+    /// An assembler with nothing in progress and the default limit
+    /// ([`DEFAULT_MAX_SNAPSHOT_BYTES`](crate::DEFAULT_MAX_SNAPSHOT_BYTES)).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An assembler refusing snapshots whose keys and values exceed `max_bytes`.
+    pub fn with_max_bytes(max_bytes: usize) -> Self {
+        Self {
+            partial: None,
+            partial_bytes: 0,
+            max_bytes,
+        }
+    }
+
+    /// The byte limit of one snapshot's keys and values.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
     }
 
     /// True while a multi-frame snapshot is half received.
@@ -355,6 +403,7 @@ impl SnapshotAssembler {
     /// Drops a half-received snapshot (for example after an unsubscribe).
     pub fn reset(&mut self) {
         self.partial = None;
+        self.partial_bytes = 0;
     }
 
     /// Adds one part; returns the whole snapshot once its last part is in.
@@ -363,37 +412,88 @@ impl SnapshotAssembler {
         part: SnapshotPart,
         snapshot: Snapshot,
     ) -> Result<Option<Snapshot>, WireError> {
-        match (part, self.partial.as_mut()) {
-            (SnapshotPart::Whole, None) => Ok(Some(snapshot)),
-            (SnapshotPart::First, None) => {
-                self.partial = Some(snapshot);
-                Ok(None)
-            }
-            (SnapshotPart::Whole | SnapshotPart::First, Some(_)) => {
-                self.partial = None;
+        match (part, self.partial.is_some()) {
+            (SnapshotPart::Whole | SnapshotPart::First, true) => {
+                self.reset();
                 Err(WireError::SnapshotOutOfOrder {
                     reason: "a new snapshot started before the last part of the previous one",
                 })
             }
-            (SnapshotPart::Middle | SnapshotPart::Last, None) => {
+            (SnapshotPart::Middle | SnapshotPart::Last, false) => {
                 Err(WireError::SnapshotOutOfOrder {
                     reason: "a snapshot part arrived without a first part",
                 })
             }
-            (SnapshotPart::Middle | SnapshotPart::Last, Some(partial)) => {
+            _ => match self.offer(part, snapshot)? {
+                PartOutcome::Complete(snapshot) => Ok(Some(snapshot)),
+                PartOutcome::Incomplete => Ok(None),
+                PartOutcome::Stale => Err(WireError::SnapshotOutOfOrder {
+                    reason: "snapshot parts of different positions",
+                }),
+            },
+        }
+    }
+
+    /// Adds one part, tolerating parts of a snapshot the receiver no longer waits for:
+    /// a first (or whole) part starts over, a middle or last part without a matching first
+    /// is [`PartOutcome::Stale`]. Only the byte limit is an error (the half-done snapshot is
+    /// dropped).
+    pub fn offer(
+        &mut self,
+        part: SnapshotPart,
+        snapshot: Snapshot,
+    ) -> Result<PartOutcome, WireError> {
+        let bytes = entry_bytes(&snapshot);
+        match part {
+            SnapshotPart::Whole => {
+                self.reset();
+                self.check_limit(bytes)?;
+                Ok(PartOutcome::Complete(snapshot))
+            }
+            SnapshotPart::First => {
+                self.reset();
+                self.check_limit(bytes)?;
+                self.partial_bytes = bytes;
+                self.partial = Some(snapshot);
+                Ok(PartOutcome::Incomplete)
+            }
+            SnapshotPart::Middle | SnapshotPart::Last => {
+                let Some(partial) = self.partial.as_ref() else {
+                    return Ok(PartOutcome::Stale);
+                };
                 if partial.position() != snapshot.position() {
-                    self.partial = None;
-                    return Err(WireError::SnapshotOutOfOrder {
-                        reason: "snapshot parts of different positions",
-                    });
+                    self.reset();
+                    return Ok(PartOutcome::Stale);
                 }
-                partial.entries.extend(snapshot.entries);
+                let total = self.partial_bytes.saturating_add(bytes);
+                if let Err(error) = self.check_limit(total) {
+                    self.reset();
+                    return Err(error);
+                }
+                self.partial_bytes = total;
+                if let Some(partial) = self.partial.as_mut() {
+                    partial.entries.extend(snapshot.entries);
+                }
                 if part == SnapshotPart::Last {
-                    Ok(self.partial.take())
+                    self.partial_bytes = 0;
+                    Ok(self
+                        .partial
+                        .take()
+                        .map_or(PartOutcome::Stale, PartOutcome::Complete))
                 } else {
-                    Ok(None)
+                    Ok(PartOutcome::Incomplete)
                 }
             }
         }
+    }
+
+    fn check_limit(&self, bytes: usize) -> Result<(), WireError> {
+        if bytes > self.max_bytes {
+            return Err(WireError::SnapshotTooLarge {
+                bytes,
+                max: self.max_bytes,
+            });
+        }
+        Ok(())
     }
 }

@@ -94,6 +94,15 @@ pub enum WireError {
         /// What was wrong.
         reason: &'static str,
     },
+    /// A multi-part snapshot grew past the assembler's limit
+    /// ([`SnapshotAssembler::with_max_bytes`](crate::SnapshotAssembler::with_max_bytes)).
+    #[error("snapshot of more than {max} bytes (at least {bytes})")]
+    SnapshotTooLarge {
+        /// Bytes of keys and values received so far.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 impl WireError {
@@ -102,6 +111,7 @@ impl WireError {
         match self {
             WireError::FrameTooLarge { .. } => ErrorCode::FrameTooLarge,
             WireError::UnexpectedFrameType { .. } => ErrorCode::UnexpectedFrame,
+            WireError::SnapshotTooLarge { .. } => ErrorCode::Overloaded,
             _ => ErrorCode::Malformed,
         }
     }

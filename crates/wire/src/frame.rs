@@ -153,6 +153,9 @@ impl RawFrame {
     }
 }
 
+/// The most bytes the decoder reserves at once for a frame still arriving.
+pub const DECODER_GROW_STEP: usize = 16 << 10;
+
 /// The incremental frame decoder of one connection: bytes in (in any chunks), frames out.
 ///
 /// Frames come out as [`RawFrame`]s that share the decoder's buffer (no copy); decode them
@@ -188,6 +191,12 @@ impl Decoder {
     /// The maximum frame length accepted.
     pub fn max_frame_len(&self) -> usize {
         self.max_frame_len
+    }
+
+    /// Changes the maximum frame length for the frames still to come (for example a small
+    /// limit until the handshake, a larger one after it).
+    pub fn set_max_frame_len(&mut self, max_frame_len: usize) {
+        self.max_frame_len = max_frame_len;
     }
 
     /// Appends received bytes.
@@ -247,8 +256,10 @@ impl Decoder {
         };
         let total = 4 + len;
         if self.buf.len() < total {
-            // Make room for the rest of this frame at once (bounded by max_frame_len).
-            self.buf.reserve(total - self.buf.len());
+            // Grow toward the rest of this frame a step at a time: a peer announcing a large
+            // frame pins memory only as fast as it actually sends bytes.
+            let missing = total - self.buf.len();
+            self.buf.reserve(missing.min(DECODER_GROW_STEP));
             return Ok(None);
         }
         let bytes = self.buf.split_to(total).freeze();

@@ -59,11 +59,12 @@ mod world_id;
 use std::time::Duration;
 
 pub use body::{
-    SnapshotAssembler, SnapshotPart, change_batch_frame, encode_change_batch, encode_snapshot,
+    PartOutcome, SnapshotAssembler, SnapshotPart, change_batch_frame, encode_change_batch,
+    encode_snapshot,
 };
 pub use bytes;
 pub use error::{ErrorCode, WireError};
-pub use frame::{Decoder, Direction, FrameType, RawFrame};
+pub use frame::{DECODER_GROW_STEP, Decoder, Direction, FrameType, RawFrame};
 pub use message::{
     ClientToFrontend, FrontendToClient, FrontendToGame, GameToFrontend, Message, SessionId,
 };
@@ -80,6 +81,15 @@ pub const HEADER_LEN: usize = 5;
 
 /// The default maximum frame length (type byte + body): 1 MiB.
 pub const DEFAULT_MAX_FRAME_LEN: usize = 1 << 20;
+
+/// The default limit of one reassembled snapshot's keys and values: 256 MiB.
+pub const DEFAULT_MAX_SNAPSHOT_BYTES: usize = 256 << 20;
+
+/// Recommended maximum frame length of a client's frames to its front-end: 64 KiB.
+pub const CLIENT_MAX_FRAME_LEN: usize = 64 << 10;
+
+/// Recommended maximum length of a client's first frame (its `Hello`): 4 KiB.
+pub const HELLO_MAX_FRAME_LEN: usize = 4 << 10;
 
 /// The longest world id, in bytes.
 pub const MAX_WORLD_ID_LEN: usize = 255;

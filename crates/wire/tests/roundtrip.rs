@@ -373,6 +373,93 @@ fn snapshot_assembler_rejects_parts_out_of_order() {
 }
 
 #[test]
+fn the_tolerant_assembler_ignores_stale_parts_and_restarts_on_a_first_part() {
+    use flotilla_wire::PartOutcome;
+    let at = |seq, key: &'static str| Snapshot {
+        epoch: 1,
+        seq,
+        entries: vec![(Bytes::from_static(key.as_bytes()), Bytes::from_static(b"v"))],
+    };
+    let mut assembler = SnapshotAssembler::new();
+    // Leftover parts of a snapshot whose first part went to a machine since reset.
+    assert_eq!(
+        assembler.offer(SnapshotPart::Middle, at(1, "a")),
+        Ok(PartOutcome::Stale)
+    );
+    assert_eq!(
+        assembler.offer(SnapshotPart::Last, at(1, "b")),
+        Ok(PartOutcome::Stale)
+    );
+    // A first part while another is half done supersedes it.
+    assert_eq!(
+        assembler.offer(SnapshotPart::First, at(1, "a")),
+        Ok(PartOutcome::Incomplete)
+    );
+    assert_eq!(
+        assembler.offer(SnapshotPart::First, at(2, "a")),
+        Ok(PartOutcome::Incomplete)
+    );
+    // A part of another position is stale and drops the half-done one.
+    assert_eq!(
+        assembler.offer(SnapshotPart::Last, at(3, "z")),
+        Ok(PartOutcome::Stale)
+    );
+    assert!(!assembler.is_assembling());
+    assert_eq!(
+        assembler.offer(SnapshotPart::First, at(4, "a")),
+        Ok(PartOutcome::Incomplete)
+    );
+    let Ok(PartOutcome::Complete(whole)) = assembler.offer(SnapshotPart::Last, at(4, "b")) else {
+        panic!("not complete")
+    };
+    assert_eq!(whole.entries.len(), 2);
+}
+
+#[test]
+fn the_assembler_refuses_snapshots_past_its_byte_limit() {
+    let part = |key: &'static str| Snapshot {
+        epoch: 1,
+        seq: 1,
+        entries: vec![(
+            Bytes::from_static(key.as_bytes()),
+            Bytes::from(vec![0u8; 40]),
+        )],
+    };
+    let mut assembler = SnapshotAssembler::with_max_bytes(100);
+    assert_eq!(assembler.push(SnapshotPart::First, part("a")), Ok(None));
+    assert_eq!(assembler.push(SnapshotPart::Middle, part("b")), Ok(None));
+    let error = assembler.push(SnapshotPart::Last, part("c")).unwrap_err();
+    assert!(matches!(
+        error,
+        flotilla_wire::WireError::SnapshotTooLarge { max: 100, .. }
+    ));
+    assert_eq!(error.code(), flotilla_wire::ErrorCode::Overloaded);
+    assert!(
+        !assembler.is_assembling(),
+        "the half-done snapshot is dropped"
+    );
+    let mut big = part("a");
+    big.entries
+        .push((Bytes::from_static(b"x"), Bytes::from(vec![0u8; 100])));
+    assert!(assembler.push(SnapshotPart::Whole, big).is_err());
+}
+
+#[test]
+fn a_large_announced_frame_reserves_memory_only_step_by_step() {
+    let mut decoder = Decoder::new(1 << 20);
+    // A header announcing a 1 MiB frame of a valid type, then nothing.
+    let mut header = Vec::from((1u32 << 20).to_be_bytes());
+    header.push(0x05);
+    decoder.feed(&header);
+    assert_eq!(decoder.next_frame(), Ok(None));
+    assert!(
+        decoder.buffer_mut().capacity() <= flotilla_wire::DECODER_GROW_STEP + 64,
+        "reserved {} bytes for 5 received",
+        decoder.buffer_mut().capacity()
+    );
+}
+
+#[test]
 fn an_entry_too_large_for_any_frame_is_refused_without_output() {
     let world = WorldId::new("w").unwrap();
     let snapshot = Snapshot {

@@ -80,7 +80,7 @@ impl Harness {
         let [FrontendToClient::Welcome { session_token, .. }] = &decode_client(bytes)[..] else {
             panic!("not a welcome")
         };
-        parse_token(session_token).unwrap()
+        verify_token(&self.frontend.token_key, session_token).unwrap()
     }
 
     /// Connects a game server that hosts `worlds`.
@@ -203,7 +203,7 @@ fn sessions_open_on_every_game_and_resume_with_their_token() {
         panic!("{outputs:?}")
     };
     assert_eq!(server_id, "frontend");
-    let session = parse_token(session_token).unwrap();
+    let session = verify_token(&h.frontend.token_key, session_token).unwrap();
     assert_eq!(
         to_game(&outputs, 1),
         vec![FrontendToGame::SessionOpened {
@@ -370,7 +370,7 @@ fn snapshots_and_batches_are_forwarded_byte_for_byte_and_shared() {
         .filter_map(|o| match o {
             Output::SendToClient {
                 bytes,
-                droppable: false,
+                droppable: true,
                 ..
             } => Some(bytes),
             _ => None,
@@ -845,4 +845,275 @@ fn a_recorded_input_stream_replays_to_the_same_outputs() {
         all_other.extend(std::iter::from_fn(|| other.poll_output()));
     }
     assert_ne!(all_first, all_other);
+}
+
+/// Says hello on a new connection with `token`; returns the welcome's token and `resumed`.
+fn hello_with(h: &mut Harness, conn: u64, token: Option<Bytes>) -> (Bytes, bool) {
+    h.feed(Input::ClientConnected(ConnId(conn)));
+    let outputs = h.feed(Input::ClientFrame(
+        ConnId(conn),
+        raw(&ClientToFrontend::Hello {
+            version: 1,
+            session_token: token,
+            client_name: "mallory".into(),
+        }),
+    ));
+    match &to_client(&outputs, conn)[..] {
+        [
+            FrontendToClient::Welcome {
+                session_token,
+                resumed,
+                ..
+            },
+        ] => (session_token.clone(), *resumed),
+        other => panic!("no welcome: {other:?}"),
+    }
+}
+
+#[test]
+fn a_forged_token_does_not_take_over_a_session() {
+    let mut h = Harness::default_config();
+    let victim = h.client(1);
+    // Knowing the victim's id (worlds may publish it) is not enough: the tag must verify.
+    let mut forged = victim.0.to_be_bytes().to_vec();
+    forged.extend_from_slice(&[0u8; 32]);
+    let (token, resumed) = hello_with(&mut h, 2, Some(Bytes::from(forged.clone())));
+    assert!(!resumed);
+    let attacker = verify_token(&h.frontend.token_key, &token).unwrap();
+    assert_ne!(attacker, victim);
+    assert_eq!(h.frontend.router().conn_of(victim), Some(ConnId(1)));
+    // The old 16-byte format (id and anything) is refused too.
+    let (_, resumed) = hello_with(&mut h, 3, Some(Bytes::from(forged[..16].to_vec())));
+    assert!(!resumed);
+    assert_eq!(h.frontend.router().conn_of(victim), Some(ConnId(1)));
+
+    // A token minted by another front-end with the same key resumes; another key does not.
+    let shared_key = crate::config::TokenKey::new([7; 32]);
+    let config = FrontendConfig {
+        token_key: shared_key.clone(),
+        ..FrontendConfig::default()
+    };
+    let mut first = Harness::new(config.clone());
+    let mut second = Harness::new(FrontendConfig {
+        server_id: "fe-2".into(),
+        ..config
+    });
+    let (token, _) = hello_with(&mut first, 1, None);
+    let (_, resumed) = hello_with(&mut second, 1, Some(token.clone()));
+    assert!(resumed, "same fleet key: the session resumes");
+    let mut stranger = Harness::new(FrontendConfig {
+        token_key: crate::config::TokenKey::new([8; 32]),
+        ..FrontendConfig::default()
+    });
+    let (_, resumed) = hello_with(&mut stranger, 1, Some(token));
+    assert!(!resumed, "another key: a new session");
+}
+
+/// `state`'s snapshot as upstream frames of at most `max_frame_len` bytes.
+fn snapshot_parts(world: &WorldId, state: &WorldState, max_frame_len: usize) -> Vec<RawFrame> {
+    let mut out = BytesMut::new();
+    flotilla_wire::encode_snapshot(world, &state.snapshot(), max_frame_len, &mut out).unwrap();
+    let mut decoder = Decoder::default();
+    decoder.feed(&out);
+    std::iter::from_fn(|| decoder.next_frame().unwrap()).collect()
+}
+
+fn big_world(keys: usize) -> WorldState {
+    let mut state = WorldState::new(0xabc);
+    let mut tx = state.begin();
+    for key in 0..keys {
+        tx.set(format!("k{key:04}"), format!("{key:0200}"));
+    }
+    tx.commit().unwrap();
+    state
+}
+
+fn closes_game(outputs: &[Output]) -> bool {
+    outputs
+        .iter()
+        .any(|output| matches!(output, Output::CloseGame(..)))
+}
+
+#[test]
+fn leftover_snapshot_parts_after_a_resubscribe_do_not_close_the_game_link() {
+    let mut h = Harness::default_config();
+    h.game(1, &["arena"]);
+    h.client(1);
+    let state = big_world(20);
+    let parts = snapshot_parts(&arena(), &state, 1024);
+    assert!(parts.len() >= 3, "{} parts", parts.len());
+
+    h.subscribe(1, &arena(), None);
+    // The first part reaches the machine; then its last observer leaves and comes back, so
+    // the machine is destroyed and re-created while the other parts are in flight.
+    let outputs = h.feed(Input::GameFrame(GameId(1), parts[0].clone()));
+    assert!(!closes_game(&outputs));
+    h.feed(Input::ClientFrame(
+        ConnId(1),
+        raw(&ClientToFrontend::Unsubscribe { world: arena() }),
+    ));
+    let outputs = h.subscribe(1, &arena(), None);
+    assert!(to_game(&outputs, 1).contains(&FrontendToGame::Subscribe {
+        world: arena(),
+        since: None
+    }));
+    for part in &parts[1..] {
+        let outputs = h.feed(Input::GameFrame(GameId(1), part.clone()));
+        assert!(
+            !closes_game(&outputs),
+            "stale part closed the link: {outputs:?}"
+        );
+    }
+    assert_eq!(h.frontend.stats().protocol_errors, 0);
+    // The answer to the new subscription is served as usual.
+    let mut answered = Vec::new();
+    for part in &parts {
+        answered.extend(h.feed(Input::GameFrame(GameId(1), part.clone())));
+    }
+    let snapshots = to_client(&answered, 1)
+        .into_iter()
+        .filter(|m| matches!(m, FrontendToClient::Snapshot { .. }))
+        .count();
+    assert_eq!(snapshots, parts.len());
+    assert_eq!(
+        h.frontend.replica(&arena()).unwrap().replica().position(),
+        Some(state.position())
+    );
+}
+
+#[test]
+fn a_snapshot_larger_than_the_limit_closes_the_game_link_as_overloaded() {
+    let mut h = Harness::new(FrontendConfig {
+        max_snapshot_bytes: 2000,
+        ..FrontendConfig::default()
+    });
+    h.game(1, &["arena"]);
+    h.client(1);
+    h.subscribe(1, &arena(), None);
+    let parts = snapshot_parts(&arena(), &big_world(20), 1024);
+    let mut outputs = Vec::new();
+    for part in parts {
+        outputs.extend(h.feed(Input::GameFrame(GameId(1), part)));
+    }
+    assert!(outputs.contains(&Output::CloseGame(
+        GameId(1),
+        CloseReason::Protocol(ErrorCode::Overloaded)
+    )));
+}
+
+#[test]
+fn discarded_bytes_do_not_resync_a_blocked_connection_only_writes_do() {
+    let mut h = Harness::new(FrontendConfig {
+        send_budget: 1_000,
+        ..FrontendConfig::default()
+    });
+    h.game(1, &["arena"]);
+    h.client(1);
+    h.subscribe(1, &arena(), None);
+    let mut state = WorldState::new(1);
+    let outputs = h.game_snapshot(1, &arena(), &state);
+    let written: usize = outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::SendToClient { bytes, .. } => Some(bytes.len()),
+            _ => None,
+        })
+        .sum();
+    h.feed(Input::ClientDrained(ConnId(1), written + 200));
+    // Batches pile up on a socket that takes nothing, until the budget is crossed.
+    let mut queued_batches = 0;
+    loop {
+        let (_, outputs) = h.game_batch(1, &arena(), &mut state, "k");
+        if outputs.contains(&Output::DropQueuedBatches(ConnId(1))) {
+            break;
+        }
+        queued_batches += outputs.len();
+    }
+    assert!(queued_batches > 0);
+    // The shell discards the queued batches: the budget is released, but the socket has
+    // not taken a byte, so no snapshot is queued on it yet.
+    let queued = h.frontend.session(ConnId(1)).unwrap().queued_bytes();
+    let outputs = h.feed(Input::ClientDiscarded(ConnId(1), queued));
+    assert!(outputs.is_empty(), "{outputs:?}");
+    assert_eq!(h.frontend.session(ConnId(1)).unwrap().queued_bytes(), 0);
+    assert!(h.frontend.session(ConnId(1)).unwrap().is_congested());
+    assert_eq!(h.frontend.stats().resyncs, 0);
+    // More batches while blocked: still dropped, still no snapshot.
+    let (_, outputs) = h.game_batch(1, &arena(), &mut state, "k");
+    assert!(to_client(&outputs, 1).is_empty());
+    // The socket becomes writable (nothing left to write): now one resync snapshot.
+    let outputs = h.feed(Input::ClientDrained(ConnId(1), 0));
+    let [FrontendToClient::Snapshot { snapshot, .. }] = &to_client(&outputs, 1)[..] else {
+        panic!("{outputs:?}")
+    };
+    assert_eq!(snapshot.digest(), state.digest());
+    assert!(matches!(
+        outputs[..],
+        [Output::SendToClient {
+            droppable: true,
+            ..
+        }]
+    ));
+    assert_eq!(h.frontend.stats().resyncs, 1);
+}
+
+#[test]
+fn a_client_that_never_reads_cannot_queue_control_frames_without_bound() {
+    let mut h = Harness::new(FrontendConfig {
+        send_budget: 1_000,
+        max_queued_bytes: 2_000,
+        ..FrontendConfig::default()
+    });
+    h.client(1);
+    // Pings answered with pongs that are never written.
+    let mut closed = false;
+    for nonce in 0..1_000 {
+        let outputs = h.feed(Input::ClientFrame(
+            ConnId(1),
+            raw(&ClientToFrontend::Ping { nonce }),
+        ));
+        if outputs.contains(&Output::CloseClient(
+            ConnId(1),
+            CloseReason::Protocol(ErrorCode::Overloaded),
+        )) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "pongs queued past the hard limit");
+    assert!(h.frontend.session(ConnId(1)).is_none());
+
+    // Repeated subscribes to an unknown world, same.
+    h.client(2);
+    let mut closed = false;
+    for _ in 0..1_000 {
+        let outputs = h.subscribe(2, &WorldId::new("nowhere").unwrap(), None);
+        if outputs.contains(&Output::CloseClient(
+            ConnId(2),
+            CloseReason::Protocol(ErrorCode::Overloaded),
+        )) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "Unsubscribed answers queued past the hard limit");
+
+    // Repeated subscribes answered with snapshots, same.
+    h.game(1, &["arena"]);
+    h.client(3);
+    h.subscribe(3, &arena(), None);
+    h.game_snapshot(1, &arena(), &big_world(3));
+    let mut closed = false;
+    for _ in 0..1_000 {
+        let outputs = h.subscribe(3, &arena(), None);
+        if outputs.contains(&Output::CloseClient(
+            ConnId(3),
+            CloseReason::Protocol(ErrorCode::Overloaded),
+        )) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "snapshots queued past the hard limit");
+    assert_eq!(h.frontend.stats().connections, 0);
 }

@@ -1,0 +1,129 @@
+//! A game server that stops reading must not make the front-end queue client inputs
+//! without bound: the front-end stops reading clients instead (TCP pushes back on them).
+#![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is a test failure.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use flotilla_frontend::{FrontendConfig, FrontendServer};
+use flotilla_wire::{
+    ClientToFrontend, Decoder, FrontendToClient, FrontendToGame, GameToFrontend, Message, WorldId,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A game server that completes the handshake, announces `arena`, then never reads again
+/// (its socket stays open; it keeps pinging so the link is not idle).
+async fn stuck_game(listener: TcpListener) {
+    let (mut stream, _) = listener.accept().await.unwrap();
+    let mut decoder = Decoder::default();
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut buf).await.unwrap();
+        decoder.feed(&buf[..n]);
+        if let Some(FrontendToGame::Hello { .. }) = decoder.next_message().unwrap() {
+            break;
+        }
+    }
+    let mut out = GameToFrontend::Welcome {
+        version: 1,
+        server_id: "stuck".into(),
+    }
+    .encode_to_bytes()
+    .to_vec();
+    out.extend_from_slice(
+        &GameToFrontend::WorldAdded {
+            world: WorldId::new("arena").unwrap(),
+            info: Bytes::from_static(b"{}"),
+        }
+        .encode_to_bytes(),
+    );
+    stream.write_all(&out).await.unwrap();
+    for nonce in 0.. {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if stream
+            .write_all(&GameToFrontend::Ping { nonce }.encode_to_bytes())
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_client_is_pushed_back_when_the_game_link_is_full() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let game_addr = listener.local_addr().unwrap();
+    tokio::spawn(stuck_game(listener));
+    const LIMIT: usize = 256 << 10;
+    let server = FrontendServer::bind(FrontendConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        game_servers: vec![game_addr.to_string()],
+        max_game_queued_bytes: LIMIT,
+        seed: Some(5),
+        ..FrontendConfig::default()
+    })
+    .await
+    .unwrap();
+
+    let mut client = TcpStream::connect(server.local_addr()).await.unwrap();
+    client
+        .write_all(
+            &ClientToFrontend::Hello {
+                version: 1,
+                session_token: None,
+                client_name: "flood".into(),
+            }
+            .encode_to_bytes(),
+        )
+        .await
+        .unwrap();
+    // Wait for the world to be routable (the welcome, then a little time for the link).
+    let mut decoder = Decoder::default();
+    let mut buf = [0u8; 4096];
+    let n = client.read(&mut buf).await.unwrap();
+    decoder.feed(&buf[..n]);
+    assert!(matches!(
+        decoder.next_message::<FrontendToClient>().unwrap(),
+        Some(FrontendToClient::Welcome { .. })
+    ));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.stats().machine.games_ready == 0 {
+        assert!(Instant::now() < deadline, "game link not ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // 64 MiB of inputs, far more than the socket buffers and the limit.
+    let input = ClientToFrontend::Input {
+        world: WorldId::new("arena").unwrap(),
+        payload: Bytes::from(vec![b'x'; 1000]),
+    }
+    .encode_to_bytes();
+    let chunk: Vec<u8> = input
+        .iter()
+        .copied()
+        .cycle()
+        .take(input.len() * 256)
+        .collect();
+    let flood = async {
+        for _ in 0..256 {
+            client.write_all(&chunk).await.unwrap();
+        }
+    };
+    let finished = tokio::time::timeout(Duration::from_secs(3), flood).await;
+    assert!(
+        finished.is_err(),
+        "the front-end read 64 MiB for a stuck game"
+    );
+    let stats = server.stats();
+    assert!(stats.client_read_pauses >= 1, "{stats:?}");
+    // The overshoot past the limit is bounded by what was already in flight to the loop.
+    assert!(
+        stats.game_bytes_queued < 16 << 20,
+        "{} bytes queued for the game",
+        stats.game_bytes_queued
+    );
+    server.shutdown().await;
+}
