@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use flotilla_frontend::{FrontendConfig, FrontendServer};
+use flotilla_frontend::{FrontendConfig, FrontendServer, TokenKey};
 use flotilla_game::{GameConfig, GameServer};
 
 /// Arguments of `flotilla frontend`.
@@ -24,12 +24,42 @@ pub struct FrontendArgs {
     /// Per-connection send budget in bytes; past it a slow observer is resynced.
     #[arg(long, default_value_t = 128 * 1024)]
     send_budget: usize,
+    /// File holding the fleet's session-token key: 64 hex digits (32 bytes). Every
+    /// front-end of a fleet must use the same key, or clients that move between them
+    /// get new sessions instead of resuming. Default: a key of this process only.
+    #[arg(long, env = "FLOTILLA_TOKEN_KEY_FILE")]
+    token_key_file: Option<std::path::PathBuf>,
     /// Log collectors (see `flotilla log --help`); none: log to nowhere.
     #[arg(long, env = "FLOTILLA_LOG")]
     log: Option<String>,
     /// Stop after this many seconds (default: run until killed).
     #[arg(long)]
     seconds: Option<f64>,
+}
+
+/// Reads a 32-byte key written as 64 hex digits (surrounding whitespace ignored).
+pub fn read_token_key(path: &std::path::Path) -> Result<TokenKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the token key file {}", path.display()))?;
+    let hex = text.trim();
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        anyhow::bail!(
+            "token key file {}: expected 64 hex digits (32 bytes), e.g. from `openssl rand -hex 32`",
+            path.display()
+        );
+    }
+    let mut key = [0u8; 32];
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)?;
+    }
+    let key = TokenKey::new(key);
+    if key.is_zero() {
+        anyhow::bail!(
+            "token key file {}: the all-zero key is refused",
+            path.display()
+        );
+    }
+    Ok(key)
 }
 
 /// Arguments of `flotilla game`.
@@ -71,10 +101,15 @@ async fn run_for(seconds: Option<f64>) {
 
 /// Runs `flotilla frontend`.
 pub fn frontend(args: FrontendArgs) -> Result<()> {
+    let token_key = match &args.token_key_file {
+        Some(path) => read_token_key(path)?,
+        None => TokenKey::default(),
+    };
     let logger = start_logger(args.log.as_deref(), "flotilla-frontend")?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let config = FrontendConfig {
+            token_key,
             listen: args
                 .listen
                 .parse()
@@ -128,4 +163,27 @@ pub fn game(args: GameArgs) -> Result<()> {
         logger.shutdown(Duration::from_secs(2));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_key_files_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good");
+        std::fs::write(&good, format!("{}\n", "0f".repeat(32))).unwrap();
+        assert_eq!(read_token_key(&good).unwrap().as_bytes(), &[0x0f; 32]);
+        for (name, text) in [
+            ("short", "abcd"),
+            ("nothex", &"zz".repeat(32)),
+            ("zero", &"00".repeat(32)),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            assert!(read_token_key(&path).is_err(), "{name}");
+        }
+        assert!(read_token_key(&dir.path().join("missing")).is_err());
+    }
 }

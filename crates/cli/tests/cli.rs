@@ -182,3 +182,96 @@ fn receive_prints_what_log_sends() {
             .all(|l| l["msg"] == "hello receiver" && l["app_name"] == "flotilla-log")
     );
 }
+
+#[test]
+fn the_roles_log_boot_messages_with_their_ip_configuration() {
+    // A collector: accept connections, keep every octet-counted frame.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let collector = listener.local_addr().unwrap();
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    {
+        let received = received.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let received = received.clone();
+                std::thread::spawn(move || {
+                    use std::io::Read;
+                    let mut dec =
+                        flotilla_syslog::FrameDecoder::new(flotilla_syslog::Framing::Auto, 1 << 16);
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = stream.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        dec.push(&buf[..n]);
+                        while let Some(Ok(frame)) = dec.next_frame() {
+                            received
+                                .lock()
+                                .unwrap()
+                                .push(String::from_utf8_lossy(frame).into_owned());
+                        }
+                    }
+                });
+            }
+        });
+    }
+    let game_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = format!("tcp://{collector}");
+    let mut game = flotilla()
+        .args([
+            "game",
+            "--listen",
+            &format!("127.0.0.1:{game_port}"),
+            "--seconds",
+            "3",
+            "--log",
+            &log,
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let frontend = flotilla()
+        .args([
+            "frontend",
+            "--listen",
+            "127.0.0.1:0",
+            "--game",
+            &format!("127.0.0.1:{game_port}"),
+            "--id",
+            "fe-test",
+            "--seconds",
+            "1",
+            "--log",
+            &log,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        frontend.status.success(),
+        "{}",
+        String::from_utf8_lossy(&frontend.stderr)
+    );
+    assert!(game.wait().unwrap().success());
+    let got = received.lock().unwrap().clone();
+    for app in ["flotilla-game", "flotilla-frontend"] {
+        let boot = got
+            .iter()
+            .find(|m| m.contains(app) && m.contains(" BOOT "))
+            .unwrap_or_else(|| panic!("no boot message from {app} in {got:#?}"));
+        assert!(
+            boot.contains("booted and awake") && boot.contains("lo=\"127.0.0.1/8\""),
+            "{boot}"
+        );
+    }
+    assert!(
+        got.iter()
+            .any(|m| m.contains("flotilla-frontend") && m.contains("fe-test")),
+        "{got:#?}"
+    );
+}
