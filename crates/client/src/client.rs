@@ -6,6 +6,12 @@
 //! will keep that session, pick another front-end at random, run [`handshake`] there with
 //! the same session (its hello carries the token) and let [`ClientSession::resume_subscriptions`]
 //! re-subscribe every world with its last position.
+//!
+//! The reader task owns three duties besides decoding: the idle deadline (moved only by
+//! whole frames, PROTOCOL.md section 7), the resubscribe timer of worlds whose game server
+//! went away (the session says when), and backpressure: an `Output` or `Unsubscribed`
+//! event that finds the application's event queue full is never dropped; the reader waits
+//! for room and reads nothing meanwhile, so TCP pushes back on the front-end.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,6 +26,7 @@ use flotilla_world::{Position, Replica};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpStream, ToSocketAddrs};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
@@ -48,7 +55,9 @@ pub struct ClientStats {
     pub frames_sent: u64,
     /// Bytes sent.
     pub bytes_sent: u64,
-    /// Events dropped because the event queue was full.
+    /// Replica notifications dropped because the event queue was full (outputs and
+    /// unsubscribes are never dropped for a full queue; they wait), plus events of any kind
+    /// after the application dropped its [`ClientEvents`].
     pub events_dropped: u64,
 }
 
@@ -74,11 +83,63 @@ struct Inner {
     sent: Arc<LinkCounters>,
 }
 
+/// How [`Inner::deliver`] went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// Every event was queued (or dropped) without waiting.
+    Promptly,
+    /// The queue was full and the reader waited for the application.
+    AfterWaiting,
+    /// The application asked to close while the reader waited.
+    CloseRequested,
+}
+
+/// Events the application must see even when its queue is full: data from the game
+/// server, and the end of a subscription. The rest are notifications about the replica,
+/// whose state the application can always read.
+fn is_lossless(event: &ClientEvent) -> bool {
+    matches!(
+        event,
+        ClientEvent::Output { .. } | ClientEvent::Unsubscribed { .. }
+    )
+}
+
 impl Inner {
+    /// Queues `event`, dropping it if the queue is full or gone.
     fn emit(&self, event: ClientEvent) {
         if self.events.try_send(event).is_err() {
             self.events_dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Queues `events` in order; a lossless one that finds the queue full waits for room
+    /// (or for a close request), the others are dropped when it is full.
+    async fn deliver(&self, events: Vec<ClientEvent>) -> Delivery {
+        let mut delivery = Delivery::Promptly;
+        for event in events {
+            if !is_lossless(&event) {
+                self.emit(event);
+                continue;
+            }
+            match self.events.try_send(event) {
+                Ok(()) => {}
+                Err(TrySendError::Closed(_)) => {
+                    self.events_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(TrySendError::Full(event)) => {
+                    delivery = Delivery::AfterWaiting;
+                    tokio::select! {
+                        sent = self.events.send(event) => {
+                            if sent.is_err() {
+                                self.events_dropped.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        () = self.close_requested.notified() => return Delivery::CloseRequested,
+                    }
+                }
+            }
+        }
+        delivery
     }
 
     fn send(&self, message: &ClientToFrontend) -> Result<(), ClientError> {
@@ -143,7 +204,8 @@ impl Client {
 
     /// Runs the handshake over an already connected `stream` for `session` (a new one, or
     /// one kept from a lost connection: its worlds are re-subscribed from their last
-    /// positions). This is the seam the failover logic builds on.
+    /// positions). This is the seam the failover logic builds on. The session's resubscribe
+    /// policy is set from `config.resubscribe` (jitter seeded from OS entropy).
     pub async fn over_stream(
         stream: TcpStream,
         session: Arc<Mutex<ClientSession>>,
@@ -151,6 +213,13 @@ impl Client {
     ) -> Result<Self, ClientError> {
         stream.set_nodelay(true)?;
         let peer = stream.peer_addr()?;
+        let seed = if config.resubscribe.enabled {
+            flotilla_balance::seed_from_os_entropy()
+                .map_err(|error| ClientError::Io(std::io::Error::other(error.to_string())))?
+        } else {
+            0
+        };
+        lock(&session).set_resubscribe_policy(config.resubscribe, seed);
         let (mut read_half, mut write_half) = stream.into_split();
         let mut decoder = Decoder::new(config.max_frame_len);
         let welcome = handshake(
@@ -215,7 +284,9 @@ impl Client {
     }
 
     /// The event queue. Returns it once; `None` afterwards. Events are queued from the
-    /// start, bounded by [`ClientConfig::event_queue`].
+    /// start, bounded by [`ClientConfig::event_queue`]. Outputs and unsubscribes are never
+    /// dropped: an application that receives outputs must read its events, or the client
+    /// stops reading the socket once the queue is full.
     pub fn take_events(&self) -> Option<ClientEvents> {
         lock(&self.events).take()
     }
@@ -298,6 +369,12 @@ impl Client {
     pub fn get(&self, world: &WorldId, key: &[u8]) -> Option<Bytes> {
         self.with_replica(world, |replica| replica.get(key).cloned())
             .flatten()
+    }
+
+    /// True while `world` waits for its game server to come back (see
+    /// [`ClientEvent::Resubscribing`]); its replica keeps the last state meanwhile.
+    pub fn is_waiting(&self, world: &WorldId) -> bool {
+        lock(&self.inner.session).is_waiting(world)
     }
 
     /// The last position seen for `world`.
@@ -436,19 +513,40 @@ async fn read_loop(
     let mut deadline = Instant::now() + idle;
     let mut writer_done = false;
     let ending = loop {
-        if let Err(ending) = drain(&inner, &mut decoder) {
+        let drained = drain(&inner, &mut decoder);
+        // The front-end is alive when it sends whole frames (PROTOCOL.md section 7): bytes
+        // that never complete a frame do not move the deadline.
+        if drained.frames > 0 {
+            deadline = Instant::now() + idle;
+        }
+        match inner.deliver(drained.events).await {
+            Delivery::Promptly => {}
+            // Not reading while the application catches up is not the peer's silence.
+            Delivery::AfterWaiting => deadline = Instant::now() + idle,
+            Delivery::CloseRequested => break Ending::plain(DisconnectReason::Closed),
+        }
+        if let Some(ending) = drained.ending {
             break ending;
         }
+        let resubscribe_at = lock(&inner.session)
+            .next_resubscribe_at()
+            .map(Instant::from_std);
         decoder.buffer_mut().reserve(READ_RESERVE);
         tokio::select! {
             read = read_half.read_buf(decoder.buffer_mut()) => match read {
                 Ok(0) => break Ending::plain(DisconnectReason::PeerClosed),
                 Ok(count) => {
                     inner.bytes_received.fetch_add(count as u64, Ordering::Relaxed);
-                    deadline = Instant::now() + idle;
                 }
                 Err(error) => break Ending::plain(DisconnectReason::Io(error.to_string())),
             },
+            () = sleep_until(resubscribe_at.unwrap_or(deadline)), if resubscribe_at.is_some() => {
+                let due = lock(&inner.session).due_resubscribes(StdInstant::now());
+                for message in &due {
+                    // A refused push closes the outbox; the writer's end ends this loop.
+                    let _ = inner.outbox.push(message.encode_to_bytes(), FrameKind::Other);
+                }
+            }
             () = sleep_until(deadline) => {
                 break Ending {
                     reason: DisconnectReason::Timeout,
@@ -483,10 +581,20 @@ async fn read_loop(
     });
 }
 
-/// Handles every complete frame in the decoder (one session lock for the lot).
-fn drain(inner: &Inner, decoder: &mut Decoder) -> Result<(), Ending> {
+/// What [`drain`] found: frames handled, events to deliver, and the end of the
+/// connection if a frame called for it.
+struct Drained {
+    frames: usize,
+    events: Vec<ClientEvent>,
+    ending: Option<Ending>,
+}
+
+/// Handles every complete frame in the decoder (one session lock for the lot). The events
+/// are bounded by what one read brought in.
+fn drain(inner: &Inner, decoder: &mut Decoder) -> Drained {
     let now = StdInstant::now();
     let mut events = Vec::new();
+    let mut frames = 0;
     let mut result = Ok(());
     {
         let mut session = lock(&inner.session);
@@ -500,6 +608,7 @@ fn drain(inner: &Inner, decoder: &mut Decoder) -> Result<(), Ending> {
                 }
             };
             inner.frames_received.fetch_add(1, Ordering::Relaxed);
+            frames += 1;
             let message = match FrontendToClient::decode(&frame) {
                 Ok(message) => message,
                 Err(error) => {
@@ -532,8 +641,9 @@ fn drain(inner: &Inner, decoder: &mut Decoder) -> Result<(), Ending> {
             }
         }
     }
-    for event in events {
-        inner.emit(event);
+    Drained {
+        frames,
+        events,
+        ending: result.err(),
     }
-    result
 }

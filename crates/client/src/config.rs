@@ -26,9 +26,55 @@ pub struct ClientConfig {
     pub max_frame_len: usize,
     /// The most bytes queued for sending; past it the connection closes.
     pub max_queued_bytes: usize,
-    /// Capacity of the event queue; events that find it full are dropped (counted in
-    /// [`ClientStats::events_dropped`](crate::ClientStats)).
+    /// Capacity of the event queue. `Output` and `Unsubscribed` events are never dropped:
+    /// while the queue is full the client stops reading its socket until the application
+    /// takes events (TCP pushes back on the front-end). Replica notifications
+    /// (`SnapshotApplied`, `BatchApplied`, `Resyncing`, `Resubscribing`) that find it full
+    /// are dropped (counted in [`ClientStats::events_dropped`](crate::ClientStats)); the
+    /// replica itself is always up to date.
     pub event_queue: usize,
+    /// What to do when the front-end ends a subscription because the world's game server
+    /// is unreachable: resubscribe after a backoff (the default) or give up.
+    pub resubscribe: ResubscribePolicy,
+}
+
+/// How a client resubscribes a world whose game server went away.
+///
+/// A front-end that loses its game-server link answers every observer of its worlds with
+/// `Unsubscribed{Unavailable}` (and a resubscribe before the world is back with
+/// `Unsubscribed{UnknownWorld}`). With the policy enabled the client keeps the world's
+/// replica and last position, marks it waiting, and sends `Subscribe{since: last
+/// position}` after a full-jitter exponential backoff: a delay drawn uniformly from
+/// `[0, min(cap, base * 2^attempt)]`, so a fleet of clients does not resubscribe in
+/// lock-step. It keeps trying until the world answers, the application unsubscribes or
+/// the connection ends (a world that is really gone costs one small frame per `cap`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResubscribePolicy {
+    /// Resubscribe at all. `false`: `Unavailable` ends the subscription like any other code.
+    pub enabled: bool,
+    /// Ceiling of the first delay. Default 100 ms.
+    pub base: Duration,
+    /// Largest ceiling of a delay. Default 2 s.
+    pub cap: Duration,
+}
+
+impl Default for ResubscribePolicy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(2),
+        }
+    }
+}
+
+impl ResubscribePolicy {
+    /// Never resubscribe: every `Unsubscribed` ends the subscription.
+    pub const DISABLED: Self = Self {
+        enabled: false,
+        base: Duration::ZERO,
+        cap: Duration::ZERO,
+    };
 }
 
 impl Default for ClientConfig {
@@ -43,6 +89,7 @@ impl Default for ClientConfig {
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             max_queued_bytes: 4 << 20,
             event_queue: 4096,
+            resubscribe: ResubscribePolicy::default(),
         }
     }
 }

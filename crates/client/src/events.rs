@@ -1,6 +1,6 @@
 //! What the client tells the application: replica updates, outputs, errors, disconnects.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use flotilla_wire::{ErrorCode, WorldId};
@@ -62,8 +62,23 @@ pub enum ClientEvent {
         /// Opaque bytes from the game server.
         payload: Bytes,
     },
-    /// The front-end ended a subscription (world removed, game server unavailable, not
-    /// allowed); the connection stays open.
+    /// The world's game server went away (`Unavailable`, or `UnknownWorld` while it is not
+    /// back yet): the replica keeps its last state and the world is resubscribed from its
+    /// last position after `delay` (see
+    /// [`ClientConfig::resubscribe`](crate::ClientConfig::resubscribe)). The subscription
+    /// goes on; a `SnapshotApplied` or `BatchApplied` follows once the world answers.
+    Resubscribing {
+        /// The world.
+        world: WorldId,
+        /// The code of the front-end's `Unsubscribed`.
+        code: ErrorCode,
+        /// Resubscribes scheduled since the world last answered (1 for the first).
+        attempt: u32,
+        /// The jittered delay before this resubscribe.
+        delay: Duration,
+    },
+    /// The front-end ended a subscription for good (not allowed, world unknown, or game
+    /// server unavailable with resubscribing disabled); the connection stays open.
     Unsubscribed {
         /// The world.
         world: WorldId,

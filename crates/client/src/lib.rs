@@ -10,6 +10,12 @@
 //!   snapshot on its own.
 //! - [`Client::send_input`] sends input to a world's game server; outputs, replica updates
 //!   and the end of the connection arrive as [`ClientEvent`]s.
+//! - When a front-end loses the game server of a watched world (`Unsubscribed{Unavailable}`)
+//!   the client keeps the replica and its position and resubscribes from there after a
+//!   jittered backoff ([`ResubscribePolicy`], on by default, [`ClientEvent::Resubscribing`]),
+//!   so the replica is whole again once the game server is back.
+//! - Outputs are never dropped: while the application's event queue is full the client
+//!   stops reading its socket (backpressure).
 //! - [`ReplicaMode::CountOnly`] keeps no replica, only per-world [`WorldCounters`] and
 //!   receive timestamps: lean observers for fan-out benchmarks.
 //!
@@ -30,7 +36,7 @@ mod outbox;
 mod session;
 
 pub use client::{Client, ClientStats};
-pub use config::ClientConfig;
+pub use config::{ClientConfig, ResubscribePolicy};
 pub use error::ClientError;
 pub use events::{ClientEvent, ClientEvents, DisconnectReason};
 pub use session::{ClientSession, Fatal, Handled, ReplicaMode, WorldCounters};

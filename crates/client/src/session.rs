@@ -6,6 +6,14 @@
 //! [`hello`](ClientSession::hello) (which carries the token) and then
 //! [`resume_subscriptions`](ClientSession::resume_subscriptions) (one `Subscribe` per world
 //! with the last position seen).
+//!
+//! It also outlives a game-server blip: when the front-end ends a subscription with
+//! `Unavailable` (or `UnknownWorld` for a world it had been serving), the world's replica
+//! and last position are kept, the world is marked waiting, and a `Subscribe{since}` is due
+//! after a full-jitter backoff ([`ResubscribePolicy`]). The shell asks
+//! [`next_resubscribe_at`](ClientSession::next_resubscribe_at) when to wake up and sends
+//! what [`due_resubscribes`](ClientSession::due_resubscribes) returns; time and the random
+//! seed are passed in.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -16,7 +24,10 @@ use flotilla_wire::{
     SnapshotAssembler, WireError, WorldId,
 };
 use flotilla_world::{ApplyOutcome, Position, Replica, ReplicaConfig};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
 
+use crate::config::ResubscribePolicy;
 use crate::events::ClientEvent;
 
 /// How a client keeps the worlds it watches.
@@ -56,7 +67,46 @@ struct WorldView {
     position: Option<Position>,
     /// A resubscribe without `since` was sent: ignore batches until the snapshot.
     awaiting_snapshot: bool,
+    /// The front-end ended the subscription (game server unavailable) and the world has
+    /// not answered a resubscribe yet.
+    waiting: bool,
+    /// Resubscribes scheduled since the world last answered (the backoff exponent).
+    resubscribe_attempts: u32,
+    /// When the next resubscribe is due, if one is scheduled.
+    resubscribe_at: Option<Instant>,
     counters: WorldCounters,
+}
+
+impl WorldView {
+    fn new(mode: ReplicaMode) -> Self {
+        Self {
+            replica: (mode == ReplicaMode::Full).then(|| Replica::new(ReplicaConfig::CLIENT)),
+            assembler: SnapshotAssembler::new(),
+            position: None,
+            awaiting_snapshot: false,
+            waiting: false,
+            resubscribe_attempts: 0,
+            resubscribe_at: None,
+            counters: WorldCounters::default(),
+        }
+    }
+
+    /// The `Subscribe` that (re)starts this view: `since` defaults to the last position.
+    fn subscribe_message(&mut self, world: WorldId, since: Option<Position>) -> ClientToFrontend {
+        self.assembler.reset();
+        self.resubscribe_at = None;
+        let since = since.or(self.position);
+        self.awaiting_snapshot = since.is_none();
+        ClientToFrontend::Subscribe { world, since }
+    }
+
+    /// A snapshot part or a batch arrived: once the resubscribe is out, the world answered.
+    fn on_data(&mut self) {
+        if self.resubscribe_at.is_none() {
+            self.waiting = false;
+            self.resubscribe_attempts = 0;
+        }
+    }
 }
 
 /// What handling one frame produced.
@@ -91,18 +141,37 @@ pub struct ClientSession {
     client_name: String,
     token: Option<Bytes>,
     worlds: BTreeMap<WorldId, WorldView>,
+    resubscribe: ResubscribePolicy,
+    rng: SmallRng,
 }
 
 impl ClientSession {
     /// A new session (no token yet), or one resuming with `token` from an earlier
-    /// `Welcome`.
+    /// `Welcome`. Resubscribing after a game-server blip is off until
+    /// [`set_resubscribe_policy`](Self::set_resubscribe_policy) (a [`Client`](crate::Client)
+    /// sets it from [`ClientConfig::resubscribe`](crate::ClientConfig::resubscribe)).
     pub fn new(mode: ReplicaMode, client_name: impl Into<String>, token: Option<Bytes>) -> Self {
         Self {
             mode,
             client_name: client_name.into(),
             token,
             worlds: BTreeMap::new(),
+            resubscribe: ResubscribePolicy::DISABLED,
+            rng: SmallRng::seed_from_u64(0),
         }
+    }
+
+    /// Sets how worlds whose game server went away are resubscribed; `seed` drives the
+    /// backoff jitter (take it from OS entropy, never the clock, so that clients do not
+    /// retry in lock-step).
+    pub fn set_resubscribe_policy(&mut self, policy: ResubscribePolicy, seed: u64) {
+        self.resubscribe = policy;
+        self.rng = SmallRng::seed_from_u64(seed);
+    }
+
+    /// The resubscribe policy.
+    pub fn resubscribe_policy(&self) -> ResubscribePolicy {
+        self.resubscribe
     }
 
     /// The replica mode.
@@ -133,20 +202,35 @@ impl ClientSession {
     /// the position already held for that world (a resumed subscription).
     pub fn subscribe(&mut self, world: WorldId, since: Option<Position>) -> ClientToFrontend {
         let mode = self.mode;
-        let view = self
-            .worlds
+        self.worlds
             .entry(world.clone())
-            .or_insert_with(|| WorldView {
-                replica: (mode == ReplicaMode::Full).then(|| Replica::new(ReplicaConfig::CLIENT)),
-                assembler: SnapshotAssembler::new(),
-                position: None,
-                awaiting_snapshot: false,
-                counters: WorldCounters::default(),
-            });
-        view.assembler.reset();
-        let since = since.or(view.position);
-        view.awaiting_snapshot = since.is_none();
-        ClientToFrontend::Subscribe { world, since }
+            .or_insert_with(|| WorldView::new(mode))
+            .subscribe_message(world, since)
+    }
+
+    /// True while `world` waits for its game server: the front-end ended the subscription
+    /// with `Unavailable` and the world has not answered a resubscribe yet. The replica
+    /// keeps its last state meanwhile.
+    pub fn is_waiting(&self, world: &WorldId) -> bool {
+        self.worlds.get(world).is_some_and(|view| view.waiting)
+    }
+
+    /// When the earliest scheduled resubscribe is due, if any.
+    pub fn next_resubscribe_at(&self) -> Option<Instant> {
+        self.worlds
+            .values()
+            .filter_map(|view| view.resubscribe_at)
+            .min()
+    }
+
+    /// The `Subscribe{since: last position}` of every world whose resubscribe is due at
+    /// `now`, to send.
+    pub fn due_resubscribes(&mut self, now: Instant) -> Vec<ClientToFrontend> {
+        self.worlds
+            .iter_mut()
+            .filter(|(_, view)| view.resubscribe_at.is_some_and(|at| at <= now))
+            .map(|(world, view)| view.subscribe_message(world.clone(), None))
+            .collect()
     }
 
     /// Stops watching `world`; returns the `Unsubscribe` to send if it was watched.
@@ -216,6 +300,7 @@ impl ClientSession {
                 let Some(view) = self.worlds.get_mut(&world) else {
                     return Ok(handled); // late frame of an unsubscribed world
                 };
+                view.on_data();
                 view.counters.bytes += frame_len as u64;
                 view.counters.last_received = Some(now);
                 // Leftover parts of a snapshot sent before a resubscribe (which reset the
@@ -251,6 +336,7 @@ impl ClientSession {
                 let Some(view) = self.worlds.get_mut(&world) else {
                     return Ok(handled);
                 };
+                view.on_data();
                 view.counters.batches += 1;
                 view.counters.bytes += frame_len as u64;
                 view.counters.last_received = Some(now);
@@ -301,10 +387,46 @@ impl ClientSession {
                 handled.events.push(ClientEvent::Output { world, payload });
             }
             FrontendToClient::Unsubscribed { world, code, text } => {
-                self.worlds.remove(&world);
-                handled
-                    .events
-                    .push(ClientEvent::Unsubscribed { world, code, text });
+                let enabled = self.resubscribe.enabled;
+                let policy = self.resubscribe;
+                let resubscribe = self.worlds.get_mut(&world).filter(|view| {
+                    enabled
+                        && match code {
+                            ErrorCode::Unavailable => true,
+                            // Also the answer to a resubscribe while no game server hosts
+                            // the world yet; for a world never served it ends the watch.
+                            ErrorCode::UnknownWorld => view.waiting || view.position.is_some(),
+                            _ => false,
+                        }
+                });
+                match resubscribe {
+                    Some(view) => {
+                        let ceiling = flotilla_balance::backoff_ceiling(
+                            policy.base,
+                            policy.cap,
+                            view.resubscribe_attempts,
+                        );
+                        let delay = flotilla_balance::full_jitter(&mut self.rng, ceiling);
+                        view.resubscribe_attempts = view.resubscribe_attempts.saturating_add(1);
+                        view.waiting = true;
+                        view.resubscribe_at = Some(now.checked_add(delay).unwrap_or(now));
+                        log::debug!(
+                            "world {world}: unsubscribed ({code:?}: {text}), resubscribing in {delay:?}"
+                        );
+                        handled.events.push(ClientEvent::Resubscribing {
+                            world,
+                            code,
+                            attempt: view.resubscribe_attempts,
+                            delay,
+                        });
+                    }
+                    None => {
+                        self.worlds.remove(&world);
+                        handled
+                            .events
+                            .push(ClientEvent::Unsubscribed { world, code, text });
+                    }
+                }
             }
             FrontendToClient::Error { code, text } => return Err(Fatal::Peer { code, text }),
         }
@@ -330,6 +452,147 @@ mod tests {
         let mut decoder = Decoder::default();
         decoder.feed(&out);
         std::iter::from_fn(|| decoder.next_message().unwrap()).collect()
+    }
+
+    fn unsubscribed(code: ErrorCode) -> FrontendToClient {
+        FrontendToClient::Unsubscribed {
+            world: arena(),
+            code,
+            text: "test".to_owned(),
+        }
+    }
+
+    /// A session watching `arena` with a snapshot of `state` applied, resubscribing with a
+    /// 100 ms base and a 400 ms cap.
+    fn synced_session(state: &WorldState, now: Instant) -> ClientSession {
+        let mut session = ClientSession::new(ReplicaMode::Full, "c", None);
+        session.set_resubscribe_policy(
+            ResubscribePolicy {
+                enabled: true,
+                base: std::time::Duration::from_millis(100),
+                cap: std::time::Duration::from_millis(400),
+            },
+            7,
+        );
+        session.subscribe(arena(), None);
+        for part in parts(state) {
+            session.handle(part, 100, now).unwrap();
+        }
+        assert_eq!(session.position(&arena()), Some(state.position()));
+        session
+    }
+
+    #[test]
+    fn unavailable_keeps_the_replica_and_resubscribes_with_backoff() {
+        let mut state = WorldState::new(5);
+        let mut tx = state.begin();
+        tx.set("a", "1");
+        tx.commit().unwrap();
+        let start = Instant::now();
+        let mut session = synced_session(&state, start);
+        let mut now = start;
+        // Unavailable, then UnknownWorld while the game server is not back: backoff grows
+        // up to the cap; the replica and position stay.
+        for attempt in 1..=6u32 {
+            let code = if attempt == 1 {
+                ErrorCode::Unavailable
+            } else {
+                ErrorCode::UnknownWorld
+            };
+            let handled = session.handle(unsubscribed(code), 20, now).unwrap();
+            let delay = match &handled.events[..] {
+                [
+                    ClientEvent::Resubscribing {
+                        world,
+                        code: got,
+                        attempt: got_attempt,
+                        delay,
+                    },
+                ] => {
+                    assert_eq!((world, *got, *got_attempt), (&arena(), code, attempt));
+                    *delay
+                }
+                other => panic!("unexpected {other:?}"),
+            };
+            let ceiling = std::time::Duration::from_millis(100 << (attempt - 1).min(2));
+            assert!(
+                delay <= ceiling,
+                "attempt {attempt}: {delay:?} > {ceiling:?}"
+            );
+            assert!(handled.replies.is_empty());
+            assert!(session.is_waiting(&arena()));
+            assert_eq!(session.replica(&arena()).unwrap().digest(), state.digest());
+            assert_eq!(session.position(&arena()), Some(state.position()));
+            let due = session.next_resubscribe_at().unwrap();
+            assert_eq!(due, now + delay);
+            if !delay.is_zero() {
+                assert!(session.due_resubscribes(now).is_empty());
+            }
+            assert_eq!(
+                session.due_resubscribes(due),
+                vec![ClientToFrontend::Subscribe {
+                    world: arena(),
+                    since: Some(state.position()),
+                }]
+            );
+            assert_eq!(session.next_resubscribe_at(), None);
+            now = due;
+        }
+        // The world is back in a new history: its snapshot ends the wait.
+        let mut back = WorldState::new(6);
+        let mut tx = back.begin();
+        tx.set("b", "2");
+        tx.commit().unwrap();
+        for part in parts(&back) {
+            session.handle(part, 100, now).unwrap();
+        }
+        assert!(!session.is_waiting(&arena()));
+        assert_eq!(session.replica(&arena()).unwrap().digest(), back.digest());
+        // The backoff starts over.
+        let handled = session
+            .handle(unsubscribed(ErrorCode::Unavailable), 20, now)
+            .unwrap();
+        assert!(matches!(
+            &handled.events[..],
+            [ClientEvent::Resubscribing { attempt: 1, .. }]
+        ));
+        // Unsubscribing gives up the wait.
+        session.unsubscribe(&arena());
+        assert_eq!(session.next_resubscribe_at(), None);
+        assert!(!session.is_waiting(&arena()));
+    }
+
+    #[test]
+    fn other_codes_unknown_worlds_and_a_disabled_policy_end_the_subscription() {
+        let mut state = WorldState::new(5);
+        let mut tx = state.begin();
+        tx.set("a", "1");
+        tx.commit().unwrap();
+        let now = Instant::now();
+        let ended = |session: &mut ClientSession, code: ErrorCode| {
+            let handled = session.handle(unsubscribed(code), 20, now).unwrap();
+            assert!(
+                matches!(&handled.events[..], [ClientEvent::Unsubscribed { code: got, .. }] if *got == code),
+                "{code:?}: {:?}",
+                handled.events
+            );
+            assert!(session.replica(&arena()).is_none());
+            assert_eq!(session.next_resubscribe_at(), None);
+        };
+        let mut session = synced_session(&state, now);
+        ended(&mut session, ErrorCode::NotAllowed);
+        // A world the front-end never served (a typo): UnknownWorld ends the watch.
+        let mut session = ClientSession::new(ReplicaMode::Full, "c", None);
+        session.set_resubscribe_policy(ResubscribePolicy::default(), 1);
+        session.subscribe(arena(), None);
+        ended(&mut session, ErrorCode::UnknownWorld);
+        // Resubscribing disabled (the default of a bare session).
+        let mut session = ClientSession::new(ReplicaMode::Full, "c", None);
+        session.subscribe(arena(), None);
+        for part in parts(&state) {
+            session.handle(part, 100, now).unwrap();
+        }
+        ended(&mut session, ErrorCode::Unavailable);
     }
 
     #[test]

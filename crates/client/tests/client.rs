@@ -1,5 +1,6 @@
 //! The client against a fake front-end written with flotilla-wire frames over loopback TCP,
-//! and (proptest) against a real game server through a pass-through fake front-end.
+//! (proptest) against a real game server through a pass-through fake front-end, and
+//! against a real front-end and game server that restarts.
 // Test helpers outside #[test] functions unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
 
@@ -477,6 +478,256 @@ async fn count_only_mode_keeps_counters_and_positions() {
             reason: DisconnectReason::Closed
         }
     );
+}
+
+#[tokio::test]
+async fn a_frontend_trickling_bytes_without_whole_frames_is_closed() {
+    let (client, mut events, mut fe) = connected(ClientConfig {
+        ping_interval: Duration::from_millis(100),
+        idle_timeout: Duration::from_millis(500),
+        ..config()
+    })
+    .await;
+    // One byte every 100 ms of a frame long enough never to complete during the test:
+    // bytes keep arriving, whole frames do not, so the front-end counts as silent.
+    let frame = FrontendToClient::Output {
+        world: arena(),
+        payload: Bytes::from(vec![7u8; 200]),
+    }
+    .encode_to_bytes();
+    let mut trickle = frame.iter();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let started = std::time::Instant::now();
+    let mut sent = 0;
+    let code = loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let byte = *trickle.next().expect("closed before the frame completes");
+                if fe.stream.write_all(&[byte]).await.is_ok() {
+                    sent += 1;
+                }
+            }
+            frame = fe.recv_frame() => {
+                match ClientToFrontend::decode(&frame.expect("an Error before EOF")).unwrap() {
+                    ClientToFrontend::Ping { .. } => {}
+                    ClientToFrontend::Error { code, .. } => break code,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+    };
+    assert_eq!(code, ErrorCode::Timeout);
+    assert_eq!(
+        next_event(&mut events).await,
+        ClientEvent::Disconnected {
+            reason: DisconnectReason::Timeout
+        }
+    );
+    assert!(sent >= 4, "trickled only {sent} bytes");
+    assert!(sent < frame.len());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    assert!(!client.is_connected());
+}
+
+#[tokio::test]
+async fn outputs_are_not_dropped_when_the_application_reads_slowly() {
+    let (client, mut events, mut fe) = connected(ClientConfig {
+        event_queue: 8,
+        ..config()
+    })
+    .await;
+    const OUTPUTS: u32 = 500;
+    let mut out = BytesMut::new();
+    for index in 0..OUTPUTS {
+        FrontendToClient::Output {
+            world: arena(),
+            payload: Bytes::from(index.to_be_bytes().to_vec()),
+        }
+        .encode(&mut out);
+    }
+    fe.send_bytes(&out).await;
+    // The application is busy: the queue (8) fills long before the outputs are all read.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for index in 0..OUTPUTS {
+        assert_eq!(
+            next_event(&mut events).await,
+            ClientEvent::Output {
+                world: arena(),
+                payload: Bytes::from(index.to_be_bytes().to_vec()),
+            }
+        );
+        if index % 50 == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    assert_eq!(client.stats().events_dropped, 0);
+    assert!(client.is_connected());
+    // The reader is reading again: a ping is answered.
+    fe.send(FrontendToClient::Ping { nonce: 77 }).await;
+    assert_eq!(fe.recv().await, ClientToFrontend::Pong { nonce: 77 });
+    // Closing while the queue is full ends the connection (the reader is not stuck).
+    fe.send_bytes(&out).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    client.close();
+    timeout(WAIT, client.closed())
+        .await
+        .expect("closes while the queue is full");
+    assert!(!client.is_connected());
+}
+
+/// Commits `changes` (key, value) to a hosted world.
+fn commit_game(world: &flotilla_game::WorldHandle, changes: &[(&str, &str)]) {
+    let mut tx = world.begin();
+    for (key, value) in changes {
+        tx.set(key.to_string(), value.to_string());
+    }
+    tx.commit().unwrap();
+}
+
+/// Reads events into `seen` until `done(client)` holds (at most 15 s).
+async fn until(
+    client: &Client,
+    events: &mut ClientEvents,
+    seen: &mut Vec<ClientEvent>,
+    what: &str,
+    done: impl Fn(&Client) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !done(client) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited 15 s for {what}; events: {seen:?}"
+        );
+        if let Ok(Some(event)) = timeout(Duration::from_millis(50), events.recv()).await {
+            seen.push(event);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_game_server_restart_is_survived_without_the_application() {
+    use flotilla_frontend::{FrontendConfig, FrontendServer};
+    use flotilla_game::{GameConfig, GameServer};
+
+    let arena = arena();
+    let game = GameServer::bind("127.0.0.1:0", GameConfig::default())
+        .await
+        .unwrap();
+    let game_addr = game.local_addr();
+    let world = game.add_world(arena.clone(), Bytes::new()).unwrap();
+    commit_game(&world, &[("a", "1"), ("b", "2")]);
+    let frontend = FrontendServer::bind(FrontendConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        game_servers: vec![game_addr.to_string()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let client = Client::connect(frontend.local_addr(), config())
+        .await
+        .unwrap();
+    let mut events = client.take_events().unwrap();
+    let mut seen = Vec::new();
+
+    // The front-end may not know the world yet (its game link is still connecting): an
+    // UnknownWorld for a world never served ends that subscription; try again.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        client.subscribe(arena.clone(), None).unwrap();
+        match next_event(&mut events).await {
+            ClientEvent::SnapshotApplied { .. } => break,
+            ClientEvent::Unsubscribed {
+                code: ErrorCode::UnknownWorld,
+                ..
+            } if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    commit_game(&world, &[("a", "3")]);
+    let want = (world.position(), world.digest());
+    until(
+        &client,
+        &mut events,
+        &mut seen,
+        "the first sync",
+        |client| (client.position(&arena), client.digest(&arena)) == (Some(want.0), Some(want.1)),
+    )
+    .await;
+
+    // The game server goes away: the front-end tells its observers the world is
+    // unavailable; the client keeps its replica and waits.
+    drop(world);
+    game.shutdown();
+    drop(game);
+    until(&client, &mut events, &mut seen, "Resubscribing", |client| {
+        client.is_waiting(&arena)
+    })
+    .await;
+    assert_eq!(
+        client.digest(&arena),
+        Some(want.1),
+        "replica kept while waiting"
+    );
+    assert_eq!(client.position(&arena), Some(want.0));
+
+    // A new game server on the same port: a new history (epoch) of the same world.
+    let started = tokio::time::Instant::now();
+    let game = loop {
+        match GameServer::bind(game_addr, GameConfig::default()).await {
+            Ok(game) => break game,
+            // The old accept loop may hold the port for a moment.
+            Err(error) if started.elapsed() < WAIT => {
+                eprintln!("rebinding {game_addr}: {error}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("rebinding {game_addr}: {error}"),
+        }
+    };
+    let world = game.add_world(arena.clone(), Bytes::new()).unwrap();
+    commit_game(&world, &[("a", "new"), ("c", "4")]);
+    assert_ne!(world.position().epoch, want.0.epoch);
+
+    // Without the application doing anything, the replica becomes the new state...
+    let want = (world.position(), world.digest());
+    until(
+        &client,
+        &mut events,
+        &mut seen,
+        "the resync after the restart",
+        |client| (client.position(&arena), client.digest(&arena)) == (Some(want.0), Some(want.1)),
+    )
+    .await;
+    assert!(!client.is_waiting(&arena));
+    // ...and follows live batches again.
+    commit_game(&world, &[("b", "5")]);
+    let want = (world.position(), world.digest());
+    until(&client, &mut events, &mut seen, "a live batch", |client| {
+        (client.position(&arena), client.digest(&arena)) == (Some(want.0), Some(want.1))
+    })
+    .await;
+    assert!(client.get(&arena, b"b").is_some());
+    assert!(
+        seen.iter().any(|event| matches!(
+            event,
+            ClientEvent::Resubscribing { world, code: ErrorCode::Unavailable, attempt: 1, .. } if *world == arena
+        )),
+        "{seen:?}"
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|event| matches!(event, ClientEvent::Unsubscribed { .. })),
+        "{seen:?}"
+    );
+    assert!(client.is_connected());
+    client.close();
+    frontend.shutdown().await;
 }
 
 /// A pass-through front-end: one client, one game server; subscribes and inputs go up,

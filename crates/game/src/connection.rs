@@ -91,8 +91,13 @@ pub(crate) async fn serve(
     let mut deadline = Instant::now() + idle;
     let mut writer_done = false;
     let close = loop {
-        if let Err(close) = connection.drain(&mut decoder) {
-            break close;
+        // The peer is alive when it sends whole frames (PROTOCOL.md section 7): the idle
+        // deadline moves only when at least one frame was decoded, so a peer trickling
+        // bytes without ever finishing a frame is still closed.
+        match connection.drain(&mut decoder) {
+            Ok(0) => {}
+            Ok(_) => deadline = Instant::now() + idle,
+            Err(close) => break close,
         }
         if shared.inputs.len() >= shared.config.event_queue.max(1) {
             // The game is behind on inputs: stop reading this link until it catches up
@@ -109,7 +114,7 @@ pub(crate) async fn serve(
         tokio::select! {
             read = reader.read_buf(decoder.buffer_mut()) => match read {
                 Ok(0) => break Close::quietly("peer closed the connection"),
-                Ok(_) => deadline = Instant::now() + idle,
+                Ok(_) => {}
                 Err(error) => break Close::quietly(format!("read failed: {error}")),
             },
             () = sleep_until(deadline) => {
@@ -143,12 +148,16 @@ pub(crate) async fn serve(
 }
 
 impl Connection {
-    /// Handles every complete frame in the decoder.
-    fn drain(&mut self, decoder: &mut Decoder) -> Result<(), Close> {
+    /// Handles every complete frame in the decoder; returns how many there were.
+    fn drain(&mut self, decoder: &mut Decoder) -> Result<usize, Close> {
+        let mut frames = 0;
         loop {
             match decoder.next_frame() {
-                Ok(Some(frame)) => self.handle(&frame)?,
-                Ok(None) => return Ok(()),
+                Ok(Some(frame)) => {
+                    frames += 1;
+                    self.handle(&frame)?;
+                }
+                Ok(None) => return Ok(frames),
                 Err(error) => {
                     return Err(Close::with_error(error.code(), error.to_string()));
                 }

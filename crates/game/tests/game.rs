@@ -687,6 +687,57 @@ async fn keep_alive_pings_and_closes_silent_frontends() {
 }
 
 #[tokio::test]
+async fn a_frontend_trickling_bytes_without_whole_frames_is_closed() {
+    let server = GameServer::bind(
+        "127.0.0.1:0",
+        GameConfig {
+            ping_interval: Duration::from_millis(100),
+            idle_timeout: Duration::from_millis(500),
+            ..config()
+        },
+    )
+    .await
+    .unwrap();
+    let mut fe = FakeFrontend::connect(&server, "trickle").await;
+    fe.answer_pings = false;
+    // One byte every 100 ms of a frame long enough never to complete during the test:
+    // bytes keep arriving, whole frames do not, so the peer counts as silent.
+    let frame = FrontendToGame::SessionOpened {
+        session: SessionId(7),
+        client_name: "x".repeat(200),
+    }
+    .encode_to_bytes();
+    let mut trickle = frame.iter();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let started = std::time::Instant::now();
+    let mut sent = 0;
+    let code = loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let byte = *trickle.next().expect("closed before the frame completes");
+                if fe.stream.write_all(&[byte]).await.is_ok() {
+                    sent += 1;
+                }
+            }
+            frame = fe.recv_frame() => match GameToFrontend::decode(&frame.expect("an Error before EOF")).unwrap() {
+                GameToFrontend::Ping { .. } => {}
+                GameToFrontend::Error { code, .. } => break code,
+                other => panic!("unexpected {other:?}"),
+            },
+        }
+    };
+    assert_eq!(code, ErrorCode::Timeout);
+    assert!(fe.recv_frame().await.is_none());
+    assert!(sent >= 4, "trickled only {sent} bytes");
+    assert!(sent < frame.len());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "closed after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn pings_are_answered_and_shutdown_says_so() {
     let server = GameServer::bind("127.0.0.1:0", config()).await.unwrap();
     let mut fe = FakeFrontend::connect(&server, "fe").await;
