@@ -230,6 +230,12 @@ fn machine_of<'a>(
     }
 }
 
+/// A copy of `world` in an allocation of its own: ids decoded from a frame share the
+/// buffer the frame was read into, which a long-lived id would keep alive.
+fn compact_world_id(world: WorldId) -> WorldId {
+    WorldId::new(world.as_str()).unwrap_or(world)
+}
+
 /// Bytes of the session id at the start of a token.
 const TOKEN_ID_LEN: usize = 8;
 /// A token: the session id and its HMAC-SHA256 tag.
@@ -572,6 +578,13 @@ impl Frontend {
     }
 
     fn subscribe(&mut self, now: Duration, conn: ConnId, world: WorldId, since: Option<Position>) {
+        // The id decoded from the frame shares the connection's whole receive buffer:
+        // keep the replica's copy (or a compact one) instead, so an idle subscription does
+        // not pin kilobytes.
+        let world = match self.replica(&world) {
+            Some(machine) => machine.world().clone(),
+            None => compact_world_id(world),
+        };
         let Some(session) = self.sessions.get_mut(&conn) else {
             return;
         };
@@ -757,6 +770,7 @@ impl Frontend {
     ) {
         match message {
             GameToFrontend::WorldAdded { world, info } => {
+                let world = compact_world_id(world);
                 if world.is_reserved() {
                     log::warn!(
                         "game link {game:?} announced reserved world {}: ignored",

@@ -2,19 +2,25 @@
 //!
 //! Design:
 //!
+//! - **A thread of its own**: everything below runs on a single-threaded tokio runtime
+//!   on the front-end's thread, whatever runtime the caller has, so handing a frame from
+//!   a reader to the event loop never wakes another thread.
 //! - **One event-loop task owns the [`Frontend`]** and every connection's outbound queue.
-//!   It receives [`Event`]s from a bounded channel, feeds them to the machine, turns the
+//!   It receives `Event`s from a bounded channel, feeds them to the machine, turns the
 //!   machine's outputs into queue operations, and flushes.
 //! - **One small reader task per connection** (client or game server) waits for
 //!   readability, reads into its [`Decoder`]'s buffer (allocated lazily, 4 KiB, released
-//!   whenever no partial frame is pending), and sends whole frames to the event loop. A
-//!   full channel stops reading: TCP pushes back on the peer.
+//!   whenever no partial frame is pending, also after a stale readiness), and sends whole
+//!   frames to the event loop. A read shorter than the space offered clears the readiness
+//!   (no second `recv` that would find nothing). A full channel stops reading: TCP pushes
+//!   back on the peer.
 //! - **Writes are batched**: outbound frames (`Bytes`, shared between observers) are
 //!   appended to a per-connection queue; after the loop has drained up to
 //!   [`EVENTS_PER_TURN`] events, each connection with new data is flushed with one
 //!   non-blocking `try_write_vectored` of up to [`IOVECS_PER_WRITE`] frames per syscall.
-//!   Under load many batches accumulate between flushes, so one syscall carries many
-//!   frames. Only when a socket would block is a tiny waiter task spawned to report
+//!   Under load many batches accumulate between flushes (a turn writes mid-way only past
+//!   [`FRAMES_PER_FLUSH`] queued frames), so one syscall carries many frames; an idle loop
+//!   has a one-event turn and writes at once. Only when a socket would block is a tiny waiter task spawned to report
 //!   writability; until then the machine's send budget (fed by
 //!   [`Input::ClientDrained`]) decides what is dropped for a slow observer.
 //! - **Game servers**: one task per configured address connects (with a timeout),
@@ -23,7 +29,8 @@
 //!
 //! Per idle client connection the shell holds an `Arc<TcpStream>` (tokio's registration),
 //! a parked reader task with an empty decoder, an empty `VecDeque` and the session
-//! machine: about 1-2 KiB in user space.
+//! machine (whose subscriptions share the replica's world id rather than the receive
+//! buffer the `Subscribe` frame came in): about 2-3 KiB in user space.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
@@ -36,9 +43,9 @@ use bytes::Bytes;
 use flotilla_wire::{Decoder, ErrorCode, FrontendToClient, Message, RawFrame, WireError};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
+use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::FrontendConfig;
 use crate::error::FrontendError;
@@ -48,11 +55,17 @@ use crate::ids::{ConnId, GameId, IdBuildHasher};
 /// Events the event loop handles per turn before it flushes.
 pub const EVENTS_PER_TURN: usize = 1024;
 
-/// Machine outputs after which the event loop applies and flushes them mid-turn.
+/// Machine outputs after which the event loop moves them to the connections' queues
+/// mid-turn (writing only past [`FRAMES_PER_FLUSH`]).
 pub const OUTPUTS_PER_PUMP: usize = 4096;
 
 /// Frames written per `writev` call at most.
 pub const IOVECS_PER_WRITE: usize = 64;
+
+/// Frames queued (over all connections) after which the event loop flushes mid-turn:
+/// bounds the memory a turn of fan-out holds while letting each connection's `writev`
+/// carry many batches under load.
+pub const FRAMES_PER_FLUSH: usize = 256 * 1024;
 
 /// Capacity of the channel from reader tasks to the event loop.
 const CHANNEL_CAPACITY: usize = 8192;
@@ -134,82 +147,88 @@ enum Peer {
 }
 
 /// A running front-end: listening for clients, connected to its game servers.
+///
+/// The front-end runs on a thread of its own with a single-threaded tokio runtime: the
+/// event loop, the readers and the acceptor hand frames to each other without waking
+/// another thread (no futex on the latency path), whatever runtime the caller uses.
 #[derive(Debug)]
 pub struct FrontendServer {
     local_addr: SocketAddr,
     stats: Arc<ServerStats>,
     shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    finished: Option<oneshot::Receiver<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Pending connections the kernel queues before the acceptor takes them.
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds the client listener with a deep accept queue (a burst of thousands of
+/// connections must not overflow it: the kernel would drop SYNs and clients retry
+/// after a second).
+fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 impl FrontendServer {
     /// Validates `config`, binds the client listener, starts connecting to the game
-    /// servers and starts serving. Must be called within a tokio runtime.
+    /// servers and starts serving on the front-end's own thread.
     pub async fn bind(config: FrontendConfig) -> Result<Self, FrontendError> {
         config.validate()?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| FrontendError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = bind_listener(config.listen).map_err(|source| FrontendError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let local_addr = listener.local_addr()?;
         let seed = match config.seed {
             Some(seed) => seed,
             None => flotilla_balance::seed_from_os_entropy()
                 .map_err(|error| FrontendError::Entropy(error.to_string()))?,
         };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let listener = {
+            // Register the socket with the front-end's own runtime.
+            let _context = runtime.enter();
+            TcpListener::from_std(listener)?
+        };
         let stats = Arc::new(ServerStats::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let (finished_tx, finished) = oneshot::channel();
         log::info!(
             "front-end {} listening on {local_addr}, game servers {:?}",
             config.server_id,
             config.game_servers
         );
-        let mut tasks = Vec::new();
-        for (index, addr) in config.game_servers.iter().enumerate() {
-            tasks.push(tokio::spawn(connect_game(
-                index as u64,
-                addr.clone(),
-                config.clone(),
-                seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
-                tx.clone(),
-                Arc::clone(&stats),
-                shutdown_rx.clone(),
-            )));
-        }
-        let (pause_clients, pause_rx) = watch::channel(false);
-        tasks.push(tokio::spawn(accept_clients(
-            listener,
-            ReadLimits {
-                first_frame: config.max_hello_frame_len,
-                frame: config.max_client_frame_len,
-                pause: Some(pause_rx),
-            },
-            tx.clone(),
-            Arc::clone(&stats),
-            shutdown_rx.clone(),
-        )));
-        let event_loop = EventLoop {
-            frontend: Frontend::new(&config, seed),
-            tick_interval: config.tick_interval,
-            start: Instant::now(),
-            clients: HashMap::default(),
-            games: HashMap::default(),
-            dirty: Vec::new(),
-            tx,
-            stats: Arc::clone(&stats),
-            max_game_queued_bytes: config.max_game_queued_bytes,
-            pause_clients,
-        };
-        tasks.push(tokio::spawn(event_loop.run(rx, shutdown_rx)));
+        let thread_stats = Arc::clone(&stats);
+        let thread = std::thread::Builder::new()
+            .name(format!("frontend-{}", config.server_id))
+            .spawn(move || {
+                // Spawned, not run as the `block_on` future: a woken task runs straight
+                // away, while waking the `block_on` future costs a driver poll first.
+                let served =
+                    runtime.spawn(serve(config, seed, listener, thread_stats, shutdown_rx));
+                let _ = runtime.block_on(served);
+                // Ends what is left (lingering closes) with the runtime.
+                drop(runtime);
+                let _ = finished_tx.send(());
+            })?;
         Ok(Self {
             local_addr,
             stats,
             shutdown,
-            tasks,
+            finished: Some(finished),
+            thread: Some(thread),
         })
     }
 
@@ -224,12 +243,68 @@ impl FrontendServer {
     }
 
     /// Stops accepting, tells every client `Error{ShuttingDown}`, closes all connections
-    /// and waits for the tasks to end.
-    pub async fn shutdown(self) {
+    /// and waits for the front-end's thread to end.
+    pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        for task in self.tasks {
-            let _ = task.await;
+        if let Some(finished) = self.finished.take() {
+            let _ = finished.await;
         }
+        if let Some(thread) = self.thread.take() {
+            // It has sent `finished`: only the thread's exit is left.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Everything a front-end runs, on its own runtime, until shutdown.
+async fn serve(
+    config: FrontendConfig,
+    seed: u64,
+    listener: TcpListener,
+    stats: Arc<ServerStats>,
+    shutdown_rx: watch::Receiver<bool>,
+) {
+    let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let mut tasks = Vec::new();
+    for (index, addr) in config.game_servers.iter().enumerate() {
+        tasks.push(tokio::spawn(connect_game(
+            index as u64,
+            addr.clone(),
+            config.clone(),
+            seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            tx.clone(),
+            Arc::clone(&stats),
+            shutdown_rx.clone(),
+        )));
+    }
+    let (pause_clients, pause_rx) = watch::channel(false);
+    tasks.push(tokio::spawn(accept_clients(
+        listener,
+        ReadLimits {
+            first_frame: config.max_hello_frame_len,
+            frame: config.max_client_frame_len,
+            pause: Some(pause_rx),
+        },
+        tx.clone(),
+        Arc::clone(&stats),
+        shutdown_rx.clone(),
+    )));
+    let event_loop = EventLoop {
+        frontend: Frontend::new(&config, seed),
+        tick_interval: config.tick_interval,
+        start: Instant::now(),
+        clients: HashMap::default(),
+        games: HashMap::default(),
+        dirty: Vec::new(),
+        unflushed_frames: 0,
+        tx,
+        stats,
+        max_game_queued_bytes: config.max_game_queued_bytes,
+        pause_clients,
+    };
+    event_loop.run(rx, shutdown_rx).await;
+    for task in tasks {
+        let _ = task.await;
     }
 }
 
@@ -241,6 +316,8 @@ struct OutQueue {
     /// Bytes of the front frame already written.
     offset: usize,
     waiting_writable: bool,
+    /// True while the connection is in the event loop's list of queues to flush.
+    dirty: bool,
     closing: bool,
     /// Bytes queued and not yet written (the front frame's unwritten part included).
     queued: usize,
@@ -253,6 +330,7 @@ impl OutQueue {
             frames: VecDeque::new(),
             offset: 0,
             waiting_writable: false,
+            dirty: false,
             closing: false,
             queued: 0,
         }
@@ -377,6 +455,8 @@ struct EventLoop {
     clients: HashMap<ConnId, OutQueue, IdBuildHasher>,
     games: HashMap<GameId, OutQueue, IdBuildHasher>,
     dirty: Vec<Peer>,
+    /// Frames queued since the last flush.
+    unflushed_frames: usize,
     tx: mpsc::Sender<Event>,
     stats: Arc<ServerStats>,
     /// Past this many bytes queued for one game server, clients are not read.
@@ -396,9 +476,15 @@ impl EventLoop {
                     self.on_event(event);
                     for _ in 1..EVENTS_PER_TURN {
                         if self.frontend.pending_outputs() >= OUTPUTS_PER_PUMP {
-                            // Move the fan-out to the connections' queues (and sockets)
-                            // before the machine's queue grows with many more batches.
-                            self.pump();
+                            // Move the fan-out to the connections' queues before the
+                            // machine's queue grows with many more batches; write only
+                            // once many frames wait, so that under load each `writev`
+                            // carries many batches (an idle loop still writes at once,
+                            // at the end of its short turn).
+                            self.drain_outputs();
+                            if self.unflushed_frames >= FRAMES_PER_FLUSH {
+                                self.pump();
+                            }
                         }
                         match rx.try_recv() {
                             Ok(event) => self.on_event(event),
@@ -483,7 +569,7 @@ impl EventLoop {
             Event::Writable(peer) => {
                 if let Some(queue) = self.queue(peer) {
                     queue.waiting_writable = false;
-                    self.dirty.push(peer);
+                    self.mark_dirty(peer);
                 }
                 return;
             }
@@ -498,22 +584,26 @@ impl EventLoop {
         }
     }
 
+    /// Moves the machine's outputs into the connections' queues, without writing.
+    fn drain_outputs(&mut self) {
+        while let Some(output) = self.frontend.poll_output() {
+            self.apply(output);
+        }
+    }
+
     /// Applies the machine's outputs and flushes, until the machine has nothing more.
     fn pump(&mut self) {
         loop {
-            while let Some(output) = self.frontend.poll_output() {
-                self.apply(output);
-            }
+            self.drain_outputs();
+            self.unflushed_frames = 0;
             if self.dirty.is_empty() {
                 break;
             }
             let mut dirty = std::mem::take(&mut self.dirty);
-            dirty.sort_unstable_by_key(|peer| match peer {
-                Peer::Client(conn) => (0, conn.0),
-                Peer::Game(game) => (1, game.0),
-            });
-            dirty.dedup();
             for peer in dirty.drain(..) {
+                if let Some(queue) = self.queue(peer) {
+                    queue.dirty = false;
+                }
                 self.flush(peer);
             }
             if self.dirty.is_empty() {
@@ -542,14 +632,14 @@ impl EventLoop {
                 log::debug!("closing client {conn:?}: {reason:?}");
                 if let Some(queue) = self.clients.get_mut(&conn) {
                     queue.closing = true;
-                    self.dirty.push(Peer::Client(conn));
+                    self.mark_dirty(Peer::Client(conn));
                 }
             }
             Output::CloseGame(game, reason) => {
                 log::info!("closing game link {game:?}: {reason:?}");
                 if let Some(queue) = self.games.get_mut(&game) {
                     queue.closing = true;
-                    self.dirty.push(Peer::Game(game));
+                    self.mark_dirty(Peer::Game(game));
                 }
             }
         }
@@ -560,8 +650,20 @@ impl EventLoop {
             return;
         };
         queue.push(bytes, droppable);
-        if !queue.waiting_writable {
-            self.dirty.push(peer);
+        let waiting_writable = queue.waiting_writable;
+        self.unflushed_frames += 1;
+        if !waiting_writable {
+            self.mark_dirty(peer);
+        }
+    }
+
+    /// Puts `peer` in the list of queues to flush at the end of the turn (once).
+    fn mark_dirty(&mut self, peer: Peer) {
+        if let Some(queue) = self.queue(peer) {
+            if !queue.dirty {
+                queue.dirty = true;
+                self.dirty.push(peer);
+            }
         }
     }
 
@@ -673,10 +775,28 @@ async fn read_frames(
         if buffer.capacity() - buffer.len() < READ_CHUNK / 4 {
             buffer.reserve(READ_CHUNK);
         }
-        match stream.try_read_buf(buffer) {
-            Ok(0) => return ReadEnd::Closed,
-            Ok(_) => {}
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => continue,
+        let spare = buffer.capacity() - buffer.len();
+        let mut read = 0;
+        // A read shorter than the space offered emptied the socket: report it as
+        // `WouldBlock` so tokio clears the readiness now, which saves the extra `recv`
+        // that would only find nothing (data arriving later raises a new edge).
+        let outcome = stream.try_io(Interest::READABLE, || {
+            read = stream.try_read_buf(buffer)?;
+            if read > 0 && read < spare {
+                Err(io::ErrorKind::WouldBlock.into())
+            } else {
+                Ok(())
+            }
+        });
+        match outcome {
+            Ok(()) if read == 0 => return ReadEnd::Closed,
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock && read > 0 => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                // The readiness was stale: do not park holding an empty buffer.
+                decoder.release_idle_buffer();
+                continue;
+            }
             Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
             Err(error) => {
                 log::debug!("read failed: {error}");

@@ -1117,3 +1117,14 @@ fn a_client_that_never_reads_cannot_queue_control_frames_without_bound() {
     assert!(closed, "snapshots queued past the hard limit");
     assert_eq!(h.frontend.stats().connections, 0);
 }
+
+#[test]
+fn a_compact_world_id_does_not_keep_the_receive_buffer_alive() {
+    // A world id decoded from a frame is a slice of the connection's receive buffer.
+    let buffer = Bytes::from(vec![b'w'; 4096]);
+    let decoded = WorldId::from_bytes(buffer.slice(0..5)).unwrap();
+    let compact = compact_world_id(decoded.clone());
+    assert_eq!(compact, decoded);
+    assert_eq!(compact.as_bytes().len(), 5);
+    assert!(!buffer.as_ptr_range().contains(&compact.as_bytes().as_ptr()));
+}
