@@ -34,8 +34,8 @@ use tokio::time::{Instant, sleep_until, timeout};
 use crate::config::ClientConfig;
 use crate::error::ClientError;
 use crate::events::{ClientEvent, ClientEvents, DisconnectReason};
-use crate::outbox::{FrameKind, LinkCounters, Outbox, PushError, run_writer};
 use crate::session::{ClientSession, Fatal, WorldCounters};
+use flotilla_link::outbox::{FrameKind, LinkCounters, Outbox, PushError, run_writer};
 
 /// Bytes reserved in the receive buffer before each read.
 const READ_RESERVE: usize = 8 * 1024;

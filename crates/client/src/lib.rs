@@ -32,7 +32,6 @@ mod client;
 mod config;
 mod error;
 mod events;
-mod outbox;
 mod session;
 
 pub use client::{Client, ClientStats};

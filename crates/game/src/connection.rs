@@ -16,9 +16,9 @@ use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 
 use crate::events::{FrontendId, GameEvent};
-use crate::outbox::{FrameKind, Outbox, run_writer};
 use crate::server::{Link, Shared, error_frame, lock, stopped};
 use crate::world::{subscribe, unsubscribe};
+use flotilla_link::outbox::{FrameKind, Outbox, run_writer};
 
 /// Bytes reserved in the receive buffer before each read.
 const READ_RESERVE: usize = 16 * 1024;

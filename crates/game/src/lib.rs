@@ -31,7 +31,6 @@ mod config;
 mod connection;
 mod error;
 mod events;
-mod outbox;
 mod server;
 mod stats;
 mod world;

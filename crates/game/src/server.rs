@@ -15,9 +15,9 @@ use tokio::sync::{mpsc, watch};
 use crate::config::GameConfig;
 use crate::error::GameError;
 use crate::events::{FrontendId, GameEvent, GameEvents, InputGauge};
-use crate::outbox::{FrameKind, LinkCounters, Outbox};
 use crate::stats::{FrontendStats, GameStats};
 use crate::world::{WorldCell, WorldCore, WorldHandle};
+use flotilla_link::outbox::{FrameKind, LinkCounters, Outbox};
 
 /// Locks a mutex, carrying on if a panicking task poisoned it (the data stays consistent:
 /// every critical section here leaves it valid at each step).

@@ -11,8 +11,8 @@ use flotilla_world::{BatchRing, CatchUp, Position, RecentBatch, Snapshot, WorldS
 
 use crate::error::GameError;
 use crate::events::FrontendId;
-use crate::outbox::FrameKind;
 use crate::server::{Link, Shared, lock};
+use flotilla_link::outbox::FrameKind;
 
 /// Bytes of a `ChangeBatch` frame besides one entry's key and value, with room to spare:
 /// header, world id (up to 255 + 2), epoch, seq, counts and the entry's length prefixes.

@@ -16,17 +16,14 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
 /// Frames are gathered into one write of at most this many bytes.
-pub(crate) const WRITE_CHUNK: usize = 64 * 1024;
+pub const WRITE_CHUNK: usize = 64 * 1024;
 
 /// A write buffer grown past this is released after use, so idle links hold little memory.
 const KEEP_BUFFER: usize = 4 * 1024;
 
 /// What a queued item is, for the counters.
-// This file is shared with flotilla-game, which queues batches and snapshots; a client
-// only queues `Other` frames.
-#[allow(dead_code)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FrameKind {
+pub enum FrameKind {
     /// One `ChangeBatch` frame.
     Batch,
     /// One snapshot, possibly several frames.
@@ -45,11 +42,15 @@ struct Outgoing {
 
 /// Counters of what a writer actually wrote.
 #[derive(Debug, Default)]
-pub(crate) struct LinkCounters {
-    pub(crate) batches: AtomicU64,
-    pub(crate) snapshots: AtomicU64,
-    pub(crate) frames: AtomicU64,
-    pub(crate) bytes: AtomicU64,
+pub struct LinkCounters {
+    /// `ChangeBatch` frames written.
+    pub batches: AtomicU64,
+    /// Snapshots written (a multi-part snapshot counts once).
+    pub snapshots: AtomicU64,
+    /// Frames written, of every kind.
+    pub frames: AtomicU64,
+    /// Bytes written.
+    pub bytes: AtomicU64,
 }
 
 impl LinkCounters {
@@ -67,7 +68,7 @@ impl LinkCounters {
 
 /// Why a push was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PushError {
+pub enum PushError {
     /// The connection is closing or closed.
     Closed,
     /// The queue exceeded its byte budget: the connection is now closing.
@@ -83,13 +84,14 @@ struct OutboxState {
 
 /// The outbound queue of one connection, shared by every task that sends on it.
 #[derive(Debug)]
-pub(crate) struct Outbox {
+pub struct Outbox {
     state: Mutex<OutboxState>,
     notify: Notify,
     max_queued_bytes: usize,
     overload_frame: Bytes,
     pings_enabled: AtomicBool,
-    pub(crate) counters: LinkCounters,
+    /// What this connection's writer wrote.
+    pub counters: LinkCounters,
     totals: Arc<LinkCounters>,
 }
 
@@ -97,11 +99,7 @@ impl Outbox {
     /// An empty outbox. Past `max_queued_bytes` queued, the queue is dropped and the
     /// connection closes after writing `overload_frame`. Everything written is also counted
     /// in `totals`.
-    pub(crate) fn new(
-        max_queued_bytes: usize,
-        overload_frame: Bytes,
-        totals: Arc<LinkCounters>,
-    ) -> Self {
+    pub fn new(max_queued_bytes: usize, overload_frame: Bytes, totals: Arc<LinkCounters>) -> Self {
         Self {
             state: Mutex::new(OutboxState::default()),
             notify: Notify::new(),
@@ -122,17 +120,12 @@ impl Outbox {
     }
 
     /// Queues one frame.
-    pub(crate) fn push(&self, bytes: Bytes, kind: FrameKind) -> Result<(), PushError> {
+    pub fn push(&self, bytes: Bytes, kind: FrameKind) -> Result<(), PushError> {
         self.push_frames(bytes, kind, 1)
     }
 
     /// Queues `frames` whole frames given as one buffer.
-    pub(crate) fn push_frames(
-        &self,
-        bytes: Bytes,
-        kind: FrameKind,
-        frames: u64,
-    ) -> Result<(), PushError> {
+    pub fn push_frames(&self, bytes: Bytes, kind: FrameKind, frames: u64) -> Result<(), PushError> {
         let mut state = self.lock();
         if state.closing {
             return Err(PushError::Closed);
@@ -163,7 +156,7 @@ impl Outbox {
 
     /// Closes the connection after what is queued and, if given, one final frame (an
     /// `Error`). Later pushes are refused.
-    pub(crate) fn close(&self, final_frame: Option<Bytes>) {
+    pub fn close(&self, final_frame: Option<Bytes>) {
         let mut state = self.lock();
         if state.closing {
             return;
@@ -182,7 +175,7 @@ impl Outbox {
     }
 
     /// Lets the writer send keep-alive pings (once the handshake is done).
-    pub(crate) fn enable_pings(&self) {
+    pub fn enable_pings(&self) {
         self.pings_enabled.store(true, Ordering::Relaxed);
     }
 
@@ -198,7 +191,7 @@ impl Outbox {
 /// Drains `outbox` into `writer` until the outbox is closed (then shuts the write side
 /// down) or a write fails. After `ping_interval` without writing anything, writes
 /// `make_ping(nonce)` if pings are enabled.
-pub(crate) async fn run_writer<W, P>(
+pub async fn run_writer<W, P>(
     mut writer: W,
     outbox: Arc<Outbox>,
     ping_interval: Duration,
@@ -265,4 +258,69 @@ where
     }
     writer.flush().await?;
     writer.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn frames_are_written_in_order_counted_and_the_link_closes_after_the_final_frame() {
+        let (writer, mut reader) = tokio::io::duplex(1 << 20);
+        let totals = Arc::new(LinkCounters::default());
+        let outbox = Arc::new(Outbox::new(
+            1 << 20,
+            Bytes::from_static(b"OVER"),
+            totals.clone(),
+        ));
+        let task = tokio::spawn(run_writer(
+            writer,
+            outbox.clone(),
+            Duration::from_secs(60),
+            |_| Bytes::from_static(b"PING"),
+        ));
+        outbox
+            .push(Bytes::from_static(b"a"), FrameKind::Batch)
+            .unwrap();
+        outbox
+            .push_frames(Bytes::from_static(b"bc"), FrameKind::Snapshot, 2)
+            .unwrap();
+        outbox
+            .push(Bytes::from_static(b"d"), FrameKind::Other)
+            .unwrap();
+        outbox.close(Some(Bytes::from_static(b"END")));
+        assert_eq!(
+            outbox.push(Bytes::from_static(b"late"), FrameKind::Other),
+            Err(PushError::Closed)
+        );
+        task.await.unwrap().unwrap();
+        let mut all = Vec::new();
+        reader.read_to_end(&mut all).await.unwrap();
+        assert_eq!(all, b"abcdEND");
+        assert_eq!(outbox.counters.batches.load(Ordering::Relaxed), 1);
+        assert_eq!(outbox.counters.snapshots.load(Ordering::Relaxed), 1);
+        assert_eq!(totals.frames.load(Ordering::Relaxed), 5);
+    }
+
+    #[tokio::test]
+    async fn an_overloaded_queue_is_dropped_and_the_overload_frame_ends_the_link() {
+        let (writer, mut reader) = tokio::io::duplex(1 << 20);
+        let outbox = Arc::new(Outbox::new(8, Bytes::from_static(b"OVER"), Arc::default()));
+        outbox
+            .push(Bytes::from_static(b"12345"), FrameKind::Other)
+            .unwrap();
+        assert_eq!(
+            outbox.push(Bytes::from_static(b"67890"), FrameKind::Other),
+            Err(PushError::Overloaded)
+        );
+        run_writer(writer, outbox.clone(), Duration::from_secs(60), |_| {
+            Bytes::new()
+        })
+        .await
+        .unwrap();
+        let mut all = Vec::new();
+        reader.read_to_end(&mut all).await.unwrap();
+        assert_eq!(all, b"OVER");
+    }
 }
