@@ -187,7 +187,9 @@ impl Publisher for FlotillaPublisher {
     fn publish_burst(&mut self) -> Result<u64, BenchError> {
         let stats = self.game.server.stats();
         let backlog = stats.batches_committed.saturating_sub(stats.batches_sent);
-        if backlog > SATURATION_WINDOW {
+        if backlog >= SATURATION_WINDOW {
+            // The window is full: wait for the game server to write some (never spin
+            // here, on a small box a spinning publisher steals the front-end's core).
             std::thread::sleep(Duration::from_millis(1));
             return Ok(0);
         }

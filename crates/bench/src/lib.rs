@@ -82,5 +82,5 @@ impl BenchError {
 
 pub use connections::{ConnectionsConfig, ConnectionsReport, run_connections};
 pub use fanout::{FanoutConfig, FanoutReport, run_fanout};
-pub use hop::{HopConfig, HopReport, run_hop};
+pub use hop::{HopConfig, HopReport, HopRound, run_hop};
 pub use workers::{WorkerArgs, WorkerLauncher, worker_main};

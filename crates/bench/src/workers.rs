@@ -104,16 +104,49 @@ fn frontend_worker(game: String, listen: SocketAddr) -> Result<(), BenchError> {
         "addr": server.local_addr().to_string(),
         "pid": std::process::id(),
     }))?;
-    // Serve until the harness closes our stdin (or kills us).
-    let mut line = String::new();
-    let stdin = std::io::stdin();
-    while stdin.lock().read_line(&mut line).unwrap_or(0) > 0 {
-        line.clear();
-    }
+    // Serve until the harness closes our stdin (or kills us). With
+    // `FLOTILLA_BENCH_TRACE` set, the front-end's counters go to stderr once a second.
+    let serving = std::sync::atomic::AtomicBool::new(true);
+    std::thread::scope(|scope| {
+        if std::env::var_os(TRACE_ENV).is_some() {
+            scope.spawn(|| trace_stats(&server, &serving));
+        }
+        let mut line = String::new();
+        let stdin = std::io::stdin();
+        while stdin.lock().read_line(&mut line).unwrap_or(0) > 0 {
+            line.clear();
+        }
+        serving.store(false, std::sync::atomic::Ordering::Relaxed);
+    });
     let _ = runtime
         .block_on(async { tokio::time::timeout(Duration::from_secs(2), server.shutdown()).await });
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(())
+}
+
+/// Set this environment variable to have the front-end worker print its counters.
+const TRACE_ENV: &str = "FLOTILLA_BENCH_TRACE";
+
+/// Prints the front-end's counters, and their rates, once a second while `serving`.
+fn trace_stats(server: &FrontendServer, serving: &std::sync::atomic::AtomicBool) {
+    let mut last = server.stats();
+    while serving.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = server.stats();
+        let writes = now.write_calls - last.write_calls;
+        let bytes = now.bytes_written - last.bytes_written;
+        eprintln!(
+            "frontend trace: game frames/s {} batches forwarded/s {} dropped/s {} \
+             congestions/s {} resyncs/s {} writev/s {writes} bytes/writev {}",
+            now.machine.game_frames_in - last.machine.game_frames_in,
+            now.machine.batches_forwarded - last.machine.batches_forwarded,
+            now.machine.batches_dropped - last.machine.batches_dropped,
+            now.machine.congestions - last.machine.congestions,
+            now.machine.resyncs - last.machine.resyncs,
+            bytes.checked_div(writes).unwrap_or(0),
+        );
+        last = now;
+    }
 }
 
 fn observers_worker(settings: ObserverSettings) -> Result<(), BenchError> {

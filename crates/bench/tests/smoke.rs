@@ -21,6 +21,7 @@ fn hop_measures_both_paths() {
             requests: 200,
             warmup: 20,
             payload_len: 64,
+            rounds: 4,
         },
         &launcher(),
     )
@@ -33,6 +34,15 @@ fn hop_measures_both_paths() {
     // One more hop cannot be faster than none at the median.
     assert!(report.ratio_p50 > 1.0, "{report:?}");
     assert!(report.ratio_p99 > 0.0);
+    assert_eq!(report.rounds, 4);
+    assert_eq!(report.per_round.len(), 4);
+    assert_eq!(
+        report.per_round.iter().map(|r| r.requests).sum::<usize>(),
+        200
+    );
+    assert!(report.per_round.iter().all(|r| r.ratio_p50 > 0.0));
+    assert!(report.median_ratio_p50 > 0.0 && report.median_ratio_p99 > 0.0);
+    assert_eq!(json["per_round"].as_array().map(Vec::len), Some(4));
 }
 
 #[test]

@@ -62,6 +62,10 @@ pub struct HopArgs {
     /// Payload bytes per request.
     #[arg(long, default_value_t = 64)]
     payload: usize,
+    /// Rounds the measured requests are split into (ratios per round, and their
+    /// median).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
     /// Print the JSON object on one line.
     #[arg(long)]
     json: bool,
@@ -149,6 +153,7 @@ pub fn run(which: BenchCommand) -> Result<()> {
                 requests: args.requests,
                 warmup: args.warmup,
                 payload_len: args.payload,
+                rounds: args.rounds,
             };
             let report = flotilla_bench::run_hop(&config, &WorkerLauncher::flotilla_cli()?)?;
             print_report(&report, args.json)

@@ -375,7 +375,13 @@ impl Frontend {
                 }
             }
             Input::GameClosed(game) => self.remove_game(now, game),
-            Input::Tick => self.on_tick(now),
+            Input::Tick => {
+                if self.outputs.is_empty() && self.outputs.capacity() > OUTPUTS_KEPT_CAPACITY {
+                    // Give a saturation peak's memory back.
+                    self.outputs = VecDeque::new();
+                }
+                self.on_tick(now);
+            }
         }
         if !self.overloaded.is_empty() {
             self.close_overloaded(now);
@@ -384,12 +390,9 @@ impl Frontend {
 
     /// The next output for the shell, in order.
     pub fn poll_output(&mut self) -> Option<Output> {
-        let output = self.outputs.pop_front();
-        if output.is_none() && self.outputs.capacity() > OUTPUTS_KEPT_CAPACITY {
-            // Give a saturation peak's memory back.
-            self.outputs = VecDeque::new();
-        }
-        output
+        // The queue's capacity is kept here (a fan-out to 10,000 observers refills it at
+        // once); a saturation peak's memory is given back on the next tick.
+        self.outputs.pop_front()
     }
 
     /// Outputs waiting for [`poll_output`](Self::poll_output); a shell drains them once

@@ -9,7 +9,8 @@
 //!   It receives `Event`s from a bounded channel, feeds them to the machine, turns the
 //!   machine's outputs into queue operations, and flushes.
 //! - **One small reader task per connection** (client or game server) waits for
-//!   readability, reads into its [`Decoder`]'s buffer (allocated lazily, 4 KiB, released
+//!   readability, reads into its [`Decoder`]'s buffer (allocated lazily, 4 KiB for a
+//!   client, 64 KiB for a game link, released
 //!   whenever no partial frame is pending, also after a stale readiness), and sends whole
 //!   frames to the event loop. A read shorter than the space offered clears the readiness
 //!   (no second `recv` that would find nothing). A full channel stops reading: TCP pushes
@@ -18,9 +19,13 @@
 //!   appended to a per-connection queue; after the loop has drained up to
 //!   [`EVENTS_PER_TURN`] events, each connection with new data is flushed with one
 //!   non-blocking `try_write_vectored` of up to [`IOVECS_PER_WRITE`] frames per syscall.
-//!   Under load many batches accumulate between flushes (a turn writes mid-way only past
-//!   [`FRAMES_PER_FLUSH`] queued frames), so one syscall carries many frames; an idle loop
-//!   has a one-event turn and writes at once. Only when a socket would block is a tiny waiter task spawned to report
+//!   Under load many batches accumulate between flushes: a turn ends early (and flushes)
+//!   only past [`FRAMES_PER_FLUSH`] queued frames or once one connection holds
+//!   [`QUEUE_BYTES_PER_FLUSH`], so one syscall carries many frames (on loopback a
+//!   `writev` costs about the same whatever it carries); an idle loop has a one-event
+//!   turn and writes at once. Readers hand frames over with `try_send`, which does not
+//!   spend their cooperative budget, so a burst read from the game link reaches the loop
+//!   in one turn. Only when a socket would block is a tiny waiter task spawned to report
 //!   writability; until then the machine's send budget (fed by
 //!   [`Input::ClientDrained`]) decides what is dropped for a slow observer.
 //! - **Game servers**: one task per configured address connects (with a timeout),
@@ -59,19 +64,30 @@ pub const EVENTS_PER_TURN: usize = 1024;
 /// mid-turn (writing only past [`FRAMES_PER_FLUSH`]).
 pub const OUTPUTS_PER_PUMP: usize = 4096;
 
-/// Frames written per `writev` call at most.
-pub const IOVECS_PER_WRITE: usize = 64;
+/// Frames written per `writev` call at most (Linux takes up to 1024).
+pub const IOVECS_PER_WRITE: usize = 512;
 
 /// Frames queued (over all connections) after which the event loop flushes mid-turn:
-/// bounds the memory a turn of fan-out holds while letting each connection's `writev`
-/// carry many batches under load.
-pub const FRAMES_PER_FLUSH: usize = 256 * 1024;
+/// bounds the memory a turn of fan-out holds (about 40 bytes a frame: the frames' bytes
+/// are shared) while letting each connection's `writev` carry many batches under load.
+/// On loopback a `writev` costs about the same whatever it carries (most of it is the
+/// receiver's wake-up), so with 10,000 observers the number of frames per call decides
+/// the throughput.
+pub const FRAMES_PER_FLUSH: usize = 2 * 1024 * 1024;
+
+/// Bytes queued for one connection after which the event loop flushes mid-turn (or half
+/// the send budget if that is smaller), so that batching never pushes a connection past
+/// its send budget.
+pub const QUEUE_BYTES_PER_FLUSH: usize = 64 * 1024;
 
 /// Capacity of the channel from reader tasks to the event loop.
 const CHANNEL_CAPACITY: usize = 8192;
 
-/// Bytes reserved for one socket read.
+/// Bytes reserved for one socket read of a client.
 const READ_CHUNK: usize = 4096;
+
+/// Bytes reserved for one socket read of a game-server link (it carries every batch).
+const GAME_READ_CHUNK: usize = 64 * 1024;
 
 /// How long a closing connection may take to write its last frames.
 const LINGER: Duration = Duration::from_secs(2);
@@ -284,6 +300,7 @@ async fn serve(
             first_frame: config.max_hello_frame_len,
             frame: config.max_client_frame_len,
             pause: Some(pause_rx),
+            chunk: READ_CHUNK,
         },
         tx.clone(),
         Arc::clone(&stats),
@@ -297,6 +314,8 @@ async fn serve(
         games: HashMap::default(),
         dirty: Vec::new(),
         unflushed_frames: 0,
+        flush_queue_bytes: QUEUE_BYTES_PER_FLUSH.min(config.send_budget / 2).max(1),
+        full_queue: false,
         tx,
         stats,
         max_game_queued_bytes: config.max_game_queued_bytes,
@@ -457,6 +476,10 @@ struct EventLoop {
     dirty: Vec<Peer>,
     /// Frames queued since the last flush.
     unflushed_frames: usize,
+    /// A connection's queued bytes past which the loop flushes mid-turn.
+    flush_queue_bytes: usize,
+    /// True when a connection's queue reached `flush_queue_bytes` since the last flush.
+    full_queue: bool,
     tx: mpsc::Sender<Event>,
     stats: Arc<ServerStats>,
     /// Past this many bytes queued for one game server, clients are not read.
@@ -482,8 +505,10 @@ impl EventLoop {
                             // carries many batches (an idle loop still writes at once,
                             // at the end of its short turn).
                             self.drain_outputs();
-                            if self.unflushed_frames >= FRAMES_PER_FLUSH {
-                                self.pump();
+                            if self.unflushed_frames >= FRAMES_PER_FLUSH || self.full_queue {
+                                // A full flush ends the turn: timers and the other
+                                // tasks run before the next one.
+                                break;
                             }
                         }
                         match rx.try_recv() {
@@ -596,6 +621,7 @@ impl EventLoop {
         loop {
             self.drain_outputs();
             self.unflushed_frames = 0;
+            self.full_queue = false;
             if self.dirty.is_empty() {
                 break;
             }
@@ -646,14 +672,25 @@ impl EventLoop {
     }
 
     fn enqueue(&mut self, peer: Peer, bytes: Bytes, droppable: bool) {
-        let Some(queue) = self.queue(peer) else {
+        let flush_queue_bytes = self.flush_queue_bytes;
+        let queue = match peer {
+            Peer::Client(conn) => self.clients.get_mut(&conn),
+            Peer::Game(game) => self.games.get_mut(&game),
+        };
+        let Some(queue) = queue else {
             return;
         };
         queue.push(bytes, droppable);
-        let waiting_writable = queue.waiting_writable;
         self.unflushed_frames += 1;
-        if !waiting_writable {
-            self.mark_dirty(peer);
+        if queue.waiting_writable {
+            return;
+        }
+        if queue.queued >= flush_queue_bytes {
+            self.full_queue = true;
+        }
+        if !queue.dirty {
+            queue.dirty = true;
+            self.dirty.push(peer);
         }
     }
 
@@ -751,6 +788,8 @@ struct ReadLimits {
     frame: usize,
     /// While this is true, stop reading (backpressure from a full game link).
     pause: Option<watch::Receiver<bool>>,
+    /// Bytes reserved for one read.
+    chunk: usize,
 }
 
 /// Reads frames from `stream` until it ends, sending each to the event loop.
@@ -772,8 +811,8 @@ async fn read_frames(
             return ReadEnd::Closed;
         }
         let buffer = decoder.buffer_mut();
-        if buffer.capacity() - buffer.len() < READ_CHUNK / 4 {
-            buffer.reserve(READ_CHUNK);
+        if buffer.capacity() - buffer.len() < limits.chunk / 4 {
+            buffer.reserve(limits.chunk);
         }
         let spare = buffer.capacity() - buffer.len();
         let mut read = 0;
@@ -810,8 +849,17 @@ async fn read_frames(
                         first = false;
                         decoder.set_max_frame_len(limits.frame);
                     }
-                    if tx.send(frame_event(frame)).await.is_err() {
-                        return ReadEnd::LoopGone;
+                    // `try_send` first: unlike `send`, it does not spend the task's
+                    // cooperative budget, so a burst of frames reaches the event loop
+                    // in one turn (many batches per `writev`) instead of 128 at a time.
+                    match tx.try_send(frame_event(frame)) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(event)) => {
+                            if tx.send(event).await.is_err() {
+                                return ReadEnd::LoopGone;
+                            }
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return ReadEnd::LoopGone,
                     }
                 }
                 Ok(None) => break,
@@ -939,6 +987,7 @@ async fn connect_game(
                             first_frame: config.max_frame_len,
                             frame: config.max_frame_len,
                             pause: None,
+                            chunk: GAME_READ_CHUNK,
                         },
                         &tx,
                         |frame| Event::GameFrame(game, frame),
@@ -992,6 +1041,7 @@ mod tests {
             first_frame: 4096,
             frame: 1 << 16,
             pause: Some(pause_rx),
+            chunk: READ_CHUNK,
         };
         let reader = read_client(ConnId(1), Arc::clone(&stream), limits, tx);
         let reader_bytes = std::mem::size_of_val(&reader);
