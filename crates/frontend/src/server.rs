@@ -309,6 +309,7 @@ async fn serve(
     let event_loop = EventLoop {
         frontend: Frontend::new(&config, seed),
         tick_interval: config.tick_interval,
+        busy_poll: config.busy_poll,
         start: Instant::now(),
         clients: HashMap::default(),
         games: HashMap::default(),
@@ -470,6 +471,8 @@ impl OutQueue {
 struct EventLoop {
     frontend: Frontend,
     tick_interval: Duration,
+    /// How long to keep polling after traffic before sleeping.
+    busy_poll: Duration,
     start: Instant,
     clients: HashMap<ConnId, OutQueue, IdBuildHasher>,
     games: HashMap<GameId, OutQueue, IdBuildHasher>,
@@ -493,9 +496,11 @@ impl EventLoop {
         let mut tick = tokio::time::interval(self.tick_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let mut handled_traffic = false;
             tokio::select! {
                 event = rx.recv() => {
                     let Some(event) = event else { break };
+                    handled_traffic = true;
                     self.on_event(event);
                     for _ in 1..EVENTS_PER_TURN {
                         if self.frontend.pending_outputs() >= OUTPUTS_PER_PUMP {
@@ -530,6 +535,14 @@ impl EventLoop {
                 .machine
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()) = self.frontend.stats();
+            if handled_traffic && !self.busy_poll.is_zero() {
+                // Stay awake a little: `yield_now` lets the runtime poll the sockets
+                // (without blocking) and run the readers, which feed `rx`.
+                let until = Instant::now() + self.busy_poll;
+                while rx.is_empty() && Instant::now() < until {
+                    tokio::task::yield_now().await;
+                }
+            }
         }
         self.close_everything();
     }
