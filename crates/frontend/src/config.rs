@@ -105,8 +105,9 @@ pub struct FrontendConfig {
     /// before it sleeps, so that the answer to a message it just routed (a game
     /// server's output, a client's next input) finds it awake instead of paying a
     /// thread wake-up, which on small virtual machines costs tens of microseconds
-    /// per hop. Costs CPU only while traffic flows: the loop sleeps this long after
-    /// the last event. Zero turns it off. Default 100 µs.
+    /// per hop. Only after a turn shorter than this (routing, not a large fan-out),
+    /// and only while traffic flows: the loop sleeps this long after the last event.
+    /// Zero turns it off. Default 100 µs.
     pub busy_poll: Duration,
     /// First reconnect backoff ceiling for a lost game server (full jitter). Default 100 ms.
     pub reconnect_base: Duration,

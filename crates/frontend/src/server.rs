@@ -497,6 +497,7 @@ impl EventLoop {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let mut handled_traffic = false;
+            let turn_started = Instant::now();
             tokio::select! {
                 event = rx.recv() => {
                     let Some(event) = event else { break };
@@ -535,9 +536,15 @@ impl EventLoop {
                 .machine
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()) = self.frontend.stats();
-            if handled_traffic && !self.busy_poll.is_zero() {
-                // Stay awake a little: `yield_now` lets the runtime poll the sockets
-                // (without blocking) and run the readers, which feed `rx`.
+            // Stay awake a little after a short turn (a routed message, whose answer
+            // comes back soon); a long turn (a fan-out to many observers) keeps the
+            // CPU busy enough already and must not spend more of it spinning.
+            // `yield_now` lets the runtime poll the sockets (without blocking) and run
+            // the readers, which feed `rx`.
+            if handled_traffic
+                && !self.busy_poll.is_zero()
+                && turn_started.elapsed() < self.busy_poll
+            {
                 let until = Instant::now() + self.busy_poll;
                 while rx.is_empty() && Instant::now() < until {
                     tokio::task::yield_now().await;
