@@ -23,6 +23,24 @@ fn sink() -> std::net::SocketAddr {
     addr
 }
 
+/// Times `iters` calls of `call` in bursts of 1,000, letting the sender drain the
+/// queue between bursts (untimed): the application-side cost while the sender keeps up.
+fn steady(logger: &Logger, iters: u64, mut call: impl FnMut()) -> Duration {
+    let mut timed = Duration::ZERO;
+    let mut done = 0;
+    while done < iters {
+        let n = (iters - done).min(1000);
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            call();
+        }
+        timed += start.elapsed();
+        done += n;
+        logger.flush(Duration::from_secs(5));
+    }
+    timed
+}
+
 fn bench(c: &mut Criterion) {
     let addr = sink();
     let mut config = Config::with_collectors(&format!("tcp://{addr}")).expect("config");
@@ -42,20 +60,10 @@ fn bench(c: &mut Criterion) {
     // service). The variants below keep the queue permanently full instead.
     group.bench_function("steady_log_macro_two_fields", |b| {
         b.iter_custom(|iters| {
-            let mut timed = Duration::ZERO;
-            let mut done = 0;
-            while done < iters {
-                let n = (iters - done).min(1000);
-                let start = std::time::Instant::now();
-                for _ in 0..n {
-                    i += 1;
-                    log::info!(user = i, action = "login"; "user logged in");
-                }
-                timed += start.elapsed();
-                done += n;
-                logger.flush(Duration::from_secs(5));
-            }
-            timed
+            steady(&logger, iters, || {
+                i += 1;
+                log::info!(user = i, action = "login"; "user logged in");
+            })
         })
     });
     group.bench_function("saturated_log_macro_two_fields", |b| {
@@ -79,20 +87,10 @@ fn bench(c: &mut Criterion) {
     tracing::subscriber::with_default(subscriber, || {
         group.bench_function("steady_tracing_two_fields", |b| {
             b.iter_custom(|iters| {
-                let mut timed = Duration::ZERO;
-                let mut done = 0;
-                while done < iters {
-                    let n = (iters - done).min(1000);
-                    let start = std::time::Instant::now();
-                    for _ in 0..n {
-                        i += 1;
-                        tracing::info!(user = i, action = "login", "user logged in");
-                    }
-                    timed += start.elapsed();
-                    done += n;
-                    logger.flush(Duration::from_secs(5));
-                }
-                timed
+                steady(&logger, iters, || {
+                    i += 1;
+                    tracing::info!(user = i, action = "login", "user logged in");
+                })
             })
         });
         group.bench_function("saturated_tracing_two_fields", |b| {
