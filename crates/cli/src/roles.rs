@@ -24,6 +24,9 @@ pub struct FrontendArgs {
     /// Per-connection send budget in bytes; past it a slow observer is resynced.
     #[arg(long, default_value_t = 128 * 1024)]
     send_budget: usize,
+    /// Most client connections at once; more are told `Overloaded` and closed.
+    #[arg(long, default_value_t = 100_000)]
+    max_clients: usize,
     /// File holding the fleet's session-token key: 64 hex digits (32 bytes). Every
     /// front-end of a fleet must use the same key, or clients that move between them
     /// get new sessions instead of resuming. Default: a key of this process only.
@@ -117,6 +120,7 @@ pub fn frontend(args: FrontendArgs) -> Result<()> {
             game_servers: args.game.clone(),
             server_id: args.id.clone(),
             send_budget: args.send_budget,
+            max_clients: args.max_clients,
             ..FrontendConfig::default()
         };
         let server = FrontendServer::bind(config).await?;

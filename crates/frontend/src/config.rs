@@ -83,6 +83,10 @@ pub struct FrontendConfig {
     /// Hard limit of queued bytes for frames that cannot be dropped (game outputs): past
     /// it the connection is closed with `Error{Overloaded}`. Default 4 MiB.
     pub max_queued_bytes: usize,
+    /// Most client connections held at once. A client past it gets `Error{Overloaded}`
+    /// and is closed at once, so it picks another front-end instead of waiting for a
+    /// timeout; the process keeps descriptors for its game links. Default 100,000.
+    pub max_clients: usize,
     /// Bounds of each world replica's ring of recent batches.
     pub ring: RingLimits,
     /// The largest frame accepted or produced (type byte + body). Default 1 MiB.
@@ -141,6 +145,7 @@ impl Default for FrontendConfig {
             max_client_frame_len: flotilla_wire::CLIENT_MAX_FRAME_LEN,
             max_hello_frame_len: flotilla_wire::HELLO_MAX_FRAME_LEN,
             max_game_queued_bytes: 8 << 20,
+            max_clients: 100_000,
             tick_interval: Duration::from_millis(250),
             busy_poll: Duration::from_micros(100),
             reconnect_base: Duration::from_millis(100),
@@ -157,6 +162,9 @@ impl FrontendConfig {
     pub fn validate(&self) -> Result<(), FrontendError> {
         if self.send_budget == 0 {
             return Err(FrontendError::InvalidConfig("send_budget must be above 0"));
+        }
+        if self.max_clients == 0 {
+            return Err(FrontendError::InvalidConfig("max_clients must be above 0"));
         }
         if self.max_queued_bytes < self.send_budget {
             return Err(FrontendError::InvalidConfig(

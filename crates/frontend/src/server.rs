@@ -40,7 +40,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -102,6 +102,7 @@ pub struct ServerStats {
     game_connects: AtomicU64,
     game_bytes_queued: AtomicU64,
     client_read_pauses: AtomicU64,
+    refused: AtomicU64,
 }
 
 /// A copy of a running front-end's counters.
@@ -121,6 +122,8 @@ pub struct StatsSnapshot {
     pub game_bytes_queued: u64,
     /// Times client reading was paused because a game-server link was full.
     pub client_read_pauses: u64,
+    /// Client connections refused with `Overloaded` because `max_clients` were open.
+    pub refused: u64,
 }
 
 impl ServerStats {
@@ -137,6 +140,7 @@ impl ServerStats {
             game_connects: self.game_connects.load(Ordering::Relaxed),
             game_bytes_queued: self.game_bytes_queued.load(Ordering::Relaxed),
             client_read_pauses: self.client_read_pauses.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
         }
     }
 }
@@ -296,6 +300,7 @@ async fn serve(
     let (pause_clients, pause_rx) = watch::channel(false);
     tasks.push(tokio::spawn(accept_clients(
         listener,
+        config.max_clients,
         ReadLimits {
             first_frame: config.max_hello_frame_len,
             frame: config.max_client_frame_len,
@@ -927,12 +932,23 @@ async fn read_client(
 
 async fn accept_clients(
     listener: TcpListener,
+    max_clients: usize,
     limits: ReadLimits,
     tx: mpsc::Sender<Event>,
     stats: Arc<ServerStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut next_conn: u64 = 1;
+    // Client connections whose reader still runs.
+    let open = Arc::new(AtomicUsize::new(0));
+    let full = {
+        use flotilla_wire::Message as _;
+        flotilla_wire::FrontendToClient::Error {
+            code: flotilla_wire::ErrorCode::Overloaded,
+            text: "front-end full: try another".to_owned(),
+        }
+        .encode_to_bytes()
+    };
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -941,6 +957,17 @@ async fn accept_clients(
         match accepted {
             Ok((stream, _peer)) => {
                 let _ = stream.set_nodelay(true);
+                if open.load(Ordering::Relaxed) >= max_clients {
+                    // Best effort, never waiting: the client learns why and moves on.
+                    // Whatever it already sent is read first, so that closing does not
+                    // reset the connection before it reads the answer.
+                    let mut discard = [0u8; 512];
+                    let _ = stream.try_read(&mut discard);
+                    let _ = stream.try_write(&full);
+                    stats.refused.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                open.fetch_add(1, Ordering::Relaxed);
                 let conn = ConnId(next_conn);
                 next_conn += 1;
                 stats.accepted.fetch_add(1, Ordering::Relaxed);
@@ -952,7 +979,12 @@ async fn accept_clients(
                 {
                     return;
                 }
-                tokio::spawn(read_client(conn, stream, limits.clone(), tx.clone()));
+                let open = Arc::clone(&open);
+                let reader = read_client(conn, stream, limits.clone(), tx.clone());
+                tokio::spawn(async move {
+                    reader.await;
+                    open.fetch_sub(1, Ordering::Relaxed);
+                });
             }
             Err(error) => {
                 // Out of file descriptors or similar: wait a little instead of spinning.
