@@ -89,6 +89,23 @@ pub struct ReadyCounts {
     pub closed: usize,
 }
 
+impl ReadyCounts {
+    /// Adds the `counts` a worker reported in `line` (absent counts add nothing).
+    pub fn add_reported(&mut self, line: &serde_json::Value) -> Result<(), crate::BenchError> {
+        let counts: ReadyCounts = line
+            .get("counts")
+            .cloned()
+            .map(serde_json::from_value)
+            .transpose()?
+            .unwrap_or_default();
+        self.connected += counts.connected;
+        self.subscribed += counts.subscribed;
+        self.failed += counts.failed;
+        self.closed += counts.closed;
+        Ok(())
+    }
+}
+
 /// A running set of observer threads.
 #[derive(Debug)]
 pub(crate) struct ObserverPool {

@@ -443,16 +443,7 @@ impl ObserverGroup {
         let timeout = Duration::from_secs(90).max(Duration::from_millis(12 * spec.count as u64));
         for worker in &mut group.workers {
             let ready = worker.expect("ready", timeout)?;
-            let counts: ReadyCounts = ready
-                .get("counts")
-                .cloned()
-                .map(serde_json::from_value)
-                .transpose()?
-                .unwrap_or_default();
-            total.connected += counts.connected;
-            total.subscribed += counts.subscribed;
-            total.failed += counts.failed;
-            total.closed += counts.closed;
+            total.add_reported(&ready)?;
         }
         Ok((group, total))
     }
@@ -493,16 +484,7 @@ impl ObserverGroup {
         let mut total = ReadyCounts::default();
         for worker in &mut self.workers {
             let line = worker.expect("counts", Duration::from_secs(10))?;
-            let counts: ReadyCounts = line
-                .get("counts")
-                .cloned()
-                .map(serde_json::from_value)
-                .transpose()?
-                .unwrap_or_default();
-            total.connected += counts.connected;
-            total.subscribed += counts.subscribed;
-            total.failed += counts.failed;
-            total.closed += counts.closed;
+            total.add_reported(&line)?;
         }
         Ok(total)
     }

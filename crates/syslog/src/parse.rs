@@ -486,23 +486,7 @@ fn strict_header_field(
     max: usize,
 ) -> Result<(Option<&str>, usize), Error> {
     let (bytes, next) = token(input, pos);
-    if bytes.is_empty() {
-        return Err(Error::FieldEmpty { field });
-    }
-    if let Some(i) = bytes.iter().position(|&b| !is_print_ascii(b)) {
-        return Err(Error::ForbiddenByte {
-            field,
-            offset: pos + i,
-            byte: bytes.get(i).copied().unwrap_or(0),
-        });
-    }
-    if bytes.len() > max {
-        return Err(Error::FieldTooLong {
-            field,
-            len: bytes.len(),
-            max,
-        });
-    }
+    check_token(field, bytes, pos, max, is_print_ascii)?;
     if bytes == b"-" {
         return Ok((None, next));
     }
@@ -606,21 +590,33 @@ fn scan_sd_element(input: &[u8], pos: usize, strict: bool) -> Result<usize, Erro
 }
 
 fn check_sd_name_at(field: Field, name: &[u8], at: usize) -> Result<(), Error> {
-    if name.is_empty() {
+    check_token(field, name, at, MAX_SD_NAME_LEN, is_sd_name_byte)
+}
+
+/// The rules shared by header fields and SD names: not empty, every byte `allowed`
+/// (the first offender reported at its offset `at + i`), at most `max` bytes.
+fn check_token(
+    field: Field,
+    bytes: &[u8],
+    at: usize,
+    max: usize,
+    allowed: fn(u8) -> bool,
+) -> Result<(), Error> {
+    if bytes.is_empty() {
         return Err(Error::FieldEmpty { field });
     }
-    if let Some(i) = name.iter().position(|&b| !is_sd_name_byte(b)) {
+    if let Some(i) = bytes.iter().position(|&b| !allowed(b)) {
         return Err(Error::ForbiddenByte {
             field,
             offset: at + i,
-            byte: name.get(i).copied().unwrap_or(0),
+            byte: bytes.get(i).copied().unwrap_or(0),
         });
     }
-    if name.len() > MAX_SD_NAME_LEN {
+    if bytes.len() > max {
         return Err(Error::FieldTooLong {
             field,
-            len: name.len(),
-            max: MAX_SD_NAME_LEN,
+            len: bytes.len(),
+            max,
         });
     }
     Ok(())
