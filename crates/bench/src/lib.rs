@@ -19,6 +19,7 @@
 //! identical code paths for both systems).
 #![forbid(unsafe_code)]
 
+pub mod affinity;
 pub mod connections;
 pub mod fanout;
 mod game_side;
@@ -82,5 +83,5 @@ impl BenchError {
 
 pub use connections::{ConnectionsConfig, ConnectionsReport, run_connections};
 pub use fanout::{FanoutConfig, FanoutReport, run_fanout};
-pub use hop::{HopConfig, HopReport, HopRound, run_hop};
+pub use hop::{HopConfig, HopReport, HopRound, HopRun, Placement, run_hop};
 pub use workers::{WorkerArgs, WorkerLauncher, worker_main};

@@ -31,6 +31,9 @@ pub enum WorkerArgs {
         /// Where to listen for clients.
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
+        /// Run every thread of the worker on this CPU only.
+        #[arg(long)]
+        cpu: Option<usize>,
     },
     /// Run observers: connect, handshake, subscribe, print `{"event":"ready",…}`, then
     /// obey `start` / `stop` lines on stdin (each `stop` prints a report) until stdin
@@ -60,7 +63,7 @@ pub enum WorkerArgs {
 /// Runs a worker until its stdin closes. Progress on stderr, results on stdout.
 pub fn worker_main(args: WorkerArgs) -> Result<(), BenchError> {
     match args {
-        WorkerArgs::Frontend { game, listen } => frontend_worker(game, listen),
+        WorkerArgs::Frontend { game, listen, cpu } => frontend_worker(game, listen, cpu),
         WorkerArgs::Observers {
             protocol,
             server,
@@ -85,7 +88,11 @@ fn print_line(value: &Value) -> Result<(), BenchError> {
     out.flush().map_err(BenchError::io("flushing stdout"))
 }
 
-fn frontend_worker(game: String, listen: SocketAddr) -> Result<(), BenchError> {
+fn frontend_worker(game: String, listen: SocketAddr, cpu: Option<usize>) -> Result<(), BenchError> {
+    if let Some(cpu) = cpu {
+        // Before any thread starts: the runtime's and the front-end's threads inherit it.
+        crate::affinity::pin_current_thread(cpu)?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -322,12 +329,22 @@ pub(crate) struct FrontendWorker {
 }
 
 impl FrontendWorker {
-    /// Starts a front-end connected to `game`.
+    /// Starts a front-end connected to `game`, on every CPU the harness may use.
     pub fn start(launcher: &WorkerLauncher, game: SocketAddr) -> Result<Self, BenchError> {
-        let mut worker = launcher.spawn(
-            "frontend",
-            &["frontend".into(), "--game".into(), game.to_string()],
-        )?;
+        Self::start_on(launcher, game, None)
+    }
+
+    /// Starts a front-end connected to `game`, its threads confined to `cpu` if given.
+    pub fn start_on(
+        launcher: &WorkerLauncher,
+        game: SocketAddr,
+        cpu: Option<usize>,
+    ) -> Result<Self, BenchError> {
+        let mut args = vec!["frontend".into(), "--game".into(), game.to_string()];
+        if let Some(cpu) = cpu {
+            args.extend(["--cpu".into(), cpu.to_string()]);
+        }
+        let mut worker = launcher.spawn("frontend", &args)?;
         let listening = worker.expect("listening", Duration::from_secs(20))?;
         let addr = listening
             .get("addr")

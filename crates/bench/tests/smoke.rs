@@ -6,8 +6,8 @@
 
 use flotilla_bench::lean::Protocol;
 use flotilla_bench::{
-    ConnectionsConfig, FanoutConfig, HopConfig, WorkerLauncher, run_connections, run_fanout,
-    run_hop,
+    ConnectionsConfig, FanoutConfig, HopConfig, Placement, WorkerLauncher, run_connections,
+    run_fanout, run_hop,
 };
 
 fn launcher() -> WorkerLauncher {
@@ -15,34 +15,59 @@ fn launcher() -> WorkerLauncher {
 }
 
 #[test]
-fn hop_measures_both_paths() {
+fn hop_measures_both_paths_in_both_placements() {
     let report = run_hop(
         &HopConfig {
             requests: 200,
             warmup: 20,
             payload_len: 64,
             rounds: 4,
+            placements: vec![Placement::OneCore, Placement::Free],
         },
         &launcher(),
     )
     .unwrap();
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["bench"], "hop");
-    assert_eq!(report.direct.count, 200);
-    assert_eq!(report.via_frontend.count, 200);
-    assert!(report.direct.p50_us > 0.0 && report.via_frontend.p50_us > 0.0);
-    // One more hop cannot be faster than none at the median.
-    assert!(report.ratio_p50 > 1.0, "{report:?}");
-    assert!(report.ratio_p99 > 0.0);
-    assert_eq!(report.rounds, 4);
-    assert_eq!(report.per_round.len(), 4);
+    assert_eq!(json["judged_on"], "one-core");
+    assert_eq!(report.runs.len(), 2);
+    assert_eq!(json["runs"][0]["placement"], "one-core");
+    assert!(report.runs[0].cpu.is_some());
+    assert_eq!(json["runs"][1]["placement"], "free");
+    assert_eq!(report.runs[1].cpu, None);
+    assert_eq!(report.meets_targets, report.runs[0].meets_targets);
+    for run in &report.runs {
+        assert_eq!(run.direct.count, 200);
+        assert_eq!(run.via_frontend.count, 200);
+        assert!(run.direct.p50_us > 0.0 && run.via_frontend.p50_us > 0.0);
+        // One more hop cannot be faster than none at the median.
+        assert!(run.ratio_p50 > 1.0, "{run:?}");
+        assert!(run.ratio_p99 > 0.0);
+        assert_eq!(run.rounds, 4);
+        assert_eq!(run.per_round.len(), 4);
+        assert_eq!(run.per_round.iter().map(|r| r.requests).sum::<usize>(), 200);
+        assert!(run.per_round.iter().all(|r| r.ratio_p50 > 0.0));
+        assert!(run.median_ratio_p50 > 0.0 && run.median_ratio_p99 > 0.0);
+    }
+    // The pinning ended with the run: this thread may use every CPU again.
+    let cpus = flotilla_bench::affinity::allowed_cpus().unwrap();
     assert_eq!(
-        report.per_round.iter().map(|r| r.requests).sum::<usize>(),
-        200
+        cpus.len(),
+        std::thread::available_parallelism().unwrap().get()
     );
-    assert!(report.per_round.iter().all(|r| r.ratio_p50 > 0.0));
-    assert!(report.median_ratio_p50 > 0.0 && report.median_ratio_p99 > 0.0);
-    assert_eq!(json["per_round"].as_array().map(Vec::len), Some(4));
+}
+
+#[test]
+fn hop_without_placements_is_an_error() {
+    let error = run_hop(
+        &HopConfig {
+            placements: Vec::new(),
+            ..HopConfig::default()
+        },
+        &launcher(),
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("placement"), "{error}");
 }
 
 #[test]

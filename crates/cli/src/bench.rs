@@ -66,6 +66,16 @@ pub struct HopArgs {
     /// median).
     #[arg(long, default_value_t = 5)]
     rounds: usize,
+    /// Placements to measure, in order (the targets are judged on the first):
+    /// `one-core` pins the harness, the game server and the front-end to one CPU, `free`
+    /// leaves them to the scheduler.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "one-core,free"
+    )]
+    placement: Vec<flotilla_bench::Placement>,
     /// Print the JSON object on one line.
     #[arg(long)]
     json: bool,
@@ -154,6 +164,7 @@ pub fn run(which: BenchCommand) -> Result<()> {
                 warmup: args.warmup,
                 payload_len: args.payload,
                 rounds: args.rounds,
+                placements: args.placement.clone(),
             };
             let report = flotilla_bench::run_hop(&config, &WorkerLauncher::flotilla_cli()?)?;
             print_report(&report, args.json)

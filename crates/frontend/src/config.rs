@@ -111,7 +111,8 @@ pub struct FrontendConfig {
     /// thread wake-up, which on small virtual machines costs tens of microseconds
     /// per hop. Only after a turn shorter than this (routing, not a large fan-out),
     /// and only while traffic flows: the loop sleeps this long after the last event.
-    /// Zero turns it off. Default 100 µs.
+    /// The spinning yields the core between polls, so a thread sharing the core is not
+    /// held up by it. Zero turns it off. Default 100 µs.
     pub busy_poll: Duration,
     /// First reconnect backoff ceiling for a lost game server (full jitter). Default 100 ms.
     pub reconnect_base: Duration,

@@ -594,7 +594,10 @@ impl EventLoop {
             // comes back soon); a long turn (a fan-out to many observers) keeps the
             // CPU busy enough already and must not spend more of it spinning.
             // `yield_now` lets the runtime poll the sockets (without blocking) and run
-            // the readers, which feed `rx`.
+            // the readers, which feed `rx`. Each spin also gives the core away
+            // (`sched_yield`): a thread woken on this core (a game server or client
+            // sharing it) runs at once instead of waiting for the spinner's time slice,
+            // and on a core of its own the call returns at once.
             if handled_traffic
                 && !left
                 && !self.busy_poll.is_zero()
@@ -602,6 +605,7 @@ impl EventLoop {
             {
                 let until = Instant::now() + self.busy_poll;
                 while rx.is_empty() && Instant::now() < until {
+                    std::thread::yield_now();
                     tokio::task::yield_now().await;
                 }
             }
