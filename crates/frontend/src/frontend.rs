@@ -236,6 +236,12 @@ fn compact_world_id(world: WorldId) -> WorldId {
     WorldId::new(world.as_str()).unwrap_or(world)
 }
 
+/// A copy of `bytes` in an allocation of its own, for the same reason as
+/// [`compact_world_id`]: a world's description is kept as long as it is announced.
+fn compact_bytes(bytes: &Bytes) -> Bytes {
+    Bytes::copy_from_slice(bytes)
+}
+
 /// Bytes of the session id at the start of a token.
 const TOKEN_ID_LEN: usize = 8;
 /// A token: the session id and its HMAC-SHA256 tag.
@@ -781,23 +787,27 @@ impl Frontend {
                     );
                     return;
                 }
-                if let WorldChange::Moved { from } = self.router.world_added(game, world.clone()) {
-                    self.move_world(now, &world, from, game);
+                let info = compact_bytes(&info);
+                if let WorldChange::Moved { from, to } =
+                    self.router.world_added(game, world.clone(), info)
+                {
+                    self.move_world(now, &world, from, to);
                 }
-                if let Some(batch) = self.directory.set(&world, info) {
-                    self.fan_out_directory(now, batch);
-                }
+                // The directory shows the host's description (a fallback's refresh
+                // changes nothing there).
+                self.update_directory(now, &world);
             }
             GameToFrontend::WorldRemoved { world } => {
-                let was_host = self.router.world_removed(game, &world);
-                if was_host {
-                    if let Some(batch) = self.directory.remove(&world) {
-                        self.fan_out_directory(now, batch);
-                    }
+                let change = self.router.world_removed(game, &world);
+                if matches!(change, WorldChange::Removed | WorldChange::Moved { .. }) {
+                    self.update_directory(now, &world);
+                }
+                if let WorldChange::Moved { from, to } = change {
+                    self.fall_back(now, &world, from, to, "stopped announcing it");
                 }
                 let fed_by_game =
                     self.factory.get(&world).and_then(ReplicaMachine::host) == Some(game);
-                if was_host || fed_by_game {
+                if change == WorldChange::Removed || fed_by_game {
                     self.end_world(now, &world, ErrorCode::UnknownWorld, "world removed");
                 }
             }
@@ -896,6 +906,29 @@ impl Frontend {
         );
     }
 
+    /// A world's host `from` stopped announcing it and it fell back to `to`, another game
+    /// server announcing it: the replica resubscribes upstream to `to` (its subscribers
+    /// stay, and get what they missed from the new host).
+    fn fall_back(&mut self, now: Duration, world: &WorldId, from: GameId, to: GameId, why: &str) {
+        log::info!(
+            "world {}: host game link {from:?} {why}; falling back to game link {to:?}",
+            world.as_str()
+        );
+        self.move_world(now, world, from, to);
+    }
+
+    /// Makes `world`'s directory entry show its host's description, or removes it when no
+    /// game server announces the world any more.
+    fn update_directory(&mut self, now: Duration, world: &WorldId) {
+        let batch = match self.router.host_info(world) {
+            Some(info) => self.directory.set(world, info.clone()),
+            None => self.directory.remove(world),
+        };
+        if let Some(batch) = batch {
+            self.fan_out_directory(now, batch);
+        }
+    }
+
     fn fan_out_directory(&mut self, now: Duration, batch: Bytes) {
         let (mut outbox, _, directory) = self.outbox(now);
         outbox.fan_out_batch(directory.machine_mut(), &batch);
@@ -950,11 +983,18 @@ impl Frontend {
             return;
         }
         log::info!("game link {game:?} gone");
-        for world in self.router.remove_game(game) {
-            if let Some(batch) = self.directory.remove(&world) {
-                self.fan_out_directory(now, batch);
+        let changes = self.router.remove_game(game);
+        for (world, change) in &changes {
+            if matches!(change, WorldChange::Removed | WorldChange::Moved { .. }) {
+                self.update_directory(now, world);
             }
         }
+        for (world, change) in &changes {
+            if let WorldChange::Moved { from, to } = *change {
+                self.fall_back(now, world, from, to, "is gone");
+            }
+        }
+        // Replicas still fed by the lost game server are of worlds nobody announces now.
         for world in self.factory.worlds_of(game) {
             self.end_world(
                 now,
