@@ -119,7 +119,10 @@ fn main() {
             measure(echo_server(Some(last)), Some(first)),
         );
     }
-    report("echo, placed by the scheduler", measure(echo_server(None), None));
+    report(
+        "echo, placed by the scheduler",
+        measure(echo_server(None), None),
+    );
     report(
         "echo through a spinning relay, placed by the scheduler",
         measure(spinning_relay(echo_server(None)), None),
