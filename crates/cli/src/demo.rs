@@ -156,8 +156,14 @@ async fn demo(args: DemoArgs) -> Result<()> {
             args.worlds, args.bots, args.observers, args.duration
         );
     }
-    // Let the front-ends connect to the game server and learn its worlds.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wait until every front-end has connected to the game server and learnt its
+    // worlds, watching each one's `$directory` world the way any client discovers games.
+    let arenas: Vec<WorldId> = (1..=args.worlds)
+        .map(|n| WorldId::new(&format!("arena-{n}")))
+        .collect::<Result<_, _>>()?;
+    for &addr in &fe_addrs {
+        wait_for_worlds(addr, &arenas, Duration::from_secs(10)).await?;
+    }
 
     let shared = Arc::new(Shared {
         delivered: AtomicU64::new(0),
@@ -384,4 +390,41 @@ async fn demo(args: DemoArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Watches `frontend`'s `$directory` world until it lists every one of `worlds`.
+async fn wait_for_worlds(
+    frontend: std::net::SocketAddr,
+    worlds: &[WorldId],
+    within: Duration,
+) -> Result<()> {
+    let config = ClientConfig {
+        client_name: "demo-directory".into(),
+        mode: ReplicaMode::Full,
+        ..ClientConfig::default()
+    };
+    let client = Client::connect(frontend, config)
+        .await
+        .with_context(|| format!("watching the directory of {frontend}"))?;
+    client.subscribe(WorldId::DIRECTORY, None)?;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let listed = worlds.iter().all(|world| {
+            client
+                .get(&WorldId::DIRECTORY, world.as_str().as_bytes())
+                .is_some()
+        });
+        if listed {
+            client.close();
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            client.close();
+            bail!(
+                "front-end {frontend} did not list all {} worlds within {within:?}",
+                worlds.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -38,6 +38,18 @@ pub enum GameError {
         /// The configured maximum frame length.
         max_frame_len: usize,
     },
+    /// A world description (`add_world`, `set_info`) or an output payload
+    /// (`send_output`) would make a frame longer than the configured maximum, which the
+    /// front-ends would refuse by closing the whole link; nothing was sent or changed.
+    #[error("{what} makes a {frame_len}-byte frame, over the maximum frame length {max_frame_len}")]
+    FrameTooLarge {
+        /// What was too large: "world info" or "output payload".
+        what: &'static str,
+        /// The length of the frame it would make (type byte + body).
+        frame_len: usize,
+        /// The configured maximum frame length.
+        max_frame_len: usize,
+    },
     /// A frame could not be encoded (for example an oversized output payload).
     #[error("wire error: {0}")]
     Wire(#[from] WireError),

@@ -226,6 +226,12 @@ impl GameServer {
         if id.is_reserved() {
             return Err(GameError::ReservedWorldId(id));
         }
+        let added = GameToFrontend::WorldAdded {
+            world: id.clone(),
+            info: info.clone(),
+        }
+        .encode_to_bytes();
+        check_frame_len(&added, "world info", self.shared.config.max_frame_len)?;
         let epoch = random_epoch()?;
         let mut registry = lock(&self.shared.registry);
         if registry.worlds.contains_key(&id) {
@@ -241,8 +247,7 @@ impl GameServer {
                 removed: false,
             }),
         });
-        registry.worlds.insert(id.clone(), Arc::clone(&cell));
-        let added = GameToFrontend::WorldAdded { world: id, info }.encode_to_bytes();
+        registry.worlds.insert(id, Arc::clone(&cell));
         self.shared.broadcast(&registry, &added);
         Ok(WorldHandle {
             shared: Arc::clone(&self.shared),
@@ -291,6 +296,13 @@ impl GameServer {
         session: SessionId,
         payload: Bytes,
     ) -> Result<(), GameError> {
+        let output = GameToFrontend::Output {
+            world: world.clone(),
+            session,
+            payload,
+        }
+        .encode_to_bytes();
+        check_frame_len(&output, "output payload", self.shared.config.max_frame_len)?;
         let link = {
             let registry = lock(&self.shared.registry);
             registry
@@ -302,13 +314,8 @@ impl GameServer {
         let Some(link) = link else {
             return Err(GameError::UnknownSession(session));
         };
-        let output = GameToFrontend::Output {
-            world: world.clone(),
-            session,
-            payload,
-        };
         link.outbox
-            .push(output.encode_to_bytes(), FrameKind::Other)
+            .push(output, FrameKind::Other)
             .map_err(|_| GameError::LinkClosing(session))
     }
 
@@ -411,4 +418,22 @@ pub(crate) fn error_frame(code: ErrorCode, text: impl Into<String>) -> Bytes {
 /// Resolves once `shutdown` turns true or its sender is gone.
 pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Refuses an encoded frame (with its 4-byte length prefix) whose type byte and body are
+/// longer than `max_frame_len`: the front-end would close the whole link on it.
+pub(crate) fn check_frame_len(
+    frame: &Bytes,
+    what: &'static str,
+    max_frame_len: usize,
+) -> Result<(), GameError> {
+    let frame_len = frame.len().saturating_sub(4);
+    if frame_len > max_frame_len {
+        return Err(GameError::FrameTooLarge {
+            what,
+            frame_len,
+            max_frame_len,
+        });
+    }
+    Ok(())
 }

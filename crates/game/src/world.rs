@@ -114,19 +114,20 @@ impl WorldHandle {
     /// Changes the world's description and announces it again (`WorldAdded`) to every
     /// front-end.
     pub fn set_info(&self, info: Bytes) -> Result<(), GameError> {
+        let added = GameToFrontend::WorldAdded {
+            world: self.cell.id.clone(),
+            info: info.clone(),
+        }
+        .encode_to_bytes();
+        crate::server::check_frame_len(&added, "world info", self.shared.config.max_frame_len)?;
         let registry = lock(&self.shared.registry);
         {
             let mut core = lock(&self.cell.core);
             if core.removed {
                 return Err(GameError::UnknownWorld(self.cell.id.clone()));
             }
-            core.info = info.clone();
+            core.info = info;
         }
-        let added = GameToFrontend::WorldAdded {
-            world: self.cell.id.clone(),
-            info,
-        }
-        .encode_to_bytes();
         for link in registry.frontends.values() {
             let _ = link.outbox.push(added.clone(), FrameKind::Other);
         }

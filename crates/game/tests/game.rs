@@ -908,3 +908,68 @@ async fn a_full_input_queue_pushes_back_and_never_drops_session_events() {
     assert_eq!(inputs, expected);
     assert_eq!(server.stats().events_dropped, 0);
 }
+
+#[tokio::test]
+async fn oversized_world_info_and_outputs_are_refused_and_the_link_stays_up() {
+    let server = GameServer::bind(
+        "127.0.0.1:0",
+        GameConfig {
+            max_frame_len: 4096,
+            ..config()
+        },
+    )
+    .await
+    .unwrap();
+    let arena = world("arena");
+    let too_large = |result: Result<_, flotilla_game::GameError>, what: &str| match result {
+        Err(flotilla_game::GameError::FrameTooLarge {
+            what: refused,
+            frame_len,
+            max_frame_len: 4096,
+        }) => {
+            assert_eq!(refused, what);
+            assert!(frame_len > 4096);
+        }
+        Err(other) => panic!("expected FrameTooLarge, got {other}"),
+        Ok(_) => panic!("expected FrameTooLarge, got Ok"),
+    };
+    too_large(
+        server
+            .add_world(arena.clone(), Bytes::from(vec![b'i'; 5000]))
+            .map(|_| ()),
+        "world info",
+    );
+    assert!(server.world(&arena).is_none(), "nothing was hosted");
+    let handle = server
+        .add_world(arena.clone(), Bytes::from_static(b"small"))
+        .unwrap();
+    let mut fe = FakeFrontend::connect(&server, "fe").await;
+    assert!(matches!(
+        fe.recv().await,
+        GameToFrontend::WorldAdded { info, .. } if info == "small"
+    ));
+    too_large(handle.set_info(Bytes::from(vec![b'i'; 5000])), "world info");
+    fe.send(FrontendToGame::SessionOpened {
+        session: SessionId(7),
+        client_name: "alice".to_owned(),
+    })
+    .await;
+    wait_for(|| server.session_frontend(SessionId(7)).is_some()).await;
+    too_large(
+        server.send_output(&arena, SessionId(7), Bytes::from(vec![b'o'; 5000])),
+        "output payload",
+    );
+    // Nothing oversized went out, and the link still carries what fits.
+    handle.set_info(Bytes::from_static(b"renamed")).unwrap();
+    server
+        .send_output(&arena, SessionId(7), Bytes::from_static(b"fits"))
+        .unwrap();
+    assert!(matches!(
+        fe.recv().await,
+        GameToFrontend::WorldAdded { info, .. } if info == "renamed"
+    ));
+    assert!(matches!(
+        fe.recv().await,
+        GameToFrontend::Output { payload, .. } if payload == "fits"
+    ));
+}
