@@ -57,6 +57,8 @@ async fn frontend(game: &GameServer, id: &str, send_budget: usize) -> FrontendSe
         game_servers: vec![game.local_addr().to_string()],
         server_id: id.into(),
         send_budget,
+        // Short, so the lifecycle test sees the replica go soon after its last subscriber.
+        replica_grace_period: Duration::from_millis(300),
         ..FrontendConfig::default()
     };
     let fe = FrontendServer::bind(config).await.unwrap();

@@ -75,13 +75,19 @@ pub struct FrontendConfig {
     /// Ping a game server after this long without sending it anything. Default 1 s.
     pub game_ping_interval: Duration,
     /// Close a game-server link after this long without receiving anything. Default 3 s.
+    /// Also how long a game-server link may stay over
+    /// [`max_game_queued_bytes`](Self::max_game_queued_bytes) without any byte written to
+    /// it (a game server that pings but does not read) before it is closed with
+    /// `Error{Overloaded}`.
     pub game_idle_timeout: Duration,
     /// Bytes a client connection may have queued (sent by the machine, not yet written to
     /// its socket) before its change batches are dropped and it is resynced from a
     /// snapshot once it drains. Default 128 KiB.
     pub send_budget: usize,
-    /// Hard limit of queued bytes for frames that cannot be dropped (game outputs): past
-    /// it the connection is closed with `Error{Overloaded}`. Default 4 MiB.
+    /// Hard limit of a client connection's queued bytes for every kind of frame (control
+    /// frames, snapshots, game outputs; batches past the send budget are dropped instead):
+    /// a frame that would take the connection past it closes the connection with
+    /// `Error{Overloaded}`. Default 4 MiB.
     pub max_queued_bytes: usize,
     /// Most client connections held at once. A client past it gets `Error{Overloaded}`
     /// and is closed at once, so it picks another front-end instead of waiting for a
@@ -97,11 +103,23 @@ pub struct FrontendConfig {
     /// The largest first frame (the `Hello`) of a client. Default 4 KiB.
     pub max_hello_frame_len: usize,
     /// Bytes queued for one game server (client inputs not yet written to it) past which
-    /// the front-end stops reading clients until it is under half. Default 8 MiB.
+    /// the front-end stops reading clients until it is under half. While clients are not
+    /// read they are not timed out for silence. A link that stays past this limit with
+    /// nothing written to it for [`game_idle_timeout`](Self::game_idle_timeout) is closed
+    /// with `Error{Overloaded}` (its worlds fall back to another host or end with
+    /// `Unavailable`), so reading resumes. Default 8 MiB.
     pub max_game_queued_bytes: usize,
-    /// The largest upstream snapshot (keys and values, all parts): a game server sending
-    /// a bigger one is closed with `Error{Overloaded}`. Default 256 MiB.
+    /// The largest upstream snapshot, all parts: keys, values and
+    /// [`SNAPSHOT_ENTRY_OVERHEAD_BYTES`](flotilla_wire::SNAPSHOT_ENTRY_OVERHEAD_BYTES) per
+    /// entry, and while parts are being collected also the part frames held. A game
+    /// server sending a bigger one is closed with `Error{Overloaded}`. Default 256 MiB.
     pub max_snapshot_bytes: usize,
+    /// How long a world's replica is kept after its last subscriber left before it is
+    /// destroyed and unsubscribed upstream (checked on each tick), so that a client
+    /// unsubscribing and subscribing again does not make the game server encode a full
+    /// snapshot each time: a subscriber arriving within this time reuses the replica
+    /// with no upstream traffic. Zero destroys it at once. Default 5 s.
+    pub replica_grace_period: Duration,
     /// How often the shell feeds [`Input::Tick`](crate::Input::Tick) (keep-alive checks).
     /// Default 250 ms.
     pub tick_interval: Duration,
@@ -147,6 +165,7 @@ impl Default for FrontendConfig {
             max_hello_frame_len: flotilla_wire::HELLO_MAX_FRAME_LEN,
             max_game_queued_bytes: 8 << 20,
             max_clients: 100_000,
+            replica_grace_period: Duration::from_secs(5),
             tick_interval: Duration::from_millis(250),
             busy_poll: Duration::from_micros(100),
             reconnect_base: Duration::from_millis(100),

@@ -1,10 +1,14 @@
 //! The factory: creates a world's replica machine on its first subscriber and destroys it
-//! after the last one leaves.
+//! a grace period after the last one left.
 //!
 //! Creation subscribes upstream (a `Subscribe` to the hosting game server); destruction
-//! unsubscribes upstream. The factory owns the replica machines, indexed by world id.
+//! unsubscribes upstream. A machine without subscribers is kept (and kept fed) for the
+//! grace period, so a client that unsubscribes and subscribes again does not make the game
+//! server encode a full snapshot each time: a subscriber arriving in time reuses it with no
+//! upstream traffic. The factory owns the replica machines, indexed by world id.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use bytes::Bytes;
 use flotilla_wire::{FrontendToGame, Message, WorldId};
@@ -25,8 +29,8 @@ pub enum FactoryEvent {
         /// The upstream `Subscribe` frame.
         frame: Bytes,
     },
-    /// The last subscriber left and the machine was destroyed: send `frame` (an
-    /// `Unsubscribe`) to `game`.
+    /// The machine had no subscriber for the grace period and was destroyed: send `frame`
+    /// (an `Unsubscribe`) to `game`.
     Destroyed {
         /// The world.
         world: WorldId,
@@ -41,16 +45,23 @@ pub enum FactoryEvent {
 #[derive(Debug)]
 pub struct Factory {
     replicas: BTreeMap<WorldId, ReplicaMachine>,
+    /// Machines without subscribers, with the time their last subscriber left.
+    idle_since: BTreeMap<WorldId, Duration>,
+    grace_period: Duration,
     ring: RingLimits,
     max_frame_len: usize,
     max_snapshot_bytes: usize,
 }
 
 impl Factory {
-    /// No replicas yet; new ones get these ring limits and frame limit.
+    /// No replicas yet; new ones get these ring limits and frame limit. The grace period
+    /// is zero (a machine is destroyed as its last subscriber leaves) until
+    /// [`set_grace_period`](Self::set_grace_period).
     pub fn new(ring: RingLimits, max_frame_len: usize) -> Self {
         Self {
             replicas: BTreeMap::new(),
+            idle_since: BTreeMap::new(),
+            grace_period: Duration::ZERO,
             ring,
             max_frame_len,
             max_snapshot_bytes: flotilla_wire::DEFAULT_MAX_SNAPSHOT_BYTES,
@@ -62,8 +73,15 @@ impl Factory {
         self.max_snapshot_bytes = max_bytes;
     }
 
-    /// Subscribes `conn` to `world` hosted by `game`, creating the replica machine if it is
-    /// the first subscriber. Returns the creation event (if any) and what to send `conn`.
+    /// Keeps a machine without subscribers for `grace_period` before destroying it (the
+    /// front-end's [`replica_grace_period`](crate::FrontendConfig::replica_grace_period)).
+    pub fn set_grace_period(&mut self, grace_period: Duration) {
+        self.grace_period = grace_period;
+    }
+
+    /// Subscribes `conn` to `world` hosted by `game`, creating the replica machine if there
+    /// is none (an idle machine kept for its grace period is reused as it is). Returns the
+    /// creation event (if any) and what to send `conn`.
     pub fn attach(
         &mut self,
         world: &WorldId,
@@ -89,16 +107,50 @@ impl Factory {
             machine
         });
         let serve = machine.subscribe(conn, since, congested);
+        self.idle_since.remove(world);
         (event, serve)
     }
 
-    /// Unsubscribes `conn` from `world`; destroys the machine after its last subscriber.
-    pub fn detach(&mut self, world: &WorldId, conn: ConnId) -> Option<FactoryEvent> {
+    /// Unsubscribes `conn` from `world` at `now`. After the last subscriber the machine
+    /// is idle: it is destroyed by [`reap`](Self::reap) once the grace period has passed
+    /// with no new subscriber, or at once (the returned event) if the grace period is zero.
+    pub fn detach(&mut self, world: &WorldId, conn: ConnId, now: Duration) -> Option<FactoryEvent> {
         let machine = self.replicas.get_mut(world)?;
         machine.unsubscribe(conn);
         if !machine.has_no_subscribers() {
             return None;
         }
+        if self.grace_period.is_zero() {
+            return self.destroy_idle(world);
+        }
+        self.idle_since.entry(world.clone()).or_insert(now);
+        None
+    }
+
+    /// Destroys the machines that have had no subscriber for the grace period at `now`;
+    /// returns the upstream `Unsubscribe` of each.
+    pub fn reap(&mut self, now: Duration) -> Vec<FactoryEvent> {
+        let expired: Vec<WorldId> = self
+            .idle_since
+            .iter()
+            .filter(|(_, since)| now.saturating_sub(**since) >= self.grace_period)
+            .map(|(world, _)| world.clone())
+            .collect();
+        expired
+            .iter()
+            .filter_map(|world| self.destroy_idle(world))
+            .collect()
+    }
+
+    /// True when `world`'s machine has no subscriber and waits out its grace period.
+    pub fn is_idle(&self, world: &WorldId) -> bool {
+        self.idle_since.contains_key(world)
+    }
+
+    /// Destroys `world`'s machine (without subscribers) and makes its upstream
+    /// `Unsubscribe`.
+    fn destroy_idle(&mut self, world: &WorldId) -> Option<FactoryEvent> {
+        self.idle_since.remove(world);
         let machine = self.replicas.remove(world)?;
         let game = machine.host()?;
         Some(FactoryEvent::Destroyed {
@@ -114,6 +166,7 @@ impl Factory {
     /// Destroys `world`'s machine at once (world removed, game server lost), returning it so
     /// its subscribers can be told. No upstream frame: the world is gone there.
     pub fn destroy(&mut self, world: &WorldId) -> Option<ReplicaMachine> {
+        self.idle_since.remove(world);
         self.replicas.remove(world)
     }
 
@@ -136,7 +189,7 @@ impl Factory {
         self.replicas.get_mut(world)
     }
 
-    /// The number of live replica machines.
+    /// The number of replica machines (idle ones waiting out their grace period included).
     pub fn len(&self) -> usize {
         self.replicas.len()
     }
@@ -179,8 +232,9 @@ mod tests {
         assert_eq!(event, None, "the second subscriber reuses the machine");
         assert_eq!(factory.get(&arena).unwrap().subscriber_count(), 2);
 
-        assert_eq!(factory.detach(&arena, ConnId(1)), None);
-        let Some(FactoryEvent::Destroyed { game, frame, .. }) = factory.detach(&arena, ConnId(2))
+        assert_eq!(factory.detach(&arena, ConnId(1), Duration::ZERO), None);
+        let Some(FactoryEvent::Destroyed { game, frame, .. }) =
+            factory.detach(&arena, ConnId(2), Duration::ZERO)
         else {
             panic!("not destroyed")
         };
@@ -192,7 +246,57 @@ mod tests {
             }
         );
         assert!(factory.is_empty());
-        assert_eq!(factory.detach(&arena, ConnId(2)), None, "already gone");
+        assert_eq!(
+            factory.detach(&arena, ConnId(2), Duration::ZERO),
+            None,
+            "already gone"
+        );
+    }
+
+    #[test]
+    fn an_idle_machine_is_kept_for_the_grace_period_and_reused() {
+        const SECOND: Duration = Duration::from_secs(1);
+        let arena = WorldId::new("arena").unwrap();
+        let mut factory = Factory::new(RingLimits::default(), 1 << 20);
+        factory.set_grace_period(5 * SECOND);
+        let (event, _) = factory.attach(&arena, GameId(3), ConnId(1), None, false);
+        assert!(matches!(event, Some(FactoryEvent::Created { .. })));
+        // The last subscriber leaves at 10 s: kept, nothing upstream.
+        assert_eq!(factory.detach(&arena, ConnId(1), 10 * SECOND), None);
+        assert!(factory.is_idle(&arena));
+        assert_eq!(factory.reap(14 * SECOND), Vec::new());
+        // A subscriber within the grace period reuses it: no creation, no upstream frame.
+        let (event, _) = factory.attach(&arena, GameId(3), ConnId(2), None, false);
+        assert_eq!(event, None);
+        assert!(!factory.is_idle(&arena));
+        assert_eq!(
+            factory.reap(100 * SECOND),
+            Vec::new(),
+            "it has a subscriber"
+        );
+        // It leaves at 100 s: destroyed on the first reap 5 s later.
+        assert_eq!(factory.detach(&arena, ConnId(2), 100 * SECOND), None);
+        assert_eq!(factory.reap(104 * SECOND), Vec::new());
+        assert_eq!(factory.len(), 1);
+        let reaped = factory.reap(105 * SECOND);
+        let [FactoryEvent::Destroyed { game, frame, .. }] = &reaped[..] else {
+            panic!("not destroyed: {reaped:?}")
+        };
+        assert_eq!(*game, GameId(3));
+        assert_eq!(
+            decode(frame),
+            FrontendToGame::Unsubscribe {
+                world: arena.clone()
+            }
+        );
+        assert!(factory.is_empty());
+        assert!(!factory.is_idle(&arena));
+        // Destroying an idle machine at once (world removed) forgets it too.
+        factory.attach(&arena, GameId(3), ConnId(3), None, false);
+        factory.detach(&arena, ConnId(3), 200 * SECOND);
+        assert!(factory.destroy(&arena).is_some());
+        assert!(!factory.is_idle(&arena));
+        assert_eq!(factory.reap(300 * SECOND), Vec::new());
     }
 
     #[test]

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use flotilla_wire::{
-    ErrorCode, FrontendToClient, FrontendToGame, GameToFrontend, Message, RawFrame, SessionId,
-    WireError, WorldId,
+    ErrorCode, FrameType, FrontendToClient, FrontendToGame, GameToFrontend, Message, RawFrame,
+    SessionId, WireError, WorldId,
 };
 use flotilla_world::Position;
 
@@ -65,6 +65,16 @@ pub enum Input {
     GameMalformed(GameId, WireError),
     /// The game-server connection is gone.
     GameClosed(GameId),
+    /// This many bytes left the game link's queue (written, or discarded after a write
+    /// error). Lets the machine close a link that stays over
+    /// [`max_game_queued_bytes`](FrontendConfig::max_game_queued_bytes) with nothing
+    /// written (see [`game_idle_timeout`](FrontendConfig::game_idle_timeout)).
+    GameDrained(GameId, usize),
+    /// The shell stopped reading every client (a game link's queue is full): until
+    /// [`Input::ClientReadingResumed`], clients are not timed out for silence.
+    ClientReadingPaused,
+    /// The shell reads clients again: the time they were not read counts as activity.
+    ClientReadingResumed,
     /// Time passed: keep-alive checks (the shell ticks every
     /// [`tick_interval`](FrontendConfig::tick_interval)).
     Tick,
@@ -105,7 +115,7 @@ pub struct Stats {
     pub connections: u64,
     /// Game links that completed their handshake.
     pub games_ready: u64,
-    /// Replica machines of game worlds alive now.
+    /// Replica machines of game worlds alive now (idle ones in their grace period included).
     pub replicas: u64,
     /// Frames received from clients.
     pub client_frames_in: u64,
@@ -135,6 +145,9 @@ pub struct Stats {
     pub protocol_errors: u64,
     /// Bytes handed to the shell for clients and not yet reported drained.
     pub bytes_queued: u64,
+    /// Game links closed with `Error{Overloaded}` because they stayed over
+    /// `max_game_queued_bytes` with nothing written (the game server stopped reading).
+    pub game_links_stalled: u64,
 }
 
 type SessionMap = HashMap<ConnId, Session, IdBuildHasher>;
@@ -288,6 +301,9 @@ pub struct Frontend {
     congested: Vec<ConnId>,
     /// Connections past their hard limit, closed at the end of the input.
     overloaded: Vec<ConnId>,
+    /// True while the shell does not read clients (between
+    /// [`Input::ClientReadingPaused`] and [`Input::ClientReadingResumed`]).
+    client_reading_paused: bool,
 }
 
 impl Frontend {
@@ -299,6 +315,7 @@ impl Frontend {
         let router = Router::with_hash_key(rng.next_u64());
         let mut factory = Factory::new(config.ring, config.max_frame_len);
         factory.set_max_snapshot_bytes(config.max_snapshot_bytes);
+        factory.set_grace_period(config.replica_grace_period);
         Self {
             config: config.clone(),
             token_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, config.token_key.as_bytes()),
@@ -312,6 +329,7 @@ impl Frontend {
             stats: Stats::default(),
             congested: Vec::new(),
             overloaded: Vec::new(),
+            client_reading_paused: false,
         }
     }
 
@@ -361,6 +379,13 @@ impl Frontend {
             }
             Input::GameFrame(game, frame) => {
                 self.stats.game_frames_in += 1;
+                // Batches and snapshots (and keys and values decoded from them) are kept
+                // in the replica past this input: give them an allocation of their own,
+                // or each would pin the whole read buffer it arrived in.
+                let frame = match frame.frame_type() {
+                    FrameType::ChangeBatch | FrameType::Snapshot => frame.to_compact(),
+                    _ => frame,
+                };
                 let Some(link) = self.links.get_mut(&game) else {
                     return;
                 };
@@ -381,6 +406,20 @@ impl Frontend {
                 }
             }
             Input::GameClosed(game) => self.remove_game(now, game),
+            Input::GameDrained(game, bytes) => {
+                if let Some(link) = self.links.get_mut(&game) {
+                    link.drained(now, bytes, self.config.max_game_queued_bytes);
+                }
+            }
+            Input::ClientReadingPaused => self.client_reading_paused = true,
+            Input::ClientReadingResumed => {
+                if self.client_reading_paused {
+                    self.client_reading_paused = false;
+                    for session in self.sessions.values_mut() {
+                        session.reading_resumed(now);
+                    }
+                }
+            }
             Input::Tick => {
                 if self.outputs.is_empty() && self.outputs.capacity() > OUTPUTS_KEPT_CAPACITY {
                     // Give a saturation peak's memory back.
@@ -506,7 +545,7 @@ impl Frontend {
         let Some(link) = self.links.get_mut(&game) else {
             return;
         };
-        link.note_sent(now);
+        link.note_sent(now, bytes.len(), self.config.max_game_queued_bytes);
         self.stats.game_frames_out += 1;
         self.outputs.push_back(Output::SendToGame(game, bytes));
     }
@@ -639,13 +678,15 @@ impl Frontend {
         }
     }
 
-    /// Removes `conn` from `world`'s machine; destroying it after its last subscriber.
+    /// Removes `conn` from `world`'s machine; the machine is destroyed once it has had no
+    /// subscriber for the grace period ([`Factory::detach`], [`Factory::reap`]).
     fn detach(&mut self, now: Duration, conn: ConnId, world: &WorldId) {
         if *world == WorldId::DIRECTORY {
             self.directory.machine_mut().unsubscribe(conn);
             return;
         }
-        if let Some(FactoryEvent::Destroyed { game, frame, .. }) = self.factory.detach(world, conn)
+        if let Some(FactoryEvent::Destroyed { game, frame, .. }) =
+            self.factory.detach(world, conn, now)
         {
             self.send_game(now, game, frame);
         }
@@ -1006,10 +1047,13 @@ impl Frontend {
     }
 
     fn on_tick(&mut self, now: Duration) {
-        let (ping, idle) = (
-            self.config.client_ping_interval,
-            self.config.client_idle_timeout,
-        );
+        let ping = self.config.client_ping_interval;
+        // Clients the shell does not read cannot be blamed for their silence.
+        let idle = if self.client_reading_paused {
+            Duration::MAX
+        } else {
+            self.config.client_idle_timeout
+        };
         let mut events: Vec<(ConnId, SessionEvent)> = Vec::new();
         for (conn, session) in &mut self.sessions {
             let event = session.on_tick(now, ping, idle);
@@ -1025,9 +1069,10 @@ impl Frontend {
             self.config.game_ping_interval,
             self.config.game_idle_timeout,
         );
+        let max_queued = self.config.max_game_queued_bytes;
         let mut events: Vec<(GameId, GameEvent)> = Vec::new();
         for (game, link) in &mut self.links {
-            let event = link.on_tick(now, ping, idle);
+            let event = link.on_tick(now, ping, idle, max_queued);
             if event != GameEvent::Nothing {
                 events.push((*game, event));
             }
@@ -1039,8 +1084,18 @@ impl Frontend {
                 GameEvent::Close {
                     reason,
                     error_frame,
-                } => self.close_game(now, game, reason, error_frame),
+                } => {
+                    if reason == CloseReason::Protocol(ErrorCode::Overloaded) {
+                        self.stats.game_links_stalled += 1;
+                    }
+                    self.close_game(now, game, reason, error_frame);
+                }
                 _ => {}
+            }
+        }
+        for event in self.factory.reap(now) {
+            if let FactoryEvent::Destroyed { game, frame, .. } = event {
+                self.send_game(now, game, frame);
             }
         }
     }

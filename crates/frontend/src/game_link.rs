@@ -1,7 +1,8 @@
 //! The game link machine: one per connection to a game server.
 //!
 //! It sends the front-end's `GameHello`, waits for the `GameWelcome`, answers pings, pings
-//! a quiet game server and closes a silent one. Everything else the game server says is
+//! a quiet game server and closes a silent one, and closes one that stopped reading (its
+//! outbound queue stays over the limit with nothing written). Everything else the game server says is
 //! handed to the [`Frontend`](crate::Frontend) as a decoded message.
 
 use std::time::Duration;
@@ -56,6 +57,12 @@ pub struct GameLink {
     last_received: Duration,
     last_sent: Duration,
     pings_sent: u64,
+    /// Bytes handed to the shell for this link and not yet reported written.
+    queued_bytes: usize,
+    /// Since when the queue is over the limit (reset when it goes under).
+    over_limit_since: Option<Duration>,
+    /// When bytes were last written to the game server's socket.
+    last_written: Duration,
 }
 
 impl GameLink {
@@ -67,6 +74,9 @@ impl GameLink {
             last_received: now,
             last_sent: now,
             pings_sent: 0,
+            queued_bytes: 0,
+            over_limit_since: None,
+            last_written: now,
         }
     }
 
@@ -152,15 +162,30 @@ impl GameLink {
     }
 
     /// Keep-alive check at `now`: a ping after `ping_interval` without sending, a close
-    /// after `idle_timeout` without receiving.
+    /// after `idle_timeout` without receiving, and a close with `Error{Overloaded}` when
+    /// the outbound queue has stayed over `max_queued_bytes` with nothing written for
+    /// `idle_timeout` (a game server that pings but does not read).
     pub fn on_tick(
         &mut self,
         now: Duration,
         ping_interval: Duration,
         idle_timeout: Duration,
+        max_queued_bytes: usize,
     ) -> GameEvent {
         if self.state == LinkState::Closed {
             return GameEvent::Nothing;
+        }
+        if let Some(stalled_since) = self.stalled_since(max_queued_bytes) {
+            if now.saturating_sub(stalled_since) >= idle_timeout {
+                return self.fail(
+                    ErrorCode::Overloaded,
+                    format!(
+                        "{} bytes queued and nothing written for {idle_timeout:?}: \
+                         the game server does not read",
+                        self.queued_bytes
+                    ),
+                );
+            }
         }
         if now.saturating_sub(self.last_received) >= idle_timeout {
             let event = self.fail(
@@ -187,9 +212,41 @@ impl GameLink {
         GameEvent::Nothing
     }
 
-    /// Records that something was sent to the game server at `now`.
-    pub fn note_sent(&mut self, now: Duration) {
+    /// Records that a frame of `len` bytes was handed to the shell for the game server at
+    /// `now` (resets the ping timer; counts towards `max_queued_bytes`).
+    pub fn note_sent(&mut self, now: Duration, len: usize, max_queued_bytes: usize) {
         self.last_sent = now;
+        self.queued_bytes = self.queued_bytes.saturating_add(len);
+        if self.queued_bytes > max_queued_bytes && self.over_limit_since.is_none() {
+            self.over_limit_since = Some(now);
+        }
+    }
+
+    /// Records that `bytes` left the shell's queue for the game server at `now` (written,
+    /// or discarded after a write error).
+    pub fn drained(&mut self, now: Duration, bytes: usize, max_queued_bytes: usize) {
+        self.queued_bytes = self.queued_bytes.saturating_sub(bytes);
+        if bytes > 0 {
+            self.last_written = now;
+        }
+        if self.queued_bytes <= max_queued_bytes {
+            self.over_limit_since = None;
+        }
+    }
+
+    /// Bytes handed to the shell for this link and not yet reported drained.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Since when the link is over `max_queued_bytes` with nothing written (the later of
+    /// crossing the limit and the last write), or `None` while under it.
+    fn stalled_since(&self, max_queued_bytes: usize) -> Option<Duration> {
+        if self.queued_bytes <= max_queued_bytes {
+            return None;
+        }
+        self.over_limit_since
+            .map(|since| since.max(self.last_written))
     }
 
     fn fail(&mut self, code: ErrorCode, text: String) -> GameEvent {
@@ -285,18 +342,115 @@ mod tests {
         let mut link = GameLink::new(GameId(1), Duration::ZERO);
         let interval = SECOND;
         let idle = 3 * SECOND;
-        assert_eq!(link.on_tick(SECOND / 2, interval, idle), GameEvent::Nothing);
+        let max = 1 << 20;
+        assert_eq!(
+            link.on_tick(SECOND / 2, interval, idle, max),
+            GameEvent::Nothing
+        );
         assert!(matches!(
-            link.on_tick(SECOND, interval, idle),
+            link.on_tick(SECOND, interval, idle, max),
             GameEvent::Reply(_)
         ));
-        link.note_sent(SECOND);
+        link.note_sent(SECOND, 10, max);
         assert!(matches!(
-            link.on_tick(3 * SECOND, interval, idle),
+            link.on_tick(3 * SECOND, interval, idle, max),
             GameEvent::Close {
                 reason: CloseReason::IdleTimeout,
                 ..
             }
+        ));
+    }
+
+    fn pong(nonce: u64) -> RawFrame {
+        raw(&GameToFrontend::Pong { nonce })
+    }
+
+    fn ready_link() -> GameLink {
+        let mut link = GameLink::new(GameId(1), Duration::ZERO);
+        let welcome = raw(&GameToFrontend::Welcome {
+            version: PROTOCOL_VERSION,
+            server_id: "game".into(),
+        });
+        assert_eq!(
+            link.handle_frame(Duration::ZERO, &welcome),
+            GameEvent::Welcomed
+        );
+        link
+    }
+
+    #[test]
+    fn a_game_server_that_pings_but_does_not_read_is_closed_as_overloaded() {
+        let mut link = ready_link();
+        let (interval, idle, max) = (SECOND, 3 * SECOND, 1000);
+        // Over the limit at 1 s; some bytes are written at 2 s, then nothing.
+        link.note_sent(SECOND, 600, max);
+        link.note_sent(SECOND, 600, max);
+        link.drained(2 * SECOND, 100, max);
+        assert_eq!(link.queued_bytes(), 1100);
+        for now in [3, 4] {
+            // The game server keeps talking: the link is not idle...
+            link.handle_frame(now * SECOND, &pong(u64::from(now)));
+            link.note_sent(now * SECOND, 0, max);
+            assert_eq!(
+                link.on_tick(now * SECOND, interval, idle, max),
+                GameEvent::Nothing,
+                "at {now} s"
+            );
+        }
+        // ...but 3 s after the last write with the queue still over the limit, it is closed.
+        link.handle_frame(5 * SECOND, &pong(5));
+        let GameEvent::Close {
+            reason,
+            error_frame: Some(frame),
+        } = link.on_tick(5 * SECOND, interval, idle, max)
+        else {
+            panic!("not closed")
+        };
+        assert_eq!(reason, CloseReason::Protocol(ErrorCode::Overloaded));
+        assert!(matches!(
+            decode(&frame),
+            FrontendToGame::Error {
+                code: ErrorCode::Overloaded,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_slow_but_reading_game_server_is_kept() {
+        let mut link = ready_link();
+        let (interval, idle, max) = (SECOND, 3 * SECOND, 1000);
+        link.note_sent(Duration::ZERO, 5000, max);
+        for now in 1..10 {
+            // A little is written every second: over the limit all along, but not stuck.
+            link.drained(now * SECOND, 10, max);
+            link.handle_frame(now * SECOND, &pong(u64::from(now)));
+            link.note_sent(now * SECOND, 0, max);
+            assert_eq!(
+                link.on_tick(now * SECOND, interval, idle, max),
+                GameEvent::Nothing
+            );
+        }
+        // Under the limit, a link is never closed for not writing.
+        link.drained(10 * SECOND, 5000, max);
+        link.handle_frame(20 * SECOND, &pong(20));
+        link.note_sent(20 * SECOND, 0, max);
+        assert_eq!(
+            link.on_tick(20 * SECOND, interval, idle, max),
+            GameEvent::Nothing
+        );
+        // Crossing the limit again starts the clock at the crossing.
+        link.note_sent(20 * SECOND, 2000, max);
+        link.handle_frame(22 * SECOND, &pong(22));
+        link.note_sent(22 * SECOND, 0, max);
+        assert_eq!(
+            link.on_tick(22 * SECOND, interval, idle, max),
+            GameEvent::Nothing
+        );
+        link.handle_frame(23 * SECOND, &pong(23));
+        assert!(matches!(
+            link.on_tick(23 * SECOND, interval, idle, max),
+            GameEvent::Close { .. }
         ));
     }
 }

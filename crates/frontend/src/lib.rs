@@ -22,7 +22,8 @@
 //! - [`Router`]: which game server hosts which world, which connection holds which
 //!   session.
 //! - [`Factory`]: creates a world's replica machine on its first subscriber and destroys
-//!   it after the last one leaves, emitting the upstream subscribe/unsubscribe.
+//!   it a grace period after the last one left, emitting the upstream
+//!   subscribe/unsubscribe.
 //! - [`Directory`]: the `$directory` world, built from the game servers' announcements.
 //! - [`Frontend`]: the driver that owns all of them in ID-indexed maps:
 //!   [`Frontend::handle`] an [`Input`], then [`Frontend::poll_output`] the [`Output`]s.

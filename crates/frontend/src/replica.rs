@@ -6,12 +6,20 @@
 //! or to be resynced), and answers a new or resuming subscriber with ring batches or a
 //! snapshot. Sending is the [`Frontend`](crate::Frontend)'s job: it walks
 //! [`subscribers_mut`](ReplicaMachine::subscribers_mut) with the one shared frame.
+//!
+//! Frames given to the machine are kept (in the ring, as the encoded snapshot, as parts
+//! of a snapshot being received) and so are the keys and values decoded from them: the
+//! caller passes frames in allocations of their own
+//! ([`RawFrame::to_compact`](flotilla_wire::RawFrame::to_compact)), not slices of a large
+//! read buffer, so that the ring's byte limit bounds the memory it actually holds.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use flotilla_wire::{PartOutcome, SnapshotAssembler, SnapshotPart, WireError, WorldId};
+use flotilla_wire::{
+    PartOutcome, SNAPSHOT_ENTRY_OVERHEAD_BYTES, SnapshotAssembler, SnapshotPart, WireError, WorldId,
+};
 use flotilla_world::{
     ApplyOutcome, CatchUp, ChangeBatch, Position, RecentBatch, Replica, ReplicaConfig, RingLimits,
     Snapshot,
@@ -78,7 +86,10 @@ pub struct ReplicaMachine {
     replica: Replica,
     subscribers: HashMap<ConnId, SubscriberState, IdBuildHasher>,
     assembler: SnapshotAssembler,
+    /// The frames of the snapshot being received, joined and forwarded once complete.
     snapshot_parts: Vec<Bytes>,
+    /// Bytes of `snapshot_parts`.
+    snapshot_parts_bytes: usize,
     encoded_snapshot: Option<(Position, Bytes)>,
     resync_requested: bool,
     max_frame_len: usize,
@@ -100,6 +111,7 @@ impl ReplicaMachine {
             subscribers: HashMap::default(),
             assembler: SnapshotAssembler::new(),
             snapshot_parts: Vec::new(),
+            snapshot_parts_bytes: 0,
             encoded_snapshot: None,
             resync_requested: false,
             max_frame_len,
@@ -121,16 +133,34 @@ impl ReplicaMachine {
     pub fn set_host(&mut self, host: Option<GameId>) {
         if host != self.host {
             self.assembler.reset();
-            self.snapshot_parts.clear();
+            self.clear_snapshot_parts();
         }
         self.host = host;
     }
 
-    /// Refuses upstream snapshots whose keys and values exceed `max_bytes` (the
-    /// front-end's [`max_snapshot_bytes`](crate::FrontendConfig::max_snapshot_bytes)).
+    /// Refuses upstream snapshots past `max_bytes` (the front-end's
+    /// [`max_snapshot_bytes`](crate::FrontendConfig::max_snapshot_bytes)): keys, values and
+    /// [`SNAPSHOT_ENTRY_OVERHEAD_BYTES`] per entry, and while parts are being collected
+    /// the part frames held plus that overhead per entry.
     pub fn set_max_snapshot_bytes(&mut self, max_bytes: usize) {
         self.assembler = SnapshotAssembler::with_max_bytes(max_bytes);
+        self.clear_snapshot_parts();
+    }
+
+    /// Forgets the frames of a half-received snapshot.
+    fn clear_snapshot_parts(&mut self) {
         self.snapshot_parts.clear();
+        self.snapshot_parts_bytes = 0;
+    }
+
+    /// Bytes held for a half-received snapshot: its part frames (which hold the keys and
+    /// values) plus the in-memory overhead of its entries.
+    pub fn snapshot_bytes_held(&self) -> usize {
+        self.snapshot_parts_bytes.saturating_add(
+            self.assembler
+                .partial_entries()
+                .saturating_mul(SNAPSHOT_ENTRY_OVERHEAD_BYTES),
+        )
     }
 
     /// The replica (state, position, ring).
@@ -230,7 +260,8 @@ impl ReplicaMachine {
     /// collected until the last one; then the replica takes the snapshot. Parts without
     /// their first part are [`SnapshotProgress::Stale`] (never an error: they are what a
     /// re-created machine sees of a snapshot sent to its predecessor). The only error is a
-    /// snapshot past the byte limit.
+    /// snapshot past the byte limit (counting the entries and the part frames held), after
+    /// which the half-received snapshot is dropped.
     pub fn apply_snapshot_part(
         &mut self,
         frame: Bytes,
@@ -238,12 +269,20 @@ impl ReplicaMachine {
         snapshot: Snapshot,
     ) -> Result<SnapshotProgress, WireError> {
         if part == SnapshotPart::Whole || part == SnapshotPart::First {
-            self.snapshot_parts.clear();
+            self.clear_snapshot_parts();
         }
         let snapshot = match self.assembler.offer(part, snapshot) {
             Ok(PartOutcome::Complete(snapshot)) => snapshot,
             Ok(PartOutcome::Incomplete) => {
+                self.snapshot_parts_bytes = self.snapshot_parts_bytes.saturating_add(frame.len());
                 self.snapshot_parts.push(frame);
+                let held = self.snapshot_bytes_held();
+                let max = self.assembler.max_bytes();
+                if held > max {
+                    self.assembler.reset();
+                    self.clear_snapshot_parts();
+                    return Err(WireError::SnapshotTooLarge { bytes: held, max });
+                }
                 return Ok(SnapshotProgress::Incomplete);
             }
             Ok(PartOutcome::Stale) => {
@@ -251,15 +290,16 @@ impl ReplicaMachine {
                     "world {}: ignored a stale snapshot part",
                     self.world.as_str()
                 );
-                self.snapshot_parts.clear();
+                self.clear_snapshot_parts();
                 return Ok(SnapshotProgress::Stale);
             }
             Err(error) => {
-                self.snapshot_parts.clear();
+                self.clear_snapshot_parts();
                 return Err(error);
             }
         };
         self.snapshot_parts.push(frame);
+        self.snapshot_parts_bytes = 0;
         let parts = std::mem::take(&mut self.snapshot_parts);
         let frames = match parts.as_slice() {
             [single] => single.clone(),

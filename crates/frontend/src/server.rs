@@ -619,7 +619,10 @@ impl EventLoop {
 
     /// Stops reading clients while a game server's queue is over its limit (their inputs
     /// would pile up in it), and resumes once every game queue is under half of it. TCP
-    /// then pushes back on the clients; nothing is dropped.
+    /// then pushes back on the clients; nothing is dropped. The machine is told, so it
+    /// does not time clients out for a silence that is the front-end's own; and it closes
+    /// a game link that stays over the limit with nothing written (`GameDrained` reports
+    /// the writes), which ends the pause.
     fn apply_backpressure(&mut self) {
         let fullest = self
             .games
@@ -636,8 +639,12 @@ impl EventLoop {
                 .client_read_pauses
                 .fetch_add(1, Ordering::Relaxed);
             self.pause_clients.send_replace(true);
+            let now = self.now();
+            self.frontend.handle(now, Input::ClientReadingPaused);
         } else if paused && fullest <= self.max_game_queued_bytes / 2 {
             self.pause_clients.send_replace(false);
+            let now = self.now();
+            self.frontend.handle(now, Input::ClientReadingResumed);
         }
     }
 
@@ -850,9 +857,15 @@ impl EventLoop {
         }
         // Report writes, and a socket that took everything (even if that was nothing: a
         // congested connection whose batches were discarded recovers on it).
-        if let (Peer::Client(conn), true) = (peer, drained > 0 || !would_block) {
-            self.frontend
-                .handle(now, Input::ClientDrained(conn, drained));
+        match (peer, drained > 0 || !would_block) {
+            (Peer::Client(conn), true) => {
+                self.frontend
+                    .handle(now, Input::ClientDrained(conn, drained));
+            }
+            (Peer::Game(game), _) if drained > 0 => {
+                self.frontend.handle(now, Input::GameDrained(game, drained));
+            }
+            _ => {}
         }
     }
 

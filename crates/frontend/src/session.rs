@@ -316,6 +316,13 @@ impl Session {
         SessionEvent::Nothing
     }
 
+    /// Records that the shell resumed reading this connection at `now` after pausing all
+    /// client reads (backpressure from a full game link): the time the front-end did not
+    /// read counts as activity, not as the client's silence.
+    pub fn reading_resumed(&mut self, now: Duration) {
+        self.last_received = self.last_received.max(now);
+    }
+
     /// Records that something was sent to the client at `now` (resets the ping timer).
     pub fn note_sent(&mut self, now: Duration) {
         self.last_sent = now;
@@ -537,6 +544,31 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn time_not_read_by_the_front_end_is_not_silence() {
+        let idle = 6 * SECOND;
+        let mut session = Session::new(ConnId(1), Duration::ZERO);
+        session.handle_frame(Duration::ZERO, &hello(None));
+        session.open(SessionId(1), Bytes::new(), false, "fe");
+        // Reading was paused from 1 s to 20 s: the idle timer starts again at 20 s.
+        session.reading_resumed(20 * SECOND);
+        session.note_sent(20 * SECOND);
+        assert_eq!(
+            session.on_tick(25 * SECOND, 10 * SECOND, idle),
+            SessionEvent::Nothing
+        );
+        let event = session.on_tick(26 * SECOND, 10 * SECOND, idle);
+        assert_eq!(error_code(&event), ErrorCode::Timeout);
+        // A resume older than the last frame does not move the timer back.
+        let mut session = Session::new(ConnId(2), Duration::ZERO);
+        session.handle_frame(10 * SECOND, &hello(None));
+        session.reading_resumed(5 * SECOND);
+        assert_eq!(
+            session.on_tick(15 * SECOND, SECOND, idle),
+            SessionEvent::Nothing
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! A game server that stops reading must not make the front-end queue client inputs
-//! without bound: the front-end stops reading clients instead (TCP pushes back on them).
+//! without bound: the front-end stops reading clients instead (TCP pushes back on them),
+//! does not time them out for the silence it causes, and closes the stuck link after the
+//! game idle timeout so that it reads clients again.
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is a test failure.
 
 use std::time::{Duration, Instant};
@@ -52,15 +54,20 @@ async fn stuck_game(listener: TcpListener) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flooding_client_is_pushed_back_when_the_game_link_is_full() {
+async fn a_stuck_game_pauses_clients_without_losing_them_and_is_closed() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let game_addr = listener.local_addr().unwrap();
     tokio::spawn(stuck_game(listener));
     const LIMIT: usize = 256 << 10;
+    const CLIENT_IDLE: Duration = Duration::from_secs(1);
     let server = FrontendServer::bind(FrontendConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         game_servers: vec![game_addr.to_string()],
         max_game_queued_bytes: LIMIT,
+        // The pause lasts about `game_idle_timeout`: longer than a client may be silent.
+        client_idle_timeout: CLIENT_IDLE,
+        client_ping_interval: Duration::from_millis(500),
+        game_idle_timeout: Duration::from_secs(2),
         seed: Some(5),
         ..FrontendConfig::default()
     })
@@ -107,23 +114,63 @@ async fn a_flooding_client_is_pushed_back_when_the_game_link_is_full() {
         .cycle()
         .take(input.len() * 256)
         .collect();
-    let flood = async {
+    let (mut reader, mut writer) = client.into_split();
+    let flood = tokio::spawn(async move {
         for _ in 0..256 {
-            client.write_all(&chunk).await.unwrap();
+            writer.write_all(&chunk).await?;
         }
-    };
-    let finished = tokio::time::timeout(Duration::from_secs(3), flood).await;
+        Ok::<_, std::io::Error>(writer)
+    });
+
+    // The front-end stops reading the client while the game link is full...
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.stats().client_read_pauses == 0 {
+        assert!(Instant::now() < deadline, "reading never paused");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let paused_at = Instant::now();
+    // The overshoot past the limit is bounded by what was already in flight to the loop.
+    let queued = server.stats().game_bytes_queued;
+    assert!(queued < 16 << 20, "{queued} bytes queued for the game");
+
+    // ...then closes the link that does not read, and reads the client again: the flood
+    // completes, and the client, silent far longer than its idle timeout while it was not
+    // read, is still connected.
+    let mut writer = tokio::time::timeout(Duration::from_secs(20), flood)
+        .await
+        .expect("the front-end never read the client again")
+        .unwrap()
+        .expect("the client lost its connection");
     assert!(
-        finished.is_err(),
-        "the front-end read 64 MiB for a stuck game"
+        paused_at.elapsed() > CLIENT_IDLE,
+        "the pause ({:?}) was shorter than the client idle timeout",
+        paused_at.elapsed()
     );
     let stats = server.stats();
-    assert!(stats.client_read_pauses >= 1, "{stats:?}");
-    // The overshoot past the limit is bounded by what was already in flight to the loop.
-    assert!(
-        stats.game_bytes_queued < 16 << 20,
-        "{} bytes queued for the game",
-        stats.game_bytes_queued
-    );
+    assert_eq!(stats.machine.game_links_stalled, 1, "{stats:?}");
+    assert_eq!(stats.machine.connections, 1, "{stats:?}");
+
+    writer
+        .write_all(&ClientToFrontend::Ping { nonce: 77 }.encode_to_bytes())
+        .await
+        .unwrap();
+    let answered = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            while let Some(message) = decoder.next_message::<FrontendToClient>().unwrap() {
+                match message {
+                    FrontendToClient::Pong { nonce: 77 } => return,
+                    FrontendToClient::Error { code, text } => {
+                        panic!("the client got Error {code:?}: {text}")
+                    }
+                    _ => {}
+                }
+            }
+            let n = reader.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the front-end closed the client");
+            decoder.feed(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(answered.is_ok(), "no pong after the pause");
     server.shutdown().await;
 }

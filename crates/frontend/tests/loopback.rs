@@ -334,7 +334,16 @@ async fn observers_follow_the_world_inputs_round_trip_and_garbage_closes_one_con
         assert_eq!(alice_world.digest(), digest);
         assert_eq!(bob_world.digest(), digest);
 
-        let stats = frontend.stats();
+        // The machine's counters are published at the end of the event loop's turn, just
+        // after its writes: a client may read the last batch a moment before they are.
+        let mut stats = frontend.stats();
+        for _ in 0..500 {
+            if stats.machine.batches_forwarded >= 16 && stats.machine.protocol_errors >= 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            stats = frontend.stats();
+        }
         assert_eq!(stats.accepted, 3);
         assert_eq!(stats.game_connects, 1);
         assert!(stats.machine.protocol_errors >= 1);

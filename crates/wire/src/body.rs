@@ -341,10 +341,12 @@ pub fn encode_snapshot(
 /// resubscribe, a world moving to another host): a new first part supersedes a half-done
 /// snapshot and parts that cannot belong to the snapshot being assembled are reported
 /// [`PartOutcome::Stale`]. Both enforce the byte limit of
-/// [`with_max_bytes`](Self::with_max_bytes).
+/// [`with_max_bytes`](Self::with_max_bytes), which counts keys, values and
+/// [`SNAPSHOT_ENTRY_OVERHEAD_BYTES`](crate::SNAPSHOT_ENTRY_OVERHEAD_BYTES) per entry.
 #[derive(Debug)]
 pub struct SnapshotAssembler {
     partial: Option<Snapshot>,
+    /// Bytes charged for the half-done snapshot (see [`entry_bytes`]).
     partial_bytes: usize,
     max_bytes: usize,
 }
@@ -367,10 +369,13 @@ pub enum PartOutcome {
     Stale,
 }
 
-/// The bytes of keys and values of `snapshot`'s entries.
+/// The memory charged for `snapshot`'s entries: keys, values and
+/// [`SNAPSHOT_ENTRY_OVERHEAD_BYTES`](crate::SNAPSHOT_ENTRY_OVERHEAD_BYTES) per entry.
 fn entry_bytes(snapshot: &Snapshot) -> usize {
     snapshot.entries.iter().fold(0usize, |sum, (key, value)| {
-        sum.saturating_add(key.len()).saturating_add(value.len())
+        sum.saturating_add(key.len())
+            .saturating_add(value.len())
+            .saturating_add(crate::SNAPSHOT_ENTRY_OVERHEAD_BYTES)
     })
 }
 
@@ -381,7 +386,8 @@ impl SnapshotAssembler {
         Self::default()
     }
 
-    /// An assembler refusing snapshots whose keys and values exceed `max_bytes`.
+    /// An assembler refusing snapshots whose keys, values and per-entry overhead exceed
+    /// `max_bytes`.
     pub fn with_max_bytes(max_bytes: usize) -> Self {
         Self {
             partial: None,
@@ -390,9 +396,23 @@ impl SnapshotAssembler {
         }
     }
 
-    /// The byte limit of one snapshot's keys and values.
+    /// The byte limit of one snapshot (keys, values and per-entry overhead).
     pub fn max_bytes(&self) -> usize {
         self.max_bytes
+    }
+
+    /// Bytes charged so far for the half-received snapshot (keys, values and
+    /// [`SNAPSHOT_ENTRY_OVERHEAD_BYTES`](crate::SNAPSHOT_ENTRY_OVERHEAD_BYTES) per entry);
+    /// 0 when none is in progress.
+    pub fn partial_bytes(&self) -> usize {
+        self.partial_bytes
+    }
+
+    /// Entries of the half-received snapshot; 0 when none is in progress.
+    pub fn partial_entries(&self) -> usize {
+        self.partial
+            .as_ref()
+            .map_or(0, |partial| partial.entries.len())
     }
 
     /// True while a multi-frame snapshot is half received.

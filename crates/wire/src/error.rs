@@ -98,7 +98,9 @@ pub enum WireError {
     /// ([`SnapshotAssembler::with_max_bytes`](crate::SnapshotAssembler::with_max_bytes)).
     #[error("snapshot of more than {max} bytes (at least {bytes})")]
     SnapshotTooLarge {
-        /// Bytes of keys and values received so far.
+        /// Bytes counted so far (keys, values and the per-entry overhead
+        /// [`SNAPSHOT_ENTRY_OVERHEAD_BYTES`](crate::SNAPSHOT_ENTRY_OVERHEAD_BYTES); a
+        /// receiver may also count the frames it holds).
         bytes: usize,
         /// The limit.
         max: usize,

@@ -147,6 +147,19 @@ impl RawFrame {
         self.bytes.len()
     }
 
+    /// A copy of this frame in an allocation of its own, exactly its length.
+    ///
+    /// A frame from a [`Decoder`] shares the (much larger) buffer it was read into, and so
+    /// does everything decoded from it: a receiver that keeps a frame, or keys and values
+    /// decoded from it, past the current read should keep those of the copy, so that a
+    /// small frame does not pin a whole read buffer.
+    pub fn to_compact(&self) -> RawFrame {
+        RawFrame {
+            bytes: Bytes::copy_from_slice(&self.bytes),
+            frame_type: self.frame_type,
+        }
+    }
+
     /// Always false: a frame holds at least its header.
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()

@@ -82,8 +82,15 @@ pub const HEADER_LEN: usize = 5;
 /// The default maximum frame length (type byte + body): 1 MiB.
 pub const DEFAULT_MAX_FRAME_LEN: usize = 1 << 20;
 
-/// The default limit of one reassembled snapshot's keys and values: 256 MiB.
+/// The default limit of one reassembled snapshot's memory (keys, values and
+/// [`SNAPSHOT_ENTRY_OVERHEAD_BYTES`] per entry): 256 MiB.
 pub const DEFAULT_MAX_SNAPSHOT_BYTES: usize = 256 << 20;
+
+/// Bytes charged per snapshot entry on top of its key and value when a
+/// [`SnapshotAssembler`] enforces its limit: at least the in-memory cost of one entry (a
+/// key and a value `Bytes`, 32 bytes each on 64-bit targets), so that entries with empty
+/// keys and values (2 bytes on the wire) cannot hold unbounded memory.
+pub const SNAPSHOT_ENTRY_OVERHEAD_BYTES: usize = 64;
 
 /// Recommended maximum frame length of a client's frames to its front-end: 64 KiB.
 pub const CLIENT_MAX_FRAME_LEN: usize = 64 << 10;

@@ -4,8 +4,8 @@
 use bytes::{Bytes, BytesMut};
 use flotilla_wire::{
     ClientToFrontend, Decoder, Direction, ErrorCode, FrameType, FrontendToClient, FrontendToGame,
-    GameToFrontend, Message, RawFrame, SessionId, SnapshotAssembler, SnapshotPart, WorldId,
-    encode_snapshot,
+    GameToFrontend, Message, RawFrame, SNAPSHOT_ENTRY_OVERHEAD_BYTES, SessionId, SnapshotAssembler,
+    SnapshotPart, WorldId, encode_snapshot,
 };
 use flotilla_world::{ChangeBatch, Position, Snapshot};
 use proptest::prelude::*;
@@ -425,13 +425,18 @@ fn the_assembler_refuses_snapshots_past_its_byte_limit() {
             Bytes::from(vec![0u8; 40]),
         )],
     };
-    let mut assembler = SnapshotAssembler::with_max_bytes(100);
+    // Each part costs 1 + 40 bytes of key and value plus the per-entry overhead.
+    let per_part = 41 + SNAPSHOT_ENTRY_OVERHEAD_BYTES;
+    let mut assembler = SnapshotAssembler::with_max_bytes(2 * per_part + 10);
     assert_eq!(assembler.push(SnapshotPart::First, part("a")), Ok(None));
     assert_eq!(assembler.push(SnapshotPart::Middle, part("b")), Ok(None));
+    assert_eq!(assembler.partial_bytes(), 2 * per_part);
+    assert_eq!(assembler.partial_entries(), 2);
     let error = assembler.push(SnapshotPart::Last, part("c")).unwrap_err();
     assert!(matches!(
         error,
-        flotilla_wire::WireError::SnapshotTooLarge { max: 100, .. }
+        flotilla_wire::WireError::SnapshotTooLarge { max, bytes }
+            if max == 2 * per_part + 10 && bytes == 3 * per_part
     ));
     assert_eq!(error.code(), flotilla_wire::ErrorCode::Overloaded);
     assert!(
@@ -442,6 +447,50 @@ fn the_assembler_refuses_snapshots_past_its_byte_limit() {
     big.entries
         .push((Bytes::from_static(b"x"), Bytes::from(vec![0u8; 100])));
     assert!(assembler.push(SnapshotPart::Whole, big).is_err());
+}
+
+#[test]
+fn empty_entries_count_their_memory_against_the_limit() {
+    // An entry with an empty key and value is 2 bytes on the wire but two `Bytes` in
+    // memory: the overhead must cover that, and the limit must bound such entries.
+    assert!(SNAPSHOT_ENTRY_OVERHEAD_BYTES >= std::mem::size_of::<(Bytes, Bytes)>());
+    let empties = |count| Snapshot {
+        epoch: 1,
+        seq: 1,
+        entries: vec![(Bytes::new(), Bytes::new()); count],
+    };
+    let max = 10 * SNAPSHOT_ENTRY_OVERHEAD_BYTES;
+    let mut assembler = SnapshotAssembler::with_max_bytes(max);
+    assert_eq!(assembler.push(SnapshotPart::First, empties(4)), Ok(None));
+    assert_eq!(assembler.push(SnapshotPart::Middle, empties(6)), Ok(None));
+    assert_eq!(assembler.partial_bytes(), max);
+    let error = assembler
+        .push(SnapshotPart::Middle, empties(1))
+        .unwrap_err();
+    assert!(matches!(
+        error,
+        flotilla_wire::WireError::SnapshotTooLarge { bytes, .. }
+            if bytes == max + SNAPSHOT_ENTRY_OVERHEAD_BYTES
+    ));
+    assert!(!assembler.is_assembling());
+    assert_eq!(assembler.partial_bytes(), 0);
+    assert!(
+        SnapshotAssembler::with_max_bytes(max)
+            .push(SnapshotPart::Whole, empties(11))
+            .is_err()
+    );
+}
+
+#[test]
+fn a_compact_frame_owns_exactly_its_bytes() {
+    let frame = GameToFrontend::Ping { nonce: 7 }.encode_to_bytes();
+    let mut decoder = Decoder::default();
+    decoder.feed(&frame);
+    let raw = decoder.next_frame().unwrap().unwrap();
+    let compact = raw.to_compact();
+    assert_eq!(compact, raw);
+    assert_ne!(compact.as_bytes().as_ptr(), raw.as_bytes().as_ptr());
+    assert_eq!(compact.len(), frame.len());
 }
 
 #[test]

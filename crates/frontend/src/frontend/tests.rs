@@ -3,7 +3,7 @@
 use super::*;
 use bytes::BytesMut;
 use flotilla_wire::{ClientToFrontend, Decoder, SnapshotPart};
-use flotilla_world::WorldState;
+use flotilla_world::{Snapshot, WorldState};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -314,8 +314,12 @@ fn inputs_are_routed_to_the_host_and_outputs_back_to_the_session() {
 }
 
 #[test]
-fn the_factory_subscribes_upstream_once_and_unsubscribes_after_the_last_observer() {
-    let mut h = Harness::default_config();
+fn the_factory_subscribes_upstream_once_and_unsubscribes_a_grace_period_after_the_last_observer() {
+    // Shorter than the game link's idle timeout, so the harness's game need not ping.
+    let mut h = Harness::new(FrontendConfig {
+        replica_grace_period: 2000 * MS,
+        ..FrontendConfig::default()
+    });
     h.game(1, &["arena"]);
     h.client(1);
     h.client(2);
@@ -339,11 +343,54 @@ fn the_factory_subscribes_upstream_once_and_unsubscribes_after_the_last_observer
     ));
     assert!(outputs.is_empty());
     assert!(h.frontend.replica(&arena()).is_some());
-    // The last observer leaves by disconnecting.
+    // The last observer leaves by disconnecting: the replica is kept for the grace period.
     let outputs = h.feed(Input::ClientClosed(ConnId(2)));
+    assert!(
+        !to_game(&outputs, 1).contains(&FrontendToGame::Unsubscribe { world: arena() }),
+        "{outputs:?}"
+    );
+    assert_eq!(h.frontend.stats().replicas, 1);
+    h.advance(1999 * MS);
+    let outputs = h.feed(Input::Tick);
+    assert!(!to_game(&outputs, 1).contains(&FrontendToGame::Unsubscribe { world: arena() }));
+    assert!(h.frontend.replica(&arena()).is_some());
+    h.advance(MS);
+    let outputs = h.feed(Input::Tick);
     assert!(to_game(&outputs, 1).contains(&FrontendToGame::Unsubscribe { world: arena() }));
     assert!(h.frontend.replica(&arena()).is_none());
     assert_eq!(h.frontend.stats().replicas, 0);
+}
+
+#[test]
+fn subscribe_unsubscribe_churn_within_the_grace_period_sends_nothing_upstream() {
+    let mut h = Harness::default_config();
+    h.game(1, &["arena"]);
+    h.client(1);
+    h.subscribe(1, &arena(), None);
+    let state = WorldState::with_entries(4, [("a", "1")]);
+    h.game_snapshot(1, &arena(), &state);
+    for round in 0..10 {
+        let mut outputs = h.feed(Input::ClientFrame(
+            ConnId(1),
+            raw(&ClientToFrontend::Unsubscribe { world: arena() }),
+        ));
+        h.advance(100 * MS);
+        outputs.extend(h.feed(Input::Tick));
+        outputs.extend(h.subscribe(1, &arena(), None));
+        assert!(
+            to_game(&outputs, 1).iter().all(|m| !matches!(
+                m,
+                FrontendToGame::Subscribe { .. } | FrontendToGame::Unsubscribe { .. }
+            )),
+            "round {round}: {outputs:?}"
+        );
+        // The live replica answers at once.
+        let snapshots: Vec<_> = to_client(&outputs, 1)
+            .into_iter()
+            .filter(|m| matches!(m, FrontendToClient::Snapshot { .. }))
+            .collect();
+        assert_eq!(snapshots.len(), 1, "round {round}");
+    }
 }
 
 #[test]
@@ -936,7 +983,11 @@ fn closes_game(outputs: &[Output]) -> bool {
 
 #[test]
 fn leftover_snapshot_parts_after_a_resubscribe_do_not_close_the_game_link() {
-    let mut h = Harness::default_config();
+    // No grace period: the machine is destroyed as its last observer leaves.
+    let mut h = Harness::new(FrontendConfig {
+        replica_grace_period: Duration::ZERO,
+        ..FrontendConfig::default()
+    });
     h.game(1, &["arena"]);
     h.client(1);
     let state = big_world(20);
@@ -1127,4 +1178,217 @@ fn a_compact_world_id_does_not_keep_the_receive_buffer_alive() {
     assert_eq!(compact, decoded);
     assert_eq!(compact.as_bytes().len(), 5);
     assert!(!buffer.as_ptr_range().contains(&compact.as_bytes().as_ptr()));
+}
+
+/// A client input of `len` payload bytes for `world`.
+fn input_frame(world: &WorldId, len: usize) -> RawFrame {
+    raw(&ClientToFrontend::Input {
+        world: world.clone(),
+        payload: Bytes::from(vec![b'x'; len]),
+    })
+}
+
+#[test]
+fn a_game_link_that_stops_reading_is_closed_as_overloaded_and_its_worlds_end() {
+    let mut h = Harness::new(FrontendConfig {
+        max_game_queued_bytes: 10_000,
+        ..FrontendConfig::default()
+    });
+    h.game(1, &["arena"]);
+    h.client(1);
+    h.client(2);
+    h.subscribe(1, &arena(), None);
+    // Client 2's inputs fill the link past its limit at 0 s; the shell writes some at 1 s.
+    for _ in 0..20 {
+        h.feed(Input::ClientFrame(ConnId(2), input_frame(&arena(), 1000)));
+    }
+    h.advance(1000 * MS);
+    h.feed(Input::GameDrained(GameId(1), 500));
+    // The game server keeps pinging, so it never looks idle; nothing more is written.
+    let mut closed_at = None;
+    for step in 1..=10 {
+        h.advance(500 * MS);
+        h.feed(Input::GameFrame(
+            GameId(1),
+            raw(&GameToFrontend::Ping { nonce: step }),
+        ));
+        let outputs = h.feed(Input::Tick);
+        if outputs.contains(&Output::CloseGame(
+            GameId(1),
+            CloseReason::Protocol(ErrorCode::Overloaded),
+        )) {
+            assert!(to_client(&outputs, 1).iter().any(|m| matches!(
+                m,
+                FrontendToClient::Unsubscribed {
+                    code: ErrorCode::Unavailable,
+                    ..
+                }
+            )));
+            closed_at = Some(h.now);
+            break;
+        }
+    }
+    // The game idle timeout (3 s) after the last write (1 s).
+    assert_eq!(closed_at, Some(4000 * MS));
+    assert_eq!(h.frontend.stats().game_links_stalled, 1);
+    assert_eq!(h.frontend.stats().games_ready, 0);
+    // Both clients are still connected.
+    assert_eq!(h.frontend.stats().connections, 2);
+}
+
+#[test]
+fn clients_are_not_timed_out_while_the_front_end_does_not_read_them() {
+    let mut h = Harness::default_config();
+    h.client(1);
+    h.advance(1000 * MS);
+    h.feed(Input::ClientReadingPaused);
+    // Paused far past the client idle timeout (6 s): pinged, never closed.
+    for _ in 0..40 {
+        h.advance(500 * MS);
+        let outputs = h.feed(Input::Tick);
+        assert!(
+            !outputs
+                .iter()
+                .any(|output| matches!(output, Output::CloseClient(..))),
+            "at {:?}: {outputs:?}",
+            h.now
+        );
+    }
+    h.feed(Input::ClientReadingResumed);
+    let resumed_at = h.now;
+    // From the resume on, a silent client gets the usual idle timeout.
+    h.advance(5999 * MS);
+    let outputs = h.feed(Input::Tick);
+    assert!(!outputs.contains(&Output::CloseClient(ConnId(1), CloseReason::IdleTimeout)));
+    h.advance(MS);
+    let outputs = h.feed(Input::Tick);
+    assert!(outputs.contains(&Output::CloseClient(ConnId(1), CloseReason::IdleTimeout)));
+    assert_eq!(h.now - resumed_at, 6000 * MS);
+}
+
+/// `frame` parsed from a slice of a 64 KiB buffer (as a shell's reader delivers it), and
+/// that buffer's address range.
+fn in_large_buffer(frame: &Bytes) -> (RawFrame, std::ops::Range<*const u8>) {
+    let mut decoder = Decoder::default();
+    let buffer = decoder.buffer_mut();
+    buffer.reserve(64 << 10);
+    let start = buffer.as_ptr();
+    let range = start..start.wrapping_add(buffer.capacity());
+    buffer.extend_from_slice(frame);
+    let raw = decoder.next_frame().unwrap().unwrap();
+    assert!(range.contains(&raw.as_bytes().as_ptr()));
+    (raw, range)
+}
+
+#[test]
+fn kept_batches_and_snapshots_do_not_pin_the_read_buffer() {
+    let mut h = Harness::default_config();
+    h.game(1, &["arena"]);
+    h.client(1);
+    h.subscribe(1, &arena(), None);
+    let mut state = WorldState::with_entries(4, [("a", "1")]);
+    let snapshot = GameToFrontend::Snapshot {
+        world: arena(),
+        part: SnapshotPart::Whole,
+        snapshot: state.snapshot(),
+    }
+    .encode_to_bytes();
+    let (frame, snapshot_buffer) = in_large_buffer(&snapshot);
+    h.feed(Input::GameFrame(GameId(1), frame));
+    // A new subscriber gets the kept snapshot frame: a copy, not the read buffer.
+    h.client(2);
+    let outputs = h.subscribe(2, &arena(), None);
+    let Some(Output::SendToClient { bytes, .. }) = outputs.first() else {
+        panic!("no snapshot: {outputs:?}")
+    };
+    assert_eq!(bytes, &snapshot);
+    assert!(!snapshot_buffer.contains(&bytes.as_ptr()));
+    let mut batch_buffers = Vec::new();
+    for key in ["b", "c", "d"] {
+        let mut tx = state.begin();
+        tx.set(key.to_owned(), "value");
+        let batch = tx.commit().unwrap();
+        let (frame, range) = in_large_buffer(&flotilla_wire::change_batch_frame(&arena(), &batch));
+        let outputs = h.feed(Input::GameFrame(GameId(1), frame));
+        assert_eq!(to_client(&outputs, 1).len(), 1, "forwarded");
+        batch_buffers.push(range);
+    }
+    let outside = |pointer: *const u8| {
+        !snapshot_buffer.contains(&pointer) && batch_buffers.iter().all(|r| !r.contains(&pointer))
+    };
+    let machine = h.frontend.replica(&arena()).unwrap();
+    let ring: Vec<_> = machine.replica().ring().iter().collect();
+    assert_eq!(ring.len(), 3);
+    for recent in ring {
+        let encoded = recent.encoded.as_ref().unwrap();
+        assert!(
+            outside(encoded.as_ptr()),
+            "the ring's frame pins a read buffer"
+        );
+        for (key, value) in &recent.batch.upserts {
+            assert!(outside(key.as_ptr()) && outside(value.as_ptr()));
+        }
+    }
+    for (key, value) in machine.replica().iter() {
+        assert!(
+            outside(key.as_ptr()) && outside(value.as_ptr()),
+            "state pins a read buffer"
+        );
+    }
+    // A resubscribe is served from the kept snapshot frame or a fresh encoding: neither
+    // shares a read buffer either.
+    let outputs = h.subscribe(1, &arena(), Some(Position { epoch: 99, seq: 0 }));
+    let Some(Output::SendToClient { bytes, .. }) = outputs.first() else {
+        panic!("no snapshot: {outputs:?}")
+    };
+    assert!(outside(bytes.as_ptr()));
+}
+
+#[test]
+fn endless_empty_snapshot_parts_close_the_game_link() {
+    let mut h = Harness::new(FrontendConfig {
+        max_snapshot_bytes: 10_000,
+        ..FrontendConfig::default()
+    });
+    h.game(1, &["arena"]);
+    h.client(1);
+    h.subscribe(1, &arena(), None);
+    let part = |part, entries: usize| {
+        raw(&GameToFrontend::Snapshot {
+            world: arena(),
+            part,
+            snapshot: Snapshot {
+                epoch: 1,
+                seq: 1,
+                entries: vec![(Bytes::new(), Bytes::new()); entries],
+            },
+        })
+    };
+    // Parts without entries count their frames; parts of empty entries count each entry.
+    for entries in [0, 10] {
+        h.feed(Input::GameFrame(
+            GameId(1),
+            part(SnapshotPart::First, entries),
+        ));
+        let mut closed = false;
+        for _ in 0..10_000 {
+            let outputs = h.feed(Input::GameFrame(
+                GameId(1),
+                part(SnapshotPart::Middle, entries),
+            ));
+            if outputs.contains(&Output::CloseGame(
+                GameId(1),
+                CloseReason::Protocol(ErrorCode::Overloaded),
+            )) {
+                closed = true;
+                break;
+            }
+            let held = h.frontend.replica(&arena()).unwrap().snapshot_bytes_held();
+            assert!(held <= 10_000, "{held} bytes held");
+        }
+        assert!(closed, "{entries} entries a part");
+        // Reconnect for the next round.
+        h.game(1, &["arena"]);
+        h.subscribe(1, &arena(), None);
+    }
 }
