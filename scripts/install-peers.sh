@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # install-peers.sh: installs the real syslog/NATS peers that flotilla's tests talk to.
 #
-#   * rsyslog (+ rsyslog-relp, rsyslog-gnutls) and nats-server: system-wide, from Debian.
+#   * rsyslog (+ rsyslog-relp, rsyslog-gnutls), nats-server and dnsmasq: system-wide, from
+#     Debian (no daemon is left running: tests start private instances).
 #   * syslog-ng-core: conflicts with rsyslog as a package, so it is downloaded with
 #     `apt-get download` and unpacked with `dpkg-deb -x` into a private folder, together
 #     with the libraries it needs that are not installed system-wide.
@@ -24,7 +25,7 @@ SNG_ROOT="$PEERS_DIR/syslog-ng"
 BIN_DIR="$PEERS_DIR/bin"
 SNG_WRAPPER="$BIN_DIR/syslog-ng"
 LOGGEN_WRAPPER="$BIN_DIR/loggen"
-SYSTEM_PACKAGES=(rsyslog rsyslog-relp rsyslog-gnutls nats-server)
+SYSTEM_PACKAGES=(rsyslog rsyslog-relp rsyslog-gnutls nats-server dnsmasq)
 
 # One install at a time (several test binaries may call this concurrently).
 exec 9>"${TMPDIR:-/tmp}/flotilla-install-peers.lock"
@@ -82,6 +83,8 @@ install_system_packages() {
     fi
     local rsyslog_was_running=0
     if pgrep -x rsyslogd >/dev/null 2>&1; then rsyslog_was_running=1; fi
+    local dnsmasq_was_running=0
+    if pgrep -x dnsmasq >/dev/null 2>&1; then dnsmasq_was_running=1; fi
     local status=0
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         "${missing[@]}" >/tmp/flotilla-install-peers.apt.log 2>&1 || status=$?
@@ -96,7 +99,11 @@ install_system_packages() {
     fi
     # Belt and braces: if the install started system daemons anyway, stop them.
     if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
-        systemctl disable --now rsyslog.service syslog.socket nats-server.service >/dev/null 2>&1 || true
+        systemctl disable --now rsyslog.service syslog.socket nats-server.service dnsmasq.service >/dev/null 2>&1 || true
+    fi
+    if [[ $dnsmasq_was_running == 0 ]] && pgrep -x dnsmasq >/dev/null 2>&1; then
+        note "the install started a system dnsmasq: stopping it"
+        pkill -x dnsmasq || true
     fi
     if [[ $rsyslog_was_running == 0 ]] && pgrep -x rsyslogd >/dev/null 2>&1; then
         note "the install started a system rsyslogd: stopping it"
@@ -218,4 +225,5 @@ for module in imudp imptcp imtcp imrelp lmnsd_gtls; do
 done
 "$SNG_WRAPPER" --version >/dev/null 2>&1 || die "$SNG_WRAPPER --version failed: $("$SNG_WRAPPER" --version 2>&1 | tail -n 3)"
 nats-server --version >/dev/null 2>&1 || die "nats-server --version failed (is nats-server installed?)"
+dnsmasq --version >/dev/null 2>&1 || die "dnsmasq --version failed (is dnsmasq installed?)"
 note "peers ready: $(rsyslogd -v | head -n1); $("$SNG_WRAPPER" --version | head -n1); $(nats-server --version)"

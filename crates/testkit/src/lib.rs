@@ -1,5 +1,5 @@
 //! Test support for flotilla: installs and runs REAL peers (rsyslog, syslog-ng,
-//! nats-server) in private temporary folders, on loopback ports, from Rust tests.
+//! nats-server, dnsmasq) in private temporary folders, on loopback ports, from Rust tests.
 //!
 //! Every test that needs a peer calls [`ensure_peers_installed`] first; it runs
 //! `scripts/install-peers.sh` once per process. Then:
@@ -10,12 +10,14 @@
 //! - [`SyslogNg::builder`] starts the privately unpacked `syslog-ng` with RFC 5424 and
 //!   RFC 3164 sources, also writing JSON lines (see [`syslog_ng`]);
 //! - [`NatsServer::start`] starts `nats-server`;
+//! - [`Dnsmasq::start`] starts `dnsmasq` serving given A/AAAA records;
 //! - [`TestCertificate::generate`] makes a self-signed certificate for TLS peers.
 //!
 //! Every start waits for readiness for at most [`READY_TIMEOUT`]; every handle kills its
 //! process and waits for it on drop, so a panicking test leaks no process.
 #![forbid(unsafe_code)]
 
+pub mod dnsmasq;
 pub mod error;
 pub mod install;
 pub mod nats;
@@ -27,6 +29,7 @@ pub mod rsyslog;
 pub mod syslog_ng;
 pub mod tls;
 
+pub use dnsmasq::Dnsmasq;
 pub use error::Error;
 pub use install::{ensure_peers_installed, peers_dir, syslog_ng_wrapper};
 pub use nats::NatsServer;

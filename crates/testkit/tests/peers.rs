@@ -445,3 +445,74 @@ fn nats_server_answers_ping_with_pong() {
     assert_eq!(pong, "PONG\r\n");
     nats.stop().unwrap();
 }
+
+/// Asks `server` for the A records of `name` with one hand-made UDP query and returns
+/// the addresses of the answer (RFC 1035 section 4).
+fn query_a_records(server: std::net::SocketAddr, name: &str) -> Vec<Ipv4Addr> {
+    let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        query.push(u8::try_from(label.len()).unwrap());
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 1, 0, 1]); // root, QTYPE A, QCLASS IN
+    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    socket.send_to(&query, server).unwrap();
+    let mut answer = [0u8; 512];
+    let len = socket.recv(&mut answer).unwrap();
+    let answer = &answer[..len];
+    assert_eq!(&answer[..2], &[0x12, 0x34], "answer to our query id");
+    assert_eq!(answer[3] & 0x0f, 0, "RCODE NOERROR");
+    let count = u16::from_be_bytes([answer[6], answer[7]]);
+    // Skip the header and the echoed question; answers use a compressed name pointer.
+    let mut at = query.len();
+    let mut addresses = Vec::new();
+    for _ in 0..count {
+        assert_eq!(answer[at] & 0xc0, 0xc0, "compressed owner name");
+        let rtype = u16::from_be_bytes([answer[at + 2], answer[at + 3]]);
+        let rdlength = usize::from(u16::from_be_bytes([answer[at + 10], answer[at + 11]]));
+        let data = &answer[at + 12..at + 12 + rdlength];
+        if rtype == 1 {
+            addresses.push(Ipv4Addr::new(data[0], data[1], data[2], data[3]));
+        }
+        at += 12 + rdlength;
+    }
+    addresses.sort();
+    addresses
+}
+
+#[test]
+fn dnsmasq_serves_every_address_of_a_name_and_takes_new_records() {
+    let records = [
+        ("fleet.flotilla.test", "127.0.0.2".parse().unwrap()),
+        ("fleet.flotilla.test", "127.0.0.3".parse().unwrap()),
+        ("other.flotilla.test", "127.0.0.9".parse().unwrap()),
+    ];
+    let mut dns = flotilla_testkit::Dnsmasq::start(&records).unwrap();
+    assert_eq!(
+        query_a_records(dns.addr(), "fleet.flotilla.test"),
+        vec![Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3)],
+        "{}",
+        dns.log()
+    );
+    assert_eq!(
+        query_a_records(dns.addr(), "other.flotilla.test"),
+        vec![Ipv4Addr::new(127, 0, 0, 9)]
+    );
+    let port = dns.port();
+    dns.set_records(&[("fleet.flotilla.test", "127.0.0.4".parse().unwrap())])
+        .unwrap();
+    assert_eq!(dns.port(), port);
+    assert_eq!(
+        query_a_records(dns.addr(), "fleet.flotilla.test"),
+        vec![Ipv4Addr::new(127, 0, 0, 4)]
+    );
+    assert!(
+        dns.log().contains("fleet.flotilla.test"),
+        "queries are logged"
+    );
+    assert!(
+        flotilla_testkit::Dnsmasq::start(&[("bad name", "127.0.0.1".parse().unwrap())]).is_err()
+    );
+    dns.stop().unwrap();
+}
