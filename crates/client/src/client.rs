@@ -2,10 +2,11 @@
 //!
 //! Connection logic (socket, handshake, keep-alive, reader and writer tasks) is kept apart
 //! from session state (token, subscriptions, replicas in [`ClientSession`]): the session
-//! sits behind an `Arc<Mutex<_>>` that a connection only borrows. Failover (next issue)
-//! will keep that session, pick another front-end at random, run [`handshake`] there with
-//! the same session (its hello carries the token) and let [`ClientSession::resume_subscriptions`]
-//! re-subscribe every world with its last position.
+//! sits behind an `Arc<Mutex<_>>` that a connection only borrows. Failover
+//! ([`FleetClient`](crate::FleetClient)) keeps that session, picks another front-end at
+//! random, runs [`handshake`] there with the same session (its hello carries the token) and
+//! lets [`ClientSession::resume_subscriptions`] re-subscribe every world with its last
+//! position.
 //!
 //! The reader task owns three duties besides decoding: the idle deadline (moved only by
 //! whole frames, PROTOCOL.md section 7), the resubscribe timer of worlds whose game server
@@ -27,13 +28,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::config::ClientConfig;
 use crate::error::ClientError;
-use crate::events::{ClientEvent, ClientEvents, DisconnectReason};
+use crate::events::{ClientEvent, ClientEvents, DisconnectReason, is_lossless};
 use crate::session::{ClientSession, Fatal, WorldCounters};
 use flotilla_link::outbox::{FrameKind, LinkCounters, Outbox, PushError, run_writer};
 
@@ -76,6 +77,8 @@ struct Inner {
     outbox: Arc<Outbox>,
     connected: AtomicBool,
     close_requested: Notify,
+    /// Why the connection ended, once it has (set before the `Disconnected` event).
+    ended: watch::Sender<Option<DisconnectReason>>,
     events: mpsc::Sender<ClientEvent>,
     events_dropped: AtomicU64,
     frames_received: AtomicU64,
@@ -92,16 +95,6 @@ enum Delivery {
     AfterWaiting,
     /// The application asked to close while the reader waited.
     CloseRequested,
-}
-
-/// Events the application must see even when its queue is full: data from the game
-/// server, and the end of a subscription. The rest are notifications about the replica,
-/// whose state the application can always read.
-fn is_lossless(event: &ClientEvent) -> bool {
-    matches!(
-        event,
-        ClientEvent::Output { .. } | ClientEvent::Unsubscribed { .. }
-    )
 }
 
 impl Inner {
@@ -152,6 +145,25 @@ impl Inner {
                 PushError::Closed => ClientError::NotConnected,
                 PushError::Overloaded => ClientError::Overloaded,
             })
+    }
+}
+
+/// Sends frames on one connection: what a [`FleetClient`](crate::FleetClient) keeps of the
+/// connection in use, to send subscribes and inputs through it.
+#[derive(Debug, Clone)]
+pub(crate) struct LinkSender {
+    inner: Arc<Inner>,
+}
+
+impl LinkSender {
+    /// Queues `message`; fails once the connection is closing or over its send budget.
+    pub(crate) fn send(&self, message: &ClientToFrontend) -> Result<(), ClientError> {
+        self.inner.send(message)
+    }
+
+    /// True until the connection ends.
+    pub(crate) fn is_connected(&self) -> bool {
+        self.inner.connected.load(Ordering::Acquire)
     }
 }
 
@@ -211,6 +223,19 @@ impl Client {
         session: Arc<Mutex<ClientSession>>,
         config: ClientConfig,
     ) -> Result<Self, ClientError> {
+        Self::open(stream, session, config, |_, _| {}).await
+    }
+
+    /// [`over_stream`](Self::over_stream), calling `attach` with a [`LinkSender`] for the
+    /// new connection and the front-end's id right after the resume subscribes are queued,
+    /// under the session lock: whoever changes the session under that lock and then sends
+    /// through the attached sender can neither miss this connection nor be sent twice.
+    pub(crate) async fn open(
+        stream: TcpStream,
+        session: Arc<Mutex<ClientSession>>,
+        config: ClientConfig,
+        attach: impl FnOnce(&LinkSender, &str),
+    ) -> Result<Self, ClientError> {
         stream.set_nodelay(true)?;
         let peer = stream.peer_addr()?;
         let seed = if config.resubscribe.enabled {
@@ -248,16 +273,25 @@ impl Client {
             outbox: Arc::clone(&outbox),
             connected: AtomicBool::new(true),
             close_requested: Notify::new(),
+            ended: watch::Sender::new(None),
             events: events_tx,
             events_dropped: AtomicU64::new(0),
             frames_received: AtomicU64::new(0),
             bytes_received: AtomicU64::new(0),
             sent,
         });
-        // Resume: re-subscribe every world already in the session.
-        let resubscribes = lock(&inner.session).resume_subscriptions();
-        for message in &resubscribes {
-            inner.send(message)?;
+        {
+            // Resume: re-subscribe every world already in the session.
+            let mut session = lock(&inner.session);
+            for message in &session.resume_subscriptions() {
+                inner.send(message)?;
+            }
+            attach(
+                &LinkSender {
+                    inner: Arc::clone(&inner),
+                },
+                &welcome.server_id,
+            );
         }
         let writer = tokio::spawn(run_writer(
             write_half,
@@ -397,6 +431,11 @@ impl Client {
             bytes_sent: inner.sent.bytes.load(Ordering::Relaxed),
             events_dropped: inner.events_dropped.load(Ordering::Relaxed),
         }
+    }
+
+    /// Watches the end of the connection: `Some(reason)` once it has ended.
+    pub(crate) fn ended(&self) -> watch::Receiver<Option<DisconnectReason>> {
+        self.inner.ended.subscribe()
     }
 
     /// Closes the connection (after writing what is queued). A `Disconnected{Closed}`
@@ -576,6 +615,7 @@ async fn read_loop(
             writer.abort();
         }
     }
+    inner.ended.send_replace(Some(ending.reason.clone()));
     inner.emit(ClientEvent::Disconnected {
         reason: ending.reason,
     });

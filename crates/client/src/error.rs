@@ -34,4 +34,27 @@ pub enum ClientError {
     /// The send queue is over its budget: the connection is closing.
     #[error("send queue over budget")]
     Overloaded,
+    /// A setting is unusable (for example an empty front-end list).
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// A [`FleetClient`](crate::FleetClient) could not reach any front-end for
+    /// `failed_rounds` rounds in a row.
+    #[error(
+        "gave up after {failed_rounds} failed rounds over every front-end; last error: {last_error}"
+    )]
+    GaveUp {
+        /// Consecutive rounds in which every front-end failed.
+        failed_rounds: u32,
+        /// The last connect or handshake error.
+        last_error: String,
+    },
+    /// A [`FleetClient`](crate::FleetClient) is between front-ends and its queue of inputs
+    /// waiting for the next connection is full; this input was not queued.
+    #[error("input queue full while reconnecting ({inputs} inputs, {bytes} bytes queued)")]
+    InputQueueFull {
+        /// Inputs queued.
+        inputs: usize,
+        /// Their payload bytes.
+        bytes: usize,
+    },
 }

@@ -1,5 +1,7 @@
-//! What the client tells the application: replica updates, outputs, errors, disconnects.
+//! What the client tells the application: replica updates, outputs, errors, disconnects,
+//! and (for a [`FleetClient`](crate::FleetClient)) failovers between front-ends.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -27,6 +29,15 @@ pub enum DisconnectReason {
     Io(String),
     /// [`Client::close`](crate::Client::close) was called or the client was dropped.
     Closed,
+    /// A [`FleetClient`](crate::FleetClient) gave up reconnecting: `failed_rounds` rounds in a
+    /// row failed on every front-end of its list (see
+    /// [`FailoverPolicy::max_failed_rounds`](crate::FailoverPolicy::max_failed_rounds)).
+    GaveUp {
+        /// Consecutive rounds in which every front-end failed.
+        failed_rounds: u32,
+        /// The last connect or handshake error.
+        last_error: String,
+    },
 }
 
 /// One thing that happened on the connection.
@@ -87,11 +98,66 @@ pub enum ClientEvent {
         /// Detail.
         text: String,
     },
-    /// The connection ended; no more events follow.
+    /// The connection ended; no more events follow. For a
+    /// [`FleetClient`](crate::FleetClient): the fleet client ended (closed, dropped, or
+    /// [`DisconnectReason::GaveUp`]); losing one front-end is [`ClientEvent::FrontendLost`].
     Disconnected {
         /// Why.
         reason: DisconnectReason,
     },
+    /// A [`FleetClient`](crate::FleetClient) lost its front-end and is failing over to
+    /// another one picked at random. Inputs sent meanwhile are queued (see
+    /// [`FleetConfig::max_pending_inputs`](crate::FleetConfig::max_pending_inputs)); the
+    /// replicas keep their last state. [`ClientEvent::Reconnected`] follows, or
+    /// `Disconnected` if the client gives up or is closed.
+    FrontendLost {
+        /// The front-end's address.
+        from: SocketAddr,
+        /// The front-end's id from its welcome.
+        server_id: String,
+        /// Why the connection ended (`PeerError{ShuttingDown}`, `PeerClosed`, `Timeout`, ...).
+        reason: DisconnectReason,
+    },
+    /// A [`FleetClient`](crate::FleetClient) could not connect to a front-end (refused,
+    /// timed out, handshake failed); it tries another one, backing off after a round in
+    /// which every front-end failed. A notification: dropped when the event queue is full.
+    ConnectFailed {
+        /// The front-end's address.
+        addr: SocketAddr,
+        /// What went wrong.
+        error: String,
+        /// Consecutive rounds in which every front-end failed, so far.
+        failed_rounds: u32,
+    },
+    /// A [`FleetClient`](crate::FleetClient) is connected again, with the same session
+    /// when `resumed`; every world was re-subscribed from its last position (only the
+    /// missing batches come back when the new front-end has them in its ring, a snapshot
+    /// otherwise) and the inputs queued meanwhile were sent.
+    Reconnected {
+        /// The new front-end's address.
+        to: SocketAddr,
+        /// The new front-end's id from its welcome.
+        server_id: String,
+        /// True when the front-end recognised the session token: same session id, and the
+        /// game server sees the session move (`SessionOpened` from the new front-end).
+        resumed: bool,
+        /// Time from the loss of the previous front-end to this welcome.
+        after: Duration,
+    },
+}
+
+/// Events the application must see even when its queue is full: data from the game
+/// server, the end of a subscription, and the failover milestones of a fleet client. The
+/// rest are notifications about replicas (whose state the application can always read) or
+/// connect attempts.
+pub(crate) fn is_lossless(event: &ClientEvent) -> bool {
+    matches!(
+        event,
+        ClientEvent::Output { .. }
+            | ClientEvent::Unsubscribed { .. }
+            | ClientEvent::FrontendLost { .. }
+            | ClientEvent::Reconnected { .. }
+    )
 }
 
 /// The receiving end of a client's events (taken once with

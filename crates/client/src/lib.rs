@@ -1,4 +1,6 @@
-//! The flotilla Rust client SDK (tokio), minimal: one connection to one given front-end.
+//! The flotilla Rust client SDK (tokio): one connection to one front-end ([`Client`]), or
+//! a session kept across a fleet of front-ends with random balancing and failover
+//! ([`FleetClient`]).
 //!
 //! - [`Client::connect`] says `Hello` and keeps the session token of the `Welcome`;
 //!   keep-alive answers pings, pings after a quiet interval, and closes after an idle
@@ -19,25 +21,55 @@
 //! - [`ReplicaMode::CountOnly`] keeps no replica, only per-world [`WorldCounters`] and
 //!   receive timestamps: lean observers for fan-out benchmarks.
 //!
-//! Design for failover (next issue): the session state ([`ClientSession`]: token,
-//! subscriptions, last positions, replicas) is sans-I/O and separate from the connection
-//! (socket, reader and writer tasks). A `connect_any(list)` will keep one
-//! `Arc<Mutex<ClientSession>>`, and on a failure pick another front-end at random and call
-//! [`Client::over_stream`] with that same session: its hello carries the token and every
-//! world is re-subscribed with `since` = its last position, so only missing batches (or a
-//! snapshot) come back.
+//! # Fleets: random balancing and failover
+//!
+//! [`FleetClient::connect`] takes the list of front-end addresses every client of the fleet
+//! holds ([`FleetConfig`]), picks one uniformly at random (OS-seeded, or
+//! [`FleetConfig::seed`] for tests) and keeps one session ([`ClientSession`]: token,
+//! subscriptions, last positions, replicas) across connections. On any failure of the
+//! connection in use (closed, reset, ping/idle timeout, `Error{Overloaded}` or
+//! `Error{ShuttingDown}` from the front-end) it picks another front-end at random (not the
+//! one that just failed while another is untried), says hello with the session token (the
+//! front-end resumes the session and the game server sees it move) and re-subscribes every
+//! world from its last position: only the missing batches come back when the new
+//! front-end has them in its ring, a snapshot otherwise. Connect failures move on to
+//! another front-end at once; after a round in which every front-end failed it backs off
+//! (full jitter) and gives up after [`FailoverPolicy::max_failed_rounds`] rounds (or never).
+//!
+//! - The same read and write API as [`Client`] (`subscribe`, `unsubscribe`, `send_input`,
+//!   `with_replica`, `digest`, `get`, `position`, `is_waiting`, `take_events`, `close`,
+//!   `closed`), plus [`FleetClient::frontend_addr`], [`FleetClient::server_id`] and
+//!   [`FleetStats`] (reconnects, failed attempts, ...).
+//! - One event stream across connections, with [`ClientEvent::FrontendLost`],
+//!   [`ClientEvent::ConnectFailed`] and [`ClientEvent::Reconnected`] (`resumed`, outage
+//!   length); [`ClientEvent::Disconnected`] only at the very end (closed, or
+//!   [`DisconnectReason::GaveUp`]).
+//! - Inputs sent between front-ends are queued up to a bound and sent right after the next
+//!   hello; past the bound `send_input` fails with [`ClientError::InputQueueFull`]; never a
+//!   silent drop (see [`FleetStats`]).
+//! - The decisions are the sans-I/O [`Failover`] machine (over
+//!   [`flotilla_balance::Balancer`]), `now` and seed passed in; the shell only connects,
+//!   sleeps and forwards.
+//!
+//! The seam below it: [`Client::over_stream`] runs the handshake for a kept session on a
+//! new stream, and [`ClientSession::resume_subscriptions`] gives the `Subscribe{since}` of
+//! every world.
 #![forbid(unsafe_code)]
 
 mod client;
 mod config;
 mod error;
 mod events;
+mod failover;
+mod fleet;
 mod session;
 
 pub use client::{Client, ClientStats};
 pub use config::{ClientConfig, ResubscribePolicy};
 pub use error::ClientError;
 pub use events::{ClientEvent, ClientEvents, DisconnectReason};
+pub use failover::{Failover, FailoverPolicy, Step};
+pub use fleet::{FleetClient, FleetConfig, FleetStats};
 pub use session::{ClientSession, Fatal, Handled, ReplicaMode, WorldCounters};
 
 pub use flotilla_wire::WorldId;

@@ -1,8 +1,9 @@
 //! The client's session state, sans-I/O: session token, subscriptions, one replica (or
 //! lean counters) per world. Frames in, events and replies out; no socket, no clock.
 //!
-//! This is the part that survives a connection: failover (next issue) keeps the same
-//! [`ClientSession`], opens a connection to another front-end, sends
+//! This is the part that survives a connection: failover
+//! ([`FleetClient`](crate::FleetClient)) keeps the same [`ClientSession`], opens a
+//! connection to another front-end, sends
 //! [`hello`](ClientSession::hello) (which carries the token) and then
 //! [`resume_subscriptions`](ClientSession::resume_subscriptions) (one `Subscribe` per world
 //! with the last position seen).

@@ -1,0 +1,776 @@
+//! The fleet client (tokio shell): one session over a list of front-ends, with random
+//! balancing and failover.
+//!
+//! A [`FleetClient`] holds the list every client of the fleet holds, connects to a
+//! front-end picked uniformly at random and, whenever that connection fails (closed,
+//! reset, ping/idle timeout, `Error{Overloaded}`, `Error{ShuttingDown}`, ...), connects to
+//! another one picked at random and resumes there: the hello carries the session token
+//! (the front-end resumes the session and tells the game server it moved) and every world
+//! is re-subscribed from its last position, so a replica continues with the missing
+//! batches when the new front-end still has them in its ring, or with a snapshot.
+//!
+//! The decisions (which front-end, when, when to give up) are the sans-I/O [`Failover`]
+//! machine; this shell only connects sockets, sleeps and forwards events. The session
+//! ([`ClientSession`]: token, subscriptions, replicas) is shared by every connection in
+//! turn.
+//!
+//! While between front-ends:
+//! - reads (`digest`, `get`, `with_replica`, `position`) answer from the replicas, which
+//!   keep their last state;
+//! - `subscribe` / `unsubscribe` change the session; the next connection resumes it;
+//! - `send_input` queues the input, up to [`FleetConfig::max_pending_inputs`] inputs and
+//!   [`FleetConfig::max_pending_input_bytes`] payload bytes, and sends the queue in order
+//!   right after the next hello and resubscribes; past the bound it fails with
+//!   [`ClientError::InputQueueFull`] (counted in [`FleetStats::inputs_refused`]). Inputs
+//!   still queued when the client gives up or is closed are counted in
+//!   [`FleetStats::inputs_discarded`]. An input accepted while connected is at most once:
+//!   it can be lost with a connection that fails before the front-end forwarded it.
+//!
+//! One event stream spans every connection: the usual events, plus
+//! [`ClientEvent::FrontendLost`], [`ClientEvent::ConnectFailed`] and
+//! [`ClientEvent::Reconnected`]; [`ClientEvent::Disconnected`] comes once, at the very end.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use flotilla_wire::{ClientToFrontend, WorldId};
+use flotilla_world::{Position, Replica};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, sleep_until, timeout};
+
+use crate::client::{Client, LinkSender};
+use crate::config::ClientConfig;
+use crate::error::ClientError;
+use crate::events::{ClientEvent, ClientEvents, DisconnectReason, is_lossless};
+use crate::failover::{Failover, FailoverPolicy, Step};
+use crate::session::{ClientSession, WorldCounters};
+
+/// How long a closing connection may take to flush before the fleet client moves on.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Settings of a [`FleetClient`].
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    /// The front-ends' addresses: the same list for every client of the fleet (built in,
+    /// or every A/AAAA record of one DNS name, resolved by the application).
+    pub frontends: Vec<SocketAddr>,
+    /// Settings of each connection (name, replica mode, keep-alive, timeouts, queues).
+    /// `session_token` resumes an earlier session on the first connection.
+    pub client: ClientConfig,
+    /// When to reconnect and when to give up.
+    pub failover: FailoverPolicy,
+    /// Seed of the random choice of front-ends. `None` (the default): drawn from the
+    /// operating system. Set it only for reproducible tests.
+    pub seed: Option<u64>,
+    /// The most inputs queued while between front-ends. Default 1024.
+    pub max_pending_inputs: usize,
+    /// The most payload bytes queued while between front-ends. Default 256 KiB.
+    pub max_pending_input_bytes: usize,
+}
+
+impl FleetConfig {
+    /// A configuration over `frontends` with the default settings.
+    pub fn new(frontends: Vec<SocketAddr>) -> Self {
+        Self {
+            frontends,
+            client: ClientConfig::default(),
+            failover: FailoverPolicy::default(),
+            seed: None,
+            max_pending_inputs: 1024,
+            max_pending_input_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// Counters of a [`FleetClient`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FleetStats {
+    /// Reconnections after a lost front-end.
+    pub reconnects: u64,
+    /// Connect or handshake attempts that failed.
+    pub failed_attempts: u64,
+    /// Established connections that were lost.
+    pub connection_losses: u64,
+    /// Inputs queued while between front-ends (sent after the reconnection).
+    pub inputs_queued: u64,
+    /// Inputs refused because the queue was full ([`ClientError::InputQueueFull`]).
+    pub inputs_refused: u64,
+    /// Queued inputs discarded because the client gave up or was closed.
+    pub inputs_discarded: u64,
+    /// Replica and connect notifications dropped because the event queue was full (plus
+    /// events of any kind after the application dropped its [`ClientEvents`]).
+    pub events_dropped: u64,
+}
+
+/// The connection in use, and what waits for the next one.
+#[derive(Debug, Default)]
+struct Link {
+    /// Sends on the connection in use; `None` between front-ends.
+    sender: Option<LinkSender>,
+    /// The address and server id of the front-end in use.
+    frontend: Option<(SocketAddr, String)>,
+    /// Inputs waiting for the next connection, oldest first.
+    pending: VecDeque<(WorldId, Bytes)>,
+    /// Their payload bytes.
+    pending_bytes: usize,
+    /// The client has ended: nothing more is sent or queued.
+    ended: bool,
+}
+
+/// State shared by the handle and the driver task.
+#[derive(Debug)]
+struct Shared {
+    /// The session, shared by every connection in turn. Lock order: session, then link.
+    session: Arc<Mutex<ClientSession>>,
+    link: Mutex<Link>,
+    /// The application's event queue; `None` once the client has ended, so that the
+    /// receiver sees the end after the final `Disconnected`.
+    events: Mutex<Option<mpsc::Sender<ClientEvent>>>,
+    close: watch::Sender<bool>,
+    done: watch::Sender<bool>,
+    origin: Instant,
+    max_pending_inputs: usize,
+    max_pending_input_bytes: usize,
+    reconnects: AtomicU64,
+    failed_attempts: AtomicU64,
+    connection_losses: AtomicU64,
+    inputs_queued: AtomicU64,
+    inputs_refused: AtomicU64,
+    inputs_discarded: AtomicU64,
+    events_dropped: AtomicU64,
+}
+
+impl Shared {
+    /// Time since the origin, for the failover machine.
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn is_closing(&self) -> bool {
+        *self.close.borrow()
+    }
+
+    /// Installs the connection just welcomed (called under the session lock, after the
+    /// resume subscribes) and sends the inputs queued meanwhile.
+    fn attach(&self, sender: &LinkSender, addr: SocketAddr, server_id: &str) {
+        let mut link = lock(&self.link);
+        while let Some((world, payload)) = link.pending.pop_front() {
+            let bytes = payload.len();
+            let message = ClientToFrontend::Input { world, payload };
+            if sender.send(&message).is_err() {
+                // The new connection is already failing: keep the rest for the next one.
+                if let ClientToFrontend::Input { world, payload } = message {
+                    link.pending.push_front((world, payload));
+                }
+                break;
+            }
+            link.pending_bytes = link.pending_bytes.saturating_sub(bytes);
+        }
+        link.sender = Some(sender.clone());
+        link.frontend = Some((addr, server_id.to_owned()));
+    }
+
+    /// Forgets the connection in use.
+    fn detach(&self) {
+        let mut link = lock(&self.link);
+        link.sender = None;
+        link.frontend = None;
+    }
+
+    /// Copies the machine's counters for [`FleetClient::stats`].
+    fn publish(&self, machine: &Failover) {
+        self.reconnects
+            .store(machine.reconnects(), Ordering::Relaxed);
+        self.failed_attempts
+            .store(machine.failed_attempts(), Ordering::Relaxed);
+        self.connection_losses
+            .store(machine.losses(), Ordering::Relaxed);
+    }
+
+    /// Queues `event`; a lossless one waits for room (unless the client is closing), the
+    /// others are dropped when the queue is full. False when a close was requested.
+    async fn forward(&self, event: ClientEvent, close: &mut watch::Receiver<bool>) -> bool {
+        let Some(events) = lock(&self.events).clone() else {
+            self.events_dropped.fetch_add(1, Ordering::Relaxed);
+            return true;
+        };
+        if !is_lossless(&event) {
+            if events.try_send(event).is_err() {
+                self.events_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            return true;
+        }
+        tokio::select! {
+            sent = events.send(event) => {
+                if sent.is_err() {
+                    self.events_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                true
+            }
+            () = until_closing(close) => false,
+        }
+    }
+
+    /// Queues the final `Disconnected` (dropped if the queue is full) and ends the event
+    /// stream.
+    fn end_events(&self, reason: DisconnectReason) {
+        let events = lock(&self.events).take();
+        let queued = events.is_some_and(|events| {
+            events
+                .try_send(ClientEvent::Disconnected { reason })
+                .is_ok()
+        });
+        if !queued {
+            self.events_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Returns once a close of the fleet client is requested.
+async fn until_closing(close: &mut watch::Receiver<bool>) {
+    let _ = close.wait_for(|closing| *closing).await;
+}
+
+/// Returns why a connection ended, once it has.
+async fn end_of(ended: &mut watch::Receiver<Option<DisconnectReason>>) -> Option<DisconnectReason> {
+    ended
+        .wait_for(Option::is_some)
+        .await
+        .ok()
+        .and_then(|reason| reason.clone())
+}
+
+/// A connection in use: the client, and which front-end it is on.
+struct Established {
+    client: Client,
+    index: usize,
+    addr: SocketAddr,
+}
+
+/// Why the fleet client stopped trying to connect.
+enum Stop {
+    /// The application closed it.
+    Closed,
+    /// Every front-end failed `failed_rounds` rounds in a row.
+    GaveUp {
+        failed_rounds: u32,
+        last_error: String,
+    },
+}
+
+/// A client of a fleet of front-ends: one session, random balancing, failover and resume.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), flotilla_client::ClientError> {
+/// use flotilla_client::{ClientEvent, FleetClient, FleetConfig};
+/// use flotilla_wire::WorldId;
+///
+/// let frontends = vec!["10.0.0.1:7400".parse().unwrap(), "10.0.0.2:7400".parse().unwrap()];
+/// let client = FleetClient::connect(FleetConfig::new(frontends)).await?;
+/// let mut events = client.take_events().expect("first take");
+/// let arena = WorldId::new("arena-1")?;
+/// client.subscribe(arena.clone(), None)?;
+/// while let Some(event) = events.recv().await {
+///     match event {
+///         ClientEvent::FrontendLost { from, reason, .. } => println!("lost {from}: {reason:?}"),
+///         ClientEvent::Reconnected { to, resumed, after, .. } => {
+///             println!("now on {to} (resumed: {resumed}) after {after:?}")
+///         }
+///         ClientEvent::Disconnected { .. } => break,
+///         _ => {}
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// Dropping the client closes it.
+#[derive(Debug)]
+pub struct FleetClient {
+    shared: Arc<Shared>,
+    events: Mutex<Option<ClientEvents>>,
+}
+
+impl FleetClient {
+    /// Connects to a front-end of `config.frontends` picked at random (trying others, with
+    /// backoff between failed rounds, until one welcomes it or
+    /// [`FailoverPolicy::max_failed_rounds`] is reached: [`ClientError::GaveUp`]), then
+    /// keeps a connection up until [`close`](Self::close). Call from within a tokio
+    /// runtime.
+    pub async fn connect(config: FleetConfig) -> Result<Self, ClientError> {
+        if config.frontends.is_empty() {
+            return Err(ClientError::InvalidConfig(
+                "the front-end list is empty".to_owned(),
+            ));
+        }
+        let seed = match config.seed {
+            Some(seed) => seed,
+            None => flotilla_balance::seed_from_os_entropy()
+                .map_err(|error| ClientError::Io(std::io::Error::other(error.to_string())))?,
+        };
+        let mut machine = Failover::new(config.frontends.len(), config.failover, seed)?;
+        let session = ClientSession::new(
+            config.client.mode,
+            config.client.client_name.clone(),
+            config.client.session_token.clone(),
+        );
+        let (events_tx, events_rx) = mpsc::channel(config.client.event_queue.max(1));
+        let shared = Arc::new(Shared {
+            session: Arc::new(Mutex::new(session)),
+            link: Mutex::new(Link::default()),
+            events: Mutex::new(Some(events_tx)),
+            close: watch::Sender::new(false),
+            done: watch::Sender::new(false),
+            origin: Instant::now(),
+            max_pending_inputs: config.max_pending_inputs,
+            max_pending_input_bytes: config.max_pending_input_bytes,
+            reconnects: AtomicU64::new(0),
+            failed_attempts: AtomicU64::new(0),
+            connection_losses: AtomicU64::new(0),
+            inputs_queued: AtomicU64::new(0),
+            inputs_refused: AtomicU64::new(0),
+            inputs_discarded: AtomicU64::new(0),
+            events_dropped: AtomicU64::new(0),
+        });
+        let mut close = shared.close.subscribe();
+        let first = match establish(&shared, &mut machine, &config, &mut close).await {
+            Ok((established, _)) => established,
+            Err(stop) => {
+                lock(&shared.link).ended = true;
+                lock(&shared.events).take();
+                shared.done.send_replace(true);
+                return Err(match stop {
+                    Stop::GaveUp {
+                        failed_rounds,
+                        last_error,
+                    } => ClientError::GaveUp {
+                        failed_rounds,
+                        last_error,
+                    },
+                    Stop::Closed => ClientError::NotConnected,
+                });
+            }
+        };
+        tokio::spawn(drive(Arc::clone(&shared), machine, config, first, close));
+        Ok(Self {
+            shared,
+            events: Mutex::new(Some(ClientEvents {
+                receiver: events_rx,
+            })),
+        })
+    }
+
+    /// The event queue, across every connection. Returns it once; `None` afterwards.
+    /// Outputs, unsubscribes, `FrontendLost` and `Reconnected` are never dropped: while the
+    /// queue is full the client stops reading its socket. The stream ends (`recv` gives
+    /// `None`) after the final [`ClientEvent::Disconnected`].
+    pub fn take_events(&self) -> Option<ClientEvents> {
+        lock(&self.events).take()
+    }
+
+    /// Watches `world` (see [`Client::subscribe`]). Between front-ends the subscription is
+    /// recorded and sent by the next connection. Fails once the client has ended.
+    pub fn subscribe(&self, world: WorldId, since: Option<Position>) -> Result<(), ClientError> {
+        let mut session = lock(&self.shared.session);
+        let link = lock(&self.shared.link);
+        if link.ended {
+            return Err(ClientError::NotConnected);
+        }
+        let message = session.subscribe(world, since);
+        if let Some(sender) = &link.sender {
+            // A failing connection refuses; the next one resumes the subscription.
+            let _ = sender.send(&message);
+        }
+        Ok(())
+    }
+
+    /// Stops watching `world` and drops its replica.
+    pub fn unsubscribe(&self, world: &WorldId) -> Result<(), ClientError> {
+        let mut session = lock(&self.shared.session);
+        let link = lock(&self.shared.link);
+        if let Some(message) = session.unsubscribe(world)
+            && let Some(sender) = &link.sender
+        {
+            // A failing connection refuses; the next one will not resubscribe the world.
+            let _ = sender.send(&message);
+        }
+        Ok(())
+    }
+
+    /// Sends `payload` to the game server of `world` (it arrives with this session's id).
+    /// Between front-ends it is queued and sent after the next hello; a full queue gives
+    /// [`ClientError::InputQueueFull`], an ended client [`ClientError::NotConnected`].
+    pub fn send_input(
+        &self,
+        world: &WorldId,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), ClientError> {
+        let payload = payload.into();
+        let mut link = lock(&self.shared.link);
+        if link.ended {
+            return Err(ClientError::NotConnected);
+        }
+        if let Some(sender) = &link.sender
+            && link.pending.is_empty()
+        {
+            let message = ClientToFrontend::Input {
+                world: world.clone(),
+                payload: payload.clone(),
+            };
+            if sender.send(&message).is_ok() {
+                return Ok(());
+            }
+        }
+        let full = link.pending.len() >= self.shared.max_pending_inputs
+            || link.pending_bytes.saturating_add(payload.len())
+                > self.shared.max_pending_input_bytes;
+        if full {
+            self.shared.inputs_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(ClientError::InputQueueFull {
+                inputs: link.pending.len(),
+                bytes: link.pending_bytes,
+            });
+        }
+        link.pending_bytes = link.pending_bytes.saturating_add(payload.len());
+        link.pending.push_back((world.clone(), payload));
+        self.shared.inputs_queued.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Runs `read` on the replica of `world` (full mode; under the session lock: keep it
+    /// short).
+    pub fn with_replica<R>(&self, world: &WorldId, read: impl FnOnce(&Replica) -> R) -> Option<R> {
+        lock(&self.shared.session).replica(world).map(read)
+    }
+
+    /// The digest of the replica of `world`, once it has a snapshot.
+    pub fn digest(&self, world: &WorldId) -> Option<u64> {
+        self.with_replica(world, |replica| {
+            replica.is_synced().then(|| replica.digest())
+        })
+        .flatten()
+    }
+
+    /// The value of `key` in the replica of `world`.
+    pub fn get(&self, world: &WorldId, key: &[u8]) -> Option<Bytes> {
+        self.with_replica(world, |replica| replica.get(key).cloned())
+            .flatten()
+    }
+
+    /// The last position seen for `world`.
+    pub fn position(&self, world: &WorldId) -> Option<Position> {
+        lock(&self.shared.session).position(world)
+    }
+
+    /// True while `world` waits for its game server to come back (see
+    /// [`ClientEvent::Resubscribing`]).
+    pub fn is_waiting(&self, world: &WorldId) -> bool {
+        lock(&self.shared.session).is_waiting(world)
+    }
+
+    /// The receive counters of `world` (kept across connections).
+    pub fn counters(&self, world: &WorldId) -> Option<WorldCounters> {
+        lock(&self.shared.session).counters(world)
+    }
+
+    /// The session token of the last welcome (the session id is its first 8 bytes,
+    /// big-endian; see PROTOCOL.md section 2).
+    pub fn session_token(&self) -> Option<Bytes> {
+        lock(&self.shared.session).session_token().cloned()
+    }
+
+    /// The address of the front-end in use; `None` between front-ends.
+    pub fn frontend_addr(&self) -> Option<SocketAddr> {
+        lock(&self.shared.link)
+            .frontend
+            .as_ref()
+            .map(|(addr, _)| *addr)
+    }
+
+    /// The id (from its welcome) of the front-end in use; `None` between front-ends.
+    pub fn server_id(&self) -> Option<String> {
+        lock(&self.shared.link)
+            .frontend
+            .as_ref()
+            .map(|(_, id)| id.clone())
+    }
+
+    /// True while a connection is up.
+    pub fn is_connected(&self) -> bool {
+        lock(&self.shared.link)
+            .sender
+            .as_ref()
+            .is_some_and(LinkSender::is_connected)
+    }
+
+    /// Counters: reconnections, failed attempts, lost connections, queued inputs, dropped
+    /// events.
+    pub fn stats(&self) -> FleetStats {
+        let shared = &self.shared;
+        FleetStats {
+            reconnects: shared.reconnects.load(Ordering::Relaxed),
+            failed_attempts: shared.failed_attempts.load(Ordering::Relaxed),
+            connection_losses: shared.connection_losses.load(Ordering::Relaxed),
+            inputs_queued: shared.inputs_queued.load(Ordering::Relaxed),
+            inputs_refused: shared.inputs_refused.load(Ordering::Relaxed),
+            inputs_discarded: shared.inputs_discarded.load(Ordering::Relaxed),
+            events_dropped: shared.events_dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Closes the connection (after writing what is queued) and stops reconnecting. A
+    /// `Disconnected{Closed}` event follows.
+    pub fn close(&self) {
+        self.shared.close.send_replace(true);
+    }
+
+    /// Waits until the client has ended (closed, or gave up reconnecting). Returns at once
+    /// on later calls.
+    pub async fn closed(&self) {
+        let mut done = self.shared.done.subscribe();
+        let _ = done.wait_for(|done| *done).await;
+    }
+
+    /// True once the client has ended.
+    pub fn is_closed(&self) -> bool {
+        *self.shared.done.borrow()
+    }
+}
+
+impl Drop for FleetClient {
+    fn drop(&mut self) {
+        self.shared.close.send_replace(true);
+    }
+}
+
+/// One attempt: TCP connect to `addr`, then the handshake for the shared session.
+async fn attempt(
+    shared: &Arc<Shared>,
+    addr: SocketAddr,
+    config: &ClientConfig,
+) -> Result<Client, ClientError> {
+    let stream = timeout(config.connect_timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| ClientError::Timeout("connect"))??;
+    let attached = Arc::clone(shared);
+    Client::open(
+        stream,
+        Arc::clone(&shared.session),
+        config.clone(),
+        move |sender, server_id| attached.attach(sender, addr, server_id),
+    )
+    .await
+}
+
+/// Connects to front-ends as the machine says until one welcomes the session; returns it
+/// with the outage it ended (for a reconnection).
+async fn establish(
+    shared: &Arc<Shared>,
+    machine: &mut Failover,
+    config: &FleetConfig,
+    close: &mut watch::Receiver<bool>,
+) -> Result<(Established, Option<Duration>), Stop> {
+    let mut last_error = String::from("no attempt made");
+    loop {
+        if shared.is_closing() {
+            return Err(Stop::Closed);
+        }
+        match machine.poll(shared.now()) {
+            Step::GiveUp { failed_rounds } => {
+                return Err(Stop::GaveUp {
+                    failed_rounds,
+                    last_error,
+                });
+            }
+            Step::WaitUntil(at) => {
+                tokio::select! {
+                    () = sleep_until(shared.origin + at) => {}
+                    () = until_closing(close) => return Err(Stop::Closed),
+                }
+            }
+            Step::Connected(index) => {
+                // Not reached (this runs only while not connected); recover by treating
+                // the phantom connection as lost.
+                machine.on_lost(index, shared.now());
+            }
+            Step::Connect(index) => {
+                let Some(&addr) = config.frontends.get(index) else {
+                    machine.on_connect_failed(index, shared.now());
+                    continue;
+                };
+                let result = tokio::select! {
+                    result = attempt(shared, addr, &config.client) => result,
+                    () = until_closing(close) => return Err(Stop::Closed),
+                };
+                let now = shared.now();
+                match result {
+                    Ok(client) => {
+                        let outage = machine.on_connected(index, now);
+                        shared.publish(machine);
+                        return Ok((
+                            Established {
+                                client,
+                                index,
+                                addr,
+                            },
+                            outage,
+                        ));
+                    }
+                    Err(error) => {
+                        machine.on_connect_failed(index, now);
+                        shared.publish(machine);
+                        last_error = format!("{addr}: {error}");
+                        log::debug!("fleet client: connecting to {last_error}");
+                        let event = ClientEvent::ConnectFailed {
+                            addr,
+                            error: error.to_string(),
+                            failed_rounds: machine.consecutive_failed_rounds(),
+                        };
+                        if !shared.forward(event, close).await {
+                            return Err(Stop::Closed);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Forwards the events of the connection in use until it ends; returns why it ended, or
+/// `None` when the application closed the fleet client.
+async fn run_connection(
+    shared: &Shared,
+    client: &Client,
+    close: &mut watch::Receiver<bool>,
+) -> Option<DisconnectReason> {
+    let Some(mut events) = client.take_events() else {
+        return Some(DisconnectReason::Protocol(
+            "connection events taken".to_owned(),
+        ));
+    };
+    let mut ended = client.ended();
+    let mut closing = false;
+    let mut events_open = true;
+    // `forward` watches for a close too, inside the select below.
+    let mut forward_close = close.clone();
+    loop {
+        tokio::select! {
+            biased;
+            () = until_closing(close), if !closing => {
+                closing = true;
+                client.close();
+            }
+            event = events.recv(), if events_open => match event {
+                // Not reached while the client lives (it holds the sender).
+                None => events_open = false,
+                Some(ClientEvent::Disconnected { .. }) => {}
+                Some(event) => {
+                    if !shared.forward(event, &mut forward_close).await && !closing {
+                        closing = true;
+                        client.close();
+                    }
+                }
+            },
+            reason = end_of(&mut ended) => {
+                // What the connection queued before it ended still goes out.
+                while let Some(event) = events.try_recv() {
+                    if !matches!(event, ClientEvent::Disconnected { .. }) {
+                        let _ = shared.forward(event, &mut forward_close).await;
+                    }
+                }
+                return if closing || shared.is_closing() {
+                    None
+                } else {
+                    Some(reason.unwrap_or(DisconnectReason::Closed))
+                };
+            }
+        }
+    }
+}
+
+/// The driver: keeps a connection up, fails over, and ends the client.
+async fn drive(
+    shared: Arc<Shared>,
+    mut machine: Failover,
+    config: FleetConfig,
+    mut current: Established,
+    mut close: watch::Receiver<bool>,
+) {
+    let final_reason = loop {
+        let lost = run_connection(&shared, &current.client, &mut close).await;
+        let server_id = current.client.server_id().to_owned();
+        shared.detach();
+        let Some(reason) = lost else {
+            // Closed by the application: let the connection flush, bounded.
+            let mut ended = current.client.ended();
+            let _ = timeout(CLOSE_GRACE, end_of(&mut ended)).await;
+            break DisconnectReason::Closed;
+        };
+        machine.on_lost(current.index, shared.now());
+        shared.publish(&machine);
+        log::info!(
+            "fleet client: lost front-end {} ({server_id}): {reason:?}",
+            current.addr
+        );
+        let event = ClientEvent::FrontendLost {
+            from: current.addr,
+            server_id,
+            reason,
+        };
+        if !shared.forward(event, &mut close).await {
+            break DisconnectReason::Closed;
+        }
+        match establish(&shared, &mut machine, &config, &mut close).await {
+            Ok((next, outage)) => {
+                current = next;
+                let event = ClientEvent::Reconnected {
+                    to: current.addr,
+                    server_id: current.client.server_id().to_owned(),
+                    resumed: current.client.resumed(),
+                    after: outage.unwrap_or_default(),
+                };
+                log::info!("fleet client: {event:?}");
+                if !shared.forward(event, &mut close).await {
+                    current.client.close();
+                    shared.detach();
+                    break DisconnectReason::Closed;
+                }
+            }
+            Err(Stop::Closed) => break DisconnectReason::Closed,
+            Err(Stop::GaveUp {
+                failed_rounds,
+                last_error,
+            }) => {
+                log::warn!(
+                    "fleet client: gave up after {failed_rounds} failed rounds: {last_error}"
+                );
+                break DisconnectReason::GaveUp {
+                    failed_rounds,
+                    last_error,
+                };
+            }
+        }
+    };
+    {
+        let mut link = lock(&shared.link);
+        link.ended = true;
+        link.sender = None;
+        link.frontend = None;
+        let discarded = link.pending.len() as u64;
+        link.pending.clear();
+        link.pending_bytes = 0;
+        shared
+            .inputs_discarded
+            .fetch_add(discarded, Ordering::Relaxed);
+    }
+    shared.end_events(final_reason);
+    shared.done.send_replace(true);
+}
