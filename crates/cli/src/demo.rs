@@ -1,12 +1,15 @@
 //! `flotilla demo`: the main job, on one machine.
 //!
 //! One game server hosts a few "arena" worlds (entities moving on a 2D field at 20
-//! ticks/s); three front-ends connect to it; bot players and observers each pick a
-//! front-end at random (client-side random balancing, OS-seeded), subscribe to a
-//! world, and keep replicas; bots join and steer their entity with inputs. Every role
-//! logs through the flotilla logger to a local collector. A status line per second
-//! (clients per front-end, batches/s delivered, observer lag p50/p99) and a final
-//! summary; `--json` prints the summary as one JSON object.
+//! ticks/s); three front-ends connect to it; bot players and observers are
+//! [`FleetClient`]s holding the same front-end list: each picks a front-end at random
+//! (client-side random balancing, OS-seeded), subscribes to a world and keeps a replica;
+//! bots join and steer their entity with inputs. Half-way through, one front-end is shut
+//! down: its clients fail over to the others at random, resume their sessions and their
+//! replicas carry on (`--kill-frontend-at`, `--no-kill`). Every role logs through the
+//! flotilla logger to a local collector. A status line per second (clients per
+//! front-end, batches/s delivered, observer lag p50/p99) and a final summary; `--json`
+//! prints the summary as one JSON object.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
-use flotilla_client::{Client, ClientConfig, ClientEvent, ReplicaMode};
+use flotilla_client::{Client, ClientConfig, ClientEvent, FleetClient, FleetConfig, ReplicaMode};
 use flotilla_frontend::{FrontendConfig, FrontendServer};
 use flotilla_game::{GameConfig, GameServer, WorldId};
 use hdrhistogram::Histogram;
@@ -47,6 +50,13 @@ pub struct DemoArgs {
     /// Wandering entities per world.
     #[arg(long, default_value_t = 20)]
     npcs: usize,
+    /// Shut the first front-end down after this many seconds (default: half the
+    /// duration); its clients fail over to the others.
+    #[arg(long)]
+    kill_frontend_at: Option<f64>,
+    /// Keep every front-end up.
+    #[arg(long, conflicts_with = "kill_frontend_at")]
+    no_kill: bool,
     /// Print the final summary as one JSON object (and no status lines).
     #[arg(long)]
     json: bool,
@@ -57,8 +67,13 @@ pub struct DemoArgs {
 pub struct DemoSummary {
     /// Seconds the game ran.
     pub seconds: f64,
-    /// Clients (bots + observers) connected to each front-end, by front-end id.
+    /// Clients (bots + observers) connected to each front-end at the start, by front-end id.
     pub clients_per_frontend: BTreeMap<String, u64>,
+    /// Clients connected to each front-end at the end, by front-end id.
+    pub clients_per_frontend_at_end: BTreeMap<String, u64>,
+    /// The front-end shut down mid-run and how its clients failed over (absent with
+    /// `--no-kill`).
+    pub failover: Option<FailoverSummary>,
     /// Change batches the game server committed (all worlds).
     pub batches_committed: u64,
     /// Change batches the game server sent to each front-end, by front-end id: one per
@@ -82,8 +97,33 @@ pub struct DemoSummary {
     pub boot_messages: u64,
 }
 
+/// How the clients of the front-end shut down mid-run moved to the others.
+#[derive(Debug, Serialize)]
+pub struct FailoverSummary {
+    /// The front-end's id.
+    pub frontend: String,
+    /// Seconds into the run when it was shut down.
+    pub at_seconds: f64,
+    /// Clients it carried then.
+    pub clients_on_it: u64,
+    /// Connections lost (`FrontendLost` events) after the shutdown.
+    pub lost: u64,
+    /// Reconnections to another front-end after the shutdown.
+    pub reconnected: u64,
+    /// Of those, the ones whose session was resumed (same session id at the game).
+    pub resumed: u64,
+    /// Time from losing the front-end to the next welcome, median, milliseconds.
+    pub outage_ms_p50: f64,
+    /// The longest such time, milliseconds.
+    pub outage_ms_max: f64,
+}
+
 struct Shared {
     delivered: AtomicU64,
+    lost: AtomicU64,
+    reconnected: AtomicU64,
+    resumed: AtomicU64,
+    outages: Mutex<Histogram<u64>>,
     outputs: AtomicU64,
     lag: Mutex<Histogram<u64>>,
     window_lag: Mutex<Histogram<u64>>,
@@ -97,6 +137,11 @@ pub fn run(args: DemoArgs) -> Result<()> {
         || args.frontends == 0
     {
         bail!("--duration, --worlds and --frontends must be positive");
+    }
+    if let Some(at) = args.kill_frontend_at
+        && !(at.is_finite() && at >= 0.0 && at < args.duration)
+    {
+        bail!("--kill-frontend-at must be between 0 and --duration");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -167,33 +212,36 @@ async fn demo(args: DemoArgs) -> Result<()> {
 
     let shared = Arc::new(Shared {
         delivered: AtomicU64::new(0),
+        lost: AtomicU64::new(0),
+        reconnected: AtomicU64::new(0),
+        resumed: AtomicU64::new(0),
+        outages: Mutex::new(Histogram::new(3)?),
         outputs: AtomicU64::new(0),
         lag: Mutex::new(Histogram::new(3)?),
         window_lag: Mutex::new(Histogram::new(3)?),
         commits,
     });
-    // Client-side random balancing: each client picks a front-end uniformly at random
-    // with an OS-seeded generator.
+    // Client-side random balancing: every client holds the same front-end list and
+    // picks one uniformly at random (its own OS-seeded generator); on a failure it
+    // picks another at random and resumes its session there.
+    // The demo's own choices (worlds, steering) come from another OS-seeded generator.
     let seed = flotilla_balance::seed_from_os_entropy().map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut clients = Vec::new();
-    let mut per_frontend: BTreeMap<String, u64> = BTreeMap::new();
     for i in 0..(args.bots + args.observers) {
         let is_bot = i < args.bots;
-        let fe = flotilla_balance::pick_uniform(&mut rng, fe_addrs.len())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let world = WorldId::new(&format!("arena-{}", rng.random_range(1..=args.worlds)))?;
         let config = ClientConfig {
             client_name: format!("{}-{i}", if is_bot { "bot" } else { "observer" }),
             mode: ReplicaMode::Full,
             ..ClientConfig::default()
         };
-        let client = Client::connect(fe_addrs[fe], config)
-            .await
-            .with_context(|| format!("client {i}"))?;
-        *per_frontend
-            .entry(client.server_id().to_owned())
-            .or_default() += 1;
+        let client = FleetClient::connect(FleetConfig {
+            client: config,
+            ..FleetConfig::new(fe_addrs.clone())
+        })
+        .await
+        .with_context(|| format!("client {i}"))?;
         client.subscribe(world.clone(), None)?;
         if is_bot {
             client.send_input(&world, Bytes::from_static(b"J"))?;
@@ -223,6 +271,18 @@ async fn demo(args: DemoArgs) -> Result<()> {
                     ClientEvent::Output { .. } => {
                         shared2.outputs.fetch_add(1, Ordering::Relaxed);
                     }
+                    ClientEvent::FrontendLost { .. } => {
+                        shared2.lost.fetch_add(1, Ordering::Relaxed);
+                    }
+                    ClientEvent::Reconnected { resumed, after, .. } => {
+                        shared2.reconnected.fetch_add(1, Ordering::Relaxed);
+                        if resumed {
+                            shared2.resumed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if let Ok(mut h) = shared2.outages.lock() {
+                            let _ = h.record((after.as_micros() as u64).max(1));
+                        }
+                    }
                     ClientEvent::Disconnected { .. } => break,
                     _ => {}
                 }
@@ -231,6 +291,18 @@ async fn demo(args: DemoArgs) -> Result<()> {
         clients.push((client, world, is_bot));
     }
     log::info!(clients = clients.len(), frontends = fe_addrs.len(); "demo clients connected");
+    let per_frontend = clients_per_frontend(&clients);
+    let mut frontends: Vec<(String, Option<FrontendServer>)> = frontends
+        .into_iter()
+        .enumerate()
+        .map(|(i, fe)| (format!("fe-{}", i + 1), Some(fe)))
+        .collect();
+    let kill_at = match (args.no_kill, args.kill_frontend_at) {
+        (true, _) => None,
+        (false, Some(at)) => Some(Duration::from_secs_f64(at)),
+        (false, None) => Some(Duration::from_secs_f64(args.duration / 2.0)),
+    };
+    let mut failover: Option<FailoverSummary> = None;
 
     let start = Instant::now();
     let total = Duration::from_secs_f64(args.duration);
@@ -239,6 +311,30 @@ async fn demo(args: DemoArgs) -> Result<()> {
     let mut next_status = start + Duration::from_secs(1);
     while start.elapsed() < total {
         steer.tick().await;
+        if let Some(at) = kill_at
+            && failover.is_none()
+            && start.elapsed() >= at
+            && let Some((id, slot)) = frontends.first_mut()
+            && let Some(fe) = slot.take()
+        {
+            let clients_on_it = fe.stats().machine.connections;
+            let at_seconds = start.elapsed().as_secs_f64();
+            log::warn!(frontend = id.as_str(), clients = clients_on_it; "demo: shutting a front-end down");
+            if !args.json {
+                println!("  t={at_seconds:>4.1}s shutting {id} down ({clients_on_it} clients)");
+            }
+            fe.shutdown().await;
+            failover = Some(FailoverSummary {
+                frontend: id.clone(),
+                at_seconds,
+                clients_on_it,
+                lost: 0,
+                reconnected: 0,
+                resumed: 0,
+                outage_ms_p50: 0.0,
+                outage_ms_max: 0.0,
+            });
+        }
         for (client, world, is_bot) in &clients {
             if *is_bot {
                 let dx = rng.random_range(-100i8..=100) as u8;
@@ -259,9 +355,9 @@ async fn demo(args: DemoArgs) -> Result<()> {
             };
             let per_fe: Vec<String> = frontends
                 .iter()
-                .map(|f| {
-                    let s = f.stats();
-                    format!("{}", s.machine.connections)
+                .map(|(_, f)| match f {
+                    Some(f) => format!("{}", f.stats().machine.connections),
+                    None => "down".into(),
                 })
                 .collect();
             println!(
@@ -316,11 +412,25 @@ async fn demo(args: DemoArgs) -> Result<()> {
         ),
         Err(_) => (0.0, 0.0),
     };
+    let clients_per_frontend_at_end = clients_per_frontend(&clients);
+    if let Some(failover) = failover.as_mut() {
+        failover.lost = shared.lost.load(Ordering::Relaxed);
+        failover.reconnected = shared.reconnected.load(Ordering::Relaxed);
+        failover.resumed = shared.resumed.load(Ordering::Relaxed);
+        if let Ok(h) = shared.outages.lock()
+            && !h.is_empty()
+        {
+            failover.outage_ms_p50 = h.value_at_quantile(0.5) as f64 / 1000.0;
+            failover.outage_ms_max = h.max() as f64 / 1000.0;
+        }
+    }
     for (client, _, _) in &clients {
         client.close();
     }
-    for fe in frontends {
-        fe.shutdown().await;
+    for (_, fe) in frontends {
+        if let Some(fe) = fe {
+            fe.shutdown().await;
+        }
     }
     game.shutdown();
     logger.flush(Duration::from_secs(3));
@@ -329,6 +439,8 @@ async fn demo(args: DemoArgs) -> Result<()> {
     let summary = DemoSummary {
         seconds,
         clients_per_frontend: per_frontend,
+        clients_per_frontend_at_end,
+        failover,
         batches_committed: game_stats.batches_committed,
         game_batches_sent_per_frontend,
         batches_delivered: shared.delivered.load(Ordering::Relaxed),
@@ -352,6 +464,22 @@ async fn demo(args: DemoArgs) -> Result<()> {
             "  clients per front-end:            {:?}",
             summary.clients_per_frontend
         );
+        println!(
+            "  clients per front-end at the end: {:?}",
+            summary.clients_per_frontend_at_end
+        );
+        if let Some(f) = &summary.failover {
+            println!(
+                "  failover: {} shut down at {:.1} s with {} clients; {} reconnected elsewhere ({} resumed), outage p50 {:.0} ms, max {:.0} ms",
+                f.frontend,
+                f.at_seconds,
+                f.clients_on_it,
+                f.reconnected,
+                f.resumed,
+                f.outage_ms_p50,
+                f.outage_ms_max
+            );
+        }
         println!(
             "  batches committed by the game:    {}",
             summary.batches_committed
@@ -390,6 +518,18 @@ async fn demo(args: DemoArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// How many clients each front-end carries now, by front-end id.
+fn clients_per_frontend(clients: &[(FleetClient, WorldId, bool)]) -> BTreeMap<String, u64> {
+    let mut per_frontend = BTreeMap::new();
+    for (client, _, _) in clients {
+        let id = client
+            .server_id()
+            .unwrap_or_else(|| "(between front-ends)".into());
+        *per_frontend.entry(id).or_default() += 1;
+    }
+    per_frontend
 }
 
 /// Watches `frontend`'s `$directory` world until it lists every one of `worlds`.
