@@ -48,6 +48,20 @@ pub enum ClientError {
         /// The last connect or handshake error.
         last_error: String,
     },
+    /// A [`FleetClient`](crate::FleetClient) whose front-ends come from DNS never got a list:
+    /// the name did not resolve (or had no A/AAAA record, or the name servers did not
+    /// answer in time) in `failed_rounds` rounds in a row.
+    #[error(
+        "could not resolve the front-end name {name:?} in {failed_rounds} rounds; last error: {error}"
+    )]
+    Unresolved {
+        /// The DNS name.
+        name: String,
+        /// Consecutive rounds without a list.
+        failed_rounds: u32,
+        /// The last resolution error.
+        error: String,
+    },
     /// A [`FleetClient`](crate::FleetClient) is between front-ends and its queue of inputs
     /// waiting for the next connection is full; this input was not queued.
     #[error("input queue full while reconnecting ({inputs} inputs, {bytes} bytes queued)")]

@@ -129,6 +129,27 @@ pub enum ClientEvent {
         /// Consecutive rounds in which every front-end failed, so far.
         failed_rounds: u32,
     },
+    /// A [`FleetClient`](crate::FleetClient) whose front-ends come from DNS could not
+    /// resolve its name (no answer in time, no such name, no A/AAAA record). It keeps the
+    /// last good list; before the first one, the round counts as failed (backoff, and
+    /// [`FailoverPolicy::max_failed_rounds`](crate::FailoverPolicy::max_failed_rounds)
+    /// applies). Counted in [`FleetStats::resolve_failures`](crate::FleetStats). A
+    /// notification: dropped when the event queue is full.
+    ResolveFailed {
+        /// The DNS name.
+        name: String,
+        /// What went wrong.
+        error: String,
+    },
+    /// A [`FleetClient`](crate::FleetClient) whose front-ends come from DNS resolved a list
+    /// with other addresses than before (or its first one): from now on it picks among
+    /// these. A notification: dropped when the event queue is full.
+    FrontendsResolved {
+        /// The DNS name.
+        name: String,
+        /// The new list, sorted.
+        frontends: Vec<SocketAddr>,
+    },
     /// A [`FleetClient`](crate::FleetClient) is connected again, with the same session
     /// when `resumed`; every world was re-subscribed from its last position (only the
     /// missing batches come back when the new front-end has them in its ring, a snapshot

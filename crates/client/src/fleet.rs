@@ -1,7 +1,8 @@
 //! The fleet client (tokio shell): one session over a list of front-ends, with random
 //! balancing and failover.
 //!
-//! A [`FleetClient`] holds the list every client of the fleet holds, connects to a
+//! A [`FleetClient`] holds the list every client of the fleet holds ([`FrontendSource`]:
+//! built in, or every A and AAAA record of one DNS name), connects to a
 //! front-end picked uniformly at random and, whenever that connection fails (closed,
 //! reset, ping/idle timeout, `Error{Overloaded}`, `Error{ShuttingDown}`, ...), connects to
 //! another one picked at random and resumes there: the hello carries the session token
@@ -9,8 +10,9 @@
 //! is re-subscribed from its last position, so a replica continues with the missing
 //! batches when the new front-end still has them in its ring, or with a snapshot.
 //!
-//! The decisions (which front-end, when, when to give up) are the sans-I/O [`Failover`]
-//! machine; this shell only connects sockets, sleeps and forwards events. The session
+//! The decisions (which front-end, when, when to resolve the list, when to give up) are
+//! the sans-I/O [`Failover`] machine; this shell only resolves names, connects sockets,
+//! sleeps and forwards events. The session
 //! ([`ClientSession`]: token, subscriptions, replicas) is shared by every connection in
 //! turn.
 //!
@@ -26,9 +28,29 @@
 //!   [`FleetStats::inputs_discarded`]. An input accepted while connected is at most once:
 //!   it can be lost with a connection that fails before the front-end forwarded it.
 //!
+//! # Front-ends from DNS
+//!
+//! With [`FrontendSource::Dns`] ([`FleetConfig::from_dns`]) the list is every A and AAAA
+//! record of one name, each with the configured port, asked of the system's name servers
+//! or of explicit ones ([`DnsFrontends`]). The name is resolved at connect and again at
+//! the start of every failover round (after a lost front-end, and after a round in which
+//! every front-end failed, once its backoff is over), each resolution bounded by
+//! [`DnsFrontends::timeout`]. So front-ends added to DNS start getting clients as clients
+//! fail over or connect, and front-ends removed from DNS are no longer picked, without
+//! restarting anything. A list with other addresses replaces the old one
+//! ([`ClientEvent::FrontendsResolved`]); the pick stays uniform over the current list. A
+//! resolution that fails or finds no address keeps the last good list
+//! ([`ClientEvent::ResolveFailed`], [`FleetStats::resolve_failures`]); before the first
+//! good list it counts as a failed round (backoff, [`FailoverPolicy::max_failed_rounds`]),
+//! and [`FleetClient::connect`] fails with [`ClientError::Unresolved`] once they are used
+//! up. The connection in use is never dropped because its front-end left DNS: DNS only
+//! steers the next pick.
+//!
 //! One event stream spans every connection: the usual events, plus
-//! [`ClientEvent::FrontendLost`], [`ClientEvent::ConnectFailed`] and
-//! [`ClientEvent::Reconnected`]; [`ClientEvent::Disconnected`] comes once, at the very end.
+//! [`ClientEvent::FrontendLost`], [`ClientEvent::ConnectFailed`],
+//! [`ClientEvent::Reconnected`] and, with DNS, [`ClientEvent::ResolveFailed`] and
+//! [`ClientEvent::FrontendsResolved`]; [`ClientEvent::Disconnected`] comes once, at the
+//! very end.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -45,6 +67,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 
 use crate::client::{Client, LinkSender};
 use crate::config::ClientConfig;
+use crate::dns::{DnsFrontends, DnsResolver};
 use crate::error::ClientError;
 use crate::events::{ClientEvent, ClientEvents, DisconnectReason, is_lossless};
 use crate::failover::{Failover, FailoverPolicy, Step};
@@ -57,12 +80,34 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Where a [`FleetClient`] takes its front-end list from: the same list for every client
+/// of the fleet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrontendSource {
+    /// A fixed list of addresses (built in, or configured).
+    List(Vec<SocketAddr>),
+    /// Every A and AAAA record of one DNS name, with a port; resolved at connect and at the
+    /// start of every failover round.
+    Dns(DnsFrontends),
+}
+
+impl From<Vec<SocketAddr>> for FrontendSource {
+    fn from(addresses: Vec<SocketAddr>) -> Self {
+        Self::List(addresses)
+    }
+}
+
+impl From<DnsFrontends> for FrontendSource {
+    fn from(dns: DnsFrontends) -> Self {
+        Self::Dns(dns)
+    }
+}
+
 /// Settings of a [`FleetClient`].
 #[derive(Debug, Clone)]
 pub struct FleetConfig {
-    /// The front-ends' addresses: the same list for every client of the fleet (built in,
-    /// or every A/AAAA record of one DNS name, resolved by the application).
-    pub frontends: Vec<SocketAddr>,
+    /// The front-ends: a fixed list of addresses, or every A/AAAA record of one DNS name.
+    pub frontends: FrontendSource,
     /// Settings of each connection (name, replica mode, keep-alive, timeouts, queues).
     /// `session_token` resumes an earlier session on the first connection.
     pub client: ClientConfig,
@@ -78,10 +123,23 @@ pub struct FleetConfig {
 }
 
 impl FleetConfig {
-    /// A configuration over `frontends` with the default settings.
+    /// A configuration over the fixed list `frontends` with the default settings.
     pub fn new(frontends: Vec<SocketAddr>) -> Self {
+        Self::from_source(frontends)
+    }
+
+    /// A configuration over every A and AAAA record of `name`, with `port`, asked of the
+    /// system's name servers, with the default settings (see [`DnsFrontends`] for other
+    /// name servers and the resolution timeout).
+    pub fn from_dns(name: impl Into<String>, port: u16) -> Self {
+        Self::from_source(DnsFrontends::new(name, port))
+    }
+
+    /// A configuration over `frontends` (a list of addresses or a [`DnsFrontends`]) with
+    /// the default settings.
+    pub fn from_source(frontends: impl Into<FrontendSource>) -> Self {
         Self {
-            frontends,
+            frontends: frontends.into(),
             client: ClientConfig::default(),
             failover: FailoverPolicy::default(),
             seed: None,
@@ -109,6 +167,12 @@ pub struct FleetStats {
     /// Replica and connect notifications dropped because the event queue was full (plus
     /// events of any kind after the application dropped its [`ClientEvents`]).
     pub events_dropped: u64,
+    /// DNS resolutions of the front-end list that failed or found no address
+    /// ([`ClientEvent::ResolveFailed`]).
+    pub resolve_failures: u64,
+    /// Front-end lists resolved with other addresses than before, the first one included
+    /// ([`ClientEvent::FrontendsResolved`]).
+    pub frontend_list_changes: u64,
 }
 
 /// The connection in use, and what waits for the next one.
@@ -147,6 +211,10 @@ struct Shared {
     inputs_refused: AtomicU64,
     inputs_discarded: AtomicU64,
     events_dropped: AtomicU64,
+    resolve_failures: AtomicU64,
+    frontend_list_changes: AtomicU64,
+    /// The front-end list in use (for [`FleetClient::frontends`]).
+    frontend_list: Mutex<Vec<SocketAddr>>,
 }
 
 impl Shared {
@@ -194,6 +262,10 @@ impl Shared {
             .store(machine.failed_attempts(), Ordering::Relaxed);
         self.connection_losses
             .store(machine.losses(), Ordering::Relaxed);
+        self.resolve_failures
+            .store(machine.resolve_failures(), Ordering::Relaxed);
+        self.frontend_list_changes
+            .store(machine.list_replacements(), Ordering::Relaxed);
     }
 
     /// Queues `event`; a lossless one waits for room (unless the client is closing), the
@@ -249,6 +321,15 @@ async fn end_of(ended: &mut watch::Receiver<Option<DisconnectReason>>) -> Option
         .and_then(|reason| reason.clone())
 }
 
+/// The front-end list in use, and the resolver it comes from (DNS).
+#[derive(Debug)]
+struct Frontends {
+    /// The current list (sorted when it comes from DNS); empty before the first resolution.
+    addresses: Vec<SocketAddr>,
+    /// `None` for a fixed list.
+    resolver: Option<DnsResolver>,
+}
+
 /// A connection in use: the client, and which front-end it is on.
 struct Established {
     client: Client,
@@ -260,10 +341,13 @@ struct Established {
 enum Stop {
     /// The application closed it.
     Closed,
-    /// Every front-end failed `failed_rounds` rounds in a row.
+    /// Every front-end failed (or no list could be resolved) `failed_rounds` rounds in a
+    /// row.
     GaveUp {
         failed_rounds: u32,
         last_error: String,
+        /// The last resolution error, bare (for [`ClientError::Unresolved`]).
+        last_resolve_error: Option<String>,
     },
 }
 
@@ -305,8 +389,14 @@ impl FleetClient {
     /// [`FailoverPolicy::max_failed_rounds`] is reached: [`ClientError::GaveUp`]), then
     /// keeps a connection up until [`close`](Self::close). Call from within a tokio
     /// runtime.
+    ///
+    /// With [`FrontendSource::Dns`] the name is resolved first (each resolution bounded by
+    /// [`DnsFrontends::timeout`]); a name that never resolves to an address ends with
+    /// [`ClientError::Unresolved`] after [`FailoverPolicy::max_failed_rounds`] rounds, and
+    /// unusable DNS settings (empty name, no name server, zero timeout) with
+    /// [`ClientError::InvalidConfig`] at once.
     pub async fn connect(config: FleetConfig) -> Result<Self, ClientError> {
-        if config.frontends.is_empty() {
+        if matches!(&config.frontends, FrontendSource::List(list) if list.is_empty()) {
             return Err(ClientError::InvalidConfig(
                 "the front-end list is empty".to_owned(),
             ));
@@ -316,7 +406,22 @@ impl FleetClient {
             None => flotilla_balance::seed_from_os_entropy()
                 .map_err(|error| ClientError::Io(std::io::Error::other(error.to_string())))?,
         };
-        let mut machine = Failover::new(config.frontends.len(), config.failover, seed)?;
+        let (mut machine, mut frontends) = match &config.frontends {
+            FrontendSource::List(list) => (
+                Failover::new(list.len(), config.failover, seed)?,
+                Frontends {
+                    addresses: list.clone(),
+                    resolver: None,
+                },
+            ),
+            FrontendSource::Dns(dns) => (
+                Failover::resolving(config.failover, seed),
+                Frontends {
+                    addresses: Vec::new(),
+                    resolver: Some(DnsResolver::new(dns)?),
+                },
+            ),
+        };
         let session = ClientSession::new(
             config.client.mode,
             config.client.client_name.clone(),
@@ -339,27 +444,49 @@ impl FleetClient {
             inputs_refused: AtomicU64::new(0),
             inputs_discarded: AtomicU64::new(0),
             events_dropped: AtomicU64::new(0),
+            resolve_failures: AtomicU64::new(0),
+            frontend_list_changes: AtomicU64::new(0),
+            frontend_list: Mutex::new(frontends.addresses.clone()),
         });
         let mut close = shared.close.subscribe();
-        let first = match establish(&shared, &mut machine, &config, &mut close).await {
-            Ok((established, _)) => established,
-            Err(stop) => {
-                lock(&shared.link).ended = true;
-                lock(&shared.events).take();
-                shared.done.send_replace(true);
-                return Err(match stop {
-                    Stop::GaveUp {
-                        failed_rounds,
-                        last_error,
-                    } => ClientError::GaveUp {
-                        failed_rounds,
-                        last_error,
-                    },
-                    Stop::Closed => ClientError::NotConnected,
-                });
-            }
-        };
-        tokio::spawn(drive(Arc::clone(&shared), machine, config, first, close));
+        let first =
+            match establish(&shared, &mut machine, &mut frontends, &config, &mut close).await {
+                Ok((established, _)) => established,
+                Err(stop) => {
+                    lock(&shared.link).ended = true;
+                    lock(&shared.events).take();
+                    shared.done.send_replace(true);
+                    return Err(match stop {
+                        Stop::GaveUp {
+                            failed_rounds,
+                            last_error,
+                            last_resolve_error,
+                        } => match &frontends.resolver {
+                            // Never had a list: the name is the problem, not the front-ends.
+                            Some(resolver) if machine.frontend_count() == 0 => {
+                                ClientError::Unresolved {
+                                    name: resolver.name().to_owned(),
+                                    failed_rounds,
+                                    error: last_resolve_error.unwrap_or(last_error),
+                                }
+                            }
+                            _ => ClientError::GaveUp {
+                                failed_rounds,
+                                last_error,
+                            },
+                        },
+                        Stop::Closed => ClientError::NotConnected,
+                    });
+                }
+            };
+        tokio::spawn(drive(
+            Arc::clone(&shared),
+            machine,
+            frontends,
+            config,
+            first,
+            close,
+        ));
         Ok(Self {
             shared,
             events: Mutex::new(Some(ClientEvents {
@@ -495,6 +622,12 @@ impl FleetClient {
             .map(|(addr, _)| *addr)
     }
 
+    /// The front-end list in use: the fixed list, or the last good list resolved from DNS
+    /// (sorted).
+    pub fn frontends(&self) -> Vec<SocketAddr> {
+        lock(&self.shared.frontend_list).clone()
+    }
+
     /// The id (from its welcome) of the front-end in use; `None` between front-ends.
     pub fn server_id(&self) -> Option<String> {
         lock(&self.shared.link)
@@ -512,7 +645,7 @@ impl FleetClient {
     }
 
     /// Counters: reconnections, failed attempts, lost connections, queued inputs, dropped
-    /// events.
+    /// events, DNS resolutions.
     pub fn stats(&self) -> FleetStats {
         let shared = &self.shared;
         FleetStats {
@@ -523,6 +656,8 @@ impl FleetClient {
             inputs_refused: shared.inputs_refused.load(Ordering::Relaxed),
             inputs_discarded: shared.inputs_discarded.load(Ordering::Relaxed),
             events_dropped: shared.events_dropped.load(Ordering::Relaxed),
+            resolve_failures: shared.resolve_failures.load(Ordering::Relaxed),
+            frontend_list_changes: shared.frontend_list_changes.load(Ordering::Relaxed),
         }
     }
 
@@ -570,15 +705,82 @@ async fn attempt(
     .await
 }
 
-/// Connects to front-ends as the machine says until one welcomes the session; returns it
-/// with the outage it ended (for a reconnection).
+/// Resolves the front-end list (when the machine asks) and reports the outcome to it.
+/// Returns the error of a failed resolution (bare, without the name), or
+/// `Err(Stop::Closed)` on a close.
+async fn resolve(
+    shared: &Shared,
+    machine: &mut Failover,
+    frontends: &mut Frontends,
+    close: &mut watch::Receiver<bool>,
+) -> Result<Option<String>, Stop> {
+    let Some(resolver) = frontends.resolver.as_ref() else {
+        // A fixed list never changes (and its machine does not ask).
+        machine.on_list_unchanged(shared.now());
+        return Ok(None);
+    };
+    let resolved = tokio::select! {
+        resolved = resolver.resolve() => resolved,
+        () = until_closing(close) => return Err(Stop::Closed),
+    };
+    let now = shared.now();
+    let name = resolver.name().to_owned();
+    let error = match resolved {
+        Ok(addresses) if addresses == frontends.addresses => {
+            machine.on_list_unchanged(now);
+            None
+        }
+        Ok(addresses) => match machine.on_list_replaced(addresses.len(), now) {
+            Ok(()) => {
+                log::info!("fleet client: {name} resolves to {addresses:?}");
+                frontends.addresses.clone_from(&addresses);
+                lock(&shared.frontend_list).clone_from(&addresses);
+                shared.publish(machine);
+                let event = ClientEvent::FrontendsResolved {
+                    name: name.clone(),
+                    frontends: addresses,
+                };
+                if !shared.forward(event, close).await {
+                    return Err(Stop::Closed);
+                }
+                None
+            }
+            Err(error) => Some(error.to_string()),
+        },
+        Err(error) => Some(error),
+    };
+    let Some(error) = error else {
+        return Ok(None);
+    };
+    machine.on_resolve_failed(now);
+    shared.publish(machine);
+    let kept = if frontends.addresses.is_empty() {
+        "no list yet"
+    } else {
+        "keeping the last list"
+    };
+    log::warn!("fleet client: resolving {name}: {error} ({kept})");
+    let event = ClientEvent::ResolveFailed {
+        name: name.clone(),
+        error: error.clone(),
+    };
+    if !shared.forward(event, close).await {
+        return Err(Stop::Closed);
+    }
+    Ok(Some(error))
+}
+
+/// Connects to front-ends as the machine says (resolving the list when it asks) until one
+/// welcomes the session; returns it with the outage it ended (for a reconnection).
 async fn establish(
     shared: &Arc<Shared>,
     machine: &mut Failover,
+    frontends: &mut Frontends,
     config: &FleetConfig,
     close: &mut watch::Receiver<bool>,
 ) -> Result<(Established, Option<Duration>), Stop> {
     let mut last_error = String::from("no attempt made");
+    let mut last_resolve_error = None;
     loop {
         if shared.is_closing() {
             return Err(Stop::Closed);
@@ -588,6 +790,7 @@ async fn establish(
                 return Err(Stop::GaveUp {
                     failed_rounds,
                     last_error,
+                    last_resolve_error,
                 });
             }
             Step::WaitUntil(at) => {
@@ -601,8 +804,16 @@ async fn establish(
                 // the phantom connection as lost.
                 machine.on_lost(index, shared.now());
             }
+            Step::Resolve => {
+                if let Some(error) = resolve(shared, machine, frontends, close).await? {
+                    if let Some(resolver) = &frontends.resolver {
+                        last_error = format!("resolving {}: {error}", resolver.name());
+                    }
+                    last_resolve_error = Some(error);
+                }
+            }
             Step::Connect(index) => {
-                let Some(&addr) = config.frontends.get(index) else {
+                let Some(&addr) = frontends.addresses.get(index) else {
                     machine.on_connect_failed(index, shared.now());
                     continue;
                 };
@@ -700,6 +911,7 @@ async fn run_connection(
 async fn drive(
     shared: Arc<Shared>,
     mut machine: Failover,
+    mut frontends: Frontends,
     config: FleetConfig,
     mut current: Established,
     mut close: watch::Receiver<bool>,
@@ -728,7 +940,7 @@ async fn drive(
         if !shared.forward(event, &mut close).await {
             break DisconnectReason::Closed;
         }
-        match establish(&shared, &mut machine, &config, &mut close).await {
+        match establish(&shared, &mut machine, &mut frontends, &config, &mut close).await {
             Ok((next, outage)) => {
                 current = next;
                 let event = ClientEvent::Reconnected {
@@ -748,6 +960,7 @@ async fn drive(
             Err(Stop::GaveUp {
                 failed_rounds,
                 last_error,
+                ..
             }) => {
                 log::warn!(
                     "fleet client: gave up after {failed_rounds} failed rounds: {last_error}"

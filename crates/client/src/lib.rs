@@ -24,7 +24,9 @@
 //! # Fleets: random balancing and failover
 //!
 //! [`FleetClient::connect`] takes the list of front-end addresses every client of the fleet
-//! holds ([`FleetConfig`]), picks one uniformly at random (OS-seeded, or
+//! holds ([`FleetConfig`], [`FrontendSource`]: a fixed list, or every A and AAAA record of
+//! one DNS name with a port, [`FleetConfig::from_dns`]), picks one uniformly at random
+//! (OS-seeded, or
 //! [`FleetConfig::seed`] for tests) and keeps one session ([`ClientSession`]: token,
 //! subscriptions, last positions, replicas) across connections. On any failure of the
 //! connection in use (closed, reset, ping/idle timeout, `Error{Overloaded}` or
@@ -36,20 +38,32 @@
 //! another front-end at once; after a round in which every front-end failed it backs off
 //! (full jitter) and gives up after [`FailoverPolicy::max_failed_rounds`] rounds (or never).
 //!
+//! A DNS list ([`DnsFrontends`]: the system's name servers from `/etc/resolv.conf`, or
+//! explicit ones) is resolved at connect and again at the start of every failover round,
+//! each resolution bounded by [`DnsFrontends::timeout`], so front-ends added to or removed
+//! from DNS are picked up without restarting the client
+//! ([`ClientEvent::FrontendsResolved`]). A failed or empty resolution keeps the last good
+//! list ([`ClientEvent::ResolveFailed`], [`FleetStats::resolve_failures`]); before the
+//! first good list it is a failed round, and `connect` ends with
+//! [`ClientError::Unresolved`] once [`FailoverPolicy::max_failed_rounds`] are used up.
+//!
 //! - The same read and write API as [`Client`] (`subscribe`, `unsubscribe`, `send_input`,
 //!   `with_replica`, `digest`, `get`, `position`, `is_waiting`, `take_events`, `close`,
 //!   `closed`), plus [`FleetClient::frontend_addr`], [`FleetClient::server_id`] and
 //!   [`FleetStats`] (reconnects, failed attempts, ...).
 //! - One event stream across connections, with [`ClientEvent::FrontendLost`],
 //!   [`ClientEvent::ConnectFailed`] and [`ClientEvent::Reconnected`] (`resumed`, outage
-//!   length); [`ClientEvent::Disconnected`] only at the very end (closed, or
+//!   length), plus [`ClientEvent::FrontendsResolved`] and [`ClientEvent::ResolveFailed`]
+//!   for a DNS list; [`ClientEvent::Disconnected`] only at the very end (closed, or
 //!   [`DisconnectReason::GaveUp`]).
 //! - Inputs sent between front-ends are queued up to a bound and sent right after the next
 //!   hello; past the bound `send_input` fails with [`ClientError::InputQueueFull`]; never a
 //!   silent drop (see [`FleetStats`]).
 //! - The decisions are the sans-I/O [`Failover`] machine (over
-//!   [`flotilla_balance::Balancer`]), `now` and seed passed in; the shell only connects,
-//!   sleeps and forwards.
+//!   [`flotilla_balance::Balancer`]), `now` and seed passed in; it also says when to
+//!   resolve a DNS list ([`Step::Resolve`]) and takes a new list as an input
+//!   ([`Failover::on_list_replaced`]). The shell only resolves, connects, sleeps and
+//!   forwards.
 //!
 //! The seam below it: [`Client::over_stream`] runs the handshake for a kept session on a
 //! new stream, and [`ClientSession::resume_subscriptions`] gives the `Subscribe{since}` of
@@ -58,6 +72,7 @@
 
 mod client;
 mod config;
+mod dns;
 mod error;
 mod events;
 mod failover;
@@ -66,10 +81,11 @@ mod session;
 
 pub use client::{Client, ClientStats};
 pub use config::{ClientConfig, ResubscribePolicy};
+pub use dns::{DnsFrontends, NameServers};
 pub use error::ClientError;
 pub use events::{ClientEvent, ClientEvents, DisconnectReason};
 pub use failover::{Failover, FailoverPolicy, Step};
-pub use fleet::{FleetClient, FleetConfig, FleetStats};
+pub use fleet::{FleetClient, FleetConfig, FleetStats, FrontendSource};
 pub use session::{ClientSession, Fatal, Handled, ReplicaMode, WorldCounters};
 
 pub use flotilla_wire::WorldId;
