@@ -42,27 +42,7 @@ pub struct FrontendArgs {
 
 /// Reads a 32-byte key written as 64 hex digits (surrounding whitespace ignored).
 pub fn read_token_key(path: &std::path::Path) -> Result<TokenKey> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading the token key file {}", path.display()))?;
-    let hex = text.trim();
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        anyhow::bail!(
-            "token key file {}: expected 64 hex digits (32 bytes), e.g. from `openssl rand -hex 32`",
-            path.display()
-        );
-    }
-    let mut key = [0u8; 32];
-    for (i, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)?;
-    }
-    let key = TokenKey::new(key);
-    if key.is_zero() {
-        anyhow::bail!(
-            "token key file {}: the all-zero key is refused",
-            path.display()
-        );
-    }
-    Ok(key)
+    Ok(TokenKey::read_file(path)?)
 }
 
 /// Arguments of `flotilla game`.

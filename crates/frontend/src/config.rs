@@ -31,6 +31,63 @@ impl TokenKey {
         &self.0
     }
 
+    /// A key from its text form: 64 hex digits (e.g. `openssl rand -hex 32`), surrounding
+    /// whitespace ignored. The all-zero key is refused.
+    pub fn from_hex(text: &str) -> Result<Self, FrontendError> {
+        let invalid = |reason| FrontendError::InvalidTokenKey {
+            source_name: None,
+            reason,
+        };
+        let hex = text.trim().as_bytes();
+        if hex.len() != 64 {
+            return Err(invalid(
+                "expected 64 hex digits (32 bytes), e.g. from `openssl rand -hex 32`",
+            ));
+        }
+        let mut key = [0u8; 32];
+        for (byte, pair) in key.iter_mut().zip(hex.chunks_exact(2)) {
+            let digit = |d: u8| (d as char).to_digit(16);
+            match (
+                pair.first().copied().and_then(digit),
+                pair.get(1).copied().and_then(digit),
+            ) {
+                (Some(high), Some(low)) => *byte = (high * 16 + low) as u8,
+                _ => {
+                    return Err(invalid(
+                        "expected 64 hex digits (32 bytes), e.g. from `openssl rand -hex 32`",
+                    ));
+                }
+            }
+        }
+        let key = Self(key);
+        if key.is_zero() {
+            return Err(invalid("the all-zero key is refused"));
+        }
+        Ok(key)
+    }
+
+    /// Reads a key file holding [`TokenKey::from_hex`]'s text form.
+    pub fn read_file(path: &std::path::Path) -> Result<Self, FrontendError> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            std::io::Error::new(
+                error.kind(),
+                format!("reading the token key file {}: {error}", path.display()),
+            )
+        })?;
+        Self::from_hex(&text).map_err(|error| match error {
+            FrontendError::InvalidTokenKey { reason, .. } => FrontendError::InvalidTokenKey {
+                source_name: Some(path.display().to_string()),
+                reason,
+            },
+            other => other,
+        })
+    }
+
+    /// The text form [`TokenKey::from_hex`] reads: 64 lowercase hex digits.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+
     /// True for the all-zero key, which [`FrontendConfig::validate`] refuses (the
     /// per-process default is all zero only if the OS had no entropy).
     pub fn is_zero(&self) -> bool {
@@ -236,6 +293,36 @@ impl FrontendConfig {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn token_keys_read_from_hex_and_refuse_everything_else() {
+        let key = TokenKey::from_hex(&format!("  {}\n", "0f".repeat(32))).unwrap();
+        assert_eq!(key.as_bytes(), &[0x0f; 32]);
+        assert_eq!(TokenKey::from_hex(&key.to_hex()).unwrap(), key);
+        for bad in [
+            "",
+            "0f",
+            &"0g".repeat(32),
+            &"0f".repeat(33),
+            &"00".repeat(32),
+            "é".repeat(32).as_str(),
+        ] {
+            let error = TokenKey::from_hex(bad).unwrap_err();
+            assert!(
+                matches!(error, FrontendError::InvalidTokenKey { .. }),
+                "{bad:?}: {error}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "zz").unwrap();
+        let error = TokenKey::read_file(&path).unwrap_err().to_string();
+        assert!(error.contains(&path.display().to_string()), "{error}");
+        let error = TokenKey::read_file(&dir.path().join("missing"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("missing"), "{error}");
+    }
+
     use super::*;
 
     #[test]

@@ -22,6 +22,14 @@ pub enum FrontendError {
     /// No seed could be drawn from the operating system's random source.
     #[error("no random seed available: {0}")]
     Entropy(String),
+    /// A session-token key (file) is not 64 hex digits, or is all zero.
+    #[error("invalid token key{}: {reason}", .source_name.as_deref().map(|s| format!(" in {s}")).unwrap_or_default())]
+    InvalidTokenKey {
+        /// Where it came from (a file path), if anywhere.
+        source_name: Option<String>,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// Another I/O failure of the shell.
     #[error("front-end I/O error: {0}")]
     Io(#[from] std::io::Error),
