@@ -101,12 +101,26 @@ pub const HELLO_MAX_FRAME_LEN: usize = 4 << 10;
 /// The longest world id, in bytes.
 pub const MAX_WORLD_ID_LEN: usize = 255;
 
-/// Recommended: a client pings its front-end after this long without sending anything.
-pub const CLIENT_PING_INTERVAL: Duration = Duration::from_secs(2);
+/// Recommended: a client pings its front-end after this long without sending anything,
+/// so that a healthy front-end is heard from (its `Pong`, if nothing else) at least this
+/// often.
+pub const CLIENT_PING_INTERVAL: Duration = Duration::from_millis(500);
 
-/// Recommended: a client or front-end closes a client connection after this long without
-/// receiving anything (three missed pings).
-pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(6);
+/// Recommended: a client gives its front-end up (and fails over to another) after this
+/// long without receiving anything: three missed pings. Short, because a client must be
+/// carrying on elsewhere within a second or two of its front-end dying, and a front-end
+/// that dies with its machine or behind a partition sends no reset: silence is all the
+/// client gets.
+pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_millis(1_500);
+
+/// Recommended: a front-end pings a client after this long without sending it anything.
+pub const FRONTEND_PING_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Recommended: a front-end closes a client connection after this long without receiving
+/// anything. Longer than the client's own timeout: on this side silence only costs the
+/// resources of a gone client, while a client that goes quiet briefly (a stalled
+/// mobile network) keeps its connection.
+pub const FRONTEND_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(6);
 
 /// Recommended: a front-end and a game server ping each other after this long without
 /// sending anything.
