@@ -11,6 +11,8 @@
 //!   lean readers.
 //! - [`connections::run_connections`]: user-space memory per idle observer connection on
 //!   one front-end.
+//! - [`failover::run_failover`]: a front-end process killed or frozen under its clients:
+//!   how soon they notice, reconnect elsewhere, resume and carry on.
 //!
 //! Servers under test and the observers live in their own processes: the harness spawns
 //! worker processes ([`workers`]) — `flotilla bench worker …` from the CLI, or the
@@ -21,6 +23,7 @@
 
 pub mod affinity;
 pub mod connections;
+pub mod failover;
 pub mod fanout;
 mod game_side;
 pub mod hop;
@@ -82,6 +85,7 @@ impl BenchError {
 }
 
 pub use connections::{ConnectionsConfig, ConnectionsReport, run_connections};
+pub use failover::{FailoverBenchConfig, FailoverReport, FailureMode, run_failover};
 pub use fanout::{FanoutConfig, FanoutReport, run_fanout};
 pub use hop::{HopConfig, HopReport, HopRound, HopRun, Placement, run_hop};
 pub use workers::{WorkerArgs, WorkerLauncher, worker_main};

@@ -34,6 +34,10 @@ pub enum WorkerArgs {
         /// Run every thread of the worker on this CPU only.
         #[arg(long)]
         cpu: Option<usize>,
+        /// The fleet's session-token key file (64 hex digits); default: a key of this
+        /// process only.
+        #[arg(long)]
+        token_key_file: Option<PathBuf>,
     },
     /// Run observers: connect, handshake, subscribe, print `{"event":"ready",…}`, then
     /// obey `start` / `stop` lines on stdin (each `stop` prints a report) until stdin
@@ -63,7 +67,12 @@ pub enum WorkerArgs {
 /// Runs a worker until its stdin closes. Progress on stderr, results on stdout.
 pub fn worker_main(args: WorkerArgs) -> Result<(), BenchError> {
     match args {
-        WorkerArgs::Frontend { game, listen, cpu } => frontend_worker(game, listen, cpu),
+        WorkerArgs::Frontend {
+            game,
+            listen,
+            cpu,
+            token_key_file,
+        } => frontend_worker(game, listen, cpu, token_key_file),
         WorkerArgs::Observers {
             protocol,
             server,
@@ -88,7 +97,12 @@ fn print_line(value: &Value) -> Result<(), BenchError> {
     out.flush().map_err(BenchError::io("flushing stdout"))
 }
 
-fn frontend_worker(game: String, listen: SocketAddr, cpu: Option<usize>) -> Result<(), BenchError> {
+fn frontend_worker(
+    game: String,
+    listen: SocketAddr,
+    cpu: Option<usize>,
+    token_key_file: Option<PathBuf>,
+) -> Result<(), BenchError> {
     if let Some(cpu) = cpu {
         // Before any thread starts: the runtime's and the front-end's threads inherit it.
         crate::affinity::pin_current_thread(cpu)?;
@@ -101,6 +115,11 @@ fn frontend_worker(game: String, listen: SocketAddr, cpu: Option<usize>) -> Resu
         listen,
         game_servers: vec![game],
         server_id: "bench-frontend".into(),
+        token_key: match token_key_file {
+            Some(path) => flotilla_frontend::TokenKey::read_file(&path)
+                .map_err(|e| BenchError::Server(format!("front-end: {e}")))?,
+            None => flotilla_frontend::TokenKey::default(),
+        },
         ..FrontendConfig::default()
     };
     let server = runtime
@@ -344,7 +363,28 @@ impl FrontendWorker {
         if let Some(cpu) = cpu {
             args.extend(["--cpu".into(), cpu.to_string()]);
         }
-        let mut worker = launcher.spawn("frontend", &args)?;
+        Self::spawn(launcher, &args)
+    }
+
+    /// Starts a front-end connected to `game` with the fleet's token key from `key_file`
+    /// (front-ends sharing it resume each other's sessions).
+    pub fn start_with_key(
+        launcher: &WorkerLauncher,
+        game: SocketAddr,
+        key_file: &std::path::Path,
+    ) -> Result<Self, BenchError> {
+        let args = vec![
+            "frontend".into(),
+            "--game".into(),
+            game.to_string(),
+            "--token-key-file".into(),
+            key_file.display().to_string(),
+        ];
+        Self::spawn(launcher, &args)
+    }
+
+    fn spawn(launcher: &WorkerLauncher, args: &[String]) -> Result<Self, BenchError> {
+        let mut worker = launcher.spawn("frontend", args)?;
         let listening = worker.expect("listening", Duration::from_secs(20))?;
         let addr = listening
             .get("addr")

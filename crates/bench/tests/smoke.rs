@@ -4,10 +4,12 @@
 //! integration tests and passes its path in `CARGO_BIN_EXE_flotilla-bench-worker`); the
 //! `flotilla` binary runs the same worker code as `flotilla bench worker …`.
 
+use std::time::Duration;
+
 use flotilla_bench::lean::Protocol;
 use flotilla_bench::{
-    ConnectionsConfig, FanoutConfig, HopConfig, Placement, WorkerLauncher, run_connections,
-    run_fanout, run_hop,
+    ConnectionsConfig, FailoverBenchConfig, FailureMode, FanoutConfig, HopConfig, Placement,
+    WorkerLauncher, run_connections, run_failover, run_fanout, run_hop,
 };
 
 fn launcher() -> WorkerLauncher {
@@ -119,4 +121,47 @@ fn connections_measures_memory_per_connection() {
     assert!(report.private_dirty_per_connection.is_finite());
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["bench"], "connections");
+}
+
+#[test]
+fn failover_moves_every_client_of_a_killed_or_frozen_frontend() {
+    for (mode, idle) in [(FailureMode::Kill, None), (FailureMode::Hang, Some(800))] {
+        let report = run_failover(
+            &FailoverBenchConfig {
+                clients: 40,
+                frontends: 3,
+                mode,
+                client_ping_interval: idle.map(|_| Duration::from_millis(200)),
+                client_idle_timeout: idle.map(Duration::from_millis),
+                recovery_timeout: Duration::from_secs(10),
+                ..FailoverBenchConfig::default()
+            },
+            &launcher(),
+        )
+        .unwrap();
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["bench"], "failover");
+        assert_eq!(report.clients, 40);
+        assert_eq!(
+            report.clients_per_frontend.iter().sum::<usize>(),
+            40,
+            "{report:?}"
+        );
+        assert!(report.clients_on_failed > 0, "{report:?}");
+        let moved = report.clients_on_failed;
+        assert_eq!(report.lost, moved, "{report:?}");
+        assert_eq!(report.reconnected, moved, "{report:?}");
+        assert_eq!(
+            report.resumed, moved,
+            "the fleet shares its token key: {report:?}"
+        );
+        assert_eq!(report.carried_on, moved, "{report:?}");
+        assert_eq!(report.replicas_in_sync, 40, "{report:?}");
+        assert_eq!(report.noticed.count, moved as u64);
+        assert!(report.carried_on_after.p50_us >= report.noticed.p50_us);
+        if mode == FailureMode::Hang {
+            // Frozen: noticed only by the idle timeout, not before it.
+            assert!(report.noticed.p50_us >= 700_000.0, "{report:?}");
+        }
+    }
 }

@@ -42,12 +42,48 @@ pub enum BenchCommand {
     Fanout(FanoutArgs),
     /// Idle observers on one front-end: user-space memory per connection.
     Connections(ConnectionsArgs),
+    /// A front-end process killed (or frozen) under its clients: how soon they notice,
+    /// reconnect to another at random, resume and carry on.
+    Failover(FailoverArgs),
     /// A benchmark worker process (started by the benchmarks themselves).
     #[command(hide = true)]
     Worker {
         #[command(subcommand)]
         worker: flotilla_bench::WorkerArgs,
     },
+}
+
+/// Arguments of `flotilla bench failover`.
+#[derive(clap::Args, Debug)]
+pub struct FailoverArgs {
+    /// Clients (FleetClients in this process), all watching one world.
+    #[arg(long, default_value_t = 1_000)]
+    clients: usize,
+    /// Front-end processes; the first one fails.
+    #[arg(long, default_value_t = 3)]
+    frontends: usize,
+    /// How it fails, in order, one run each: kill (SIGKILL) and/or hang (SIGSTOP).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "kill,hang")]
+    mode: Vec<flotilla_bench::FailureMode>,
+    /// The clients' keep-alive ping interval in milliseconds (default: the protocol's).
+    #[arg(long)]
+    ping_ms: Option<u64>,
+    /// The clients' idle timeout in milliseconds: silence after which a front-end is
+    /// given up (default: the protocol's).
+    #[arg(long)]
+    idle_ms: Option<u64>,
+    /// Print the JSON object on one line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The reports of `flotilla bench failover`, one per failure mode.
+#[derive(Debug, Serialize)]
+pub struct FailoverRuns {
+    /// Always `"failover"`.
+    pub bench: &'static str,
+    /// One report per mode, in the order run.
+    pub runs: Vec<flotilla_bench::FailoverReport>,
 }
 
 /// Arguments of `flotilla bench hop`.
@@ -192,6 +228,28 @@ pub fn run(which: BenchCommand) -> Result<()> {
             let report =
                 flotilla_bench::run_connections(&config, &WorkerLauncher::flotilla_cli()?)?;
             print_report(&report, args.json)
+        }
+        BenchCommand::Failover(args) => {
+            let launcher = WorkerLauncher::flotilla_cli()?;
+            let mut runs = Vec::with_capacity(args.mode.len());
+            for &mode in &args.mode {
+                let config = flotilla_bench::FailoverBenchConfig {
+                    clients: args.clients,
+                    frontends: args.frontends,
+                    mode,
+                    client_ping_interval: args.ping_ms.map(Duration::from_millis),
+                    client_idle_timeout: args.idle_ms.map(Duration::from_millis),
+                    ..flotilla_bench::FailoverBenchConfig::default()
+                };
+                runs.push(flotilla_bench::run_failover(&config, &launcher)?);
+            }
+            print_report(
+                &FailoverRuns {
+                    bench: "failover",
+                    runs,
+                },
+                args.json,
+            )
         }
         BenchCommand::Worker { worker } => Ok(flotilla_bench::worker_main(worker)?),
     }
