@@ -393,16 +393,12 @@ impl Client {
 
     /// The digest of the replica of `world`, once it has a snapshot.
     pub fn digest(&self, world: &WorldId) -> Option<u64> {
-        self.with_replica(world, |replica| {
-            replica.is_synced().then(|| replica.digest())
-        })
-        .flatten()
+        lock(&self.inner.session).digest(world)
     }
 
     /// The value of `key` in the replica of `world`.
     pub fn get(&self, world: &WorldId, key: &[u8]) -> Option<Bytes> {
-        self.with_replica(world, |replica| replica.get(key).cloned())
-            .flatten()
+        lock(&self.inner.session).get(world, key)
     }
 
     /// True while `world` waits for its game server to come back (see

@@ -477,6 +477,14 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
+    /// Pearson's chi-square of `counts` against the same `expected` count in each cell.
+    fn pearson_chi_square(counts: &[u64], expected: f64) -> f64 {
+        counts
+            .iter()
+            .map(|&count| (count as f64 - expected).powi(2) / expected)
+            .sum()
+    }
+
     fn policy(max_failed_rounds: Option<u32>) -> FailoverPolicy {
         FailoverPolicy {
             backoff: BackoffConfig {
@@ -507,11 +515,7 @@ mod tests {
             let mut machine = Failover::new(FRONTENDS, policy(None), seed).unwrap();
             counts[connect_step(&mut machine, Duration::ZERO)] += 1;
         }
-        let expected = CLIENTS as f64 / FRONTENDS as f64;
-        let chi_square: f64 = counts
-            .iter()
-            .map(|&count| (count as f64 - expected).powi(2) / expected)
-            .sum();
+        let chi_square = pearson_chi_square(&counts, CLIENTS as f64 / FRONTENDS as f64);
         assert!(
             chi_square < 18.47,
             "counts {counts:?}, chi-square {chi_square}"
@@ -525,11 +529,7 @@ mod tests {
             counts[connect_step(&mut machine, 2000 * MS)] += 1;
         }
         assert_eq!(counts[0], 0, "the lost front-end is not picked again");
-        let expected = CLIENTS as f64 / (FRONTENDS - 1) as f64;
-        let chi_square: f64 = counts[1..]
-            .iter()
-            .map(|&count| (count as f64 - expected).powi(2) / expected)
-            .sum();
+        let chi_square = pearson_chi_square(&counts[1..], CLIENTS as f64 / (FRONTENDS - 1) as f64);
         // 3 degrees of freedom, p = 0.001.
         assert!(
             chi_square < 16.27,
@@ -692,11 +692,7 @@ mod tests {
             counts[connect_step(&mut machine, Duration::ZERO)] += 1;
             assert_eq!(machine.list_replacements(), 1);
         }
-        let expected = CLIENTS as f64 / FRONTENDS as f64;
-        let chi_square: f64 = counts
-            .iter()
-            .map(|&count| (count as f64 - expected).powi(2) / expected)
-            .sum();
+        let chi_square = pearson_chi_square(&counts, CLIENTS as f64 / FRONTENDS as f64);
         // 2 degrees of freedom, p = 0.001.
         assert!(
             chi_square < 13.82,

@@ -580,16 +580,12 @@ impl FleetClient {
 
     /// The digest of the replica of `world`, once it has a snapshot.
     pub fn digest(&self, world: &WorldId) -> Option<u64> {
-        self.with_replica(world, |replica| {
-            replica.is_synced().then(|| replica.digest())
-        })
-        .flatten()
+        lock(&self.shared.session).digest(world)
     }
 
     /// The value of `key` in the replica of `world`.
     pub fn get(&self, world: &WorldId, key: &[u8]) -> Option<Bytes> {
-        self.with_replica(world, |replica| replica.get(key).cloned())
-            .flatten()
+        lock(&self.shared.session).get(world, key)
     }
 
     /// The last position seen for `world`.

@@ -269,6 +269,19 @@ impl ClientSession {
             .and_then(|view| view.replica.as_ref())
     }
 
+    /// The digest of the replica of `world`, once it has a snapshot.
+    pub fn digest(&self, world: &WorldId) -> Option<u64> {
+        self.replica(world)
+            .filter(|replica| replica.is_synced())
+            .map(Replica::digest)
+    }
+
+    /// The value of `key` in the replica of `world`.
+    pub fn get(&self, world: &WorldId, key: &[u8]) -> Option<Bytes> {
+        self.replica(world)
+            .and_then(|replica| replica.get(key).cloned())
+    }
+
     /// The last position seen for `world` (what a resume sends as `since`).
     pub fn position(&self, world: &WorldId) -> Option<Position> {
         self.worlds.get(world).and_then(|view| view.position)

@@ -7,10 +7,14 @@
 // Test helpers outside #[test] functions unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{Seen, WAIT, arena, collect, events, until};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,18 +26,12 @@ use flotilla_client::{
 use flotilla_frontend::{FrontendConfig, FrontendServer};
 use flotilla_game::{GameConfig, GameServer, WorldHandle};
 use flotilla_testkit::Dnsmasq;
-use flotilla_wire::WorldId;
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout};
 
-const WAIT: Duration = Duration::from_secs(10);
 /// The name whose A records are the front-ends.
 const NAME: &str = "frontends.flotilla.test";
-
-fn arena() -> WorldId {
-    WorldId::new("arena").unwrap()
-}
 
 /// 127.0.0.`last`.
 fn loopback(last: u8) -> IpAddr {
@@ -43,33 +41,6 @@ fn loopback(last: u8) -> IpAddr {
 /// `NAME` with one A record per address.
 fn records(ips: &[IpAddr]) -> Vec<(&'static str, IpAddr)> {
     ips.iter().map(|ip| (NAME, *ip)).collect()
-}
-
-/// Everything a client's event collector saw.
-type Seen = Arc<Mutex<Vec<ClientEvent>>>;
-
-/// Collects a fleet client's events except the frequent `BatchApplied`.
-fn collect(client: &FleetClient) -> (Seen, JoinHandle<()>) {
-    let seen: Seen = Arc::default();
-    let mut events = client.take_events().unwrap();
-    let sink = Arc::clone(&seen);
-    let task = tokio::spawn(async move {
-        while let Some(event) = events.recv().await {
-            if !matches!(event, ClientEvent::BatchApplied { .. }) {
-                sink.lock().unwrap().push(event);
-            }
-        }
-    });
-    (seen, task)
-}
-
-/// Waits until `done()` holds, polling every 20 ms; panics with `what` after `limit`.
-async fn until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "waited {limit:?} for {what}");
-        sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// A game server hosting `arena`, with a task committing a batch every 20 ms until `stop`.
@@ -184,7 +155,11 @@ async fn wait_until_serving(server: &FrontendServer) {
 }
 
 /// A fleet client of `NAME` asking `dns`, subscribed to arena.
-async fn dns_client(dns: SocketAddr, port: u16, index: u64) -> (FleetClient, Seen, JoinHandle<()>) {
+async fn dns_client(
+    dns: SocketAddr,
+    port: u16,
+    index: u64,
+) -> (FleetClient, Seen<ClientEvent>, JoinHandle<()>) {
     let config = FleetConfig {
         client: ClientConfig {
             client_name: format!("dns-{index}"),
@@ -204,9 +179,8 @@ async fn dns_client(dns: SocketAddr, port: u16, index: u64) -> (FleetClient, See
 }
 
 /// Every address `client`'s events show it trying or reaching.
-fn addresses_used(seen: &Seen) -> BTreeSet<SocketAddr> {
-    seen.lock()
-        .unwrap()
+fn addresses_used(seen: &Seen<ClientEvent>) -> BTreeSet<SocketAddr> {
+    events(seen)
         .iter()
         .filter_map(|event| match event {
             ClientEvent::ConnectFailed { addr, .. } => Some(*addr),
@@ -221,7 +195,7 @@ fn addresses_used(seen: &Seen) -> BTreeSet<SocketAddr> {
 async fn fail_over_from(
     victim: SocketAddr,
     server: FrontendServer,
-    clients: &[(FleetClient, Seen, JoinHandle<()>)],
+    clients: &[(FleetClient, Seen<ClientEvent>, JoinHandle<()>)],
 ) -> Vec<usize> {
     let moved: Vec<usize> = (0..clients.len())
         .filter(|&i| clients[i].0.frontend_addr() == Some(victim))
@@ -242,7 +216,7 @@ async fn fail_over_from(
     })
     .await;
     for &i in &moved {
-        let seen = clients[i].1.lock().unwrap();
+        let seen = events(&clients[i].1);
         let resumed = seen.iter().rev().find_map(|event| match event {
             ClientEvent::Reconnected { resumed, .. } => Some(*resumed),
             _ => None,
@@ -294,7 +268,7 @@ async fn clients_follow_the_frontends_of_a_dns_name() {
         let on = client.frontend_addr().unwrap();
         assert_eq!(client.server_id().unwrap(), format!("fe-{}", on.ip()));
         *per_frontend.entry(on).or_default() += 1;
-        assert!(seen.lock().unwrap().iter().any(|event| matches!(
+        assert!(events(seen).iter().any(|event| matches!(
             event,
             ClientEvent::FrontendsResolved { name, frontends } if name == NAME && *frontends == advertised
         )));
@@ -351,7 +325,7 @@ async fn clients_follow_the_frontends_of_a_dns_name() {
             !used_since.contains(&&addr(3)),
             "client {i} tried the dropped address: {used_since:?}"
         );
-        assert!(seen.lock().unwrap().iter().any(|event| matches!(
+        assert!(events(seen).iter().any(|event| matches!(
             event,
             ClientEvent::FrontendsResolved { frontends, .. } if *frontends == new_list
         )));
@@ -407,7 +381,7 @@ async fn clients_follow_the_frontends_of_a_dns_name() {
                 client.stats()
             );
         }
-        assert!(seen.lock().unwrap().iter().any(|event| matches!(
+        assert!(events(seen).iter().any(|event| matches!(
             event,
             ClientEvent::ResolveFailed { name, error } if name == NAME && !error.is_empty()
         )));

@@ -5,6 +5,10 @@
 // Test helpers outside #[test] functions unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{Seen, WAIT, arena, collect, until};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,50 +23,15 @@ use flotilla_client::{
 };
 use flotilla_frontend::{FrontendConfig, FrontendServer};
 use flotilla_game::{FrontendId, GameConfig, GameEvent, GameServer, WorldHandle};
-use flotilla_wire::{
-    ClientToFrontend, Decoder, ErrorCode, FrontendToClient, Message, SessionId, WorldId,
-};
+use flotilla_wire::{ClientToFrontend, Decoder, ErrorCode, FrontendToClient, Message, SessionId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout};
 
-const WAIT: Duration = Duration::from_secs(10);
-
-fn arena() -> WorldId {
-    WorldId::new("arena").unwrap()
-}
-
 /// The session id inside a token (PROTOCOL.md section 2: 8 bytes big-endian, then a MAC).
 fn session_id(token: &Bytes) -> SessionId {
     SessionId(u64::from_be_bytes(token[..8].try_into().unwrap()))
-}
-
-/// Everything an event collector saw, with when it saw it.
-type Seen<E> = Arc<Mutex<Vec<(Instant, E)>>>;
-
-/// Collects a fleet client's events except the frequent `BatchApplied`.
-fn collect(client: &FleetClient) -> (Seen<ClientEvent>, JoinHandle<()>) {
-    let seen: Seen<ClientEvent> = Arc::default();
-    let mut events = client.take_events().unwrap();
-    let sink = Arc::clone(&seen);
-    let task = tokio::spawn(async move {
-        while let Some(event) = events.recv().await {
-            if !matches!(event, ClientEvent::BatchApplied { .. }) {
-                sink.lock().unwrap().push((Instant::now(), event));
-            }
-        }
-    });
-    (seen, task)
-}
-
-/// Waits until `done()` holds, polling every 20 ms; panics with `what` after `limit`.
-async fn until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "waited {limit:?} for {what}");
-        sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// A game server hosting `arena`, its events being collected.

@@ -1,0 +1,55 @@
+//! Helpers shared by the client's integration tests: the test world, polling with a
+//! limit, and an event collector.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flotilla_client::{ClientEvent, FleetClient};
+use flotilla_wire::WorldId;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep};
+
+/// How long a test waits for anything that should happen at once.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The world the tests' game servers host.
+pub fn arena() -> WorldId {
+    WorldId::new("arena").unwrap()
+}
+
+/// Everything an event collector saw, with when it saw it.
+pub type Seen<E> = Arc<Mutex<Vec<(Instant, E)>>>;
+
+/// Collects a fleet client's events except the frequent `BatchApplied`.
+pub fn collect(client: &FleetClient) -> (Seen<ClientEvent>, JoinHandle<()>) {
+    let seen: Seen<ClientEvent> = Arc::default();
+    let mut events = client.take_events().unwrap();
+    let sink = Arc::clone(&seen);
+    let task = tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if !matches!(event, ClientEvent::BatchApplied { .. }) {
+                sink.lock().unwrap().push((Instant::now(), event));
+            }
+        }
+    });
+    (seen, task)
+}
+
+/// The events `seen` holds, without their times.
+pub fn events(seen: &Seen<ClientEvent>) -> Vec<ClientEvent> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .map(|(_, event)| event.clone())
+        .collect()
+}
+
+/// Waits until `done()` holds, polling every 20 ms; panics with `what` after `limit`.
+pub async fn until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "waited {limit:?} for {what}");
+        sleep(Duration::from_millis(20)).await;
+    }
+}
