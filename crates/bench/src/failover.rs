@@ -100,7 +100,8 @@ pub struct FailoverReport {
     pub lost: usize,
     /// How many were welcomed by another front-end.
     pub reconnected: usize,
-    /// How many of those resumed their session (same session id at the game server).
+    /// How many of those resumed their session: the welcome says so and the session id
+    /// in the client's token is the one it had before the failure.
     pub resumed: usize,
     /// How many took a batch or snapshot on their new front-end (carried on).
     pub carried_on: usize,
@@ -112,6 +113,9 @@ pub struct FailoverReport {
     pub reconnected_after: Percentiles,
     /// Failure to the first batch or snapshot on the new front-end.
     pub carried_on_after: Percentiles,
+    /// Clients on the other front-ends that lost theirs during the run (collateral
+    /// failovers; 0 when the survivors kept up).
+    pub lost_elsewhere: usize,
     /// Clients (all of them) whose replica equals the game's state at the end.
     pub replicas_in_sync: usize,
     /// Clients that received their replica's data again from a full snapshot rather
@@ -120,9 +124,11 @@ pub struct FailoverReport {
 }
 
 /// What one client went through, from its event stream.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct Track {
     ready: bool,
+    /// The session token before the failure, to check the session resumed.
+    token_before: Option<Bytes>,
     lost_at: Option<Instant>,
     reconnected_at: Option<Instant>,
     resumed: bool,
@@ -344,6 +350,16 @@ async fn measure(
         config.mode,
         on_victim.len()
     );
+    // Only what happens from the failure on counts: a client that moved earlier (none
+    // should have) starts clean, with its session token as it is now.
+    for (track, client) in tracks.iter().zip(&clients) {
+        let mut track = lock(track);
+        *track = Track {
+            ready: true,
+            token_before: client.session_token(),
+            ..Track::default()
+        };
+    }
     let failed_at = Instant::now();
     kill_process(pid, signal)
         .map_err(|errno| BenchError::io("signalling the front-end")(errno.into()))?;
@@ -390,7 +406,7 @@ async fn measure(
         u64::try_from(at.saturating_duration_since(failed_at).as_nanos()).unwrap_or(u64::MAX)
     };
     for &i in &on_victim {
-        let Some(track) = tracks.get(i).map(|t| *lock(t)) else {
+        let Some(track) = tracks.get(i).map(|t| lock(t).clone()) else {
             continue;
         };
         if let Some(at) = track.lost_at {
@@ -399,7 +415,12 @@ async fn measure(
         }
         if let Some(at) = track.reconnected_at {
             reconnected += 1;
-            resumed += usize::from(track.resumed);
+            let token_after = clients.get(i).and_then(FleetClient::session_token);
+            let same_session = match (&track.token_before, &token_after) {
+                (Some(before), Some(after)) => before.get(..8) == after.get(..8),
+                _ => false,
+            };
+            resumed += usize::from(track.resumed && same_session);
             reconnected_after.record(since_failure(at));
         }
         if let Some(at) = track.carried_on_at {
@@ -410,6 +431,10 @@ async fn measure(
         }
         snapshots += usize::from(track.snapshot_after_move);
     }
+    let lost_elsewhere = (0..tracks.len())
+        .filter(|i| !on_victim.contains(i))
+        .filter(|&i| tracks.get(i).is_some_and(|t| lock(t).lost_at.is_some()))
+        .count();
     for client in &clients {
         client.close();
     }
@@ -430,6 +455,7 @@ async fn measure(
         noticed: noticed.percentiles(),
         reconnected_after: reconnected_after.percentiles(),
         carried_on_after: carried_on_after.percentiles(),
+        lost_elsewhere,
         replicas_in_sync,
         snapshots_after_move: snapshots,
     })

@@ -106,13 +106,14 @@ pub struct FailoverSummary {
     pub at_seconds: f64,
     /// Clients it carried then.
     pub clients_on_it: u64,
-    /// Connections lost (`FrontendLost` events) after the shutdown.
+    /// Connections lost (`FrontendLost` events) from the shutdown on, all clients.
     pub lost: u64,
-    /// Reconnections to another front-end after the shutdown.
+    /// Reconnections to another front-end from the shutdown on.
     pub reconnected: u64,
     /// Of those, the ones whose session was resumed (same session id at the game).
     pub resumed: u64,
-    /// Time from losing the front-end to the next welcome, median, milliseconds.
+    /// Time from the start of the shutdown to a moved client's next welcome, median,
+    /// milliseconds.
     pub outage_ms_p50: f64,
     /// The longest such time, milliseconds.
     pub outage_ms_max: f64,
@@ -120,6 +121,8 @@ pub struct FailoverSummary {
 
 struct Shared {
     delivered: AtomicU64,
+    /// When the front-end shutdown started (failover events count from then on).
+    killed_at: Mutex<Option<Instant>>,
     lost: AtomicU64,
     reconnected: AtomicU64,
     resumed: AtomicU64,
@@ -138,10 +141,13 @@ pub fn run(args: DemoArgs) -> Result<()> {
     {
         bail!("--duration, --worlds and --frontends must be positive");
     }
-    if let Some(at) = args.kill_frontend_at
-        && !(at.is_finite() && at >= 0.0 && at < args.duration)
-    {
-        bail!("--kill-frontend-at must be between 0 and --duration");
+    if let Some(at) = args.kill_frontend_at {
+        if !(at.is_finite() && at >= 0.0 && at < args.duration) {
+            bail!("--kill-frontend-at must be between 0 and --duration");
+        }
+        if args.frontends < 2 {
+            bail!("--kill-frontend-at needs at least 2 front-ends (--frontends)");
+        }
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -212,6 +218,7 @@ async fn demo(args: DemoArgs) -> Result<()> {
 
     let shared = Arc::new(Shared {
         delivered: AtomicU64::new(0),
+        killed_at: Mutex::new(None),
         lost: AtomicU64::new(0),
         reconnected: AtomicU64::new(0),
         resumed: AtomicU64::new(0),
@@ -271,16 +278,19 @@ async fn demo(args: DemoArgs) -> Result<()> {
                     ClientEvent::Output { .. } => {
                         shared2.outputs.fetch_add(1, Ordering::Relaxed);
                     }
-                    ClientEvent::FrontendLost { .. } => {
+                    ClientEvent::FrontendLost { .. } if shared2.killed_since().is_some() => {
                         shared2.lost.fetch_add(1, Ordering::Relaxed);
                     }
-                    ClientEvent::Reconnected { resumed, after, .. } => {
-                        shared2.reconnected.fetch_add(1, Ordering::Relaxed);
-                        if resumed {
-                            shared2.resumed.fetch_add(1, Ordering::Relaxed);
-                        }
-                        if let Ok(mut h) = shared2.outages.lock() {
-                            let _ = h.record((after.as_micros() as u64).max(1));
+                    ClientEvent::Reconnected { resumed, .. } => {
+                        if let Some(killed_at) = shared2.killed_since() {
+                            shared2.reconnected.fetch_add(1, Ordering::Relaxed);
+                            if resumed {
+                                shared2.resumed.fetch_add(1, Ordering::Relaxed);
+                            }
+                            let outage = killed_at.elapsed().as_micros() as u64;
+                            if let Ok(mut h) = shared2.outages.lock() {
+                                let _ = h.record(outage.max(1));
+                            }
                         }
                     }
                     ClientEvent::Disconnected { .. } => break,
@@ -297,7 +307,8 @@ async fn demo(args: DemoArgs) -> Result<()> {
         .enumerate()
         .map(|(i, fe)| (format!("fe-{}", i + 1), Some(fe)))
         .collect();
-    let kill_at = match (args.no_kill, args.kill_frontend_at) {
+    // With one front-end there is nowhere to fail over to: then nothing is shut down.
+    let kill_at = match (args.no_kill || args.frontends < 2, args.kill_frontend_at) {
         (true, _) => None,
         (false, Some(at)) => Some(Duration::from_secs_f64(at)),
         (false, None) => Some(Duration::from_secs_f64(args.duration / 2.0)),
@@ -322,6 +333,9 @@ async fn demo(args: DemoArgs) -> Result<()> {
             log::warn!(frontend = id.as_str(), clients = clients_on_it; "demo: shutting a front-end down");
             if !args.json {
                 println!("  t={at_seconds:>4.1}s shutting {id} down ({clients_on_it} clients)");
+            }
+            if let Ok(mut killed_at) = shared.killed_at.lock() {
+                *killed_at = Some(Instant::now());
             }
             fe.shutdown().await;
             failover = Some(FailoverSummary {
@@ -470,7 +484,7 @@ async fn demo(args: DemoArgs) -> Result<()> {
         );
         if let Some(f) = &summary.failover {
             println!(
-                "  failover: {} shut down at {:.1} s with {} clients; {} reconnected elsewhere ({} resumed), outage p50 {:.0} ms, max {:.0} ms",
+                "  failover: {} shut down at {:.1} s with {} clients; {} reconnected elsewhere ({} resumed), welcomed again p50 {:.0} ms, max {:.0} ms after the shutdown began",
                 f.frontend,
                 f.at_seconds,
                 f.clients_on_it,
@@ -518,6 +532,13 @@ async fn demo(args: DemoArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+impl Shared {
+    /// When the front-end shutdown started, once it has.
+    fn killed_since(&self) -> Option<Instant> {
+        self.killed_at.lock().ok().and_then(|at| *at)
+    }
 }
 
 /// How many clients each front-end carries now, by front-end id.
