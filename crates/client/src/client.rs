@@ -8,11 +8,15 @@
 //! lets [`ClientSession::resume_subscriptions`] re-subscribe every world with its last
 //! position.
 //!
-//! The reader task owns three duties besides decoding: the idle deadline (moved only by
-//! whole frames, PROTOCOL.md section 7), the resubscribe timer of worlds whose game server
-//! went away (the session says when), and backpressure: an `Output` or `Unsubscribed`
-//! event that finds the application's event queue full is never dropped; the reader waits
-//! for room and reads nothing meanwhile, so TCP pushes back on the front-end.
+//! The reader task owns four duties besides decoding: the idle deadline (moved only by
+//! whole frames, PROTOCOL.md section 7), the receive probe (a `Ping` after
+//! [`ClientConfig::ping_interval`] with nothing received, unless one is already out: the
+//! writer pings only after that long with nothing *sent*, so a client that keeps sending
+//! inputs would otherwise never ping, and a front-end with nothing to say would look dead
+//! after the idle timeout), the resubscribe timer of worlds whose game server went away
+//! (the session says when), and backpressure: an `Output` or `Unsubscribed` event that
+//! finds the application's event queue full is never dropped; the reader waits for room
+//! and reads nothing meanwhile, so TCP pushes back on the front-end.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,6 +44,9 @@ use flotilla_link::outbox::{FrameKind, LinkCounters, Outbox, PushError, run_writ
 
 /// Bytes reserved in the receive buffer before each read.
 const READ_RESERVE: usize = 8 * 1024;
+
+/// Set in the nonce of the reader's receive probes, to tell them from the writer's pings.
+const PROBE_NONCE: u64 = 1 << 63;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -81,6 +88,11 @@ struct Inner {
     ended: watch::Sender<Option<DisconnectReason>>,
     events: mpsc::Sender<ClientEvent>,
     events_dropped: AtomicU64,
+    /// `events_dropped` when the connection ended (set before `ended`): every drop but the
+    /// final `Disconnected`'s.
+    events_dropped_before_end: AtomicU64,
+    /// Pings sent, by the writer (quiet sending side) or the reader (quiet receiving side).
+    pings_sent: AtomicU64,
     frames_received: AtomicU64,
     bytes_received: AtomicU64,
     sent: Arc<LinkCounters>,
@@ -276,6 +288,8 @@ impl Client {
             ended: watch::Sender::new(None),
             events: events_tx,
             events_dropped: AtomicU64::new(0),
+            events_dropped_before_end: AtomicU64::new(0),
+            pings_sent: AtomicU64::new(0),
             frames_received: AtomicU64::new(0),
             bytes_received: AtomicU64::new(0),
             sent,
@@ -293,11 +307,15 @@ impl Client {
                 &welcome.server_id,
             );
         }
+        let pinger = Arc::clone(&inner);
         let writer = tokio::spawn(run_writer(
             write_half,
             outbox,
             config.ping_interval,
-            |nonce| ClientToFrontend::Ping { nonce }.encode_to_bytes(),
+            move |nonce| {
+                pinger.pings_sent.fetch_add(1, Ordering::Relaxed);
+                ClientToFrontend::Ping { nonce }.encode_to_bytes()
+            },
         ));
         let reader = tokio::spawn(read_loop(
             Arc::clone(&inner),
@@ -429,9 +447,16 @@ impl Client {
         }
     }
 
-    /// Watches the end of the connection: `Some(reason)` once it has ended.
+    /// Watches the end of the connection: `Some(reason)` once it has ended (as soon as it
+    /// stops reading, before what is queued has been written).
     pub(crate) fn ended(&self) -> watch::Receiver<Option<DisconnectReason>> {
         self.inner.ended.subscribe()
+    }
+
+    /// Events this connection dropped before it ended (see [`ClientStats::events_dropped`]),
+    /// without its final `Disconnected`; final once [`ended`](Self::ended) says so.
+    pub(crate) fn events_dropped_before_end(&self) -> u64 {
+        self.inner.events_dropped_before_end.load(Ordering::Acquire)
     }
 
     /// Closes the connection (after writing what is queued). A `Disconnected{Closed}`
@@ -546,19 +571,22 @@ async fn read_loop(
 ) {
     let idle = config.idle_timeout;
     let mut deadline = Instant::now() + idle;
+    let mut probe = Probe::new(config.ping_interval, &inner);
     let mut writer_done = false;
     let ending = loop {
         let drained = drain(&inner, &mut decoder);
         // The front-end is alive when it sends whole frames (PROTOCOL.md section 7): bytes
         // that never complete a frame do not move the deadline.
-        if drained.frames > 0 {
-            deadline = Instant::now() + idle;
-        }
+        let mut heard = drained.frames > 0;
         match inner.deliver(drained.events).await {
             Delivery::Promptly => {}
             // Not reading while the application catches up is not the peer's silence.
-            Delivery::AfterWaiting => deadline = Instant::now() + idle,
+            Delivery::AfterWaiting => heard = true,
             Delivery::CloseRequested => break Ending::plain(DisconnectReason::Closed),
+        }
+        if heard {
+            deadline = Instant::now() + idle;
+            probe.rearm(&inner);
         }
         if let Some(ending) = drained.ending {
             break ending;
@@ -575,6 +603,9 @@ async fn read_loop(
                 }
                 Err(error) => break Ending::plain(DisconnectReason::Io(error.to_string())),
             },
+            () = sleep_until(probe.at.unwrap_or(deadline)), if probe.at.is_some() => {
+                probe.fire(&inner);
+            }
             () = sleep_until(resubscribe_at.unwrap_or(deadline)), if resubscribe_at.is_some() => {
                 let due = lock(&inner.session).due_resubscribes(StdInstant::now());
                 for message in &due {
@@ -605,16 +636,71 @@ async fn read_loop(
     inner.connected.store(false, Ordering::Release);
     log::debug!("client connection ending: {:?}", ending.reason);
     inner.outbox.close(ending.error_frame);
+    // Published before the flush: a fleet client moves on at once (a dead host would hold
+    // the flush for its whole bound).
+    inner.events_dropped_before_end.store(
+        inner.events_dropped.load(Ordering::Relaxed),
+        Ordering::Release,
+    );
+    inner.ended.send_replace(Some(ending.reason.clone()));
     if !writer_done {
         let flush = tokio::time::timeout(std::time::Duration::from_secs(1), &mut writer);
         if flush.await.is_err() {
             writer.abort();
         }
     }
-    inner.ended.send_replace(Some(ending.reason.clone()));
     inner.emit(ClientEvent::Disconnected {
         reason: ending.reason,
     });
+}
+
+/// The receive probe: a `Ping` once nothing was received for the ping interval, unless a
+/// ping already went out since the last frame received (its `Pong` is on the way, or the
+/// front-end is dead and the idle timeout will say so). So a healthy front-end is heard at
+/// least every ping interval plus a round trip, however busy the sending side is.
+struct Probe {
+    interval: std::time::Duration,
+    /// When to probe; `None` when disarmed (pings disabled, or a ping is out).
+    at: Option<Instant>,
+    /// `Inner::pings_sent` when the last frame was received.
+    pings_at_receive: u64,
+    /// Probes sent (for their nonces).
+    sent: u64,
+}
+
+impl Probe {
+    fn new(interval: std::time::Duration, inner: &Inner) -> Self {
+        let mut probe = Self {
+            interval,
+            at: None,
+            pings_at_receive: 0,
+            sent: 0,
+        };
+        probe.rearm(inner);
+        probe
+    }
+
+    /// Something was received (or the reader waited for the application): probe after
+    /// another quiet interval. A zero interval disables the probe (as it disables pings).
+    fn rearm(&mut self, inner: &Inner) {
+        self.pings_at_receive = inner.pings_sent.load(Ordering::Relaxed);
+        self.at = (!self.interval.is_zero()).then(|| Instant::now() + self.interval);
+    }
+
+    /// The quiet interval is over: ping, unless a ping went out since the last receive.
+    fn fire(&mut self, inner: &Inner) {
+        self.at = None;
+        if inner.pings_sent.load(Ordering::Relaxed) != self.pings_at_receive {
+            return;
+        }
+        self.sent = self.sent.wrapping_add(1);
+        inner.pings_sent.fetch_add(1, Ordering::Relaxed);
+        let ping = ClientToFrontend::Ping {
+            nonce: PROBE_NONCE | self.sent,
+        };
+        // A refused push closes the outbox; the writer's end ends the read loop.
+        let _ = inner.outbox.push(ping.encode_to_bytes(), FrameKind::Other);
+    }
 }
 
 /// What [`drain`] found: frames handled, events to deliver, and the end of the

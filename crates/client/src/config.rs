@@ -16,7 +16,10 @@ pub struct ClientConfig {
     pub session_token: Option<Bytes>,
     /// Full replicas, or lean per-world counters only.
     pub mode: ReplicaMode,
-    /// Send a `Ping` after this long without sending anything.
+    /// Send a `Ping` after this long without sending anything, and after this long without
+    /// receiving anything unless a ping is already out since the last frame received (so a
+    /// healthy front-end is heard within the idle timeout even while the client keeps
+    /// sending). Zero disables pings.
     pub ping_interval: Duration,
     /// Close after this long without receiving anything (also bounds the handshake).
     pub idle_timeout: Duration,

@@ -7,6 +7,12 @@
 //! failover round, as its [`Failover`](crate::Failover) machine asks
 //! ([`Step::Resolve`](crate::Step::Resolve)).
 //!
+//! Every resolution asks the name servers: the resolver caches nothing (no positive and
+//! no negative caching, whatever the records' TTL), so a front-end removed from DNS is no
+//! longer picked from the next failover round on, and a name that failed to resolve is
+//! asked again. A resolution happens only at connect and once per failover round, so this
+//! costs the name servers little.
+//!
 //! A resolution gives the addresses sorted and without duplicates, so a name server that
 //! rotates its answers does not look like a changed list. It fails when the name does not
 //! resolve, has no A or AAAA record, or the name servers do not answer within
@@ -18,14 +24,12 @@ use std::time::Duration;
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{
     ConnectionConfig, LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig,
+    ResolverOpts,
 };
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::Name;
 
 use crate::error::ClientError;
-
-/// The most answers a client keeps in its resolver's cache (it asks for one name).
-const RESOLVER_CACHE_SIZE: u64 = 8;
 
 /// Which name servers a [`DnsFrontends`] list is resolved with.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -90,6 +94,16 @@ impl DnsFrontends {
         self.timeout = timeout;
         self
     }
+}
+
+/// Makes every lookup ask the name servers: no cache, and (should an entry be kept anyway)
+/// positive and negative answers expire at once.
+fn never_cache(options: &mut ResolverOpts) {
+    options.cache_size = 0;
+    options.positive_min_ttl = None;
+    options.negative_min_ttl = None;
+    options.positive_max_ttl = Some(Duration::ZERO);
+    options.negative_max_ttl = Some(Duration::ZERO);
 }
 
 /// Resolves a [`DnsFrontends`] list (the shell around a hickory resolver).
@@ -161,7 +175,7 @@ impl DnsResolver {
         };
         let options = builder.options_mut();
         options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
-        options.cache_size = RESOLVER_CACHE_SIZE;
+        never_cache(options);
         let resolver = builder
             .build()
             .map_err(|error| invalid(format!("building the resolver: {error}")))?;
@@ -197,5 +211,116 @@ impl DnsResolver {
             return Err("no A or AAAA record".to_owned());
         }
         Ok(addresses)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::sync::{Arc, Mutex};
+
+    use hickory_resolver::proto::op::{Message, OpCode, ResponseCode};
+    use hickory_resolver::proto::rr::rdata::{A, SOA};
+    use hickory_resolver::proto::rr::{RData, Record, RecordType};
+    use tokio::net::UdpSocket;
+
+    use super::*;
+
+    /// The TTL of every answer of the fake name server: far longer than any test.
+    const TTL: u32 = 300;
+
+    const NAME: &str = "frontends.flotilla.test";
+
+    /// A name server on loopback UDP answering the A queries of any name with the
+    /// addresses in `records` (TTL 300 s); with none, NXDOMAIN with an SOA whose negative
+    /// TTL is 300 s. AAAA queries get no record (with that SOA).
+    async fn fake_name_server(records: Arc<Mutex<Vec<Ipv4Addr>>>) -> SocketAddr {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buffer = vec![0; 4096];
+            while let Ok((length, from)) = socket.recv_from(&mut buffer).await {
+                let query = Message::from_vec(&buffer[..length]).unwrap();
+                let mut response = Message::response(query.metadata.id, OpCode::Query);
+                response.metadata.authoritative = true;
+                response.metadata.recursion_available = true;
+                response.add_queries(query.queries.clone());
+                let addresses = records.lock().unwrap().clone();
+                for question in &query.queries {
+                    let name = question.name().clone();
+                    if question.query_type() == RecordType::A && !addresses.is_empty() {
+                        for ip in &addresses {
+                            response.add_answer(Record::from_rdata(
+                                name.clone(),
+                                TTL,
+                                RData::A(A(*ip)),
+                            ));
+                        }
+                        continue;
+                    }
+                    if addresses.is_empty() {
+                        response.metadata.response_code = ResponseCode::NXDomain;
+                    }
+                    let soa = SOA::new(
+                        name.clone(),
+                        name.clone(),
+                        1,
+                        TTL as i32,
+                        TTL as i32,
+                        TTL as i32,
+                        TTL,
+                    );
+                    response.add_authority(Record::from_rdata(name, TTL, RData::SOA(soa)));
+                }
+                let bytes = response.to_vec().unwrap();
+                socket.send_to(&bytes, from).await.unwrap();
+            }
+        });
+        addr
+    }
+
+    fn resolver(server: SocketAddr) -> DnsResolver {
+        DnsResolver::new(
+            &DnsFrontends::new(NAME, 7400)
+                .with_name_servers(vec![server])
+                .with_timeout(Duration::from_secs(5)),
+        )
+        .unwrap()
+    }
+
+    fn frontend(last: u8) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)), 7400)
+    }
+
+    #[tokio::test]
+    async fn a_changed_record_is_seen_at_the_next_resolution_despite_its_ttl() {
+        let records = Arc::new(Mutex::new(vec![Ipv4Addr::new(127, 0, 0, 2)]));
+        let resolver = resolver(fake_name_server(Arc::clone(&records)).await);
+        assert_eq!(resolver.resolve().await.unwrap(), vec![frontend(2)]);
+        *records.lock().unwrap() = vec![Ipv4Addr::new(127, 0, 0, 4), Ipv4Addr::new(127, 0, 0, 3)];
+        assert_eq!(
+            resolver.resolve().await.unwrap(),
+            vec![frontend(3), frontend(4)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_resolution_is_asked_again_despite_its_negative_ttl() {
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let resolver = resolver(fake_name_server(Arc::clone(&records)).await);
+        assert!(resolver.resolve().await.is_err());
+        *records.lock().unwrap() = vec![Ipv4Addr::new(127, 0, 0, 5)];
+        assert_eq!(resolver.resolve().await.unwrap(), vec![frontend(5)]);
+    }
+
+    #[test]
+    fn the_resolver_caches_nothing() {
+        let resolver = resolver("127.0.0.1:53".parse().unwrap());
+        let options = resolver.resolver.options();
+        assert_eq!(options.cache_size, 0);
+        assert_eq!(options.positive_max_ttl, Some(Duration::ZERO));
+        assert_eq!(options.negative_max_ttl, Some(Duration::ZERO));
     }
 }

@@ -109,7 +109,11 @@ pub enum ClientEvent {
     /// another one picked at random. Inputs sent meanwhile are queued (see
     /// [`FleetConfig::max_pending_inputs`](crate::FleetConfig::max_pending_inputs)); the
     /// replicas keep their last state. [`ClientEvent::Reconnected`] follows, or
-    /// `Disconnected` if the client gives up or is closed.
+    /// `Disconnected` if the client gives up or is closed. Failover never waits for the
+    /// application: this event is queued without waiting, after the outputs still waiting
+    /// for room, and dropped when the event queue is full (counted in
+    /// [`FleetStats::events_dropped`](crate::FleetStats)); `FleetClient::frontend_addr`
+    /// and `FleetClient::stats` always tell the state.
     FrontendLost {
         /// The front-end's address.
         from: SocketAddr,
@@ -153,7 +157,9 @@ pub enum ClientEvent {
     /// A [`FleetClient`](crate::FleetClient) is connected again, with the same session
     /// when `resumed`; every world was re-subscribed from its last position (only the
     /// missing batches come back when the new front-end has them in its ring, a snapshot
-    /// otherwise) and the inputs queued meanwhile were sent.
+    /// otherwise) and the inputs queued meanwhile were sent. Like
+    /// [`ClientEvent::FrontendLost`], queued without waiting and dropped (counted) when the
+    /// event queue is full.
     Reconnected {
         /// The new front-end's address.
         to: SocketAddr,
@@ -168,16 +174,14 @@ pub enum ClientEvent {
 }
 
 /// Events the application must see even when its queue is full: data from the game
-/// server, the end of a subscription, and the failover milestones of a fleet client. The
-/// rest are notifications about replicas (whose state the application can always read) or
-/// connect attempts.
+/// server and the end of a subscription (the connection that carries them waits for room).
+/// The rest are notifications about replicas (whose state the application can always
+/// read), connect attempts and failovers (whose state the fleet client's accessors tell):
+/// they never wait for the application.
 pub(crate) fn is_lossless(event: &ClientEvent) -> bool {
     matches!(
         event,
-        ClientEvent::Output { .. }
-            | ClientEvent::Unsubscribed { .. }
-            | ClientEvent::FrontendLost { .. }
-            | ClientEvent::Reconnected { .. }
+        ClientEvent::Output { .. } | ClientEvent::Unsubscribed { .. }
     )
 }
 

@@ -25,8 +25,11 @@
 //!   right after the next hello and resubscribes; past the bound it fails with
 //!   [`ClientError::InputQueueFull`] (counted in [`FleetStats::inputs_refused`]). Inputs
 //!   still queued when the client gives up or is closed are counted in
-//!   [`FleetStats::inputs_discarded`]. An input accepted while connected is at most once:
-//!   it can be lost with a connection that fails before the front-end forwarded it.
+//!   [`FleetStats::inputs_discarded`]. An input accepted while connected is sent at most
+//!   once: it is lost, with no error and no counter, when the connection it was written to
+//!   dies before the front-end forwarded it (a silent death is noticed only after the idle
+//!   timeout, 1.5 s by default, and every input written meanwhile is lost). Inputs are
+//!   never resent, so never duplicated.
 //!
 //! # Front-ends from DNS
 //!
@@ -51,6 +54,17 @@
 //! [`ClientEvent::Reconnected`] and, with DNS, [`ClientEvent::ResolveFailed`] and
 //! [`ClientEvent::FrontendsResolved`]; [`ClientEvent::Disconnected`] comes once, at the
 //! very end.
+//!
+//! Failover never waits for the application's notification events. Outputs and
+//! unsubscribes are never dropped: while the queue is full they wait, and the connection
+//! that carries them stops reading once its own queue is full too (backpressure on that
+//! connection only; a connection that reads nothing notices the end of its front-end only
+//! once the application takes events). When a connection ends, what it still had queued
+//! waits in the fleet client, in order, and the failover goes on; the next connection's
+//! events follow once those are taken. Every other event (replica notifications and the
+//! failover ones above) is queued without waiting: behind the waiting outputs if any (at
+//! most [`ClientConfig::event_queue`] of them, and at least 64), and dropped when the
+//! queue is full, counted in [`FleetStats::events_dropped`].
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -62,6 +76,7 @@ use bytes::Bytes;
 use flotilla_wire::{ClientToFrontend, WorldId};
 use flotilla_world::{Position, Replica};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until, timeout};
 
@@ -75,6 +90,10 @@ use crate::session::{ClientSession, WorldCounters};
 
 /// How long a closing connection may take to flush before the fleet client moves on.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// The fewest notifications kept behind outputs that wait for the application's queue
+/// (at least [`ClientConfig::event_queue`] are).
+const MIN_BACKLOG_NOTIFICATIONS: usize = 64;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -164,8 +183,12 @@ pub struct FleetStats {
     pub inputs_refused: u64,
     /// Queued inputs discarded because the client gave up or was closed.
     pub inputs_discarded: u64,
-    /// Replica and connect notifications dropped because the event queue was full (plus
-    /// events of any kind after the application dropped its [`ClientEvents`]).
+    /// Events dropped because the application's event queue was full: replica
+    /// notifications (by the fleet client or by the connection in use), `ConnectFailed`,
+    /// `ResolveFailed`, `FrontendsResolved`, and also `FrontendLost` and `Reconnected`
+    /// (failover never waits for the application). Plus events of any kind after the
+    /// application dropped its [`ClientEvents`], and outputs still waiting for room when
+    /// the client ended. Outputs and unsubscribes are never dropped for a full queue.
     pub events_dropped: u64,
     /// DNS resolutions of the front-end list that failed or found no address
     /// ([`ClientEvent::ResolveFailed`]).
@@ -197,8 +220,12 @@ struct Shared {
     session: Arc<Mutex<ClientSession>>,
     link: Mutex<Link>,
     /// The application's event queue; `None` once the client has ended, so that the
-    /// receiver sees the end after the final `Disconnected`.
+    /// receiver sees the end after the final `Disconnected`. Lock order: backlog, then
+    /// events.
     events: Mutex<Option<mpsc::Sender<ClientEvent>>>,
+    /// Events waiting for room in the application's queue: an output or unsubscribe that
+    /// found it full, and what came after it.
+    backlog: Mutex<Backlog>,
     close: watch::Sender<bool>,
     done: watch::Sender<bool>,
     origin: Instant,
@@ -268,33 +295,71 @@ impl Shared {
             .store(machine.list_replacements(), Ordering::Relaxed);
     }
 
-    /// Queues `event`; a lossless one waits for room (unless the client is closing), the
-    /// others are dropped when the queue is full. False when a close was requested.
-    async fn forward(&self, event: ClientEvent, close: &mut watch::Receiver<bool>) -> bool {
-        let Some(events) = lock(&self.events).clone() else {
-            self.events_dropped.fetch_add(1, Ordering::Relaxed);
-            return true;
-        };
-        if !is_lossless(&event) {
-            if events.try_send(event).is_err() {
-                self.events_dropped.fetch_add(1, Ordering::Relaxed);
-            }
-            return true;
-        }
-        tokio::select! {
-            sent = events.send(event) => {
-                if sent.is_err() {
+    /// Moves the backlog into the application's queue, in order, as far as there is room.
+    /// True when the backlog is empty.
+    fn hand_over(&self) -> bool {
+        let mut backlog = lock(&self.backlog);
+        let queue = lock(&self.events).clone();
+        while let Some(event) = backlog.pop_front() {
+            let sent = match &queue {
+                Some(queue) => queue.try_send(event),
+                None => Err(TrySendError::Closed(event)),
+            };
+            match sent {
+                Ok(()) => {}
+                Err(TrySendError::Full(event)) => {
+                    backlog.push_front(event);
+                    return false;
+                }
+                Err(TrySendError::Closed(_)) => {
                     self.events_dropped.fetch_add(1, Ordering::Relaxed);
                 }
-                true
             }
-            () = until_closing(close) => false,
+        }
+        true
+    }
+
+    /// Queues `event` for the application without waiting. With an empty backlog it goes
+    /// straight into the queue: an output or unsubscribe that finds it full starts the
+    /// backlog, a notification is dropped (counted). Behind a backlog it waits its turn
+    /// (a notification only while the backlog holds fewer than its limit; dropped
+    /// otherwise).
+    fn enqueue(&self, backlog: &mut Backlog, event: ClientEvent) {
+        if !backlog.is_empty() {
+            if !backlog.push_back(event) {
+                self.events_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
+        let sent = match lock(&self.events).as_ref() {
+            Some(queue) => queue.try_send(event),
+            None => Err(TrySendError::Closed(event)),
+        };
+        match sent {
+            Ok(()) => {}
+            Err(TrySendError::Full(event)) if is_lossless(&event) => {
+                backlog.push_back(event);
+            }
+            Err(_) => {
+                self.events_dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
-    /// Queues the final `Disconnected` (dropped if the queue is full) and ends the event
-    /// stream.
+    /// Queues a notification of the fleet client without waiting (see
+    /// [`enqueue`](Self::enqueue)).
+    fn notify(&self, event: ClientEvent) {
+        self.hand_over();
+        let mut backlog = lock(&self.backlog);
+        self.enqueue(&mut backlog, event);
+    }
+
+    /// Hands over what it can of the backlog, counts the rest as dropped, queues the final
+    /// `Disconnected` (dropped if the queue is full) and ends the event stream.
     fn end_events(&self, reason: DisconnectReason) {
+        self.hand_over();
+        let left = lock(&self.backlog).clear();
+        self.events_dropped.fetch_add(left, Ordering::Relaxed);
         let events = lock(&self.events).take();
         let queued = events.is_some_and(|events| {
             events
@@ -304,6 +369,69 @@ impl Shared {
         if !queued {
             self.events_dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// Events waiting, in order, for room in the application's queue: first an output or
+/// unsubscribe that found it full, then what came after it. Outputs and unsubscribes are
+/// never refused (they are bounded by the connections' queues); notifications up to a
+/// limit.
+#[derive(Debug)]
+struct Backlog {
+    events: VecDeque<ClientEvent>,
+    /// How many of `events` are notifications (neither outputs nor unsubscribes).
+    notifications: usize,
+    /// The most notifications kept.
+    max_notifications: usize,
+}
+
+impl Backlog {
+    fn new(max_notifications: usize) -> Self {
+        Self {
+            events: VecDeque::new(),
+            notifications: 0,
+            max_notifications,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Appends `event`; false (not kept) for a notification past the limit.
+    fn push_back(&mut self, event: ClientEvent) -> bool {
+        if !is_lossless(&event) {
+            if self.notifications >= self.max_notifications {
+                return false;
+            }
+            self.notifications += 1;
+        }
+        self.events.push_back(event);
+        true
+    }
+
+    /// Puts back the event just taken.
+    fn push_front(&mut self, event: ClientEvent) {
+        if !is_lossless(&event) {
+            self.notifications += 1;
+        }
+        self.events.push_front(event);
+    }
+
+    fn pop_front(&mut self) -> Option<ClientEvent> {
+        let event = self.events.pop_front()?;
+        if !is_lossless(&event) {
+            self.notifications = self.notifications.saturating_sub(1);
+        }
+        Some(event)
+    }
+
+    /// Empties the backlog; returns how many events it held.
+    fn clear(&mut self) -> u64 {
+        let count = self.events.len() as u64;
+        self.events.clear();
+        self.notifications = 0;
+        count
     }
 }
 
@@ -432,6 +560,9 @@ impl FleetClient {
             session: Arc::new(Mutex::new(session)),
             link: Mutex::new(Link::default()),
             events: Mutex::new(Some(events_tx)),
+            backlog: Mutex::new(Backlog::new(
+                config.client.event_queue.max(MIN_BACKLOG_NOTIFICATIONS),
+            )),
             close: watch::Sender::new(false),
             done: watch::Sender::new(false),
             origin: Instant::now(),
@@ -496,9 +627,10 @@ impl FleetClient {
     }
 
     /// The event queue, across every connection. Returns it once; `None` afterwards.
-    /// Outputs, unsubscribes, `FrontendLost` and `Reconnected` are never dropped: while the
-    /// queue is full the client stops reading its socket. The stream ends (`recv` gives
-    /// `None`) after the final [`ClientEvent::Disconnected`].
+    /// Outputs and unsubscribes are never dropped: while the queue is full the connection
+    /// in use stops reading its socket. Other events that find it full are dropped
+    /// ([`FleetStats::events_dropped`]); failover never waits for the application. The
+    /// stream ends (`recv` gives `None`) after the final [`ClientEvent::Disconnected`].
     pub fn take_events(&self) -> Option<ClientEvents> {
         lock(&self.events).take()
     }
@@ -732,13 +864,10 @@ async fn resolve(
                 frontends.addresses.clone_from(&addresses);
                 lock(&shared.frontend_list).clone_from(&addresses);
                 shared.publish(machine);
-                let event = ClientEvent::FrontendsResolved {
+                shared.notify(ClientEvent::FrontendsResolved {
                     name: name.clone(),
                     frontends: addresses,
-                };
-                if !shared.forward(event, close).await {
-                    return Err(Stop::Closed);
-                }
+                });
                 None
             }
             Err(error) => Some(error.to_string()),
@@ -756,13 +885,10 @@ async fn resolve(
         "keeping the last list"
     };
     log::warn!("fleet client: resolving {name}: {error} ({kept})");
-    let event = ClientEvent::ResolveFailed {
+    shared.notify(ClientEvent::ResolveFailed {
         name: name.clone(),
         error: error.clone(),
-    };
-    if !shared.forward(event, close).await {
-        return Err(Stop::Closed);
-    }
+    });
     Ok(Some(error))
 }
 
@@ -836,14 +962,11 @@ async fn establish(
                         shared.publish(machine);
                         last_error = format!("{addr}: {error}");
                         log::debug!("fleet client: connecting to {last_error}");
-                        let event = ClientEvent::ConnectFailed {
+                        shared.notify(ClientEvent::ConnectFailed {
                             addr,
                             error: error.to_string(),
                             failed_rounds: machine.consecutive_failed_rounds(),
-                        };
-                        if !shared.forward(event, close).await {
-                            return Err(Stop::Closed);
-                        }
+                        });
                     }
                 }
             }
@@ -853,6 +976,11 @@ async fn establish(
 
 /// Forwards the events of the connection in use until it ends; returns why it ended, or
 /// `None` when the application closed the fleet client.
+///
+/// An output or unsubscribe that finds the application's queue full waits in the backlog,
+/// and nothing more is taken from the connection meanwhile (its reader stops reading once
+/// its own queue is full): backpressure on this connection only. Its end is watched all
+/// along, so a failover never waits for the application.
 async fn run_connection(
     shared: &Shared,
     client: &Client,
@@ -863,42 +991,54 @@ async fn run_connection(
             "connection events taken".to_owned(),
         ));
     };
+    // `None` once the client has ended (not reached while the driver runs).
+    let queue = lock(&shared.events).clone()?;
     let mut ended = client.ended();
     let mut closing = false;
     let mut events_open = true;
-    // `forward` watches for a close too, inside the select below.
-    let mut forward_close = close.clone();
     loop {
+        let waiting = !shared.hand_over();
         tokio::select! {
             biased;
             () = until_closing(close), if !closing => {
                 closing = true;
                 client.close();
             }
-            event = events.recv(), if events_open => match event {
-                // Not reached while the client lives (it holds the sender).
-                None => events_open = false,
-                Some(ClientEvent::Disconnected { .. }) => {}
-                Some(event) => {
-                    if !shared.forward(event, &mut forward_close).await && !closing {
-                        closing = true;
-                        client.close();
-                    }
-                }
-            },
             reason = end_of(&mut ended) => {
-                // What the connection queued before it ended still goes out.
-                while let Some(event) = events.try_recv() {
-                    if !matches!(event, ClientEvent::Disconnected { .. }) {
-                        let _ = shared.forward(event, &mut forward_close).await;
+                // What the connection queued before it ended still goes out, in order.
+                {
+                    let mut backlog = lock(&shared.backlog);
+                    while let Some(event) = events.try_recv() {
+                        if !matches!(event, ClientEvent::Disconnected { .. }) {
+                            shared.enqueue(&mut backlog, event);
+                        }
                     }
                 }
+                shared.hand_over();
+                shared
+                    .events_dropped
+                    .fetch_add(client.events_dropped_before_end(), Ordering::Relaxed);
                 return if closing || shared.is_closing() {
                     None
                 } else {
                     Some(reason.unwrap_or(DisconnectReason::Closed))
                 };
             }
+            room = queue.reserve(), if waiting => {
+                if let Ok(permit) = room
+                    && let Some(event) = lock(&shared.backlog).pop_front()
+                {
+                    permit.send(event);
+                }
+                // Err: the application dropped its queue; `hand_over` counts the drops.
+            }
+            event = events.recv(), if events_open && !waiting => match event {
+                // Not reached while the client lives (it holds the sender).
+                None => events_open = false,
+                Some(ClientEvent::Disconnected { .. }) => {}
+                // Handed over at the top of the loop.
+                Some(event) => shared.enqueue(&mut lock(&shared.backlog), event),
+            },
         }
     }
 }
@@ -918,8 +1058,7 @@ async fn drive(
         shared.detach();
         let Some(reason) = lost else {
             // Closed by the application: let the connection flush, bounded.
-            let mut ended = current.client.ended();
-            let _ = timeout(CLOSE_GRACE, end_of(&mut ended)).await;
+            let _ = timeout(CLOSE_GRACE, current.client.closed()).await;
             break DisconnectReason::Closed;
         };
         machine.on_lost(current.index, shared.now());
@@ -928,14 +1067,11 @@ async fn drive(
             "fleet client: lost front-end {} ({server_id}): {reason:?}",
             current.addr
         );
-        let event = ClientEvent::FrontendLost {
+        shared.notify(ClientEvent::FrontendLost {
             from: current.addr,
             server_id,
             reason,
-        };
-        if !shared.forward(event, &mut close).await {
-            break DisconnectReason::Closed;
-        }
+        });
         match establish(&shared, &mut machine, &mut frontends, &config, &mut close).await {
             Ok((next, outage)) => {
                 current = next;
@@ -946,11 +1082,7 @@ async fn drive(
                     after: outage.unwrap_or_default(),
                 };
                 log::info!("fleet client: {event:?}");
-                if !shared.forward(event, &mut close).await {
-                    current.client.close();
-                    shared.detach();
-                    break DisconnectReason::Closed;
-                }
+                shared.notify(event);
             }
             Err(Stop::Closed) => break DisconnectReason::Closed,
             Err(Stop::GaveUp {

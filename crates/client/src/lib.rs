@@ -3,8 +3,9 @@
 //! ([`FleetClient`]).
 //!
 //! - [`Client::connect`] says `Hello` and keeps the session token of the `Welcome`;
-//!   keep-alive answers pings, pings after a quiet interval, and closes after an idle
-//!   timeout (defaults from `flotilla-wire`).
+//!   keep-alive answers pings, pings after a quiet interval (nothing sent, or nothing
+//!   received with no ping out), and closes after an idle timeout (defaults from
+//!   `flotilla-wire`).
 //! - [`Client::subscribe`] / [`unsubscribe`](Client::unsubscribe) watch worlds; each keeps a
 //!   local [`Replica`](flotilla_world::Replica) built from snapshots (multi-frame ones
 //!   reassembled) and change batches, read with [`Client::digest`], [`Client::get`],
@@ -40,7 +41,8 @@
 //!
 //! A DNS list ([`DnsFrontends`]: the system's name servers from `/etc/resolv.conf`, or
 //! explicit ones) is resolved at connect and again at the start of every failover round,
-//! each resolution bounded by [`DnsFrontends::timeout`], so front-ends added to or removed
+//! each resolution asking the name servers (nothing cached, whatever the records' TTL)
+//! and bounded by [`DnsFrontends::timeout`], so front-ends added to or removed
 //! from DNS are picked up without restarting the client
 //! ([`ClientEvent::FrontendsResolved`]). A failed or empty resolution keeps the last good
 //! list ([`ClientEvent::ResolveFailed`], [`FleetStats::resolve_failures`]); before the
@@ -55,10 +57,15 @@
 //!   [`ClientEvent::ConnectFailed`] and [`ClientEvent::Reconnected`] (`resumed`, outage
 //!   length), plus [`ClientEvent::FrontendsResolved`] and [`ClientEvent::ResolveFailed`]
 //!   for a DNS list; [`ClientEvent::Disconnected`] only at the very end (closed, or
-//!   [`DisconnectReason::GaveUp`]).
+//!   [`DisconnectReason::GaveUp`]). Failover never waits for the application: those
+//!   events are dropped when its queue is full (counted in [`FleetStats`]); only outputs
+//!   and unsubscribes wait, holding back the connection that carries them.
 //! - Inputs sent between front-ends are queued up to a bound and sent right after the next
-//!   hello; past the bound `send_input` fails with [`ClientError::InputQueueFull`]; never a
-//!   silent drop (see [`FleetStats`]).
+//!   hello; past the bound `send_input` fails with [`ClientError::InputQueueFull`], and the
+//!   queue is counted as discarded if the client ends first (see [`FleetStats`]). An input
+//!   written to a connection is sent at most once: it is lost, uncounted, when that
+//!   connection dies before the front-end forwarded it (a silent death is noticed after
+//!   the idle timeout, 1.5 s by default).
 //! - The decisions are the sans-I/O [`Failover`] machine (over
 //!   [`flotilla_balance::Balancer`]), `now` and seed passed in; it also says when to
 //!   resolve a DNS list ([`Step::Resolve`]) and takes a new list as an input

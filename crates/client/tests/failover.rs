@@ -792,3 +792,286 @@ async fn an_overloaded_error_moves_the_session_to_another_frontend() {
         }
     )));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_keeps_sending_keeps_a_healthy_frontend() {
+    // No subscription and no world traffic: the front-end has nothing to say, and the
+    // client sends an input every 100 ms, so its writer is never quiet long enough to
+    // ping. It must still hear the front-end within its idle timeout (1.5 s).
+    let (game, _world, game_events) = game_server().await;
+    let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let fe = frontend(any_port, game.local_addr(), "fe-0").await;
+    let client = FleetClient::connect(fleet_config(vec![fe.local_addr()], "busy".to_owned(), 7))
+        .await
+        .unwrap();
+    let (seen, _collector) = collect(&client);
+    let session = session_id(&client.session_token().unwrap());
+    let started = Instant::now();
+    let mut sent = 0u32;
+    while started.elapsed() < Duration::from_secs(3) {
+        client
+            .send_input(&arena(), format!("input-{sent}"))
+            .unwrap();
+        sent += 1;
+        sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        common::events(&seen).is_empty(),
+        "{:?}",
+        common::events(&seen)
+    );
+    let stats = client.stats();
+    assert_eq!((stats.connection_losses, stats.reconnects), (0, 0));
+    assert!(client.is_connected());
+    until("every input at the game server", WAIT, || {
+        let count = game_events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, event)| {
+                matches!(event, GameEvent::Input { session: from, .. } if *from == session)
+            })
+            .count();
+        count == sent as usize
+    })
+    .await;
+    client.close();
+    timeout(WAIT, client.closed()).await.unwrap();
+    fe.shutdown().await;
+    game.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_does_not_wait_for_an_application_that_reads_no_events() {
+    let (game, world, _game_events) = game_server().await;
+    let game_addr = game.local_addr();
+    let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut frontends = Vec::new();
+    for index in 0..3 {
+        frontends.push(Some(
+            frontend(any_port, game_addr, &format!("fe-{index}")).await,
+        ));
+    }
+    let addrs: Vec<SocketAddr> = frontends
+        .iter()
+        .map(|fe| fe.as_ref().unwrap().local_addr())
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let committer = start_committer(&world, &stop);
+    let small_queue = |name: &str, seed| {
+        let mut config = fleet_config(addrs.clone(), name.to_owned(), seed);
+        config.client.event_queue = 8;
+        config
+    };
+    // One never takes its events; the other takes them and never reads them.
+    let untaken = FleetClient::connect(small_queue("untaken", 21))
+        .await
+        .unwrap();
+    let unread = FleetClient::connect(small_queue("unread", 22))
+        .await
+        .unwrap();
+    let _unread_events = unread.take_events().unwrap();
+    let clients = [&untaken, &unread];
+    for client in clients {
+        client.subscribe(arena(), None).unwrap();
+    }
+    until("both event queues full", WAIT, || {
+        clients
+            .iter()
+            .all(|client| client.digest(&arena()).is_some() && client.stats().events_dropped > 0)
+    })
+    .await;
+    // Shut down every front-end in use; one stays.
+    let doomed: BTreeSet<SocketAddr> = clients
+        .iter()
+        .map(|client| client.frontend_addr().unwrap())
+        .collect();
+    let alive = *addrs.iter().find(|addr| !doomed.contains(addr)).unwrap();
+    for (index, addr) in addrs.iter().enumerate() {
+        if doomed.contains(addr) {
+            frontends[index].take().unwrap().shutdown().await;
+        }
+    }
+    // (One may move twice: onto the other doomed front-end before its shutdown.)
+    until("both failed over", WAIT, || {
+        clients.iter().all(|client| {
+            client.stats().reconnects >= 1
+                && client.is_connected()
+                && client.frontend_addr() == Some(alive)
+        })
+    })
+    .await;
+    // The replicas go on from the new front-end.
+    stop.store(true, Ordering::Relaxed);
+    committer.await.unwrap();
+    until("replicas equal to the world", WAIT, || {
+        clients.iter().all(|client| in_sync(client, &world))
+    })
+    .await;
+    for client in clients {
+        client.close();
+        timeout(WAIT, client.closed()).await.unwrap();
+    }
+    for fe in frontends.into_iter().flatten() {
+        fe.shutdown().await;
+    }
+    game.shutdown();
+}
+
+#[tokio::test]
+async fn outputs_wait_for_the_application_but_the_failover_does_not() {
+    // An application with a one-event queue that reads nothing: the first output fills
+    // the queue, the second waits in the fleet client, the third in the connection's
+    // queue; the connection's own queue drops the replica notifications that follow. The
+    // front-end then closes: the client fails over at once, and when the application
+    // finally reads, it gets the three outputs in order, then the failover events.
+    let fakes = FakeFleet::start(2).await;
+    let token = Bytes::from_static(b"output-session");
+    let mut config = fleet_config(fakes.addrs.clone(), "slow-reader".to_owned(), 11);
+    config.client.event_queue = 1;
+    let client_task = tokio::spawn(FleetClient::connect(config));
+    let (first_index, mut first) = fakes.next().await;
+    assert_eq!(welcome(first_index, &mut first, &token).await, None);
+    let client = client_task.await.unwrap().unwrap();
+    client.subscribe(arena(), None).unwrap();
+    assert!(matches!(
+        first.recv().await,
+        ClientToFrontend::Subscribe { .. }
+    ));
+    for n in 0..3 {
+        first
+            .send(FrontendToClient::Output {
+                world: arena(),
+                payload: Bytes::from(format!("output-{n}")),
+            })
+            .await;
+    }
+    let mut world = flotilla_world::WorldState::new(5);
+    let mut snapshot = bytes::BytesMut::new();
+    flotilla_wire::encode_snapshot(&arena(), &world.snapshot(), 1 << 20, &mut snapshot).unwrap();
+    first.stream.write_all(&snapshot).await.unwrap();
+    const BATCHES: u64 = 5;
+    for n in 0..BATCHES {
+        let mut tx = world.begin();
+        tx.set("n", n.to_string());
+        let batch = tx.commit().unwrap();
+        first
+            .stream
+            .write_all(&flotilla_wire::change_batch_frame(&arena(), &batch))
+            .await
+            .unwrap();
+    }
+    until("the replica caught up", WAIT, || {
+        client.digest(&arena()) == Some(world.digest())
+    })
+    .await;
+    drop(first);
+
+    let (second_index, mut second) = fakes.next().await;
+    assert_ne!(second_index, first_index);
+    assert_eq!(
+        welcome(second_index, &mut second, &token).await,
+        Some(token.clone())
+    );
+    assert_eq!(
+        second.recv().await,
+        ClientToFrontend::Subscribe {
+            world: arena(),
+            since: Some(world.position())
+        }
+    );
+    until("reconnected", WAIT, || {
+        client.is_connected() && client.stats().reconnects == 1
+    })
+    .await;
+    // The snapshot and batch notifications the connection dropped are counted.
+    assert!(
+        client.stats().events_dropped > BATCHES,
+        "{:?}",
+        client.stats()
+    );
+    let mut events = client.take_events().unwrap();
+    let mut received = Vec::new();
+    for _ in 0..5 {
+        received.push(timeout(WAIT, events.recv()).await.unwrap().unwrap());
+    }
+    let outputs: Vec<ClientEvent> = (0..3)
+        .map(|n| ClientEvent::Output {
+            world: arena(),
+            payload: Bytes::from(format!("output-{n}")),
+        })
+        .collect();
+    assert_eq!(received[..3], outputs[..], "{received:?}");
+    assert!(
+        matches!(
+            &received[3..],
+            [
+                ClientEvent::FrontendLost {
+                    reason: DisconnectReason::PeerClosed | DisconnectReason::Io(_),
+                    ..
+                },
+                ClientEvent::Reconnected { resumed: true, .. },
+            ]
+        ),
+        "{received:?}"
+    );
+    client.close();
+    timeout(WAIT, client.closed()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_connection_stuck_writing_is_left_without_waiting_for_its_flush() {
+    // The first front-end welcomes the client, then neither reads nor writes: the client's
+    // inputs fill the socket buffers, and its writer is stuck. The idle timeout (300 ms)
+    // ends the connection; the fleet client moves on at once, not after the bounded flush
+    // of what is still queued (1 s).
+    let fakes = FakeFleet::start(2).await;
+    let token = Bytes::from_static(b"stuck-session");
+    let mut config = fleet_config(fakes.addrs.clone(), "stuck".to_owned(), 13);
+    config.client.ping_interval = Duration::from_millis(50);
+    config.client.idle_timeout = Duration::from_millis(300);
+    config.client.max_queued_bytes = 128 << 20;
+    let client_task = tokio::spawn(FleetClient::connect(config));
+    let (first_index, mut first) = fakes.next().await;
+    assert_eq!(welcome(first_index, &mut first, &token).await, None);
+    let client = client_task.await.unwrap().unwrap();
+    let welcomed = Instant::now();
+    let (seen, _collector) = collect(&client);
+    let payload = Bytes::from(vec![7u8; 64 * 1024]);
+    for _ in 0..512 {
+        client.send_input(&arena(), payload.clone()).unwrap();
+    }
+    let (second_index, mut second) = fakes.next().await;
+    assert_ne!(second_index, first_index);
+    assert_eq!(
+        welcome(second_index, &mut second, &token).await,
+        Some(token)
+    );
+    until("Reconnected", WAIT, || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|(_, event)| matches!(event, ClientEvent::Reconnected { .. }))
+    })
+    .await;
+    let lost_at = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|(at, event)| {
+            matches!(
+                event,
+                ClientEvent::FrontendLost {
+                    reason: DisconnectReason::Timeout,
+                    ..
+                }
+            )
+            .then_some(*at)
+        })
+        .unwrap();
+    let after = lost_at.duration_since(welcomed);
+    assert!(after < Duration::from_millis(900), "lost after {after:?}");
+    drop(first);
+    client.close();
+    timeout(WAIT, client.closed()).await.unwrap();
+}
