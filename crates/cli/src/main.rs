@@ -3,7 +3,8 @@
 //! Subcommands: `demo` (the main job: a game server, front-ends, bots and
 //! observers), `frontend` and `game` (run one role), `log` (a command-line syslog
 //! sender through the flotilla logger), `logger-demo` (a sealed service's logging),
-//! `receive` (a small syslog receiver that prints what it gets), and `bench`
+//! `receive` (a small syslog receiver that prints what it gets), `watch` (a fleet
+//! client that follows one world), and `bench`
 //! (benchmarks with JSON output).
 #![forbid(unsafe_code)]
 
@@ -14,6 +15,7 @@ mod logger_demo;
 mod receive;
 mod roles;
 mod send;
+mod watch;
 
 use clap::{Parser, Subcommand};
 
@@ -42,6 +44,9 @@ enum Command {
     Log(send::LogArgs),
     /// Receive syslog on TCP and/or UDP and print each message (one JSON object a line).
     Receive(ReceiveArgs),
+    /// Watch a world through a fleet of front-ends (random pick, failover): its snapshot,
+    /// a status line per second, failovers. Default world: `$directory`.
+    Watch(watch::WatchArgs),
     /// Benchmarks; each prints a JSON summary.
     Bench {
         #[command(subcommand)]
@@ -68,6 +73,7 @@ fn main() {
         Command::LoggerDemo(args) => logger_demo::run(args),
         Command::Log(args) => send::run(args),
         Command::Receive(args) => receive_main(args),
+        Command::Watch(args) => watch::run(args),
         Command::Bench { which } => bench::run(which),
     };
     if let Err(e) = result {

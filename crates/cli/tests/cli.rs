@@ -275,3 +275,143 @@ fn the_roles_log_boot_messages_with_their_ip_configuration() {
         "{got:#?}"
     );
 }
+
+/// Waits (at most 20 s) until the front-end at `addr` lists `world` in its `$directory`.
+fn wait_until_serving(addr: &str, world: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{addr} never served {world}"
+            );
+            let Ok(client) = flotilla_client::Client::connect(addr, Default::default()).await
+            else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            let directory = flotilla_wire::WorldId::DIRECTORY;
+            client.subscribe(directory.clone(), None).unwrap();
+            for _ in 0..20 {
+                if client.get(&directory, world.as_bytes()).is_some() {
+                    client.close();
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            client.close();
+        }
+    });
+}
+
+/// Reads lines from `reader` until one is a JSON object whose `event` is `wanted`.
+fn next_event(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    wanted: &str,
+) -> serde_json::Value {
+    for line in lines {
+        let line = line.unwrap();
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if value["event"] == wanted {
+            return value;
+        }
+    }
+    panic!("flotilla watch ended before a {wanted:?} line");
+}
+
+#[test]
+fn watch_follows_a_world_across_a_killed_frontend_and_resumes_its_session() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("fleet.key");
+    std::fs::write(&key, "5a".repeat(32)).unwrap();
+    let port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let game_addr = format!("127.0.0.1:{}", port());
+    let mut game = flotilla()
+        .args(["game", "--listen", &game_addr, "--seconds", "20"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let frontend_addrs = [
+        format!("127.0.0.1:{}", port()),
+        format!("127.0.0.1:{}", port()),
+    ];
+    let mut frontends: Vec<std::process::Child> = frontend_addrs
+        .iter()
+        .map(|addr| {
+            flotilla()
+                .args([
+                    "frontend",
+                    "--listen",
+                    addr,
+                    "--game",
+                    &game_addr,
+                    "--seconds",
+                    "20",
+                ])
+                .arg("--token-key-file")
+                .arg(&key)
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for addr in &frontend_addrs {
+        wait_until_serving(addr, "arena-1");
+    }
+    let list = frontend_addrs.join(",");
+    let mut watch = flotilla()
+        .args([
+            "watch",
+            "arena-1",
+            "--frontends",
+            &list,
+            "--seconds",
+            "6",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(watch.stdout.take().unwrap()).lines();
+    let connected = next_event(&mut lines, "connected");
+    let first = connected["frontend"].as_str().unwrap().to_owned();
+    let snapshot = next_event(&mut lines, "snapshot");
+    assert_eq!(snapshot["world"], "arena-1");
+    assert!(snapshot["len"].as_u64().unwrap() > 0, "{snapshot}");
+    next_event(&mut lines, "status");
+    // Kill the front-end the watcher is on: it must move to the other one and resume.
+    let victim = frontend_addrs.iter().position(|a| *a == first).unwrap();
+    frontends[victim].kill().unwrap();
+    frontends[victim].wait().unwrap();
+    let lost = next_event(&mut lines, "frontend_lost");
+    assert_eq!(lost["frontend"], first.as_str());
+    let reconnected = next_event(&mut lines, "reconnected");
+    assert_eq!(reconnected["frontend"], frontend_addrs[1 - victim].as_str());
+    assert_eq!(reconnected["resumed"], true, "{reconnected}");
+    let end = next_event(&mut lines, "end");
+    assert_eq!(end["reconnects"], 1, "{end}");
+    assert_eq!(end["frontend"], frontend_addrs[1 - victim].as_str());
+    assert!(
+        end["seq"].as_u64().unwrap() > snapshot["seq"].as_u64().unwrap(),
+        "the world went on: {end}"
+    );
+    assert!(watch.wait().unwrap().success());
+    for mut child in frontends {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let _ = game.kill();
+    let _ = game.wait();
+}
