@@ -14,6 +14,43 @@ fn flotilla() -> Command {
     Command::new(env!("CARGO_BIN_EXE_flotilla"))
 }
 
+/// A child process that is killed and reaped when dropped, so a failing test leaves no
+/// process behind.
+struct Running(Option<std::process::Child>);
+
+impl Running {
+    fn spawn(command: &mut Command) -> Self {
+        Self(Some(command.spawn().unwrap()))
+    }
+
+    /// Waits for the whole output (the process is then gone).
+    fn wait_with_output(mut self) -> std::process::Output {
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl std::ops::Deref for Running {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref().unwrap()
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        self.0.as_mut().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 #[test]
 fn log_sends_numbered_messages_with_structured_data_to_rsyslog_over_relp() {
     ensure_peers_installed().unwrap();
@@ -137,18 +174,18 @@ fn receive_prints_what_log_sends() {
         .local_addr()
         .unwrap()
         .port();
-    let mut receiver = flotilla()
-        .args([
-            "receive",
-            "--listen",
-            &format!("tcp://127.0.0.1:{port}"),
-            "--count",
-            "3",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut receiver = Running::spawn(
+        flotilla()
+            .args([
+                "receive",
+                "--listen",
+                &format!("tcp://127.0.0.1:{port}"),
+                "--count",
+                "3",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     // Wait for "listening" on stderr.
     let mut stderr = BufReader::new(receiver.stderr.take().unwrap());
     let mut line = String::new();
@@ -170,7 +207,7 @@ fn receive_prints_what_log_sends() {
         "{}",
         String::from_utf8_lossy(&sent.stderr)
     );
-    let out = receiver.wait_with_output().unwrap();
+    let out = receiver.wait_with_output();
     let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -222,19 +259,19 @@ fn the_roles_log_boot_messages_with_their_ip_configuration() {
         .unwrap()
         .port();
     let log = format!("tcp://{collector}");
-    let mut game = flotilla()
-        .args([
-            "game",
-            "--listen",
-            &format!("127.0.0.1:{game_port}"),
-            "--seconds",
-            "3",
-            "--log",
-            &log,
-        ])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut game = Running::spawn(
+        flotilla()
+            .args([
+                "game",
+                "--listen",
+                &format!("127.0.0.1:{game_port}"),
+                "--seconds",
+                "3",
+                "--log",
+                &log,
+            ])
+            .stderr(Stdio::null()),
+    );
     std::thread::sleep(Duration::from_millis(300));
     let frontend = flotilla()
         .args([
@@ -337,53 +374,53 @@ fn watch_follows_a_world_across_a_killed_frontend_and_resumes_its_session() {
             .port()
     };
     let game_addr = format!("127.0.0.1:{}", port());
-    let mut game = flotilla()
-        .args(["game", "--listen", &game_addr, "--seconds", "20"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut game = Running::spawn(
+        flotilla()
+            .args(["game", "--listen", &game_addr, "--seconds", "20"])
+            .stderr(Stdio::null()),
+    );
     let frontend_addrs = [
         format!("127.0.0.1:{}", port()),
         format!("127.0.0.1:{}", port()),
     ];
-    let mut frontends: Vec<std::process::Child> = frontend_addrs
+    let mut frontends: Vec<Running> = frontend_addrs
         .iter()
         .map(|addr| {
-            flotilla()
-                .args([
-                    "frontend",
-                    "--listen",
-                    addr,
-                    "--game",
-                    &game_addr,
-                    "--seconds",
-                    "20",
-                ])
-                .arg("--token-key-file")
-                .arg(&key)
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap()
+            Running::spawn(
+                flotilla()
+                    .args([
+                        "frontend",
+                        "--listen",
+                        addr,
+                        "--game",
+                        &game_addr,
+                        "--seconds",
+                        "20",
+                    ])
+                    .arg("--token-key-file")
+                    .arg(&key)
+                    .stderr(Stdio::null()),
+            )
         })
         .collect();
     for addr in &frontend_addrs {
         wait_until_serving(addr, "arena-1");
     }
     let list = frontend_addrs.join(",");
-    let mut watch = flotilla()
-        .args([
-            "watch",
-            "arena-1",
-            "--frontends",
-            &list,
-            "--seconds",
-            "6",
-            "--json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut watch = Running::spawn(
+        flotilla()
+            .args([
+                "watch",
+                "arena-1",
+                "--frontends",
+                &list,
+                "--seconds",
+                "6",
+                "--json",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
     let mut lines = std::io::BufReader::new(watch.stdout.take().unwrap()).lines();
     let connected = next_event(&mut lines, "connected");
     let first = connected["frontend"].as_str().unwrap().to_owned();
