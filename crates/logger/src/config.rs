@@ -1,9 +1,26 @@
 //! Logger configuration: built in code, or parsed from one string such as
 //! `FLOTILLA_LOG=relp://10.0.0.5:2514,tls://logs.example:6514?ca=/etc/ca.pem`.
 //!
+//! Collector URLs (comma-separated, one chosen at random, failover between them):
+//!
+//! | scheme | URL | parameters |
+//! |---|---|---|
+//! | UDP (RFC 5426) | `udp://HOST:PORT` | `max_size=N` |
+//! | TCP (RFC 6587) | `tcp://HOST:PORT` | `framing=octet\|lf` |
+//! | TLS (RFC 5425) | `tls://HOST:PORT?ca=PEM` | `name=DNSNAME`, `cert=PEM&key=PEM` (client certificate: mutual TLS) |
+//! | RELP | `relp://HOST:PORT` | `window=N` |
+//! | Unix datagram | `unix:///dev/log` | `max_size=N` |
+//!
+//! Every scheme takes `format=5424|3164`. HOST is an IP literal (`127.0.0.1`,
+//! `[::1]`) or a name; a name is resolved at each connection attempt within
+//! [`Config::connect_timeout`] (see [`Resolver`]).
+//!
 //! Every setting is checked when the configuration is built: an unknown scheme,
-//! an unknown query parameter, a missing port or an unreadable CA file is a
-//! loud [`Error`] at start-up, never a silent downgrade.
+//! an unknown query parameter, a missing port, an unreadable CA file, a client
+//! certificate without its key (or the reverse) is a loud [`Error`] at start-up,
+//! never a silent downgrade. [`Config::validate`] also loads every TLS file, so
+//! a file that is not PEM, or a key that does not match its certificate, fails
+//! there too.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,6 +29,7 @@ use flotilla_balance::BackoffConfig;
 use flotilla_syslog::Facility;
 
 use crate::Error;
+use crate::resolve::Resolver;
 
 /// The environment variable read by [`Config::from_env`].
 pub const ENV_VAR: &str = "FLOTILLA_LOG";
@@ -47,12 +65,16 @@ pub enum Transport {
         /// Framing of each message.
         framing: StreamFraming,
     },
-    /// TLS over TCP (RFC 5425): octet counting, rustls, certificate validation.
+    /// TLS over TCP (RFC 5425): octet counting, rustls, certificate validation,
+    /// optionally a client certificate (mutual TLS).
     Tls {
         /// PEM file with the CA certificates trusted for this collector.
         ca: PathBuf,
         /// The name checked against the collector's certificate (defaults to the host).
         server_name: String,
+        /// The client certificate presented when the collector asks for one
+        /// (mutual TLS); `None` sends none.
+        client: Option<ClientIdentity>,
     },
     /// A local Unix datagram socket such as `/dev/log`.
     Unix {
@@ -64,6 +86,16 @@ pub enum Transport {
         /// Messages in flight without an acknowledgement.
         window: usize,
     },
+}
+
+/// A TLS client certificate and its private key, both PEM files: the logger's
+/// identity towards collectors that require client certificates (mutual TLS).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// PEM file with the client certificate, then any intermediate certificates.
+    pub cert: PathBuf,
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// One log collector: where it is, how to reach it, and in which format.
@@ -117,7 +149,9 @@ pub struct Config {
     /// Stamp messages with the system clock; `false` sends the NILVALUE timestamp
     /// (RFC 5424 requires it from hosts without a trustworthy clock).
     pub use_clock: bool,
-    /// Bound on a TCP/TLS/RELP connection attempt.
+    /// Bound on a connection attempt: host-name resolution, TCP connect, TLS
+    /// handshake (and, when the collector asks for a client certificate, up to
+    /// 300 ms waiting for it to refuse ours), RELP `open`.
     pub connect_timeout: Duration,
     /// Bound on one blocking write; a collector slower than this is failed over.
     pub write_timeout: Duration,
@@ -127,6 +161,12 @@ pub struct Config {
     pub crash_backtrace: bool,
     /// SD-ID of the element that carries `log`/`tracing` fields.
     pub fields_sd_id: String,
+    /// SD-ID of the element that carries the fields of the `tracing` spans an
+    /// event is in (see [`TracingLayer`](crate::TracingLayer)).
+    pub span_sd_id: String,
+    /// How collector host names are resolved (the system resolver by default);
+    /// every lookup is bounded by `connect_timeout`.
+    pub resolver: Resolver,
 }
 
 impl Default for Config {
@@ -149,6 +189,8 @@ impl Default for Config {
             crash_timeout: Duration::from_secs(2),
             crash_backtrace: true,
             fields_sd_id: "fields@32473".to_owned(),
+            span_sd_id: "span@32473".to_owned(),
+            resolver: Resolver::system(),
         }
     }
 }
@@ -164,6 +206,21 @@ pub const MAX_UNIX_SIZE: usize = 1 << 20;
 fn check_collector(c: &Collector) -> Result<(), Error> {
     let bad = |why: String| Err(Error::Config(format!("collector {:?}: {why}", c.address)));
     match &c.transport {
+        Transport::Tls { ca, client, .. } => {
+            let mut files = vec![("ca", ca)];
+            if let Some(identity) = client {
+                files.push(("cert", &identity.cert));
+                files.push(("key", &identity.key));
+            }
+            for (what, path) in files {
+                match std::fs::metadata(path) {
+                    Ok(meta) if meta.is_file() => {}
+                    Ok(_) => return bad(format!("tls {what}={} is not a file", path.display())),
+                    Err(e) => return bad(format!("tls {what}={}: {e}", path.display())),
+                }
+            }
+            check_host_port(&c.address).map_err(|e| Error::Config(format!("collector: {e}")))
+        }
         Transport::Udp { max_size } if !(1..=MAX_UDP_SIZE).contains(max_size) => {
             bad(format!("udp max_size must be in 1..={MAX_UDP_SIZE}"))
         }
@@ -248,6 +305,26 @@ impl Config {
                 self.fields_sd_id
             ))
         })?;
+        if let Some(element) = probe.structured_data.first_mut() {
+            element.id.clone_from(&self.span_sd_id);
+        }
+        probe.validate().map_err(|e| {
+            Error::Config(format!(
+                "span_sd_id {:?} is not a valid SD-ID: {e}",
+                self.span_sd_id
+            ))
+        })?;
+        if self.span_sd_id == self.fields_sd_id {
+            return Err(Error::Config(format!(
+                "span_sd_id and fields_sd_id are both {:?}: an SD-ID may appear once per message",
+                self.span_sd_id
+            )));
+        }
+        // Load every TLS file now (certificates, keys, key/certificate match), so
+        // a broken one is a start-up error, not a silent connection failure.
+        for c in &self.collectors {
+            crate::link::tls_client_config(&c.transport)?;
+        }
         Ok(())
     }
 }
@@ -256,7 +333,9 @@ impl Config {
 ///
 /// Schemes: `udp`, `tcp`, `tls`, `relp`, `unix`. Query parameters:
 /// `format=5424|3164` (all), `framing=octet|lf` (tcp), `max_size=N` (udp, unix),
-/// `ca=PATH` and `name=DNSNAME` (tls), `window=N` (relp).
+/// `ca=PATH`, `name=DNSNAME`, `cert=PATH` and `key=PATH` (tls; `cert` and `key`
+/// go together: a client certificate for collectors that require one),
+/// `window=N` (relp).
 pub fn parse_collectors(spec: &str) -> Result<Vec<Collector>, Error> {
     let mut out = Vec::new();
     for item in spec.split(',') {
@@ -348,7 +427,34 @@ pub fn parse_collector(url: &str) -> Result<Collector, Error> {
                 Some(n) => n,
                 None => host_of(address).to_owned(),
             };
-            Transport::Tls { ca, server_name }
+            let client = match (take(&mut params, "cert"), take(&mut params, "key")) {
+                (None, None) => None,
+                (Some(cert), Some(key)) if !cert.is_empty() && !key.is_empty() => {
+                    Some(ClientIdentity {
+                        cert: PathBuf::from(cert),
+                        key: PathBuf::from(key),
+                    })
+                }
+                (Some(_), Some(_)) => {
+                    return Err(bad("tls cert= and key= must not be empty".into()));
+                }
+                (Some(_), None) => {
+                    return Err(bad(
+                        "tls cert=PATH needs key=PATH (the client certificate's private key)"
+                            .into(),
+                    ));
+                }
+                (None, Some(_)) => {
+                    return Err(bad(
+                        "tls key=PATH needs cert=PATH (the client certificate)".into()
+                    ));
+                }
+            };
+            Transport::Tls {
+                ca,
+                server_name,
+                client,
+            }
         }
         "relp" => Transport::Relp {
             window: match take(&mut params, "window") {
@@ -420,9 +526,11 @@ mod tests {
             Transport::Tls {
                 ca: path,
                 server_name,
+                client,
             } => {
                 assert_eq!(path, ca.path());
                 assert_eq!(server_name, "logs.example");
+                assert_eq!(client, &None);
             }
             other => panic!("expected tls, got {other:?}"),
         }
@@ -479,6 +587,129 @@ mod tests {
         }
     }
 
+    /// A CA, two certificates and their keys as PEM files.
+    struct Files {
+        dir: tempfile::TempDir,
+    }
+
+    impl Files {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            for name in ["a", "b"] {
+                let c = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
+                std::fs::write(dir.path().join(format!("{name}.pem")), c.cert.pem()).unwrap();
+                std::fs::write(
+                    dir.path().join(format!("{name}.key")),
+                    c.key_pair.serialize_pem(),
+                )
+                .unwrap();
+            }
+            std::fs::write(dir.path().join("junk.pem"), "not pem at all").unwrap();
+            Self { dir }
+        }
+
+        fn path(&self, name: &str) -> String {
+            self.dir.path().join(name).display().to_string()
+        }
+    }
+
+    #[test]
+    fn tls_client_certificate_parameters() {
+        let f = Files::new();
+        let url = format!(
+            "tls://logs.example:6514?ca={}&cert={}&key={}",
+            f.path("a.pem"),
+            f.path("b.pem"),
+            f.path("b.key")
+        );
+        let c = parse_collector(&url).unwrap();
+        let Transport::Tls { client, .. } = &c.transport else {
+            panic!("expected tls, got {c:?}");
+        };
+        assert_eq!(
+            client,
+            &Some(ClientIdentity {
+                cert: f.path("b.pem").into(),
+                key: f.path("b.key").into(),
+            })
+        );
+        let config = Config {
+            collectors: vec![c],
+            ..Config::default()
+        };
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn tls_client_certificate_mistakes_are_loud() {
+        let f = Files::new();
+        let ca = f.path("a.pem");
+        for (url, why) in [
+            (
+                format!("tls://h:1?ca={ca}&cert={}", f.path("b.pem")),
+                "needs key",
+            ),
+            (
+                format!("tls://h:1?ca={ca}&key={}", f.path("b.key")),
+                "needs cert",
+            ),
+            (format!("tls://h:1?ca={ca}&cert=&key="), "must not be empty"),
+            (
+                format!(
+                    "tls://h:1?ca={ca}&cert={}&key={}",
+                    f.path("nope.pem"),
+                    f.path("b.key")
+                ),
+                "cert=",
+            ),
+            (
+                format!(
+                    "tls://h:1?ca={ca}&cert={}&key={}",
+                    f.path("b.pem"),
+                    f.path("nope.key")
+                ),
+                "key=",
+            ),
+            (
+                format!(
+                    "tls://h:1?ca={ca}&cert={}&key={}",
+                    f.dir.path().display(),
+                    f.path("b.key")
+                ),
+                "not a file",
+            ),
+        ] {
+            let err = parse_collector(&url).expect_err(&url).to_string();
+            assert!(err.contains(why), "{url}: {err}");
+        }
+        // Files that exist but are wrong fail in validate (and so at start-up).
+        let client = |cert: &str, key: &str| Config {
+            collectors: vec![Collector {
+                address: "h:1".into(),
+                transport: Transport::Tls {
+                    ca: ca.clone().into(),
+                    server_name: "h".into(),
+                    client: Some(ClientIdentity {
+                        cert: f.path(cert).into(),
+                        key: f.path(key).into(),
+                    }),
+                },
+                format: Format::Rfc5424,
+            }],
+            ..Config::default()
+        };
+        for (cert, key, why) in [
+            ("b.pem", "a.key", "do not go together"),
+            ("junk.pem", "b.key", "no PEM certificate"),
+            ("b.pem", "junk.pem", "no PEM private key"),
+            ("b.pem", "nope.key", "nope.key"),
+        ] {
+            let err = client(cert, key).validate().expect_err(cert).to_string();
+            assert!(err.contains(why), "{cert} {key}: {err}");
+        }
+        client("b.pem", "b.key").validate().unwrap();
+    }
+
     #[test]
     fn validate_rejects_empty_and_bad_settings() {
         let mut c = Config::default();
@@ -491,6 +722,12 @@ mod tests {
         c.fields_sd_id = "bad id".into();
         assert!(c.validate().is_err());
         c.fields_sd_id = "fields@32473".into();
+        c.validate().unwrap();
+        c.span_sd_id = "bad]id".into();
+        assert!(c.validate().is_err());
+        c.span_sd_id = "fields@32473".into();
+        assert!(c.validate().is_err(), "same SD-ID as the fields");
+        c.span_sd_id = "span@32473".into();
         c.validate().unwrap();
         for broken in [
             Config {

@@ -14,7 +14,16 @@
 //!   hook sends "about to crash" synchronously within a bounded time, and
 //!   [`Logger::error`] logs a caught error with its cause chain;
 //! - a re-entrancy guard drops anything logged from inside the logger itself (for
-//!   example by the TLS library), so it can never recurse.
+//!   example by the TLS library), so it can never recurse;
+//! - every connection attempt, host-name resolution included, is bounded by
+//!   [`Config::connect_timeout`]: a name server that never answers costs one
+//!   failed attempt, not a stuck sender (see [`Resolver`]);
+//! - TLS collectors can require a client certificate (mutual TLS:
+//!   `tls://HOST:PORT?ca=CA.pem&cert=CLIENT.pem&key=CLIENT.key`, see [`Config`]'s
+//!   module for the URL syntax); a refusal is a failed connection, never a
+//!   message counted as delivered into a connection the collector closes;
+//! - the [`TracingLayer`] sends an event's fields and those of the spans it is in
+//!   as RFC 5424 structured data.
 //!
 //! ```no_run
 //! let config = flotilla_logger::Config::with_collectors("tcp://127.0.0.1:601")?;
@@ -32,18 +41,20 @@ mod link;
 mod log_adapter;
 mod logger;
 mod record;
+mod resolve;
 mod sender;
 mod tracing_layer;
 
 pub use config::{
-    Collector, Config, DEFAULT_RELP_WINDOW, DEFAULT_UDP_MAX, DEFAULT_UNIX_MAX, DropPolicy, ENV_VAR,
-    Format, MAX_PERIOD, MAX_UDP_SIZE, MAX_UNIX_SIZE, StreamFraming, Transport, parse_collector,
-    parse_collectors,
+    ClientIdentity, Collector, Config, DEFAULT_RELP_WINDOW, DEFAULT_UDP_MAX, DEFAULT_UNIX_MAX,
+    DropPolicy, ENV_VAR, Format, MAX_PERIOD, MAX_UDP_SIZE, MAX_UNIX_SIZE, StreamFraming, Transport,
+    parse_collector, parse_collectors,
 };
 pub use flotilla_syslog::{Facility, Severity};
 pub use lifecycle::{install_panic_hook, ip_configuration};
 pub use logger::{Logger, Stats, init};
-pub use tracing_layer::TracingLayer;
+pub use resolve::{ResolveFn, Resolver};
+pub use tracing_layer::{MAX_SPANS, TracingLayer};
 
 /// SD-ID suffix for flotilla's own structured data: `@32473` is the private
 /// enterprise number that RFC 5612 reserves for documentation and examples.
@@ -57,7 +68,8 @@ pub enum Error {
     /// A setting is wrong (bad URL, unknown parameter, empty collector list...).
     #[error("flotilla-logger configuration: {0}")]
     Config(String),
-    /// A TLS setting could not be loaded (CA file unreadable or empty).
+    /// A TLS setting could not be loaded (a CA, client certificate or key file
+    /// unreadable, empty or not PEM; a key that does not match its certificate).
     #[error("flotilla-logger TLS setup: {0}")]
     Tls(String),
     /// The background sender thread could not be started.

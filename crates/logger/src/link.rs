@@ -5,70 +5,187 @@
 //! frames them, and writes many messages per system call. It reports how many
 //! messages it *delivered*: written to the socket for UDP, Unix, TCP and TLS;
 //! acknowledged by the collector for RELP.
+//!
+//! Every connection attempt has one deadline, `connect_timeout` from its start,
+//! covering name resolution (see [`crate::resolve`]), the TCP connect, the TLS
+//! handshake or the RELP `open`.
+//!
+//! Mutual TLS: when the collector asks for a client certificate, the configured
+//! one is sent (or none). A TLS 1.3 server judges the client certificate only
+//! after the client's side of the handshake is complete, and rsyslog's GnuTLS
+//! driver checks it after the handshake in any version; either way a refused
+//! client learns it only from an alert or a closed connection afterwards. So
+//! when a certificate was asked for, the link waits for that verdict up to
+//! [`CLIENT_AUTH_VERDICT_WAIT`] (within the connect deadline) before it counts as
+//! connected: a refusal is then a failed connection attempt, and no message is
+//! written into a connection the collector is about to close. A collector that
+//! stays quiet for that long is taken to have accepted.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::net::UnixDatagram;
+use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use flotilla_relp::client::{ClientConfig as RelpConfig, ClientSession, Event as RelpEvent};
-use rustls::pki_types::ServerName;
+use rustls::client::ResolvesClientCert;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::sign::CertifiedKey;
 
 use crate::Error;
-use crate::config::{Collector, Format, StreamFraming, Transport};
+use crate::config::{ClientIdentity, Collector, Format, StreamFraming, Transport};
 use crate::encode::Encoder;
 use crate::record::Record;
+use crate::resolve::{Lookup, Resolver};
+
+/// Longest wait, after a TLS handshake in which the collector asked for a client
+/// certificate, for the collector to refuse it (see the module docs).
+pub(crate) const CLIENT_AUTH_VERDICT_WAIT: Duration = Duration::from_millis(300);
 
 /// Largest number of bytes gathered before one write.
 const WRITE_CHUNK: usize = 256 * 1024;
 
-/// Prepared, reusable per-collector settings (TLS configuration is loaded once).
+/// Prepared, reusable per-collector settings (TLS configuration is loaded once)
+/// and the collector's name-resolution state.
 pub(crate) struct Target {
     /// The collector.
     pub collector: Collector,
-    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    tls: Option<TlsSettings>,
+    lookup: Lookup,
 }
 
 impl Target {
-    /// Loads what the collector needs (CA certificates for TLS); errors are loud.
+    /// Loads what the collector needs (CA certificates and client certificate for
+    /// TLS); errors are loud.
     pub fn prepare(collector: Collector) -> Result<Self, Error> {
-        let tls = match &collector.transport {
-            Transport::Tls { ca, server_name } => {
-                let pem = std::fs::read(ca)
-                    .map_err(|e| Error::Tls(format!("reading CA file {}: {e}", ca.display())))?;
-                let mut roots = rustls::RootCertStore::empty();
-                let mut count = 0;
-                for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                    let cert =
-                        cert.map_err(|e| Error::Tls(format!("CA file {}: {e}", ca.display())))?;
-                    roots.add(cert).map_err(|e| {
-                        Error::Tls(format!("CA file {}: bad certificate: {e}", ca.display()))
-                    })?;
-                    count += 1;
-                }
-                if count == 0 {
-                    return Err(Error::Tls(format!(
-                        "CA file {} holds no PEM certificate",
-                        ca.display()
-                    )));
-                }
-                let provider = Arc::new(rustls::crypto::ring::default_provider());
-                let config = rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .map_err(|e| Error::Tls(e.to_string()))?
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
-                let name = ServerName::try_from(server_name.clone()).map_err(|e| {
-                    Error::Tls(format!("server name {server_name:?} is invalid: {e}"))
-                })?;
-                Some((Arc::new(config), name))
-            }
-            _ => None,
-        };
-        Ok(Self { collector, tls })
+        let tls = tls_client_config(&collector.transport)?;
+        Ok(Self {
+            collector,
+            tls,
+            lookup: Lookup::default(),
+        })
     }
+}
+
+/// A TLS collector's client configuration.
+pub(crate) struct TlsSettings {
+    config: Arc<rustls::ClientConfig>,
+    name: ServerName<'static>,
+    client_auth: Arc<ClientAuthProbe>,
+}
+
+/// Presents the configured client certificate (if any) and notes that the
+/// collector asked for one, so the link knows to wait for the verdict.
+#[derive(Debug)]
+struct ClientAuthProbe {
+    identity: Option<Arc<CertifiedKey>>,
+    /// Set when the collector sent a CertificateRequest in the current handshake.
+    requested: AtomicBool,
+}
+
+impl ResolvesClientCert for ClientAuthProbe {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        self.requested.store(true, Ordering::Relaxed);
+        self.identity.clone()
+    }
+
+    fn has_certs(&self) -> bool {
+        self.identity.is_some()
+    }
+}
+
+/// Reads every certificate of a PEM file (at least one).
+fn read_certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let pem = std::fs::read(path)
+        .map_err(|e| Error::Tls(format!("reading {what} file {}: {e}", path.display())))?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::Tls(format!("{what} file {}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(Error::Tls(format!(
+            "{what} file {} holds no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// Loads a client certificate chain and its private key, checking they match.
+fn load_identity(
+    identity: &ClientIdentity,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<Arc<CertifiedKey>, Error> {
+    let chain = read_certificates(&identity.cert, "client certificate")?;
+    let key_path = &identity.key;
+    let pem = std::fs::read(key_path).map_err(|e| {
+        Error::Tls(format!(
+            "reading client key file {}: {e}",
+            key_path.display()
+        ))
+    })?;
+    let key = rustls_pemfile::private_key(&mut pem.as_slice())
+        .map_err(|e| Error::Tls(format!("client key file {}: {e}", key_path.display())))?
+        .ok_or_else(|| {
+            Error::Tls(format!(
+                "client key file {} holds no PEM private key",
+                key_path.display()
+            ))
+        })?;
+    let certified = CertifiedKey::from_der(chain, key, provider).map_err(|e| {
+        Error::Tls(format!(
+            "client certificate {} and key {} do not go together: {e}",
+            identity.cert.display(),
+            key_path.display()
+        ))
+    })?;
+    Ok(Arc::new(certified))
+}
+
+/// Builds the rustls client configuration of a TLS transport (`None` for the
+/// others): trusted CAs, server name, optional client certificate.
+pub(crate) fn tls_client_config(transport: &Transport) -> Result<Option<TlsSettings>, Error> {
+    let Transport::Tls {
+        ca,
+        server_name,
+        client,
+    } = transport
+    else {
+        return Ok(None);
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in read_certificates(ca, "CA")? {
+        roots
+            .add(cert)
+            .map_err(|e| Error::Tls(format!("CA file {}: bad certificate: {e}", ca.display())))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let identity = client
+        .as_ref()
+        .map(|identity| load_identity(identity, &provider))
+        .transpose()?;
+    let client_auth = Arc::new(ClientAuthProbe {
+        identity,
+        requested: AtomicBool::new(false),
+    });
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(client_auth.clone());
+    let name = ServerName::try_from(server_name.clone())
+        .map_err(|e| Error::Tls(format!("server name {server_name:?} is invalid: {e}")))?;
+    Ok(Some(TlsSettings {
+        config: Arc::new(config),
+        name,
+        client_auth,
+    }))
 }
 
 /// An open connection to one collector.
@@ -135,10 +252,24 @@ pub(crate) struct Scratch {
     pub out: Vec<u8>,
 }
 
-fn connect_tcp(address: &str, timeout: Duration) -> io::Result<TcpStream> {
+/// Resolves `address` and connects to the first address that answers, all
+/// before `deadline`.
+fn connect_tcp(
+    lookup: &mut Lookup,
+    resolver: &Resolver,
+    address: &str,
+    deadline: Instant,
+) -> io::Result<TcpStream> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "address resolved to nothing");
-    for addr in address.to_socket_addrs()? {
-        match TcpStream::connect_timeout(&addr, timeout) {
+    for addr in lookup.resolve(resolver, address, deadline)? {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connecting to {address} timed out"),
+            ));
+        }
+        match TcpStream::connect_timeout(&addr, left) {
             Ok(s) => {
                 s.set_nodelay(true)?;
                 return Ok(s);
@@ -149,26 +280,83 @@ fn connect_tcp(address: &str, timeout: Duration) -> io::Result<TcpStream> {
     Err(last)
 }
 
-fn resolve_one(address: &str) -> io::Result<SocketAddr> {
-    address
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "address resolved to nothing"))
+/// After a handshake in which the collector asked for a client certificate,
+/// waits up to [`CLIENT_AUTH_VERDICT_WAIT`] (and at most until `deadline`) for the
+/// collector to refuse it: a fatal alert, a close or a reset fails the attempt;
+/// silence, or session tickets, count as acceptance.
+fn await_client_auth_verdict(
+    conn: &mut rustls::ClientConnection,
+    sock: &mut TcpStream,
+    deadline: Instant,
+) -> io::Result<()> {
+    let refused = |why: String| {
+        io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            format!("the collector refused the TLS client: {why}"),
+        )
+    };
+    let until = deadline.min(Instant::now() + CLIENT_AUTH_VERDICT_WAIT);
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        sock.set_read_timeout(Some(left))?;
+        match conn.read_tls(sock) {
+            Ok(0) => {
+                return Err(refused(
+                    "it closed the connection after the handshake".into(),
+                ));
+            }
+            Ok(_) => {
+                let state = conn
+                    .process_new_packets()
+                    .map_err(|e| refused(e.to_string()))?;
+                if state.peer_has_closed() {
+                    return Err(refused("it closed the session after the handshake".into()));
+                }
+                let unexpected = state.plaintext_bytes_to_read();
+                if unexpected > 0 {
+                    // A syslog collector sends no data; discard whatever came.
+                    let mut sink = vec![0; unexpected];
+                    conn.reader().read_exact(&mut sink)?;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(());
+            }
+            Err(e) => return Err(refused(e.to_string())),
+        }
+    }
 }
 
 impl Link {
     /// Opens a connection to `target`. `relp_session` is the RELP session that
     /// survives reconnects (its unacknowledged messages are resent).
     pub fn connect(
-        target: &Target,
+        target: &mut Target,
+        resolver: &Resolver,
         connect_timeout: Duration,
         write_timeout: Duration,
         relp_session: &mut Option<ClientSession>,
     ) -> io::Result<Link> {
+        let deadline = Instant::now() + connect_timeout;
         let address = target.collector.address.as_str();
+        let lookup = &mut target.lookup;
         match &target.collector.transport {
             Transport::Udp { max_size } => {
-                let peer = resolve_one(address)?;
+                let peer = lookup
+                    .resolve(resolver, address, deadline)?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::NotFound, "address resolved to nothing")
+                    })?;
                 let local: SocketAddr = if peer.is_ipv4() {
                     ([0, 0, 0, 0], 0).into()
                 } else {
@@ -186,19 +374,19 @@ impl Link {
                 Ok(Link::Unix(sock, *max_size))
             }
             Transport::Tcp { framing } => {
-                let s = connect_tcp(address, connect_timeout)?;
+                let s = connect_tcp(lookup, resolver, address, deadline)?;
                 s.set_write_timeout(Some(write_timeout))?;
                 Ok(Link::Tcp(s, *framing))
             }
             Transport::Tls { .. } => {
-                let Some((config, name)) = &target.tls else {
+                let Some(tls) = &target.tls else {
                     return Err(io::Error::other("TLS collector without TLS settings"));
                 };
-                let deadline = Instant::now() + connect_timeout;
-                let mut sock = connect_tcp(address, connect_timeout)?;
+                let mut sock = connect_tcp(lookup, resolver, address, deadline)?;
                 sock.set_write_timeout(Some(write_timeout))?;
-                let mut conn = rustls::ClientConnection::new(config.clone(), name.clone())
+                let mut conn = rustls::ClientConnection::new(tls.config.clone(), tls.name.clone())
                     .map_err(io::Error::other)?;
+                tls.client_auth.requested.store(false, Ordering::Relaxed);
                 // One deadline for the whole handshake: a server trickling bytes
                 // cannot hold the sender longer than `connect_timeout`.
                 while conn.is_handshaking() {
@@ -212,10 +400,13 @@ impl Link {
                     sock.set_read_timeout(Some(left))?;
                     conn.complete_io(&mut sock)?;
                 }
+                if tls.client_auth.requested.load(Ordering::Relaxed) {
+                    await_client_auth_verdict(&mut conn, &mut sock, deadline)?;
+                }
                 Ok(Link::Tls(Box::new(rustls::StreamOwned::new(conn, sock))))
             }
             Transport::Relp { window } => {
-                let stream = connect_tcp(address, connect_timeout)?;
+                let stream = connect_tcp(lookup, resolver, address, deadline)?;
                 stream.set_write_timeout(Some(write_timeout))?;
                 let mut session = match relp_session.take() {
                     Some(session) => session,
@@ -237,7 +428,7 @@ impl Link {
                     last_progress: Instant::now(),
                     ack_timeout: write_timeout,
                 };
-                let opened = link.open(connect_timeout);
+                let opened = link.open(deadline);
                 match opened {
                     Ok(()) => Ok(Link::Relp(Box::new(link))),
                     Err(e) => {
@@ -421,12 +612,11 @@ fn truncate_utf8(bytes: &mut Vec<u8>, max: usize) {
 }
 
 impl RelpLink {
-    /// Sends the `open` offer and waits for the collector's answer.
-    fn open(&mut self, timeout: Duration) -> io::Result<()> {
+    /// Sends the `open` offer and waits for the collector's answer until `deadline`.
+    fn open(&mut self, deadline: Instant) -> io::Result<()> {
         let mut out = Vec::new();
         self.session.poll_transmit(&mut out);
         self.stream.write_all(&out)?;
-        let deadline = Instant::now() + timeout;
         loop {
             while let Some(event) = self.session.poll_event() {
                 match event {

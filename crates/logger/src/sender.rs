@@ -7,6 +7,10 @@
 //! progress. While no collector is reachable, messages wait in the bounded queue
 //! (whose drop policy then applies) and in the batch already taken from it.
 //!
+//! Every connection attempt, name resolution included, is bounded by
+//! `connect_timeout`: a hung DNS lookup fails the attempt and the sender moves on
+//! to the next collector (see `resolve.rs`).
+//!
 //! The thread marks itself as "inside the logger", so anything logged from it (for
 //! example by rustls through the `log` crate) is dropped instead of recursing.
 
@@ -214,7 +218,7 @@ impl Sender {
 
     fn connect(&mut self, index: usize) {
         let since = Instant::now().duration_since(self.origin);
-        let Some(target) = self.targets.get(index) else {
+        let Some(target) = self.targets.get_mut(index) else {
             self.balancer.on_failure(index, since);
             return;
         };
@@ -230,6 +234,7 @@ impl Sender {
         let config = &self.shared.config;
         match Link::connect(
             target,
+            &config.resolver,
             config.connect_timeout,
             config.write_timeout,
             &mut self.relp_session,

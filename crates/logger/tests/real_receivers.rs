@@ -2,7 +2,8 @@
 //! rsyslog (imudp, imptcp, imrelp, imtcp+TLS) and syslog-ng (network/syslog
 //! sources). Every field must arrive intact, in both formats and both framings;
 //! RELP must lose nothing across an rsyslog kill and restart; failover must move
-//! the stream to the other receiver; a crash must be reported.
+//! the stream to the other receiver; a crash must be reported; an rsyslog that
+//! requires client certificates must take ours and refuse a client without one.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use flotilla_logger::{Config, Logger, Severity};
 use flotilla_syslog::{Facility, SdElement, SdParam};
 use flotilla_testkit::{
-    Rsyslog, SyslogNg, SyslogNgSource, TestCertificate, ensure_peers_installed,
+    Rsyslog, SyslogNg, SyslogNgSource, TestCertificate, TestPki, ensure_peers_installed,
 };
 use serde_json::Value;
 
@@ -473,4 +474,80 @@ fn example_binary(name: &str) -> std::path::PathBuf {
     }
     assert!(path.exists(), "{} not built", path.display());
     path
+}
+
+/// An rsyslog whose TLS input requires a client certificate from the test CA.
+fn rsyslog_requiring_client_certificates(pki: &TestPki) -> flotilla_testkit::RsyslogHandle {
+    ensure_peers_installed().unwrap();
+    Rsyslog::builder()
+        .tls(pki.server().cert_pem_path(), pki.server().key_pem_path())
+        .require_client_certificates(pki.ca_pem_path())
+        .start()
+        .unwrap()
+}
+
+#[test]
+fn mutual_tls_with_a_client_certificate_is_accepted_by_rsyslog() {
+    let pki = TestPki::generate().unwrap();
+    let rsyslog = rsyslog_requiring_client_certificates(&pki);
+    let spec = format!(
+        "tls://127.0.0.1:{}?ca={}&name=localhost&cert={}&key={}",
+        rsyslog.tls_port().unwrap(),
+        pki.ca_pem_path().display(),
+        pki.client().cert_pem_path().display(),
+        pki.client().key_pem_path().display(),
+    );
+    let logger = Logger::start(config(&spec)).unwrap();
+    send_reference(&logger, "mtls-reference");
+    for i in 0..99 {
+        logger.log(Severity::Notice, &format!("bulk {i}"), &[]);
+    }
+    assert!(logger.shutdown(WAIT), "{:?}", logger.stats());
+    let lines = rsyslog.wait_for_lines(100, WAIT).unwrap();
+    assert_eq!(lines.len(), 100, "{}", rsyslog.log());
+    let reference = find(&lines, "mtls-reference");
+    check_5424(reference, "mtls-reference");
+    assert_eq!(str_field(reference, "inputname"), "imtcp");
+    let stats = logger.stats();
+    assert_eq!(stats.delivered, 100, "{stats:?}");
+    assert_eq!(stats.failures, 0, "{stats:?}");
+}
+
+#[test]
+fn rsyslog_requiring_client_certificates_refuses_a_client_without_one() {
+    let pki = TestPki::generate().unwrap();
+    let rsyslog = rsyslog_requiring_client_certificates(&pki);
+    let without = format!(
+        "tls://127.0.0.1:{}?ca={}&name=localhost",
+        rsyslog.tls_port().unwrap(),
+        pki.ca_pem_path().display(),
+    );
+    // A certificate from another CA is refused too.
+    let stranger = TestPki::generate().unwrap();
+    let foreign = format!(
+        "{without}&cert={}&key={}",
+        stranger.client().cert_pem_path().display(),
+        stranger.client().key_pem_path().display(),
+    );
+    for spec in [without, foreign] {
+        let mut cfg = config(&spec);
+        cfg.backoff.base = Duration::from_millis(50);
+        let logger = Logger::start(cfg).unwrap();
+        logger.log(Severity::Warning, "must not arrive", &[]);
+        assert!(
+            !logger.flush(Duration::from_secs(2)),
+            "{spec}: {:?}",
+            logger.stats()
+        );
+        let stats = logger.stats();
+        assert_eq!(stats.delivered, 0, "{spec}: {stats:?}");
+        assert!(
+            stats.failures >= 2,
+            "{spec}: every attempt fails: {stats:?}"
+        );
+        assert_eq!(stats.connects, 0, "{spec}: {stats:?}");
+        logger.shutdown(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(rsyslog.lines().unwrap().is_empty(), "{:?}", rsyslog.lines());
 }

@@ -539,3 +539,127 @@ fn refused_messages_do_not_make_flush_return_early() {
     assert!(got.len() as u64 >= stats.enqueued);
     logger.shutdown(WAIT);
 }
+
+/// A resolver for which every `*.hang` name blocks until `release` is set (like a
+/// name server that never answers), and which counts its calls.
+fn hanging_resolver(
+    release: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    calls: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> flotilla_logger::Resolver {
+    use std::sync::atomic::Ordering;
+    let (release, calls) = (release.clone(), calls.clone());
+    flotilla_logger::Resolver::custom(move |address| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        if address
+            .split(':')
+            .next()
+            .is_some_and(|h| h.ends_with(".hang"))
+        {
+            while !release.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            return Err(std::io::Error::other("released"));
+        }
+        flotilla_logger::Resolver::system().resolve(address)
+    })
+}
+
+#[test]
+fn a_hung_name_lookup_fails_over_to_the_next_collector_within_connect_timeout() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let release = std::sync::Arc::new(AtomicBool::new(false));
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let c = stream_collector("127.0.0.1:0", StreamKind::Plain(Framing::Auto));
+    // Three collectors whose names never resolve, one that works: whichever the
+    // random pick starts with, the working one is reached after at most three
+    // abandoned lookups of connect_timeout each.
+    let spec = format!(
+        "tcp://a.hang:601,tcp://b.hang:601,tcp://c.hang:601,tcp://{}",
+        c.addr
+    );
+    let mut cfg = config(&spec);
+    cfg.connect_timeout = Duration::from_millis(300);
+    cfg.resolver = hanging_resolver(&release, &calls);
+    let logger = Logger::start(cfg).unwrap();
+    logger.log(Severity::Warning, "after the hung lookups", &[]);
+    // The hung lookups never return until released at the end: delivering at all means
+    // each was abandoned at its connect deadline and the sender moved on.
+    assert!(logger.flush(WAIT), "{:?}", logger.stats());
+    let stats = logger.stats();
+    assert_eq!(stats.delivered, 1, "{stats:?}");
+    assert!(stats.failures <= 3, "{stats:?}");
+    assert_eq!(c.wait_for(1, WAIT)[0].msg, b"after the hung lookups");
+    // The IP literal never went through the resolver: only the hung names did.
+    assert_eq!(calls.load(Ordering::SeqCst) as u64, stats.failures);
+    logger.shutdown(Duration::from_secs(1));
+    release.store(true, Ordering::SeqCst);
+}
+
+#[test]
+fn a_hung_name_lookup_costs_one_thread_not_one_per_attempt() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let release = std::sync::Arc::new(AtomicBool::new(false));
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let mut cfg = config("tcp://only.hang:601");
+    cfg.connect_timeout = Duration::from_millis(50);
+    cfg.backoff.base = Duration::from_millis(10);
+    cfg.backoff.cap = Duration::from_millis(20);
+    cfg.resolver = hanging_resolver(&release, &calls);
+    let logger = Logger::start(cfg).unwrap();
+    logger.log(Severity::Warning, "never sent", &[]);
+    assert!(!logger.flush(Duration::from_millis(800)));
+    let stats = logger.stats();
+    // The sender kept trying (it was never stuck in the lookup)...
+    assert!(stats.failures >= 4, "{stats:?}");
+    // ...and every attempt waited for the same lookup.
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // The crash path is not held up either: shutdown returns promptly.
+    let start = std::time::Instant::now();
+    logger.shutdown(Duration::from_millis(100));
+    // Generous: a sender stuck in the lookup would never return before the release.
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    release.store(true, Ordering::SeqCst);
+}
+
+#[test]
+fn a_collector_named_localhost_is_resolved_and_reached() {
+    let c = stream_collector("127.0.0.1:0", StreamKind::Plain(Framing::Auto));
+    let spec = format!("tcp://localhost:{}", c.addr.port());
+    send_and_check(&spec, &c);
+}
+
+#[test]
+fn mutual_tls_sends_the_client_certificate_and_a_refusal_is_a_failure() {
+    let pki = flotilla_testkit::TestPki::generate().unwrap();
+    let c = stream_collector(
+        "127.0.0.1:0",
+        StreamKind::Tls(common::mutual_tls_server(&pki)),
+    );
+    let base = format!(
+        "tls://{}?ca={}&name=localhost",
+        c.addr,
+        pki.ca_pem_path().display()
+    );
+    // Without a certificate: the TLS 1.3 server refuses after our handshake is
+    // done; that must be a failed connection, nothing counted as delivered.
+    let logger = Logger::start(config(&base)).unwrap();
+    logger.log(Severity::Warning, "secret", &[]);
+    assert!(!logger.flush(Duration::from_millis(800)));
+    let stats = logger.stats();
+    assert!(stats.failures > 0, "{stats:?}");
+    assert_eq!(stats.delivered, 0, "{stats:?}");
+    assert_eq!(stats.connects, 0, "{stats:?}");
+    logger.shutdown(Duration::from_millis(100));
+    assert_eq!(c.count(), 0);
+    // With the client certificate: everything arrives intact.
+    let spec = format!(
+        "{base}&cert={}&key={}",
+        pki.client().cert_pem_path().display(),
+        pki.client().key_pem_path().display()
+    );
+    send_and_check(&spec, &c);
+}

@@ -11,7 +11,8 @@
 //!   RFC 3164 sources, also writing JSON lines (see [`syslog_ng`]);
 //! - [`NatsServer::start`] starts `nats-server`;
 //! - [`Dnsmasq::start`] starts `dnsmasq` serving given A/AAAA records;
-//! - [`TestCertificate::generate`] makes a self-signed certificate for TLS peers.
+//! - [`TestCertificate::generate`] makes a self-signed certificate for TLS peers,
+//!   [`TestPki::generate`] a CA with server and client certificates for mutual TLS.
 //!
 //! Every start waits for readiness for at most [`READY_TIMEOUT`]; every handle kills its
 //! process and waits for it on drop, so a panicking test leaks no process.
@@ -36,7 +37,7 @@ pub use nats::NatsServer;
 pub use ports::free_port;
 pub use rsyslog::{Rsyslog, RsyslogBuilder, RsyslogHandle, RsyslogPorts};
 pub use syslog_ng::{SyslogNg, SyslogNgBuilder, SyslogNgHandle, SyslogNgSource};
-pub use tls::TestCertificate;
+pub use tls::{IssuedCertificate, TestCertificate, TestPki};
 
 use std::time::Duration;
 

@@ -4,7 +4,9 @@
 //!
 //! Inputs: imudp ([`RsyslogBuilder::udp`]), imptcp with octet-counted or LF framing
 //! ([`RsyslogBuilder::tcp_octet_counted_or_lf`]), imrelp ([`RsyslogBuilder::relp`]) and
-//! imtcp over GnuTLS, anonymous auth mode ([`RsyslogBuilder::tls`]). Rate limiting is
+//! imtcp over GnuTLS, anonymous auth mode ([`RsyslogBuilder::tls`]) or requiring a
+//! valid client certificate ([`RsyslogBuilder::require_client_certificates`], auth
+//! mode `x509/certvalid`: mutual TLS). Rate limiting is
 //! off, `maxMessageSize` is 64 KiB, control characters are NOT escaped on reception
 //! (`parser.escapeControlCharactersOnReceive="off"`), so the message arrives as sent.
 //!
@@ -57,6 +59,7 @@ pub struct RsyslogBuilder {
     tcp: bool,
     relp: bool,
     tls: Option<(PathBuf, PathBuf)>,
+    client_ca: Option<PathBuf>,
 }
 
 impl RsyslogBuilder {
@@ -80,13 +83,27 @@ impl RsyslogBuilder {
     }
 
     /// Adds an imtcp input over TLS (GnuTLS driver, `StreamDriver.AuthMode="anon"`: the
-    /// client's certificate is not checked) with this server certificate and key (PEM).
+    /// client's certificate is not checked, unless
+    /// [`RsyslogBuilder::require_client_certificates`]) with this server certificate and
+    /// key (PEM).
     pub fn tls(
         mut self,
         cert_pem_path: impl Into<PathBuf>,
         key_pem_path: impl Into<PathBuf>,
     ) -> Self {
         self.tls = Some((cert_pem_path.into(), key_pem_path.into()));
+        self
+    }
+
+    /// Makes the TLS input require a client certificate signed by the CA in
+    /// `ca_pem_path` (GnuTLS `StreamDriver.AuthMode="x509/certvalid"`: the chain is
+    /// verified, the subject name is not checked). A client without one, or with
+    /// one from another CA, is disconnected right after the handshake and nothing
+    /// it sent is written. The same file is rsyslog's CA file, so the server
+    /// certificate given to [`RsyslogBuilder::tls`] should be signed by that CA
+    /// (see [`crate::TestPki`]). Needs [`RsyslogBuilder::tls`].
+    pub fn require_client_certificates(mut self, ca_pem_path: impl Into<PathBuf>) -> Self {
+        self.client_ca = Some(ca_pem_path.into());
         self
     }
 
@@ -97,6 +114,11 @@ impl RsyslogBuilder {
         if !self.udp && !self.tcp && !self.relp && self.tls.is_none() {
             return Err(Error::Config(
                 "rsyslog needs at least one input (udp, tcp, relp or tls)".to_string(),
+            ));
+        }
+        if self.client_ca.is_some() && self.tls.is_none() {
+            return Err(Error::Config(
+                "require_client_certificates needs a TLS input (RsyslogBuilder::tls)".to_string(),
             ));
         }
         ensure_peers_installed()?;
@@ -167,11 +189,13 @@ impl RsyslogBuilder {
              parser.escapeControlCharactersOnReceive=\"off\""
         );
         if let Some((cert, key)) = &self.tls {
+            // Anonymous mode: the self-signed server certificate is its own CA.
+            let ca = quotable_path(self.client_ca.as_deref().unwrap_or(cert))?;
             let cert = quotable_path(cert)?;
             let key = quotable_path(key)?;
             let _ = write!(
                 global,
-                " defaultNetstreamDriverCAFile=\"{cert}\" defaultNetstreamDriverCertFile=\"{cert}\" \
+                " defaultNetstreamDriverCAFile=\"{ca}\" defaultNetstreamDriverCertFile=\"{cert}\" \
                  defaultNetstreamDriverKeyFile=\"{key}\""
             );
         }
@@ -191,9 +215,15 @@ impl RsyslogBuilder {
             conf.push_str("module(load=\"imrelp\")\n");
         }
         if ports.tls.is_some() {
-            conf.push_str(
+            let auth_mode = if self.client_ca.is_some() {
+                "x509/certvalid"
+            } else {
+                "anon"
+            };
+            let _ = writeln!(
+                conf,
                 "module(load=\"imtcp\" streamDriver.name=\"gtls\" streamDriver.mode=\"1\" \
-                 streamDriver.authMode=\"anon\")\n",
+                 streamDriver.authMode=\"{auth_mode}\")"
             );
         }
         conf.push_str(TEMPLATE);

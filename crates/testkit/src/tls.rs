@@ -1,5 +1,7 @@
-//! A throw-away self-signed certificate for TLS peers (valid for `localhost` and
-//! `127.0.0.1`), written as PEM files into its own temporary folder.
+//! Throw-away certificates for TLS peers, written as PEM files into their own
+//! temporary folder: a self-signed server certificate ([`TestCertificate`]), or a
+//! small PKI for mutual TLS ([`TestPki`]: a CA, a server certificate and a client
+//! certificate signed by it).
 
 use crate::Error;
 use std::path::{Path, PathBuf};
@@ -59,5 +61,131 @@ impl TestCertificate {
     /// The private key, PKCS#8 DER-encoded.
     pub fn key_der(&self) -> &[u8] {
         &self.key_der
+    }
+}
+
+/// A certificate (signed by a [`TestPki`]'s CA) and its key, as PEM files.
+#[derive(Debug, Clone)]
+pub struct IssuedCertificate {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+}
+
+impl IssuedCertificate {
+    /// The certificate, PEM-encoded, on disk.
+    pub fn cert_pem_path(&self) -> &Path {
+        &self.cert_path
+    }
+
+    /// The private key (PKCS#8), PEM-encoded, on disk.
+    pub fn key_pem_path(&self) -> &Path {
+        &self.key_path
+    }
+}
+
+/// A throw-away PKI for mutual TLS: a CA (ECDSA P-256), a server certificate for
+/// `localhost` and `127.0.0.1` (extended key usage serverAuth) and a client
+/// certificate (CN `flotilla-test-client`, clientAuth), both signed by the CA.
+/// The files are deleted when this value is dropped.
+#[derive(Debug)]
+pub struct TestPki {
+    ca_path: PathBuf,
+    server: IssuedCertificate,
+    client: IssuedCertificate,
+    _dir: TempDir,
+}
+
+fn certificate_error(error: rcgen::Error) -> Error {
+    Error::Certificate(error.to_string())
+}
+
+impl TestPki {
+    /// Generates the CA, the server and the client certificate.
+    pub fn generate() -> Result<Self, Error> {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+            KeyUsagePurpose,
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("flotilla-pki-")
+            .tempdir()
+            .map_err(Error::io("creating a temporary folder for a test PKI"))?;
+        let write = |name: &str, pem: String| -> Result<PathBuf, Error> {
+            let path = dir.path().join(name);
+            std::fs::write(&path, pem).map_err(Error::io(format!("writing {}", path.display())))?;
+            Ok(path)
+        };
+
+        let ca_key = KeyPair::generate().map_err(certificate_error)?;
+        let mut ca_params =
+            CertificateParams::new(Vec::<String>::new()).map_err(certificate_error)?;
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "flotilla test CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = ca_params.self_signed(&ca_key).map_err(certificate_error)?;
+        let ca_path = write("ca.pem", ca.pem())?;
+
+        let issue = |name: &str,
+                     common_name: &str,
+                     alt_names: Vec<String>,
+                     usage: ExtendedKeyUsagePurpose|
+         -> Result<IssuedCertificate, Error> {
+            let key = KeyPair::generate().map_err(certificate_error)?;
+            let mut params = CertificateParams::new(alt_names).map_err(certificate_error)?;
+            params
+                .distinguished_name
+                .push(DnType::CommonName, common_name);
+            params.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ];
+            params.extended_key_usages = vec![usage];
+            let cert = params
+                .signed_by(&key, &ca, &ca_key)
+                .map_err(certificate_error)?;
+            Ok(IssuedCertificate {
+                cert_path: write(&format!("{name}-cert.pem"), cert.pem())?,
+                key_path: write(&format!("{name}-key.pem"), key.serialize_pem())?,
+            })
+        };
+        let server = issue(
+            "server",
+            "localhost",
+            vec!["localhost".to_string(), "127.0.0.1".to_string()],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        )?;
+        let client = issue(
+            "client",
+            "flotilla-test-client",
+            vec!["flotilla-test-client".to_string()],
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )?;
+        Ok(TestPki {
+            ca_path,
+            server,
+            client,
+            _dir: dir,
+        })
+    }
+
+    /// The CA certificate, PEM-encoded, on disk (trust it on both sides).
+    pub fn ca_pem_path(&self) -> &Path {
+        &self.ca_path
+    }
+
+    /// The server certificate (for `localhost` and `127.0.0.1`) and its key.
+    pub fn server(&self) -> &IssuedCertificate {
+        &self.server
+    }
+
+    /// The client certificate and its key.
+    pub fn client(&self) -> &IssuedCertificate {
+        &self.client
     }
 }

@@ -270,3 +270,36 @@ pub fn tls_fixture() -> TlsFixture {
         server: Arc::new(server),
     }
 }
+
+/// A rustls server config that requires a client certificate signed by the
+/// PKI's CA, with the PKI's server certificate.
+pub fn mutual_tls_server(pki: &flotilla_testkit::TestPki) -> Arc<rustls::ServerConfig> {
+    let read_certs = |path: &std::path::Path| {
+        let pem = std::fs::read(path).unwrap();
+        rustls_pemfile::certs(&mut pem.as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in read_certs(pki.ca_pem_path()) {
+        roots.add(cert).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let key_pem = std::fs::read(pki.server().key_pem_path()).unwrap();
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .unwrap()
+        .unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(read_certs(pki.server().cert_pem_path()), key)
+        .unwrap();
+    Arc::new(server)
+}
