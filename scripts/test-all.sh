@@ -13,8 +13,13 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 step() { printf '\n==> %s\n' "$*"; }
 started=$SECONDS
 
-step "install real peers (rsyslog, syslog-ng, nats-server)"
+step "install real peers (rsyslog, syslog-ng, nats-server, dnsmasq) and python3"
 bash scripts/install-peers.sh
+# The demo checks below are small python3 scripts.
+if ! command -v python3 >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-minimal >/dev/null ||
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-minimal >/dev/null; }
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -494,7 +494,7 @@ fn run_placement(
     let mut one_request = |measure: Option<(&mut LatencyHistogram, &mut LatencyHistogram)>|
      -> Result<(), BenchError> {
         let (direct_frame, via_frame) = (direct_request(counter), via_request(counter));
-        let (d, v) = if counter % 2 == 0 {
+        let (d, v) = if counter.is_multiple_of(2) {
             let d = direct.round_trip(&direct_frame, counter)?;
             (d, via.round_trip(&via_frame, counter)?)
         } else {

@@ -104,20 +104,17 @@ pub fn run(args: DemoArgs) -> Result<()> {
         }
         seen.drain(&rx);
         // Half-way: stop the collector the logger is using; it must fail over.
-        if stopped.is_none() && start.elapsed() >= total / 2 {
-            if let Some(in_use) = seen.busiest_since_start() {
-                if let Some(slot) = collectors.iter_mut().find(|(n, _)| *n == in_use) {
-                    if let Some(listener) = slot.1.take() {
-                        listener.stop();
-                        if !args.json {
-                            println!(
-                                "flotilla logger-demo: stopped collector {in_use} (the one in use)"
-                            );
-                        }
-                        stopped = Some(in_use);
-                    }
-                }
+        if stopped.is_none()
+            && start.elapsed() >= total / 2
+            && let Some(in_use) = seen.busiest_since_start()
+            && let Some(slot) = collectors.iter_mut().find(|(n, _)| *n == in_use)
+            && let Some(listener) = slot.1.take()
+        {
+            listener.stop();
+            if !args.json {
+                println!("flotilla logger-demo: stopped collector {in_use} (the one in use)");
             }
+            stopped = Some(in_use);
         }
         if !args.json && last_status.elapsed() >= Duration::from_secs(1) {
             last_status = Instant::now();

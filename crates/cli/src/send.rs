@@ -11,7 +11,7 @@ use flotilla_syslog::{SdElement, SdParam};
 #[derive(clap::Args, Debug)]
 pub struct LogArgs {
     /// Collectors: URL[,URL...], e.g. relp://127.0.0.1:2514,tcp://127.0.0.1:601?framing=lf.
-    /// Schemes udp, tcp, tls (?ca=PEM&name=DNS), relp, unix; ?format=5424|3164.
+    /// Schemes udp, tcp, tls (?ca=PEM&name=DNS&cert=PEM&key=PEM), relp, unix; ?format=5424|3164.
     #[arg(long, env = "FLOTILLA_LOG")]
     to: String,
     /// APP-NAME.

@@ -769,14 +769,13 @@ async fn pass_through(listener: TcpListener, game: std::net::SocketAddr) {
                     }),
                     _ => None,
                 };
-                if let Some(upstream) = upstream {
-                    if game_write
+                if let Some(upstream) = upstream
+                    && game_write
                         .write_all(&upstream.encode_to_bytes())
                         .await
                         .is_err()
-                    {
-                        return;
-                    }
+                {
+                    return;
                 }
             }
         }

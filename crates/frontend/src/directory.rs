@@ -28,12 +28,10 @@ impl Directory {
         // An empty snapshot always fits in one frame.
         if flotilla_wire::encode_snapshot(&WorldId::DIRECTORY, &snapshot, max_frame_len, &mut frame)
             .is_ok()
-        {
-            if let Err(error) =
+            && let Err(error) =
                 machine.apply_snapshot_part(frame.freeze(), SnapshotPart::Whole, snapshot)
-            {
-                log::error!("directory: initial snapshot refused: {error}");
-            }
+        {
+            log::error!("directory: initial snapshot refused: {error}");
         }
         Self { state, machine }
     }

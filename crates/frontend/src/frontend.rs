@@ -727,13 +727,13 @@ impl Frontend {
         for world in session.take_subscriptions() {
             self.detach(now, conn, &world);
         }
-        if let Some(id) = session.session_id() {
-            if self.router.detach_session(id, conn) {
-                let games: Vec<GameId> = self.router.games().collect();
-                for game in games {
-                    let frame = FrontendToGame::SessionClosed { session: id }.encode_to_bytes();
-                    self.send_game(now, game, frame);
-                }
+        if let Some(id) = session.session_id()
+            && self.router.detach_session(id, conn)
+        {
+            let games: Vec<GameId> = self.router.games().collect();
+            for game in games {
+                let frame = FrontendToGame::SessionClosed { session: id }.encode_to_bytes();
+                self.send_game(now, game, frame);
             }
         }
     }

@@ -175,17 +175,17 @@ impl GameLink {
         if self.state == LinkState::Closed {
             return GameEvent::Nothing;
         }
-        if let Some(stalled_since) = self.stalled_since(max_queued_bytes) {
-            if now.saturating_sub(stalled_since) >= idle_timeout {
-                return self.fail(
-                    ErrorCode::Overloaded,
-                    format!(
-                        "{} bytes queued and nothing written for {idle_timeout:?}: \
+        if let Some(stalled_since) = self.stalled_since(max_queued_bytes)
+            && now.saturating_sub(stalled_since) >= idle_timeout
+        {
+            return self.fail(
+                ErrorCode::Overloaded,
+                format!(
+                    "{} bytes queued and nothing written for {idle_timeout:?}: \
                          the game server does not read",
-                        self.queued_bytes
-                    ),
-                );
-            }
+                    self.queued_bytes
+                ),
+            );
         }
         if now.saturating_sub(self.last_received) >= idle_timeout {
             let event = self.fail(

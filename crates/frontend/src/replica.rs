@@ -348,10 +348,10 @@ impl ReplicaMachine {
         let Some(position) = self.replica.position() else {
             return Serve::Pending;
         };
-        if let Some((cached, frames)) = &self.encoded_snapshot {
-            if *cached == position {
-                return Serve::Snapshot(frames.clone());
-            }
+        if let Some((cached, frames)) = &self.encoded_snapshot
+            && *cached == position
+        {
+            return Serve::Snapshot(frames.clone());
         }
         let Some(snapshot) = self.replica.snapshot() else {
             return Serve::Pending;

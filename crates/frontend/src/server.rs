@@ -39,7 +39,8 @@
 //! Per idle client connection the shell holds an `Arc<TcpStream>` (tokio's registration),
 //! a parked reader task with an empty decoder, an empty `VecDeque` and the session
 //! machine (whose subscriptions share the replica's world id rather than the receive
-//! buffer the `Subscribe` frame came in): about 2-3 KiB in user space.
+//! buffer the `Subscribe` frame came in): about 3.5 KiB in user space (measured by
+//! `flotilla bench connections`).
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, IoSlice};
@@ -804,11 +805,11 @@ impl EventLoop {
 
     /// Puts `peer` in the list of queues to flush at the end of the turn (once).
     fn mark_dirty(&mut self, peer: Peer) {
-        if let Some(queue) = self.queue(peer) {
-            if !queue.dirty {
-                queue.dirty = true;
-                self.dirty.push(peer);
-            }
+        if let Some(queue) = self.queue(peer)
+            && !queue.dirty
+        {
+            queue.dirty = true;
+            self.dirty.push(peer);
         }
     }
 

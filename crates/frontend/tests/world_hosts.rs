@@ -158,15 +158,15 @@ impl Harness {
 fn to_client(outputs: &[Output], conn: u64) -> Vec<FrontendToClient> {
     let mut decoded = Vec::new();
     for output in outputs {
-        if let Output::SendToClient { conn: c, bytes, .. } = output {
-            if c.0 == conn {
-                let mut decoder = Decoder::default();
-                decoder.feed(bytes);
-                while let Some(message) = decoder.next_message().unwrap() {
-                    decoded.push(message);
-                }
-                assert_eq!(decoder.buffered_len(), 0);
+        if let Output::SendToClient { conn: c, bytes, .. } = output
+            && c.0 == conn
+        {
+            let mut decoder = Decoder::default();
+            decoder.feed(bytes);
+            while let Some(message) = decoder.next_message().unwrap() {
+                decoded.push(message);
             }
+            assert_eq!(decoder.buffered_len(), 0);
         }
     }
     decoded

@@ -473,10 +473,10 @@ async fn large_snapshots_are_split_and_oversized_batches_become_snapshots() {
         assert!(assembler.push(part, snapshot).unwrap().is_none());
     }
     let whole = loop {
-        if let GameToFrontend::Snapshot { part, snapshot, .. } = fe.recv().await {
-            if let Some(whole) = assembler.push(part, snapshot).unwrap() {
-                break whole;
-            }
+        if let GameToFrontend::Snapshot { part, snapshot, .. } = fe.recv().await
+            && let Some(whole) = assembler.push(part, snapshot).unwrap()
+        {
+            break whole;
         }
     };
     assert_eq!(whole.digest(), handle.digest());

@@ -271,13 +271,13 @@ impl Config {
         if self.queue_capacity == 0 {
             return Err(Error::Config("queue_capacity must be at least 1".into()));
         }
-        if let Some(period) = self.heartbeat {
-            if period.is_zero() || period > MAX_PERIOD {
-                return Err(Error::Config(format!(
-                    "heartbeat period must be between 1 ns and {} s",
-                    MAX_PERIOD.as_secs()
-                )));
-            }
+        if let Some(period) = self.heartbeat
+            && (period.is_zero() || period > MAX_PERIOD)
+        {
+            return Err(Error::Config(format!(
+                "heartbeat period must be between 1 ns and {} s",
+                MAX_PERIOD.as_secs()
+            )));
         }
         for (name, value) in [
             ("connect_timeout", self.connect_timeout),

@@ -691,10 +691,10 @@ impl RelpLink {
         }
         scratch.out.clear();
         self.session.poll_transmit(&mut scratch.out);
-        if !scratch.out.is_empty() {
-            if let Err(e) = self.stream.write_all(&scratch.out) {
-                return Sent::failed(self.take_delivered(), e);
-            }
+        if !scratch.out.is_empty()
+            && let Err(e) = self.stream.write_all(&scratch.out)
+        {
+            return Sent::failed(self.take_delivered(), e);
         }
         // Collect whatever acknowledgements are already there, without waiting.
         match self.read_acks(None) {

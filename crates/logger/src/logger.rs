@@ -106,10 +106,10 @@ pub(crate) struct Shared {
 impl Shared {
     /// Wakes the sender thread if it sleeps.
     pub fn wake_sender(&self) {
-        if self.sender_sleeping.load(Ordering::SeqCst) {
-            if let Some(t) = self.sender.get() {
-                t.unpark();
-            }
+        if self.sender_sleeping.load(Ordering::SeqCst)
+            && let Some(t) = self.sender.get()
+        {
+            t.unpark();
         }
     }
 

@@ -224,11 +224,11 @@ impl Sender {
         };
         // Failing over from RELP to another transport: what the RELP session still
         // holds unacknowledged goes first on the new link, so nothing is stranded.
-        if !matches!(target.collector.transport, crate::Transport::Relp { .. }) {
-            if let Some(session) = self.relp_session.as_mut() {
-                for bytes in session.take_unacknowledged().into_iter().rev() {
-                    self.batch.push_front(Record::pre_encoded(bytes));
-                }
+        if !matches!(target.collector.transport, crate::Transport::Relp { .. })
+            && let Some(session) = self.relp_session.as_mut()
+        {
+            for bytes in session.take_unacknowledged().into_iter().rev() {
+                self.batch.push_front(Record::pre_encoded(bytes));
             }
         }
         let config = &self.shared.config;
@@ -333,10 +333,10 @@ impl Sender {
         if total <= self.reported_dropped {
             return;
         }
-        if let Some(last) = self.last_drop_report {
-            if now.duration_since(last) < DROP_REPORT_EVERY {
-                return;
-            }
+        if let Some(last) = self.last_drop_report
+            && now.duration_since(last) < DROP_REPORT_EVERY
+        {
+            return;
         }
         let count = total - self.reported_dropped;
         self.reported_dropped = total;

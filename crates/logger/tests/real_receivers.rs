@@ -306,10 +306,9 @@ fn numbered_across_a_restart(
                 .get("msg")
                 .and_then(Value::as_str)
                 .and_then(|m| m.trim().strip_prefix("n="))
+                && let Ok(n) = n.parse::<usize>()
             {
-                if let Ok(n) = n.parse::<usize>() {
-                    seen[n] = true;
-                }
+                seen[n] = true;
             }
         }
         let distinct = seen.iter().filter(|s| **s).count();

@@ -525,11 +525,11 @@ impl Core {
         let id = entry.message.id;
         if response.is_ok() {
             self.stats.acked += 1;
-            if let Some(Event::Acked { first, count }) = self.events.back_mut() {
-                if first.0.checked_add(*count) == Some(id.0) {
-                    *count += 1;
-                    return Ok(());
-                }
+            if let Some(Event::Acked { first, count }) = self.events.back_mut()
+                && first.0.checked_add(*count) == Some(id.0)
+            {
+                *count += 1;
+                return Ok(());
             }
             self.events.push_back(Event::Acked {
                 first: id,

@@ -240,12 +240,12 @@ pub fn unescape_param_value(raw: &str) -> Cow<'_, str> {
     let mut out = String::with_capacity(raw.len());
     let mut chars = raw.chars().peekable();
     while let Some(c) = chars.next() {
-        if c == '\\' {
-            if let Some(&next @ ('"' | '\\' | ']')) = chars.peek() {
-                out.push(next);
-                chars.next();
-                continue;
-            }
+        if c == '\\'
+            && let Some(&next @ ('"' | '\\' | ']')) = chars.peek()
+        {
+            out.push(next);
+            chars.next();
+            continue;
         }
         out.push(c);
     }
@@ -711,11 +711,11 @@ pub fn parse_lenient<'a>(
         });
     parsed.facility = facility;
     parsed.severity = severity;
-    if let Some(text) = parsed.msg.strip_prefix(BOM) {
-        if core::str::from_utf8(text).is_ok() {
-            parsed.msg = text;
-            parsed.msg_bom = true;
-        }
+    if let Some(text) = parsed.msg.strip_prefix(BOM)
+        && core::str::from_utf8(text).is_ok()
+    {
+        parsed.msg = text;
+        parsed.msg_bom = true;
     }
     Ok(parsed)
 }
@@ -807,11 +807,11 @@ fn lenient_5424<'a>(body: &'a [u8], defaults: &LenientDefaults) -> Option<Parsed
                     Err(_) => break,
                 }
             }
-            if end > sd_start {
-                if let Ok(raw) = core::str::from_utf8(body.get(sd_start..end).unwrap_or_default()) {
-                    parsed.structured_data = StructuredData { raw };
-                    pos = end;
-                }
+            if end > sd_start
+                && let Ok(raw) = core::str::from_utf8(body.get(sd_start..end).unwrap_or_default())
+            {
+                parsed.structured_data = StructuredData { raw };
+                pos = end;
             }
         }
         _ => {}
@@ -859,13 +859,14 @@ fn lenient_3164<'a>(
                 pos += 1;
             }
             let (word, after_word) = token(body, pos);
-            if !word.is_empty() && parse_tag(word).is_none_or(|(_, _, used)| used != word.len()) {
-                if let Ok(hostname) = core::str::from_utf8(word) {
-                    parsed.hostname = (hostname != "-").then_some(hostname);
-                    pos = after_word;
-                    if body.get(pos) == Some(&b' ') {
-                        pos += 1;
-                    }
+            if !word.is_empty()
+                && parse_tag(word).is_none_or(|(_, _, used)| used != word.len())
+                && let Ok(hostname) = core::str::from_utf8(word)
+            {
+                parsed.hostname = (hostname != "-").then_some(hostname);
+                pos = after_word;
+                if body.get(pos) == Some(&b' ') {
+                    pos += 1;
                 }
             }
         }

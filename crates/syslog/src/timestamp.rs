@@ -225,7 +225,7 @@ impl Timestamp {
         let mut micros = self.nanos / 1000;
         if micros != 0 {
             let mut digits = 6;
-            while micros % 10 == 0 {
+            while micros.is_multiple_of(10) {
                 micros /= 10;
                 digits -= 1;
             }
