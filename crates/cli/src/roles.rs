@@ -35,6 +35,30 @@ pub struct FrontendArgs {
     /// Log collectors (see `flotilla log --help`); none: log to nowhere.
     #[arg(long, env = "FLOTILLA_LOG")]
     log: Option<String>,
+    /// Ping a client after this many milliseconds without sending it anything
+    /// (default 2000).
+    #[arg(long)]
+    client_ping_ms: Option<u64>,
+    /// Close a client connection after this many milliseconds without receiving anything
+    /// (default 6000).
+    #[arg(long)]
+    client_idle_ms: Option<u64>,
+    /// Ping a game server after this many milliseconds without sending it anything
+    /// (default 1000).
+    #[arg(long)]
+    game_ping_ms: Option<u64>,
+    /// Close a game link after this many milliseconds without receiving anything, or
+    /// with its queue over its limit and nothing written (default 3000).
+    #[arg(long)]
+    game_idle_ms: Option<u64>,
+    /// Keep a world's replica (and its upstream subscription) this many milliseconds
+    /// after its last subscriber leaves (default 5000; 0: drop it at once).
+    #[arg(long)]
+    replica_grace_ms: Option<u64>,
+    /// Keep polling this many microseconds after a short turn before sleeping, yielding
+    /// the core between polls (default 100; 0: never spin).
+    #[arg(long)]
+    busy_poll_us: Option<u64>,
     /// Stop after this many seconds (default: run until killed).
     #[arg(long)]
     seconds: Option<f64>,
@@ -102,6 +126,24 @@ pub fn frontend(args: FrontendArgs) -> Result<()> {
             send_budget: args.send_budget,
             max_clients: args.max_clients,
             ..FrontendConfig::default()
+        };
+        let millis = Duration::from_millis;
+        let config = FrontendConfig {
+            client_ping_interval: args
+                .client_ping_ms
+                .map_or(config.client_ping_interval, millis),
+            client_idle_timeout: args
+                .client_idle_ms
+                .map_or(config.client_idle_timeout, millis),
+            game_ping_interval: args.game_ping_ms.map_or(config.game_ping_interval, millis),
+            game_idle_timeout: args.game_idle_ms.map_or(config.game_idle_timeout, millis),
+            replica_grace_period: args
+                .replica_grace_ms
+                .map_or(config.replica_grace_period, millis),
+            busy_poll: args
+                .busy_poll_us
+                .map_or(config.busy_poll, Duration::from_micros),
+            ..config
         };
         let server = FrontendServer::bind(config).await?;
         eprintln!(

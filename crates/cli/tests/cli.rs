@@ -137,6 +137,24 @@ fn bad_settings_are_loud_errors() {
             ],
             "--sd",
         ),
+        (
+            vec![
+                "frontend",
+                "--listen",
+                "127.0.0.1:0",
+                "--game",
+                "127.0.0.1:1",
+                "--client-ping-ms",
+                "7000",
+            ],
+            "ping intervals must be shorter than idle timeouts",
+        ),
+        (vec!["watch", "--dns", "no-port.example"], "NAME:PORT"),
+        (vec!["watch", "arena-1"], "--frontends"),
+        (
+            vec!["demo", "--frontends", "1", "--kill-frontend-at", "1"],
+            "at least 2 front-ends",
+        ),
     ] {
         let out = flotilla().args(&args).output().unwrap();
         assert!(!out.status.success(), "{args:?} should fail");

@@ -268,6 +268,13 @@ impl FrontendConfig {
                 "idle timeouts must be above 0",
             ));
         }
+        if self.client_ping_interval >= self.client_idle_timeout
+            || self.game_ping_interval >= self.game_idle_timeout
+        {
+            return Err(FrontendError::InvalidConfig(
+                "ping intervals must be shorter than idle timeouts (a quiet but healthy peer would be closed before it is pinged)",
+            ));
+        }
         if self.tick_interval.is_zero() {
             return Err(FrontendError::InvalidConfig(
                 "tick_interval must be above 0",
@@ -346,6 +353,17 @@ mod tests {
         ));
         let config = FrontendConfig {
             max_queued_bytes: 10,
+            ..FrontendConfig::default()
+        };
+        assert!(config.validate().is_err());
+        // A quiet but healthy peer would be closed before it is pinged.
+        let config = FrontendConfig {
+            client_idle_timeout: Duration::from_secs(1),
+            ..FrontendConfig::default()
+        };
+        assert!(config.validate().is_err());
+        let config = FrontendConfig {
+            game_ping_interval: Duration::from_secs(3),
             ..FrontendConfig::default()
         };
         assert!(config.validate().is_err());
