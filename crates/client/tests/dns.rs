@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{Seen, WAIT, arena, collect, events, until};
+use common::{Seen, WAIT, arena, collect, events, until, wait_until_serving};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -20,8 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use flotilla_balance::BackoffConfig;
 use flotilla_client::{
-    Client, ClientConfig, ClientError, ClientEvent, DnsFrontends, FailoverPolicy, FleetClient,
-    FleetConfig,
+    ClientConfig, ClientError, ClientEvent, DnsFrontends, FailoverPolicy, FleetClient, FleetConfig,
 };
 use flotilla_frontend::{FrontendConfig, FrontendServer};
 use flotilla_game::{GameConfig, GameServer, WorldHandle};
@@ -102,7 +101,7 @@ async fn frontends(lasts: &[u8], game: SocketAddr) -> (u16, BTreeMap<IpAddr, Fro
         }
         if servers.len() == lasts.len() {
             for server in servers.values() {
-                wait_until_serving(server).await;
+                wait_until_serving(server.local_addr()).await;
             }
             return (port, servers);
         }
@@ -119,39 +118,12 @@ async fn rebind(listen: SocketAddr, game: SocketAddr) -> FrontendServer {
     let deadline = Instant::now() + WAIT;
     loop {
         if let Some(server) = bind_frontend(listen, game).await {
-            wait_until_serving(&server).await;
+            wait_until_serving(server.local_addr()).await;
             return server;
         }
         assert!(Instant::now() < deadline, "could not bind {listen} again");
         sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// Until its game link is up a front-end answers `UnknownWorld`: ask until it serves.
-async fn wait_until_serving(server: &FrontendServer) {
-    let client = Client::connect(server.local_addr(), ClientConfig::default())
-        .await
-        .unwrap();
-    let mut events = client.take_events().unwrap();
-    let deadline = Instant::now() + WAIT;
-    'serving: loop {
-        client.subscribe(arena(), None).unwrap();
-        loop {
-            match timeout(WAIT, events.recv()).await.unwrap().unwrap() {
-                ClientEvent::SnapshotApplied { .. } => break 'serving,
-                ClientEvent::Unsubscribed { .. } => break,
-                _ => {}
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} never served arena",
-            server.local_addr()
-        );
-        sleep(Duration::from_millis(50)).await;
-    }
-    client.close();
-    client.closed().await;
 }
 
 /// A fleet client of `NAME` asking `dns`, subscribed to arena.

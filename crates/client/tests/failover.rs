@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Seen, WAIT, arena, collect, until};
+use common::{Seen, WAIT, arena, collect, until, wait_until_serving};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -18,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use flotilla_balance::BackoffConfig;
 use flotilla_client::{
-    Client, ClientConfig, ClientError, ClientEvent, DisconnectReason, FailoverPolicy, FleetClient,
+    ClientConfig, ClientError, ClientEvent, DisconnectReason, FailoverPolicy, FleetClient,
     FleetConfig,
 };
 use flotilla_frontend::{FrontendConfig, FrontendServer};
@@ -95,31 +95,23 @@ async fn frontend(listen: SocketAddr, game: SocketAddr, id: &str) -> FrontendSer
             Err(error) => panic!("binding {listen}: {error}"),
         }
     };
-    // Until its game link is up the front-end answers UnknownWorld: ask until it serves.
-    let client = Client::connect(server.local_addr(), ClientConfig::default())
-        .await
-        .unwrap();
-    let mut events = client.take_events().unwrap();
-    let deadline = Instant::now() + WAIT;
-    'serving: loop {
-        client.subscribe(arena(), None).unwrap();
-        loop {
-            let event = timeout(WAIT, events.recv()).await.unwrap().unwrap();
-            match event {
-                ClientEvent::SnapshotApplied { .. } => break 'serving,
-                ClientEvent::Unsubscribed { .. } => break,
-                _ => {}
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "front-end {id} never served arena"
-        );
-        sleep(Duration::from_millis(50)).await;
-    }
-    client.close();
-    client.closed().await;
+    wait_until_serving(server.local_addr()).await;
     server
+}
+
+/// Three front-ends of the game server at `game` (`fe-0`..`fe-2`, each in a slot that a
+/// test empties when it shuts one down) and their addresses.
+async fn three_frontends(game: SocketAddr) -> (Vec<Option<FrontendServer>>, Vec<SocketAddr>) {
+    let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut frontends = Vec::new();
+    for index in 0..3 {
+        frontends.push(Some(frontend(any_port, game, &format!("fe-{index}")).await));
+    }
+    let addrs = frontends
+        .iter()
+        .map(|fe| fe.as_ref().unwrap().local_addr())
+        .collect();
+    (frontends, addrs)
 }
 
 fn fleet_config(frontends: Vec<SocketAddr>, name: String, seed: u64) -> FleetConfig {
@@ -143,17 +135,7 @@ fn in_sync(client: &FleetClient, world: &WorldHandle) -> bool {
 async fn clients_spread_over_the_fleet_and_fail_over_with_their_session() {
     let (game, world, game_events) = game_server().await;
     let game_addr = game.local_addr();
-    let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let mut frontends = Vec::new();
-    for index in 0..3 {
-        frontends.push(Some(
-            frontend(any_port, game_addr, &format!("fe-{index}")).await,
-        ));
-    }
-    let addrs: Vec<SocketAddr> = frontends
-        .iter()
-        .map(|fe| fe.as_ref().unwrap().local_addr())
-        .collect();
+    let (mut frontends, addrs) = three_frontends(game_addr).await;
     let stop = Arc::new(AtomicBool::new(false));
     let committer = start_committer(&world, &stop);
 
@@ -845,17 +827,7 @@ async fn a_client_that_keeps_sending_keeps_a_healthy_frontend() {
 async fn failover_does_not_wait_for_an_application_that_reads_no_events() {
     let (game, world, _game_events) = game_server().await;
     let game_addr = game.local_addr();
-    let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let mut frontends = Vec::new();
-    for index in 0..3 {
-        frontends.push(Some(
-            frontend(any_port, game_addr, &format!("fe-{index}")).await,
-        ));
-    }
-    let addrs: Vec<SocketAddr> = frontends
-        .iter()
-        .map(|fe| fe.as_ref().unwrap().local_addr())
-        .collect();
+    let (mut frontends, addrs) = three_frontends(game_addr).await;
     let stop = Arc::new(AtomicBool::new(false));
     let committer = start_committer(&world, &stop);
     let small_queue = |name: &str, seed| {

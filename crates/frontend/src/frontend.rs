@@ -249,12 +249,6 @@ fn compact_world_id(world: WorldId) -> WorldId {
     WorldId::new(world.as_str()).unwrap_or(world)
 }
 
-/// A copy of `bytes` in an allocation of its own, for the same reason as
-/// [`compact_world_id`]: a world's description is kept as long as it is announced.
-fn compact_bytes(bytes: &Bytes) -> Bytes {
-    Bytes::copy_from_slice(bytes)
-}
-
 /// Bytes of the session id at the start of a token.
 const TOKEN_ID_LEN: usize = 8;
 /// A token: the session id and its HMAC-SHA256 tag.
@@ -828,7 +822,8 @@ impl Frontend {
                     );
                     return;
                 }
-                let info = compact_bytes(&info);
+                // Copied: the description is kept as long as it is announced, not the frame.
+                let info = Bytes::copy_from_slice(&info);
                 if let WorldChange::Moved { from, to } =
                     self.router.world_added(game, world.clone(), info)
                 {

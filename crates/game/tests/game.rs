@@ -137,6 +137,19 @@ fn config() -> GameConfig {
     }
 }
 
+/// A game server whose frames are at most 4 KiB, so oversized cases are cheap to build.
+async fn small_frame_server() -> GameServer {
+    GameServer::bind(
+        "127.0.0.1:0",
+        GameConfig {
+            max_frame_len: 4096,
+            ..config()
+        },
+    )
+    .await
+    .unwrap()
+}
+
 fn world(name: &str) -> WorldId {
     WorldId::new(name).unwrap()
 }
@@ -441,15 +454,7 @@ async fn epochs_are_random_per_world() {
 
 #[tokio::test]
 async fn large_snapshots_are_split_and_oversized_batches_become_snapshots() {
-    let server = GameServer::bind(
-        "127.0.0.1:0",
-        GameConfig {
-            max_frame_len: 4096,
-            ..config()
-        },
-    )
-    .await
-    .unwrap();
+    let server = small_frame_server().await;
     let arena = world("arena");
     let handle = server.add_world(arena.clone(), Bytes::new()).unwrap();
     let mut tx = handle.begin();
@@ -911,15 +916,7 @@ async fn a_full_input_queue_pushes_back_and_never_drops_session_events() {
 
 #[tokio::test]
 async fn oversized_world_info_and_outputs_are_refused_and_the_link_stays_up() {
-    let server = GameServer::bind(
-        "127.0.0.1:0",
-        GameConfig {
-            max_frame_len: 4096,
-            ..config()
-        },
-    )
-    .await
-    .unwrap();
+    let server = small_frame_server().await;
     let arena = world("arena");
     let too_large = |result: Result<_, flotilla_game::GameError>, what: &str| match result {
         Err(flotilla_game::GameError::FrameTooLarge {

@@ -497,26 +497,37 @@ fn strict_header_field(
     Ok((Some(text), next))
 }
 
+/// Scans an SD-NAME (an SD-ID or a PARAM-NAME) from `start` to the next delimiter (SP,
+/// `]`, `=`, `"`) and returns its end. `strict` applies every RFC 5424 rule to it;
+/// otherwise it only must not be empty.
+fn scan_sd_name(input: &[u8], start: usize, strict: bool, field: Field) -> Result<usize, Error> {
+    let mut end = start;
+    while input
+        .get(end)
+        .is_some_and(|&b| !matches!(b, b' ' | b']' | b'=' | b'"'))
+    {
+        end += 1;
+    }
+    let name = input.get(start..end).unwrap_or_default();
+    if strict {
+        check_sd_name_at(field, name, start)?;
+    } else if name.is_empty() {
+        return Err(Error::FieldEmpty { field });
+    }
+    Ok(end)
+}
+
 /// Scans one SD-ELEMENT starting at `pos` (which holds `[`); returns the index after
 /// its `]`. `strict` applies every RFC 5424 rule; otherwise only the delimiters count.
 fn scan_sd_element(input: &[u8], pos: usize, strict: bool) -> Result<usize, Error> {
-    let mut i = pos + 1;
-    let id_start = i;
-    while input
-        .get(i)
-        .is_some_and(|&b| !matches!(b, b' ' | b']' | b'=' | b'"'))
-    {
-        i += 1;
-    }
-    let id = input.get(id_start..i).unwrap_or_default();
+    let id_start = pos + 1;
+    let mut i = scan_sd_name(input, id_start, strict, Field::SdId)?;
     if strict {
-        check_sd_name_at(Field::SdId, id, id_start)?;
+        let id = input.get(id_start..i).unwrap_or_default();
         check_sd_id_form(id).map_err(|reason| Error::InvalidSdId {
             offset: id_start,
             reason,
         })?;
-    } else if id.is_empty() {
-        return Err(Error::FieldEmpty { field: Field::SdId });
     }
     loop {
         match input.get(i) {
@@ -529,21 +540,7 @@ fn scan_sd_element(input: &[u8], pos: usize, strict: bool) -> Result<usize, Erro
                 });
             }
         }
-        let name_start = i;
-        while input
-            .get(i)
-            .is_some_and(|&b| !matches!(b, b' ' | b']' | b'=' | b'"'))
-        {
-            i += 1;
-        }
-        let name = input.get(name_start..i).unwrap_or_default();
-        if strict {
-            check_sd_name_at(Field::SdParamName, name, name_start)?;
-        } else if name.is_empty() {
-            return Err(Error::FieldEmpty {
-                field: Field::SdParamName,
-            });
-        }
+        i = scan_sd_name(input, i, strict, Field::SdParamName)?;
         if input.get(i) != Some(&b'=') {
             return Err(Error::Expected {
                 offset: i,

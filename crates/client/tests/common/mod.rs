@@ -5,10 +5,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use flotilla_client::{ClientEvent, FleetClient};
+use std::net::SocketAddr;
+
+use flotilla_client::{Client, ClientConfig, ClientEvent, FleetClient};
 use flotilla_wire::WorldId;
 use tokio::task::JoinHandle;
-use tokio::time::{Instant, sleep};
+use tokio::time::{Instant, sleep, timeout};
 
 /// How long a test waits for anything that should happen at once.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -52,4 +54,28 @@ pub async fn until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) 
         assert!(Instant::now() < deadline, "waited {limit:?} for {what}");
         sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Until its game link is up a front-end answers `UnknownWorld`: asks the front-end at
+/// `addr` for arena until it serves it.
+pub async fn wait_until_serving(addr: SocketAddr) {
+    let client = Client::connect(addr, ClientConfig::default())
+        .await
+        .unwrap();
+    let mut events = client.take_events().unwrap();
+    let deadline = Instant::now() + WAIT;
+    'serving: loop {
+        client.subscribe(arena(), None).unwrap();
+        loop {
+            match timeout(WAIT, events.recv()).await.unwrap().unwrap() {
+                ClientEvent::SnapshotApplied { .. } => break 'serving,
+                ClientEvent::Unsubscribed { .. } => break,
+                _ => {}
+            }
+        }
+        assert!(Instant::now() < deadline, "{addr} never served arena");
+        sleep(Duration::from_millis(50)).await;
+    }
+    client.close();
+    client.closed().await;
 }
