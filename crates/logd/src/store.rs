@@ -1,0 +1,1163 @@
+//! The store: one data directory, one writer thread, any number of readers.
+//!
+//! ```text
+//! listeners ──Batch──▶ channel ──▶ store thread: ids → WAL append ─▶ group commit (fdatasync)
+//!   (memory budget:                   │ after the sync: acknowledge waiters (RELP),
+//!    back-pressure)                   │ index into the open block, publish to tails,
+//!                                     ▼ full block → zstd + filter → open segment file
+//!                                   seal (hour change, size) → .seg, WAL generations dropped
+//! queries: snapshot of (sealed segments, open segment, unsealed records) → prune → scan
+//! ```
+//!
+//! Records become visible to queries and tails right after the sync that makes them
+//! durable, so nothing a query returns can be lost by a crash.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use flotilla_syslog::{LenientDefaults, Timestamp};
+use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, oneshot};
+
+use crate::block::{BlockBuilder, DecodedBlock};
+use crate::error::{Error, IoContext};
+use crate::query::{Matcher, QueryStats};
+use crate::record::{FLAG_TRUNCATED, Record, now_nanos};
+use crate::segment::{Segment, SegmentWriter, list_dir};
+use crate::wal::Wal;
+
+/// Settings of a [`Store`].
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The data directory (created if missing; one logd at a time).
+    pub data_dir: PathBuf,
+    /// Longest time a record waits for its fsync when nobody waits for it (RELP batches
+    /// are synced as soon as the previous sync ends).
+    pub commit_interval: Duration,
+    /// zstd level of blocks.
+    pub zstd_level: i32,
+    /// A segment is sealed once its records' raw bytes reach this (or its hour ends).
+    pub segment_target_bytes: u64,
+    /// Drop sealed segments whose newest record is older than this.
+    pub retention_age: Option<Duration>,
+    /// Drop the oldest sealed segments while the segments take more than this.
+    pub retention_bytes: Option<u64>,
+    /// Memory for records received but not yet written (back-pressure past it).
+    pub queue_bytes: usize,
+    /// This node's name (archive object names, multi-node queries).
+    pub node_id: String,
+}
+
+impl StoreConfig {
+    /// Defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            data_dir: data_dir.into(),
+            commit_interval: Duration::from_millis(10),
+            zstd_level: 3,
+            segment_target_bytes: 256 << 20,
+            retention_age: None,
+            retention_bytes: None,
+            queue_bytes: 64 << 20,
+            node_id: default_node_id(),
+        }
+    }
+}
+
+/// The machine's host name, or `logd`.
+pub fn default_node_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "logd".to_string())
+}
+
+/// Records handed to the store together, with an optional durability waiter.
+struct Batch {
+    records: Vec<Record>,
+    done: Option<oneshot::Sender<Result<(), Error>>>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+enum Command {
+    Batch(Batch),
+    /// Seal the open block and segment now (tests, shutdown, archive on demand).
+    Seal(oneshot::Sender<Result<(), Error>>),
+}
+
+/// Counters of one source address.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SourceCounters {
+    /// Records stored.
+    pub records: u64,
+    /// Raw bytes stored.
+    pub bytes: u64,
+    /// Records stored raw because they did not parse.
+    pub unparsed: u64,
+    /// Records cut to the frame limit.
+    pub truncated: u64,
+    /// Received-at time of the last record (ns).
+    pub last_received_ns: i64,
+}
+
+/// Most distinct sources counted one by one; others are summed under `other`.
+const MAX_SOURCES: usize = 4096;
+
+#[derive(Default)]
+struct Counters {
+    records: AtomicU64,
+    bytes: AtomicU64,
+    batches: AtomicU64,
+    syncs: AtomicU64,
+    sync_nanos: AtomicU64,
+    blocks_sealed: AtomicU64,
+    segments_sealed: AtomicU64,
+    segments_dropped: AtomicU64,
+    unparsed: AtomicU64,
+    truncated: AtomicU64,
+    rejected_while_closed: AtomicU64,
+    write_errors: AtomicU64,
+    recovered_records: AtomicU64,
+    torn_tail_bytes: AtomicU64,
+}
+
+/// What queries see: a consistent snapshot is taken under the read lock.
+#[derive(Default)]
+struct View {
+    sealed: Vec<Arc<Segment>>,
+    open: Option<Arc<Segment>>,
+    /// Durable records not yet in a block.
+    recent: Vec<(u64, Record)>,
+}
+
+struct Shared {
+    config: StoreConfig,
+    view: RwLock<View>,
+    counters: Counters,
+    sources: Mutex<HashMap<IpAddr, SourceCounters>>,
+    other_sources: Mutex<SourceCounters>,
+    tail: broadcast::Sender<Arc<Vec<(u64, Record)>>>,
+    budget: Arc<Semaphore>,
+    budget_units: u32,
+    /// Why the store cannot write right now (e.g. a full disk), if it cannot.
+    health: Mutex<Option<String>>,
+    closing: AtomicBool,
+    next_id: AtomicU64,
+    started: Instant,
+}
+
+/// The log store. Cheap to clone; [`shutdown`](Store::shutdown) stops the writer thread.
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Command>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+    _lock: Arc<File>,
+}
+
+/// A handle for listeners: submits batches with back-pressure.
+#[derive(Clone)]
+pub struct Ingest {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Command>,
+}
+
+/// Budget unit: 1 KiB of queued records.
+const UNIT: usize = 1024;
+
+fn units(records: &[Record], cap: u32) -> u32 {
+    let bytes: usize = records.iter().map(Record::weight).sum();
+    (bytes.div_ceil(UNIT) as u32).clamp(1, cap)
+}
+
+impl Ingest {
+    /// Submits records, waiting while the store is behind (the caller stops reading:
+    /// back-pressure). Returns once they are queued, not once they are durable.
+    pub async fn submit(&self, records: Vec<Record>) -> Result<(), Error> {
+        self.submit_inner(records, None).await
+    }
+
+    /// Submits records and returns a receiver that resolves once they are durable
+    /// (after the fsync that covers them), or with the reason they are not.
+    pub async fn submit_durable(
+        &self,
+        records: Vec<Record>,
+    ) -> Result<oneshot::Receiver<Result<(), Error>>, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.submit_inner(records, Some(tx)).await?;
+        Ok(rx)
+    }
+
+    async fn submit_inner(
+        &self,
+        records: Vec<Record>,
+        done: Option<oneshot::Sender<Result<(), Error>>>,
+    ) -> Result<(), Error> {
+        if records.is_empty() {
+            if let Some(done) = done {
+                let _ = done.send(Ok(()));
+            }
+            return Ok(());
+        }
+        let n = units(&records, self.shared.budget_units);
+        let permit = self
+            .shared
+            .budget
+            .clone()
+            .acquire_many_owned(n)
+            .await
+            .map_err(|_| Error::Closed)?;
+        self.send(records, done, permit)
+    }
+
+    /// Submits records only if there is room now (UDP: a full queue drops and counts).
+    pub fn try_submit(&self, records: Vec<Record>) -> Result<(), Error> {
+        let n = units(&records, self.shared.budget_units);
+        let permit = self
+            .shared
+            .budget
+            .clone()
+            .try_acquire_many_owned(n)
+            .map_err(|_| Error::NotDurable("the store's queue is full".into()))?;
+        self.send(records, None, permit)
+    }
+
+    /// Blocking form of [`submit`](Self::submit) for threads outside a runtime; with
+    /// `durable`, also waits for the fsync.
+    pub fn submit_blocking(&self, records: Vec<Record>, durable: bool) -> Result<(), Error> {
+        let n = units(&records, self.shared.budget_units);
+        let permit = loop {
+            match self.shared.budget.clone().try_acquire_many_owned(n) {
+                Ok(p) => break p,
+                Err(tokio::sync::TryAcquireError::Closed) => return Err(Error::Closed),
+                Err(tokio::sync::TryAcquireError::NoPermits) => {
+                    std::thread::sleep(Duration::from_micros(200))
+                }
+            }
+        };
+        if durable {
+            let (tx, rx) = oneshot::channel();
+            self.send(records, Some(tx), permit)?;
+            rx.blocking_recv().map_err(|_| Error::Closed)?
+        } else {
+            self.send(records, None, permit)
+        }
+    }
+
+    fn send(
+        &self,
+        records: Vec<Record>,
+        done: Option<oneshot::Sender<Result<(), Error>>>,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<(), Error> {
+        if self.shared.closing.load(Ordering::Acquire) {
+            self.shared
+                .counters
+                .rejected_while_closed
+                .fetch_add(records.len() as u64, Ordering::Relaxed);
+            return Err(Error::Closed);
+        }
+        self.tx
+            .send(Command::Batch(Batch {
+                records,
+                done,
+                _permit: Some(permit),
+            }))
+            .map_err(|_| Error::Closed)
+    }
+}
+
+/// Store-wide statistics (the `stats` API and `/metrics`).
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreStats {
+    /// This node.
+    pub node_id: String,
+    /// The data directory.
+    pub data_dir: String,
+    /// Seconds since the store opened.
+    pub uptime_secs: f64,
+    /// Records stored since start (after their fsync).
+    pub records: u64,
+    /// Raw bytes stored since start.
+    pub bytes: u64,
+    /// Batches received.
+    pub batches: u64,
+    /// Group commits (fdatasync calls of the write-ahead log).
+    pub syncs: u64,
+    /// Mean time of one sync, in microseconds.
+    pub sync_mean_micros: f64,
+    /// Records per sync, on average.
+    pub records_per_sync: f64,
+    /// Blocks written.
+    pub blocks_sealed: u64,
+    /// Segments sealed since start.
+    pub segments_sealed: u64,
+    /// Segments removed by retention since start.
+    pub segments_dropped: u64,
+    /// Sealed segments on disk.
+    pub segments: u64,
+    /// Bytes of sealed and open segment files.
+    pub segment_bytes: u64,
+    /// Records in sealed segments.
+    pub stored_records: u64,
+    /// Records stored raw (unparsed) since start.
+    pub unparsed: u64,
+    /// Records cut to the frame limit since start.
+    pub truncated: u64,
+    /// Failed writes or syncs (each retried).
+    pub write_errors: u64,
+    /// Records recovered from the write-ahead log at start.
+    pub recovered_records: u64,
+    /// Bytes cut from a torn write-ahead log tail at start.
+    pub torn_tail_bytes: u64,
+    /// Records refused because the store was closing.
+    pub rejected_while_closed: u64,
+    /// Memory budget for queued records, and how much of it is in use (bytes).
+    pub queue_capacity_bytes: u64,
+    /// Bytes of queued records.
+    pub queue_used_bytes: u64,
+    /// Why the store cannot write, when it cannot (e.g. "disk full").
+    pub error: Option<String>,
+    /// Id the next record gets.
+    pub next_id: u64,
+    /// Per source address.
+    pub sources: Vec<(String, SourceCounters)>,
+}
+
+impl Store {
+    /// Opens (or creates) the data directory: takes its lock, loads the sealed segments,
+    /// replays the write-ahead log, and starts the writer thread.
+    pub fn open(config: StoreConfig) -> Result<Store, Error> {
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(&dir).ctx(|| format!("creating {}", dir.display()))?;
+        let lock_path = dir.join("LOCK");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .ctx(|| format!("opening {}", lock_path.display()))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked(dir)),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io(format!("locking {}", lock_path.display()), e));
+            }
+        }
+        let seg_dir = dir.join("segments");
+        let (sealed_paths, open_paths) = list_dir(&seg_dir)?;
+        for p in open_paths {
+            // Its records are still in the write-ahead log.
+            std::fs::remove_file(&p).ctx(|| format!("removing {}", p.display()))?;
+        }
+        let mut sealed = Vec::new();
+        for p in sealed_paths {
+            match Segment::open_sealed(&p) {
+                Ok(s) if !s.blocks.is_empty() => sealed.push(Arc::new(s)),
+                Ok(_) => {}
+                Err(e) => {
+                    // Never delete data we cannot read: set it aside and say so.
+                    let aside = p.with_extension("corrupt");
+                    tracing::error!(segment = %p.display(), error = %e, "unreadable segment set aside as .corrupt");
+                    std::fs::rename(&p, &aside).ctx(|| format!("renaming {}", p.display()))?;
+                }
+            }
+        }
+        sealed.sort_by_key(|s| s.first_id());
+        let sealed_end = sealed.iter().filter_map(|s| s.end_id()).max().unwrap_or(1);
+        let (wal, recovered) = Wal::open(&dir.join("wal"))?;
+        let replay: Vec<(u64, Record)> = recovered
+            .records
+            .into_iter()
+            .filter(|(id, _)| *id >= sealed_end)
+            .collect();
+        let next_id = replay
+            .last()
+            .map_or(sealed_end, |(id, _)| (*id + 1).max(sealed_end));
+        let budget_units = (config.queue_bytes / UNIT).clamp(64, u32::MAX as usize >> 4) as u32;
+        let (tail, _) = broadcast::channel(1024);
+        let shared = Arc::new(Shared {
+            view: RwLock::new(View {
+                sealed,
+                open: None,
+                recent: Vec::new(),
+            }),
+            counters: Counters::default(),
+            sources: Mutex::new(HashMap::new()),
+            other_sources: Mutex::new(SourceCounters::default()),
+            tail,
+            budget: Arc::new(Semaphore::new(budget_units as usize)),
+            budget_units,
+            health: Mutex::new(None),
+            closing: AtomicBool::new(false),
+            next_id: AtomicU64::new(next_id),
+            started: Instant::now(),
+            config,
+        });
+        shared
+            .counters
+            .recovered_records
+            .store(replay.len() as u64, Ordering::Relaxed);
+        shared
+            .counters
+            .torn_tail_bytes
+            .store(recovered.torn_tail_bytes, Ordering::Relaxed);
+        if !replay.is_empty() {
+            tracing::info!(
+                records = replay.len(),
+                torn_tail_bytes = recovered.torn_tail_bytes,
+                "write-ahead log replayed"
+            );
+        }
+        let (tx, rx) = mpsc::channel();
+        let mut writer = Writer {
+            shared: shared.clone(),
+            wal,
+            seg_dir,
+            builder: BlockBuilder::new(next_id),
+            segment: None,
+            closed_generations: recovered
+                .generations
+                .iter()
+                .map(|&g| (g, next_id.saturating_sub(1)))
+                .collect(),
+            wal_next_id: next_id,
+        };
+        // Recovered records go back into blocks (they are durable already).
+        if !replay.is_empty() {
+            writer.builder = BlockBuilder::new(replay[0].0);
+            writer.index(&replay)?;
+        }
+        let thread = std::thread::Builder::new()
+            .name("logd-store".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| Error::io("starting the store thread", e))?;
+        Ok(Store {
+            shared,
+            tx,
+            thread: Arc::new(Mutex::new(Some(thread))),
+            _lock: Arc::new(lock),
+        })
+    }
+
+    /// A handle for listeners.
+    pub fn ingest(&self) -> Ingest {
+        Ingest {
+            shared: self.shared.clone(),
+            tx: self.tx.clone(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &StoreConfig {
+        &self.shared.config
+    }
+
+    /// Subscribes to records as they become durable (live tail). A subscriber that falls
+    /// behind by more than 1,024 batches is told how many it missed.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Vec<(u64, Record)>>> {
+        self.shared.tail.subscribe()
+    }
+
+    /// Seals the open block and segment now.
+    pub fn seal_now(&self) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Seal(tx)).map_err(|_| Error::Closed)?;
+        rx.blocking_recv().map_err(|_| Error::Closed)?
+    }
+
+    /// The sealed segments (for the archiver).
+    pub fn sealed_segments(&self) -> Vec<Arc<Segment>> {
+        self.shared
+            .view
+            .read()
+            .map(|v| v.sealed.clone())
+            .unwrap_or_default()
+    }
+
+    /// Runs a query: calls `emit` with each match, oldest first (or newest first), until
+    /// it returns false.
+    pub fn scan(
+        &self,
+        matcher: &Matcher,
+        newest_first: bool,
+        emit: &mut dyn FnMut(u64, &Record) -> bool,
+    ) -> Result<QueryStats, Error> {
+        let (segments, recent) = {
+            let view = self
+                .shared
+                .view
+                .read()
+                .map_err(|_| Error::Corrupt("store view lock poisoned".into()))?;
+            let mut segments = view.sealed.clone();
+            if let Some(open) = &view.open {
+                segments.push(open.clone());
+            }
+            (segments, view.recent.clone())
+        };
+        let mut stats = QueryStats {
+            segments_total: segments.len() as u64,
+            ..QueryStats::default()
+        };
+        let mut scanner = Scanner {
+            matcher,
+            newest_first,
+            stats: &mut stats,
+            emit,
+            go_on: true,
+        };
+        if newest_first {
+            for (id, r) in recent.iter().rev() {
+                if !scanner.visit(*id, r) {
+                    break;
+                }
+            }
+            for seg in segments.iter().rev() {
+                scanner.segment(seg);
+            }
+        } else {
+            for seg in segments.iter() {
+                scanner.segment(seg);
+            }
+            for (id, r) in recent.iter() {
+                if !scanner.visit(*id, r) {
+                    break;
+                }
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Runs a query and returns its matches in time order: all of them, or with a limit
+    /// the newest `limit`.
+    pub fn query(
+        &self,
+        matcher: &Matcher,
+        limit: Option<usize>,
+    ) -> Result<(Vec<(u64, Record)>, QueryStats), Error> {
+        let mut out = Vec::new();
+        let stats = match limit {
+            Some(0) => QueryStats::default(),
+            Some(n) => {
+                let stats = self.scan(matcher, true, &mut |id, r| {
+                    out.push((id, r.clone()));
+                    out.len() < n
+                })?;
+                out.reverse();
+                stats
+            }
+            None => self.scan(matcher, false, &mut |id, r| {
+                out.push((id, r.clone()));
+                true
+            })?,
+        };
+        Ok((out, stats))
+    }
+
+    /// Statistics now.
+    pub fn stats(&self) -> StoreStats {
+        let c = &self.shared.counters;
+        let (segments, segment_bytes, stored_records) = self
+            .shared
+            .view
+            .read()
+            .map(|v| {
+                let open_bytes = v.open.as_ref().map_or(0, |o| o.file_bytes);
+                (
+                    v.sealed.len() as u64,
+                    v.sealed.iter().map(|s| s.file_bytes).sum::<u64>() + open_bytes,
+                    v.sealed.iter().map(|s| s.records()).sum::<u64>(),
+                )
+            })
+            .unwrap_or_default();
+        let syncs = c.syncs.load(Ordering::Relaxed);
+        let records = c.records.load(Ordering::Relaxed);
+        let mut sources: Vec<(String, SourceCounters)> = self
+            .shared
+            .sources
+            .lock()
+            .map(|m| m.iter().map(|(ip, s)| (ip.to_string(), s.clone())).collect())
+            .unwrap_or_default();
+        sources.sort_by(|a, b| b.1.records.cmp(&a.1.records));
+        if let Ok(other) = self.shared.other_sources.lock()
+            && other.records > 0
+        {
+            sources.push(("other".into(), other.clone()));
+        }
+        let available = self.shared.budget.available_permits() as u64;
+        StoreStats {
+            node_id: self.shared.config.node_id.clone(),
+            data_dir: self.shared.config.data_dir.display().to_string(),
+            uptime_secs: self.shared.started.elapsed().as_secs_f64(),
+            records,
+            bytes: c.bytes.load(Ordering::Relaxed),
+            batches: c.batches.load(Ordering::Relaxed),
+            syncs,
+            sync_mean_micros: if syncs == 0 {
+                0.0
+            } else {
+                c.sync_nanos.load(Ordering::Relaxed) as f64 / syncs as f64 / 1e3
+            },
+            records_per_sync: if syncs == 0 {
+                0.0
+            } else {
+                records as f64 / syncs as f64
+            },
+            blocks_sealed: c.blocks_sealed.load(Ordering::Relaxed),
+            segments_sealed: c.segments_sealed.load(Ordering::Relaxed),
+            segments_dropped: c.segments_dropped.load(Ordering::Relaxed),
+            segments,
+            segment_bytes,
+            stored_records,
+            unparsed: c.unparsed.load(Ordering::Relaxed),
+            truncated: c.truncated.load(Ordering::Relaxed),
+            write_errors: c.write_errors.load(Ordering::Relaxed),
+            recovered_records: c.recovered_records.load(Ordering::Relaxed),
+            torn_tail_bytes: c.torn_tail_bytes.load(Ordering::Relaxed),
+            rejected_while_closed: c.rejected_while_closed.load(Ordering::Relaxed),
+            queue_capacity_bytes: u64::from(self.shared.budget_units) * UNIT as u64,
+            queue_used_bytes: u64::from(self.shared.budget_units).saturating_sub(available)
+                * UNIT as u64,
+            error: self.shared.health.lock().ok().and_then(|h| h.clone()),
+            next_id: self.shared.next_id.load(Ordering::Relaxed),
+            sources,
+        }
+    }
+
+    /// Stops accepting records, writes and syncs what was accepted, seals the open
+    /// segment and stops the writer thread. Idempotent.
+    pub fn shutdown(&self) {
+        self.shared.closing.store(true, Ordering::Release);
+        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
+        let Some(handle) = handle else {
+            return;
+        };
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Seal(tx)).is_ok() {
+            // The writer syncs, seals and exits once it sees `closing` after a seal.
+            let _ = rx.blocking_recv();
+        }
+        self.shared.budget.close();
+        let _ = handle.join();
+    }
+
+    /// Path of the data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.shared.config.data_dir
+    }
+}
+
+/// One query's walk over segments, blocks and records.
+struct Scanner<'a> {
+    matcher: &'a Matcher,
+    newest_first: bool,
+    stats: &'a mut QueryStats,
+    emit: &'a mut dyn FnMut(u64, &Record) -> bool,
+    go_on: bool,
+}
+
+impl Scanner<'_> {
+    /// Looks at one record; false once the caller wants no more.
+    fn visit(&mut self, id: u64, record: &Record) -> bool {
+        if !self.go_on {
+            return false;
+        }
+        self.stats.records_scanned += 1;
+        if self
+            .matcher
+            .matches(record.received_at, &record.raw, &defaults_for(record.received_at))
+        {
+            self.stats.matched += 1;
+            self.go_on = (self.emit)(id, record);
+        }
+        self.go_on
+    }
+
+    /// Looks at the blocks of a segment that may match.
+    fn segment(&mut self, seg: &Segment) {
+        if !self.go_on || !self.matcher.time_overlaps(seg.min_received(), seg.max_received()) {
+            return;
+        }
+        self.stats.segments_in_range += 1;
+        self.stats.blocks_in_range += seg.blocks.len() as u64;
+        let n = seg.blocks.len();
+        for k in 0..n {
+            let entry = &seg.blocks[if self.newest_first { n - 1 - k } else { k }];
+            if !self.go_on {
+                return;
+            }
+            if !self.matcher.block_may_match(&entry.meta) {
+                continue;
+            }
+            self.stats.blocks_opened += 1;
+            let block = match seg.read_block(entry) {
+                Ok(b) => b,
+                Err(e) => {
+                    self.stats.corrupt_blocks += 1;
+                    tracing::error!(error = %e, "query: block skipped");
+                    continue;
+                }
+            };
+            self.block(&block);
+        }
+    }
+
+    fn block(&mut self, block: &DecodedBlock) {
+        let n = block.len();
+        for k in 0..n {
+            let i = if self.newest_first { n - 1 - k } else { k };
+            // Time is checked before the record is materialised.
+            if !self.matcher.time_overlaps(block.received_at(i), block.received_at(i)) {
+                continue;
+            }
+            let (id, record) = block.record(i);
+            if !self.visit(id, &record) {
+                return;
+            }
+        }
+    }
+}
+
+/// Parsing defaults for a record received at `received_at` (ns): an RFC 3164 timestamp
+/// (no year) gets the year that puts it closest to the arrival time.
+pub fn defaults_for(received_at: i64) -> LenientDefaults {
+    LenientDefaults {
+        now: Timestamp::from_unix(received_at.div_euclid(1_000_000_000), 0).ok(),
+        ..LenientDefaults::default()
+    }
+}
+
+/// The hour (Unix seconds, floored) of a time in ns.
+fn hour_of(ns: i64) -> i64 {
+    ns.div_euclid(1_000_000_000).div_euclid(3600) * 3600
+}
+
+/// The writer thread's state.
+struct Writer {
+    shared: Arc<Shared>,
+    wal: Wal,
+    seg_dir: PathBuf,
+    builder: BlockBuilder,
+    segment: Option<SegmentWriter>,
+    /// Closed write-ahead log generations and the highest id each may hold.
+    closed_generations: Vec<(u64, u64)>,
+    /// Id the next record appended to the write-ahead log gets.
+    wal_next_id: u64,
+}
+
+impl Writer {
+    fn run(mut self, rx: mpsc::Receiver<Command>) {
+        let interval = self.shared.config.commit_interval;
+        // Appended to the WAL, waiting for the sync that covers them.
+        let mut pending: Vec<(u64, Batch)> = Vec::new();
+        let mut oldest_pending: Option<Instant> = None;
+        let mut last_housekeeping = Instant::now();
+        let mut seal_waiters: Vec<oneshot::Sender<Result<(), Error>>> = Vec::new();
+        loop {
+            let timeout = match oldest_pending {
+                Some(t) => interval.saturating_sub(t.elapsed()),
+                None => Duration::from_secs(1),
+            };
+            let mut disconnected = false;
+            let take = |cmd: Command,
+                            pending: &mut Vec<(u64, Batch)>,
+                            seal_waiters: &mut Vec<_>,
+                            this: &mut Writer| match cmd {
+                Command::Batch(batch) => {
+                    let first = this.wal_next_id;
+                    this.wal_next_id += batch.records.len() as u64;
+                    this.wal.append(first, &batch.records);
+                    pending.push((first, batch));
+                }
+                Command::Seal(done) => seal_waiters.push(done),
+            };
+            match rx.recv_timeout(timeout) {
+                Ok(cmd) => {
+                    take(cmd, &mut pending, &mut seal_waiters, &mut self);
+                    // Take whatever else is queued: one sync covers it all.
+                    let mut bytes = 0usize;
+                    while bytes < (16 << 20) {
+                        match rx.try_recv() {
+                            Ok(cmd) => {
+                                if let Command::Batch(b) = &cmd {
+                                    bytes += b.records.iter().map(Record::weight).sum::<usize>();
+                                }
+                                take(cmd, &mut pending, &mut seal_waiters, &mut self);
+                            }
+                            Err(mpsc::TryRecvError::Empty) => break,
+                            Err(mpsc::TryRecvError::Disconnected) => {
+                                disconnected = true;
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => disconnected = true,
+            }
+            if !pending.is_empty() && oldest_pending.is_none() {
+                oldest_pending = Some(Instant::now());
+            }
+            let someone_waits = pending.iter().any(|(_, b)| b.done.is_some());
+            let due = oldest_pending.is_some_and(|t| t.elapsed() >= interval);
+            let closing = self.shared.closing.load(Ordering::Acquire);
+            if !pending.is_empty() && (someone_waits || due || !seal_waiters.is_empty() || closing || disconnected) {
+                if let Err(e) = self.wal.write_buffered() {
+                    self.write_failed(&e);
+                }
+                self.sync_until_durable(&mut pending);
+                oldest_pending = None;
+                for (first, batch) in pending.drain(..) {
+                    self.account(&batch.records);
+                    let indexed: Vec<(u64, Record)> = batch
+                        .records
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, r)| (first + i as u64, r))
+                        .collect();
+                    if let Err(e) = self.index(&indexed) {
+                        self.write_failed(&e);
+                    }
+                    if let Some(done) = batch.done {
+                        let _ = done.send(Ok(()));
+                    }
+                    let _ = self.shared.tail.send(Arc::new(indexed));
+                }
+            } else if !pending.is_empty() {
+                // Let the kernel start writing while more arrives.
+                if let Err(e) = self.wal.write_buffered() {
+                    self.write_failed(&e);
+                }
+            }
+            if !seal_waiters.is_empty() && pending.is_empty() {
+                let result = self.seal_segment();
+                for w in seal_waiters.drain(..) {
+                    let _ = w.send(match &result {
+                        Ok(()) => Ok(()),
+                        Err(e) => Err(Error::NotDurable(e.to_string())),
+                    });
+                }
+                if self.shared.closing.load(Ordering::Acquire) {
+                    return;
+                }
+            }
+            if last_housekeeping.elapsed() >= Duration::from_secs(1) {
+                last_housekeeping = Instant::now();
+                self.housekeeping();
+            }
+            if disconnected && pending.is_empty() {
+                let _ = self.seal_segment();
+                return;
+            }
+        }
+    }
+
+    /// Syncs the write-ahead log, retrying (and saying so) until it works or the store
+    /// closes. While it fails nothing is acknowledged and nothing more is read: the
+    /// queue fills and listeners stop reading.
+    fn sync_until_durable(&mut self, pending: &mut Vec<(u64, Batch)>) {
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let started = Instant::now();
+            match self.wal.sync() {
+                Ok(()) => {
+                    let c = &self.shared.counters;
+                    c.syncs.fetch_add(1, Ordering::Relaxed);
+                    c.sync_nanos
+                        .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    if let Ok(mut h) = self.shared.health.lock()
+                        && h.take().is_some()
+                    {
+                        tracing::warn!("store: writing works again; acknowledging resumes");
+                    }
+                    return;
+                }
+                Err(e) => {
+                    self.write_failed(&e);
+                    if self.shared.closing.load(Ordering::Acquire) {
+                        // Give up on these: their senders are told they are not durable.
+                        for (_, batch) in pending.drain(..) {
+                            if let Some(done) = batch.done {
+                                let _ = done.send(Err(Error::NotDurable(e.to_string())));
+                            }
+                        }
+                        return;
+                    }
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    fn write_failed(&self, e: &Error) {
+        self.shared
+            .counters
+            .write_errors
+            .fetch_add(1, Ordering::Relaxed);
+        let message = match e {
+            Error::Io { source, .. } if source.raw_os_error() == Some(28) => {
+                format!("disk full, not acknowledging until space is freed: {e}")
+            }
+            _ => format!("cannot write, not acknowledging: {e}"),
+        };
+        if let Ok(mut h) = self.shared.health.lock() {
+            if h.as_deref() != Some(message.as_str()) {
+                tracing::error!("store: {message}");
+                eprintln!("flotilla logd: ERROR: {message}");
+            }
+            *h = Some(message);
+        }
+    }
+
+    fn account(&self, records: &[Record]) {
+        let c = &self.shared.counters;
+        c.batches.fetch_add(1, Ordering::Relaxed);
+        c.records.fetch_add(records.len() as u64, Ordering::Relaxed);
+        let bytes: u64 = records.iter().map(|r| r.raw.len() as u64).sum();
+        c.bytes.fetch_add(bytes, Ordering::Relaxed);
+        let truncated = records
+            .iter()
+            .filter(|r| r.flags & FLAG_TRUNCATED != 0)
+            .count() as u64;
+        c.truncated.fetch_add(truncated, Ordering::Relaxed);
+        let Ok(mut sources) = self.shared.sources.lock() else {
+            return;
+        };
+        for r in records {
+            let ip = r.source.addr.ip();
+            let counters = if sources.len() < MAX_SOURCES || sources.contains_key(&ip) {
+                sources.entry(ip).or_default()
+            } else {
+                let Ok(mut other) = self.shared.other_sources.lock() else {
+                    continue;
+                };
+                bump(&mut other, r);
+                continue;
+            };
+            bump(counters, r);
+        }
+    }
+
+    /// Adds durable records to the open block (sealing blocks and segments as needed)
+    /// and makes them visible to queries.
+    fn index(&mut self, records: &[(u64, Record)]) -> Result<(), Error> {
+        let mut staged: Vec<(u64, Record)> = Vec::with_capacity(records.len());
+        for (id, record) in records {
+            let hour = hour_of(record.received_at);
+            if let Some(seg) = &self.segment
+                && hour > seg.hour
+            {
+                self.publish(&mut staged);
+                self.seal_segment()?;
+            }
+            if self.builder.is_empty() {
+                self.builder = BlockBuilder::new(*id);
+            }
+            let unparsed_before = self.builder.unparsed();
+            self.builder.push(record, &defaults_for(record.received_at));
+            if self.builder.unparsed() > unparsed_before {
+                self.shared.counters.unparsed.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut s) = self.shared.sources.lock()
+                    && let Some(c) = s.get_mut(&record.source.addr.ip())
+                {
+                    c.unparsed += 1;
+                }
+            }
+            staged.push((*id, record.clone()));
+            if self.builder.is_full() {
+                self.publish(&mut staged);
+                self.seal_block(hour)?;
+            }
+        }
+        self.publish(&mut staged);
+        if let Some((id, _)) = records.last() {
+            self.shared.next_id.store(id + 1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Makes staged records visible to queries (they are in the open block).
+    fn publish(&self, staged: &mut Vec<(u64, Record)>) {
+        if staged.is_empty() {
+            return;
+        }
+        if let Ok(mut view) = self.shared.view.write() {
+            view.recent.append(staged);
+        }
+        staged.clear();
+    }
+
+    fn seal_block(&mut self, hour: i64) -> Result<(), Error> {
+        if self.builder.is_empty() {
+            return Ok(());
+        }
+        let first_id = self.builder.next_id() - self.builder.len() as u64;
+        let block = self.builder.seal(self.shared.config.zstd_level)?;
+        if self.segment.is_none() {
+            self.segment = Some(SegmentWriter::create(
+                &self.seg_dir,
+                first_id,
+                hour,
+                self.wal.generation(),
+            )?);
+        }
+        let Some(segment) = self.segment.as_mut() else {
+            return Ok(());
+        };
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match segment.append(&block) {
+                Ok(()) => break,
+                Err(e) => {
+                    self.shared
+                        .counters
+                        .write_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    if let Ok(mut h) = self.shared.health.lock() {
+                        let m = format!("cannot write a segment block, retrying: {e}");
+                        if h.as_deref() != Some(m.as_str()) {
+                            tracing::error!("store: {m}");
+                            eprintln!("flotilla logd: ERROR: {m}");
+                        }
+                        *h = Some(m);
+                    }
+                    if self.shared.closing.load(Ordering::Acquire) {
+                        return Err(e);
+                    }
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+        self.shared
+            .counters
+            .blocks_sealed
+            .fetch_add(1, Ordering::Relaxed);
+        let view_segment = Arc::new(segment.view());
+        let raw: u64 = view_segment.blocks.iter().map(|b| b.meta.raw_bytes).sum();
+        if let Ok(mut view) = self.shared.view.write() {
+            view.open = Some(view_segment);
+            let end = block.meta.first_id + u64::from(block.meta.count);
+            view.recent.retain(|(id, _)| *id >= end);
+        }
+        if raw >= self.shared.config.segment_target_bytes {
+            self.seal_segment()?;
+        }
+        Ok(())
+    }
+
+    /// Seals the open block and segment, rotates the write-ahead log and removes the
+    /// generations whose records are now all in sealed segments.
+    fn seal_segment(&mut self) -> Result<(), Error> {
+        if !self.builder.is_empty() {
+            let hour = self
+                .segment
+                .as_ref()
+                .map_or_else(|| hour_of(now_nanos()), |s| s.hour);
+            self.seal_block(hour)?;
+        }
+        let Some(mut writer) = self.segment.take() else {
+            return Ok(());
+        };
+        let sealed = match writer.seal() {
+            Ok(s) => s,
+            Err(e) => {
+                self.segment = Some(writer);
+                return Err(e);
+            }
+        };
+        let sealed_end = sealed.end_id().unwrap_or(0);
+        if let Ok(mut view) = self.shared.view.write() {
+            view.sealed.push(Arc::new(sealed));
+            view.open = None;
+        }
+        self.shared
+            .counters
+            .segments_sealed
+            .fetch_add(1, Ordering::Relaxed);
+        let closed = self.wal.rotate()?;
+        self.closed_generations
+            .push((closed, self.wal_next_id.saturating_sub(1)));
+        let removable: Vec<u64> = self
+            .closed_generations
+            .iter()
+            .filter(|(_, max_id)| *max_id < sealed_end)
+            .map(|(g, _)| *g)
+            .collect();
+        if let Some(&through) = removable.iter().max() {
+            self.wal.remove_through(through)?;
+            self.closed_generations.retain(|(g, _)| *g > through);
+        }
+        Ok(())
+    }
+
+    fn housekeeping(&mut self) {
+        // A segment holds one hour: seal it once the hour is over.
+        if let Some(seg) = &self.segment
+            && hour_of(now_nanos()) > seg.hour
+            && let Err(e) = self.seal_segment()
+        {
+            self.write_failed(&e);
+        }
+        self.apply_retention();
+    }
+
+    fn apply_retention(&mut self) {
+        let config = &self.shared.config;
+        if config.retention_age.is_none() && config.retention_bytes.is_none() {
+            return;
+        }
+        let now = now_nanos();
+        let mut dropped = Vec::new();
+        if let Ok(mut view) = self.shared.view.write() {
+            if let Some(age) = config.retention_age {
+                let cutoff = now - age.as_nanos() as i64;
+                view.sealed.retain(|s| {
+                    let keep = s.max_received() >= cutoff;
+                    if !keep {
+                        dropped.push(s.clone());
+                    }
+                    keep
+                });
+            }
+            if let Some(max) = config.retention_bytes {
+                let mut total: u64 = view.sealed.iter().map(|s| s.file_bytes).sum();
+                while total > max && !view.sealed.is_empty() {
+                    let s = view.sealed.remove(0);
+                    total -= s.file_bytes;
+                    dropped.push(s);
+                }
+            }
+        }
+        for s in dropped {
+            match std::fs::remove_file(&s.path) {
+                Ok(()) => {
+                    self.shared
+                        .counters
+                        .segments_dropped
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(segment = %s.path.display(), "retention: segment dropped");
+                }
+                Err(e) => tracing::error!(segment = %s.path.display(), error = %e, "retention: cannot remove"),
+            }
+        }
+    }
+}
+
+fn bump(c: &mut SourceCounters, r: &Record) {
+    c.records += 1;
+    c.bytes += r.raw.len() as u64;
+    if r.flags & FLAG_TRUNCATED != 0 {
+        c.truncated += 1;
+    }
+    c.last_received_ns = c.last_received_ns.max(r.received_at);
+}
