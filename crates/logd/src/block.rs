@@ -474,8 +474,14 @@ mod tests {
         Record {
             received_at: 1_700_000_000_000_000_000 + i as i64 * 1000,
             source: Source {
-                transport: if i % 2 == 0 { Transport::Tcp } else { Transport::Udp },
-                addr: format!("127.0.0.{}:{}", i % 3 + 1, 5000 + i % 7).parse().unwrap(),
+                transport: if i % 2 == 0 {
+                    Transport::Tcp
+                } else {
+                    Transport::Udp
+                },
+                addr: format!("127.0.0.{}:{}", i % 3 + 1, 5000 + i % 7)
+                    .parse()
+                    .unwrap(),
             },
             flags: (i % 5 == 0) as u8,
             raw: Bytes::from(format!(
@@ -513,8 +519,16 @@ mod tests {
         // Every token and field is in the filter.
         assert!(sealed.meta.may_contain(token_hash(b"id")));
         assert!(sealed.meta.may_contain(token_hash(b"000003e7")));
-        assert!(sealed.meta.may_contain(field_hash(FieldTag::Host, b"host-3")));
-        assert!(sealed.meta.may_contain(field_hash(FieldTag::SdParam, b"ex@32473.k=v8")));
+        assert!(
+            sealed
+                .meta
+                .may_contain(field_hash(FieldTag::Host, b"host-3"))
+        );
+        assert!(
+            sealed
+                .meta
+                .may_contain(field_hash(FieldTag::SdParam, b"ex@32473.k=v8"))
+        );
         // Round trip of the meta.
         let mut enc = Vec::new();
         sealed.meta.encode(&mut enc);

@@ -16,6 +16,7 @@
 
 pub mod block;
 pub mod error;
+pub mod http;
 pub mod query;
 pub mod record;
 pub mod segment;

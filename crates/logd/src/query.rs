@@ -62,6 +62,80 @@ pub struct Query {
     pub unparsed_only: bool,
 }
 
+/// A query as text, the way the command line and the HTTP API take it. Converted with
+/// [`QuerySpec::to_query`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct QuerySpec {
+    /// Start: `now`, a duration ago (`1h`), RFC 3339, or `@UNIX`.
+    pub since: Option<String>,
+    /// End (exclusive), same forms.
+    pub until: Option<String>,
+    /// HOSTNAME (any of).
+    #[serde(default)]
+    pub host: Vec<String>,
+    /// APP-NAME (any of).
+    #[serde(default)]
+    pub app: Vec<String>,
+    /// MSGID (any of).
+    #[serde(default)]
+    pub msgid: Vec<String>,
+    /// PROCID (any of).
+    #[serde(default)]
+    pub procid: Vec<String>,
+    /// Severity range: `err`, `..err`, `warning..`, `crit..warning`.
+    pub severity: Option<String>,
+    /// `SD-ID.PARAM=VALUE` (all of).
+    #[serde(default)]
+    pub sd: Vec<String>,
+    /// Words at word boundaries (all of).
+    #[serde(default)]
+    pub grep: Vec<String>,
+    /// Plain substrings (all of).
+    #[serde(default)]
+    pub substr: Vec<String>,
+    /// Only records stored raw.
+    #[serde(default)]
+    pub unparsed: bool,
+}
+
+impl QuerySpec {
+    /// Resolves times against `now_ns` and checks every part.
+    pub fn to_query(&self, now_ns: i64) -> Result<Query, Error> {
+        let (severity_min_code, severity_max_code) = match &self.severity {
+            Some(s) => {
+                let (lo, hi) = parse_severity_range(s)?;
+                (Some(lo), Some(hi))
+            }
+            None => (None, None),
+        };
+        let query = Query {
+            since: self
+                .since
+                .as_deref()
+                .map(|s| parse_time(s, now_ns))
+                .transpose()?,
+            until: self
+                .until
+                .as_deref()
+                .map(|s| parse_time(s, now_ns))
+                .transpose()?,
+            host: self.host.clone(),
+            app: self.app.clone(),
+            msgid: self.msgid.clone(),
+            procid: self.procid.clone(),
+            severity_min_code,
+            severity_max_code,
+            sd: self.sd.clone(),
+            grep: self.grep.clone(),
+            substr: self.substr.clone(),
+            unparsed_only: self.unparsed,
+        };
+        // Checks the rest (SD syntax, empty texts, time order).
+        Matcher::new(query.clone())?;
+        Ok(query)
+    }
+}
+
 /// Counters of one query's work: what was pruned and what was opened.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct QueryStats {
@@ -161,10 +235,8 @@ impl Matcher {
             .iter()
             .map(|t| memchr::memmem::Finder::new(t.as_bytes()).into_owned())
             .collect();
-        let needs_parse = !any_of.is_empty()
-            || !sd.is_empty()
-            || severity_mask != 0xff
-            || query.unparsed_only;
+        let needs_parse =
+            !any_of.is_empty() || !sd.is_empty() || severity_mask != 0xff || query.unparsed_only;
         required.sort_unstable();
         required.dedup();
         Ok(Matcher {
@@ -464,7 +536,11 @@ impl RecordJson {
     /// One human-readable line: `time host app[pid] severity msgid [sd] msg`.
     pub fn human_line(&self) -> String {
         let mut out = String::new();
-        let _ = write!(out, "{}", &self.received_at[..23.min(self.received_at.len())]);
+        let _ = write!(
+            out,
+            "{}",
+            &self.received_at[..23.min(self.received_at.len())]
+        );
         out.push('Z');
         if let Some(node) = &self.node {
             let _ = write!(out, " @{node}");
@@ -561,31 +637,139 @@ mod tests {
     fn record_matching() {
         let line = r#"<11>1 2024-01-01T00:00:00Z web-1 api 42 REQ [req@32473 id="a\"b" user="u1"] failed id-7 for user"#;
         assert!(m(Query::default(), line));
-        assert!(m(Query { host: vec!["web-1".into()], ..Default::default() }, line));
-        assert!(!m(Query { host: vec!["web".into()], ..Default::default() }, line));
-        assert!(m(Query { app: vec!["x".into(), "api".into()], ..Default::default() }, line));
-        assert!(m(Query { msgid: vec!["REQ".into()], ..Default::default() }, line));
-        assert!(m(Query { procid: vec!["42".into()], ..Default::default() }, line));
-        assert!(m(Query { sd: vec!["req@32473.id=a\"b".into()], ..Default::default() }, line));
-        assert!(!m(Query { sd: vec!["req@32473.id=ab".into()], ..Default::default() }, line));
-        assert!(m(Query { grep: vec!["id-7".into()], ..Default::default() }, line));
-        assert!(!m(Query { grep: vec!["id-".into(), "fail".into()], ..Default::default() }, line));
-        assert!(m(Query { substr: vec!["fail".into()], ..Default::default() }, line));
+        assert!(m(
+            Query {
+                host: vec!["web-1".into()],
+                ..Default::default()
+            },
+            line
+        ));
+        assert!(!m(
+            Query {
+                host: vec!["web".into()],
+                ..Default::default()
+            },
+            line
+        ));
+        assert!(m(
+            Query {
+                app: vec!["x".into(), "api".into()],
+                ..Default::default()
+            },
+            line
+        ));
+        assert!(m(
+            Query {
+                msgid: vec!["REQ".into()],
+                ..Default::default()
+            },
+            line
+        ));
+        assert!(m(
+            Query {
+                procid: vec!["42".into()],
+                ..Default::default()
+            },
+            line
+        ));
+        assert!(m(
+            Query {
+                sd: vec!["req@32473.id=a\"b".into()],
+                ..Default::default()
+            },
+            line
+        ));
+        assert!(!m(
+            Query {
+                sd: vec!["req@32473.id=ab".into()],
+                ..Default::default()
+            },
+            line
+        ));
+        assert!(m(
+            Query {
+                grep: vec!["id-7".into()],
+                ..Default::default()
+            },
+            line
+        ));
+        assert!(!m(
+            Query {
+                grep: vec!["id-".into(), "fail".into()],
+                ..Default::default()
+            },
+            line
+        ));
+        assert!(m(
+            Query {
+                substr: vec!["fail".into()],
+                ..Default::default()
+            },
+            line
+        ));
         let (lo, hi) = parse_severity_range("..err").unwrap();
-        let sev = |lo, hi| Query { severity_min_code: Some(lo), severity_max_code: Some(hi), ..Default::default() };
+        let sev = |lo, hi| Query {
+            severity_min_code: Some(lo),
+            severity_max_code: Some(hi),
+            ..Default::default()
+        };
         assert!(m(sev(lo, hi), line));
         assert!(!m(sev(4, 7), line));
-        assert!(m(Query { since: Some(10), until: Some(11), ..Default::default() }, line));
-        assert!(!m(Query { since: Some(11), ..Default::default() }, line));
-        assert!(m(Query { unparsed_only: true, ..Default::default() }, "garbage \u{1} line"));
-        assert!(!m(Query { unparsed_only: true, ..Default::default() }, line));
+        assert!(m(
+            Query {
+                since: Some(10),
+                until: Some(11),
+                ..Default::default()
+            },
+            line
+        ));
+        assert!(!m(
+            Query {
+                since: Some(11),
+                ..Default::default()
+            },
+            line
+        ));
+        assert!(m(
+            Query {
+                unparsed_only: true,
+                ..Default::default()
+            },
+            "garbage \u{1} line"
+        ));
+        assert!(!m(
+            Query {
+                unparsed_only: true,
+                ..Default::default()
+            },
+            line
+        ));
     }
 
     #[test]
     fn bad_queries_are_errors() {
-        assert!(Matcher::new(Query { sd: vec!["novalue".into()], ..Default::default() }).is_err());
-        assert!(Matcher::new(Query { grep: vec![String::new()], ..Default::default() }).is_err());
-        assert!(Matcher::new(Query { since: Some(5), until: Some(5), ..Default::default() }).is_err());
+        assert!(
+            Matcher::new(Query {
+                sd: vec!["novalue".into()],
+                ..Default::default()
+            })
+            .is_err()
+        );
+        assert!(
+            Matcher::new(Query {
+                grep: vec![String::new()],
+                ..Default::default()
+            })
+            .is_err()
+        );
+        assert!(
+            Matcher::new(Query {
+                since: Some(5),
+                until: Some(5),
+                ..Default::default()
+            })
+            .is_err()
+        );
     }
 
     #[test]
@@ -604,7 +788,10 @@ mod tests {
         assert_eq!(j.hostname.as_deref(), Some("mymachine.example.com"));
         assert_eq!(j.msg_id.as_deref(), Some("ID47"));
         assert_eq!(j.proc_id, None);
-        assert_eq!(j.structured_data["exampleSDID@32473"]["eventSource"], "Application");
+        assert_eq!(
+            j.structured_data["exampleSDID@32473"]["eventSource"],
+            "Application"
+        );
         assert!(j.truncated);
         assert!(j.raw_base64.is_some());
         assert_eq!(base64_encode(b"foob"), "Zm9vYg==");

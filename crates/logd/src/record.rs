@@ -140,7 +140,10 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], Error> {
-        let end = self.pos.checked_add(n).ok_or_else(|| self.corrupt("length overflow"))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or_else(|| self.corrupt("length overflow"))?;
         let out = self
             .buf
             .get(self.pos..end)

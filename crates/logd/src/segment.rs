@@ -188,7 +188,12 @@ pub struct SegmentWriter {
 
 impl SegmentWriter {
     /// Starts `segments/<first_id>.open`.
-    pub fn create(dir: &Path, first_id: u64, hour: i64, wal_generation: u64) -> Result<Self, Error> {
+    pub fn create(
+        dir: &Path,
+        first_id: u64,
+        hour: i64,
+        wal_generation: u64,
+    ) -> Result<Self, Error> {
         let path = dir.join(format!("{first_id:020}.open"));
         let mut file = OpenOptions::new()
             .create(true)
@@ -199,9 +204,7 @@ impl SegmentWriter {
             .ctx(|| format!("creating {}", path.display()))?;
         file.write_all(MAGIC)
             .ctx(|| format!("writing {}", path.display()))?;
-        let reader = Arc::new(
-            File::open(&path).ctx(|| format!("opening {}", path.display()))?,
-        );
+        let reader = Arc::new(File::open(&path).ctx(|| format!("opening {}", path.display()))?);
         Ok(SegmentWriter {
             dir: dir.to_path_buf(),
             path,

@@ -448,6 +448,41 @@ impl Store {
         })
     }
 
+    /// Opens a data directory for queries only, without its lock and without changing
+    /// anything: sealed segments plus the write-ahead log's records read into memory. A
+    /// running logd may be writing it meanwhile; the snapshot is as of this call.
+    pub fn open_read_only(data_dir: &Path) -> Result<ReadOnlyStore, Error> {
+        if !data_dir.join("segments").exists() && !data_dir.join("wal").exists() {
+            return Err(Error::Config(format!(
+                "{} is not a logd data directory (no segments/ or wal/)",
+                data_dir.display()
+            )));
+        }
+        let (sealed_paths, _) = list_dir(&data_dir.join("segments"))?;
+        let mut sealed = Vec::new();
+        for p in sealed_paths {
+            match Segment::open_sealed(&p) {
+                Ok(s) => sealed.push(Arc::new(s)),
+                // Sealed and removed by retention meanwhile: skip it.
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        sealed.sort_by_key(|s| s.first_id());
+        let sealed_end = sealed.iter().filter_map(|s| s.end_id()).max().unwrap_or(1);
+        let recent = Wal::read_only(&data_dir.join("wal"))?
+            .into_iter()
+            .filter(|(id, _)| *id >= sealed_end)
+            .collect();
+        Ok(ReadOnlyStore {
+            view: View {
+                sealed,
+                open: None,
+                recent,
+            },
+        })
+    }
+
     /// A handle for listeners.
     pub fn ingest(&self) -> Ingest {
         Ingest {
@@ -491,49 +526,14 @@ impl Store {
         newest_first: bool,
         emit: &mut dyn FnMut(u64, &Record) -> bool,
     ) -> Result<QueryStats, Error> {
-        let (segments, recent) = {
-            let view = self
-                .shared
-                .view
-                .read()
-                .map_err(|_| Error::Corrupt("store view lock poisoned".into()))?;
-            let mut segments = view.sealed.clone();
-            if let Some(open) = &view.open {
-                segments.push(open.clone());
-            }
-            (segments, view.recent.clone())
-        };
-        let mut stats = QueryStats {
-            segments_total: segments.len() as u64,
-            ..QueryStats::default()
-        };
-        let mut scanner = Scanner {
-            matcher,
-            newest_first,
-            stats: &mut stats,
-            emit,
-            go_on: true,
-        };
-        if newest_first {
-            for (id, r) in recent.iter().rev() {
-                if !scanner.visit(*id, r) {
-                    break;
-                }
-            }
-            for seg in segments.iter().rev() {
-                scanner.segment(seg);
-            }
-        } else {
-            for seg in segments.iter() {
-                scanner.segment(seg);
-            }
-            for (id, r) in recent.iter() {
-                if !scanner.visit(*id, r) {
-                    break;
-                }
-            }
-        }
-        Ok(stats)
+        let view = self
+            .shared
+            .view
+            .read()
+            .map_err(|_| Error::Corrupt("store view lock poisoned".into()))?;
+        let (segments, recent) = view.snapshot();
+        drop(view);
+        scan_snapshot(&segments, &recent, matcher, newest_first, emit)
     }
 
     /// Runs a query and returns its matches in time order: all of them, or with a limit
@@ -543,25 +543,10 @@ impl Store {
         matcher: &Matcher,
         limit: Option<usize>,
     ) -> Result<(Vec<(u64, Record)>, QueryStats), Error> {
-        let mut out = Vec::new();
-        let stats = match limit {
-            Some(0) => QueryStats::default(),
-            Some(n) => {
-                let stats = self.scan(matcher, true, &mut |id, r| {
-                    out.push((id, r.clone()));
-                    out.len() < n
-                })?;
-                out.reverse();
-                stats
-            }
-            None => self.scan(matcher, false, &mut |id, r| {
-                out.push((id, r.clone()));
-                true
-            })?,
-        };
-        Ok((out, stats))
+        collect(limit, &mut |newest_first, emit| {
+            self.scan(matcher, newest_first, emit)
+        })
     }
-
     /// Statistics now.
     pub fn stats(&self) -> StoreStats {
         let c = &self.shared.counters;
@@ -584,7 +569,11 @@ impl Store {
             .shared
             .sources
             .lock()
-            .map(|m| m.iter().map(|(ip, s)| (ip.to_string(), s.clone())).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|(ip, s)| (ip.to_string(), s.clone()))
+                    .collect()
+            })
             .unwrap_or_default();
         sources.sort_by(|a, b| b.1.records.cmp(&a.1.records));
         if let Ok(other) = self.shared.other_sources.lock()
@@ -655,6 +644,112 @@ impl Store {
     }
 }
 
+/// A store opened for queries only ([`Store::open_read_only`]).
+pub struct ReadOnlyStore {
+    view: View,
+}
+
+impl ReadOnlyStore {
+    /// Like [`Store::scan`].
+    pub fn scan(
+        &self,
+        matcher: &Matcher,
+        newest_first: bool,
+        emit: &mut dyn FnMut(u64, &Record) -> bool,
+    ) -> Result<QueryStats, Error> {
+        let (segments, recent) = self.view.snapshot();
+        scan_snapshot(&segments, &recent, matcher, newest_first, emit)
+    }
+
+    /// Like [`Store::query`].
+    pub fn query(
+        &self,
+        matcher: &Matcher,
+        limit: Option<usize>,
+    ) -> Result<(Vec<(u64, Record)>, QueryStats), Error> {
+        collect(limit, &mut |newest_first, emit| {
+            self.scan(matcher, newest_first, emit)
+        })
+    }
+}
+
+impl View {
+    fn snapshot(&self) -> (Vec<Arc<Segment>>, Vec<(u64, Record)>) {
+        let mut segments = self.sealed.clone();
+        if let Some(open) = &self.open {
+            segments.push(open.clone());
+        }
+        (segments, self.recent.clone())
+    }
+}
+
+type ScanFn<'a> =
+    dyn FnMut(bool, &mut dyn FnMut(u64, &Record) -> bool) -> Result<QueryStats, Error> + 'a;
+
+/// Matches in time order: all, or the newest `limit`.
+fn collect(
+    limit: Option<usize>,
+    scan: &mut ScanFn<'_>,
+) -> Result<(Vec<(u64, Record)>, QueryStats), Error> {
+    let mut out = Vec::new();
+    let stats = match limit {
+        Some(0) => QueryStats::default(),
+        Some(n) => {
+            let stats = scan(true, &mut |id, r| {
+                out.push((id, r.clone()));
+                out.len() < n
+            })?;
+            out.reverse();
+            stats
+        }
+        None => scan(false, &mut |id, r| {
+            out.push((id, r.clone()));
+            true
+        })?,
+    };
+    Ok((out, stats))
+}
+
+fn scan_snapshot(
+    segments: &[Arc<Segment>],
+    recent: &[(u64, Record)],
+    matcher: &Matcher,
+    newest_first: bool,
+    emit: &mut dyn FnMut(u64, &Record) -> bool,
+) -> Result<QueryStats, Error> {
+    let mut stats = QueryStats {
+        segments_total: segments.len() as u64,
+        ..QueryStats::default()
+    };
+    let mut scanner = Scanner {
+        matcher,
+        newest_first,
+        stats: &mut stats,
+        emit,
+        go_on: true,
+    };
+    if newest_first {
+        for (id, r) in recent.iter().rev() {
+            if !scanner.visit(*id, r) {
+                break;
+            }
+        }
+        for seg in segments.iter().rev() {
+            scanner.segment(seg);
+        }
+    } else {
+        for seg in segments.iter() {
+            scanner.segment(seg);
+        }
+        for (id, r) in recent.iter() {
+            if !scanner.visit(*id, r) {
+                break;
+            }
+        }
+    }
+    Ok(stats)
+}
+
 /// One query's walk over segments, blocks and records.
 struct Scanner<'a> {
     matcher: &'a Matcher,
@@ -671,10 +766,11 @@ impl Scanner<'_> {
             return false;
         }
         self.stats.records_scanned += 1;
-        if self
-            .matcher
-            .matches(record.received_at, &record.raw, &defaults_for(record.received_at))
-        {
+        if self.matcher.matches(
+            record.received_at,
+            &record.raw,
+            &defaults_for(record.received_at),
+        ) {
             self.stats.matched += 1;
             self.go_on = (self.emit)(id, record);
         }
@@ -683,7 +779,11 @@ impl Scanner<'_> {
 
     /// Looks at the blocks of a segment that may match.
     fn segment(&mut self, seg: &Segment) {
-        if !self.go_on || !self.matcher.time_overlaps(seg.min_received(), seg.max_received()) {
+        if !self.go_on
+            || !self
+                .matcher
+                .time_overlaps(seg.min_received(), seg.max_received())
+        {
             return;
         }
         self.stats.segments_in_range += 1;
@@ -715,7 +815,10 @@ impl Scanner<'_> {
         for k in 0..n {
             let i = if self.newest_first { n - 1 - k } else { k };
             // Time is checked before the record is materialised.
-            if !self.matcher.time_overlaps(block.received_at(i), block.received_at(i)) {
+            if !self
+                .matcher
+                .time_overlaps(block.received_at(i), block.received_at(i))
+            {
                 continue;
             }
             let (id, record) = block.record(i);
@@ -768,9 +871,9 @@ impl Writer {
             };
             let mut disconnected = false;
             let take = |cmd: Command,
-                            pending: &mut Vec<(u64, Batch)>,
-                            seal_waiters: &mut Vec<_>,
-                            this: &mut Writer| match cmd {
+                        pending: &mut Vec<(u64, Batch)>,
+                        seal_waiters: &mut Vec<_>,
+                        this: &mut Writer| match cmd {
                 Command::Batch(batch) => {
                     let first = this.wal_next_id;
                     this.wal_next_id += batch.records.len() as u64;
@@ -809,7 +912,9 @@ impl Writer {
             let someone_waits = pending.iter().any(|(_, b)| b.done.is_some());
             let due = oldest_pending.is_some_and(|t| t.elapsed() >= interval);
             let closing = self.shared.closing.load(Ordering::Acquire);
-            if !pending.is_empty() && (someone_waits || due || !seal_waiters.is_empty() || closing || disconnected) {
+            if !pending.is_empty()
+                && (someone_waits || due || !seal_waiters.is_empty() || closing || disconnected)
+            {
                 if let Err(e) = self.wal.write_buffered() {
                     self.write_failed(&e);
                 }
@@ -965,7 +1070,10 @@ impl Writer {
             let unparsed_before = self.builder.unparsed();
             self.builder.push(record, &defaults_for(record.received_at));
             if self.builder.unparsed() > unparsed_before {
-                self.shared.counters.unparsed.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .counters
+                    .unparsed
+                    .fetch_add(1, Ordering::Relaxed);
                 if let Ok(mut s) = self.shared.sources.lock()
                     && let Some(c) = s.get_mut(&record.source.addr.ip())
                 {
@@ -1147,7 +1255,9 @@ impl Writer {
                         .fetch_add(1, Ordering::Relaxed);
                     tracing::info!(segment = %s.path.display(), "retention: segment dropped");
                 }
-                Err(e) => tracing::error!(segment = %s.path.display(), error = %e, "retention: cannot remove"),
+                Err(e) => {
+                    tracing::error!(segment = %s.path.display(), error = %e, "retention: cannot remove")
+                }
             }
         }
     }

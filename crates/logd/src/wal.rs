@@ -124,6 +124,19 @@ impl Wal {
         Ok((wal, recovered))
     }
 
+    /// Reads every valid record of the log in `dir` without changing anything (no tail
+    /// is cut, no generation started): for read-only queries of a live data directory.
+    pub fn read_only(dir: &Path) -> Result<Vec<(u64, Record)>, Error> {
+        let mut records = Vec::new();
+        if !dir.exists() {
+            return Ok(records);
+        }
+        for g in list_generations(dir)? {
+            read_file(&wal_path(dir, g), &mut records)?;
+        }
+        Ok(records)
+    }
+
     fn create(dir: &Path, generation: u64) -> Result<Wal, Error> {
         let path = wal_path(dir, generation);
         let mut file = OpenOptions::new()
