@@ -17,6 +17,7 @@
 pub mod block;
 pub mod error;
 pub mod http;
+pub mod listen;
 pub mod query;
 pub mod record;
 pub mod segment;

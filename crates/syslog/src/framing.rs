@@ -99,6 +99,10 @@ pub struct FrameDecoder {
     /// Stream offset of `buf[start]`.
     stream_offset: u64,
     eof: bool,
+    /// Keep every byte: truncate instead of dropping (see [`FrameDecoder::keep_all`]).
+    keep_all: bool,
+    /// The frame last returned was cut.
+    last_truncated: bool,
 }
 
 enum Step {
@@ -121,7 +125,28 @@ impl FrameDecoder {
             skip: Skip::Nothing,
             stream_offset: 0,
             eof: false,
+            keep_all: false,
+            last_truncated: false,
         }
+    }
+
+    /// A receiver's policy that loses nothing it can keep (the log service's):
+    /// - an oversize frame is returned **truncated** to its first `max_frame_len` octets
+    ///   (the rest of it is skipped: MSG-LEN octets for octet counting, through the next LF
+    ///   for LF framing), and [`last_frame_truncated`](Self::last_frame_truncated) says so;
+    /// - with [`Framing::Auto`], a frame that starts with a digit but has no valid
+    ///   `MSG-LEN SP` is read as an LF-framed line (what rsyslog does), not dropped;
+    /// - a stream that ends inside an octet-counted frame returns the octets received,
+    ///   flagged truncated.
+    pub fn keep_all(mut self) -> Self {
+        self.keep_all = true;
+        self
+    }
+
+    /// Whether the frame last returned by [`next_frame`](Self::next_frame) or
+    /// [`finish`](Self::finish) was cut (only with [`keep_all`](Self::keep_all)).
+    pub fn last_frame_truncated(&self) -> bool {
+        self.last_truncated
     }
 
     /// Adds received bytes.
@@ -208,6 +233,7 @@ impl FrameDecoder {
     }
 
     fn step(&mut self) -> Step {
+        self.last_truncated = false;
         self.apply_skip();
         if self.skip != Skip::Nothing {
             return Step::NeedMore;
@@ -245,7 +271,10 @@ impl FrameDecoder {
             Some(len) => {
                 let from = self.start;
                 self.advance(len + 1);
-                if len > max {
+                if len > max && self.keep_all {
+                    self.last_truncated = true;
+                    Step::Frame(from, from + max)
+                } else if len > max {
                     Step::Fail(Error::FrameTooLong { len, max })
                 } else {
                     Step::Frame(from, from + len)
@@ -254,8 +283,13 @@ impl FrameDecoder {
             None => {
                 let len = available.len();
                 if len > max {
+                    let from = self.start;
                     self.advance(len);
                     self.skip = Skip::ThroughLf;
+                    if self.keep_all {
+                        self.last_truncated = true;
+                        return Step::Frame(from, from + max);
+                    }
                     Step::Fail(Error::FrameTooLong { len, max })
                 } else if self.eof {
                     let from = self.start;
@@ -298,6 +332,10 @@ impl FrameDecoder {
             None
         };
         if let Some(error) = error {
+            if self.keep_all && self.framing == Framing::Auto {
+                // Not an octet count after all: a line that starts with a digit.
+                return self.step_lf();
+            }
             self.skip = Skip::ThroughLf;
             return Step::Fail(error);
         }
@@ -310,6 +348,18 @@ impl FrameDecoder {
             });
         let max = self.max_frame_len;
         let header = digits + 1;
+        if len > max as u64 && self.keep_all {
+            let body = available.len() - header;
+            if body >= max || self.eof {
+                let take = body.min(max);
+                let from = self.start + header;
+                self.advance(header + take);
+                self.skip = Skip::Bytes(len - take as u64);
+                self.last_truncated = true;
+                return Step::Frame(from, from + take);
+            }
+            return Step::NeedMore;
+        }
         if len > max as u64 {
             self.advance(header);
             self.skip = Skip::Bytes(len);
@@ -321,6 +371,13 @@ impl FrameDecoder {
         // len <= max_frame_len, so it fits in usize.
         let len = len as usize;
         if available.len() - header < len {
+            if self.eof && self.keep_all {
+                let from = self.start + header;
+                let to = self.start + available.len();
+                self.advance(available.len());
+                self.last_truncated = true;
+                return Step::Frame(from, to);
+            }
             if self.eof {
                 let received = available.len() - header;
                 self.advance(available.len());
@@ -348,6 +405,57 @@ mod tests {
             frames.push(frame.map(<[u8]>::to_vec));
         }
         frames
+    }
+
+    fn drain_flagged(decoder: &mut FrameDecoder, finish: bool) -> Vec<(Vec<u8>, bool)> {
+        let mut frames = Vec::new();
+        loop {
+            let next = if finish {
+                decoder.finish()
+            } else {
+                decoder.next_frame()
+            };
+            match next {
+                Some(Ok(f)) => {
+                    let f = f.to_vec();
+                    frames.push((f, decoder.last_frame_truncated()));
+                }
+                Some(Err(e)) => panic!("keep_all returned an error: {e:?}"),
+                None => return frames,
+            }
+        }
+    }
+
+    #[test]
+    fn keep_all_truncates_and_keeps_lines_that_start_with_digits() {
+        let mut d = FrameDecoder::new(Framing::Auto, 4).keep_all();
+        d.push(b"6 abcdef2 ok");
+        assert_eq!(
+            drain_flagged(&mut d, false),
+            vec![(b"abcd".to_vec(), true), (b"ok".to_vec(), false)]
+        );
+        d.push(b"abcdefgh\nxy\n2024-01 line\n");
+        assert_eq!(
+            drain_flagged(&mut d, false),
+            vec![
+                (b"abcd".to_vec(), true),
+                (b"xy".to_vec(), false),
+                (b"2024".to_vec(), true)
+            ]
+        );
+        // Octet-counted frame cut by the end of the stream: what arrived, flagged.
+        d.push(b"9 abc");
+        assert_eq!(drain_flagged(&mut d, false), vec![]);
+        assert_eq!(drain_flagged(&mut d, true), vec![(b"abc".to_vec(), true)]);
+        // Oversize octet-counted frame split across pushes.
+        let mut d = FrameDecoder::new(Framing::Auto, 4).keep_all();
+        d.push(b"10 ab");
+        assert_eq!(drain_flagged(&mut d, false), vec![]);
+        d.push(b"cdefghij3 xyz");
+        assert_eq!(
+            drain_flagged(&mut d, false),
+            vec![(b"abcd".to_vec(), true), (b"xyz".to_vec(), false)]
+        );
     }
 
     #[test]

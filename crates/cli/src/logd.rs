@@ -1,0 +1,203 @@
+//! `flotilla logd`: runs one log-service node (store, listeners, HTTP API) until SIGINT or
+//! SIGTERM, then makes everything it accepted durable and seals its open segment.
+//!
+//! With no flags it works: the data directory is `$FLOTILLA_LOGD_DATA`, else
+//! `$XDG_DATA_HOME/flotilla/logd`, else `$HOME/.local/share/flotilla/logd`; it listens on
+//! `udp://127.0.0.1:5514`, `tcp://127.0.0.1:5514`, `relp://127.0.0.1:2514` and serves HTTP on
+//! `127.0.0.1:7480`. It prints what it uses on stderr, and one JSON line on stdout once it is
+//! ready (`{"event":"ready", ...}`: the bound addresses, for scripts and tests).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use flotilla_logd::listen::ListenSpec;
+use flotilla_logd::query::parse_duration;
+use flotilla_logd::server::{DEFAULT_HTTP, DEFAULT_LISTEN, Server, ServerConfig};
+
+/// Arguments of `flotilla logd`.
+#[derive(clap::Args, Debug)]
+pub struct LogdArgs {
+    /// Data directory (one logd per directory; it is locked).
+    #[arg(long, env = "FLOTILLA_LOGD_DATA")]
+    data: Option<PathBuf>,
+    /// Listeners, comma-separated and/or repeated: udp://ADDR, tcp://ADDR,
+    /// tls://ADDR?cert=PEM&key=PEM[&client_ca=PEM], relp://ADDR.
+    /// Default: udp://127.0.0.1:5514,tcp://127.0.0.1:5514,relp://127.0.0.1:2514.
+    #[arg(long)]
+    listen: Vec<String>,
+    /// HTTP API address (query, tail, stats, health, /metrics); `none` to disable.
+    #[arg(long, default_value = DEFAULT_HTTP)]
+    http: String,
+    /// Longest a record waits for its fsync when nobody waits for it, in milliseconds
+    /// (RELP messages are synced as soon as the previous sync ends).
+    #[arg(long, default_value_t = 10)]
+    commit_interval_ms: u64,
+    /// Longest frame kept whole, in bytes; longer frames are stored cut to this and
+    /// flagged truncated.
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_frame: usize,
+    /// Most stream connections at once over all listeners.
+    #[arg(long, default_value_t = 16_000)]
+    max_connections: usize,
+    /// Drop data older than this (e.g. 30d, 12h); whole segments (at most an hour each)
+    /// are dropped.
+    #[arg(long)]
+    retention_age: Option<String>,
+    /// Keep segments under this size (e.g. 20GiB, 500MiB); the oldest are dropped first.
+    #[arg(long)]
+    retention_size: Option<String>,
+    /// zstd level of stored blocks.
+    #[arg(long, default_value_t = 3)]
+    zstd_level: i32,
+    /// Memory for received records not yet written, in MiB; senders are slowed past it.
+    #[arg(long, default_value_t = 64)]
+    queue_mib: usize,
+    /// This node's name (archive objects, multi-node queries). Default: the host name.
+    #[arg(long)]
+    node_id: Option<String>,
+}
+
+/// The default data directory.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("flotilla/logd");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        return PathBuf::from(h).join(".local/share/flotilla/logd");
+    }
+    PathBuf::from("flotilla-logd-data")
+}
+
+/// Parses `20GiB`, `500MiB`, `1G`, `4096` into bytes.
+pub fn parse_size(spec: &str) -> Result<u64> {
+    let s = spec.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: f64 = n.parse().with_context(|| format!("bad size {spec:?}"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => bail!("bad size {spec:?}: use B, KiB, MiB, GiB or TiB"),
+    };
+    Ok((n * mult) as u64)
+}
+
+/// Builds the node's configuration from the flags.
+pub fn config_from_args(args: &LogdArgs) -> Result<ServerConfig> {
+    let data = args.data.clone().unwrap_or_else(default_data_dir);
+    let mut config = ServerConfig::new(data);
+    let urls: Vec<String> = if args.listen.is_empty() {
+        DEFAULT_LISTEN.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.listen.clone()
+    };
+    config.listen = Vec::new();
+    for u in &urls {
+        config.listen.extend(ListenSpec::parse_list(u)?);
+    }
+    config.http = match args.http.as_str() {
+        "none" | "" => None,
+        a => Some(
+            a.parse()
+                .with_context(|| format!("--http {a:?}: expected IP:PORT or none"))?,
+        ),
+    };
+    if args.commit_interval_ms == 0 || args.commit_interval_ms > 10_000 {
+        bail!("--commit-interval-ms must be 1-10000");
+    }
+    config.store.commit_interval = Duration::from_millis(args.commit_interval_ms);
+    if args.max_frame < 480 || args.max_frame > flotilla_logd::MAX_RECORD_BYTES {
+        bail!(
+            "--max-frame must be 480-{} (RFC 5424 receivers must take 480)",
+            flotilla_logd::MAX_RECORD_BYTES
+        );
+    }
+    config.listen_options.max_frame = args.max_frame;
+    config.listen_options.max_connections = args.max_connections.max(1);
+    if let Some(a) = &args.retention_age {
+        let ns = parse_duration(a)
+            .with_context(|| format!("--retention-age {a:?}: use e.g. 30d, 12h, 90m"))?;
+        config.store.retention_age = Some(Duration::from_nanos(ns.max(0) as u64));
+    }
+    if let Some(s) = &args.retention_size {
+        config.store.retention_bytes = Some(parse_size(s)?);
+    }
+    if !(1..=19).contains(&args.zstd_level) {
+        bail!("--zstd-level must be 1-19");
+    }
+    config.store.zstd_level = args.zstd_level;
+    config.store.queue_bytes = args.queue_mib.max(1) << 20;
+    if let Some(n) = &args.node_id {
+        config.store.node_id = n.clone();
+    }
+    Ok(config)
+}
+
+/// Runs `flotilla logd`.
+pub fn run(args: LogdArgs) -> Result<()> {
+    let config = config_from_args(&args)?;
+    let data_dir = config.store.data_dir.clone();
+    let mut server = Server::start(config).with_context(|| {
+        format!("starting logd with data directory {}", data_dir.display())
+    })?;
+    eprintln!("flotilla logd: data directory {}", data_dir.display());
+    let stats = server.store().stats();
+    if stats.recovered_records > 0 || stats.torn_tail_bytes > 0 {
+        eprintln!(
+            "flotilla logd: recovered {} records from the write-ahead log (torn tail cut: {} bytes)",
+            stats.recovered_records, stats.torn_tail_bytes
+        );
+    }
+    for (url, _) in server.listener_addrs() {
+        eprintln!("flotilla logd: listening on {url}");
+    }
+    if let Some(h) = server.http_addr() {
+        eprintln!("flotilla logd: HTTP API on http://{h} (try: curl 'http://{h}/api/query?since=1h&limit=10')");
+    }
+    let ready = serde_json::json!({
+        "event": "ready",
+        "node": server.store().config().node_id,
+        "data_dir": data_dir,
+        "listeners": server.listener_addrs().iter().map(|(u, _)| u.clone()).collect::<Vec<_>>(),
+        "http": server.http_addr().map(|a| a.to_string()),
+        "pid": std::process::id(),
+    });
+    println!("{ready}");
+    wait_for_signal()?;
+    eprintln!("flotilla logd: stopping (syncing and sealing)");
+    server.shutdown();
+    eprintln!("flotilla logd: stopped");
+    Ok(())
+}
+
+fn wait_for_signal() -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        Ok::<_, std::io::Error>(())
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert_eq!(parse_size("2KiB").unwrap(), 2048);
+        assert_eq!(parse_size("1.5GiB").unwrap(), 1_610_612_736);
+        assert!(parse_size("lots").is_err());
+    }
+}

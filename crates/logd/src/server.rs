@@ -1,0 +1,182 @@
+//! A whole logd node in one value: the store, the listeners and the HTTP API on a tokio
+//! runtime of their own. `flotilla logd` runs one; the demo and the tests run one in
+//! process.
+
+use std::net::SocketAddr;
+
+use tokio::runtime::Runtime;
+
+use crate::error::Error;
+use crate::http::{HttpState, serve};
+use crate::listen::{ListenOptions, ListenSpec, ListenerSnapshot, Listeners};
+use crate::store::{Store, StoreConfig};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The store's settings (data directory, group commit, retention).
+    pub store: StoreConfig,
+    /// Listeners.
+    pub listen: Vec<ListenSpec>,
+    /// Listener settings (frame limit, connection limit).
+    pub listen_options: ListenOptions,
+    /// Address of the HTTP API, if any.
+    pub http: Option<SocketAddr>,
+    /// Worker threads of the runtime (listeners and HTTP); the store has its own thread.
+    pub worker_threads: usize,
+}
+
+impl ServerConfig {
+    /// Defaults for a data directory: loopback listeners on `udp://127.0.0.1:5514`,
+    /// `tcp://127.0.0.1:5514`, `relp://127.0.0.1:2514` and HTTP on `127.0.0.1:7480`.
+    pub fn new(data_dir: impl Into<std::path::PathBuf>) -> Self {
+        ServerConfig {
+            store: StoreConfig::new(data_dir),
+            listen: DEFAULT_LISTEN
+                .iter()
+                .filter_map(|u| ListenSpec::parse(u).ok())
+                .collect(),
+            listen_options: ListenOptions::default(),
+            http: DEFAULT_HTTP.parse().ok(),
+            worker_threads: 2,
+        }
+    }
+}
+
+/// The listeners of `flotilla logd` without `--listen`.
+pub const DEFAULT_LISTEN: [&str; 3] = [
+    "udp://127.0.0.1:5514",
+    "tcp://127.0.0.1:5514",
+    "relp://127.0.0.1:2514",
+];
+
+/// The HTTP address of `flotilla logd` without `--http`.
+pub const DEFAULT_HTTP: &str = "127.0.0.1:7480";
+
+/// A running node.
+pub struct Server {
+    runtime: Option<Runtime>,
+    store: Store,
+    listeners: Option<Listeners>,
+    http_addr: Option<SocketAddr>,
+    http_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    http_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Opens the store, binds every listener and the HTTP API, and starts serving.
+    pub fn start(config: ServerConfig) -> Result<Server, Error> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.worker_threads.max(1))
+            .thread_name("logd-io")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("starting the runtime", e))?;
+        let store = Store::open(config.store.clone())?;
+        let started = runtime.block_on(async {
+            let listeners =
+                Listeners::start(&config.listen, store.ingest(), config.listen_options.clone())
+                    .await?;
+            let mut http = None;
+            if let Some(addr) = config.http {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| Error::io(format!("binding http://{addr}"), e))?;
+                let local = listener
+                    .local_addr()
+                    .map_err(|e| Error::io("reading the HTTP address", e))?;
+                let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+                let state = HttpState {
+                    store: store.clone(),
+                    extra_stats: listeners.stats_fn(),
+                };
+                let task = tokio::spawn(async move {
+                    let stop = async move {
+                        let _ = stop_rx.await;
+                    };
+                    if let Err(e) = serve(listener, state, stop).await {
+                        tracing::error!(error = %e, "HTTP API stopped");
+                    }
+                });
+                http = Some((local, stop_tx, task));
+            }
+            Ok::<_, Error>((listeners, http))
+        });
+        let (listeners, http) = match started {
+            Ok(x) => x,
+            Err(e) => {
+                store.shutdown();
+                return Err(e);
+            }
+        };
+        let (http_addr, http_stop, http_task) = match http {
+            Some((a, s, t)) => (Some(a), Some(s), Some(t)),
+            None => (None, None, None),
+        };
+        Ok(Server {
+            runtime: Some(runtime),
+            store,
+            listeners: Some(listeners),
+            http_addr,
+            http_stop,
+            http_task,
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// `(url, bound address)` of each listener.
+    pub fn listener_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.listeners
+            .as_ref()
+            .map(|l| l.addrs().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// The bound address of the first listener of a scheme.
+    pub fn addr_of(&self, scheme: &str) -> Option<SocketAddr> {
+        self.listeners.as_ref().and_then(|l| l.addr_of(scheme))
+    }
+
+    /// The HTTP API's address.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// The listeners' counters.
+    pub fn listener_stats(&self) -> Vec<ListenerSnapshot> {
+        self.listeners
+            .as_ref()
+            .map(Listeners::snapshot)
+            .unwrap_or_default()
+    }
+
+    /// Stops listening, makes everything accepted durable, seals the open segment and
+    /// stops. Idempotent.
+    pub fn shutdown(&mut self) {
+        if let Some(mut l) = self.listeners.take() {
+            l.shutdown();
+        }
+        if let Some(stop) = self.http_stop.take() {
+            let _ = stop.send(());
+        }
+        if let (Some(rt), Some(task)) = (self.runtime.as_ref(), self.http_task.take()) {
+            let _ = rt.block_on(async {
+                tokio::time::timeout(std::time::Duration::from_secs(2), task).await
+            });
+        }
+        self.store.shutdown();
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(std::time::Duration::from_secs(1));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
