@@ -14,6 +14,7 @@
 //! - [`store`]: the data directory, its writer thread, queries and tails over it.
 #![forbid(unsafe_code)]
 
+pub mod archive;
 pub mod block;
 pub mod error;
 pub mod http;

@@ -442,6 +442,9 @@ pub struct RecordJson {
     /// The whole frame, base64, when it is not valid UTF-8 (so no byte is lost).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub raw_base64: Option<String>,
+    /// The frame as received, when it is valid UTF-8 (archive objects only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub raw: Option<String>,
     /// The node that stored it (set when a query covers several nodes or an archive).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub node: Option<String>,
@@ -529,6 +532,7 @@ impl RecordJson {
             ),
             truncated: record.flags & FLAG_TRUNCATED != 0,
             raw_base64: (!valid_utf8).then(|| base64_encode(raw)),
+            raw: None,
             node: None,
         }
     }
@@ -596,6 +600,39 @@ pub fn base64_encode(data: &[u8]) -> String {
         }
     }
     out
+}
+
+/// Decodes standard base64 (padding optional); `None` for anything else.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes = text.trim_end_matches('=').as_bytes();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        if chunk.len() == 1 {
+            return None;
+        }
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= value(c)? << (18 - 6 * i);
+        }
+        out.push((n >> 16) as u8);
+        if chunk.len() > 2 {
+            out.push((n >> 8) as u8);
+        }
+        if chunk.len() > 3 {
+            out.push(n as u8);
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -797,5 +834,9 @@ mod tests {
         assert_eq!(base64_encode(b"foob"), "Zm9vYg==");
         assert_eq!(base64_encode(b"fooba"), "Zm9vYmE=");
         assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
+        for data in [&b""[..], b"f", b"fo", b"foo", b"\xff\x00\xfe\x01"] {
+            assert_eq!(base64_decode(&base64_encode(data)).as_deref(), Some(data));
+        }
+        assert_eq!(base64_decode("Zm9v!"), None);
     }
 }

@@ -93,6 +93,32 @@ impl Segment {
         self.blocks.iter().map(|b| u64::from(b.meta.count)).sum()
     }
 
+    /// The hour (Unix seconds) the segment was filled for: from its sealed file name
+    /// (`...-YYYYMMDDHH.seg`), else the hour of its newest record.
+    pub fn hour(&self) -> i64 {
+        let from_name = self
+            .path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.rsplit_once('-'))
+            .and_then(|(_, h)| {
+                if h.len() != 10 {
+                    return None;
+                }
+                let y: i32 = h.get(0..4)?.parse().ok()?;
+                let m: u8 = h.get(4..6)?.parse().ok()?;
+                let d: u8 = h.get(6..8)?.parse().ok()?;
+                let hh: i64 = h.get(8..10)?.parse().ok()?;
+                Some(flotilla_syslog::days_from_civil(y, m, d) * 86_400 + hh * 3600)
+            });
+        from_name.unwrap_or_else(|| {
+            self.max_received()
+                .div_euclid(1_000_000_000)
+                .div_euclid(3600)
+                * 3600
+        })
+    }
+
     /// Reads, checks and decodes one block.
     pub fn read_block(&self, entry: &BlockEntry) -> Result<DecodedBlock, Error> {
         let mut buf = vec![0u8; entry.len as usize];
@@ -354,6 +380,7 @@ mod tests {
         assert_eq!(&decoded.record(5).1.raw[..], b"<13>block 1 line 5");
         let sealed = w.seal().unwrap();
         assert!(sealed.path.to_string_lossy().ends_with("2023111422.seg"));
+        assert_eq!(sealed.hour(), 1_700_000_000 / 3600 * 3600);
         let reopened = Segment::open_sealed(&sealed.path).unwrap();
         assert_eq!(reopened.records(), 300);
         assert_eq!(reopened.first_id(), Some(1));

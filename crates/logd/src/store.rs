@@ -53,6 +53,8 @@ pub struct StoreConfig {
     pub queue_bytes: usize,
     /// This node's name (archive object names, multi-node queries).
     pub node_id: String,
+    /// Retention keeps segments not yet archived (set when an archive is configured).
+    pub keep_until_archived: bool,
 }
 
 impl StoreConfig {
@@ -67,6 +69,7 @@ impl StoreConfig {
             retention_bytes: None,
             queue_bytes: 64 << 20,
             node_id: default_node_id(),
+            keep_until_archived: false,
         }
     }
 }
@@ -152,6 +155,10 @@ struct Shared {
     closing: AtomicBool,
     next_id: AtomicU64,
     started: Instant,
+    /// File names of archived segments (kept in `archive.done`).
+    archived: Mutex<std::collections::HashSet<String>>,
+    archive_failures: AtomicU64,
+    archive_error: Mutex<Option<String>>,
 }
 
 /// The log store. Cheap to clone; [`shutdown`](Store::shutdown) stops the writer thread.
@@ -328,6 +335,12 @@ pub struct StoreStats {
     pub error: Option<String>,
     /// Id the next record gets.
     pub next_id: u64,
+    /// Sealed segments archived (ever, as recorded in `archive.done`).
+    pub archived_segments: u64,
+    /// Failed archive attempts since start (each retried).
+    pub archive_failures: u64,
+    /// The last archive error, until an attempt succeeds.
+    pub archive_error: Option<String>,
     /// Per source address.
     pub sources: Vec<(String, SourceCounters)>,
 }
@@ -400,6 +413,9 @@ impl Store {
             closing: AtomicBool::new(false),
             next_id: AtomicU64::new(next_id),
             started: Instant::now(),
+            archived: Mutex::new(load_archived(&dir)),
+            archive_failures: AtomicU64::new(0),
+            archive_error: Mutex::new(None),
             config,
         });
         shared
@@ -518,6 +534,46 @@ impl Store {
             .unwrap_or_default()
     }
 
+    /// Whether a sealed segment was archived.
+    pub fn is_archived(&self, path: &Path) -> bool {
+        let name = file_name(path);
+        self.shared
+            .archived
+            .lock()
+            .map(|a| a.contains(&name))
+            .unwrap_or(false)
+    }
+
+    /// Records that a sealed segment is archived (appended to `archive.done`, synced).
+    pub fn mark_archived(&self, path: &Path) -> Result<(), Error> {
+        use std::io::Write;
+        let name = file_name(path);
+        let done = self.shared.config.data_dir.join("archive.done");
+        let mut f = File::options()
+            .create(true)
+            .append(true)
+            .open(&done)
+            .ctx(|| format!("opening {}", done.display()))?;
+        f.write_all(format!("{name}\n").as_bytes())
+            .and_then(|()| f.sync_data())
+            .ctx(|| format!("writing {}", done.display()))?;
+        if let Ok(mut a) = self.shared.archived.lock() {
+            a.insert(name);
+        }
+        if let Ok(mut e) = self.shared.archive_error.lock() {
+            *e = None;
+        }
+        Ok(())
+    }
+
+    /// Counts a failed archive attempt (shown in the stats until one succeeds).
+    pub fn count_archive_failure(&self, error: &Error) {
+        self.shared.archive_failures.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut e) = self.shared.archive_error.lock() {
+            *e = Some(error.to_string());
+        }
+    }
+
     /// Runs a query: calls `emit` with each match, oldest first (or newest first), until
     /// it returns false.
     pub fn scan(
@@ -617,6 +673,14 @@ impl Store {
                 * UNIT as u64,
             error: self.shared.health.lock().ok().and_then(|h| h.clone()),
             next_id: self.shared.next_id.load(Ordering::Relaxed),
+            archived_segments: self.shared.archived.lock().map_or(0, |a| a.len() as u64),
+            archive_failures: self.shared.archive_failures.load(Ordering::Relaxed),
+            archive_error: self
+                .shared
+                .archive_error
+                .lock()
+                .ok()
+                .and_then(|e| e.clone()),
             sources,
         }
     }
@@ -827,6 +891,18 @@ impl Scanner<'_> {
             }
         }
     }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn load_archived(dir: &Path) -> std::collections::HashSet<String> {
+    std::fs::read_to_string(dir.join("archive.done"))
+        .map(|s| s.lines().map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 /// Parsing defaults for a record received at `received_at` (ns): an RFC 3164 timestamp
@@ -1226,11 +1302,21 @@ impl Writer {
         }
         let now = now_nanos();
         let mut dropped = Vec::new();
+        let archived = if config.keep_until_archived {
+            self.shared.archived.lock().ok().map(|a| a.clone())
+        } else {
+            None
+        };
+        let droppable = |s: &Segment| {
+            archived
+                .as_ref()
+                .is_none_or(|a| a.contains(&file_name(&s.path)))
+        };
         if let Ok(mut view) = self.shared.view.write() {
             if let Some(age) = config.retention_age {
                 let cutoff = now - age.as_nanos() as i64;
                 view.sealed.retain(|s| {
-                    let keep = s.max_received() >= cutoff;
+                    let keep = s.max_received() >= cutoff || !droppable(s);
                     if !keep {
                         dropped.push(s.clone());
                     }
@@ -1239,8 +1325,12 @@ impl Writer {
             }
             if let Some(max) = config.retention_bytes {
                 let mut total: u64 = view.sealed.iter().map(|s| s.file_bytes).sum();
-                while total > max && !view.sealed.is_empty() {
-                    let s = view.sealed.remove(0);
+                while total > max {
+                    // The oldest segment that may go (an unarchived one waits).
+                    let Some(i) = view.sealed.iter().position(|s| droppable(s)) else {
+                        break;
+                    };
+                    let s = view.sealed.remove(i);
                     total -= s.file_bytes;
                     dropped.push(s);
                 }

@@ -1,0 +1,342 @@
+//! The archive: sealed segments exported to an open format that any tool reads, in a
+//! directory or an S3-compatible object store (through the `object_store` crate), and
+//! searched back by `flotilla logs query --archive URL`.
+//!
+//! One object per sealed segment:
+//! `<prefix>/<node>/dt=YYYY-MM-DD/hour=HH/<first id>-<end id>.jsonl.zst` — zstd-compressed
+//! JSON Lines, one object per record with every field of [`RecordJson`] plus `raw` (the
+//! frame as received, when it is UTF-8; `raw_base64` otherwise), so that nothing is lost and
+//! `zstdcat | jq` is enough to read it. Segments never span two hours of received-at time
+//! (a record arriving a little late may sit in the next hour's object).
+//!
+//! Archiving is at-least-once: a segment is marked archived (in `archive.done` in the data
+//! directory) only after its object is stored; with an archive configured, retention never
+//! drops a segment that is not archived yet.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use object_store::ObjectStore;
+use object_store::path::Path as ObjectPath;
+
+use crate::error::Error;
+use crate::query::{Matcher, RecordJson, base64_decode};
+use crate::record::{FLAG_TRUNCATED, Record, Source, Transport};
+use crate::segment::{Segment, hour_parts};
+use crate::store::{Store, defaults_for};
+
+/// Where archives go: a directory or an S3-compatible bucket.
+#[derive(Debug, Clone)]
+pub struct ArchiveTarget {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    url: String,
+}
+
+impl ArchiveTarget {
+    /// Parses an archive URL:
+    /// - `/path` or `file:///path`: a directory (created if missing);
+    /// - `s3://BUCKET[/PREFIX][?endpoint=URL&region=R&access_key=K&secret_key=S]`: an
+    ///   S3-compatible store; without keys, `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` are
+    ///   used if set, else requests are unsigned. An `http://` endpoint is allowed (for a
+    ///   store on loopback).
+    pub fn parse(url: &str) -> Result<ArchiveTarget, Error> {
+        let bad = |why: &str| Error::Config(format!("archive {url:?}: {why}"));
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (location, params) = rest.split_once('?').unwrap_or((rest, ""));
+            let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
+            if bucket.is_empty() {
+                return Err(bad("no bucket"));
+            }
+            let mut builder = object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_region("us-east-1");
+            let mut signed = std::env::var_os("AWS_ACCESS_KEY_ID").is_some();
+            for (k, v) in form_urlencoded::parse(params.as_bytes()) {
+                builder = match k.as_ref() {
+                    "endpoint" => {
+                        let http = v.starts_with("http://");
+                        builder.with_endpoint(v.as_ref()).with_allow_http(http)
+                    }
+                    "region" => builder.with_region(v.as_ref()),
+                    "access_key" => {
+                        signed = true;
+                        builder.with_access_key_id(v.as_ref())
+                    }
+                    "secret_key" => builder.with_secret_access_key(v.as_ref()),
+                    other => return Err(bad(&format!("unknown parameter {other:?}"))),
+                };
+            }
+            if !signed {
+                builder = builder.with_skip_signature(true);
+            }
+            let store = builder.build().map_err(|e| bad(&e.to_string()))?;
+            return Ok(ArchiveTarget {
+                store: Arc::new(store),
+                prefix: prefix.trim_matches('/').to_string(),
+                url: url.to_string(),
+            });
+        }
+        let dir = url.strip_prefix("file://").unwrap_or(url);
+        if dir.is_empty() || dir.contains("://") {
+            return Err(bad(
+                "expected a directory, file:///DIR or s3://BUCKET/PREFIX",
+            ));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {dir}"), e))?;
+        let store = object_store::local::LocalFileSystem::new_with_prefix(dir)
+            .map_err(|e| bad(&e.to_string()))?;
+        Ok(ArchiveTarget {
+            store: Arc::new(store),
+            prefix: String::new(),
+            url: url.to_string(),
+        })
+    }
+
+    /// The URL it was parsed from.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn path(&self, key: &str) -> ObjectPath {
+        if self.prefix.is_empty() {
+            ObjectPath::from(key)
+        } else {
+            ObjectPath::from(format!("{}/{key}", self.prefix))
+        }
+    }
+
+    /// Stores one object.
+    pub async fn put(&self, key: &str, data: Vec<u8>) -> Result<(), Error> {
+        self.store
+            .put(&self.path(key), data.into())
+            .await
+            .map_err(|e| Error::Archive(format!("storing {key} in {}: {e}", self.url)))?;
+        Ok(())
+    }
+
+    /// Reads one object.
+    pub async fn get(&self, key: &str) -> Result<Bytes, Error> {
+        let result = self
+            .store
+            .get(&self.path(key))
+            .await
+            .map_err(|e| Error::Archive(format!("reading {key} from {}: {e}", self.url)))?;
+        result
+            .bytes()
+            .await
+            .map_err(|e| Error::Archive(format!("reading {key} from {}: {e}", self.url)))
+    }
+
+    /// Keys (relative to the prefix) of every archived object.
+    pub async fn list(&self) -> Result<Vec<String>, Error> {
+        let prefix = (!self.prefix.is_empty()).then(|| ObjectPath::from(self.prefix.as_str()));
+        let mut stream = self.store.list(prefix.as_ref());
+        let mut keys = Vec::new();
+        while let Some(meta) = stream.next().await {
+            let meta = meta.map_err(|e| Error::Archive(format!("listing {}: {e}", self.url)))?;
+            let full = meta.location.to_string();
+            let key = if self.prefix.is_empty() {
+                full
+            } else {
+                full.strip_prefix(&format!("{}/", self.prefix))
+                    .unwrap_or(&full)
+                    .to_string()
+            };
+            if key.ends_with(".jsonl.zst") {
+                keys.push(key);
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+}
+
+/// The object key of a segment.
+pub fn object_key(node: &str, seg: &Segment) -> String {
+    let (y, m, d, h) = hour_parts(seg.hour());
+    format!(
+        "{node}/dt={y:04}-{m:02}-{d:02}/hour={h:02}/{:020}-{:020}.jsonl.zst",
+        seg.first_id().unwrap_or(0),
+        seg.end_id().unwrap_or(0)
+    )
+}
+
+/// The hour (Unix seconds) an object key names, if it names one.
+pub fn key_hour(key: &str) -> Option<i64> {
+    let dt = key.split('/').find_map(|p| p.strip_prefix("dt="))?;
+    let hour: i64 = key
+        .split('/')
+        .find_map(|p| p.strip_prefix("hour="))?
+        .parse()
+        .ok()?;
+    let mut parts = dt.split('-');
+    let y: i32 = parts.next()?.parse().ok()?;
+    let m: u8 = parts.next()?.parse().ok()?;
+    let d: u8 = parts.next()?.parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || !(0..24).contains(&hour) {
+        return None;
+    }
+    Some(flotilla_syslog::days_from_civil(y, m, d) * 86_400 + hour * 3600)
+}
+
+/// The archive form of a segment: zstd JSON Lines with `raw` (or `raw_base64`).
+pub fn export_segment(seg: &Segment, node: &str) -> Result<Vec<u8>, Error> {
+    let mut lines = Vec::with_capacity(
+        seg.blocks
+            .iter()
+            .map(|b| b.meta.raw_bytes as usize * 3)
+            .sum(),
+    );
+    for entry in &seg.blocks {
+        let block = seg.read_block(entry)?;
+        for i in 0..block.len() {
+            let (id, record) = block.record(i);
+            let mut json = RecordJson::from_record(id, &record, &defaults_for(record.received_at));
+            json.node = Some(node.to_string());
+            if json.raw_base64.is_none() {
+                json.raw = Some(String::from_utf8_lossy(&record.raw).into_owned());
+            }
+            serde_json::to_writer(&mut lines, &json)
+                .map_err(|e| Error::Archive(format!("encoding a record: {e}")))?;
+            lines.push(b'\n');
+        }
+    }
+    zstd::bulk::compress(&lines, 3).map_err(|e| Error::io("compressing an archive object", e))
+}
+
+/// Rebuilds the stored record from its archive form.
+pub fn record_from_json(json: &RecordJson) -> Result<Record, Error> {
+    let raw: Vec<u8> = match (&json.raw_base64, &json.raw) {
+        (Some(b64), _) => base64_decode(b64)
+            .ok_or_else(|| Error::Archive(format!("record {}: bad raw_base64", json.id)))?,
+        (None, Some(raw)) => raw.as_bytes().to_vec(),
+        (None, None) => {
+            return Err(Error::Archive(format!(
+                "record {}: neither raw nor raw_base64",
+                json.id
+            )));
+        }
+    };
+    let transport = match json.transport.as_str() {
+        "udp" => Transport::Udp,
+        "tcp" => Transport::Tcp,
+        "tls" => Transport::Tls,
+        "relp" => Transport::Relp,
+        _ => Transport::Local,
+    };
+    Ok(Record {
+        received_at: json.received_at_ns,
+        source: Source {
+            transport,
+            addr: json.source.parse().unwrap_or(Source::LOCAL.addr),
+        },
+        flags: if json.truncated { FLAG_TRUNCATED } else { 0 },
+        raw: Bytes::from(raw),
+    })
+}
+
+/// Counters of an archive query.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ArchiveQueryStats {
+    /// Objects in the archive.
+    pub objects_total: u64,
+    /// Objects whose hour could hold a match, and were read.
+    pub objects_read: u64,
+    /// Records looked at.
+    pub records_scanned: u64,
+    /// Records that matched.
+    pub matched: u64,
+}
+
+/// Searches the archive: every object whose hour overlaps the query's time range (with an
+/// hour of slack for late arrivals), every record matched like a stored one. Matches are
+/// passed to `emit` in key order (node, then time); it returns false to stop.
+pub async fn query_archive(
+    target: &ArchiveTarget,
+    matcher: &Matcher,
+    emit: &mut (dyn FnMut(RecordJson) -> bool + Send),
+) -> Result<ArchiveQueryStats, Error> {
+    let mut stats = ArchiveQueryStats::default();
+    let keys = target.list().await?;
+    stats.objects_total = keys.len() as u64;
+    for key in keys {
+        if let Some(hour) = key_hour(&key) {
+            let min = (hour - 3600) * 1_000_000_000;
+            let max = (hour + 7200) * 1_000_000_000;
+            if !matcher.time_overlaps(min, max) {
+                continue;
+            }
+        }
+        stats.objects_read += 1;
+        let data = target.get(&key).await?;
+        let plain = zstd::stream::decode_all(&data[..])
+            .map_err(|e| Error::Archive(format!("{key}: not zstd: {e}")))?;
+        for line in plain.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            stats.records_scanned += 1;
+            let json: RecordJson = serde_json::from_slice(line)
+                .map_err(|e| Error::Archive(format!("{key}: bad line: {e}")))?;
+            let record = record_from_json(&json)?;
+            if matcher.matches(
+                record.received_at,
+                &record.raw,
+                &defaults_for(record.received_at),
+            ) {
+                stats.matched += 1;
+                if !emit(json) {
+                    return Ok(stats);
+                }
+            }
+        }
+    }
+    Ok(stats)
+}
+
+/// Archives every sealed segment not archived yet, now and then every `every`, until the
+/// task is dropped. Failures are logged, counted in the store's stats and retried.
+pub async fn run_archiver(store: Store, target: ArchiveTarget, every: Duration) {
+    loop {
+        for seg in store.sealed_segments() {
+            if store.is_archived(&seg.path) {
+                continue;
+            }
+            let node = store.config().node_id.clone();
+            let key = object_key(&node, &seg);
+            let seg2 = seg.clone();
+            let exported = tokio::task::spawn_blocking(move || export_segment(&seg2, &node)).await;
+            let result = match exported {
+                Ok(Ok(data)) => target.put(&key, data).await,
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(Error::Archive(format!("export task failed: {e}"))),
+            };
+            match result.and_then(|()| store.mark_archived(&seg.path)) {
+                Ok(()) => tracing::info!(key = %key, archive = %target.url(), "segment archived"),
+                Err(e) => {
+                    store.count_archive_failure(&e);
+                    tracing::error!(key = %key, error = %e, "archiving failed; retrying later");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_hours() {
+        assert_eq!(
+            key_hour(
+                "node-1/dt=2024-01-01/hour=05/00000000000000000001-00000000000000000100.jsonl.zst"
+            ),
+            Some(1_704_067_200 + 5 * 3600)
+        );
+        assert_eq!(key_hour("x/dt=2024-13-01/hour=05/a.jsonl.zst"), None);
+        assert_eq!(key_hour("nothing"), None);
+    }
+}
