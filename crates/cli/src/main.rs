@@ -11,6 +11,7 @@
 mod arena;
 mod bench;
 mod demo;
+mod logd;
 mod logger_demo;
 mod receive;
 mod roles;
@@ -42,6 +43,9 @@ enum Command {
     /// Send syslog messages through the flotilla logger (like util-linux `logger`,
     /// plus RELP, TLS and failover).
     Log(send::LogArgs),
+    /// Run a log-service node: receives syslog (UDP, TCP, TLS, RELP), stores it durably,
+    /// serves queries, live tails, stats and metrics over HTTP.
+    Logd(logd::LogdArgs),
     /// Receive syslog on TCP and/or UDP and print each message (one JSON object a line).
     Receive(ReceiveArgs),
     /// Watch a world through a fleet of front-ends (random pick, failover): its snapshot,
@@ -72,6 +76,7 @@ fn main() {
         Command::Game(args) => roles::game(args),
         Command::LoggerDemo(args) => logger_demo::run(args),
         Command::Log(args) => send::run(args),
+        Command::Logd(args) => logd::run(args),
         Command::Receive(args) => receive_main(args),
         Command::Watch(args) => watch::run(args),
         Command::Bench { which } => bench::run(which),

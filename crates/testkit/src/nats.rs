@@ -42,6 +42,8 @@ impl NatsServer {
             listeners: vec![Listener::tcp(port)],
             log_path: dir.path().join("nats-server.log"),
             stale_files: vec![pid_path],
+            env: Vec::new(),
+            current_dir: None,
         };
         let process = PeerProcess::start(spawn)?;
         Ok(NatsServer { process, port, dir })

@@ -10,6 +10,28 @@
 //! off, `maxMessageSize` is 64 KiB, control characters are NOT escaped on reception
 //! (`parser.escapeControlCharactersOnReceive="off"`), so the message arrives as sent.
 //!
+//! As a FORWARDER ([`RsyslogBuilder::forward_tcp`], [`RsyslogBuilder::forward_udp`],
+//! [`RsyslogBuilder::forward_relp`], any number of each, to loopback targets only), every
+//! message received on the inputs is, besides being written to the JSON output, sent on
+//! to each target re-serialized as RFC 5424 with rsyslog's built-in template
+//! `RSYSLOG_SyslogProtocol23Format`
+//! (`<%PRI%>1 %TIMESTAMP:::date-rfc3339% %HOSTNAME% %APP-NAME% %PROCID% %MSGID% %STRUCTURED-DATA% %msg%\n`:
+//! the original fields as parsed; a NIL timestamp becomes the reception time, NIL fields
+//! stay `-`, an RFC 3164 message gets `-` for MSGID and SD; the template's trailing LF is
+//! SENT, inside the octet count over TCP and RELP and at the end of each UDP datagram).
+//! Each forwarding action has its own in-memory action queue (`LinkedList`, 100 000
+//! messages) and retries forever (`action.resumeRetryCount="-1"`, every second), so
+//! the inputs never block on a dead target and nothing queued is dropped:
+//!
+//! | method | action |
+//! |---|---|
+//! | `forward_tcp` | `omfwd`, `protocol="tcp"`, `TCP_Framing="octet-counted"` (RFC 6587 octet counting) |
+//! | `forward_udp` | `omfwd`, `protocol="udp"` (one datagram per message) |
+//! | `forward_relp` | `omrelp` (rsyslog-relp): acknowledged; when the target dies and comes back, what it did not acknowledge is sent again |
+//!
+//! [`crate::RsyslogSink`] (see [`crate::rsyslog_sink`]) is rsyslog tuned as a benchmark
+//! sink instead.
+//!
 //! Output fields (JSON keys of each line; rsyslog property in parentheses):
 //!
 //! | key | rsyslog property | notes |
@@ -34,9 +56,11 @@ use crate::install::system_program;
 use crate::ports::{Listener, free_port};
 use crate::process::{PeerProcess, Spawn};
 use crate::receiver::{Receiver, quotable_path};
+use crate::rsyslog_sink::RsyslogSinkBuilder;
 use crate::{Error, ensure_peers_installed};
 use serde_json::Value;
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -50,6 +74,12 @@ impl Rsyslog {
     pub fn builder() -> RsyslogBuilder {
         RsyslogBuilder::default()
     }
+
+    /// A builder for rsyslog as a benchmark sink (imptcp to a plain file of RFC 5424
+    /// lines, tuned for throughput; see [`crate::rsyslog_sink`]).
+    pub fn sink() -> RsyslogSinkBuilder {
+        RsyslogSinkBuilder::default()
+    }
 }
 
 /// Chooses rsyslog's inputs; [`RsyslogBuilder::start`] runs it.
@@ -60,6 +90,60 @@ pub struct RsyslogBuilder {
     relp: bool,
     tls: Option<(PathBuf, PathBuf)>,
     client_ca: Option<PathBuf>,
+    forwards: Vec<RsyslogForward>,
+}
+
+/// Where a forwarding rsyslog sends every message it receives (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RsyslogForward {
+    /// `omfwd` over TCP, octet-counted framing.
+    Tcp(SocketAddr),
+    /// `omfwd` over UDP.
+    Udp(SocketAddr),
+    /// `omrelp`.
+    Relp(SocketAddr),
+}
+
+impl RsyslogForward {
+    /// The target address.
+    pub fn target(self) -> SocketAddr {
+        match self {
+            RsyslogForward::Tcp(target)
+            | RsyslogForward::Udp(target)
+            | RsyslogForward::Relp(target) => target,
+        }
+    }
+
+    /// The rsyslog action (one line) for this target.
+    fn action(self, index: usize) -> String {
+        let target = self.target();
+        let (host, port) = (target.ip(), target.port());
+        let (name, output) = match self {
+            RsyslogForward::Tcp(_) => (
+                "forward_tcp",
+                format!(
+                    "type=\"omfwd\" target=\"{host}\" port=\"{port}\" protocol=\"tcp\" \
+                     TCP_Framing=\"octet-counted\""
+                ),
+            ),
+            RsyslogForward::Udp(_) => (
+                "forward_udp",
+                format!("type=\"omfwd\" target=\"{host}\" port=\"{port}\" protocol=\"udp\""),
+            ),
+            RsyslogForward::Relp(_) => (
+                "forward_relp",
+                format!(
+                    "type=\"omrelp\" target=\"{host}\" port=\"{port}\" timeout=\"5\" \
+                     conn.timeout=\"2\""
+                ),
+            ),
+        };
+        format!(
+            "  action(name=\"{name}_{index}\" {output} template=\"RSYSLOG_SyslogProtocol23Format\" \
+             queue.type=\"LinkedList\" queue.size=\"100000\" queue.timeoutEnqueue=\"60000\" \
+             action.resumeRetryCount=\"-1\" action.resumeInterval=\"1\")\n"
+        )
+    }
 }
 
 impl RsyslogBuilder {
@@ -107,9 +191,37 @@ impl RsyslogBuilder {
         self
     }
 
+    /// Makes this rsyslog a forwarder: every received message is also sent to `target`
+    /// (loopback only) with `omfwd` over TCP, RFC 6587 octet-counted framing, as RFC 5424
+    /// (`RSYSLOG_SyslogProtocol23Format`). Forwarding retries forever from an in-memory
+    /// action queue; messages written to a connection the target then drops may be lost
+    /// (plain TCP has no acknowledgements: use [`RsyslogBuilder::forward_relp`]).
+    pub fn forward_tcp(mut self, target: SocketAddr) -> Self {
+        self.forwards.push(RsyslogForward::Tcp(target));
+        self
+    }
+
+    /// Makes this rsyslog a forwarder: every received message is also sent to `target`
+    /// (loopback only) with `omfwd` over UDP, one RFC 5424 datagram per message.
+    pub fn forward_udp(mut self, target: SocketAddr) -> Self {
+        self.forwards.push(RsyslogForward::Udp(target));
+        self
+    }
+
+    /// Makes this rsyslog a forwarder: every received message is also sent to `target`
+    /// (loopback only) with `omrelp`, as RFC 5424. The action queue is in memory and
+    /// retries forever, so when the target is killed and restarted, rsyslog reconnects
+    /// (within about a second) and sends again every message the target had not
+    /// acknowledged: nothing is lost, some may arrive twice.
+    pub fn forward_relp(mut self, target: SocketAddr) -> Self {
+        self.forwards.push(RsyslogForward::Relp(target));
+        self
+    }
+
     /// Installs the peers if needed, writes the configuration into a fresh temporary
     /// folder, validates it (`rsyslogd -N1`), starts rsyslogd and waits (at most
-    /// [`crate::READY_TIMEOUT`]) until every input's port is bound.
+    /// [`crate::READY_TIMEOUT`]) until every input's port is bound. Forwarding targets
+    /// need not be up: rsyslog connects when it has something to send, and retries.
     pub fn start(self) -> Result<RsyslogHandle, Error> {
         if !self.udp && !self.tcp && !self.relp && self.tls.is_none() {
             return Err(Error::Config(
@@ -120,6 +232,15 @@ impl RsyslogBuilder {
             return Err(Error::Config(
                 "require_client_certificates needs a TLS input (RsyslogBuilder::tls)".to_string(),
             ));
+        }
+        if let Some(forward) = self
+            .forwards
+            .iter()
+            .find(|forward| !forward.target().ip().is_loopback() || forward.target().port() == 0)
+        {
+            return Err(Error::Config(format!(
+                "rsyslog forwards to loopback addresses with a port only, not {forward:?}"
+            )));
         }
         ensure_peers_installed()?;
         let ports = RsyslogPorts {
@@ -162,6 +283,8 @@ impl RsyslogBuilder {
             listeners,
             log_path,
             stale_files: vec![pid_path],
+            env: Vec::new(),
+            current_dir: None,
         };
         let process = PeerProcess::start(spawn)?;
         Ok(RsyslogHandle {
@@ -172,6 +295,7 @@ impl RsyslogBuilder {
             },
             ports,
             config_path,
+            forwards: self.forwards,
         })
     }
 
@@ -214,6 +338,13 @@ impl RsyslogBuilder {
         if ports.relp.is_some() {
             conf.push_str("module(load=\"imrelp\")\n");
         }
+        if self
+            .forwards
+            .iter()
+            .any(|forward| matches!(forward, RsyslogForward::Relp(_)))
+        {
+            conf.push_str("module(load=\"omrelp\")\n");
+        }
         if ports.tls.is_some() {
             let auth_mode = if self.client_ca.is_some() {
                 "x509/certvalid"
@@ -230,8 +361,12 @@ impl RsyslogBuilder {
         let _ = writeln!(
             conf,
             "ruleset(name=\"flotilla\") {{\n  action(type=\"omfile\" file=\"{output}\" \
-             template=\"flotillaJson\" flushOnTXEnd=\"on\" asyncWriting=\"off\")\n}}"
+             template=\"flotillaJson\" flushOnTXEnd=\"on\" asyncWriting=\"off\")"
         );
+        for (index, forward) in self.forwards.iter().enumerate() {
+            conf.push_str(&forward.action(index));
+        }
+        conf.push_str("}\n");
         if let Some(port) = ports.udp {
             let _ = writeln!(
                 conf,
@@ -285,7 +420,7 @@ const TEMPLATE: &str = r#"template(name="flotillaJson" type="list" option.jsonf=
 
 /// Runs `rsyslogd -N1` so that a configuration mistake is a loud error, not an
 /// ignored line.
-fn validate_config(rsyslogd: &Path, config_path: &Path) -> Result<(), Error> {
+pub(crate) fn validate_config(rsyslogd: &Path, config_path: &Path) -> Result<(), Error> {
     let output = Command::new(rsyslogd)
         .arg("-N1")
         .arg("-f")
@@ -330,9 +465,15 @@ pub struct RsyslogHandle {
     receiver: Receiver,
     ports: RsyslogPorts,
     config_path: PathBuf,
+    forwards: Vec<RsyslogForward>,
 }
 
 impl RsyslogHandle {
+    /// The forwarding targets, in the order they were added.
+    pub fn forwards(&self) -> &[RsyslogForward] {
+        &self.forwards
+    }
+
     /// All input ports.
     pub fn ports(&self) -> RsyslogPorts {
         self.ports

@@ -199,6 +199,8 @@ impl SyslogNgBuilder {
             listeners,
             log_path: dir.path().join("syslog-ng.log"),
             stale_files: vec![pid_path],
+            env: Vec::new(),
+            current_dir: None,
         };
         let process = PeerProcess::start(spawn)?;
         Ok(SyslogNgHandle {
