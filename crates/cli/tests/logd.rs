@@ -2,6 +2,7 @@
 //! `loggen`, rsyslog forwarding with omfwd and omrelp, the flotilla logger over every
 //! transport), killed with SIGKILL mid-stream, starved of disk, flooded with garbage and
 //! idle connections; what it stored is read back with `flotilla logs query`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may unwrap: a panic is a test failure.
 
 use std::collections::BTreeSet;
 use std::io::Write;

@@ -474,7 +474,7 @@ mod tests {
         Record {
             received_at: 1_700_000_000_000_000_000 + i as i64 * 1000,
             source: Source {
-                transport: if i % 2 == 0 {
+                transport: if i.is_multiple_of(2) {
                     Transport::Tcp
                 } else {
                     Transport::Udp
@@ -483,7 +483,7 @@ mod tests {
                     .parse()
                     .unwrap(),
             },
-            flags: (i % 5 == 0) as u8,
+            flags: u8::from(i.is_multiple_of(5)),
             raw: Bytes::from(format!(
                 "<{}>1 2024-05-06T07:08:09Z host-{} app{} {} MSG{} [ex@32473 k=\"v{}\"] line {i} id-{i:08x}",
                 8 + i % 8,

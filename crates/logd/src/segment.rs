@@ -207,19 +207,11 @@ pub struct SegmentWriter {
     len: u64,
     /// The hour (Unix seconds, floored) whose records it holds.
     pub hour: i64,
-    /// Generation of the write-ahead log whose records it holds (sealing it makes that
-    /// generation's file removable).
-    pub wal_generation: u64,
 }
 
 impl SegmentWriter {
     /// Starts `segments/<first_id>.open`.
-    pub fn create(
-        dir: &Path,
-        first_id: u64,
-        hour: i64,
-        wal_generation: u64,
-    ) -> Result<Self, Error> {
+    pub fn create(dir: &Path, first_id: u64, hour: i64) -> Result<Self, Error> {
         let path = dir.join(format!("{first_id:020}.open"));
         let mut file = OpenOptions::new()
             .create(true)
@@ -239,7 +231,6 @@ impl SegmentWriter {
             blocks: Vec::new(),
             len: MAGIC.len() as u64,
             hour,
-            wal_generation,
         })
     }
 
@@ -358,7 +349,7 @@ mod tests {
     #[test]
     fn write_seal_reopen_read() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = SegmentWriter::create(dir.path(), 1, 1_700_000_000 / 3600 * 3600, 1).unwrap();
+        let mut w = SegmentWriter::create(dir.path(), 1, 1_700_000_000 / 3600 * 3600).unwrap();
         let mut b = BlockBuilder::new(1);
         for block in 0..3 {
             for i in 0..100 {

@@ -192,8 +192,9 @@ impl Ingest {
         self.submit_inner(records, None).await
     }
 
-    /// Submits records and returns a receiver that resolves once they are durable
-    /// (after the fsync that covers them), or with the reason they are not.
+    /// Submits records and returns a receiver that resolves once they are durable (after
+    /// the fsync that covers them) and visible to queries, or with the reason they are not.
+
     pub async fn submit_durable(
         &self,
         records: Vec<Record>,
@@ -434,28 +435,45 @@ impl Store {
             );
         }
         let (tx, rx) = mpsc::channel();
-        let mut writer = Writer {
+        let (index_tx, index_rx) = mpsc::channel();
+        let sealed_end = Arc::new(AtomicU64::new(sealed_end));
+        let mut indexer = Indexer {
             shared: shared.clone(),
-            wal,
             seg_dir,
             builder: BlockBuilder::new(next_id),
             segment: None,
+            sealed_end: sealed_end.clone(),
+        };
+        // Recovered records go back into blocks (they are durable already).
+        if !replay.is_empty() {
+            indexer.builder = BlockBuilder::new(replay[0].0);
+            indexer.index(&replay)?;
+        }
+        let wal_writer = WalWriter {
+            shared: shared.clone(),
+            wal,
+            to_index: index_tx,
             closed_generations: recovered
                 .generations
                 .iter()
                 .map(|&g| (g, next_id.saturating_sub(1)))
                 .collect(),
             wal_next_id: next_id,
+            sealed_end,
         };
-        // Recovered records go back into blocks (they are durable already).
-        if !replay.is_empty() {
-            writer.builder = BlockBuilder::new(replay[0].0);
-            writer.index(&replay)?;
-        }
+        let indexer_thread = std::thread::Builder::new()
+            .name("logd-index".into())
+            .spawn(move || indexer.run(index_rx))
+            .map_err(|e| Error::io("starting the indexer thread", e))?;
         let thread = std::thread::Builder::new()
-            .name("logd-store".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| Error::io("starting the store thread", e))?;
+            .name("logd-wal".into())
+            .spawn(move || {
+                wal_writer.run(rx);
+                // The indexer ends once the WAL thread's sender is gone and it has
+                // indexed and sealed everything sent before.
+                let _ = indexer_thread.join();
+            })
+            .map_err(|e| Error::io("starting the write-ahead log thread", e))?;
         Ok(Store {
             shared,
             tx,
@@ -631,7 +649,7 @@ impl Store {
                     .collect()
             })
             .unwrap_or_default();
-        sources.sort_by(|a, b| b.1.records.cmp(&a.1.records));
+        sources.sort_by_key(|s| std::cmp::Reverse(s.1.records));
         if let Ok(other) = self.shared.other_sources.lock()
             && other.records > 0
         {
@@ -919,26 +937,53 @@ fn hour_of(ns: i64) -> i64 {
     ns.div_euclid(1_000_000_000).div_euclid(3600) * 3600
 }
 
-/// The writer thread's state.
-struct Writer {
+/// Durable records on their way from the WAL thread to the indexer.
+enum IndexCommand {
+    /// Records (first id, records), the waiter to tell once they are durable and
+    /// visible, and the permit that returns their memory budget once indexed.
+    Durable(
+        u64,
+        Vec<Record>,
+        Option<oneshot::Sender<Result<(), Error>>>,
+        Option<OwnedSemaphorePermit>,
+    ),
+    /// Seal the open block and segment, then answer.
+    Seal(oneshot::Sender<Result<(), Error>>),
+}
+
+/// A write-ahead log generation is closed (and a new one started) past this size; it is
+/// removed once every record it holds is in a sealed segment.
+const WAL_GENERATION_BYTES: u64 = 64 << 20;
+
+/// The WAL thread: ids, appends, group commits, acknowledgements; then hands the durable
+/// records to the indexer thread.
+struct WalWriter {
     shared: Arc<Shared>,
     wal: Wal,
-    seg_dir: PathBuf,
-    builder: BlockBuilder,
-    segment: Option<SegmentWriter>,
+    to_index: mpsc::Sender<IndexCommand>,
     /// Closed write-ahead log generations and the highest id each may hold.
     closed_generations: Vec<(u64, u64)>,
     /// Id the next record appended to the write-ahead log gets.
     wal_next_id: u64,
+    /// Id after the last record in a sealed segment (set by the indexer).
+    sealed_end: Arc<AtomicU64>,
 }
 
-impl Writer {
+/// The indexer thread: blocks, segments, retention.
+struct Indexer {
+    shared: Arc<Shared>,
+    seg_dir: PathBuf,
+    builder: BlockBuilder,
+    segment: Option<SegmentWriter>,
+    sealed_end: Arc<AtomicU64>,
+}
+
+impl WalWriter {
     fn run(mut self, rx: mpsc::Receiver<Command>) {
         let interval = self.shared.config.commit_interval;
         // Appended to the WAL, waiting for the sync that covers them.
         let mut pending: Vec<(u64, Batch)> = Vec::new();
         let mut oldest_pending: Option<Instant> = None;
-        let mut last_housekeeping = Instant::now();
         let mut seal_waiters: Vec<oneshot::Sender<Result<(), Error>>> = Vec::new();
         loop {
             let timeout = match oldest_pending {
@@ -949,7 +994,7 @@ impl Writer {
             let take = |cmd: Command,
                         pending: &mut Vec<(u64, Batch)>,
                         seal_waiters: &mut Vec<_>,
-                        this: &mut Writer| match cmd {
+                        this: &mut WalWriter| match cmd {
                 Command::Batch(batch) => {
                     let first = this.wal_next_id;
                     this.wal_next_id += batch.records.len() as u64;
@@ -998,19 +1043,20 @@ impl Writer {
                 oldest_pending = None;
                 for (first, batch) in pending.drain(..) {
                     self.account(&batch.records);
-                    let indexed: Vec<(u64, Record)> = batch
-                        .records
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, r)| (first + i as u64, r))
-                        .collect();
-                    if let Err(e) = self.index(&indexed) {
-                        self.write_failed(&e);
+                    let _ = self.to_index.send(IndexCommand::Durable(
+                        first,
+                        batch.records,
+                        batch.done,
+                        batch._permit,
+                    ));
+                }
+                if self.wal.generation_bytes() >= WAL_GENERATION_BYTES {
+                    match self.wal.rotate() {
+                        Ok(closed) => self
+                            .closed_generations
+                            .push((closed, self.wal_next_id.saturating_sub(1))),
+                        Err(e) => self.write_failed(&e),
                     }
-                    if let Some(done) = batch.done {
-                        let _ = done.send(Ok(()));
-                    }
-                    let _ = self.shared.tail.send(Arc::new(indexed));
                 }
             } else if !pending.is_empty() {
                 // Let the kernel start writing while more arrives.
@@ -1018,26 +1064,36 @@ impl Writer {
                     self.write_failed(&e);
                 }
             }
+            self.remove_sealed_generations();
             if !seal_waiters.is_empty() && pending.is_empty() {
-                let result = self.seal_segment();
                 for w in seal_waiters.drain(..) {
-                    let _ = w.send(match &result {
-                        Ok(()) => Ok(()),
-                        Err(e) => Err(Error::NotDurable(e.to_string())),
-                    });
+                    let _ = self.to_index.send(IndexCommand::Seal(w));
                 }
                 if self.shared.closing.load(Ordering::Acquire) {
                     return;
                 }
             }
-            if last_housekeeping.elapsed() >= Duration::from_secs(1) {
-                last_housekeeping = Instant::now();
-                self.housekeeping();
-            }
             if disconnected && pending.is_empty() {
-                let _ = self.seal_segment();
                 return;
             }
+        }
+    }
+
+    /// Removes the closed generations whose records are all in sealed segments.
+    fn remove_sealed_generations(&mut self) {
+        let sealed_end = self.sealed_end.load(Ordering::Acquire);
+        let Some(through) = self
+            .closed_generations
+            .iter()
+            .filter(|(_, max_id)| *max_id < sealed_end)
+            .map(|(g, _)| *g)
+            .max()
+        else {
+            return;
+        };
+        match self.wal.remove_through(through) {
+            Ok(()) => self.closed_generations.retain(|(g, _)| *g > through),
+            Err(e) => tracing::warn!(error = %e, "removing old write-ahead log files failed"),
         }
     }
 
@@ -1080,23 +1136,7 @@ impl Writer {
     }
 
     fn write_failed(&self, e: &Error) {
-        self.shared
-            .counters
-            .write_errors
-            .fetch_add(1, Ordering::Relaxed);
-        let message = match e {
-            Error::Io { source, .. } if source.raw_os_error() == Some(28) => {
-                format!("disk full, not acknowledging until space is freed: {e}")
-            }
-            _ => format!("cannot write, not acknowledging: {e}"),
-        };
-        if let Ok(mut h) = self.shared.health.lock() {
-            if h.as_deref() != Some(message.as_str()) {
-                tracing::error!("store: {message}");
-                eprintln!("flotilla logd: ERROR: {message}");
-            }
-            *h = Some(message);
-        }
+        write_failed(&self.shared, e);
     }
 
     fn account(&self, records: &[Record]) {
@@ -1125,6 +1165,47 @@ impl Writer {
                 continue;
             };
             bump(counters, r);
+        }
+    }
+}
+
+impl Indexer {
+    fn run(mut self, rx: mpsc::Receiver<IndexCommand>) {
+        let mut last_housekeeping = Instant::now();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(IndexCommand::Durable(first, records, done, permit)) => {
+                    let indexed: Vec<(u64, Record)> = records
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, r)| (first + i as u64, r))
+                        .collect();
+                    if let Err(e) = self.index(&indexed) {
+                        write_failed(&self.shared, &e);
+                    }
+                    // Durable since the WAL sync; now also visible to queries.
+                    if let Some(done) = done {
+                        let _ = done.send(Ok(()));
+                    }
+                    drop(permit);
+                    let _ = self.shared.tail.send(Arc::new(indexed));
+                }
+                Ok(IndexCommand::Seal(done)) => {
+                    let result = self.seal_segment();
+                    let _ = done.send(result.map_err(|e| Error::NotDurable(e.to_string())));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    if let Err(e) = self.seal_segment() {
+                        write_failed(&self.shared, &e);
+                    }
+                    return;
+                }
+            }
+            if last_housekeeping.elapsed() >= Duration::from_secs(1) {
+                last_housekeeping = Instant::now();
+                self.housekeeping();
+            }
         }
     }
 
@@ -1187,12 +1268,7 @@ impl Writer {
         let first_id = self.builder.next_id() - self.builder.len() as u64;
         let block = self.builder.seal(self.shared.config.zstd_level)?;
         if self.segment.is_none() {
-            self.segment = Some(SegmentWriter::create(
-                &self.seg_dir,
-                first_id,
-                hour,
-                self.wal.generation(),
-            )?);
+            self.segment = Some(SegmentWriter::create(&self.seg_dir, first_id, hour)?);
         }
         let Some(segment) = self.segment.as_mut() else {
             return Ok(());
@@ -1268,19 +1344,8 @@ impl Writer {
             .counters
             .segments_sealed
             .fetch_add(1, Ordering::Relaxed);
-        let closed = self.wal.rotate()?;
-        self.closed_generations
-            .push((closed, self.wal_next_id.saturating_sub(1)));
-        let removable: Vec<u64> = self
-            .closed_generations
-            .iter()
-            .filter(|(_, max_id)| *max_id < sealed_end)
-            .map(|(g, _)| *g)
-            .collect();
-        if let Some(&through) = removable.iter().max() {
-            self.wal.remove_through(through)?;
-            self.closed_generations.retain(|(g, _)| *g > through);
-        }
+        // The WAL thread may now remove the generations this covers.
+        self.sealed_end.fetch_max(sealed_end, Ordering::AcqRel);
         Ok(())
     }
 
@@ -1290,7 +1355,7 @@ impl Writer {
             && hour_of(now_nanos()) > seg.hour
             && let Err(e) = self.seal_segment()
         {
-            self.write_failed(&e);
+            write_failed(&self.shared, &e);
         }
         self.apply_retention();
     }
@@ -1350,6 +1415,25 @@ impl Writer {
                 }
             }
         }
+    }
+}
+
+/// Counts a failed write and says so (once per distinct message) on stderr and in the
+/// log; `/health` reports it until a write succeeds.
+fn write_failed(shared: &Shared, e: &Error) {
+    shared.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+    let message = match e {
+        Error::Io { source, .. } if source.raw_os_error() == Some(28) => {
+            format!("disk full, not acknowledging until space is freed: {e}")
+        }
+        _ => format!("cannot write, not acknowledging: {e}"),
+    };
+    if let Ok(mut h) = shared.health.lock() {
+        if h.as_deref() != Some(message.as_str()) {
+            tracing::error!("store: {message}");
+            eprintln!("flotilla logd: ERROR: {message}");
+        }
+        *h = Some(message);
     }
 }
 

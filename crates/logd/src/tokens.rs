@@ -45,11 +45,8 @@ pub fn token_hash(token: &[u8]) -> u64 {
 
 /// The hash of a field value with its tag.
 pub fn field_hash(tag: FieldTag, value: &[u8]) -> u64 {
-    let mut buf = Vec::with_capacity(value.len() + 1);
-    buf.push(tag as u8);
-    buf.extend_from_slice(value);
-    // A distinct seed keeps field hashes apart from token hashes.
-    xxhash_rust::xxh3::xxh3_64_with_seed(&buf, 0x6c6f_6764)
+    // A seed per field keeps field hashes apart from token hashes and from each other.
+    xxhash_rust::xxh3::xxh3_64_with_seed(value, 0x6c6f_6764_0000 + tag as u64)
 }
 
 /// Calls `f` with each token of `text`.

@@ -1,5 +1,6 @@
 //! Listeners end to end in one process: real sockets on loopback into a real store in a
 //! temporary directory; what is stored is read back with queries.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may unwrap: a panic is a test failure.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
