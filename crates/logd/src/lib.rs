@@ -17,6 +17,7 @@
 pub mod archive;
 pub mod block;
 pub mod error;
+pub mod forward;
 pub mod http;
 pub mod listen;
 pub mod query;

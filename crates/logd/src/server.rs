@@ -6,7 +6,10 @@ use std::net::SocketAddr;
 
 use tokio::runtime::Runtime;
 
+use std::sync::Arc;
+
 use crate::error::Error;
+use crate::forward::Forwarder;
 use crate::http::{HttpState, serve};
 use crate::listen::{ListenOptions, ListenSpec, ListenerSnapshot, Listeners};
 use crate::store::{Store, StoreConfig};
@@ -28,6 +31,8 @@ pub struct ServerConfig {
     pub archive: Option<String>,
     /// How often the archiver looks for newly sealed segments.
     pub archive_every: std::time::Duration,
+    /// Relay records to upstream syslog servers.
+    pub forward: Option<crate::forward::ForwardConfig>,
 }
 
 impl ServerConfig {
@@ -45,6 +50,7 @@ impl ServerConfig {
             worker_threads: 2,
             archive: None,
             archive_every: std::time::Duration::from_secs(5),
+            forward: None,
         }
     }
 }
@@ -67,6 +73,7 @@ pub struct Server {
     http_addr: Option<SocketAddr>,
     http_stop: Option<tokio::sync::oneshot::Sender<()>>,
     http_task: Option<tokio::task::JoinHandle<()>>,
+    forwarder: Option<Arc<Forwarder>>,
 }
 
 impl Server {
@@ -93,6 +100,27 @@ impl Server {
                 config.listen_options.clone(),
             )
             .await?;
+            let forwarder = match &config.forward {
+                Some(f) => Some(Arc::new(Forwarder::start(&store, f.clone())?)),
+                None => None,
+            };
+            let listener_stats = listeners.stats_fn();
+            let extra_stats: Arc<dyn Fn() -> serde_json::Value + Send + Sync> = match &forwarder {
+                None => listener_stats,
+                Some(f) => {
+                    let f = f.clone();
+                    Arc::new(move || {
+                        let mut v = listener_stats();
+                        if let Some(o) = v.as_object_mut() {
+                            o.insert(
+                                "forward".into(),
+                                serde_json::to_value(f.snapshot()).unwrap_or_default(),
+                            );
+                        }
+                        v
+                    })
+                }
+            };
             let mut http = None;
             if let Some(addr) = config.http {
                 let listener = tokio::net::TcpListener::bind(addr)
@@ -104,7 +132,7 @@ impl Server {
                 let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
                 let state = HttpState {
                     store: store.clone(),
-                    extra_stats: listeners.stats_fn(),
+                    extra_stats: extra_stats.clone(),
                 };
                 let task = tokio::spawn(async move {
                     let stop = async move {
@@ -123,9 +151,9 @@ impl Server {
                     config.archive_every,
                 ));
             }
-            Ok::<_, Error>((listeners, http))
+            Ok::<_, Error>((listeners, http, forwarder))
         });
-        let (listeners, http) = match started {
+        let (listeners, http, forwarder) = match started {
             Ok(x) => x,
             Err(e) => {
                 store.shutdown();
@@ -143,7 +171,13 @@ impl Server {
             http_addr,
             http_stop,
             http_task,
+            forwarder,
         })
+    }
+
+    /// The forwarder's counters, when forwarding.
+    pub fn forward_stats(&self) -> Option<crate::forward::ForwardSnapshot> {
+        self.forwarder.as_ref().map(|f| f.snapshot())
     }
 
     /// The store.
@@ -192,6 +226,11 @@ impl Server {
             });
         }
         self.store.shutdown();
+        if let Some(f) = self.forwarder.take() {
+            // What the store accepted last is relayed before the logger stops.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            f.shutdown(std::time::Duration::from_secs(5));
+        }
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_timeout(std::time::Duration::from_secs(1));
         }

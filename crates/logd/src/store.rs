@@ -194,7 +194,6 @@ impl Ingest {
 
     /// Submits records and returns a receiver that resolves once they are durable (after
     /// the fsync that covers them) and visible to queries, or with the reason they are not.
-
     pub async fn submit_durable(
         &self,
         records: Vec<Record>,
@@ -1066,8 +1065,18 @@ impl WalWriter {
             }
             self.remove_sealed_generations();
             if !seal_waiters.is_empty() && pending.is_empty() {
+                // Seal through the indexer, then drop the WAL generations it covers.
+                let (tx, rx) = oneshot::channel();
+                let result = match self.to_index.send(IndexCommand::Seal(tx)) {
+                    Ok(()) => rx.blocking_recv().unwrap_or(Err(Error::Closed)),
+                    Err(_) => Err(Error::Closed),
+                };
+                self.remove_sealed_generations();
                 for w in seal_waiters.drain(..) {
-                    let _ = self.to_index.send(IndexCommand::Seal(w));
+                    let _ = w.send(match &result {
+                        Ok(()) => Ok(()),
+                        Err(e) => Err(Error::NotDurable(e.to_string())),
+                    });
                 }
                 if self.shared.closing.load(Ordering::Acquire) {
                     return;

@@ -267,48 +267,57 @@ fn read_file(path: &Path, out: &mut Vec<(u64, Record)>) -> Result<(u64, u64, boo
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut data))
         .ctx(|| format!("reading {}", path.display()))?;
-    let file_len = data.len() as u64;
+    let (valid, clean) = decode_file(&data, out);
+    Ok((valid, data.len() as u64, clean))
+}
+
+/// Decodes the bytes of one write-ahead log file: every valid entry's records go to
+/// `out`. Returns (length of the valid prefix, whether the file ends cleanly there).
+/// Never panics, whatever the bytes.
+pub fn decode_file(data: &[u8], out: &mut Vec<(u64, Record)>) -> (u64, bool) {
     if data.len() < HEADER_LEN as usize || &data[..8] != MAGIC {
         // A file cut before its header was fully written holds nothing.
-        return Ok((0, file_len, file_len == 0));
+        return (0, data.is_empty());
     }
     let mut at = HEADER_LEN as usize;
     loop {
         if at == data.len() {
-            return Ok((at as u64, file_len, true));
+            return (at as u64, true);
         }
         let Some(head) = data.get(at..at + 8) else {
-            return Ok((at as u64, file_len, false));
+            return (at as u64, false);
         };
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
         if len > MAX_ENTRY {
-            return Ok((at as u64, file_len, false));
+            return (at as u64, false);
         }
         let Some(payload) = data.get(at + 8..at + 8 + len) else {
-            return Ok((at as u64, file_len, false));
+            return (at as u64, false);
         };
         if crc32c::crc32c(payload) != crc {
-            return Ok((at as u64, file_len, false));
+            return (at as u64, false);
         }
-        let mut r = Reader::new(payload, "write-ahead log entry");
-        let decoded = (|| -> Result<Vec<(u64, Record)>, Error> {
-            let first_id = r.u64()?;
-            let count = r.u32()? as usize;
-            let mut records = Vec::with_capacity(count.min(1 << 16));
-            for i in 0..count {
-                records.push((first_id + i as u64, read_wal_record(&mut r)?));
-            }
-            Ok(records)
-        })();
-        match decoded {
+        match decode_entry(payload) {
             Ok(records) => out.extend(records),
             // A checksummed entry that does not decode was written by a different
             // version or is corrupt: stop here like for a checksum failure.
-            Err(_) => return Ok((at as u64, file_len, false)),
+            Err(_) => return (at as u64, false),
         }
         at += 8 + len;
     }
+}
+
+/// Decodes one entry's payload (first id, count, records).
+pub fn decode_entry(payload: &[u8]) -> Result<Vec<(u64, Record)>, Error> {
+    let mut r = Reader::new(payload, "write-ahead log entry");
+    let first_id = r.u64()?;
+    let count = r.u32()? as usize;
+    let mut records = Vec::with_capacity(count.min(1 << 16));
+    for i in 0..count {
+        records.push((first_id + i as u64, read_wal_record(&mut r)?));
+    }
+    Ok(records)
 }
 
 #[cfg(test)]

@@ -255,6 +255,20 @@ impl Logger {
         self.enqueue(record);
     }
 
+    /// Queues a message that is already a syslog message (RFC 5424 or RFC 3164, without
+    /// framing), to be sent as it is: a log service relaying what it received. The
+    /// transport adds its framing; bytes that are not UTF-8 are replaced (U+FFFD).
+    pub fn forward(&self, message: &[u8]) {
+        let end = message
+            .iter()
+            .rposition(|&b| !matches!(b, b'\n' | b'\r' | 0))
+            .map_or(0, |i| i + 1);
+        if end == 0 {
+            return;
+        }
+        self.enqueue(Record::pre_encoded(message[..end].to_vec()));
+    }
+
     /// Creates an empty record stamped now, for adapters that fill it themselves.
     pub(crate) fn new_record(&self, severity: Severity, capacity: usize) -> Record {
         Record::new(severity, self.now(), String::with_capacity(capacity))
