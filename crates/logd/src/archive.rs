@@ -22,8 +22,9 @@ use object_store::ObjectStore;
 use object_store::path::Path as ObjectPath;
 
 use crate::error::Error;
-use crate::query::{Matcher, RecordJson, base64_decode};
-use crate::record::{FLAG_TRUNCATED, Record, Source, Transport};
+pub use crate::query::record_from_json;
+use crate::query::{Matcher, RecordJson};
+
 use crate::segment::{Segment, hour_parts};
 use crate::store::{Store, defaults_for};
 
@@ -205,37 +206,6 @@ pub fn export_segment(seg: &Segment, node: &str) -> Result<Vec<u8>, Error> {
         }
     }
     zstd::bulk::compress(&lines, 3).map_err(|e| Error::io("compressing an archive object", e))
-}
-
-/// Rebuilds the stored record from its archive form.
-pub fn record_from_json(json: &RecordJson) -> Result<Record, Error> {
-    let raw: Vec<u8> = match (&json.raw_base64, &json.raw) {
-        (Some(b64), _) => base64_decode(b64)
-            .ok_or_else(|| Error::Archive(format!("record {}: bad raw_base64", json.id)))?,
-        (None, Some(raw)) => raw.as_bytes().to_vec(),
-        (None, None) => {
-            return Err(Error::Archive(format!(
-                "record {}: neither raw nor raw_base64",
-                json.id
-            )));
-        }
-    };
-    let transport = match json.transport.as_str() {
-        "udp" => Transport::Udp,
-        "tcp" => Transport::Tcp,
-        "tls" => Transport::Tls,
-        "relp" => Transport::Relp,
-        _ => Transport::Local,
-    };
-    Ok(Record {
-        received_at: json.received_at_ns,
-        source: Source {
-            transport,
-            addr: json.source.parse().unwrap_or(Source::LOCAL.addr),
-        },
-        flags: if json.truncated { FLAG_TRUNCATED } else { 0 },
-        raw: Bytes::from(raw),
-    })
 }
 
 /// Counters of an archive query.

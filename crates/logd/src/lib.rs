@@ -14,15 +14,20 @@
 //! - [`store`]: the data directory, its writer thread, queries and tails over it.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "server")]
 pub mod archive;
 pub mod block;
 pub mod error;
+#[cfg(feature = "server")]
 pub mod forward;
+#[cfg(feature = "server")]
 pub mod http;
+#[cfg(feature = "server")]
 pub mod listen;
 pub mod query;
 pub mod record;
 pub mod segment;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod store;
 pub mod tokens;

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::block::BlockMeta;
 use crate::error::Error;
-use crate::record::{FLAG_TRUNCATED, Record};
+use crate::record::{FLAG_TRUNCATED, Record, Source, Transport};
 use crate::tokens::{FieldTag, field_hash, find_words, text_token_hashes};
 
 /// A query's filter. Every part is optional; an empty query matches everything.
@@ -578,6 +578,37 @@ impl RecordJson {
         }
         out
     }
+}
+
+/// Rebuilds the stored record from its archive form.
+pub fn record_from_json(json: &RecordJson) -> Result<Record, Error> {
+    let raw: Vec<u8> = match (&json.raw_base64, &json.raw) {
+        (Some(b64), _) => base64_decode(b64)
+            .ok_or_else(|| Error::Archive(format!("record {}: bad raw_base64", json.id)))?,
+        (None, Some(raw)) => raw.as_bytes().to_vec(),
+        (None, None) => {
+            return Err(Error::Archive(format!(
+                "record {}: neither raw nor raw_base64",
+                json.id
+            )));
+        }
+    };
+    let transport = match json.transport.as_str() {
+        "udp" => Transport::Udp,
+        "tcp" => Transport::Tcp,
+        "tls" => Transport::Tls,
+        "relp" => Transport::Relp,
+        _ => Transport::Local,
+    };
+    Ok(Record {
+        received_at: json.received_at_ns,
+        source: Source {
+            transport,
+            addr: json.source.parse().unwrap_or(Source::LOCAL.addr),
+        },
+        flags: if json.truncated { FLAG_TRUNCATED } else { 0 },
+        raw: bytes::Bytes::from(raw),
+    })
 }
 
 /// Standard base64 with padding.

@@ -5,7 +5,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(json) = serde_json::from_slice::<flotilla_logd::RecordJson>(data)
-        && let Ok(record) = flotilla_logd::archive::record_from_json(&json)
+        && let Ok(record) = flotilla_logd::query::record_from_json(&json)
     {
         let _ = flotilla_logd::RecordJson::from_record(
             json.id,
