@@ -167,7 +167,8 @@ pub struct Store {
     shared: Arc<Shared>,
     tx: mpsc::Sender<Command>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
-    _lock: Arc<File>,
+    /// The data directory's lock, released by `shutdown`.
+    lock: Arc<Mutex<Option<File>>>,
 }
 
 /// A handle for listeners: submits batches with back-pressure.
@@ -477,7 +478,7 @@ impl Store {
             shared,
             tx,
             thread: Arc::new(Mutex::new(Some(thread))),
-            _lock: Arc::new(lock),
+            lock: Arc::new(Mutex::new(Some(lock))),
         })
     }
 
@@ -717,6 +718,10 @@ impl Store {
         }
         self.shared.budget.close();
         let _ = handle.join();
+        // Another logd may now use the directory.
+        if let Ok(mut lock) = self.lock.lock() {
+            lock.take();
+        }
     }
 
     /// Path of the data directory.
