@@ -507,7 +507,8 @@ fn garbage_oversize_stalled_and_2000_idle_connections_harm_nobody() {
         .unwrap();
     bad.write_all(b"99999999999999999999999 nonsense count\n")
         .unwrap();
-    bad.write_all(format!("5000 <13>1 - big app - - - {}", "z".repeat(4983)).as_bytes())
+    let big = format!("<13>1 - big app - - - {}", "z".repeat(5000));
+    bad.write_all(format!("{} {big}", big.len()).as_bytes())
         .unwrap();
     drop(bad);
     // A well-behaved sender alongside is unaffected.
@@ -530,7 +531,7 @@ fn garbage_oversize_stalled_and_2000_idle_connections_harm_nobody() {
         (rss - rss_before) >> 20
     );
     let stats = logd.stats().unwrap();
-    let tcp_stats = &stats["listeners"]["listeners"][0];
+    let tcp_stats = &stats["listeners"][0];
     assert!(
         tcp_stats["connections_open"].as_u64().unwrap() >= 2001,
         "{tcp_stats}"
@@ -544,5 +545,177 @@ fn garbage_oversize_stalled_and_2000_idle_connections_harm_nobody() {
         &["--host", "stalled"],
     );
     drop(idle);
+    logd.stop().unwrap();
+}
+
+#[test]
+fn sealed_segments_are_archived_to_s3_and_searched_back() {
+    let weed = flotilla_testkit::Weed::start().unwrap();
+    weed.create_bucket("logs").unwrap();
+    let archive = format!("s3://logs/fleet?endpoint={}", weed.endpoint());
+    let dir = tempfile::tempdir().unwrap();
+    let logd = start(
+        dir.path(),
+        "tcp://127.0.0.1:0",
+        &[
+            "--archive",
+            &archive,
+            "--archive-every-secs",
+            "1",
+            "--node-id",
+            "node-a",
+        ],
+    );
+    let mut s = TcpStream::connect(logd.tcp).unwrap();
+    for i in 0..500 {
+        writeln!(
+            s,
+            "<11>1 - arch-host arch-app - ARC [a@32473 i=\"{i}\"] archived line {i} tok-{i:04}"
+        )
+        .unwrap();
+    }
+    writeln!(s, "<13>1 - arch-host arch-app - ARC - caf\u{e9} \u{1F680}").unwrap();
+    s.write_all(b"<13>1 - arch-host arch-app - ARC - bytes \xff\xfe kept\n")
+        .unwrap();
+    drop(s);
+    wait_for(&logd, "stored", 502, &["--app", "arch-app"]);
+    // Stopping seals the open segment; a restart archives it within a second.
+    logd.stop().unwrap();
+    let logd = start(
+        dir.path(),
+        "tcp://127.0.0.1:0",
+        &[
+            "--archive",
+            &archive,
+            "--archive-every-secs",
+            "1",
+            "--node-id",
+            "node-a",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let keys = loop {
+        let keys = weed.list_objects("logs").unwrap();
+        if !keys.is_empty() && logd.stats().unwrap()["archived_segments"].as_u64() >= Some(1) {
+            break keys;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing archived: {}",
+            logd.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        keys.iter().all(|k| k.starts_with("fleet/node-a/dt=")
+            && k.contains("/hour=")
+            && k.ends_with(".jsonl.zst")),
+        "{keys:?}"
+    );
+    // Any tool reads it: zstd JSON Lines with every field and the raw frame.
+    let object = weed.get_object("logs", &keys[0]).unwrap();
+    let plain = zstd_decode(&object);
+    let first: Value = serde_json::from_str(plain.lines().next().unwrap()).unwrap();
+    assert_eq!(first["hostname"], "arch-host");
+    assert_eq!(first["node"], "node-a");
+    assert!(
+        first["raw"]
+            .as_str()
+            .unwrap()
+            .starts_with("<11>1 - arch-host")
+    );
+    // flotilla logs query --archive finds a rare token, and the non-UTF-8 line whole.
+    let out = Command::new(flotilla_exe())
+        .args([
+            "logs",
+            "query",
+            "--json",
+            "--archive",
+            &archive,
+            "--grep",
+            "tok-0417",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["structured_data"]["a@32473"]["i"], "417");
+    assert_eq!(lines[0]["severity"], "err");
+    let out = Command::new(flotilla_exe())
+        .args([
+            "logs",
+            "query",
+            "--json",
+            "--archive",
+            &archive,
+            "--grep",
+            "kept",
+        ])
+        .output()
+        .unwrap();
+    let line: Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    assert!(line["raw_base64"].is_string(), "{line}");
+    logd.stop().unwrap();
+}
+
+/// Decompresses one zstd frame (an archive object).
+fn zstd_decode(data: &[u8]) -> String {
+    String::from_utf8(zstd::stream::decode_all(data).unwrap()).unwrap()
+}
+
+#[test]
+fn forwarding_relays_what_matches_to_rsyslog_over_relp() {
+    let upstream = Rsyslog::builder().relp().start().unwrap();
+    let relp = SocketAddr::from(([127, 0, 0, 1], upstream.relp_port().unwrap()));
+    let dir = tempfile::tempdir().unwrap();
+    let logd = start(
+        dir.path(),
+        "tcp://127.0.0.1:0",
+        &[
+            "--forward",
+            &format!("relp://{relp}"),
+            "--forward-severity",
+            "..warning",
+        ],
+    );
+    let mut s = TcpStream::connect(logd.tcp).unwrap();
+    for i in 0..200u32 {
+        let sev = i % 8;
+        writeln!(
+            s,
+            "<{}>1 2024-03-04T05:06:07Z fw-host fw-app - FW [f@32473 i=\"{i}\"] forwarded? {i}",
+            8 + sev
+        )
+        .unwrap();
+    }
+    drop(s);
+    wait_for(&logd, "stored", 200, &["--app", "fw-app"]);
+    // Severities 0..=4 of 200 round-robin: 125 go upstream, exactly as received.
+    let lines = upstream
+        .wait_for_lines(125, Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(lines.len(), 125);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        upstream.lines().unwrap().len(),
+        125,
+        "only matching records are forwarded"
+    );
+    assert!(
+        lines.iter().all(|l| l["hostname"] == "fw-host"),
+        "{:?}",
+        lines[0]
+    );
+    let stats = logd.stats().unwrap();
+    assert_eq!(stats["listeners"]["forward"]["matched"], 125, "{stats}");
     logd.stop().unwrap();
 }

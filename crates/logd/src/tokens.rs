@@ -1,8 +1,8 @@
 //! Tokens and their hashes: what the per-block filters hold and what a query looks up.
 //!
-//! A **word byte** is an ASCII letter or digit, `_`, or any byte ≥ 0x80 (so UTF-8 words and
-//! stray non-UTF-8 bytes stay inside words). A **token** is a maximal run of word bytes; it
-//! is hashed (xxh3) on at most its first [`MAX_TOKEN_HASHED`] bytes. Field values (host,
+//! A **word character** is a letter or digit of any script (Unicode alphanumeric) or `_`;
+//! everything else separates words: punctuation, spaces, symbols, a byte-order mark, bytes
+//! that are not valid UTF-8. A **token** is a maximal run of word characters; it is hashed (xxh3) on at most its first [`MAX_TOKEN_HASHED`] bytes. Field values (host,
 //! app, msgid, SD params) are hashed whole with a one-byte field tag, so `host=web-1` and
 //! the word `web` never collide.
 //!
@@ -31,10 +31,49 @@ pub enum FieldTag {
     ProcId = 5,
 }
 
-/// Whether `b` belongs to a word.
+/// Whether the ASCII byte `b` belongs to a word.
 #[inline]
 pub fn is_word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// The length of the UTF-8 character starting at `text[i]`, and whether it is a word
+/// character (a letter or digit of any script, or `_`). A byte that does not start a valid
+/// UTF-8 character counts as a 1-byte separator.
+#[inline]
+pub fn char_at(text: &[u8], i: usize) -> (usize, bool) {
+    let b = text[i];
+    if b < 0x80 {
+        return (1, is_word_byte(b));
+    }
+    let len = match b {
+        0xC2..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF4 => 4,
+        _ => return (1, false),
+    };
+    match text
+        .get(i..i + len)
+        .and_then(|c| std::str::from_utf8(c).ok())
+        .and_then(|s| s.chars().next())
+    {
+        Some(c) => (len, c.is_alphanumeric()),
+        None => (1, false),
+    }
+}
+
+/// Whether the character that ends just before `text[i]` is a word character.
+fn word_before(text: &[u8], i: usize) -> bool {
+    if i == 0 {
+        return false;
+    }
+    // Back over at most 3 continuation bytes to the start of the character.
+    let mut start = i - 1;
+    while start > 0 && i - start < 4 && text[start] & 0xC0 == 0x80 {
+        start -= 1;
+    }
+    let (len, word) = char_at(text, start);
+    start + len == i && word
 }
 
 /// The hash of one token.
@@ -53,14 +92,22 @@ pub fn field_hash(tag: FieldTag, value: &[u8]) -> u64 {
 #[inline]
 pub fn for_each_token(text: &[u8], mut f: impl FnMut(&[u8])) {
     let mut start = None;
-    for (i, &b) in text.iter().enumerate() {
-        if is_word_byte(b) {
+    let mut i = 0;
+    while i < text.len() {
+        let b = text[i];
+        let (len, word) = if b < 0x80 {
+            (1, is_word_byte(b))
+        } else {
+            char_at(text, i)
+        };
+        if word {
             if start.is_none() {
                 start = Some(i);
             }
         } else if let Some(s) = start.take() {
             f(&text[s..i]);
         }
+        i += len;
     }
     if let Some(s) = start {
         f(&text[s..]);
@@ -79,17 +126,17 @@ pub fn text_token_hashes(text: &[u8]) -> Vec<u64> {
 /// Whether `needle` occurs in `haystack` at word boundaries: where the needle begins
 /// (ends) with a word byte, the byte before (after) the occurrence must not be one.
 pub fn find_words(haystack: &[u8], needle: &[u8], finder: &memchr::memmem::Finder<'_>) -> bool {
-    let (Some(&first), Some(&last)) = (needle.first(), needle.last()) else {
+    if needle.is_empty() {
         return true;
-    };
-    let check_start = is_word_byte(first);
-    let check_end = is_word_byte(last);
+    }
+    let check_start = char_at(needle, 0).1;
+    let check_end = word_before(needle, needle.len());
     let mut from = 0;
     while let Some(pos) = finder.find(&haystack[from..]) {
         let at = from + pos;
         let end = at + needle.len();
-        let start_ok = !check_start || at == 0 || !is_word_byte(haystack[at - 1]);
-        let end_ok = !check_end || end == haystack.len() || !is_word_byte(haystack[end]);
+        let start_ok = !check_start || !word_before(haystack, at);
+        let end_ok = !check_end || end == haystack.len() || !char_at(haystack, end).1;
         if start_ok && end_ok {
             return true;
         }
@@ -209,6 +256,24 @@ mod tests {
     }
 
     #[test]
+    fn separators_beyond_ascii() {
+        assert_eq!(words("\u{feff}seq: 1"), ["seq", "1"]);
+        assert_eq!(words("a\u{a0}b—c"), ["a", "b", "c"]);
+        let mut bytes = b"ab\xffcd".to_vec();
+        bytes.extend_from_slice("日本語 x".as_bytes());
+        let mut out = Vec::new();
+        for_each_token(&bytes, |t| out.push(t.to_vec()));
+        assert_eq!(
+            out,
+            [
+                b"ab".to_vec(),
+                "cd日本語".as_bytes().to_vec(),
+                b"x".to_vec()
+            ]
+        );
+    }
+
+    #[test]
     fn word_boundaries() {
         let check = |hay: &str, needle: &str| {
             let f = memchr::memmem::Finder::new(needle.as_bytes());
@@ -221,6 +286,13 @@ mod tests {
         assert!(check("id=abc-123 done", "abc-123"));
         assert!(!check("id=abc-1234 done", "abc-123"));
         assert!(check("end abc", "abc"));
+        // A byte-order mark or a non-breaking space separates words; letters do not.
+        assert!(check("\u{feff}seq: 1", "seq"));
+        assert!(check("a\u{a0}seq", "seq"));
+        assert!(!check("éseq", "seq"));
+        assert!(check("café au lait", "café"));
+        assert!(!check("cafés", "café"));
+        assert!(check("x \u{fffd}\u{fffd} y", "y"));
     }
 
     #[test]
