@@ -802,7 +802,7 @@ pub fn run_logd_bench(config: &LogdBenchConfig) -> Result<LogdBenchReport, Bench
             )));
         }
         let t = Instant::now();
-        let out = Command::new(&rg)
+        let out = Command::new(rg)
             .args(["-F", "-w", "-c", &token])
             .arg(&rsyslog_file)
             .output()

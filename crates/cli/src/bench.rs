@@ -7,9 +7,13 @@
 //! - the `syslog` crate's TCP logger on the same messages (synchronous: one
 //!   formatted write and flush per message, no framing).
 //!
-//! Each message is "user logged in" plus two fields (`user`, `action`). The sink
-//! counts frames as they arrive and the delivered rate is measured at the sink,
-//! from the first to the last byte.
+//! Each message is "user logged in" plus two fields (`user`, `action`). flotilla's sink
+//! is a log-service node in this process (`flotilla_logd`: TCP listener on loopback, a
+//! temporary data directory): a message counts as received once it is stored, and the
+//! delivered rate is measured at the sink from the records' received-at times (when the
+//! listener read them), first to last. The `syslog` crate writes RFC 5424 with no
+//! framing at all (no octet count, no LF), which no syslog receiver can split into
+//! messages, logd included: its sink stays a plain TCP reader counting `<` bytes.
 //!
 //! `flotilla bench hop`, `fanout` and `connections` run the front-end benchmarks of
 //! `flotilla-bench` (see that crate's docs for the harness): the front-end under test and
@@ -25,6 +29,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use flotilla_bench::WorkerLauncher;
+use flotilla_logd::listen::ListenSpec;
+use flotilla_logd::record::now_nanos;
+use flotilla_logd::server::{Server, ServerConfig};
+use flotilla_logd::{Matcher, Query};
 use flotilla_logger::{Config, DropPolicy, Logger};
 use serde::Serialize;
 
@@ -323,9 +331,108 @@ pub struct LoggerReport {
     pub speedup_vs_syslog_crate: f64,
 }
 
-/// A TCP sink on loopback that counts messages: octet-counted frames, or (for the
-/// unframed `syslog` crate stream) `<` bytes, which start each message and appear
-/// nowhere else in the benchmark's messages.
+/// flotilla's sink: a logd node on loopback (TCP listener, temporary data directory).
+/// Received means stored; the rate comes from the stored records' received-at times.
+struct LogdSink {
+    server: Server,
+    addr: std::net::SocketAddr,
+    /// Id of the current run's first record.
+    base: u64,
+    /// When the current run started (ns since the Unix epoch).
+    since: i64,
+    _dir: tempfile::TempDir,
+}
+
+impl LogdSink {
+    fn start() -> Result<LogdSink> {
+        let dir = tempfile::Builder::new()
+            .prefix("flotilla-bench-logger-")
+            .tempdir()
+            .context("creating the sink's data directory")?;
+        let mut config = ServerConfig::new(dir.path());
+        config.listen = vec![ListenSpec::parse("tcp://127.0.0.1:0")?];
+        config.http = None;
+        // Room for a whole run's burst while the store writes: the listener reads at the
+        // logger's pace instead of slowing it down (logd's default is 64 MiB).
+        config.store.queue_bytes = 2 << 30;
+        // One connection: one I/O thread, one core less taken from the logger under test.
+        config.worker_threads = 1;
+        let server = Server::start(config).context("starting the sink (logd)")?;
+        let addr = server
+            .addr_of("tcp")
+            .context("the sink has no TCP listener")?;
+        Ok(LogdSink {
+            base: server.store().stats().next_id,
+            server,
+            addr,
+            since: now_nanos(),
+            _dir: dir,
+        })
+    }
+
+    /// Records of this run stored so far (durable and visible to queries: ids are
+    /// consecutive in arrival order).
+    fn received(&self) -> u64 {
+        self.server.store().stats().next_id - self.base
+    }
+
+    /// Waits until `expected` messages are stored or nothing arrived for a while.
+    fn wait_for(&self, expected: u64, idle: Duration) -> u64 {
+        let mut last_count = 0;
+        let mut last_change = Instant::now();
+        loop {
+            let c = self.received();
+            if c >= expected {
+                return c;
+            }
+            if c != last_count {
+                last_count = c;
+                last_change = Instant::now();
+            } else if last_change.elapsed() > idle {
+                return c;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Starts counting afresh.
+    fn reset(&mut self) {
+        self.base = self.server.store().stats().next_id;
+        self.since = now_nanos();
+    }
+
+    /// Records of this run per second, from the first one's received-at time to the
+    /// last one's.
+    fn rate(&self) -> f64 {
+        let Ok(this_run) = Matcher::new(Query {
+            since: Some(self.since),
+            ..Query::default()
+        }) else {
+            return 0.0;
+        };
+        let edge = |newest_first: bool| {
+            let mut at = None;
+            let _ = self
+                .server
+                .store()
+                .scan(&this_run, newest_first, &mut |_, r| {
+                    at = Some(r.received_at);
+                    false
+                });
+            at
+        };
+        match (edge(false), edge(true)) {
+            (Some(first), Some(last)) if last > first => {
+                self.received() as f64 / ((last - first) as f64 / 1e9)
+            }
+            _ => 0.0,
+        }
+    }
+}
+
+/// The `syslog` crate's sink: a TCP reader on loopback counting `<` bytes, which start
+/// each message and appear nowhere else in the benchmark's messages (the crate's stream
+/// has no framing to split it by).
 struct Sink {
     addr: std::net::SocketAddr,
     count: Arc<AtomicU64>,
@@ -335,14 +442,8 @@ struct Sink {
     thread: Option<JoinHandle<()>>,
 }
 
-#[derive(Clone, Copy)]
-enum Counting {
-    OctetFrames,
-    PriMarkers,
-}
-
 impl Sink {
-    fn start(counting: Counting) -> Result<Sink> {
+    fn start() -> Result<Sink> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let count = Arc::new(AtomicU64::new(0));
@@ -356,24 +457,18 @@ impl Sink {
                 .name("bench-sink".into())
                 .spawn(move || {
                     listener.set_nonblocking(true).ok();
-                    let mut conns: Vec<(TcpStream, flotilla_syslog::FrameDecoder)> = Vec::new();
+                    let mut conns: Vec<TcpStream> = Vec::new();
                     let mut buf = vec![0u8; 1 << 20];
                     while !stop.load(Ordering::SeqCst) {
                         if let Ok((s, _)) = listener.accept() {
                             s.set_read_timeout(Some(Duration::from_millis(20))).ok();
-                            conns.push((
-                                s,
-                                flotilla_syslog::FrameDecoder::new(
-                                    flotilla_syslog::Framing::OctetCounting,
-                                    1 << 16,
-                                ),
-                            ));
+                            conns.push(s);
                         }
                         if conns.is_empty() {
                             std::thread::sleep(Duration::from_millis(1));
                             continue;
                         }
-                        for (stream, decoder) in conns.iter_mut() {
+                        for stream in conns.iter_mut() {
                             let Ok(n) = stream.read(&mut buf) else {
                                 continue;
                             };
@@ -385,21 +480,7 @@ impl Sink {
                                 f.get_or_insert(now);
                             }
                             let data = buf.get(..n).unwrap_or(&[]);
-                            let frames = match counting {
-                                Counting::PriMarkers => {
-                                    data.iter().filter(|&&b| b == b'<').count() as u64
-                                }
-                                Counting::OctetFrames => {
-                                    decoder.push(data);
-                                    let mut k = 0;
-                                    while let Some(frame) = decoder.next_frame() {
-                                        if frame.is_ok() {
-                                            k += 1;
-                                        }
-                                    }
-                                    k
-                                }
-                            };
+                            let frames = data.iter().filter(|&&b| b == b'<').count() as u64;
                             count.fetch_add(frames, Ordering::Relaxed);
                             if let Ok(mut l) = last.lock() {
                                 *l = Some(now);
@@ -437,17 +518,6 @@ impl Sink {
         }
     }
 
-    /// Starts counting afresh.
-    fn reset(&self) {
-        self.count.store(0, Ordering::SeqCst);
-        if let Ok(mut f) = self.first.lock() {
-            *f = None;
-        }
-        if let Ok(mut l) = self.last.lock() {
-            *l = None;
-        }
-    }
-
     fn rate(&self) -> f64 {
         let first = self.first.lock().ok().and_then(|f| *f);
         let last = self.last.lock().ok().and_then(|l| *l);
@@ -477,7 +547,7 @@ fn log_one(i: u64) {
 
 fn flotilla_run(
     name: &str,
-    sink: &Sink,
+    sink: &LogdSink,
     logger: &Logger,
     rate: Option<u64>,
     seconds: f64,
@@ -539,7 +609,7 @@ fn logger_bench(args: &LoggerArgs) -> Result<LoggerReport> {
     }
     // flotilla, fixed rate then saturation, through the global `log` facade into
     // one logger and one sink (reset between the runs).
-    let sink = Sink::start(Counting::OctetFrames)?;
+    let mut sink = LogdSink::start()?;
     let mut config = Config::with_collectors(&format!("tcp://{}", sink.addr))?;
     config.app_name = Some("bench".into());
     config.hostname = Some("bench-host".into());
@@ -565,6 +635,7 @@ fn logger_bench(args: &LoggerArgs) -> Result<LoggerReport> {
         args.seconds,
     );
     logger.shutdown(Duration::from_secs(5));
+    sink.server.shutdown();
     drop(sink);
 
     let syslog_crate = syslog_crate_run(args.seconds)?;
@@ -584,7 +655,7 @@ fn logger_bench(args: &LoggerArgs) -> Result<LoggerReport> {
 }
 
 fn syslog_crate_run(seconds: f64) -> Result<RunReport> {
-    let sink = Sink::start(Counting::PriMarkers)?;
+    let sink = Sink::start()?;
     let formatter = syslog::Formatter5424 {
         facility: syslog::Facility::LOG_USER,
         hostname: Some("bench-host".into()),

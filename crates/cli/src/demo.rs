@@ -7,9 +7,11 @@
 //! bots join and steer their entity with inputs. Half-way through, one front-end is shut
 //! down: its clients fail over to the others at random, resume their sessions and their
 //! replicas carry on (`--kill-frontend-at`, `--no-kill`). Every role logs through the
-//! flotilla logger to a local collector. A status line per second (clients per
-//! front-end, batches/s delivered, observer lag p50/p99) and a final summary; `--json`
-//! prints the summary as one JSON object.
+//! flotilla logger, with its own APP-NAME, to an in-process log service (a logd node, see
+//! [`crate::demo_logd`]) whose data directory outlives the demo. A status line per second
+//! (clients per front-end, batches/s delivered, observer lag p50/p99) and a final
+//! summary: the run's figures, the messages each role logged and a ready-to-run query
+//! of them; `--json` prints the summary as one JSON object.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,7 +29,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::arena::{self, CommitLog};
-use crate::receive::Listener;
+use crate::demo_logd::{DemoLogs, LogdSummary, as_frontend};
 
 /// Arguments of `flotilla demo`.
 #[derive(clap::Args, Debug)]
@@ -91,10 +93,13 @@ pub struct DemoSummary {
     pub lag_ms_p99: f64,
     /// Outputs the bots received from the game server (their "you are ..." replies).
     pub outputs_received: u64,
-    /// Log messages the local collector received from the roles.
+    /// Log messages the log service (logd) stored from the roles.
     pub log_messages: u64,
     /// Boot messages among them.
     pub boot_messages: u64,
+    /// The log service: data directory, records per role (APP-NAME) and a ready-to-run
+    /// query.
+    pub logd: Option<LogdSummary>,
 }
 
 /// How the clients of the front-end shut down mid-run moved to the others.
@@ -149,23 +154,35 @@ pub fn run(args: DemoArgs) -> Result<()> {
             bail!("--kill-frontend-at needs at least 2 front-ends (--frontends)");
         }
     }
+    // The roles log through the flotilla logger to an in-process logd; it runs its own
+    // runtime, so it starts and stops outside the demo's.
+    let logs = DemoLogs::start(args.frontends)?;
+    let json = args.json;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(demo(args))
+    let outcome = runtime.block_on(demo(args, &logs));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let logd = logs.finish();
+    let mut summary = outcome?;
+    let logd = logd?;
+    summary.log_messages = logd.records;
+    summary.boot_messages = logd.boot_messages;
+    summary.logd = Some(logd);
+    print_summary(&summary, json)?;
+    if summary.replicas_in_sync != summary.clients {
+        bail!(
+            "only {} of {} replicas equal the game server's state",
+            summary.replicas_in_sync,
+            summary.clients
+        );
+    }
+    Ok(())
 }
 
-async fn demo(args: DemoArgs) -> Result<()> {
-    // The roles log through the flotilla logger to a local collector.
-    let (log_tx, log_rx) = std::sync::mpsc::channel();
-    let collector = Listener::start("tcp://127.0.0.1:0", log_tx)?;
-    let mut log_config =
-        flotilla_logger::Config::with_collectors(&format!("tcp://{}", collector.addr))?;
-    log_config.app_name = Some("flotilla-demo".into());
-    log_config.app_version = Some(env!("CARGO_PKG_VERSION").into());
-    let logger = flotilla_logger::init(log_config)?;
-
+/// Runs the roles and the clients; the summary's log fields are filled in afterwards.
+async fn demo(args: DemoArgs, logs: &DemoLogs) -> Result<DemoSummary> {
     let game = Arc::new(
         GameServer::bind(
             "127.0.0.1:0",
@@ -198,13 +215,21 @@ async fn demo(args: DemoArgs) -> Result<()> {
             server_id: format!("fe-{i}"),
             ..FrontendConfig::default()
         };
-        frontends.push(FrontendServer::bind(config).await?);
+        frontends.push(as_frontend(i - 1, FrontendServer::bind(config)).await?);
     }
     let fe_addrs: Vec<_> = frontends.iter().map(|f| f.local_addr()).collect();
     if !args.json {
         println!(
             "flotilla demo: game server {game_addr}, {} worlds; front-ends {fe_addrs:?}; {} bots, {} observers, {} s",
             args.worlds, args.bots, args.observers, args.duration
+        );
+        let or_none = |a: Option<std::net::SocketAddr>| a.map_or("-".into(), |a| a.to_string());
+        println!(
+            "flotilla demo: every role logs to logd at tcp://{} (data {}; follow it live: {} logs tail -f --logd http://{})",
+            or_none(logs.tcp_addr()),
+            logs.data_dir().display(),
+            crate::demo_logd::flotilla_command(),
+            or_none(logs.http_addr())
         );
     }
     // Wait until every front-end has connected to the game server and learnt its
@@ -447,10 +472,7 @@ async fn demo(args: DemoArgs) -> Result<()> {
         }
     }
     game.shutdown();
-    logger.flush(Duration::from_secs(3));
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let logged: Vec<_> = log_rx.try_iter().collect();
-    let summary = DemoSummary {
+    Ok(DemoSummary {
         seconds,
         clients_per_frontend: per_frontend,
         clients_per_frontend_at_end,
@@ -463,15 +485,15 @@ async fn demo(args: DemoArgs) -> Result<()> {
         lag_ms_p50,
         lag_ms_p99,
         outputs_received: shared.outputs.load(Ordering::Relaxed),
-        log_messages: logged.len() as u64,
-        boot_messages: logged
-            .iter()
-            .filter(|m| m.msg_id.as_deref() == Some("BOOT"))
-            .count() as u64,
-    };
-    drop(collector);
-    if args.json {
-        println!("{}", serde_json::to_string(&summary)?);
+        log_messages: 0,
+        boot_messages: 0,
+        logd: None,
+    })
+}
+
+fn print_summary(summary: &DemoSummary, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(summary)?);
     } else {
         println!("flotilla demo: summary");
         println!(
@@ -519,17 +541,19 @@ async fn demo(args: DemoArgs) -> Result<()> {
             summary.outputs_received
         );
         println!(
-            "  log messages at the collector:    {} ({} boot)",
+            "  log messages stored by logd:      {} ({} boot)",
             summary.log_messages, summary.boot_messages
         );
-    }
-    logger.shutdown(Duration::from_secs(2));
-    if summary.replicas_in_sync != summary.clients {
-        bail!(
-            "only {} of {} replicas equal the game server's state",
-            summary.replicas_in_sync,
-            summary.clients
-        );
+        if let Some(logd) = &summary.logd {
+            for (app, n) in &logd.per_app {
+                println!("    {app:<20} {n:>7}");
+            }
+            println!(
+                "  logd data directory (kept):       {}",
+                logd.data_dir.display()
+            );
+            println!("  query it:  {}", logd.query);
+        }
     }
     Ok(())
 }

@@ -64,6 +64,25 @@ pub struct LogdArgs {
     /// How often to look for newly sealed segments to archive, in seconds.
     #[arg(long, default_value_t = 5)]
     archive_every_secs: u64,
+    /// Relay records, as received, to upstream syslog servers through the flotilla
+    /// logger (its URL syntax: relp://HOST:PORT,tcp://HOST:PORT,udp://..., tls://...?ca=PEM).
+    #[arg(long)]
+    forward: Option<String>,
+    /// Forward only records of these apps (repeatable).
+    #[arg(long)]
+    forward_app: Vec<String>,
+    /// Forward only records of these hosts (repeatable).
+    #[arg(long)]
+    forward_host: Vec<String>,
+    /// Forward only records in this severity range (e.g. ..warning).
+    #[arg(long)]
+    forward_severity: Option<String>,
+    /// Forward only records containing these words (repeatable; all must occur).
+    #[arg(long)]
+    forward_grep: Vec<String>,
+    /// Messages held for a slow or absent upstream before the oldest is dropped (counted).
+    #[arg(long, default_value_t = 100_000)]
+    forward_queue: usize,
 }
 
 /// The default data directory.
@@ -145,6 +164,26 @@ pub fn config_from_args(args: &LogdArgs) -> Result<ServerConfig> {
         config.store.node_id = n.clone();
     }
     config.archive = args.archive.clone();
+    if let Some(to) = &args.forward {
+        let spec = flotilla_logd::query::QuerySpec {
+            app: args.forward_app.clone(),
+            host: args.forward_host.clone(),
+            severity: args.forward_severity.clone(),
+            grep: args.forward_grep.clone(),
+            ..Default::default()
+        };
+        config.forward = Some(flotilla_logd::forward::ForwardConfig {
+            to: to.clone(),
+            filter: spec.to_query(0).context("--forward-* filter")?,
+            queue: args.forward_queue,
+        });
+    } else if !args.forward_app.is_empty()
+        || !args.forward_host.is_empty()
+        || args.forward_severity.is_some()
+        || !args.forward_grep.is_empty()
+    {
+        bail!("--forward-app/-host/-severity/-grep need --forward URL");
+    }
     config.archive_every = Duration::from_secs(args.archive_every_secs.max(1));
     Ok(config)
 }
@@ -165,6 +204,9 @@ pub fn run(args: LogdArgs) -> Result<()> {
     }
     for (url, _) in server.listener_addrs() {
         eprintln!("flotilla logd: listening on {url}");
+    }
+    if let Some(f) = server.forward_stats() {
+        eprintln!("flotilla logd: forwarding to {}", f.to);
     }
     if let Some(h) = server.http_addr() {
         eprintln!(

@@ -1,22 +1,24 @@
 //! `flotilla logger-demo`: a sealed service's life as its operators see it.
 //!
-//! Two local collectors (TCP receivers on loopback) stand in for a log service.
-//! A service logs through the flotilla logger: the boot message with its IP
-//! configuration, a steady stream of numbered messages with fields, a heartbeat,
-//! a caught error with its cause chain; half-way the collector in use is stopped
-//! and the logger fails over to the other; at the end a thread panics on purpose
-//! and the "about to crash" message arrives.
-//! Everything in it is real sockets and real parsing.
+//! Two log-service nodes (in-process logd servers, each with a TCP listener on loopback
+//! and a temporary data directory) are the collectors. A service logs through the
+//! flotilla logger: the boot message with its IP configuration, a steady stream of
+//! numbered messages with fields, a heartbeat, a caught error with its cause chain;
+//! half-way the node in use is stopped and the logger fails over to the other; at the
+//! end a thread panics on purpose and the "about to crash" message arrives. The summary
+//! comes from queries of what each node stored.
+//! Everything in it is real sockets, real storage and real parsing.
 
 use std::collections::BTreeSet;
-use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
+use flotilla_logd::listen::{ListenSpec, ListenerSnapshot};
+use flotilla_logd::server::{Server, ServerConfig};
+use flotilla_logd::store::defaults_for;
+use flotilla_logd::{Matcher, Query, RecordJson};
 use flotilla_logger::Config;
 use serde::Serialize;
-
-use crate::receive::{Listener, Received};
 
 /// Arguments of `flotilla logger-demo`.
 #[derive(clap::Args, Debug)]
@@ -57,8 +59,100 @@ pub struct DemoSummary {
     pub delivered: u64,
     /// Messages the logger dropped.
     pub dropped: u64,
-    /// Frames the collectors could not decode or parse (should be 0).
+    /// Frames the collectors could not decode or parse (should be 0): records stored
+    /// unparsed or truncated, and framing errors.
     pub bad_frames: u64,
+}
+
+/// One collector: a logd node and its temporary data directory.
+struct Collector {
+    name: String,
+    server: Server,
+    /// The listeners' counters when the node stopped.
+    listeners: Vec<ListenerSnapshot>,
+    stopped: bool,
+    _dir: tempfile::TempDir,
+}
+
+impl Collector {
+    fn start() -> Result<Collector> {
+        let dir = tempfile::Builder::new()
+            .prefix("flotilla-logger-demo-")
+            .tempdir()
+            .context("creating a collector's data directory")?;
+        let mut config = ServerConfig::new(dir.path());
+        config.listen = vec![ListenSpec::parse("tcp://127.0.0.1:0")?];
+        config.http = None;
+        let server = Server::start(config).context("starting a collector (logd)")?;
+        let addr = server
+            .addr_of("tcp")
+            .context("the collector has no TCP listener")?;
+        Ok(Collector {
+            name: format!("tcp://{addr}"),
+            server,
+            listeners: Vec::new(),
+            stopped: false,
+            _dir: dir,
+        })
+    }
+
+    /// Records stored so far (durable ones).
+    fn records(&self) -> u64 {
+        self.server.store().stats().records
+    }
+
+    /// Stops the node: its listener and connections close, what it accepted is kept.
+    fn stop(&mut self) {
+        if !self.stopped {
+            self.listeners = self.server.listener_stats();
+            self.server.shutdown();
+            self.stopped = true;
+        }
+    }
+
+    /// Waits (up to `within`) until nobody is connected any more: every connection was
+    /// read to its end and handed to the store.
+    fn settle(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline
+            && self
+                .server
+                .listener_stats()
+                .iter()
+                .any(|l| l.connections_open > 0)
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Every stored record, in arrival order, with its parsed fields.
+    fn stored(&self) -> Result<Vec<RecordJson>> {
+        let mut out = Vec::new();
+        self.server
+            .store()
+            .scan(&Matcher::new(Query::default())?, false, &mut |id, r| {
+                out.push(RecordJson::from_record(id, r, &defaults_for(r.received_at)));
+                true
+            })?;
+        Ok(out)
+    }
+
+    /// Records stored raw because they did not parse as syslog, truncated ones, and
+    /// frames the listener could not read.
+    fn bad_frames(&self) -> Result<u64> {
+        let unparsed = Matcher::new(Query {
+            unparsed_only: true,
+            ..Query::default()
+        })?;
+        let mut bad = 0;
+        self.server.store().scan(&unparsed, false, &mut |_, _| {
+            bad += 1;
+            true
+        })?;
+        bad += self.stored()?.iter().filter(|r| r.truncated).count() as u64;
+        bad += self.listeners.iter().map(|l| l.frame_errors).sum::<u64>();
+        Ok(bad)
+    }
 }
 
 /// Runs the demo.
@@ -66,10 +160,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
     if !(args.duration.is_finite() && args.duration > 0.0) || args.rate == 0 {
         bail!("--duration and --rate must be positive");
     }
-    let (tx, rx) = channel();
-    let a = Listener::start("tcp://127.0.0.1:0", tx.clone())?;
-    let b = Listener::start("tcp://127.0.0.1:0", tx)?;
-    let (a_name, b_name) = (format!("tcp://{}", a.addr), format!("tcp://{}", b.addr));
+    let mut collectors = [Collector::start()?, Collector::start()?];
+    let (a_name, b_name) = (collectors[0].name.clone(), collectors[1].name.clone());
     let mut config = Config::with_collectors(&format!("{a_name},{b_name}"))?;
     config.app_name = Some("flotilla-demo".into());
     config.app_version = Some(env!("CARGO_PKG_VERSION").into());
@@ -77,13 +169,11 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let logger = flotilla_logger::init(config)?;
     if !args.json {
         println!(
-            "flotilla logger-demo: collectors {a_name} and {b_name}; service logging {} msg/s for {} s",
+            "flotilla logger-demo: collectors (logd) {a_name} and {b_name}; service logging {} msg/s for {} s",
             args.rate, args.duration
         );
     }
 
-    let mut collectors = vec![(a_name.clone(), Some(a)), (b_name.clone(), Some(b))];
-    let mut seen = Seen::default();
     let start = Instant::now();
     let total = Duration::from_secs_f64(args.duration);
     let interval = Duration::from_secs_f64(1.0 / f64::from(args.rate));
@@ -102,29 +192,34 @@ pub fn run(args: DemoArgs) -> Result<()> {
             let err = DemoError::Load { source: cause };
             logger.error("loading the player table failed", &err);
         }
-        seen.drain(&rx);
-        // Half-way: stop the collector the logger is using; it must fail over.
+        // Half-way: stop the collector the logger is using (the one that stored the
+        // most so far); it must fail over.
         if stopped.is_none()
             && start.elapsed() >= total / 2
-            && let Some(in_use) = seen.busiest_since_start()
-            && let Some(slot) = collectors.iter_mut().find(|(n, _)| *n == in_use)
-            && let Some(listener) = slot.1.take()
+            && let Some(in_use) = collectors.iter_mut().max_by_key(|c| c.records())
+            && in_use.records() > 0
         {
-            listener.stop();
+            in_use.stop();
             if !args.json {
-                println!("flotilla logger-demo: stopped collector {in_use} (the one in use)");
+                println!(
+                    "flotilla logger-demo: stopped collector {} (the one in use)",
+                    in_use.name
+                );
             }
-            stopped = Some(in_use);
+            stopped = Some(in_use.name.clone());
         }
         if !args.json && last_status.elapsed() >= Duration::from_secs(1) {
             last_status = Instant::now();
             let s = logger.stats();
+            let received: Vec<(&str, u64)> = collectors
+                .iter()
+                .map(|c| (c.name.as_str(), c.records()))
+                .collect();
             println!(
-                "  t={:>4.1}s logged={logged} delivered={} dropped={} received={:?}",
+                "  t={:>4.1}s logged={logged} delivered={} dropped={} stored={received:?}",
                 start.elapsed().as_secs_f64(),
                 s.delivered,
                 s.dropped,
-                seen.per_collector
             );
         }
         next += interval;
@@ -147,20 +242,19 @@ pub fn run(args: DemoArgs) -> Result<()> {
     }
     logger.flush(Duration::from_secs(3));
     let stats = logger.stats();
-    // Give the receivers a moment to parse what is already on the wire.
-    let settle = Instant::now() + Duration::from_millis(500);
-    while Instant::now() < settle {
-        seen.drain(&rx);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // The logger's connection closes; the collector reads it to its end, then stops
+    // (making everything durable) and is queried.
     logger.shutdown(Duration::from_secs(2));
-    seen.drain(&rx);
-    let bad_frames = collectors
-        .iter()
-        .filter_map(|(_, l)| l.as_ref())
-        .map(|l| l.errors.load(std::sync::atomic::Ordering::Relaxed))
-        .sum();
-    drop(collectors);
+    let mut seen = Seen::default();
+    let mut bad_frames = 0;
+    for c in &mut collectors {
+        c.settle(Duration::from_secs(3));
+        c.stop();
+        for record in c.stored()? {
+            seen.take(&c.name, &record);
+        }
+        bad_frames += c.bad_frames()?;
+    }
 
     let failed_over = match &stopped {
         Some(name) => seen.after_failover_at.iter().any(|c| c != name),
@@ -245,26 +339,17 @@ struct Seen {
 }
 
 impl Seen {
-    fn drain(&mut self, rx: &Receiver<Received>) {
-        while let Ok(m) = rx.try_recv() {
-            self.take(m);
-        }
-    }
-
-    fn take(&mut self, m: Received) {
-        match self
-            .per_collector
-            .iter_mut()
-            .find(|(n, _)| *n == m.listener)
-        {
+    /// Takes one record stored by collector `collector`.
+    fn take(&mut self, collector: &str, m: &RecordJson) {
+        match self.per_collector.iter_mut().find(|(n, _)| n == collector) {
             Some((_, count)) => *count += 1,
-            None => self.per_collector.push((m.listener.clone(), 1)),
+            None => self.per_collector.push((collector.to_owned(), 1)),
         }
         match m.msg_id.as_deref() {
-            Some("BOOT") => self.boot = m.param("ip@32473", "lo").is_some() || !m.msg.is_empty(),
+            Some("BOOT") => self.boot = param(m, "ip@32473", "lo").is_some() || !m.msg.is_empty(),
             Some("ERROR") => {
                 self.error =
-                    m.param("error@32473", "cause1") == Some("database refused the connection");
+                    param(m, "error@32473", "cause1") == Some("database refused the connection");
             }
             Some("CRASH") => {
                 self.crash = m.msg.contains("about to crash") && m.msg.contains("arena 7");
@@ -272,20 +357,18 @@ impl Seen {
             Some("HEARTBEAT") => self.heartbeats += 1,
             _ => {}
         }
-        if let Some(seq) = m.param("fields@32473", "seq").and_then(|s| s.parse().ok()) {
+        if let Some(seq) = param(m, "fields@32473", "seq").and_then(|s| s.parse().ok()) {
             self.seqs.insert(seq);
-            if m.param("fields@32473", "phase") == Some("after-failover") {
-                self.after_failover_at.insert(m.listener.clone());
+            if param(m, "fields@32473", "phase") == Some("after-failover") {
+                self.after_failover_at.insert(collector.to_owned());
             }
         }
     }
+}
 
-    fn busiest_since_start(&self) -> Option<String> {
-        self.per_collector
-            .iter()
-            .max_by_key(|(_, n)| *n)
-            .map(|(name, _)| name.clone())
-    }
+/// The value of parameter `name` in structured-data element `id`, if present.
+fn param<'a>(m: &'a RecordJson, id: &str, name: &str) -> Option<&'a str> {
+    m.structured_data.get(id)?.get(name)?.as_str()
 }
 
 /// The demo's own error type, to show a cause chain.

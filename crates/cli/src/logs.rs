@@ -150,6 +150,11 @@ pub struct QueryArgs {
     /// to stderr.
     #[arg(long)]
     pub stats: bool,
+    /// Search archived data instead: a directory or an S3-compatible bucket that
+    /// `flotilla logd --archive URL` wrote (every node's objects under it), e.g.
+    /// s3://bucket/prefix?endpoint=http://127.0.0.1:8333.
+    #[arg(long, value_name = "URL", conflicts_with = "data")]
+    pub archive: Option<String>,
 }
 
 /// Arguments of `flotilla logs tail`.
@@ -206,6 +211,10 @@ fn run_with(args: LogsArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<
             } else {
                 DEFAULT_QUERY_LIMIT
             });
+            if let Some(url) = &a.archive {
+                let mut printer = Printer::new(out, a.json, None, false);
+                return query_archive(url, &spec, limit, a.stats, &mut printer, err);
+            }
             let source = match a.data {
                 Some(dir) => Source::Dir(dir),
                 None => Source::Logd(base_url(&a.logd)?),
@@ -458,6 +467,54 @@ fn query_dir(
         }
     }
     Ok(stats)
+}
+
+/// `logs query --archive URL`: every archived object whose hour can hold a match, read
+/// and matched here; with a limit, the newest N matches are printed, in time order.
+fn query_archive(
+    url: &str,
+    spec: &QuerySpec,
+    limit: usize,
+    want_stats: bool,
+    printer: &mut Printer<'_>,
+    err: &mut dyn Write,
+) -> Result<()> {
+    let target = flotilla_logd::archive::ArchiveTarget::parse(url)?;
+    let matcher = Matcher::new(spec.to_query(flotilla_logd::record::now_nanos())?)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut matches: Vec<RecordJson> = Vec::new();
+    let stats = runtime.block_on(flotilla_logd::archive::query_archive(
+        &target,
+        &matcher,
+        &mut |json| {
+            matches.push(json);
+            true
+        },
+    ))?;
+    matches.sort_by_key(|j| (j.received_at_ns, j.id));
+    let skip = if limit == 0 {
+        0
+    } else {
+        matches.len().saturating_sub(limit)
+    };
+    for json in &matches[skip..] {
+        if printer.record(json, None)? == Flow::Stop {
+            break;
+        }
+    }
+    if printer.printed == 0 && !printer.closed {
+        let _ = writeln!(err, "no matching records in {url}");
+    }
+    if want_stats {
+        let _ = writeln!(
+            err,
+            "archive: {} of {} objects read, {} records scanned, {} matched",
+            stats.objects_read, stats.objects_total, stats.records_scanned, stats.matched
+        );
+    }
+    Ok(())
 }
 
 /// An HTTP client for logd.

@@ -1,18 +1,22 @@
 //! `flotilla`: the one binary on top of the flotilla crates.
 //!
 //! Subcommands: `demo` (the main job: a game server, front-ends, bots and
-//! observers), `frontend` and `game` (run one role), `log` (a command-line syslog
-//! sender through the flotilla logger), `logger-demo` (a sealed service's logging),
-//! `receive` (a small syslog receiver that prints what it gets), `watch` (a fleet
-//! client that follows one world), and `bench`
-//! (benchmarks with JSON output).
+//! observers, every role logging to an in-process log service), `frontend` and `game`
+//! (run one role), `log` (a command-line syslog sender through the flotilla logger),
+//! `logger-demo` (a sealed service's logging, with two log-service nodes as collectors),
+//! `logd` (run a log-service node: syslog listeners, durable store, HTTP API), `logs`
+//! (query and tail a log service: stored records, live), `receive` (an alias of `logd` in
+//! the foreground that prints each record it stores as a JSON line), `watch` (a fleet
+//! client that follows one world), and `bench` (benchmarks with JSON output).
 #![forbid(unsafe_code)]
 
 mod arena;
 mod bench;
 mod demo;
+mod demo_logd;
 mod logd;
 mod logger_demo;
+mod logs;
 mod receive;
 mod roles;
 mod send;
@@ -46,8 +50,11 @@ enum Command {
     /// Run a log-service node: receives syslog (UDP, TCP, TLS, RELP), stores it durably,
     /// serves queries, live tails, stats and metrics over HTTP.
     Logd(logd::LogdArgs),
-    /// Receive syslog on TCP and/or UDP and print each message (one JSON object a line).
-    Receive(ReceiveArgs),
+    /// Query and tail a log service: stored records, live.
+    Logs(logs::LogsArgs),
+    /// Receive syslog (UDP, TCP, RELP, TLS) into a log-service node in the foreground and
+    /// print each record (one JSON object a line); an alias of `logd` for a quick look.
+    Receive(receive::ReceiveArgs),
     /// Watch a world through a fleet of front-ends (random pick, failover): its snapshot,
     /// a status line per second, failovers. Default world: `$directory`.
     Watch(watch::WatchArgs),
@@ -56,16 +63,6 @@ enum Command {
         #[command(subcommand)]
         which: bench::BenchCommand,
     },
-}
-
-#[derive(clap::Args, Debug)]
-struct ReceiveArgs {
-    /// Where to listen: tcp://ADDR or udp://ADDR (repeatable).
-    #[arg(long = "listen", required = true)]
-    listen: Vec<String>,
-    /// Exit after this many messages.
-    #[arg(long)]
-    count: Option<u64>,
 }
 
 fn main() {
@@ -77,7 +74,8 @@ fn main() {
         Command::LoggerDemo(args) => logger_demo::run(args),
         Command::Log(args) => send::run(args),
         Command::Logd(args) => logd::run(args),
-        Command::Receive(args) => receive_main(args),
+        Command::Logs(args) => logs::run(args),
+        Command::Receive(args) => receive::run(args),
         Command::Watch(args) => watch::run(args),
         Command::Bench { which } => bench::run(which),
     };
@@ -85,22 +83,4 @@ fn main() {
         eprintln!("flotilla: error: {e:#}");
         std::process::exit(1);
     }
-}
-
-fn receive_main(args: ReceiveArgs) -> anyhow::Result<()> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let mut listeners = Vec::new();
-    for url in &args.listen {
-        let l = receive::Listener::start(url, tx.clone())?;
-        eprintln!("flotilla receive: listening on {url} ({})", l.addr);
-        listeners.push(l);
-    }
-    drop(tx);
-    for (seen, message) in (1u64..).zip(rx) {
-        println!("{}", serde_json::to_string(&message)?);
-        if args.count.is_some_and(|c| seen >= c) {
-            break;
-        }
-    }
-    Ok(())
 }

@@ -1,300 +1,178 @@
-//! A small syslog receiver: TCP (RFC 6587, framing detected per frame) and UDP
-//! listeners on loopback or any address, each message parsed leniently.
+//! `flotilla receive`: a thin alias of `flotilla logd` in the foreground that prints what
+//! it receives.
 //!
-//! It backs `flotilla receive`, the demo's collectors and the benchmark's sink.
-//! One broken connection or frame never affects another: a bad frame is reported
-//! and skipped, a broken connection is closed alone. (The full log service,
-//! `flotilla logd`, comes later and will replace this for storage and search.)
+//! It runs a log-service node with the given listeners (`udp://`, `tcp://`, `relp://`,
+//! `tls://…?cert=&key=`, as `flotilla logd --listen` takes them) on a temporary data
+//! directory (removed at exit) or `--data DIR` (kept), no HTTP API unless `--http` asks
+//! for one, and prints every record it stores as one JSON object a line (the form of
+//! `flotilla logs query --json`, `flotilla_logd::RecordJson`), once it is durable. It
+//! stops after `--count N` records, or at SIGINT/SIGTERM, syncing and sealing what it
+//! accepted.
 
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::io::Write;
+use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
-use flotilla_syslog::{FrameDecoder, Framing, LenientDefaults, ParsedMessage};
-use serde::Serialize;
+use anyhow::{Context, Result};
+use flotilla_logd::listen::ListenSpec;
+use flotilla_logd::record::now_nanos;
+use flotilla_logd::server::{Server, ServerConfig};
+use flotilla_logd::store::defaults_for;
+use flotilla_logd::{Matcher, Query, Record, RecordJson};
+use tokio::sync::broadcast::error::RecvError;
 
-/// Largest frame accepted on TCP.
-pub const MAX_FRAME: usize = 64 * 1024;
-
-/// One received message, decoded for display and checks.
-#[derive(Clone, Debug, Serialize)]
-pub struct Received {
-    /// Which listener got it (its address).
-    pub listener: String,
-    /// `rfc5424`, `rfc3164` or `unstructured`.
-    pub format: String,
-    /// Facility name.
-    pub facility: String,
-    /// Severity name.
-    pub severity: String,
-    /// RFC 3339 timestamp, if any.
-    pub timestamp: Option<String>,
-    /// HOSTNAME.
-    pub hostname: Option<String>,
-    /// APP-NAME.
-    pub app_name: Option<String>,
-    /// PROCID.
-    pub proc_id: Option<String>,
-    /// MSGID.
-    pub msg_id: Option<String>,
-    /// Structured data: `(id, [(name, value)])`.
-    pub structured_data: Vec<(String, Vec<(String, String)>)>,
-    /// MSG, lossily decoded.
-    pub msg: String,
+/// Arguments of `flotilla receive`.
+#[derive(clap::Args, Debug)]
+pub struct ReceiveArgs {
+    /// Where to listen, comma-separated and/or repeated: udp://ADDR, tcp://ADDR,
+    /// relp://ADDR, tls://ADDR?cert=PEM&key=PEM[&client_ca=PEM].
+    #[arg(long = "listen", required = true)]
+    listen: Vec<String>,
+    /// Exit after this many messages.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Keep what is received in this data directory (default: a temporary one, removed
+    /// at exit). Query it afterwards with `flotilla logs query --data DIR`.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Also serve logd's HTTP API on this address (query, live tail, stats).
+    #[arg(long, value_name = "IP:PORT")]
+    http: Option<std::net::SocketAddr>,
 }
 
-impl Received {
-    fn from_parsed(listener: &str, m: &ParsedMessage<'_>) -> Self {
-        let owned = m.to_owned();
-        let timestamp = owned.timestamp.map(|t| {
-            let mut out = Vec::new();
-            t.write_rfc3339(&mut out);
-            String::from_utf8_lossy(&out).into_owned()
-        });
-        Self {
-            listener: listener.to_owned(),
-            format: format!("{:?}", m.format).to_lowercase(),
-            facility: owned.facility.name().to_owned(),
-            severity: owned.severity.name().to_owned(),
-            timestamp,
-            hostname: owned.hostname,
-            app_name: owned.app_name,
-            proc_id: owned.proc_id,
-            msg_id: owned.msg_id,
-            structured_data: owned
-                .structured_data
-                .into_iter()
-                .map(|e| {
-                    (
-                        e.id,
-                        e.params.into_iter().map(|p| (p.name, p.value)).collect(),
-                    )
-                })
-                .collect(),
-            msg: String::from_utf8_lossy(&owned.msg).into_owned(),
+/// Runs `flotilla receive`.
+pub fn run(args: ReceiveArgs) -> Result<()> {
+    let (data_dir, temporary) = match &args.data {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("flotilla-receive-")
+                .tempdir()
+                .context("creating a temporary data directory")?;
+            (t.path().to_path_buf(), Some(t))
         }
+    };
+    let mut config = ServerConfig::new(&data_dir);
+    config.listen = Vec::new();
+    for url in &args.listen {
+        config.listen.extend(ListenSpec::parse_list(url)?);
     }
-
-    /// The value of parameter `name` in element `id`, if present.
-    pub fn param(&self, id: &str, name: &str) -> Option<&str> {
-        self.structured_data
-            .iter()
-            .filter(|(eid, _)| eid == id)
-            .flat_map(|(_, params)| params.iter())
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+    config.http = args.http;
+    // Records received from now on are printed (an existing --data directory keeps its
+    // older ones to itself).
+    let started_at = now_nanos();
+    let mut server = Server::start(config)
+        .with_context(|| format!("starting logd on {}", data_dir.display()))?;
+    let live = server.store().subscribe();
+    for (url, _) in server.listener_addrs() {
+        eprintln!("flotilla receive: listening on {url}");
     }
+    if let Some(h) = server.http_addr() {
+        eprintln!("flotilla receive: HTTP API on http://{h}");
+    }
+    match &temporary {
+        Some(_) => eprintln!(
+            "flotilla receive: data directory {} (temporary: removed at exit; --data DIR keeps it)",
+            data_dir.display()
+        ),
+        None => eprintln!("flotilla receive: data directory {}", data_dir.display()),
+    }
+    let result = print_records(&server, live, started_at, args.count);
+    server.shutdown();
+    drop(temporary);
+    result
 }
 
-/// A running TCP or UDP listener. Dropping it (or [`Listener::stop`]) closes the
-/// listening socket and every connection it accepted.
-pub struct Listener {
-    /// The bound address.
-    pub addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    connections: Arc<Mutex<Vec<TcpStream>>>,
-    threads: Vec<JoinHandle<()>>,
-    /// Frames that could not be decoded or parsed.
-    pub errors: Arc<AtomicU64>,
+/// Prints the records stored since `since` (ns), then each new one, until `count` were
+/// printed or a signal arrives.
+fn print_records(
+    server: &Server,
+    mut live: tokio::sync::broadcast::Receiver<std::sync::Arc<Vec<(u64, Record)>>>,
+    since: i64,
+    count: Option<u64>,
+) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let stdout = std::io::stdout();
+    let mut printer = Printer {
+        out: stdout.lock(),
+        printed: 0,
+        last_id: None,
+        count,
+    };
+    // What arrived before the subscription took effect comes from the store; from then
+    // on the live feed (ids already printed are skipped).
+    let since = Matcher::new(Query {
+        since: Some(since),
+        ..Query::default()
+    })?;
+    printer.catch_up(server, &since)?;
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        while !printer.done() {
+            tokio::select! {
+                batch = live.recv() => match batch {
+                    Ok(batch) => {
+                        for (id, record) in batch.iter() {
+                            if printer.done() {
+                                break;
+                            }
+                            printer.print(*id, record)?;
+                        }
+                    }
+                    // Fell behind the live feed: what it missed is in the store.
+                    Err(RecvError::Lagged(_)) => printer.catch_up(server, &since)?,
+                    Err(RecvError::Closed) => break,
+                },
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+            }
+        }
+        Ok::<_, anyhow::Error>(())
+    })
 }
 
-impl Listener {
-    /// Listens on `url` (`tcp://ADDR` or `udp://ADDR`) and sends every message to `out`.
-    pub fn start(url: &str, out: Sender<Received>) -> Result<Listener> {
-        let (scheme, address) = url.split_once("://").with_context(|| {
-            format!("listen address {url:?}: expected tcp://ADDR or udp://ADDR")
+struct Printer<W: Write> {
+    out: W,
+    printed: u64,
+    last_id: Option<u64>,
+    count: Option<u64>,
+}
+
+impl<W: Write> Printer<W> {
+    fn done(&self) -> bool {
+        self.count.is_some_and(|c| self.printed >= c)
+    }
+
+    /// Prints a record unless it was printed already.
+    fn print(&mut self, id: u64, record: &Record) -> Result<()> {
+        if self.last_id.is_some_and(|last| id <= last) {
+            return Ok(());
+        }
+        let json = RecordJson::from_record(id, record, &defaults_for(record.received_at));
+        serde_json::to_writer(&mut self.out, &json)?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()?;
+        self.last_id = Some(id);
+        self.printed += 1;
+        Ok(())
+    }
+
+    /// Prints the stored records matching `matcher` not printed yet, oldest first.
+    fn catch_up(&mut self, server: &Server, matcher: &Matcher) -> Result<()> {
+        let mut failed = None;
+        server.store().scan(matcher, false, &mut |id, record| {
+            if self.done() {
+                return false;
+            }
+            match self.print(id, record) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            }
         })?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let errors = Arc::new(AtomicU64::new(0));
-        let connections = Arc::new(Mutex::new(Vec::new()));
-        match scheme {
-            "tcp" => {
-                let listener =
-                    TcpListener::bind(address).with_context(|| format!("binding tcp {address}"))?;
-                let addr = listener.local_addr()?;
-                listener.set_nonblocking(true)?;
-                let thread = {
-                    let stop = stop.clone();
-                    let errors = errors.clone();
-                    let connections = connections.clone();
-                    std::thread::Builder::new()
-                        .name(format!("receive-{addr}"))
-                        .spawn(move || {
-                            accept_loop(listener, addr, stop, errors, connections, out)
-                        })?
-                };
-                Ok(Listener {
-                    addr,
-                    stop,
-                    connections,
-                    threads: vec![thread],
-                    errors,
-                })
-            }
-            "udp" => {
-                let socket =
-                    UdpSocket::bind(address).with_context(|| format!("binding udp {address}"))?;
-                let addr = socket.local_addr()?;
-                socket.set_read_timeout(Some(Duration::from_millis(50)))?;
-                let thread = {
-                    let stop = stop.clone();
-                    let errors = errors.clone();
-                    std::thread::Builder::new()
-                        .name(format!("receive-{addr}"))
-                        .spawn(move || udp_loop(socket, addr, stop, errors, out))?
-                };
-                Ok(Listener {
-                    addr,
-                    stop,
-                    connections,
-                    threads: vec![thread],
-                    errors,
-                })
-            }
-            other => bail!("listen scheme {other:?}: expected tcp or udp"),
-        }
-    }
-
-    /// Closes the listener and all its connections, and waits for its threads.
-    pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Ok(conns) = self.connections.lock() {
-            for c in conns.iter() {
-                let _ = c.shutdown(std::net::Shutdown::Both);
-            }
-        }
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
-}
-
-fn accept_loop(
-    listener: TcpListener,
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    errors: Arc<AtomicU64>,
-    connections: Arc<Mutex<Vec<TcpStream>>>,
-    out: Sender<Received>,
-) {
-    let name = format!("tcp://{addr}");
-    let mut readers = Vec::new();
-    while !stop.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                let _ = stream.set_nonblocking(false);
-                let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
-                if let (Ok(mut conns), Ok(clone)) = (connections.lock(), stream.try_clone()) {
-                    conns.push(clone);
-                }
-                let (stop, errors, out, name) =
-                    (stop.clone(), errors.clone(), out.clone(), name.clone());
-                if let Ok(t) = std::thread::Builder::new()
-                    .name("receive-conn".into())
-                    .spawn(move || read_stream(stream, &name, &stop, &errors, &out))
-                {
-                    readers.push(t);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(5)),
-        }
-    }
-    drop(listener);
-    for t in readers {
-        let _ = t.join();
-    }
-}
-
-fn read_stream(
-    mut stream: TcpStream,
-    name: &str,
-    stop: &AtomicBool,
-    errors: &AtomicU64,
-    out: &Sender<Received>,
-) {
-    let mut decoder = FrameDecoder::new(Framing::Auto, MAX_FRAME);
-    let mut buf = vec![0u8; 64 * 1024];
-    let defaults = LenientDefaults::default();
-    loop {
-        if stop.load(Ordering::SeqCst) {
-            return;
-        }
-        let n = match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
-            {
-                continue;
-            }
-            Err(_) => break,
-        };
-        decoder.push(buf.get(..n).unwrap_or(&[]));
-        while let Some(frame) = decoder.next_frame() {
-            deliver(frame, name, &defaults, errors, out);
-        }
-    }
-    if let Some(frame) = decoder.finish() {
-        deliver(frame, name, &defaults, errors, out);
-    }
-}
-
-fn deliver(
-    frame: Result<&[u8], flotilla_syslog::Error>,
-    name: &str,
-    defaults: &LenientDefaults,
-    errors: &AtomicU64,
-    out: &Sender<Received>,
-) {
-    match frame.and_then(|f| flotilla_syslog::parse_lenient(f, defaults)) {
-        Ok(parsed) => {
-            let _ = out.send(Received::from_parsed(name, &parsed));
-        }
-        Err(_) => {
-            errors.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-fn udp_loop(
-    socket: UdpSocket,
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    errors: Arc<AtomicU64>,
-    out: Sender<Received>,
-) {
-    let name = format!("udp://{addr}");
-    let defaults = LenientDefaults::default();
-    let mut buf = vec![0u8; 65_536];
-    while !stop.load(Ordering::SeqCst) {
-        match socket.recv(&mut buf) {
-            Ok(n) => deliver(
-                Ok(buf.get(..n).unwrap_or(&[])),
-                &name,
-                &defaults,
-                &errors,
-                &out,
-            ),
-            Err(_) => continue,
-        }
+        failed.map_or(Ok(()), Err)
     }
 }

@@ -1,6 +1,7 @@
 //! The `flotilla` binary end to end: `flotilla log` into a real rsyslog over RELP
-//! with structured data and a count, loud errors for bad settings, and
-//! `flotilla receive` printing what `flotilla log` sent.
+//! with structured data and a count, loud errors for bad settings, `flotilla receive` (a
+//! logd in the foreground) printing what `flotilla log` sent, and the roles' boot messages
+//! in an in-process logd.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
@@ -216,6 +217,10 @@ fn receive_prints_what_log_sends() {
             &format!("tcp://127.0.0.1:{port}?framing=lf"),
             "--count",
             "3",
+            "--msgid",
+            "HELLO",
+            "--sd",
+            "origin:ip=10.0.0.1",
             "hello receiver",
         ])
         .output()
@@ -226,51 +231,49 @@ fn receive_prints_what_log_sends() {
         String::from_utf8_lossy(&sent.stderr)
     );
     let out = receiver.wait_with_output();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // One logd record (RecordJson) a line, in arrival order.
     let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 3);
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["msg"], "hello receiver", "{l}");
+        assert_eq!(l["app_name"], "flotilla-log", "{l}");
+        assert_eq!(l["msg_id"], "HELLO", "{l}");
+        assert_eq!(l["severity"], "notice", "{l}");
+        assert_eq!(l["format"], "rfc5424", "{l}");
+        assert_eq!(l["transport"], "tcp", "{l}");
+        assert_eq!(l["truncated"], false, "{l}");
+        assert_eq!(l["structured_data"]["origin"]["ip"], "10.0.0.1", "{l}");
+        assert_eq!(
+            l["structured_data"]["meta"]["sequenceId"],
+            (i + 1).to_string(),
+            "{l}"
+        );
+        assert!(l["id"].as_u64().is_some() && l["received_at_ns"].as_i64().is_some());
+    }
     assert!(
         lines
-            .iter()
-            .all(|l| l["msg"] == "hello receiver" && l["app_name"] == "flotilla-log")
+            .windows(2)
+            .all(|w| w[0]["id"].as_u64() < w[1]["id"].as_u64())
     );
 }
 
 #[test]
 fn the_roles_log_boot_messages_with_their_ip_configuration() {
-    // A collector: accept connections, keep every octet-counted frame.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let collector = listener.local_addr().unwrap();
-    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    {
-        let received = received.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let received = received.clone();
-                std::thread::spawn(move || {
-                    use std::io::Read;
-                    let mut dec =
-                        flotilla_syslog::FrameDecoder::new(flotilla_syslog::Framing::Auto, 1 << 16);
-                    let mut buf = [0u8; 4096];
-                    while let Ok(n) = stream.read(&mut buf) {
-                        if n == 0 {
-                            break;
-                        }
-                        dec.push(&buf[..n]);
-                        while let Some(Ok(frame)) = dec.next_frame() {
-                            received
-                                .lock()
-                                .unwrap()
-                                .push(String::from_utf8_lossy(frame).into_owned());
-                        }
-                    }
-                });
-            }
-        });
-    }
+    // The collector: a logd node in this process (TCP on loopback, a temporary store).
+    let data = tempfile::tempdir().unwrap();
+    let mut config = flotilla_logd::server::ServerConfig::new(data.path());
+    config.listen = flotilla_logd::listen::ListenSpec::parse_list("tcp://127.0.0.1:0").unwrap();
+    config.http = None;
+    let mut logd = flotilla_logd::server::Server::start(config).unwrap();
+    let collector = logd.addr_of("tcp").unwrap();
     let game_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -313,7 +316,23 @@ fn the_roles_log_boot_messages_with_their_ip_configuration() {
         String::from_utf8_lossy(&frontend.stderr)
     );
     assert!(game.wait().unwrap().success());
-    let got = received.lock().unwrap().clone();
+    // Both processes are gone: their connections are read to the end, then the store
+    // makes everything durable.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while logd.listener_stats().iter().any(|l| l.connections_open > 0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "connections still open"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    logd.shutdown();
+    let everything = flotilla_logd::Matcher::new(flotilla_logd::Query::default()).unwrap();
+    let (records, _) = logd.store().query(&everything, None).unwrap();
+    let got: Vec<String> = records
+        .iter()
+        .map(|(_, r)| String::from_utf8_lossy(&r.raw).into_owned())
+        .collect();
     for app in ["flotilla-game", "flotilla-frontend"] {
         let boot = got
             .iter()

@@ -2,29 +2,20 @@
 //! `span@32473` element with the span path and `SPAN.FIELD` parameters, escaped
 //! on the wire per RFC 5424 and within its name-length limit.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+mod common;
 
-use std::io::Read;
-use std::net::TcpListener;
 use std::time::Duration;
 
+use common::{StreamKind, stream_collector};
 use flotilla_logger::{Config, Logger, MAX_SPANS, TracingLayer};
-use flotilla_syslog::{Message, SdElement, SdParam};
+use flotilla_syslog::{Framing, Message, SdElement, SdParam};
 use tracing_subscriber::layer::SubscriberExt;
 
 /// Runs `body` with a `TracingLayer` feeding a logger that sends to a loopback
-/// TCP listener; returns every frame received, as raw text.
+/// collector (a logd node); returns every frame it stored, as raw text.
 fn capture(body: impl FnOnce()) -> Vec<String> {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let reader = std::thread::spawn(move || {
-        let (mut stream, _) = listener.accept().unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut bytes = Vec::new();
-        stream.read_to_end(&mut bytes).unwrap();
-        bytes
-    });
+    let collector = stream_collector("127.0.0.1:0", StreamKind::Plain(Framing::LineFeed));
+    let addr = collector.addr;
     let mut config = Config::with_collectors(&format!("tcp://{addr}?framing=lf")).unwrap();
     config.include_target = false;
     config.hostname = Some("h".into());
@@ -37,11 +28,13 @@ fn capture(body: impl FnOnce()) -> Vec<String> {
         "{:?}",
         logger.stats()
     );
-    let bytes = reader.join().unwrap();
-    String::from_utf8(bytes)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
+    // The logger's connection is closed: once the collector read it to its end, stop
+    // it (everything made durable) and read what it stored.
+    collector.wait_until_idle(Duration::from_secs(10));
+    collector
+        .stop_frames()
+        .into_iter()
+        .map(|frame| String::from_utf8(frame.to_vec()).unwrap())
         .collect()
 }
 

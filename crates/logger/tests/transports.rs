@@ -1,5 +1,6 @@
-//! The logger against in-process collectors on loopback: every transport, every
-//! field intact, failover, RELP across a collector restart, drop accounting.
+//! The logger against in-process collectors on loopback (log-service nodes, see
+//! `common`): every transport, every field intact, failover, RELP across a collector
+//! restart, drop accounting.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod common;
 
@@ -57,16 +58,32 @@ fn send_and_check(spec: &str, collector: &common::Collector) {
     assert_eq!(stats.dropped, 0);
 }
 
+/// Checks the framing on the wire (the collector takes either): a message with an LF
+/// inside arrives whole, with its LF kept under octet counting (`lf_kept`), or turned
+/// into a space under LF framing.
+fn check_framing(spec: &str, collector: &common::Collector, lf_kept: bool) {
+    let before = collector.count();
+    let logger = Logger::start(config(spec)).unwrap();
+    logger.log(Severity::Warning, "two\nlines", &[]);
+    assert!(logger.shutdown(WAIT), "not flushed: {:?}", logger.stats());
+    let got = collector.wait_for(before + 1, WAIT);
+    assert_eq!(got.len(), before + 1);
+    let want: &[u8] = if lf_kept { b"two\nlines" } else { b"two lines" };
+    assert_eq!(got[before].msg, want);
+}
+
 #[test]
 fn tcp_octet_counting_keeps_every_field() {
     let c = stream_collector("127.0.0.1:0", StreamKind::Plain(Framing::OctetCounting));
     send_and_check(&format!("tcp://{}", c.addr), &c);
+    check_framing(&format!("tcp://{}", c.addr), &c, true);
 }
 
 #[test]
 fn tcp_lf_framing_keeps_every_field() {
     let c = stream_collector("127.0.0.1:0", StreamKind::Plain(Framing::LineFeed));
     send_and_check(&format!("tcp://{}?framing=lf", c.addr), &c);
+    check_framing(&format!("tcp://{}?framing=lf", c.addr), &c, false);
 }
 
 #[test]
@@ -93,6 +110,8 @@ fn tls_keeps_every_field() {
         fx.ca_path.display()
     );
     send_and_check(&spec, &c);
+    // RFC 5425: octet counting.
+    check_framing(&spec, &c, true);
 }
 
 #[test]
@@ -141,7 +160,12 @@ fn fails_over_when_the_collector_in_use_stops() {
         logger.log(Severity::Warning, &format!("before {i}"), &[]);
     }
     assert!(logger.flush(WAIT));
-    std::thread::sleep(Duration::from_millis(100));
+    // Written means sent, not yet stored: wait until the 50 are stored somewhere.
+    let deadline = std::time::Instant::now() + WAIT;
+    while a.count() + b.count() < 50 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(50));
     let (in_use, other) = if a.count() > 0 { (a, b) } else { (b, a) };
     assert_eq!(in_use.count(), 50);
     in_use.stop();
@@ -177,8 +201,8 @@ fn relp_loses_nothing_across_a_collector_restart() {
         logger.log(Severity::Warning, &i.to_string(), &[]);
     }
     std::thread::sleep(Duration::from_millis(30));
-    let before = first.messages();
-    first.stop();
+    // Everything the first collector stored (and so could have acknowledged).
+    let before = first.stop();
     for i in total / 2..total {
         logger.log(Severity::Warning, &i.to_string(), &[]);
     }

@@ -1,49 +1,87 @@
-//! In-process collectors for the logger's tests: TCP (any framing), TLS, RELP,
-//! UDP and Unix datagram receivers on loopback that parse every message strictly
-//! (RFC 5424) or leniently and keep them for assertions.
+//! The logger tests' collectors: log-service nodes (`flotilla_logd`) in this process, on
+//! loopback, each with a temporary data directory. What a test inspects is what logd
+//! stored, parsed strictly (RFC 5424) or else leniently.
+//!
+//! TCP (octet counting or LF framing, detected per frame), TLS, RELP and UDP are logd's
+//! own listeners. Two collectors logd does not have are small feeders writing into a
+//! logd store: a Unix datagram socket, and a RELP server that takes messages and never
+//! acknowledges them (a stalled collector).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use flotilla_syslog::{FrameDecoder, Framing, LenientDefaults, Message};
+use bytes::Bytes;
+use flotilla_logd::listen::{ListenOptions, ListenSpec};
+use flotilla_logd::record::now_nanos;
+use flotilla_logd::server::{Server, ServerConfig};
+use flotilla_logd::{
+    FLAG_TRUNCATED, Matcher, Query, Record, Source, Store, StoreConfig, Transport,
+};
+use flotilla_syslog::{Framing, LenientDefaults, Message};
 
-/// Messages received so far.
-pub type Inbox = Arc<Mutex<Vec<Message>>>;
-
-fn store(inbox: &Inbox, bytes: &[u8]) {
-    let parsed = flotilla_syslog::parse_strict(bytes)
-        .or_else(|_| flotilla_syslog::parse_lenient(bytes, &LenientDefaults::default()))
-        .unwrap_or_else(|e| {
-            panic!(
-                "unparsable message {:?}: {e}",
-                String::from_utf8_lossy(bytes)
-            )
-        });
-    inbox.lock().unwrap().push(parsed.to_owned());
-}
+/// Longest frame a collector keeps whole; a longer one fails the test.
+const MAX_FRAME: usize = 1 << 20;
 
 /// A running collector; dropping it stops it and closes its connections.
 pub struct Collector {
     pub addr: SocketAddr,
-    pub inbox: Inbox,
-    stop: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<TcpStream>>>,
-    thread: Option<JoinHandle<()>>,
+    store: Store,
+    /// Id of the first record this collector stored.
+    first_id: u64,
+    server: Option<Server>,
+    feeder: Option<Feeder>,
+    _dir: tempfile::TempDir,
 }
 
 impl Collector {
+    /// Messages stored so far (durable and visible to queries).
     pub fn count(&self) -> usize {
-        self.inbox.lock().unwrap().len()
+        (self.store.stats().next_id - self.first_id) as usize
     }
 
+    /// Every message stored so far, in arrival order. Panics on a message that was cut
+    /// or does not parse.
     pub fn messages(&self) -> Vec<Message> {
-        self.inbox.lock().unwrap().clone()
+        self.raw_frames()
+            .iter()
+            .map(|bytes| {
+                flotilla_syslog::parse_strict(bytes)
+                    .or_else(|_| flotilla_syslog::parse_lenient(bytes, &LenientDefaults::default()))
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "unparsable message {:?}: {e}",
+                            String::from_utf8_lossy(bytes)
+                        )
+                    })
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    /// Every frame stored so far, as received (framing removed), in arrival order.
+    /// Panics on a frame that was cut.
+    pub fn raw_frames(&self) -> Vec<Bytes> {
+        let everything = Matcher::new(Query::default()).unwrap();
+        let (records, _) = self.store.query(&everything, None).unwrap();
+        records
+            .into_iter()
+            .map(|(_, r)| {
+                assert_eq!(
+                    r.flags & FLAG_TRUNCATED,
+                    0,
+                    "a frame longer than {MAX_FRAME} bytes: {:?}…",
+                    String::from_utf8_lossy(&r.raw[..200.min(r.raw.len())])
+                );
+                r.raw
+            })
+            .collect()
     }
 
     /// Waits until at least `n` messages arrived (panics after `timeout`).
@@ -62,11 +100,190 @@ impl Collector {
         }
     }
 
-    pub fn stop(mut self) {
+    /// Waits until nobody is connected (every connection read to its end), up to
+    /// `timeout`.
+    pub fn wait_until_idle(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while let Some(server) = &self.server
+            && server
+                .listener_stats()
+                .iter()
+                .any(|l| l.connections_open > 0)
+        {
+            assert!(Instant::now() < deadline, "connections still open");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Stops the collector (closing its listener and every connection; what it
+    /// accepted is made durable) and returns every message it stored.
+    pub fn stop(mut self) -> Vec<Message> {
         self.shutdown();
+        self.messages()
+    }
+
+    /// Like [`stop`](Self::stop), returning the frames as received.
+    pub fn stop_frames(mut self) -> Vec<Bytes> {
+        self.shutdown();
+        self.raw_frames()
     }
 
     fn shutdown(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            server.shutdown();
+        }
+        if let Some(feeder) = self.feeder.take() {
+            feeder.stop();
+        }
+        self.store.shutdown();
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Certificate, key and (for client certificates) CA files of a TLS listener.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+/// How a stream collector reads its connections.
+#[derive(Clone)]
+pub enum StreamKind {
+    /// Plain TCP. logd detects the framing of each frame; the framing asked for is
+    /// checked by the tests themselves (an LF inside a message survives octet counting
+    /// and becomes a space with LF framing).
+    Plain(Framing),
+    Tls(TlsFiles),
+    Relp,
+    /// RELP that answers `open` but never acknowledges a message.
+    RelpNoAck,
+}
+
+fn data_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("flotilla-logger-test-")
+        .tempdir()
+        .unwrap()
+}
+
+/// A logd node with one listener.
+fn node(spec: ListenSpec) -> Collector {
+    let dir = data_dir();
+    let mut config = ServerConfig::new(dir.path());
+    config.listen = vec![spec];
+    config.http = None;
+    config.worker_threads = 1;
+    config.listen_options = ListenOptions {
+        max_frame: MAX_FRAME,
+        ..ListenOptions::default()
+    };
+    config.store.commit_interval = Duration::from_millis(2);
+    let server = Server::start(config).unwrap();
+    let (_, addr) = server.listener_addrs()[0];
+    let store = server.store().clone();
+    Collector {
+        addr,
+        first_id: store.stats().next_id,
+        store,
+        server: Some(server),
+        feeder: None,
+        _dir: dir,
+    }
+}
+
+/// A logd store without listeners, for the feeders.
+fn bare_store() -> (Store, tempfile::TempDir) {
+    let dir = data_dir();
+    let mut config = StoreConfig::new(dir.path());
+    config.commit_interval = Duration::from_millis(2);
+    (Store::open(config).unwrap(), dir)
+}
+
+/// A TCP-based collector on `addr` (use port 0 for a fresh one).
+pub fn stream_collector(addr: &str, kind: StreamKind) -> Collector {
+    let addr: SocketAddr = addr.parse().unwrap();
+    match kind {
+        StreamKind::Plain(_) => node(ListenSpec::Tcp(addr)),
+        StreamKind::Relp => node(ListenSpec::Relp(addr)),
+        StreamKind::Tls(files) => node(ListenSpec::Tls {
+            addr,
+            cert: files.cert,
+            key: files.key,
+            client_ca: files.client_ca,
+        }),
+        StreamKind::RelpNoAck => relp_no_ack(addr),
+    }
+}
+
+/// A UDP collector on loopback.
+pub fn udp_collector() -> Collector {
+    node(ListenSpec::Udp("127.0.0.1:0".parse().unwrap()))
+}
+
+/// Hands one received frame to a store.
+fn store_frame(store: &Store, frame: &[u8], transport: Transport, peer: SocketAddr) {
+    let record = Record {
+        received_at: now_nanos(),
+        source: Source {
+            transport,
+            addr: peer,
+        },
+        flags: 0,
+        raw: Bytes::copy_from_slice(frame),
+    };
+    store.ingest().submit_blocking(vec![record], false).unwrap();
+}
+
+/// A Unix datagram collector at `path` (logd has no Unix listener: a socket feeding a
+/// logd store).
+pub fn unix_collector(path: &std::path::Path) -> Collector {
+    let (store, dir) = bare_store();
+    let sock = UnixDatagram::bind(path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let (store, stop) = (store.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            let peer = Source::LOCAL.addr;
+            while !stop.load(Ordering::SeqCst) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    store_frame(&store, &buf[..n], Transport::Local, peer);
+                }
+            }
+        })
+    };
+    Collector {
+        addr: "127.0.0.1:9".parse().unwrap(),
+        first_id: store.stats().next_id,
+        store,
+        server: None,
+        feeder: Some(Feeder {
+            stop,
+            conns: Arc::default(),
+            thread: Some(thread),
+        }),
+        _dir: dir,
+    }
+}
+
+/// A feeder's thread, its stop flag and the connections it accepted.
+struct Feeder {
+    stop: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Feeder {
+    fn stop(mut self) {
         self.stop.store(true, Ordering::SeqCst);
         for c in self.conns.lock().unwrap().drain(..) {
             let _ = c.shutdown(std::net::Shutdown::Both);
@@ -77,42 +294,29 @@ impl Collector {
     }
 }
 
-impl Drop for Collector {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
-}
-
-/// How a stream collector reads its connections.
-#[derive(Clone)]
-pub enum StreamKind {
-    Plain(Framing),
-    Tls(Arc<rustls::ServerConfig>),
-    Relp,
-    /// RELP that answers `open` but never acknowledges a message.
-    RelpNoAck,
-}
-
-/// A TCP-based collector on `addr` (use port 0 for a fresh one).
-pub fn stream_collector(addr: &str, kind: StreamKind) -> Collector {
+/// A RELP server that answers `open` and stores every message, but never acknowledges
+/// one (logd acknowledges after the fsync; this one stands for a stalled collector).
+fn relp_no_ack(addr: SocketAddr) -> Collector {
+    let (store, dir) = bare_store();
     let listener = TcpListener::bind(addr).unwrap();
     let addr = listener.local_addr().unwrap();
     listener.set_nonblocking(true).unwrap();
-    let inbox: Inbox = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
     let thread = {
-        let (inbox, stop, conns) = (inbox.clone(), stop.clone(), conns.clone());
+        let (store, stop, conns) = (store.clone(), stop.clone(), conns.clone());
         std::thread::spawn(move || {
             let mut readers = Vec::new();
             while !stop.load(Ordering::SeqCst) {
                 match listener.accept() {
-                    Ok((s, _)) => {
+                    Ok((s, peer)) => {
                         s.set_nonblocking(false).unwrap();
                         s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
                         conns.lock().unwrap().push(s.try_clone().unwrap());
-                        let (inbox, stop, kind) = (inbox.clone(), stop.clone(), kind.clone());
-                        readers.push(std::thread::spawn(move || serve(s, kind, &inbox, &stop)));
+                        let (store, stop) = (store.clone(), stop.clone());
+                        readers.push(std::thread::spawn(move || {
+                            serve_relp_no_ack(s, peer, &store, &stop)
+                        }));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(2)),
                 }
@@ -124,21 +328,30 @@ pub fn stream_collector(addr: &str, kind: StreamKind) -> Collector {
     };
     Collector {
         addr,
-        inbox,
-        stop,
-        conns,
-        thread: Some(thread),
+        first_id: store.stats().next_id,
+        store,
+        server: None,
+        feeder: Some(Feeder {
+            stop,
+            conns,
+            thread: Some(thread),
+        }),
+        _dir: dir,
     }
 }
 
-fn read_some(s: &mut dyn Read, buf: &mut [u8], stop: &AtomicBool) -> Option<usize> {
-    loop {
-        if stop.load(Ordering::SeqCst) {
-            return None;
-        }
-        match s.read(buf) {
-            Ok(0) => return None,
-            Ok(n) => return Some(n),
+fn serve_relp_no_ack(mut s: TcpStream, peer: SocketAddr, store: &Store, stop: &AtomicBool) {
+    let config = flotilla_relp::ServerConfig {
+        auto_ack: false,
+        ..flotilla_relp::ServerConfig::default()
+    };
+    let mut session = flotilla_relp::ServerSession::new(config).unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        let n = match s.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
             Err(e)
                 if matches!(
                     e.kind(),
@@ -147,108 +360,29 @@ fn read_some(s: &mut dyn Read, buf: &mut [u8], stop: &AtomicBool) -> Option<usiz
             {
                 continue;
             }
-            Err(_) => return None,
+            Err(_) => return,
+        };
+        if session.handle_input(&buf[..n]).is_err() {
+            return;
+        }
+        while let Some(ev) = session.poll_event() {
+            if let flotilla_relp::ServerEvent::Syslog { message, .. } = ev {
+                store_frame(store, &message, Transport::Relp, peer);
+            }
+        }
+        out.clear();
+        session.poll_transmit(&mut out);
+        if s.write_all(&out).is_err() {
+            return;
         }
     }
 }
 
-fn serve(mut s: TcpStream, kind: StreamKind, inbox: &Inbox, stop: &AtomicBool) {
-    let mut buf = vec![0u8; 64 * 1024];
-    match kind {
-        StreamKind::Plain(framing) => {
-            let mut dec = FrameDecoder::new(framing, 1 << 20);
-            while let Some(n) = read_some(&mut s, &mut buf, stop) {
-                dec.push(&buf[..n]);
-                while let Some(f) = dec.next_frame() {
-                    store(inbox, f.expect("valid frame"));
-                }
-            }
-        }
-        StreamKind::Tls(config) => {
-            let conn = rustls::ServerConnection::new(config).unwrap();
-            let mut tls = rustls::StreamOwned::new(conn, s);
-            let mut dec = FrameDecoder::new(Framing::OctetCounting, 1 << 20);
-            while let Some(n) = read_some(&mut tls, &mut buf, stop) {
-                dec.push(&buf[..n]);
-                while let Some(f) = dec.next_frame() {
-                    store(inbox, f.expect("valid frame"));
-                }
-            }
-        }
-        StreamKind::Relp | StreamKind::RelpNoAck => {
-            let config = flotilla_relp::ServerConfig {
-                auto_ack: matches!(kind, StreamKind::Relp),
-                ..flotilla_relp::ServerConfig::default()
-            };
-            let mut session = flotilla_relp::ServerSession::new(config).unwrap();
-            let mut out = Vec::new();
-            while let Some(n) = read_some(&mut s, &mut buf, stop) {
-                if session.handle_input(&buf[..n]).is_err() {
-                    return;
-                }
-                while let Some(ev) = session.poll_event() {
-                    if let flotilla_relp::ServerEvent::Syslog { message, .. } = ev {
-                        store(inbox, &message);
-                    }
-                }
-                out.clear();
-                session.poll_transmit(&mut out);
-                if s.write_all(&out).is_err() {
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// A UDP collector on loopback.
-pub fn udp_collector() -> Collector {
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let addr = sock.local_addr().unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    datagram_collector(addr, move |buf| sock.recv(buf))
-}
-
-/// A Unix datagram collector at `path`.
-pub fn unix_collector(path: &std::path::Path) -> Collector {
-    let sock = UnixDatagram::bind(path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    datagram_collector("127.0.0.1:9".parse().unwrap(), move |buf| sock.recv(buf))
-}
-
-fn datagram_collector(
-    addr: SocketAddr,
-    mut recv: impl FnMut(&mut [u8]) -> std::io::Result<usize> + Send + 'static,
-) -> Collector {
-    let inbox: Inbox = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let thread = {
-        let (inbox, stop) = (inbox.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut buf = vec![0u8; 65536];
-            while !stop.load(Ordering::SeqCst) {
-                if let Ok(n) = recv(&mut buf) {
-                    store(&inbox, &buf[..n]);
-                }
-            }
-        })
-    };
-    Collector {
-        addr,
-        inbox,
-        stop,
-        conns: Arc::default(),
-        thread: Some(thread),
-    }
-}
-
-/// A self-signed certificate for `localhost`, its PEM file, and a server config.
+/// A self-signed certificate for `localhost`: its PEM files, and the listener's files.
 pub struct TlsFixture {
     pub dir: tempfile::TempDir,
-    pub ca_path: std::path::PathBuf,
-    pub server: Arc<rustls::ServerConfig>,
+    pub ca_path: PathBuf,
+    pub server: TlsFiles,
 }
 
 pub fn tls_fixture() -> TlsFixture {
@@ -256,50 +390,25 @@ pub fn tls_fixture() -> TlsFixture {
     let dir = tempfile::tempdir().unwrap();
     let ca_path = dir.path().join("ca.pem");
     std::fs::write(&ca_path, cert.cert.pem()).unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.cert.der().clone()], key)
-        .unwrap();
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
     TlsFixture {
+        server: TlsFiles {
+            cert: ca_path.clone(),
+            key: key_path,
+            client_ca: None,
+        },
         dir,
         ca_path,
-        server: Arc::new(server),
     }
 }
 
-/// A rustls server config that requires a client certificate signed by the
-/// PKI's CA, with the PKI's server certificate.
-pub fn mutual_tls_server(pki: &flotilla_testkit::TestPki) -> Arc<rustls::ServerConfig> {
-    let read_certs = |path: &std::path::Path| {
-        let pem = std::fs::read(path).unwrap();
-        rustls_pemfile::certs(&mut pem.as_slice())
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap()
-    };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in read_certs(pki.ca_pem_path()) {
-        roots.add(cert).unwrap();
+/// The listener's files for TLS that requires a client certificate signed by the PKI's
+/// CA, with the PKI's server certificate.
+pub fn mutual_tls_server(pki: &flotilla_testkit::TestPki) -> TlsFiles {
+    TlsFiles {
+        cert: pki.server().cert_pem_path().to_path_buf(),
+        key: pki.server().key_pem_path().to_path_buf(),
+        client_ca: Some(pki.ca_pem_path().to_path_buf()),
     }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .build()
-    .unwrap();
-    let key_pem = std::fs::read(pki.server().key_pem_path()).unwrap();
-    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .unwrap()
-        .unwrap();
-    let server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(read_certs(pki.server().cert_pem_path()), key)
-        .unwrap();
-    Arc::new(server)
 }
