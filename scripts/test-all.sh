@@ -6,6 +6,7 @@
 #   3. cargo test --workspace --release   (unit, property, loopback and real-peer tests)
 #   4. the fuzz targets, briefly (FUZZ_SECONDS each, default 10)
 #   5. the demos, end to end (`flotilla demo --json`, `flotilla logger-demo --json`), checked
+#   6. a small `flotilla bench logd` (the harness against rsyslog and ripgrep), checked
 # One build profile (release) serves the tests and the binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 step() { printf '\n==> %s\n' "$*"; }
 started=$SECONDS
 
-step "install real peers (rsyslog, syslog-ng, nats-server, dnsmasq) and python3"
+step "install real peers (rsyslog, syslog-ng, nats-server, dnsmasq, ripgrep, SeaweedFS) and python3"
 bash scripts/install-peers.sh
 # The demo checks below are small python3 scripts.
 if ! command -v python3 >/dev/null 2>&1; then
@@ -60,8 +61,19 @@ sent = list(s["game_batches_sent_per_frontend"].values())
 # Each remaining front-end gets each batch once, whatever its number of observers.
 assert len(sent) == 2 and max(sent) <= s["batches_committed"] and min(sent) >= 0.8 * max(sent), s
 assert s["boot_messages"] >= 1, s
+# Every role logged to the demo's logd; the printed query is ready to run.
+logd = s["logd"]
+assert logd["records"] > 0 and logd["records"] == sum(logd["per_app"].values()), s
+for app in ("flotilla-game", "flotilla-frontend", "flotilla-client"):
+    assert logd["per_app"].get(app, 0) > 0, (app, logd)
 print("demo: ok")
 PY
+query=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["logd"]["query"])' "$summary")
+data_dir=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["logd"]["data_dir"])' "$summary")
+found=$($query --json | wc -l)
+echo "demo's query ($query): $found records"
+[[ $found -gt 0 ]] || { echo "the demo's ready-to-run query found nothing" >&2; exit 1; }
+rm -rf "$data_dir"
 summary=$(cargo run --release --quiet -- logger-demo --duration 3 --json)
 echo "$summary"
 python3 - "$summary" <<'PY'
@@ -72,6 +84,19 @@ missing = [k for k in need if not s.get(k)]
 assert not missing, f"logger demo summary lacks {missing}: {s}"
 assert s["bad_frames"] == 0, s
 print("logger-demo: ok")
+PY
+
+step "flotilla bench logd, small (the harness end to end: loggen, rsyslog, RELP, ripgrep)"
+report=$(cargo run --release --quiet -- bench logd --seconds 1 --messages 200000 --relp-messages 5000 --queries 2 --json)
+echo "$report"
+python3 - "$report" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+assert r["ingest_logd"]["stored"] == r["ingest_logd"]["sent"] > 0, r
+assert r["ingest_rsyslog"]["stored"] == r["ingest_rsyslog"]["sent"] > 0, r
+assert r["relp_logd"]["stored"] >= r["relp_logd"]["acked"] == 5000, r
+assert r["query_messages"] == 200000 and len(r["logd_query_ms"]) == 2, r
+print("bench logd: ok (figures of a small run; BENCHMARKS.md has the full one)")
 PY
 
 step "all green in $((SECONDS - started)) s"
