@@ -47,8 +47,9 @@ pub struct LogdArgs {
     /// Keep segments under this size (e.g. 20GiB, 500MiB); the oldest are dropped first.
     #[arg(long)]
     retention_size: Option<String>,
-    /// zstd level of stored blocks.
-    #[arg(long, default_value_t = 3)]
+    /// zstd level of stored blocks (1 compresses log lines as well as 3 here, faster; see
+    /// BENCHMARKS.md).
+    #[arg(long, default_value_t = 1)]
     zstd_level: i32,
     /// Memory for received records not yet written, in MiB; senders are slowed past it.
     #[arg(long, default_value_t = 64)]

@@ -249,11 +249,7 @@ pub async fn query_archive(
             let json: RecordJson = serde_json::from_slice(line)
                 .map_err(|e| Error::Archive(format!("{key}: bad line: {e}")))?;
             let record = record_from_json(&json)?;
-            if matcher.matches(
-                record.received_at,
-                &record.raw,
-                &defaults_for(record.received_at),
-            ) {
+            if matcher.matches(record.received_at, &record.raw) {
                 stats.matched += 1;
                 if !emit(json) {
                     return Ok(stats);

@@ -444,6 +444,32 @@ impl DecodedBlock {
         &self.raw[s..e]
     }
 
+    /// Indexes of the records whose bytes contain `needle`'s text, in order: the block's
+    /// frames are searched as one buffer, then each hit is mapped to its record.
+    pub fn records_containing(&self, needle: &memchr::memmem::Finder<'_>) -> Vec<usize> {
+        let (Some(&(start, _)), Some(&(_, end))) = (self.spans.first(), self.spans.last()) else {
+            return Vec::new();
+        };
+        let region = &self.raw[start..end];
+        let mut out: Vec<usize> = Vec::new();
+        let mut from = 0;
+        while let Some(pos) = needle.find(&region[from..]) {
+            let at = start + from + pos;
+            // The record whose span holds `at`.
+            let i = self.spans.partition_point(|&(_, e)| e <= at);
+            if i < self.spans.len() && out.last() != Some(&i) {
+                out.push(i);
+            }
+            // Continue after this record: one hit per record is enough.
+            let next = self.spans.get(i).map_or(end, |&(_, e)| e);
+            from = next.max(at + 1) - start;
+            if from >= region.len() {
+                break;
+            }
+        }
+        out
+    }
+
     /// Record `i`, with its id (its raw bytes share the block's buffer).
     pub fn record(&self, i: usize) -> (u64, Record) {
         let (s, e) = self.spans[i];
@@ -515,6 +541,14 @@ mod tests {
         let decoded = DecodedBlock::decode(&sealed.compressed, &sealed.meta).unwrap();
         for (i, r) in records.iter().enumerate() {
             assert_eq!(decoded.record(i), (100 + i as u64, r.clone()));
+        }
+        // Searching the block's bytes once finds exactly the records that hold a text.
+        for needle in [&b"id-000003e7"[..], b"line 1", b"host-3", b"nowhere"] {
+            let finder = memchr::memmem::Finder::new(needle);
+            let want: Vec<usize> = (0..1000)
+                .filter(|&i| finder.find(&records[i].raw).is_some())
+                .collect();
+            assert_eq!(decoded.records_containing(&finder), want);
         }
         // Every token and field is in the filter.
         assert!(sealed.meta.may_contain(token_hash(b"id")));

@@ -14,7 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::error::Error;
 use crate::query::Matcher;
-use crate::store::{Store, defaults_for};
+use crate::store::Store;
 
 /// What to forward where.
 #[derive(Debug, Clone)]
@@ -78,11 +78,7 @@ impl Forwarder {
                 match rx.recv().await {
                     Ok(batch) => {
                         for (_, record) in batch.iter() {
-                            if matcher.matches(
-                                record.received_at,
-                                &record.raw,
-                                &defaults_for(record.received_at),
-                            ) {
+                            if matcher.matches(record.received_at, &record.raw) {
                                 task_stats.matched.fetch_add(1, Ordering::Relaxed);
                                 task_logger.forward(&record.raw);
                             }

@@ -730,11 +730,7 @@ fn tail_stream(tail: Tail) -> impl Stream<Item = Result<Event, Infallible>> + Se
                                 continue;
                             }
                             t.last_id = *id;
-                            if t.matcher.matches(
-                                record.received_at,
-                                &record.raw,
-                                &defaults_for(record.received_at),
-                            ) {
+                            if t.matcher.matches(record.received_at, &record.raw) {
                                 t.queue.extend(record_event(*id, record, &t.node));
                             }
                         }

@@ -279,8 +279,17 @@ impl Matcher {
                 .all(|group| group.iter().any(|&h| meta.may_contain(h)))
     }
 
-    /// Whether one record matches.
-    pub fn matches(&self, received_at: i64, raw: &[u8], defaults: &LenientDefaults) -> bool {
+    /// The needle every match must contain (the longest `--grep` or `--substr` text), if
+    /// any: a block can be searched for it once before records are looked at one by one.
+    pub fn prefilter(&self) -> Option<&memchr::memmem::Finder<'static>> {
+        self.grep
+            .iter()
+            .chain(self.substr.iter())
+            .max_by_key(|f| f.needle().len())
+    }
+
+    /// Whether one record (received at `received_at`, ns) matches.
+    pub fn matches(&self, received_at: i64, raw: &[u8]) -> bool {
         if !self.time_overlaps(received_at, received_at) {
             return false;
         }
@@ -293,6 +302,7 @@ impl Matcher {
         if !self.needs_parse {
             return true;
         }
+        let defaults = &defaults_for(received_at);
         let Ok(parsed) = parse_lenient(raw, defaults) else {
             // An empty frame: it has the default severity and no fields.
             return self.any_of.is_empty()
@@ -320,6 +330,15 @@ impl Matcher {
                     .filter(|e| e.id == id)
                     .any(|e| e.params().any(|p| p.name == param && p.value() == *value))
             })
+    }
+}
+
+/// Parsing defaults for a record received at `received_at` (ns): an RFC 3164 timestamp
+/// (no year) gets the year that puts it closest to the arrival time.
+pub fn defaults_for(received_at: i64) -> LenientDefaults {
+    LenientDefaults {
+        now: Timestamp::from_unix(received_at.div_euclid(1_000_000_000), 0).ok(),
+        ..LenientDefaults::default()
     }
 }
 
@@ -673,9 +692,7 @@ mod tests {
     use bytes::Bytes;
 
     fn m(q: Query, raw: &str) -> bool {
-        Matcher::new(q)
-            .unwrap()
-            .matches(10, raw.as_bytes(), &LenientDefaults::default())
+        Matcher::new(q).unwrap().matches(10, raw.as_bytes())
     }
 
     #[test]

@@ -22,7 +22,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use flotilla_syslog::{LenientDefaults, Timestamp};
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, oneshot};
 
@@ -63,7 +62,7 @@ impl StoreConfig {
         StoreConfig {
             data_dir: data_dir.into(),
             commit_interval: Duration::from_millis(10),
-            zstd_level: 3,
+            zstd_level: 1,
             segment_target_bytes: 256 << 20,
             retention_age: None,
             retention_bytes: None,
@@ -852,18 +851,16 @@ impl Scanner<'_> {
             return false;
         }
         self.stats.records_scanned += 1;
-        if self.matcher.matches(
-            record.received_at,
-            &record.raw,
-            &defaults_for(record.received_at),
-        ) {
+        if self.matcher.matches(record.received_at, &record.raw) {
             self.stats.matched += 1;
             self.go_on = (self.emit)(id, record);
         }
         self.go_on
     }
 
-    /// Looks at the blocks of a segment that may match.
+    /// Looks at the blocks of a segment that may match. Blocks are read, decompressed
+    /// and searched [`QUERY_THREADS`] at a time, in parallel; their records are then
+    /// visited in order.
     fn segment(&mut self, seg: &Segment) {
         if !self.go_on
             || !self
@@ -875,31 +872,68 @@ impl Scanner<'_> {
         self.stats.segments_in_range += 1;
         self.stats.blocks_in_range += seg.blocks.len() as u64;
         let n = seg.blocks.len();
-        for k in 0..n {
-            let entry = &seg.blocks[if self.newest_first { n - 1 - k } else { k }];
+        let candidates: Vec<&crate::segment::BlockEntry> = (0..n)
+            .map(|k| &seg.blocks[if self.newest_first { n - 1 - k } else { k }])
+            .filter(|entry| self.matcher.block_may_match(&entry.meta))
+            .collect();
+        let matcher = self.matcher;
+        let open = |entry: &crate::segment::BlockEntry| -> Result<(DecodedBlock, Option<Vec<usize>>), Error> {
+            let block = seg.read_block(entry)?;
+            let hits = matcher.prefilter().map(|f| block.records_containing(f));
+            Ok((block, hits))
+        };
+        for group in candidates.chunks(QUERY_THREADS) {
             if !self.go_on {
                 return;
             }
-            if !self.matcher.block_may_match(&entry.meta) {
-                continue;
-            }
-            self.stats.blocks_opened += 1;
-            let block = match seg.read_block(entry) {
-                Ok(b) => b,
-                Err(e) => {
-                    self.stats.corrupt_blocks += 1;
-                    tracing::error!(error = %e, "query: block skipped");
-                    continue;
-                }
+            self.stats.blocks_opened += group.len() as u64;
+            let opened: Vec<Result<(DecodedBlock, Option<Vec<usize>>), Error>> = if group.len() == 1
+            {
+                vec![open(group[0])]
+            } else {
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = group
+                        .iter()
+                        .map(|entry| scope.spawn(|| open(entry)))
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| {
+                            h.join().unwrap_or_else(|_| {
+                                Err(Error::Corrupt("a query thread panicked".into()))
+                            })
+                        })
+                        .collect()
+                })
             };
-            self.block(&block);
+            for result in opened {
+                match result {
+                    Ok((block, hits)) => self.block(&block, hits.as_deref()),
+                    Err(e) => {
+                        self.stats.corrupt_blocks += 1;
+                        tracing::error!(error = %e, "query: block skipped");
+                    }
+                }
+                if !self.go_on {
+                    return;
+                }
+            }
         }
     }
 
-    fn block(&mut self, block: &DecodedBlock) {
-        let n = block.len();
+    /// Visits a block's records (only `hits`, when a prefilter found them).
+    fn block(&mut self, block: &DecodedBlock, hits: Option<&[usize]>) {
+        let all: Vec<usize>;
+        let indexes: &[usize] = match hits {
+            Some(h) => h,
+            None => {
+                all = (0..block.len()).collect();
+                &all
+            }
+        };
+        let n = indexes.len();
         for k in 0..n {
-            let i = if self.newest_first { n - 1 - k } else { k };
+            let i = indexes[if self.newest_first { n - 1 - k } else { k }];
             // Time is checked before the record is materialised.
             if !self
                 .matcher
@@ -915,6 +949,9 @@ impl Scanner<'_> {
     }
 }
 
+/// Blocks a query reads and searches at once (one thread each).
+const QUERY_THREADS: usize = 2;
+
 fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -927,14 +964,7 @@ fn load_archived(dir: &Path) -> std::collections::HashSet<String> {
         .unwrap_or_default()
 }
 
-/// Parsing defaults for a record received at `received_at` (ns): an RFC 3164 timestamp
-/// (no year) gets the year that puts it closest to the arrival time.
-pub fn defaults_for(received_at: i64) -> LenientDefaults {
-    LenientDefaults {
-        now: Timestamp::from_unix(received_at.div_euclid(1_000_000_000), 0).ok(),
-        ..LenientDefaults::default()
-    }
-}
+pub use crate::query::defaults_for;
 
 /// The hour (Unix seconds, floored) of a time in ns.
 fn hour_of(ns: i64) -> i64 {
@@ -1070,7 +1100,16 @@ impl WalWriter {
             }
             self.remove_sealed_generations();
             if !seal_waiters.is_empty() && pending.is_empty() {
-                // Seal through the indexer, then drop the WAL generations it covers.
+                // Seal through the indexer, then drop the WAL generations it covers (the
+                // current one too: it is closed first, so nothing sealed stays in the WAL).
+                if self.wal.generation_bytes() > 0 {
+                    match self.wal.rotate() {
+                        Ok(closed) => self
+                            .closed_generations
+                            .push((closed, self.wal_next_id.saturating_sub(1))),
+                        Err(e) => self.write_failed(&e),
+                    }
+                }
                 let (tx, rx) = oneshot::channel();
                 let result = match self.to_index.send(IndexCommand::Seal(tx)) {
                     Ok(()) => rx.blocking_recv().unwrap_or(Err(Error::Closed)),

@@ -27,34 +27,32 @@ fn count(store: &Store, q: Query) -> (usize, flotilla_logd::QueryStats) {
     (found.len(), stats)
 }
 
-/// Records from four different hours: one sealed segment per hour.
-fn four_hours(store: &Store) -> i64 {
+/// Records at four times one hour apart (3 h 1 min ago ... 1 min ago), so in four
+/// different hours: one sealed segment each. Returns the four times.
+fn four_hours(store: &Store) -> [i64; 4] {
     let now = now_nanos();
-    let base = now - now.rem_euclid(HOUR) - 3 * HOUR;
-    for h in 0..4 {
+    let times = [0, 1, 2, 3].map(|h| now - (3 - h) * HOUR - 60_000_000_000);
+    for (h, &at) in times.iter().enumerate() {
         store
             .ingest()
-            .submit_blocking(
-                records(base + h * HOUR + 60_000_000_000, 5000, &format!("h{h}")),
-                true,
-            )
+            .submit_blocking(records(at, 5000, &format!("h{h}")), true)
             .unwrap();
     }
     store.seal_now().unwrap();
-    base
+    times
 }
 
 #[test]
 fn segments_are_hourly_and_a_bounded_query_reads_only_its_hours() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(StoreConfig::new(dir.path())).unwrap();
-    let base = four_hours(&store);
+    let times = four_hours(&store);
     assert_eq!(store.stats().segments, 4);
     let (n, stats) = count(
         &store,
         Query {
-            since: Some(base + HOUR),
-            until: Some(base + 2 * HOUR),
+            since: Some(times[1]),
+            until: Some(times[1] + HOUR / 6),
             ..Query::default()
         },
     );

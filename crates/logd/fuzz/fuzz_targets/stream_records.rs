@@ -45,6 +45,6 @@ fuzz_target!(|data: &[u8]| {
         let defaults = flotilla_logd::store::defaults_for(record.received_at);
         let json = flotilla_logd::RecordJson::from_record(1, &record, &defaults);
         let _ = serde_json::to_string(&json).expect("serializable");
-        let _ = matcher.matches(record.received_at, &record.raw, &defaults);
+        let _ = matcher.matches(record.received_at, &record.raw);
     }
 });
