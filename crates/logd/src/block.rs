@@ -360,7 +360,54 @@ pub struct DecodedBlock {
     flags: Vec<u8>,
     /// (start, end) of each record in `raw`.
     spans: Vec<(usize, usize)>,
-    raw: bytes::Bytes,
+    raw: Vec<u8>,
+}
+
+/// What reading blocks again and again reuses: a zstd decompression context and the
+/// buffers (a query keeps one per thread, so reading a block allocates almost nothing).
+pub struct BlockReader {
+    dctx: zstd::bulk::Decompressor<'static>,
+    /// Compressed bytes as read from the file.
+    pub compressed: Vec<u8>,
+    plain: Vec<u8>,
+}
+
+impl std::fmt::Debug for BlockReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockReader").finish_non_exhaustive()
+    }
+}
+
+impl BlockReader {
+    /// A reader with empty buffers.
+    pub fn new() -> Result<BlockReader, Error> {
+        Ok(BlockReader {
+            dctx: zstd::bulk::Decompressor::new()
+                .map_err(|e| Error::io("creating a zstd context", e))?,
+            compressed: Vec::new(),
+            plain: Vec::new(),
+        })
+    }
+
+    /// Decompresses and decodes `self.compressed` (a block described by `meta`).
+    pub fn decode(&mut self, meta: &BlockMeta) -> Result<DecodedBlock, Error> {
+        let capacity = (meta.raw_bytes as usize)
+            .saturating_add(meta.count as usize * 48)
+            .saturating_add(1 << 16)
+            .min(1 << 30);
+        let mut plain = std::mem::take(&mut self.plain);
+        plain.clear();
+        plain.reserve(capacity);
+        self.dctx
+            .decompress_to_buffer(&self.compressed[..], &mut plain)
+            .map_err(|e| Error::Corrupt(format!("block {}: {e}", meta.first_id)))?;
+        DecodedBlock::from_plain(plain, meta)
+    }
+
+    /// Takes a block's buffer back for the next read.
+    pub fn recycle(&mut self, block: DecodedBlock) {
+        self.plain = block.raw;
+    }
 }
 
 impl DecodedBlock {
@@ -372,6 +419,11 @@ impl DecodedBlock {
             .min(1 << 30);
         let plain = zstd::bulk::decompress(compressed, capacity)
             .map_err(|e| Error::Corrupt(format!("block {}: {e}", meta.first_id)))?;
+        DecodedBlock::from_plain(plain, meta)
+    }
+
+    /// Decodes the columns of a decompressed block.
+    fn from_plain(plain: Vec<u8>, meta: &BlockMeta) -> Result<DecodedBlock, Error> {
         let mut r = Reader::new(&plain, "block");
         let count = r.u32()? as usize;
         if count != meta.count as usize {
@@ -419,7 +471,7 @@ impl DecodedBlock {
             source_index,
             flags,
             spans,
-            raw: bytes::Bytes::from(plain),
+            raw: plain,
         })
     }
 
@@ -470,16 +522,20 @@ impl DecodedBlock {
         out
     }
 
-    /// Record `i`, with its id (its raw bytes share the block's buffer).
+    /// The id of record `i`.
+    pub fn id(&self, i: usize) -> u64 {
+        self.first_id + i as u64
+    }
+
+    /// Record `i`, with its id (its raw bytes copied out of the block).
     pub fn record(&self, i: usize) -> (u64, Record) {
-        let (s, e) = self.spans[i];
         (
-            self.first_id + i as u64,
+            self.id(i),
             Record {
                 received_at: self.received[i],
                 source: self.sources[self.source_index[i] as usize],
                 flags: self.flags[i],
-                raw: self.raw.slice(s..e),
+                raw: bytes::Bytes::copy_from_slice(self.raw(i)),
             },
         )
     }

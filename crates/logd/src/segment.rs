@@ -135,6 +135,27 @@ impl Segment {
         DecodedBlock::decode(&buf, &entry.meta)
     }
 
+    /// Reads, checks and decodes one block with a reader's reusable context and buffers.
+    pub fn read_block_with(
+        &self,
+        entry: &BlockEntry,
+        reader: &mut crate::block::BlockReader,
+    ) -> Result<DecodedBlock, Error> {
+        reader.compressed.clear();
+        reader.compressed.resize(entry.len as usize, 0);
+        self.file
+            .read_exact_at(&mut reader.compressed, entry.offset)
+            .ctx(|| format!("reading a block of {}", self.path.display()))?;
+        if crc32c::crc32c(&reader.compressed) != entry.crc {
+            return Err(Error::Corrupt(format!(
+                "{}: block at offset {} fails its checksum",
+                self.path.display(),
+                entry.offset
+            )));
+        }
+        reader.decode(&entry.meta)
+    }
+
     /// Opens a sealed segment file and reads its index.
     pub fn open_sealed(path: &Path) -> Result<Segment, Error> {
         let file = File::open(path).ctx(|| format!("opening {}", path.display()))?;

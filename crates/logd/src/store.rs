@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, oneshot};
 
-use crate::block::{BlockBuilder, DecodedBlock};
+use crate::block::{BlockBuilder, BlockReader, DecodedBlock};
 use crate::error::{Error, IoContext};
 use crate::query::{Matcher, QueryStats};
 use crate::record::{FLAG_TRUNCATED, Record, now_nanos};
@@ -819,13 +819,11 @@ fn scan_snapshot(
                 break;
             }
         }
-        for seg in segments.iter().rev() {
-            scanner.segment(seg);
-        }
+        let ordered: Vec<&Segment> = segments.iter().rev().map(|s| s.as_ref()).collect();
+        scanner.segments(&ordered);
     } else {
-        for seg in segments.iter() {
-            scanner.segment(seg);
-        }
+        let ordered: Vec<&Segment> = segments.iter().map(|s| s.as_ref()).collect();
+        scanner.segments(&ordered);
         for (id, r) in recent.iter() {
             if !scanner.visit(*id, r) {
                 break;
@@ -845,6 +843,20 @@ struct Scanner<'a> {
 }
 
 impl Scanner<'_> {
+    /// Looks at record `i` of a block; only a match is copied out of it.
+    fn visit_in_block(&mut self, block: &DecodedBlock, i: usize) -> bool {
+        if !self.go_on {
+            return false;
+        }
+        self.stats.records_scanned += 1;
+        if self.matcher.matches(block.received_at(i), block.raw(i)) {
+            self.stats.matched += 1;
+            let (id, record) = block.record(i);
+            self.go_on = (self.emit)(id, &record);
+        }
+        self.go_on
+    }
+
     /// Looks at one record; false once the caller wants no more.
     fn visit(&mut self, id: u64, record: &Record) -> bool {
         if !self.go_on {
@@ -858,43 +870,60 @@ impl Scanner<'_> {
         self.go_on
     }
 
-    /// Looks at the blocks of a segment that may match. Blocks are read, decompressed
-    /// and searched [`QUERY_THREADS`] at a time, in parallel; their records are then
-    /// visited in order.
-    fn segment(&mut self, seg: &Segment) {
-        if !self.go_on
-            || !self
+    /// Looks at the blocks of the segments (in the order given) that may match. The
+    /// candidate blocks of all segments are read, decompressed and searched
+    /// [`QUERY_THREADS`] at a time, in parallel; their records are then visited in order.
+    fn segments(&mut self, segments: &[&Segment]) {
+        let mut candidates: Vec<(&Segment, &crate::segment::BlockEntry)> = Vec::new();
+        for &seg in segments {
+            if !self
                 .matcher
                 .time_overlaps(seg.min_received(), seg.max_received())
-        {
-            return;
+            {
+                continue;
+            }
+            self.stats.segments_in_range += 1;
+            self.stats.blocks_in_range += seg.blocks.len() as u64;
+            let n = seg.blocks.len();
+            for k in 0..n {
+                let entry = &seg.blocks[if self.newest_first { n - 1 - k } else { k }];
+                if self.matcher.block_may_match(&entry.meta) {
+                    candidates.push((seg, entry));
+                }
+            }
         }
-        self.stats.segments_in_range += 1;
-        self.stats.blocks_in_range += seg.blocks.len() as u64;
-        let n = seg.blocks.len();
-        let candidates: Vec<&crate::segment::BlockEntry> = (0..n)
-            .map(|k| &seg.blocks[if self.newest_first { n - 1 - k } else { k }])
-            .filter(|entry| self.matcher.block_may_match(&entry.meta))
-            .collect();
         let matcher = self.matcher;
-        let open = |entry: &crate::segment::BlockEntry| -> Result<(DecodedBlock, Option<Vec<usize>>), Error> {
-            let block = seg.read_block(entry)?;
+        let open = |(seg, entry): (&Segment, &crate::segment::BlockEntry),
+                    reader: &mut BlockReader|
+         -> Result<(DecodedBlock, Option<Vec<usize>>), Error> {
+            let block = seg.read_block_with(entry, reader)?;
             let hits = matcher.prefilter().map(|f| block.records_containing(f));
             Ok((block, hits))
         };
+        let mut readers: Vec<BlockReader> = Vec::new();
         for group in candidates.chunks(QUERY_THREADS) {
             if !self.go_on {
                 return;
             }
+            while readers.len() < group.len() {
+                match BlockReader::new() {
+                    Ok(r) => readers.push(r),
+                    Err(e) => {
+                        tracing::error!(error = %e, "query: no zstd context");
+                        return;
+                    }
+                }
+            }
             self.stats.blocks_opened += group.len() as u64;
             let opened: Vec<Result<(DecodedBlock, Option<Vec<usize>>), Error>> = if group.len() == 1
             {
-                vec![open(group[0])]
+                vec![open(group[0], &mut readers[0])]
             } else {
                 std::thread::scope(|scope| {
                     let handles: Vec<_> = group
                         .iter()
-                        .map(|entry| scope.spawn(|| open(entry)))
+                        .zip(readers.iter_mut())
+                        .map(|(&c, reader)| scope.spawn(move || open(c, reader)))
                         .collect();
                     handles
                         .into_iter()
@@ -906,9 +935,12 @@ impl Scanner<'_> {
                         .collect()
                 })
             };
-            for result in opened {
+            for (result, reader) in opened.into_iter().zip(readers.iter_mut()) {
                 match result {
-                    Ok((block, hits)) => self.block(&block, hits.as_deref()),
+                    Ok((block, hits)) => {
+                        self.block(&block, hits.as_deref());
+                        reader.recycle(block);
+                    }
                     Err(e) => {
                         self.stats.corrupt_blocks += 1;
                         tracing::error!(error = %e, "query: block skipped");
@@ -941,8 +973,7 @@ impl Scanner<'_> {
             {
                 continue;
             }
-            let (id, record) = block.record(i);
-            if !self.visit(id, &record) {
+            if !self.visit_in_block(block, i) {
                 return;
             }
         }
