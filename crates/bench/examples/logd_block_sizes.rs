@@ -16,6 +16,7 @@ fn main() {
     for level in [1, 3, 6, 9] {
         let mut data = 0usize;
         let mut filters = 0usize;
+        let mut long_filters = 0usize;
         let started = std::time::Instant::now();
         let mut b = BlockBuilder::new(1);
         for (i, line) in lines.iter().enumerate() {
@@ -34,6 +35,11 @@ fn main() {
                 filters += sealed
                     .meta
                     .filter
+                    .as_ref()
+                    .map_or(0, |f| f.fingerprints.len());
+                long_filters += sealed
+                    .meta
+                    .long_filter
                     .as_ref()
                     .map_or(0, |f| f.fingerprints.len());
             }
@@ -77,9 +83,10 @@ fn main() {
             );
         }
         println!(
-            "level {level}: data {:.1} B/msg, filter {:.1} B/msg, {:.0}k msg/s (push+seal)",
+            "level {level}: data {:.1} B/msg, filters {:.1} + {:.1} (long tokens) B/msg, {:.0}k msg/s (push+seal)",
             data as f64 / n as f64,
             filters as f64 / n as f64,
+            long_filters as f64 / n as f64,
             n as f64 / secs / 1e3
         );
     }

@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::block::BlockMeta;
 use crate::error::Error;
 use crate::record::{FLAG_TRUNCATED, Record, Source, Transport};
-use crate::tokens::{FieldTag, field_hash, find_words, text_token_hashes};
+use crate::tokens::{FieldTag, field_hash, find_words, text_long_token_hashes, text_token_hashes};
 
 /// A query's filter. Every part is optional; an empty query matches everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -161,6 +161,8 @@ pub struct Matcher {
     query: Query,
     /// Hashes every one of which a block must (maybe) contain.
     required: Vec<u64>,
+    /// Long-token keys every one of which a block's long-token filter must (maybe) hold.
+    required_long: Vec<u64>,
     /// Groups of hashes of which a block must (maybe) contain one.
     any_of: Vec<Vec<u64>>,
     grep: Vec<memchr::memmem::Finder<'static>>,
@@ -174,11 +176,13 @@ impl Matcher {
     /// Checks the query and prepares it.
     pub fn new(query: Query) -> Result<Matcher, Error> {
         let mut required = Vec::new();
+        let mut required_long = Vec::new();
         for text in &query.grep {
             if text.is_empty() {
                 return Err(Error::Query("--grep needs a non-empty text".into()));
             }
             required.extend(text_token_hashes(text.as_bytes()));
+            required_long.extend(text_long_token_hashes(text.as_bytes()));
         }
         let mut sd = Vec::new();
         for spec in &query.sd {
@@ -242,6 +246,7 @@ impl Matcher {
         Ok(Matcher {
             query,
             required,
+            required_long,
             any_of,
             grep,
             substr,
@@ -273,6 +278,7 @@ impl Matcher {
             return false;
         }
         self.required.iter().all(|&h| meta.may_contain(h))
+            && self.required_long.iter().all(|&h| meta.may_contain_long(h))
             && self
                 .any_of
                 .iter()

@@ -8,10 +8,10 @@
 //!
 //! Layout:
 //! ```text
-//! "FLSEG001"
+//! "FLSEG002"
 //! block 0 bytes | block 1 bytes | ...                 (zstd frames)
 //! index: n_blocks u32, then per block: offset u64, len u32, crc32c u32, BlockMeta
-//! footer (24 bytes): index_offset u64 | index_len u32 | crc32c(index) u32 | "FLSEGEND"
+//! footer (24 bytes): index_offset u64 | index_len u32 | crc32c(index) u32 | "FLSEGEN2"
 //! ```
 
 use std::fs::{File, OpenOptions};
@@ -25,8 +25,8 @@ use crate::error::{Error, IoContext};
 use crate::record::Reader;
 use crate::wal::sync_dir;
 
-const MAGIC: &[u8; 8] = b"FLSEG001";
-const FOOTER_MAGIC: &[u8; 8] = b"FLSEGEND";
+const MAGIC: &[u8; 8] = b"FLSEG002";
+const FOOTER_MAGIC: &[u8; 8] = b"FLSEGEN2";
 const FOOTER_LEN: u64 = 24;
 
 /// One block's place in its segment file and what the query knows of it.

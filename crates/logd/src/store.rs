@@ -1237,18 +1237,26 @@ impl WalWriter {
         let Ok(mut sources) = self.shared.sources.lock() else {
             return;
         };
-        for r in records {
-            let ip = r.source.addr.ip();
-            let counters = if sources.len() < MAX_SOURCES || sources.contains_key(&ip) {
-                sources.entry(ip).or_default()
-            } else {
-                let Ok(mut other) = self.shared.other_sources.lock() else {
-                    continue;
-                };
-                bump(&mut other, r);
-                continue;
-            };
-            bump(counters, r);
+        // Records of one batch mostly share a source: one map lookup per run of them.
+        let mut rest = records;
+        while let Some(first) = rest.first() {
+            let ip = first.source.addr.ip();
+            let run = rest
+                .iter()
+                .position(|r| r.source.addr.ip() != ip)
+                .unwrap_or(rest.len());
+            let (same, tail) = rest.split_at(run);
+            rest = tail;
+            if sources.len() < MAX_SOURCES || sources.contains_key(&ip) {
+                let counters = sources.entry(ip).or_default();
+                for r in same {
+                    bump(counters, r);
+                }
+            } else if let Ok(mut other) = self.shared.other_sources.lock() {
+                for r in same {
+                    bump(&mut other, r);
+                }
+            }
         }
     }
 }
@@ -1297,6 +1305,7 @@ impl Indexer {
     /// and makes them visible to queries.
     fn index(&mut self, records: &[(u64, Record)]) -> Result<(), Error> {
         let mut staged: Vec<(u64, Record)> = Vec::with_capacity(records.len());
+        let mut defaults = (i64::MIN, defaults_for(0));
         for (id, record) in records {
             let hour = hour_of(record.received_at);
             if let Some(seg) = &self.segment
@@ -1309,7 +1318,12 @@ impl Indexer {
                 self.builder = BlockBuilder::new(*id);
             }
             let unparsed_before = self.builder.unparsed();
-            self.builder.push(record, &defaults_for(record.received_at));
+            // The parsing defaults change once a second at most.
+            let second = record.received_at.div_euclid(1_000_000_000);
+            if defaults.0 != second {
+                defaults = (second, defaults_for(record.received_at));
+            }
+            self.builder.push(record, &defaults.1);
             if self.builder.unparsed() > unparsed_before {
                 self.shared
                     .counters

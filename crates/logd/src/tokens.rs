@@ -15,6 +15,29 @@ use xxhash_rust::xxh3::xxh3_64;
 /// Tokens longer than this are hashed on their first this many bytes (on both sides).
 pub const MAX_TOKEN_HASHED: usize = 128;
 
+/// Tokens of at least this many bytes also go into a block's second, long-token filter.
+pub const LONG_TOKEN: usize = 8;
+
+/// The long-token filter's key of a token, from its hash (a bijection, so that the two
+/// filters' false positives are independent).
+#[inline]
+pub fn long_token_hash(token_hash: u64) -> u64 {
+    token_hash.rotate_left(29) ^ 0x9E37_79B9_7F4A_7C15
+}
+
+/// The long-token keys of a query text's long tokens.
+pub fn text_long_token_hashes(text: &[u8]) -> Vec<u64> {
+    let mut out = Vec::new();
+    for_each_token(text, |t| {
+        if t.len() >= LONG_TOKEN {
+            out.push(long_token_hash(token_hash(t)));
+        }
+    });
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// Field tags of hashed field values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
