@@ -511,6 +511,9 @@ async fn serve_connection(
 /// Read buffer of a stream connection.
 const READ_BUF: usize = 16 * 1024;
 
+/// Read buffer of a connection whose reads fill the small one.
+const READ_BUF_BUSY: usize = 128 * 1024;
+
 /// Decodes every complete frame in `decoder` into records sharing one buffer.
 fn drain_frames(
     decoder: &mut FrameDecoder,
@@ -588,6 +591,14 @@ async fn serve_syslog_stream<S: AsyncRead + Unpin>(
             return Ok(());
         }
         decoder.push(&buf[..n]);
+        // A busy sender fills the buffer: read in bigger pieces (fewer, larger batches for
+        // the store); an idle or slow one goes back to the small buffer.
+        if n == buf.len() && buf.len() < READ_BUF_BUSY {
+            buf.resize(READ_BUF_BUSY, 0);
+        } else if n < READ_BUF / 4 && buf.len() > READ_BUF {
+            buf.truncate(READ_BUF);
+            buf.shrink_to_fit();
+        }
         let records = drain_frames(&mut decoder, false, source, received_at, stats);
         // Waits while the store is behind: this connection stops reading meanwhile.
         ingest.submit(records).await?;
