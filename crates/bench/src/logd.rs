@@ -34,8 +34,10 @@ use crate::BenchError;
 pub struct LogdBenchConfig {
     /// The `flotilla` binary (logd runs as `flotilla logd`).
     pub flotilla: PathBuf,
-    /// Seconds of loggen per target.
+    /// Seconds of loggen per target and round.
     pub ingest_seconds: u64,
+    /// Interleaved ingest rounds (rsyslog, logd, rsyslog, logd, ...).
+    pub ingest_rounds: usize,
     /// loggen connections.
     pub connections: usize,
     /// loggen message size.
@@ -56,6 +58,7 @@ impl LogdBenchConfig {
         LogdBenchConfig {
             flotilla,
             ingest_seconds: 10,
+            ingest_rounds: 3,
             connections: 2,
             message_size: 200,
             relp_messages: 200_000,
@@ -93,12 +96,16 @@ pub struct RelpFigures {
 pub struct LogdBenchReport {
     /// Always `"logd"`.
     pub bench: &'static str,
-    /// loggen → rsyslog (imptcp → omfile).
+    /// loggen → rsyslog (imptcp → omfile): the median round.
     pub ingest_rsyslog: IngestFigures,
-    /// loggen → logd.
+    /// loggen → logd: the median round.
     pub ingest_logd: IngestFigures,
-    /// logd rate / rsyslog rate (target ≥ 1.0).
+    /// Median logd rate / median rsyslog rate (target ≥ 1.0).
     pub ingest_ratio: f64,
+    /// logd rate / rsyslog rate of each round.
+    pub ingest_round_ratios: Vec<f64>,
+    /// Every round's rates: rsyslog, logd.
+    pub ingest_round_rates: Vec<(f64, f64)>,
     /// logd's largest resident set while ingesting, MiB (target ≤ 256).
     pub logd_max_rss_mib: f64,
     /// RELP → rsyslog (imrelp → omfile; acknowledged before any fsync).
@@ -694,47 +701,67 @@ pub fn run_logd_bench(config: &LogdBenchConfig) -> Result<LogdBenchReport, Bench
         flotilla_testkit::run_loggen(&o).map_err(server)
     };
 
-    // 1. ingest: rsyslog, then logd.
-    let sink: RsyslogSink = Rsyslog::sink().start().map_err(server)?;
-    let r = loggen(sink.tcp_addr())?;
-    let stored = sink
-        .wait_for_line_count(r.count, Duration::from_secs(120))
-        .map_err(server)?;
-    let ingest_rsyslog = IngestFigures {
-        sent: r.count,
-        stored,
-        rate: r.count as f64 / r.elapsed.as_secs_f64(),
-    };
-    sink.stop().map_err(server)?;
-
-    let data = tmp.path().join("ingest");
-    let logd = LogdProcess::start(&config.flotilla, &data, &[])?;
-    let pid = logd.pid();
-    let sampling = Arc::new(AtomicBool::new(true));
+    // 1. ingest: rsyslog and logd in interleaved rounds (the machine's speed drifts;
+    //    medians of side-by-side rounds are what compare).
     let max_rss = Arc::new(AtomicU64::new(0));
-    let sampler = {
-        let sampling = sampling.clone();
-        let max_rss = max_rss.clone();
-        std::thread::spawn(move || {
-            while sampling.load(Ordering::Relaxed) {
-                if let Ok(m) = crate::procstat::read_memory(pid) {
-                    max_rss.fetch_max(m.rss, Ordering::Relaxed);
+    let mut rsyslog_rounds = Vec::new();
+    let mut logd_rounds = Vec::new();
+    for round in 0..config.ingest_rounds.max(1) {
+        let sink: RsyslogSink = Rsyslog::sink().start().map_err(server)?;
+        let r = loggen(sink.tcp_addr())?;
+        let stored = sink
+            .wait_for_line_count(r.count, Duration::from_secs(120))
+            .map_err(server)?;
+        rsyslog_rounds.push(IngestFigures {
+            sent: r.count,
+            stored,
+            rate: r.count as f64 / r.elapsed.as_secs_f64(),
+        });
+        sink.stop().map_err(server)?;
+
+        let data = tmp.path().join(format!("ingest-{round}"));
+        let logd = LogdProcess::start(&config.flotilla, &data, &[])?;
+        let pid = logd.pid();
+        let sampling = Arc::new(AtomicBool::new(true));
+        let sampler = {
+            let sampling = sampling.clone();
+            let max_rss = max_rss.clone();
+            std::thread::spawn(move || {
+                while sampling.load(Ordering::Relaxed) {
+                    if let Ok(m) = crate::procstat::read_memory(pid) {
+                        max_rss.fetch_max(m.rss, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
                 }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        })
+            })
+        };
+        let l = loggen(logd.tcp)?;
+        logd.wait_for_records(l.count, Duration::from_secs(120))?;
+        sampling.store(false, Ordering::Relaxed);
+        let _ = sampler.join();
+        logd.stop()?;
+        let stored = count_stored(&data, flotilla_logd::Query::default())?;
+        let _ = std::fs::remove_dir_all(&data);
+        logd_rounds.push(IngestFigures {
+            sent: l.count,
+            stored,
+            rate: l.count as f64 / l.elapsed.as_secs_f64(),
+        });
+    }
+    let median_round = |rounds: &[IngestFigures]| -> IngestFigures {
+        let mut sorted = rounds.to_vec();
+        sorted.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+        sorted[sorted.len() / 2].clone()
     };
-    let l = loggen(logd.tcp)?;
-    logd.wait_for_records(l.count, Duration::from_secs(120))?;
-    sampling.store(false, Ordering::Relaxed);
-    let _ = sampler.join();
-    logd.stop()?;
-    let stored = count_stored(&data, flotilla_logd::Query::default())?;
-    let ingest_logd = IngestFigures {
-        sent: l.count,
-        stored,
-        rate: l.count as f64 / l.elapsed.as_secs_f64(),
-    };
+    let ingest_rsyslog = median_round(&rsyslog_rounds);
+    let ingest_logd = median_round(&logd_rounds);
+    let ingest_round_ratios: Vec<f64> = rsyslog_rounds
+        .iter()
+        .zip(&logd_rounds)
+        .map(|(r, l)| l.rate / r.rate)
+        .collect();
+    let every_round_stored = logd_rounds.iter().all(|l| l.stored == l.sent)
+        && rsyslog_rounds.iter().all(|r| r.stored == r.sent);
 
     // 2. RELP.
     let relp_sink = Rsyslog::sink().relp().start().map_err(server)?;
@@ -858,7 +885,7 @@ pub fn run_logd_bench(config: &LogdBenchConfig) -> Result<LogdBenchReport, Bench
     let query_speedup = rg_query_ms_median / logd_query_ms_median.max(1e-9);
     let logd_max_rss_mib = max_rss.load(Ordering::Relaxed) as f64 / (1 << 20) as f64;
     let meets_targets = ingest_ratio >= 1.0
-        && ingest_logd.stored == ingest_logd.sent
+        && every_round_stored
         && relp_ratio >= 1.0
         && relp_logd.stored >= relp_logd.acked
         && disk_ratio <= 0.25
@@ -870,6 +897,12 @@ pub fn run_logd_bench(config: &LogdBenchConfig) -> Result<LogdBenchReport, Bench
         ingest_rsyslog,
         ingest_logd,
         ingest_ratio,
+        ingest_round_ratios,
+        ingest_round_rates: rsyslog_rounds
+            .iter()
+            .zip(&logd_rounds)
+            .map(|(r, l)| (r.rate, l.rate))
+            .collect(),
         logd_max_rss_mib,
         relp_rsyslog,
         relp_logd,

@@ -67,9 +67,12 @@ pub enum BenchCommand {
 /// Arguments of `flotilla bench logd`.
 #[derive(clap::Args, Debug)]
 pub struct LogdBenchArgs {
-    /// Seconds of loggen per target.
+    /// Seconds of loggen per target and round.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Interleaved ingest rounds (rsyslog, logd, ...); the medians are compared.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Realistic messages stored in both for the query and disk figures.
     #[arg(long, default_value_t = 10_000_000)]
     messages: u64,
@@ -285,6 +288,7 @@ pub fn run(which: BenchCommand) -> Result<()> {
         BenchCommand::Logd(args) => {
             let mut config = flotilla_bench::LogdBenchConfig::full(std::env::current_exe()?);
             config.ingest_seconds = args.seconds.max(1);
+            config.ingest_rounds = args.rounds.max(1);
             config.query_messages = args.messages.max(1000);
             config.relp_messages = args.relp_messages.max(100);
             config.queries = args.queries.max(1);
