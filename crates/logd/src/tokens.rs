@@ -69,6 +69,11 @@ pub fn char_at(text: &[u8], i: usize) -> (usize, bool) {
     if b < 0x80 {
         return (1, is_word_byte(b));
     }
+    // The byte-order mark (many senders put it before MSG) is the most common
+    // non-ASCII character here: no table lookup for it.
+    if b == 0xEF && text.get(i + 1..i + 3) == Some(&[0xBB, 0xBF][..]) {
+        return (3, false);
+    }
     let len = match b {
         0xC2..=0xDF => 2,
         0xE0..=0xEF => 3,
