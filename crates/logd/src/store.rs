@@ -895,7 +895,7 @@ impl Scanner<'_> {
         let matcher = self.matcher;
         let open = |(seg, entry): (&Segment, &crate::segment::BlockEntry),
                     reader: &mut BlockReader|
-         -> Result<(DecodedBlock, Option<Vec<usize>>), Error> {
+         -> OpenedBlock {
             let block = seg.read_block_with(entry, reader)?;
             let hits = matcher.prefilter().map(|f| block.records_containing(f));
             Ok((block, hits))
@@ -915,8 +915,7 @@ impl Scanner<'_> {
                 }
             }
             self.stats.blocks_opened += group.len() as u64;
-            let opened: Vec<Result<(DecodedBlock, Option<Vec<usize>>), Error>> = if group.len() == 1
-            {
+            let opened: Vec<OpenedBlock> = if group.len() == 1 {
                 vec![open(group[0], &mut readers[0])]
             } else {
                 std::thread::scope(|scope| {
@@ -979,6 +978,10 @@ impl Scanner<'_> {
         }
     }
 }
+
+/// A candidate block read and decoded, with the records its bytes search found (when the
+/// query has a text to search for).
+type OpenedBlock = Result<(DecodedBlock, Option<Vec<usize>>), Error>;
 
 /// Blocks a query reads and searches at once (one thread each).
 const QUERY_THREADS: usize = 2;
