@@ -441,6 +441,7 @@ impl Store {
             seg_dir,
             builder: BlockBuilder::new(next_id),
             segment: None,
+            current_hour: None,
             sealed_end: sealed_end.clone(),
         };
         // Recovered records go back into blocks (they are durable already).
@@ -1047,6 +1048,10 @@ struct Indexer {
     seg_dir: PathBuf,
     builder: BlockBuilder,
     segment: Option<SegmentWriter>,
+    /// The hour of the records in the open segment and block (set by the first record
+    /// after a seal): a record of a later hour seals them first, so a segment never holds
+    /// two hours, even when the hour's first block was sealed before its last records.
+    current_hour: Option<i64>,
     sealed_end: Arc<AtomicU64>,
 }
 
@@ -1331,12 +1336,12 @@ impl Indexer {
         let mut defaults = (i64::MIN, defaults_for(0));
         for (id, record) in records {
             let hour = hour_of(record.received_at);
-            if let Some(seg) = &self.segment
-                && hour > seg.hour
-            {
+            if self.current_hour.is_some_and(|h| hour > h) {
                 self.publish(&mut staged);
                 self.seal_segment()?;
             }
+            // A record arriving late (an earlier hour) joins the open hour.
+            let hour = *self.current_hour.get_or_insert(hour);
             if self.builder.is_empty() {
                 self.builder = BlockBuilder::new(*id);
             }
@@ -1440,12 +1445,10 @@ impl Indexer {
     /// generations whose records are now all in sealed segments.
     fn seal_segment(&mut self) -> Result<(), Error> {
         if !self.builder.is_empty() {
-            let hour = self
-                .segment
-                .as_ref()
-                .map_or_else(|| hour_of(now_nanos()), |s| s.hour);
+            let hour = self.current_hour.unwrap_or_else(|| hour_of(now_nanos()));
             self.seal_block(hour)?;
         }
+        self.current_hour = None;
         let Some(mut writer) = self.segment.take() else {
             return Ok(());
         };
@@ -1472,8 +1475,7 @@ impl Indexer {
 
     fn housekeeping(&mut self) {
         // A segment holds one hour: seal it once the hour is over.
-        if let Some(seg) = &self.segment
-            && hour_of(now_nanos()) > seg.hour
+        if self.current_hour.is_some_and(|h| hour_of(now_nanos()) > h)
             && let Err(e) = self.seal_segment()
         {
             write_failed(&self.shared, &e);

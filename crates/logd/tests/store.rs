@@ -103,7 +103,7 @@ fn retention_by_age_drops_whole_old_hours() {
     // The two hours that ended more than 90 minutes ago are gone; the others are whole.
     let stats = store.stats();
     assert_eq!(stats.segments, 2, "{stats:?}");
-    assert_eq!(stats.segments_dropped, 2);
+    assert_eq!(stats.segments_dropped, 2, "{stats:?}");
     assert_eq!(count(&store, Query::default()).0, 10_000);
     let files = std::fs::read_dir(dir.path().join("segments"))
         .unwrap()
