@@ -5,7 +5,18 @@
 //! allocate once the buffers have grown. Every message is sanitised with
 //! [`Message::sanitize`] (the documented lossy rule of `flotilla-syslog`), because a
 //! log call must never fail: a bad field name is cleaned, not refused.
+//!
+//! Every RFC 5424 message ends its structured data with the IANA-registered element
+//! `[meta sequenceId="N"]` (RFC 5424 §7.3.1): N counts the messages this logger
+//! instance encoded, from 1 up to 2147483647, then wraps to 1. A log service uses it
+//! to recognise a RELP resend after a failover (the RELP session keeps the encoded
+//! bytes, so a resent message is byte-identical, number included). A record encoded
+//! again after a failed plain TCP/TLS write gets a new number (stream transports do
+//! not promise exactly-once). RFC 3164 has no structured data: messages in that format
+//! carry no sequence id (and do not use up a number); pre-encoded messages (relayed
+//! by logd) are sent as they are.
 
+use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use flotilla_syslog::{Message, Rfc3164Options, SdElement, SdParam, Timestamp};
@@ -18,7 +29,14 @@ pub(crate) struct Encoder {
     template: Message,
     fields_sd_id: String,
     rfc3164: Rfc3164Options,
+    /// The last `meta sequenceId` given (0: none yet).
+    sequence_id: u32,
+    /// The `[meta sequenceId="N"]` element, reused.
+    meta: SdElement,
 }
+
+/// The largest `meta sequenceId` (RFC 5424 §7.3.1); the next one is 1 again.
+pub(crate) const MAX_SEQUENCE_ID: u32 = 2_147_483_647;
 
 impl Encoder {
     /// An encoder for messages from `app_name` on `hostname`.
@@ -39,7 +57,19 @@ impl Encoder {
             template,
             fields_sd_id,
             rfc3164: Rfc3164Options::default(),
+            sequence_id: 0,
+            meta: meta_element(),
         }
+    }
+
+    /// The next sequence id: 1, 2, …, [`MAX_SEQUENCE_ID`], 1, …
+    fn next_sequence_id(&mut self) -> u32 {
+        self.sequence_id = if self.sequence_id >= MAX_SEQUENCE_ID {
+            1
+        } else {
+            self.sequence_id + 1
+        };
+        self.sequence_id
     }
 
     /// Appends the encoded `record` in `format` to `out` (no framing).
@@ -63,6 +93,19 @@ impl Encoder {
         m.msg.extend_from_slice(record.message().as_bytes());
         m.msg_bom = false;
         fill_structured_data(&mut m.structured_data, &self.fields_sd_id, record);
+        let with_meta = format == Format::Rfc5424;
+        if with_meta {
+            // The element is kept between messages (no allocation): lent to the
+            // template for this message and taken back below.
+            let n = self.next_sequence_id();
+            let value = &mut self.meta.params[0].value;
+            value.clear();
+            let _ = write!(value, "{n}");
+            self.template
+                .structured_data
+                .push(std::mem::replace(&mut self.meta, empty_element()));
+        }
+        let m = &mut self.template;
         m.sanitize();
         let before = out.len();
         let result = match format {
@@ -76,6 +119,12 @@ impl Encoder {
             m.structured_data.clear();
             m.msg_id = None;
             let _ = flotilla_syslog::emit_5424(m, out);
+        }
+        if with_meta && let Some(meta) = self.template.structured_data.pop() {
+            self.meta = meta;
+        }
+        if self.meta.id != "meta" || self.meta.params.len() != 1 {
+            self.meta = meta_element();
         }
     }
 }
@@ -114,6 +163,25 @@ fn fill_structured_data(sd: &mut Vec<SdElement>, fields_sd_id: &str, record: &Re
         used += 1;
     }
     sd.truncate(used);
+}
+
+/// `[meta sequenceId=""]`, to be filled in.
+fn meta_element() -> SdElement {
+    SdElement {
+        id: "meta".to_string(),
+        params: vec![SdParam {
+            name: "sequenceId".to_string(),
+            value: String::with_capacity(10),
+        }],
+    }
+}
+
+/// A placeholder that allocates nothing.
+fn empty_element() -> SdElement {
+    SdElement {
+        id: String::new(),
+        params: Vec::new(),
+    }
 }
 
 fn slot(sd: &mut Vec<SdElement>, index: usize) -> &mut SdElement {
@@ -184,7 +252,57 @@ mod tests {
         out.clear();
         enc.encode(&without, Format::Rfc5424, &mut out);
         let text = String::from_utf8(out).unwrap();
-        assert_eq!(text, "<157>1 - host-1 svc 42 - - two");
+        assert_eq!(text, "<157>1 - host-1 svc 42 - [meta sequenceId=\"2\"] two");
+    }
+
+    #[test]
+    fn every_rfc5424_message_carries_a_sequence_id_that_wraps() {
+        let mut enc = encoder();
+        let mut r = Record::new(Severity::Informational, None, "hello".into());
+        r.text.push('v');
+        r.close_field(crate::record::FieldName::Static("k"));
+        let seq = |enc: &mut Encoder, format| {
+            let mut out = Vec::new();
+            enc.encode(&r, format, &mut out);
+            let parsed = flotilla_syslog::parse_strict(&out).unwrap().to_owned();
+            assert_eq!(parsed.structured_data[0].id, "fields@32473");
+            parsed
+                .structured_data
+                .iter()
+                .find(|e| e.id == "meta")
+                .map(|e| {
+                    assert_eq!(e.params.len(), 1);
+                    assert_eq!(e.params[0].name, "sequenceId");
+                    e.params[0].value.parse::<u32>().unwrap()
+                })
+        };
+        assert_eq!(seq(&mut enc, Format::Rfc5424), Some(1));
+        assert_eq!(seq(&mut enc, Format::Rfc5424), Some(2));
+        // RFC 3164 has no structured data: no number is used up.
+        let mut out = Vec::new();
+        enc.encode(&r, Format::Rfc3164, &mut out);
+        assert!(!String::from_utf8(out).unwrap().contains("sequenceId"));
+        assert_eq!(seq(&mut enc, Format::Rfc5424), Some(3));
+        enc.sequence_id = MAX_SEQUENCE_ID - 1;
+        assert_eq!(seq(&mut enc, Format::Rfc5424), Some(MAX_SEQUENCE_ID));
+        assert_eq!(seq(&mut enc, Format::Rfc5424), Some(1));
+        // A sender's own `meta` element is merged with ours, never duplicated.
+        let mut own = Record::new(Severity::Informational, None, "x".into());
+        own.extra_sd.push(SdElement {
+            id: "meta".into(),
+            params: vec![SdParam {
+                name: "language".into(),
+                value: "en".into(),
+            }],
+        });
+        let mut out = Vec::new();
+        enc.encode(&own, Format::Rfc5424, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("[meta language=\"en\" sequenceId=\"2\"]"),
+            "{text}"
+        );
+        assert_eq!(seq(&mut enc, Format::Rfc5424), Some(3));
     }
 
     #[test]

@@ -323,6 +323,9 @@ impl Sender {
                 param("uptime_s", uptime.to_string()),
                 param("delivered", delivered.to_string()),
                 param("dropped", dropped.to_string()),
+                // The period lets a log service tell "silent" (several missed
+                // heartbeats) from "quiet".
+                param("interval_ms", period.as_millis().to_string()),
             ],
         });
         self.push_own(record);

@@ -82,9 +82,15 @@ fn check_5424(line: &Value, tag: &str) {
     assert_eq!(str_field(line, "app_name"), "sealed-svc");
     assert_eq!(str_field(line, "procid"), std::process::id().to_string());
     assert_eq!(str_field(line, "msgid"), "QUOTA");
-    assert_eq!(
-        str_field(line, "structured_data"),
-        r#"[quota@32473 used="93" path="/data/\"a\]b\\c"][origin ip="127.0.0.1"]"#
+    // Then the sequence id every RFC 5424 message of the logger carries.
+    let sd = str_field(line, "structured_data");
+    let seq = sd
+        .strip_prefix(r#"[quota@32473 used="93" path="/data/\"a\]b\\c"][origin ip="127.0.0.1"]"#)
+        .and_then(|rest| rest.strip_prefix(r#"[meta sequenceId=""#))
+        .and_then(|rest| rest.strip_suffix(r#""]"#));
+    assert!(
+        seq.is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n >= 1)),
+        "structured data: {sd}"
     );
     assert_eq!(
         str_field(line, "msg").trim_start(),

@@ -63,7 +63,9 @@ fn an_event_inside_nested_spans_carries_their_fields() {
     assert_eq!(frames.len(), 3, "{frames:#?}");
 
     let outside = parse(&frames[0]);
-    assert!(outside.structured_data.is_empty(), "{outside:?}");
+    // Only the sequence id every RFC 5424 message carries.
+    assert_eq!(outside.structured_data.len(), 1, "{outside:?}");
+    assert_eq!(outside.structured_data[0].id, "meta", "{outside:?}");
 
     let in_request = parse(&frames[1]);
     let span = element(&in_request, "span@32473").expect("span element");

@@ -53,6 +53,15 @@ fn send_and_check(spec: &str, collector: &common::Collector) {
     for (i, m) in got.iter().enumerate() {
         check_fields(m, &format!("message {i} with ünïcode"));
     }
+    // Each message carries `[meta sequenceId="N"]`, N counting up per logger.
+    let seqs: Vec<u32> = got
+        .iter()
+        .map(|m| {
+            let meta = m.structured_data.iter().find(|e| e.id == "meta").unwrap();
+            meta.params[0].value.parse().unwrap()
+        })
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
     let stats = logger.stats();
     assert_eq!(stats.delivered, 100);
     assert_eq!(stats.dropped, 0);
