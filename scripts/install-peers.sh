@@ -3,8 +3,9 @@
 # tests and benchmarks talk to.
 #
 #   * rsyslog (+ rsyslog-relp, rsyslog-gnutls), nats-server, dnsmasq, ripgrep (`rg`) and
-#     bsdutils (util-linux's `logger`): system-wide, from Debian (no daemon is left
-#     running: tests start private instances).
+#     bsdutils (util-linux's `logger`), prometheus-alertmanager (alert delivery tests)
+#     and chromium (headless browser tests of the web pages): system-wide, from Debian
+#     (no daemon is left running: tests start private instances).
 #   * syslog-ng-core: conflicts with rsyslog as a package, so it is downloaded with
 #     `apt-get download` and unpacked with `dpkg-deb -x` into a private folder, together
 #     with the libraries it needs that are not installed system-wide.
@@ -33,7 +34,7 @@ SNG_WRAPPER="$BIN_DIR/syslog-ng"
 LOGGEN_WRAPPER="$BIN_DIR/loggen"
 WEED_LINK="$BIN_DIR/weed"
 WEED_TARGET="$PEERS_DIR/seaweedfs"
-SYSTEM_PACKAGES=(rsyslog rsyslog-relp rsyslog-gnutls nats-server dnsmasq ripgrep bsdutils)
+SYSTEM_PACKAGES=(rsyslog rsyslog-relp rsyslog-gnutls nats-server dnsmasq ripgrep bsdutils prometheus-alertmanager chromium)
 
 # One install at a time (several test binaries may call this concurrently).
 exec 9>"${TMPDIR:-/tmp}/flotilla-install-peers.lock"
@@ -93,6 +94,8 @@ install_system_packages() {
     if pgrep -x rsyslogd >/dev/null 2>&1; then rsyslog_was_running=1; fi
     local dnsmasq_was_running=0
     if pgrep -x dnsmasq >/dev/null 2>&1; then dnsmasq_was_running=1; fi
+    local alertmanager_was_running=0
+    if pgrep -f '^/usr/bin/prometheus-alertmanager' >/dev/null 2>&1; then alertmanager_was_running=1; fi
     local status=0
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         "${missing[@]}" >/tmp/flotilla-install-peers.apt.log 2>&1 || status=$?
@@ -107,11 +110,15 @@ install_system_packages() {
     fi
     # Belt and braces: if the install started system daemons anyway, stop them.
     if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
-        systemctl disable --now rsyslog.service syslog.socket nats-server.service dnsmasq.service >/dev/null 2>&1 || true
+        systemctl disable --now rsyslog.service syslog.socket nats-server.service dnsmasq.service prometheus-alertmanager.service >/dev/null 2>&1 || true
     fi
     if [[ $dnsmasq_was_running == 0 ]] && pgrep -x dnsmasq >/dev/null 2>&1; then
         note "the install started a system dnsmasq: stopping it"
         pkill -x dnsmasq || true
+    fi
+    if pgrep -f '^/usr/bin/prometheus-alertmanager' >/dev/null 2>&1 && [[ $alertmanager_was_running == 0 ]]; then
+        note "the install started a system alertmanager: stopping it"
+        pkill -f '^/usr/bin/prometheus-alertmanager' || true
     fi
     if [[ $rsyslog_was_running == 0 ]] && pgrep -x rsyslogd >/dev/null 2>&1; then
         note "the install started a system rsyslogd: stopping it"
@@ -275,6 +282,8 @@ done
 nats-server --version >/dev/null 2>&1 || die "nats-server --version failed (is nats-server installed?)"
 dnsmasq --version >/dev/null 2>&1 || die "dnsmasq --version failed (is dnsmasq installed?)"
 rg --version >/dev/null 2>&1 || die "rg --version failed (is ripgrep installed?)"
+prometheus-alertmanager --version >/dev/null 2>&1 || die "prometheus-alertmanager --version failed (is prometheus-alertmanager installed?)"
+chromium --version >/dev/null 2>&1 || die "chromium --version failed (is chromium installed?)"
 if ! /usr/bin/logger --version >/dev/null 2>&1; then
     die "/usr/bin/logger --version failed (is bsdutils installed?)"
 fi

@@ -54,9 +54,17 @@ pub struct LogdArgs {
     /// Memory for received records not yet written, in MiB; senders are slowed past it.
     #[arg(long, default_value_t = 64)]
     queue_mib: usize,
-    /// This node's name (archive objects, multi-node queries). Default: the host name.
+    /// This node's name (archive objects, multi-node queries). Default: the one kept in
+    /// the data directory's `node.id`, created the first time as HOSTNAME-RANDOM (unique
+    /// per data directory, so two nodes on one host differ).
     #[arg(long)]
     node_id: Option<String>,
+    /// The HTTP addresses of every node of a multi-node logd, comma-separated and/or
+    /// repeated (http://HOST:PORT; this node's own may be listed: it is recognised).
+    /// A query or tail asked of this node then covers all of them, merged by time, with
+    /// duplicates of RELP resends shown once and any node that is down reported.
+    #[arg(long, value_delimiter = ',')]
+    peers: Vec<String>,
     /// Archive sealed segments (zstd JSON Lines per hour) to a directory or an
     /// S3-compatible store: /DIR, file:///DIR or
     /// s3://BUCKET/PREFIX?endpoint=http://HOST:PORT[&region=R&access_key=K&secret_key=S].
@@ -84,6 +92,18 @@ pub struct LogdArgs {
     /// Messages held for a slow or absent upstream before the oldest is dropped (counted).
     #[arg(long, default_value_t = 100_000)]
     forward_queue: usize,
+    /// Alert rules and notification targets (TOML; see the README's "Alerts"). Without
+    /// it the built-in alerts run: a service about to crash, a heartbeat that stopped, a
+    /// boot loop.
+    #[arg(long)]
+    alerts: Option<PathBuf>,
+    /// Deliver alerts to this Prometheus Alertmanager (e.g. http://127.0.0.1:9093;
+    /// repeatable), besides the rules' [[notify]] targets.
+    #[arg(long)]
+    alertmanager: Vec<String>,
+    /// Run without the fleet view and alerts.
+    #[arg(long)]
+    no_watch: bool,
 }
 
 /// The default data directory.
@@ -161,8 +181,31 @@ pub fn config_from_args(args: &LogdArgs) -> Result<ServerConfig> {
     }
     config.store.zstd_level = args.zstd_level;
     config.store.queue_bytes = args.queue_mib.max(1) << 20;
-    if let Some(n) = &args.node_id {
-        config.store.node_id = n.clone();
+    match &args.node_id {
+        Some(n)
+            if n.is_empty()
+                || n.contains([',', '=', '/'])
+                || n.chars().any(char::is_whitespace) =>
+        {
+            bail!(
+                "--node-id {n:?}: use letters, digits, '-', '_' or '.' (no ',', '=', '/' or spaces)"
+            )
+        }
+        Some(n) => config.store.node_id = n.clone(),
+        None => {
+            config.store.node_id =
+                flotilla_logd::server::persistent_node_id(&config.store.data_dir)
+                    .context("the node id of the data directory")?;
+        }
+    }
+    config.peers = args
+        .peers
+        .iter()
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    if !config.peers.is_empty() && config.http.is_none() {
+        bail!("--peers needs the HTTP API (--http): it is how nodes ask each other");
     }
     config.archive = args.archive.clone();
     if let Some(to) = &args.forward {
@@ -186,6 +229,17 @@ pub fn config_from_args(args: &LogdArgs) -> Result<ServerConfig> {
         bail!("--forward-app/-host/-severity/-grep need --forward URL");
     }
     config.archive_every = Duration::from_secs(args.archive_every_secs.max(1));
+    if args.no_watch && (args.alerts.is_some() || !args.alertmanager.is_empty()) {
+        bail!("--alerts and --alertmanager need the fleet view and alerts (drop --no-watch)");
+    }
+    config.watch = !args.no_watch;
+    config.alerts = args.alerts.clone();
+    for url in &args.alertmanager {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("--alertmanager {url:?}: expected http://HOST:PORT or https://HOST:PORT");
+        }
+    }
+    config.alertmanager = args.alertmanager.clone();
     Ok(config)
 }
 
@@ -209,9 +263,31 @@ pub fn run(args: LogdArgs) -> Result<()> {
     if let Some(f) = server.forward_stats() {
         eprintln!("flotilla logd: forwarding to {}", f.to);
     }
+    if !args.peers.is_empty() {
+        eprintln!(
+            "flotilla logd: node {}; queries and tails cover the peers {}",
+            server.store().config().node_id,
+            args.peers.join(",")
+        );
+    }
+    if let Some(w) = server.watch() {
+        let stats = w.stats();
+        eprintln!(
+            "flotilla logd: fleet view of {} services, alerts on{}",
+            stats.services,
+            match (args.alerts.as_ref(), w.has_user_rules()) {
+                (Some(p), true) => format!(" (built-ins and the rules of {})", p.display()),
+                (Some(p), false) => format!(" (built-ins; {} has no [[rule]])", p.display()),
+                (None, _) => " (built-ins)".to_string(),
+            }
+        );
+        for d in w.deliveries() {
+            eprintln!("flotilla logd: alerts go to {}", d.target);
+        }
+    }
     if let Some(h) = server.http_addr() {
         eprintln!(
-            "flotilla logd: HTTP API on http://{h} (try: curl 'http://{h}/api/query?since=1h&limit=10')"
+            "flotilla logd: web page and HTTP API on http://{h}/ (try: curl 'http://{h}/api/query?since=1h&limit=10')"
         );
     }
     let ready = serde_json::json!({

@@ -17,6 +17,13 @@
 //! (a restart, a network blip) or the tail falls behind, it reconnects with backoff and
 //! resumes after the last record it printed (`after=ID` plus a backfill), so nothing is
 //! printed twice and nothing in between is skipped (up to 100,000 records missed at once).
+//!
+//! A logd started with `--peers` answers for every node. A node that did not answer (it
+//! is named in the `x-flotilla-nodes` header of a query, in the `nodes` event of a tail)
+//! is reported on stderr, `warning: node http://… did not answer: …`, and the command
+//! still succeeds: a partial answer is still an answer (the other nodes' records are
+//! printed), and a node may well be down on purpose. Scripts that need every node can
+//! look for the warning, or ask each node with `local=1` through the HTTP API.
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Write};
@@ -65,6 +72,11 @@ pub struct LogsArgs {
 pub enum LogsCommand {
     /// Search stored records: the newest matches (--limit), oldest first.
     Query(QueryArgs),
+    /// The fleet view: one row per service (host + app) with its state (up, silent,
+    /// crashed, boot-looping), boots, heartbeats, crashes and errors.
+    Fleet(crate::logs_fleet::FleetArgs),
+    /// Firing alerts, recent notifications and delivery counters.
+    Alerts(crate::logs_fleet::AlertsArgs),
     /// The newest matching records; with -f, then new ones as they arrive.
     Tail(TailArgs),
 }
@@ -204,6 +216,8 @@ pub fn run(args: LogsArgs) -> Result<()> {
 /// Runs `flotilla logs`, printing records to `out` and notes to `err`.
 fn run_with(args: LogsArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<()> {
     match args.command {
+        LogsCommand::Fleet(a) => crate::logs_fleet::fleet(&a, out, err),
+        LogsCommand::Alerts(a) => crate::logs_fleet::alerts(&a, out, err),
         LogsCommand::Query(a) => {
             let spec = checked_spec(&a.filters)?;
             let limit = a.limit.unwrap_or(if a.json {
@@ -220,7 +234,7 @@ fn run_with(args: LogsArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<
                 None => Source::Logd(base_url(&a.logd)?),
             };
             let mut printer = Printer::new(out, a.json, None, false);
-            let stats = query(&source, &spec, limit, a.stats, &mut printer)?;
+            let stats = query(&source, &spec, limit, a.stats, &mut printer, err)?;
             finish_query(&printer, a.json, stats, err)
         }
         LogsCommand::Tail(a) => {
@@ -254,7 +268,7 @@ fn run_with(args: LogsArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<
             if a.lines == 0 || a.max == Some(0) {
                 return Ok(());
             }
-            query(&source, &spec, a.lines, false, &mut printer)?;
+            query(&source, &spec, a.lines, false, &mut printer, err)?;
             finish_query(&printer, a.json, None, err)
         }
     }
@@ -304,7 +318,7 @@ fn finish_query(
 
 /// A logd base URL: `http://HOST:PORT` (a bare `HOST:PORT` gets `http://`), no trailing
 /// slash.
-fn base_url(url: &str) -> Result<String> {
+pub(crate) fn base_url(url: &str) -> Result<String> {
     let url = url.trim();
     let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
     let rest = rest.trim_end_matches('/');
@@ -424,10 +438,11 @@ fn query(
     limit: usize,
     want_stats: bool,
     printer: &mut Printer<'_>,
+    err: &mut dyn Write,
 ) -> Result<Option<QueryStats>> {
     let stats = match source {
         Source::Dir(dir) => Some(query_dir(dir, spec, limit, printer)?),
-        Source::Logd(base) => query_logd(base, spec, limit, want_stats, printer)?,
+        Source::Logd(base) => query_logd(base, spec, limit, want_stats, printer, err)?,
     };
     Ok(stats.filter(|_| want_stats))
 }
@@ -518,7 +533,7 @@ fn query_archive(
 }
 
 /// An HTTP client for logd.
-fn agent(per_read: Option<Duration>, global: Option<Duration>) -> ureq::Agent {
+pub(crate) fn agent(per_read: Option<Duration>, global: Option<Duration>) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(CONNECT_TIMEOUT))
@@ -545,7 +560,7 @@ fn answer_error(base: &str, response: &mut ureq::http::Response<ureq::Body>) -> 
 }
 
 /// GET `base` + `path` with parameters; any 2xx answer is returned.
-fn get(
+pub(crate) fn get(
     agent: &ureq::Agent,
     base: &str,
     path: &str,
@@ -568,6 +583,7 @@ fn query_logd(
     limit: usize,
     want_stats: bool,
     printer: &mut Printer<'_>,
+    err: &mut dyn Write,
 ) -> Result<Option<QueryStats>> {
     let agent = agent(None, None);
     let mut pairs = query_pairs(spec);
@@ -583,6 +599,13 @@ fn query_logd(
     ));
     let response = get(&agent, base, "/api/query", &pairs)?;
     let stats = stats_from_headers(response.headers());
+    if let Some(nodes) = response
+        .headers()
+        .get(flotilla_logd::peers::NODES_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        warn_down_nodes(nodes, &mut Vec::new(), err);
+    }
     let mut reader = BufReader::new(response.into_body().into_reader());
     let mut ring: VecDeque<String> = VecDeque::new();
     let mut line = String::new();
@@ -656,6 +679,38 @@ impl From<QueryStatsJson> for QueryStats {
             records_scanned: j.records_scanned,
             matched: j.matched,
             corrupt_blocks: j.corrupt_blocks,
+        }
+    }
+}
+
+/// Prints `warning: node URL did not answer: WHY` for each node of an `x-flotilla-nodes`
+/// report (a JSON array) that is down and was not reported down already (`reported`
+/// holds the URLs reported; a node that answers again is removed, with a note).
+fn warn_down_nodes(report: &str, reported: &mut Vec<String>, err: &mut dyn Write) {
+    let Ok(nodes) = serde_json::from_str::<Vec<flotilla_logd::peers::NodeReport>>(report) else {
+        let _ = writeln!(
+            err,
+            "warning: unreadable report of the nodes asked: {report}"
+        );
+        return;
+    };
+    for n in nodes {
+        let name = match &n.node {
+            Some(id) => format!("{} ({id})", n.url),
+            None => n.url.clone(),
+        };
+        if n.ok {
+            if let Some(i) = reported.iter().position(|u| *u == n.url) {
+                reported.remove(i);
+                let _ = writeln!(err, "note: node {name} answers again");
+            }
+        } else if !reported.contains(&n.url) {
+            reported.push(n.url.clone());
+            let _ = writeln!(
+                err,
+                "warning: node {name} did not answer: {}",
+                n.error.as_deref().unwrap_or("unknown error")
+            );
         }
     }
 }
@@ -764,7 +819,10 @@ fn follow(
         .get("next_id")
         .and_then(Value::as_u64)
         .map(|n| n.saturating_sub(1));
-    let mut last_id: Option<u64> = None;
+    // The last record printed, per node (a logd with --peers merges several nodes, each
+    // numbering its own records).
+    let mut last = TailCursor::default();
+    let mut down_reported: Vec<String> = Vec::new();
     let mut connected_once = false;
     let mut backoff = BACKOFF_MIN;
     let mut outage_reported = false;
@@ -773,10 +831,15 @@ fn follow(
             return Ok(());
         }
         let mut pairs = query_pairs(spec);
-        match last_id.or(if connected_once { baseline } else { None }) {
+        let after = match last.to_param() {
+            Some(cursor) => Some(cursor),
+            None if connected_once => baseline.map(|b| b.to_string()),
+            None => None,
+        };
+        match after {
             Some(after) => {
                 pairs.push(("backfill", MAX_LIMIT.to_string()));
-                pairs.push(("after", after.to_string()));
+                pairs.push(("after", after));
             }
             None if lines > 0 => pairs.push(("backfill", lines.to_string())),
             None => {}
@@ -794,7 +857,13 @@ fn follow(
                 }
                 connected_once = true;
                 backoff = BACKOFF_MIN;
-                read_tail(r.body_mut().as_reader(), &mut last_id, printer)?
+                read_tail(
+                    r.body_mut().as_reader(),
+                    &mut last,
+                    printer,
+                    &mut down_reported,
+                    err,
+                )?
             }
             Ok(mut r) if r.status().is_client_error() || !connected_once => {
                 return Err(answer_error(base, &mut r));
@@ -834,11 +903,58 @@ fn follow(
     }
 }
 
-/// Reads one tail connection's events, printing records after `last_id`.
+/// The last record id printed from each node.
+#[derive(Debug, Default)]
+struct TailCursor {
+    by_node: std::collections::BTreeMap<String, u64>,
+}
+
+impl TailCursor {
+    /// Whether the record is new (after the last one printed from its node); notes it.
+    fn advance(&mut self, record: &RecordJson) -> bool {
+        let node = record.node.clone().unwrap_or_default();
+        match self.by_node.get_mut(&node) {
+            Some(last) if record.id <= *last => false,
+            Some(last) => {
+                *last = record.id;
+                true
+            }
+            None => {
+                self.by_node.insert(node, record.id);
+                true
+            }
+        }
+    }
+
+    /// The `after` parameter that resumes after it: a record id (one node without a
+    /// name, as an older logd sends) or `NODE=ID,…`.
+    fn to_param(&self) -> Option<String> {
+        if self.by_node.is_empty() {
+            return None;
+        }
+        if let Some(id) = self.by_node.get("")
+            && self.by_node.len() == 1
+        {
+            return Some(id.to_string());
+        }
+        Some(
+            self.by_node
+                .iter()
+                .map(|(node, id)| format!("{node}={id}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+    }
+}
+
+/// Reads one tail connection's events, printing records after the last one printed from
+/// their node, and warning about nodes that do not answer.
 fn read_tail(
     body: impl io::Read,
-    last_id: &mut Option<u64>,
+    last: &mut TailCursor,
     printer: &mut Printer<'_>,
+    down_reported: &mut Vec<String>,
+    err: &mut dyn Write,
 ) -> Result<Ended> {
     let mut events = SseReader::new(BufReader::new(body));
     loop {
@@ -853,10 +969,9 @@ fn read_tail(
                     Ok(r) => r,
                     Err(e) => bail!("logd sent a record that does not parse: {e}"),
                 };
-                if last_id.is_some_and(|last| record.id <= last) {
+                if !last.advance(&record) {
                     continue;
                 }
-                *last_id = Some(record.id);
                 if printer.record(&record, Some(&event.data))? == Flow::Stop {
                     return Ok(Ended::Done);
                 }
@@ -868,6 +983,7 @@ fn read_tail(
                     .unwrap_or(0);
                 return Ok(Ended::Lagged(missed));
             }
+            "nodes" => warn_down_nodes(&event.data, down_reported, err),
             _ => {}
         }
     }

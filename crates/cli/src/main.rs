@@ -17,6 +17,7 @@ mod demo_logd;
 mod logd;
 mod logger_demo;
 mod logs;
+mod logs_fleet;
 mod receive;
 mod roles;
 mod send;

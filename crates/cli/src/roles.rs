@@ -32,9 +32,9 @@ pub struct FrontendArgs {
     /// get new sessions instead of resuming. Default: a key of this process only.
     #[arg(long, env = "FLOTILLA_TOKEN_KEY_FILE")]
     token_key_file: Option<std::path::PathBuf>,
-    /// Log collectors (see `flotilla log --help`); none: log to nowhere.
-    #[arg(long, env = "FLOTILLA_LOG")]
-    log: Option<String>,
+    /// Logging through the flotilla logger.
+    #[command(flatten)]
+    log: LogArgs,
     /// Ping a client after this many milliseconds without sending it anything
     /// (default 2000).
     #[arg(long)]
@@ -81,19 +81,46 @@ pub struct GameArgs {
     /// Wandering entities per world.
     #[arg(long, default_value_t = 20)]
     npcs: usize,
-    /// Log collectors; none: log to nowhere.
-    #[arg(long, env = "FLOTILLA_LOG")]
-    log: Option<String>,
+    /// Logging through the flotilla logger.
+    #[command(flatten)]
+    log: LogArgs,
     /// Stop after this many seconds (default: run until killed).
     #[arg(long)]
     seconds: Option<f64>,
+    /// Panic on purpose after this many seconds (the logger reports "about to crash"
+    /// first): how the demo and the tests show a crashing sealed service.
+    #[arg(long, value_name = "SECS")]
+    crash_after: Option<f64>,
 }
 
-fn start_logger(spec: Option<&str>, app: &str) -> Result<Option<flotilla_logger::Logger>> {
-    let Some(spec) = spec else { return Ok(None) };
+/// How a role logs (the flotilla logger: boot message, heartbeats, crash report).
+#[derive(clap::Args, Debug)]
+pub struct LogArgs {
+    /// Log collectors (see `flotilla log --help`); none: log to nowhere.
+    #[arg(long, env = "FLOTILLA_LOG")]
+    log: Option<String>,
+    /// Send a heartbeat this often, in milliseconds (0: none), so that the log service
+    /// notices when this process falls silent.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    log_heartbeat_ms: u64,
+    /// HOSTNAME in the log messages (default: this machine's name). With the app name it
+    /// identifies the service in the log service's fleet view.
+    #[arg(long, value_name = "NAME")]
+    log_hostname: Option<String>,
+}
+
+fn start_logger(args: &LogArgs, app: &str) -> Result<Option<flotilla_logger::Logger>> {
+    let Some(spec) = args.log.as_deref() else {
+        return Ok(None);
+    };
     let mut config = flotilla_logger::Config::with_collectors(spec)?;
     config.app_name = Some(app.to_owned());
     config.app_version = Some(env!("CARGO_PKG_VERSION").to_owned());
+    config.heartbeat =
+        (args.log_heartbeat_ms > 0).then(|| Duration::from_millis(args.log_heartbeat_ms));
+    if let Some(h) = &args.log_hostname {
+        config.hostname = Some(h.clone());
+    }
     Ok(Some(flotilla_logger::init(config)?))
 }
 
@@ -112,7 +139,7 @@ pub fn frontend(args: FrontendArgs) -> Result<()> {
         Some(path) => read_token_key(path)?,
         None => TokenKey::default(),
     };
-    let logger = start_logger(args.log.as_deref(), "flotilla-frontend")?;
+    let logger = start_logger(&args.log, "flotilla-frontend")?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let config = FrontendConfig {
@@ -163,7 +190,7 @@ pub fn frontend(args: FrontendArgs) -> Result<()> {
 
 /// Runs `flotilla game`.
 pub fn game(args: GameArgs) -> Result<()> {
-    let logger = start_logger(args.log.as_deref(), "flotilla-game")?;
+    let logger = start_logger(&args.log, "flotilla-game")?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let server = Arc::new(GameServer::bind(&args.listen, GameConfig::default()).await?);
@@ -179,7 +206,24 @@ pub fn game(args: GameArgs) -> Result<()> {
             Arc::default(),
             stop_rx,
         ));
-        run_for(args.seconds).await;
+        match args.crash_after {
+            Some(after) if after.is_finite() && after >= 0.0 => {
+                tokio::select! {
+                    () = run_for(args.seconds) => {}
+                    () = tokio::time::sleep(Duration::from_secs_f64(after)) => {
+                        // On purpose, from a task: the panic hook reports it, then the
+                        // process ends like a sealed service that crashed.
+                        let crash = std::thread::spawn(move || {
+                            panic!("on purpose: --crash-after {after} s elapsed")
+                        });
+                        let _ = crash.join();
+                        std::process::exit(101);
+                    }
+                }
+            }
+            Some(after) => anyhow::bail!("--crash-after {after}: expected seconds, 0 or more"),
+            None => run_for(args.seconds).await,
+        }
         let _ = stop_tx.send(true);
         task.await??;
         server.shutdown();

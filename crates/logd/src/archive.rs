@@ -9,6 +9,11 @@
 //! `zstdcat | jq` is enough to read it. Segments never span two hours of received-at time
 //! (a record arriving a little late may sit in the next hour's object).
 //!
+//! Several nodes may archive into one bucket: the key starts with the node id, which
+//! `flotilla logd` keeps per data directory (`node.id`, created the first time as
+//! `<host>-<random>`; see [`crate::server::persistent_node_id`]), so two nodes never write
+//! the same key, even two on one host archiving the same hour.
+//!
 //! Archiving is at-least-once: a segment is marked archived (in `archive.done` in the data
 //! directory) only after its object is stored; with an archive configured, retention never
 //! drops a segment that is not archived yet.
@@ -304,5 +309,74 @@ mod tests {
         );
         assert_eq!(key_hour("x/dt=2024-13-01/hour=05/a.jsonl.zst"), None);
         assert_eq!(key_hour("nothing"), None);
+    }
+
+    /// Two nodes (two data directories on one host, default node ids) archive the same
+    /// hour, with the same record ids, into one target: two distinct objects, both found.
+    #[test]
+    fn two_nodes_archiving_one_hour_into_one_target_never_collide() {
+        let root = tempfile::tempdir().unwrap();
+        let target_dir = root.path().join("bucket");
+        let target = ArchiveTarget::parse(target_dir.to_str().unwrap()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let now = crate::record::now_nanos();
+        let mut keys = Vec::new();
+        let mut nodes = Vec::new();
+        for n in 0..2 {
+            let data = root.path().join(format!("node{n}"));
+            let node = crate::server::persistent_node_id(&data).unwrap();
+            // Kept across restarts.
+            assert_eq!(crate::server::persistent_node_id(&data).unwrap(), node);
+            let mut config = crate::store::StoreConfig::new(&data);
+            config.node_id = node.clone();
+            let store = Store::open(config).unwrap();
+            let records = (0..10)
+                .map(|i| crate::record::Record {
+                    received_at: now + i,
+                    source: crate::record::Source::LOCAL,
+                    flags: 0,
+                    raw: Bytes::from(format!("<14>1 - host app - - - node {n} line {i}")),
+                })
+                .collect();
+            store.ingest().submit_blocking(records, true).unwrap();
+            store.seal_now().unwrap();
+            let segs = store.sealed_segments();
+            assert_eq!(segs.len(), 1);
+            let key = object_key(&node, &segs[0]);
+            let data = export_segment(&segs[0], &node).unwrap();
+            rt.block_on(target.put(&key, data)).unwrap();
+            keys.push(key);
+            nodes.push(node);
+            store.shutdown();
+        }
+        assert_ne!(
+            nodes[0], nodes[1],
+            "two data directories, one host: two ids"
+        );
+        assert_ne!(keys[0], keys[1]);
+        // Same hour, same ids: only the node tells them apart.
+        let strip = |k: &str| k.split_once('/').unwrap().1.to_string();
+        assert_eq!(strip(&keys[0]), strip(&keys[1]));
+        let mut listed = rt.block_on(target.list()).unwrap();
+        listed.sort();
+        let mut expected = keys.clone();
+        expected.sort();
+        assert_eq!(listed, expected);
+        let matcher = Matcher::new(
+            crate::query::QuerySpec::default()
+                .to_query(crate::record::now_nanos())
+                .unwrap(),
+        )
+        .unwrap();
+        let mut found = 0;
+        rt.block_on(query_archive(&target, &matcher, &mut |_| {
+            found += 1;
+            true
+        }))
+        .unwrap();
+        assert_eq!(found, 20);
     }
 }

@@ -21,7 +21,22 @@
 //! | `unparsed` | `1`/`true`/`yes` (or no value), `0`/`false`/`no` |
 //! | `limit` | records (query only): default [`DEFAULT_LIMIT`], at most [`MAX_LIMIT`], `0` = every match, streamed |
 //! | `backfill` | tail only: first the newest N matches (at most [`MAX_LIMIT`]) |
-//! | `after` | tail only: skip records whose id is at most this (resume after a dropped connection); the `Last-Event-ID` header does the same |
+//! | `after` | tail only: skip records whose id is at most this (resume after a dropped connection), or a multi-node tail's cursor `NODE=ID,NODE=ID` (each node resumes after its entry; a node without one sends live records only); the `Last-Event-ID` header does the same |
+//! | `local` | `1`: answer from this node only, even with `--peers` (what nodes ask each other) |
+//!
+//! # Several nodes
+//!
+//! With peers ([`HttpState::peers`], `flotilla logd --peers URL,…`), `/api/query`,
+//! `/api/query/stats` and `/api/tail` without `local=1` cover every node (see
+//! [`crate::peers`]): records are merged by received-at time and carry their `node`;
+//! a duplicate (both records carry `[meta sequenceId="N"]` and their frames are
+//! byte-equal: a RELP resend after a failover) is shown once, on one node as across
+//! several; and every node asked is reported in the response header `x-flotilla-nodes`,
+//! a JSON array: `[{"node":"id","url":"http://…","ok":true,"matched":n},
+//! {"url":"http://…","ok":false,"error":"cannot connect: …"}]` (`matched`: what a
+//! limited query got from the node, or its count in `/api/query/stats`). A node that is
+//! down is reported there, never silently missing; a partial answer is still `200`. A
+//! node that does not answer within 2 s of connecting is counted down.
 //!
 //! # Endpoints
 //!
@@ -31,7 +46,8 @@
 //!   query's [`QueryStats`] are in the headers `x-flotilla-segments-total`,
 //!   `x-flotilla-segments-in-range`, `x-flotilla-blocks-in-range`,
 //!   `x-flotilla-blocks-opened`, `x-flotilla-records-scanned`, `x-flotilla-matched` and
-//!   `x-flotilla-corrupt-blocks`. With `limit=0` every match is streamed, oldest first,
+//!   `x-flotilla-corrupt-blocks` (summed over the nodes with peers; duplicates counted).
+//!   With `limit=0` every match is streamed, oldest first,
 //!   in bounded memory (no statistics headers: they are not known before the body); if
 //!   the scan fails or logd shuts down midway the response is cut off (an incomplete
 //!   chunked body), never silently short.
@@ -43,7 +59,8 @@
 //!   curl -G http://127.0.0.1:7480/api/query --data-urlencode 'grep=connection reset'
 //!   ```
 //! - `GET /api/query/stats?FILTERS&limit=N`: the same query without the records:
-//!   `{"stats": QueryStats, "matched": n}` (`limit=0`: counts every match).
+//!   `{"stats": QueryStats, "matched": n}` (`limit=0`: counts every match). With peers:
+//!   summed over the nodes (duplicates counted), plus `"nodes"` (as `x-flotilla-nodes`).
 //!
 //!   ```sh
 //!   curl 'http://127.0.0.1:7480/api/query/stats?since=1d&grep=panic&limit=0'
@@ -54,6 +71,14 @@
 //!   with no duplicate and no gap. When the tail falls more than 1,024 store batches
 //!   behind, an event `lagged` with `{"missed_batches": n}` says so. A comment is sent
 //!   first and every [`TAIL_KEEP_ALIVE`]. The stream ends when logd shuts down.
+//!
+//!   With peers the tail follows every node: an event `nodes` comes first (once every
+//!   node answered or failed to, at most 4 s) and again whenever a node drops or comes
+//!   back, its data the `x-flotilla-nodes` array; a dropped node is reconnected with
+//!   backoff and resumed after the last record seen from it. Records come as they
+//!   arrive from each node, each `id:` a cursor `NODE=ID,…` of the last record seen
+//!   from every node (give it back as `after=` or `Last-Event-ID`); `backfill=N` is the
+//!   newest N of each node.
 //!
 //!   ```sh
 //!   curl -N 'http://127.0.0.1:7480/api/tail?app=api&severity=..warning&backfill=20'
@@ -130,6 +155,11 @@ pub struct HttpState {
     /// The listeners' counters, reported by `/api/stats` under `"listeners"` and by
     /// `/metrics` as `flotilla_logd_listener_*`.
     pub extra_stats: Arc<dyn Fn() -> Value + Send + Sync>,
+    /// The other nodes (`flotilla logd --peers`): queries and tails without `local=1`
+    /// cover them too (see [`crate::peers`]). `None`: this node alone.
+    pub peers: Option<Arc<crate::peers::Peers>>,
+    /// The fleet view and alerts (`/api/fleet`, `/api/alerts`); `None`: not running.
+    pub watch: Option<Arc<crate::watch::Watch>>,
 }
 
 impl HttpState {
@@ -138,6 +168,8 @@ impl HttpState {
         HttpState {
             store,
             extra_stats: Arc::new(|| json!({})),
+            peers: None,
+            watch: None,
         }
     }
 
@@ -178,6 +210,9 @@ fn build_router(app: App) -> Router {
         .route("/api/stats", get(stats))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/api/fleet", get(fleet))
+        .route("/api/alerts", get(alerts))
+        .merge(crate::web::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
@@ -297,9 +332,9 @@ enum Endpoint {
 }
 
 const QUERY_KEYS: &str =
-    "since, until, host, app, msgid, procid, severity, sd, grep, substr, unparsed, limit";
+    "since, until, host, app, msgid, procid, severity, sd, grep, substr, unparsed, limit, local";
 const TAIL_KEYS: &str =
-    "host, app, msgid, procid, severity, sd, grep, substr, unparsed, backfill, after";
+    "host, app, msgid, procid, severity, sd, grep, substr, unparsed, backfill, after, local";
 
 /// A request's parameters.
 #[derive(Debug, Default)]
@@ -308,6 +343,10 @@ struct Params {
     limit: Option<usize>,
     backfill: Option<usize>,
     after: Option<u64>,
+    /// `after` as given: a record id or a multi-node cursor `NODE=ID,…`.
+    after_raw: Option<String>,
+    /// `local=1`: answer from this node only (what a node asks its peers).
+    local: bool,
 }
 
 /// Parses the raw URL query of a request for `endpoint`.
@@ -317,7 +356,7 @@ fn parse_params(raw: Option<&str>, endpoint: Endpoint) -> Result<Params, ApiErro
     for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
         let key = key.as_ref();
         let value = value.into_owned();
-        if value.is_empty() && key != "unparsed" {
+        if value.is_empty() && key != "unparsed" && key != "local" {
             return Err(ApiError::bad_request(format!(
                 "parameter {key:?} has an empty value"
             )));
@@ -400,8 +439,20 @@ fn parse_params(raw: Option<&str>, endpoint: Endpoint) -> Result<Params, ApiErro
                 p.backfill = Some(n);
             }
             "after" => {
-                once(key, p.after.is_some())?;
-                p.after = Some(parse_id(key, &value)?);
+                once(key, p.after_raw.is_some())?;
+                p.after = parse_after(key, &value)?;
+                p.after_raw = Some(value);
+            }
+            "local" => {
+                p.local = match value.as_str() {
+                    "" | "1" | "true" | "yes" => true,
+                    "0" | "false" | "no" => false,
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
+                            "parameter \"local\": expected 1, true, yes, 0, false or no, not {value:?}"
+                        )));
+                    }
+                };
             }
             _ => {
                 let accepted = match endpoint {
@@ -426,12 +477,29 @@ fn parse_count(key: &str, value: &str) -> Result<usize, ApiError> {
     })
 }
 
-fn parse_id(key: &str, value: &str) -> Result<u64, ApiError> {
-    value.parse::<u64>().map_err(|_| {
-        ApiError::bad_request(format!(
-            "{key}: expected a record id (a whole number), not {value:?}"
-        ))
-    })
+/// An `after` value: a record id, or a multi-node tail's cursor `NODE=ID,…` (checked
+/// here, resolved by the tail: `None` until then).
+fn parse_after(key: &str, value: &str) -> Result<Option<u64>, ApiError> {
+    if let Ok(id) = value.trim().parse::<u64>() {
+        return Ok(Some(id));
+    }
+    if crate::peers::parse_cursor(value).is_some() {
+        return Ok(None);
+    }
+    Err(ApiError::bad_request(format!(
+        "{key}: expected a record id (a whole number) or a cursor NODE=ID,NODE=ID, not {value:?}"
+    )))
+}
+
+/// The id a tail resumes after on this node: a record id as is, or this node's entry of
+/// a cursor (0 when it has none).
+fn resolve_after(raw: &str, node: &str) -> u64 {
+    if let Ok(id) = raw.trim().parse::<u64>() {
+        return id;
+    }
+    crate::peers::parse_cursor(raw)
+        .and_then(|c| c.get(node).copied())
+        .unwrap_or(0)
 }
 
 /// Checks a spec and prepares its matcher (times resolved against now).
@@ -457,11 +525,17 @@ fn record_json(id: u64, record: &Record, node: &str) -> RecordJson {
     json
 }
 
-/// Appends one JSON line.
-fn write_json_line(out: &mut Vec<u8>, id: u64, record: &Record, node: &str) {
+/// Appends one JSON line; with `key`, a `local=1` answer's duplicate key field (see
+/// [`crate::peers`]).
+fn write_json_line(out: &mut Vec<u8>, id: u64, record: &Record, node: &str, key: Option<u128>) {
     let start = out.len();
     match serde_json::to_writer(&mut *out, &record_json(id, record, node)) {
-        Ok(()) => out.push(b'\n'),
+        Ok(()) => {
+            if let Some(key) = key {
+                crate::peers::append_dup(out, key);
+            }
+            out.push(b'\n');
+        }
         Err(e) => {
             out.truncate(start);
             tracing::warn!(id, error = %e, "http: record not serialisable, skipped");
@@ -516,17 +590,28 @@ const NDJSON: &str = "application/x-ndjson";
 async fn query(State(app): State<App>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let params = parse_params(raw.as_deref(), Endpoint::Query)?;
     let matcher = matcher_for(&params.spec)?;
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if !params.local
+        && let Some(peers) = &app.state.peers
+    {
+        return Ok(crate::peers::query(peers.clone(), raw, limit, app.shutdown).await);
+    }
     let store = app.state.store.clone();
     let node = store.config().node_id.clone();
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    let local = params.local;
     if limit == 0 {
-        return Ok(stream_query(store, matcher, node, app.shutdown));
+        return Ok(stream_query(store, matcher, node, local, app.shutdown));
     }
     let (body, stats) = blocking(move || {
         let (records, stats) = store.query(&matcher, Some(limit))?;
         let mut body = Vec::with_capacity(records.len() * 320);
+        // Duplicates this node holds (a RELP resend after a reconnect) are shown once.
+        let mut dedup = crate::peers::Dedup::new(usize::MAX);
         for (id, record) in &records {
-            write_json_line(&mut body, *id, record, &node);
+            let key = crate::peers::dup_key(&record.raw);
+            if dedup.first(key) {
+                write_json_line(&mut body, *id, record, &node, key.filter(|_| local));
+            }
         }
         Ok((body, stats))
     })
@@ -546,6 +631,7 @@ fn stream_query(
     store: Store,
     matcher: Matcher,
     node: String,
+    local: bool,
     shutdown: Option<watch::Receiver<bool>>,
 ) -> Response {
     let (tx, rx) = mpsc::channel::<Result<Bytes, String>>(STREAM_CHANNEL);
@@ -553,8 +639,13 @@ fn stream_query(
         let mut buf = Vec::with_capacity(STREAM_CHUNK + 4096);
         let mut last_flush = Instant::now();
         let mut gone = false;
+        let mut dedup = crate::peers::Dedup::new(crate::peers::DEDUP_WINDOW);
         let result = store.scan(&matcher, false, &mut |id, record| {
-            write_json_line(&mut buf, id, record, &node);
+            let key = crate::peers::dup_key(&record.raw);
+            if !dedup.first(key) {
+                return true;
+            }
+            write_json_line(&mut buf, id, record, &node, key.filter(|_| local));
             if buf.len() >= STREAM_CHUNK || last_flush.elapsed() >= STREAM_FLUSH {
                 last_flush = Instant::now();
                 let chunk = Bytes::from(std::mem::take(&mut buf));
@@ -610,6 +701,11 @@ async fn query_stats(
 ) -> Result<Response, ApiError> {
     let params = parse_params(raw.as_deref(), Endpoint::Query)?;
     let matcher = matcher_for(&params.spec)?;
+    if !params.local
+        && let Some(peers) = &app.state.peers
+    {
+        return Ok(crate::peers::query_stats(peers.clone(), raw).await);
+    }
     let store = app.state.store.clone();
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT) as u64;
     let (stats, matched) = blocking(move || {
@@ -637,11 +733,19 @@ struct Tail {
     /// Records with an id up to this one were sent already (or were not wanted).
     last_id: u64,
     node: String,
+    /// `local=1`: events carry the duplicate key field (a node asking its peers).
+    local: bool,
     shutdown: Option<watch::Receiver<bool>>,
 }
 
-fn record_event(id: u64, record: &Record, node: &str) -> Option<Event> {
-    match serde_json::to_string(&record_json(id, record, node)) {
+fn record_event(id: u64, record: &Record, node: &str, local: bool) -> Option<Event> {
+    let json = serde_json::to_vec(&record_json(id, record, node)).map(|mut data| {
+        if local && let Some(key) = crate::peers::dup_key(&record.raw) {
+            crate::peers::append_dup(&mut data, key);
+        }
+        String::from_utf8_lossy(&data).into_owned()
+    });
+    match json {
         Ok(data) => Some(
             Event::default()
                 .event("record")
@@ -661,17 +765,40 @@ async fn tail(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let mut params = parse_params(raw.as_deref(), Endpoint::Tail)?;
-    if params.after.is_none()
+    if params.after_raw.is_none()
         && let Some(value) = headers.get("last-event-id")
     {
         let value = value
             .to_str()
             .map_err(|_| ApiError::bad_request("Last-Event-ID: not a record id"))?;
-        params.after = Some(parse_id("Last-Event-ID", value.trim())?);
+        params.after = parse_after("Last-Event-ID", value.trim())?;
+        params.after_raw = Some(value.trim().to_string());
     }
     let matcher = Arc::new(matcher_for(&params.spec)?);
+    if !params.local
+        && let Some(peers) = &app.state.peers
+    {
+        return Ok(crate::peers::tail(
+            peers.clone(),
+            raw,
+            params.backfill.unwrap_or(0),
+            params.after_raw,
+            app.shutdown,
+        )
+        .await);
+    }
     let store = app.state.store.clone();
     let node = store.config().node_id.clone();
+    let local = params.local;
+    if params.after.is_none()
+        && let Some(cursor) = &params.after_raw
+    {
+        // A multi-node cursor: this node's entry; none: live records only.
+        params.after = Some(resolve_after(cursor, &node));
+        if params.after == Some(0) {
+            params.backfill = None;
+        }
+    }
     // Subscribe before the backfill query: records are visible to queries before they are
     // published to tails, so each record is in the backfill, in the live feed, or in both
     // (then skipped by id), never in neither.
@@ -698,7 +825,7 @@ async fn tail(
         })
         .await?;
         for (id, record) in &records {
-            queue.extend(record_event(*id, record, &node));
+            queue.extend(record_event(*id, record, &node, local));
             last_id = last_id.max(*id);
         }
     }
@@ -708,6 +835,7 @@ async fn tail(
         queue,
         last_id,
         node,
+        local,
         shutdown: app.shutdown,
     };
     Ok(Sse::new(tail_stream(tail))
@@ -731,7 +859,7 @@ fn tail_stream(tail: Tail) -> impl Stream<Item = Result<Event, Infallible>> + Se
                             }
                             t.last_id = *id;
                             if t.matcher.matches(record.received_at, &record.raw) {
-                                t.queue.extend(record_event(*id, record, &t.node));
+                                t.queue.extend(record_event(*id, record, &t.node, t.local));
                             }
                         }
                     }
@@ -768,6 +896,33 @@ fn stats_json(state: &HttpState, stats: &StoreStats) -> Value {
 async fn stats(State(app): State<App>) -> Response {
     let stats = app.state.store.stats();
     axum::Json(stats_json(&app.state, &stats)).into_response()
+}
+
+async fn fleet(State(app): State<App>, RawQuery(raw): RawQuery) -> Response {
+    watch_answer(&app, raw, false).await
+}
+
+async fn alerts(State(app): State<App>, RawQuery(raw): RawQuery) -> Response {
+    watch_answer(&app, raw, true).await
+}
+
+/// `/api/fleet` or `/api/alerts` (see [`crate::watch_api`]).
+async fn watch_answer(app: &App, raw: Option<String>, alerts: bool) -> Response {
+    let local = match crate::watch_api::parse_local(raw.as_deref()) {
+        Ok(l) => l,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, axum::Json(json!({ "error": e }))).into_response();
+        }
+    };
+    let answer = if alerts {
+        crate::watch_api::alerts(&app.state, local).await
+    } else {
+        crate::watch_api::fleet(&app.state, local).await
+    };
+    match answer {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => (StatusCode::NOT_FOUND, axum::Json(json!({ "error": e }))).into_response(),
+    }
 }
 
 async fn health(State(app): State<App>) -> Response {

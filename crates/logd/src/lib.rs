@@ -14,16 +14,22 @@
 //! - [`store`]: the data directory, its writer thread, queries and tails over it.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 #[cfg(feature = "server")]
 pub mod archive;
 pub mod block;
 pub mod error;
+pub mod fleet;
 #[cfg(feature = "server")]
 pub mod forward;
 #[cfg(feature = "server")]
 pub mod http;
 #[cfg(feature = "server")]
 pub mod listen;
+#[cfg(feature = "server")]
+pub mod notify;
+#[cfg(feature = "server")]
+pub mod peers;
 pub mod query;
 pub mod record;
 pub mod segment;
@@ -32,6 +38,12 @@ pub mod server;
 pub mod store;
 pub mod tokens;
 pub mod wal;
+#[cfg(feature = "server")]
+pub mod watch;
+#[cfg(feature = "server")]
+pub mod watch_api;
+#[cfg(feature = "server")]
+pub mod web;
 
 pub use error::Error;
 pub use query::{Matcher, Query, QueryStats, RecordJson};

@@ -13,6 +13,7 @@ use crate::forward::Forwarder;
 use crate::http::{HttpState, serve};
 use crate::listen::{ListenOptions, ListenSpec, ListenerSnapshot, Listeners};
 use crate::store::{Store, StoreConfig};
+use crate::watch::{Watch, WatchConfig};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -33,6 +34,16 @@ pub struct ServerConfig {
     pub archive_every: std::time::Duration,
     /// Relay records to upstream syslog servers.
     pub forward: Option<crate::forward::ForwardConfig>,
+    /// The HTTP addresses of the other nodes (`http://HOST:PORT`; this node's own may be
+    /// among them): queries and tails then cover every node (see [`crate::peers`]).
+    /// Needs `http`.
+    pub peers: Vec<String>,
+    /// Run the fleet view and alerts (on by default, with the built-in alerts).
+    pub watch: bool,
+    /// Alert rules (TOML, see [`crate::alerts`]); `None`: the built-ins only.
+    pub alerts: Option<std::path::PathBuf>,
+    /// Alertmanagers to deliver alerts to, besides the rules' `[[notify]]` targets.
+    pub alertmanager: Vec<String>,
 }
 
 impl ServerConfig {
@@ -51,8 +62,58 @@ impl ServerConfig {
             archive: None,
             archive_every: std::time::Duration::from_secs(5),
             forward: None,
+            peers: Vec::new(),
+            watch: true,
+            alerts: None,
+            alertmanager: Vec::new(),
         }
     }
+}
+
+/// This node's id for a data directory: the one in its `node.id` file, created the first
+/// time as `<host name>-<8 random hex digits>`, so that two nodes on one host (each with
+/// its own data directory) never share an id, and a node keeps its id across restarts.
+/// Archive object keys start with it, so nodes sharing a bucket never collide.
+pub fn persistent_node_id(data_dir: &std::path::Path) -> Result<String, Error> {
+    let path = data_dir.join("node.id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    }
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| Error::io(format!("creating {}", data_dir.display()), e))?;
+    let id = format!(
+        "{}-{:08x}",
+        crate::store::default_node_id(),
+        random_u32(data_dir)
+    );
+    // Written whole then renamed: a crash leaves either no file or the whole id.
+    let tmp = data_dir.join("node.id.tmp");
+    std::fs::write(&tmp, format!("{id}\n"))
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    Ok(id)
+}
+
+/// 32 random bits: from the OS, else from the clock, the process and the directory.
+fn random_u32(salt: &std::path::Path) -> u32 {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 4];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_ok()
+    {
+        return u32::from_le_bytes(bytes);
+    }
+    let seed = format!(
+        "{:?}{}{}",
+        std::time::SystemTime::now(),
+        std::process::id(),
+        salt.display()
+    );
+    xxhash_rust::xxh3::xxh3_64(seed.as_bytes()) as u32
 }
 
 /// The listeners of `flotilla logd` without `--listen`.
@@ -74,6 +135,7 @@ pub struct Server {
     http_stop: Option<tokio::sync::oneshot::Sender<()>>,
     http_task: Option<tokio::task::JoinHandle<()>>,
     forwarder: Option<Arc<Forwarder>>,
+    watch: Option<Arc<Watch>>,
 }
 
 impl Server {
@@ -90,10 +152,71 @@ impl Server {
             .as_deref()
             .map(crate::archive::ArchiveTarget::parse)
             .transpose()?;
+        // Alert rules are checked before anything is opened or bound.
+        let rules = match (&config.alerts, config.watch) {
+            (_, false) => None,
+            (Some(path), true) => Some(
+                crate::alerts::RuleSet::parse(&std::fs::read_to_string(path).map_err(|e| {
+                    Error::io(format!("reading the alert rules {}", path.display()), e)
+                })?)
+                .map_err(|e| Error::Config(format!("alert rules {}: {e}", path.display())))?,
+            ),
+            (None, true) => Some(crate::alerts::RuleSet::builtin_only()),
+        };
         let mut store_config = config.store.clone();
         store_config.keep_until_archived |= archive.is_some();
         let store = Store::open(store_config)?;
         let started = runtime.block_on(async {
+            let mut http_listener = None;
+            if let Some(addr) = config.http {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| Error::io(format!("binding http://{addr}"), e))?;
+                let local = listener
+                    .local_addr()
+                    .map_err(|e| Error::io("reading the HTTP address", e))?;
+                http_listener = Some((listener, local));
+            }
+            if http_listener.is_none() && !config.peers.is_empty() {
+                return Err(Error::Config(
+                    "peers need the HTTP API (it is how nodes ask each other)".into(),
+                ));
+            }
+            let peers = match &http_listener {
+                Some((_, local)) if !config.peers.is_empty() => {
+                    Some(Arc::new(crate::peers::Peers::new(
+                        &config.peers,
+                        store.config().node_id.clone(),
+                        Some(*local),
+                    )?))
+                }
+                _ => None,
+            };
+            let watch = match rules {
+                Some(mut rules) => {
+                    for url in &config.alertmanager {
+                        rules
+                            .notify
+                            .push(crate::alerts::NotifyTarget::Alertmanager { url: url.clone() });
+                    }
+                    let generator_url = http_listener
+                        .as_ref()
+                        .map(|(_, a)| format!("http://{a}/#alerts"))
+                        .unwrap_or_default();
+                    Some(Arc::new(Watch::start(
+                        &store,
+                        WatchConfig {
+                            rules,
+                            fleet: crate::fleet::FleetConfig::default(),
+                            node: store.config().node_id.clone(),
+                            generator_url,
+                            peers: peers.clone(),
+                        },
+                        &tokio::runtime::Handle::current(),
+                    )?))
+                }
+                None => None,
+            };
             let listeners = Listeners::start(
                 &config.listen,
                 store.ingest(),
@@ -122,17 +245,13 @@ impl Server {
                 }
             };
             let mut http = None;
-            if let Some(addr) = config.http {
-                let listener = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| Error::io(format!("binding http://{addr}"), e))?;
-                let local = listener
-                    .local_addr()
-                    .map_err(|e| Error::io("reading the HTTP address", e))?;
+            if let Some((listener, local)) = http_listener {
                 let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
                 let state = HttpState {
                     store: store.clone(),
                     extra_stats: extra_stats.clone(),
+                    peers,
+                    watch: watch.clone(),
                 };
                 let task = tokio::spawn(async move {
                     let stop = async move {
@@ -151,9 +270,9 @@ impl Server {
                     config.archive_every,
                 ));
             }
-            Ok::<_, Error>((listeners, http, forwarder))
+            Ok::<_, Error>((listeners, http, forwarder, watch))
         });
-        let (listeners, http, forwarder) = match started {
+        let (listeners, http, forwarder, watch) = match started {
             Ok(x) => x,
             Err(e) => {
                 store.shutdown();
@@ -172,7 +291,13 @@ impl Server {
             http_stop,
             http_task,
             forwarder,
+            watch,
         })
+    }
+
+    /// The fleet view and alerts, unless they were turned off.
+    pub fn watch(&self) -> Option<&Arc<Watch>> {
+        self.watch.as_ref()
     }
 
     /// The forwarder's counters, when forwarding.
@@ -226,6 +351,13 @@ impl Server {
             });
         }
         self.store.shutdown();
+        if let Some(w) = self.watch.take() {
+            // Feeds what the store made durable last, then saves the fleet view.
+            w.shutdown();
+            if let Some(rt) = self.runtime.as_ref() {
+                rt.block_on(w.drain_deliveries(std::time::Duration::from_secs(2)));
+            }
+        }
         if let Some(f) = self.forwarder.take() {
             // What the store accepted last is relayed before the logger stops.
             std::thread::sleep(std::time::Duration::from_millis(50));

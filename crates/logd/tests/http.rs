@@ -42,7 +42,6 @@ fn start() -> Server {
         .unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let state = HttpState {
-        store: store.clone(),
         extra_stats: Arc::new(|| {
             json!({"listeners": [
                 {"url": "tcp://127.0.0.1:6514", "connections_open": 1, "connections_total": 3,
@@ -51,6 +50,7 @@ fn start() -> Server {
                  "udp_dropped": 2}
             ]})
         }),
+        ..HttpState::new(store.clone())
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = rt.spawn(http::serve(listener, state, async move {

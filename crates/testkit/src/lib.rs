@@ -17,6 +17,8 @@
 //! - [`SyslogNg::builder`] starts the privately unpacked `syslog-ng` with RFC 5424 and
 //!   RFC 3164 sources, also writing JSON lines (see [`syslog_ng`]);
 //! - [`NatsServer::start`] starts `nats-server`;
+//! - [`Alertmanager::start`] starts Prometheus Alertmanager, optionally notifying a
+//!   webhook of every firing and resolved alert (see [`alertmanager`]);
 //! - [`Dnsmasq::start`] starts `dnsmasq` serving given A/AAAA records;
 //! - [`Weed::start`] starts SeaweedFS (`weed server` with its S3 gateway) with a small
 //!   anonymous S3 client: buckets, put, list, get (see [`weed`]);
@@ -32,6 +34,8 @@
 //! (loggen, logger) run under a timeout and are killed on drop too.
 #![forbid(unsafe_code)]
 
+pub mod alertmanager;
+pub mod chromium;
 pub mod dnsmasq;
 pub mod error;
 mod http;
@@ -49,6 +53,8 @@ pub mod syslog_ng;
 pub mod tls;
 pub mod weed;
 
+pub use alertmanager::Alertmanager;
+pub use chromium::{Chromium, Page};
 pub use dnsmasq::Dnsmasq;
 pub use error::Error;
 pub use install::{

@@ -1,0 +1,623 @@
+//! The watcher: the shell that drives the fleet view ([`crate::fleet`]) and the alert
+//! engine ([`crate::alerts`]) from the store, and hands notifications to the notifier
+//! ([`crate::notify`]).
+//!
+//! It runs on a thread of its own, so that neither the machines nor a slow delivery can
+//! hold up ingest:
+//! - it follows the store's stream of durable batches (the same one live tails use) and
+//!   feeds each record to the fleet (`observe`) and, when there are user rules, to the
+//!   alert engine; fleet events go to the engine, the engine's notifications to the
+//!   notifier;
+//! - it sleeps until the machines' next deadline (`poll_timeout`), never polls;
+//! - when it falls behind the stream (the stream keeps 1,024 batches), it reads what it
+//!   missed back from the store, so that no record escapes the fleet view;
+//! - every [`SAVE_EVERY`] (and at shutdown) it saves both machines to `watch.json` in the
+//!   data directory (written to a temporary file, synced, renamed). At start it restores
+//!   them and replays the records stored after the saved point, so the fleet view and
+//!   firing alerts survive a restart, even a `kill -9`;
+//! - with peers, it asks them for their fleet rows every [`PEER_POLL`] and feeds their
+//!   liveness (last heartbeat, last message, last boot) to its own fleet, so that a
+//!   service whose logger failed over to another node is not taken for silent here.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::alerts::{Alert, AlertEngine, AlertInput, AlertSnapshot, RuleSet};
+use crate::error::{Error, IoContext as _};
+use crate::fleet::{Fleet, FleetConfig, FleetInput, FleetSnapshot, ServiceRow, observe};
+use crate::notify::{ALERTMANAGER_RESEND, DeliveryStats, Notifier};
+use crate::query::{Matcher, Query};
+use crate::record::{Record, now_nanos};
+use crate::store::Store;
+
+/// How often the machines are saved to `watch.json`.
+pub const SAVE_EVERY: Duration = Duration::from_secs(5);
+
+/// How often peers are asked for their fleet rows.
+pub const PEER_POLL: Duration = Duration::from_secs(5);
+
+/// File name of the saved state in the data directory.
+pub const STATE_FILE: &str = "watch.json";
+
+/// How far back (before the saved point) records are read again at start, to cover
+/// records stored after it but received (stamped) a little before.
+const REPLAY_MARGIN_NS: i64 = 600 * 1_000_000_000;
+
+/// How far back a fleet is rebuilt when a data directory has records but no saved state
+/// (a data directory written by a logd without the watcher).
+const FIRST_START_HISTORY_NS: i64 = 24 * 3600 * 1_000_000_000;
+
+/// Records fed at once while reading back from the store.
+const REPLAY_CHUNK: usize = 4096;
+
+/// What the watcher runs with.
+pub struct WatchConfig {
+    /// Alert rules, built-ins and notification targets.
+    pub rules: RuleSet,
+    /// The fleet's settings (the boot-loop parameters come from the rules).
+    pub fleet: FleetConfig,
+    /// This node's id (alerts carry it).
+    pub node: String,
+    /// The URL put into alerts as their source (logd's page).
+    pub generator_url: String,
+    /// Other nodes of the cluster.
+    pub peers: Option<Arc<crate::peers::Peers>>,
+}
+
+/// The saved state: both machines and the point they reached.
+#[derive(Serialize, Deserialize)]
+struct SavedState {
+    format: u32,
+    /// Wall clock when saved (ns).
+    saved_at: i64,
+    /// The last record id both machines saw.
+    through_id: u64,
+    fleet: FleetSnapshot,
+    alerts: AlertSnapshot,
+}
+
+/// Counters of the watcher.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WatchStats {
+    /// Records fed to the machines since start.
+    pub records: u64,
+    /// Records read back from the store (at start and after falling behind).
+    pub replayed: u64,
+    /// Times the watcher fell behind the store's stream.
+    pub lagged: u64,
+    /// The last record id seen.
+    pub through_id: u64,
+    /// Services in the fleet view.
+    pub services: u64,
+    /// Records of services beyond the fleet's cap.
+    pub services_dropped: u64,
+    /// Notifications produced.
+    pub notifications: u64,
+    /// Failed saves of `watch.json`.
+    pub save_failures: u64,
+    /// The last save failure.
+    pub save_error: Option<String>,
+}
+
+struct Shared {
+    fleet: Mutex<Fleet>,
+    engine: Mutex<AlertEngine>,
+    stats: Mutex<WatchStats>,
+    records: AtomicU64,
+    stop: AtomicBool,
+    wake: tokio::sync::Notify,
+}
+
+/// A running watcher. [`Watch::shutdown`] (or drop) stops it and saves its state.
+pub struct Watch {
+    shared: Arc<Shared>,
+    notifier: Arc<Notifier>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    has_user_rules: bool,
+}
+
+impl Watch {
+    /// Restores the saved state (if any), replays what the store holds after it, and
+    /// starts following the store. Notifications are delivered by tasks on `runtime`.
+    pub fn start(
+        store: &Store,
+        config: WatchConfig,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<Watch, Error> {
+        let state_path = store.data_dir().join(STATE_FILE);
+        let fleet_config = config.rules.fleet_config(config.fleet.clone());
+        let notifier = Arc::new(Notifier::start(
+            config.rules.notify.clone(),
+            config.generator_url.clone(),
+            runtime,
+        ));
+        let has_user_rules = !config.rules.rules.is_empty();
+        let saved = load_state(&state_path)?;
+        let (fleet, engine, through_id, since) = match saved {
+            Some(s) => (
+                Fleet::restore(s.fleet, fleet_config),
+                AlertEngine::restore(s.alerts, config.rules, config.node.clone()),
+                s.through_id,
+                s.saved_at.saturating_sub(REPLAY_MARGIN_NS),
+            ),
+            None => (
+                Fleet::new(fleet_config),
+                AlertEngine::new(config.rules, config.node.clone()),
+                0,
+                now_nanos().saturating_sub(FIRST_START_HISTORY_NS),
+            ),
+        };
+        let shared = Arc::new(Shared {
+            fleet: Mutex::new(fleet),
+            engine: Mutex::new(engine),
+            stats: Mutex::new(WatchStats::default()),
+            records: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            wake: tokio::sync::Notify::new(),
+        });
+        // Subscribed before the replay: nothing stored meanwhile is missed (what both
+        // deliver is skipped by id).
+        let rx = store.subscribe();
+        let mut runner = Runner {
+            store: store.clone(),
+            shared: shared.clone(),
+            notifier: notifier.clone(),
+            state_path,
+            through_id,
+            has_user_rules,
+            peers: config.peers,
+            dirty: true,
+            last_received: since,
+            clock: since,
+        };
+        // Restored engines may have resolutions queued (rules removed since).
+        runner.drain_outputs(runner.clock);
+        runner.replay(since)?;
+        // Then time catches up with the wall clock.
+        runner.tick(now_nanos());
+        runner.save();
+        let thread = std::thread::Builder::new()
+            .name("logd-watch".into())
+            .spawn(move || runner.run(rx))
+            .map_err(|e| Error::io("starting the watcher thread", e))?;
+        Ok(Watch {
+            shared,
+            notifier,
+            thread: Mutex::new(Some(thread)),
+            has_user_rules,
+        })
+    }
+
+    /// The fleet view now, sorted by host and app.
+    pub fn fleet_rows(&self) -> Vec<ServiceRow> {
+        let now = now_nanos();
+        self.shared
+            .fleet
+            .lock()
+            .map(|f| f.rows(now))
+            .unwrap_or_default()
+    }
+
+    /// The fleet's settings (for merging rows of several nodes).
+    pub fn fleet_config(&self) -> FleetConfig {
+        self.shared
+            .fleet
+            .lock()
+            .map(|f| f.config().clone())
+            .unwrap_or_default()
+    }
+
+    /// Firing alerts and the recent notifications (oldest first).
+    pub fn alerts(&self) -> (Vec<Alert>, Vec<Alert>) {
+        self.shared
+            .engine
+            .lock()
+            .map(|e| (e.firing(), e.recent()))
+            .unwrap_or_default()
+    }
+
+    /// The delivery targets' counters.
+    pub fn deliveries(&self) -> Vec<DeliveryStats> {
+        self.notifier.stats()
+    }
+
+    /// Whether user rules are loaded (besides the built-ins).
+    pub fn has_user_rules(&self) -> bool {
+        self.has_user_rules
+    }
+
+    /// The watcher's counters.
+    pub fn stats(&self) -> WatchStats {
+        let mut stats = self
+            .shared
+            .stats
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
+        stats.records = self.shared.records.load(Ordering::Relaxed);
+        if let Ok(f) = self.shared.fleet.lock() {
+            stats.services = f.len() as u64;
+            stats.services_dropped = f.services_dropped();
+        }
+        stats
+    }
+
+    /// Waits (at most `timeout`) until the watcher has seen every record up to `id`.
+    pub fn wait_through(&self, id: u64, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self.stats().through_id >= id {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits (at most `timeout`) until every queued notification was delivered.
+    pub async fn drain_deliveries(&self, timeout: Duration) -> bool {
+        self.notifier.drain(timeout).await
+    }
+
+    /// Stops the watcher after it has fed what the store delivered, and saves its state.
+    /// Idempotent.
+    pub fn shutdown(&self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.wake.notify_one();
+        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The watcher thread's state.
+struct Runner {
+    store: Store,
+    shared: Arc<Shared>,
+    notifier: Arc<Notifier>,
+    state_path: PathBuf,
+    /// The last record id fed.
+    through_id: u64,
+    has_user_rules: bool,
+    peers: Option<Arc<crate::peers::Peers>>,
+    /// Something changed since the last save.
+    dirty: bool,
+    /// The received-at time of the last record fed (where a re-read starts).
+    last_received: i64,
+    /// The machines' time: the latest of the records' received-at times and the wall
+    /// clock at ticks (never goes back).
+    clock: i64,
+}
+
+impl Runner {
+    fn run(mut self, mut rx: broadcast::Receiver<Arc<Vec<(u64, Record)>>>) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(error = %e, "watcher: no runtime; fleet view and alerts stopped");
+                return;
+            }
+        };
+        let shared = self.shared.clone();
+        runtime.block_on(async move {
+            let mut next_save = tokio::time::Instant::now() + SAVE_EVERY;
+            let mut next_resend = tokio::time::Instant::now() + ALERTMANAGER_RESEND;
+            let mut next_peer_poll = tokio::time::Instant::now() + PEER_POLL;
+            loop {
+                if shared.stop.load(Ordering::Acquire) {
+                    // What the store delivered before stopping is fed, then saved.
+                    while let Ok(batch) = rx.try_recv() {
+                        self.feed(&batch);
+                    }
+                    break;
+                }
+                let wake_at = self
+                    .machine_deadline()
+                    .map(deadline_instant)
+                    .unwrap_or(next_save)
+                    .min(next_save)
+                    .min(next_resend)
+                    .min(next_peer_poll);
+                tokio::select! {
+                    received = rx.recv() => match received {
+                        Ok(batch) => self.feed(&batch),
+                        Err(broadcast::error::RecvError::Lagged(_)) => {
+                            if let Ok(mut s) = shared.stats.lock() {
+                                s.lagged += 1;
+                            }
+                            let since = self.last_received.saturating_sub(REPLAY_MARGIN_NS / 10);
+                            if let Err(e) = self.replay(since) {
+                                tracing::error!(error = %e, "watcher: reading missed records back failed");
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    },
+                    () = tokio::time::sleep_until(wake_at) => {}
+                    () = shared.wake.notified() => {}
+                }
+                let now = now_nanos();
+                self.tick(now);
+                let instant = tokio::time::Instant::now();
+                if instant >= next_resend {
+                    next_resend = instant + ALERTMANAGER_RESEND;
+                    let firing = shared.engine.lock().map(|e| e.firing()).unwrap_or_default();
+                    self.notifier.send_to_alertmanagers(&firing);
+                }
+                if instant >= next_peer_poll {
+                    next_peer_poll = instant + PEER_POLL;
+                    self.poll_peers().await;
+                }
+                if instant >= next_save {
+                    next_save = instant + SAVE_EVERY;
+                    if self.dirty {
+                        self.save();
+                    }
+                }
+            }
+            self.tick(now_nanos());
+            self.save();
+        });
+    }
+
+    /// The machines' next deadline (ns), if any.
+    fn machine_deadline(&self) -> Option<i64> {
+        let fleet = self.shared.fleet.lock().ok().and_then(|f| f.poll_timeout());
+        let engine = self
+            .shared
+            .engine
+            .lock()
+            .ok()
+            .and_then(|e| e.poll_timeout());
+        match (fleet, engine) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Feeds one durable batch (records already fed are skipped). Each record is fed at
+    /// its received-at time (never going back), so that records read back after a
+    /// restart are judged at the time they arrived: a heartbeat deadline that passed
+    /// between two of them fires between them, not before both.
+    fn feed(&mut self, batch: &[(u64, Record)]) {
+        let mut fed = 0u64;
+        {
+            let Ok(mut fleet) = self.shared.fleet.lock() else {
+                return;
+            };
+            let mut engine = if self.has_user_rules {
+                self.shared.engine.lock().ok()
+            } else {
+                None
+            };
+            for (id, record) in batch {
+                // Ids start at 1: `through_id` 0 skips nothing.
+                if *id <= self.through_id {
+                    continue;
+                }
+                let now = self.clock.max(record.received_at);
+                self.clock = now;
+                fleet.handle(now, FleetInput::Observe(observe(*id, record)));
+                if let Some(engine) = engine.as_mut() {
+                    engine.handle(now, AlertInput::Record(*id, record));
+                }
+                self.through_id = *id;
+                self.last_received = self.last_received.max(record.received_at);
+                fed += 1;
+            }
+        }
+        if fed > 0 {
+            self.dirty = true;
+            self.shared.records.fetch_add(fed, Ordering::Relaxed);
+            if let Ok(mut s) = self.shared.stats.lock() {
+                s.through_id = self.through_id;
+            }
+        }
+        self.drain_outputs(self.clock);
+    }
+
+    /// Lets time pass in both machines.
+    fn tick(&mut self, now: i64) {
+        let now = self.clock.max(now);
+        self.clock = now;
+        if let Ok(mut f) = self.shared.fleet.lock() {
+            f.handle(now, FleetInput::Tick);
+        }
+        if let Ok(mut e) = self.shared.engine.lock() {
+            e.handle(now, AlertInput::Tick);
+        }
+        self.drain_outputs(now);
+    }
+
+    /// Moves fleet events to the engine and the engine's notifications to the notifier.
+    fn drain_outputs(&mut self, now: i64) {
+        let events: Vec<_> = match self.shared.fleet.lock() {
+            Ok(mut f) => std::iter::from_fn(|| f.poll_output()).collect(),
+            Err(_) => return,
+        };
+        let notifications: Vec<Alert> = match self.shared.engine.lock() {
+            Ok(mut e) => {
+                for event in events {
+                    e.handle(now, AlertInput::Fleet(event));
+                }
+                std::iter::from_fn(|| e.poll_output())
+                    .map(|n| n.alert)
+                    .collect()
+            }
+            Err(_) => return,
+        };
+        if notifications.is_empty() {
+            return;
+        }
+        self.dirty = true;
+        for n in &notifications {
+            tracing::info!(
+                alert = %n.name,
+                status = ?n.status,
+                summary = %n.summary,
+                "alert"
+            );
+        }
+        if let Ok(mut s) = self.shared.stats.lock() {
+            s.notifications += notifications.len() as u64;
+        }
+        // Saved before delivery: a restart (even kill -9) right after does not replay
+        // the records that caused them into the same notifications again.
+        self.save();
+        self.notifier.send(&notifications);
+    }
+
+    /// Reads the records stored after `through_id` (received since `since`) back from
+    /// the store and feeds them.
+    fn replay(&mut self, since: i64) -> Result<(), Error> {
+        let matcher = Matcher::new(Query {
+            since: Some(since),
+            ..Query::default()
+        })?;
+        let store = self.store.clone();
+        let before = self.shared.records.load(Ordering::Relaxed);
+        let mut chunk: Vec<(u64, Record)> = Vec::with_capacity(REPLAY_CHUNK);
+        store.scan(&matcher, false, &mut |id, record| {
+            chunk.push((id, record.clone()));
+            if chunk.len() >= REPLAY_CHUNK {
+                // `feed` skips what was already fed.
+                self.feed(&chunk);
+                chunk.clear();
+            }
+            true
+        })?;
+        self.feed(&chunk);
+        let replayed = self.shared.records.load(Ordering::Relaxed) - before;
+        if replayed > 0 {
+            tracing::info!(
+                records = replayed,
+                "watcher: records read back from the store"
+            );
+            if let Ok(mut s) = self.shared.stats.lock() {
+                s.replayed += replayed;
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds the peers' liveness of each service to the fleet.
+    async fn poll_peers(&mut self) {
+        let Some(peers) = self.peers.clone() else {
+            return;
+        };
+        let answers = peers.get_json_all("/api/fleet?local=1").await;
+        let now = now_nanos();
+        let Ok(mut fleet) = self.shared.fleet.lock() else {
+            return;
+        };
+        for answer in answers {
+            let Ok(body) = answer.result else {
+                continue;
+            };
+            let Some(services) = body.get("services").cloned() else {
+                continue;
+            };
+            let Ok(rows) = serde_json::from_value::<Vec<ServiceRow>>(services) else {
+                continue;
+            };
+            for row in rows {
+                fleet.handle(
+                    now,
+                    FleetInput::PeerSeen {
+                        key: row.key(),
+                        last_heartbeat: row.last_heartbeat,
+                        last_message: row.last_message,
+                        last_boot: row.last_boot,
+                        heartbeat_interval: row.heartbeat_interval,
+                    },
+                );
+            }
+        }
+        drop(fleet);
+        self.dirty = true;
+        self.drain_outputs(now);
+    }
+
+    /// Writes both machines to `watch.json` (temporary file, fsync, rename).
+    fn save(&mut self) {
+        let state = {
+            let (Ok(fleet), Ok(engine)) = (self.shared.fleet.lock(), self.shared.engine.lock())
+            else {
+                return;
+            };
+            SavedState {
+                format: 1,
+                saved_at: now_nanos(),
+                through_id: self.through_id,
+                fleet: fleet.snapshot(),
+                alerts: engine.snapshot(),
+            }
+        };
+        match write_state(&self.state_path, &state) {
+            Ok(()) => self.dirty = false,
+            Err(e) => {
+                tracing::error!(error = %e, "watcher: saving the fleet view and alerts failed");
+                if let Ok(mut s) = self.shared.stats.lock() {
+                    s.save_failures += 1;
+                    s.save_error = Some(e.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// A wall-clock deadline (ns) as a tokio instant.
+fn deadline_instant(deadline_ns: i64) -> tokio::time::Instant {
+    let now = now_nanos();
+    let wait = u64::try_from(deadline_ns.saturating_sub(now)).unwrap_or(0);
+    // Deadlines are rounded up a little so a tick never comes before its deadline.
+    tokio::time::Instant::now() + Duration::from_nanos(wait) + Duration::from_millis(1)
+}
+
+fn load_state(path: &Path) -> Result<Option<SavedState>, Error> {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    };
+    match serde_json::from_slice::<SavedState>(&text) {
+        Ok(s) if s.format == 1 => Ok(Some(s)),
+        Ok(s) => {
+            tracing::warn!(path = %path.display(), format = s.format, "watcher: unknown saved-state format; rebuilding the fleet view from the store");
+            Ok(None)
+        }
+        Err(e) => {
+            // A damaged file loses the alert history, not records: the fleet view is
+            // rebuilt from the store.
+            tracing::warn!(path = %path.display(), error = %e, "watcher: saved state unreadable; rebuilding the fleet view from the store");
+            Ok(None)
+        }
+    }
+}
+
+fn write_state(path: &Path, state: &SavedState) -> Result<(), Error> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("json.tmp");
+    let body = serde_json::to_vec(state).map_err(|e| Error::Corrupt(e.to_string()))?;
+    let mut file = std::fs::File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
+    file.write_all(&body)
+        .and_then(|()| file.sync_data())
+        .ctx(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).ctx(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
