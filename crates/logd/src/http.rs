@@ -85,7 +85,8 @@
 //!   ```
 //! - `GET /api/stats`: the store's [`StoreStats`] as JSON plus
 //!   `"listeners"`: the listeners' counters ([`HttpState::extra_stats`]; when it returns
-//!   an object whose only key is `listeners`, that key's value is used).
+//!   an object whose only key is `listeners`, that key's value is used), and, when the
+//!   fleet view and alerts run, `"watch"`: the watcher's [`crate::watch::WatchStats`].
 //!
 //!   ```sh
 //!   curl http://127.0.0.1:7480/api/stats
@@ -102,6 +103,21 @@
 //!   ```sh
 //!   curl http://127.0.0.1:7480/metrics
 //!   ```
+//! - `GET /api/fleet[?local=1]`: the fleet view, `{"now", "services": [row…], "nodes":
+//!   [{"node","url","ok","error"}…]}`, one row per service (host + app; see
+//!   [`crate::fleet::ServiceRow`] for the fields: state `up`, `silent`, `crashed` or
+//!   `boot-looping`, boots, heartbeats, crashes, errors, IP configuration); with peers,
+//!   every node's rows merged (see [`crate::watch_api`]). `404` when logd runs without
+//!   the watcher (`--no-watch`).
+//! - `GET /api/alerts[?local=1]`: `{"firing": [alert…], "recent": [alert…], "deliveries":
+//!   {node: [counters…]}, "nodes": […]}` (see [`crate::alerts::Alert`] and
+//!   [`crate::notify::DeliveryStats`]).
+//!
+//!   ```sh
+//!   curl http://127.0.0.1:7480/api/fleet
+//!   curl http://127.0.0.1:7480/api/alerts
+//!   ```
+//! - `GET /` (and `/app.js`, `/style.css`): the web page (see [`crate::web`]).
 //!
 //! Any other path is `404` with a JSON error listing the endpoints.
 
@@ -889,6 +905,12 @@ fn stats_json(state: &HttpState, stats: &StoreStats) -> Value {
     };
     if let Value::Object(map) = &mut value {
         map.insert("listeners".into(), state.listeners());
+        if let Some(watch) = &state.watch {
+            map.insert(
+                "watch".into(),
+                serde_json::to_value(watch.stats()).unwrap_or(Value::Null),
+            );
+        }
     }
     value
 }
@@ -959,7 +981,7 @@ async fn not_found(uri: Uri) -> ApiError {
         status: StatusCode::NOT_FOUND,
         message: format!(
             "no such endpoint: {}; endpoints: GET /api/query, /api/query/stats, /api/tail, \
-             /api/stats, /health, /metrics",
+             /api/stats, /api/fleet, /api/alerts, /health, /metrics, / (the web page)",
             uri.path()
         ),
     }
