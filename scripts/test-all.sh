@@ -5,7 +5,8 @@
 #   2. cargo clippy --workspace --all-targets --release -- -D warnings
 #   3. cargo test --workspace --release   (unit, property, loopback and real-peer tests)
 #   4. the fuzz targets, briefly (FUZZ_SECONDS each, default 10)
-#   5. the demos, end to end (`flotilla demo --json`, `flotilla logger-demo --json`), checked
+#   5. the demos, end to end (`flotilla demo --json` with its failover, logd's fleet view
+#      and alerts; `flotilla logger-demo --json`), checked
 #   6. a small `flotilla bench logd` (the harness against rsyslog and ripgrep), checked
 # One build profile (release) serves the tests and the binary.
 set -euo pipefail
@@ -66,6 +67,23 @@ logd = s["logd"]
 assert logd["records"] > 0 and logd["records"] == sum(logd["per_app"].values()), s
 for app in ("flotilla-game", "flotilla-frontend", "flotilla-client"):
     assert logd["per_app"].get(app, 0) > 0, (app, logd)
+# logd's fleet view and built-in alerts: fe-1 (shut down, its logger stopped with it) is
+# silent, game-2 (a `flotilla game --crash-after` process beside the fleet) crashed on
+# purpose, every other role is up; HeartbeatStopped and ServiceCrashed fired for them,
+# once each, and nothing else did. The page's URL is in the summary.
+rows = {(r["host"], r["app"]): r for r in logd["fleet"]}
+assert rows[("fe-1", "flotilla-frontend")]["state"] == "silent", logd["fleet"]
+g2 = rows[("game-2", "flotilla-game")]
+assert g2["state"] == "crashed" and g2["crashes"] == 1 and "on purpose" in g2["last_crash"], g2
+assert s["crashed_game"]["host"] == "game-2" and s["crashed_game"]["exit_code"] == 101, s
+up = [k for k in rows if k not in (("fe-1", "flotilla-frontend"), ("game-2", "flotilla-game"))]
+assert ("game-1", "flotilla-game") in up and ("fe-2", "flotilla-frontend") in up, logd["fleet"]
+assert all(rows[k]["state"] == "up" for k in up), logd["fleet"]
+want = [("HeartbeatStopped", "fe-1", "flotilla-frontend"), ("ServiceCrashed", "game-2", "flotilla-game")]
+for kind in ("firing", "recent"):
+    got = sorted((a["name"], a["labels"]["host"], a["labels"]["app"]) for a in logd["alerts"][kind])
+    assert got == want, (kind, logd["alerts"])
+assert logd["page"].startswith("http://") and logd["page"].endswith("/"), logd
 print("demo: ok")
 PY
 query=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["logd"]["query"])' "$summary")

@@ -7,11 +7,19 @@
 //! bots join and steer their entity with inputs. Half-way through, one front-end is shut
 //! down: its clients fail over to the others at random, resume their sessions and their
 //! replicas carry on (`--kill-frontend-at`, `--no-kill`). Every role logs through the
-//! flotilla logger, with its own APP-NAME, to an in-process log service (a logd node, see
-//! [`crate::demo_logd`]) whose data directory outlives the demo. A status line per second
+//! flotilla logger, with its own APP-NAME and a heartbeat, to an in-process log service
+//! (a logd node with its fleet view, built-in alerts and web page, see
+//! [`crate::demo_logd`]) whose data directory outlives the demo. A second game server,
+//! `game-2`, runs as a process of its own (`flotilla game --crash-after`) beside the
+//! fleet (no front-end uses it, so the players keep playing on `game-1`) and crashes on
+//! purpose early in the run (`--no-crash`). After the run the demo waits (bounded) until
+//! logd shows the crashed game server as `crashed` with ServiceCrashed firing and the
+//! shut-down front-end as `silent` with HeartbeatStopped firing. A status line per second
 //! (clients per front-end, batches/s delivered, observer lag p50/p99) and a final
-//! summary: the run's figures, the messages each role logged and a ready-to-run query
-//! of them; `--json` prints the summary as one JSON object.
+//! summary: the run's figures, the messages each role logged, a ready-to-run query of
+//! them, logd's fleet view and alerts and the URL of its page, which stays up for
+//! `--linger S` seconds after the summary; `--json` prints the summary as one JSON
+//! object.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,13 +31,14 @@ use bytes::Bytes;
 use flotilla_client::{Client, ClientConfig, ClientEvent, FleetClient, FleetConfig, ReplicaMode};
 use flotilla_frontend::{FrontendConfig, FrontendServer};
 use flotilla_game::{GameConfig, GameServer, WorldId};
+use flotilla_logd::fleet::ServiceState;
 use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::arena::{self, CommitLog};
-use crate::demo_logd::{DemoLogs, LogdSummary, as_frontend};
+use crate::demo_logd::{DemoLogs, Expected, FRONTEND_APP, GAME_APP, LogdSummary, as_frontend};
 
 /// Arguments of `flotilla demo`.
 #[derive(clap::Args, Debug)]
@@ -59,6 +68,15 @@ pub struct DemoArgs {
     /// Keep every front-end up.
     #[arg(long, conflicts_with = "kill_frontend_at")]
     no_kill: bool,
+    /// Do not run the game server that crashes on purpose (`game-2`, a `flotilla game
+    /// --crash-after` process beside the fleet).
+    #[arg(long)]
+    no_crash: bool,
+    /// Keep the demo's logd (its HTTP API and web page) up this many seconds after the
+    /// summary (Ctrl-C ends it sooner). The roles have stopped playing by then; their
+    /// loggers keep heartbeating, so the page shows the fleet as the summary does.
+    #[arg(long, value_name = "S", default_value_t = 0.0)]
+    linger: f64,
     /// Print the final summary as one JSON object (and no status lines).
     #[arg(long)]
     json: bool,
@@ -97,9 +115,34 @@ pub struct DemoSummary {
     pub log_messages: u64,
     /// Boot messages among them.
     pub boot_messages: u64,
-    /// The log service: data directory, records per role (APP-NAME) and a ready-to-run
-    /// query.
+    /// The game server that crashed on purpose (absent with `--no-crash`).
+    pub crashed_game: Option<CrashSummary>,
+    /// The log service: data directory, records per role (APP-NAME), a ready-to-run
+    /// query, its page's URL, its fleet view and alerts.
     pub logd: Option<LogdSummary>,
+}
+
+/// The game server that crashes on purpose: `flotilla game --crash-after`, a process of
+/// its own logging to the demo's logd as HOSTNAME `game-2`.
+#[derive(Debug, Serialize)]
+pub struct CrashSummary {
+    /// HOSTNAME it logs under (its row in logd's fleet view, with APP-NAME
+    /// `flotilla-game`).
+    pub host: String,
+    /// Its process id.
+    pub pid: Option<u32>,
+    /// The command that ran it.
+    pub command: String,
+    /// Seconds after its start when it panics.
+    pub crash_after_seconds: f64,
+    /// Seconds into the run when it was seen to exit.
+    pub exited_at_seconds: Option<f64>,
+    /// Its exit code: 101 after the panic (absent if it did not exit by itself).
+    pub exit_code: Option<i32>,
+    /// Its standard error (the panic message), for the error when it did not crash as
+    /// planned.
+    #[serde(skip)]
+    pub stderr: String,
 }
 
 /// How the clients of the front-end shut down mid-run moved to the others.
@@ -154,23 +197,63 @@ pub fn run(args: DemoArgs) -> Result<()> {
             bail!("--kill-frontend-at needs at least 2 front-ends (--frontends)");
         }
     }
+    if !(args.linger.is_finite() && args.linger >= 0.0) {
+        bail!("--linger must be 0 or more seconds");
+    }
     // The roles log through the flotilla logger to an in-process logd; it runs its own
-    // runtime, so it starts and stops outside the demo's.
-    let logs = DemoLogs::start(args.frontends)?;
-    let json = args.json;
+    // runtime, so it starts and stops outside the demo's. Heartbeats: short enough that
+    // the shut-down front-end falls silent (3 intervals) within the run.
+    let heartbeat = Duration::from_secs_f64((args.duration / 10.0).clamp(0.5, 1.0));
+    let logs = DemoLogs::start(args.frontends, heartbeat)?;
+    let (json, linger) = (args.json, args.linger);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let outcome = runtime.block_on(demo(args, &logs));
     runtime.shutdown_timeout(Duration::from_secs(1));
-    let logd = logs.finish();
-    let mut summary = outcome?;
-    let logd = logd?;
+    let mut summary = match outcome {
+        Ok(summary) => summary,
+        Err(e) => {
+            logs.finish();
+            return Err(e);
+        }
+    };
+    // What logd must show: the shut-down front-end silent, the crashed game server
+    // crashed, each with its built-in alert firing.
+    let mut expected = Vec::new();
+    if let Some(f) = &summary.failover {
+        expected.push(Expected {
+            host: f.frontend.clone(),
+            app: FRONTEND_APP,
+            state: ServiceState::Silent,
+            alert: "HeartbeatStopped",
+        });
+    }
+    if let Some(c) = &summary.crashed_game {
+        expected.push(Expected {
+            host: c.host.clone(),
+            app: GAME_APP,
+            state: ServiceState::Crashed,
+            alert: "ServiceCrashed",
+        });
+    }
+    let missing = logs.wait_for_fleet(&expected, heartbeat * 3 + Duration::from_secs(3));
+    let logd = match logs.summary() {
+        Ok(logd) => logd,
+        Err(e) => {
+            logs.finish();
+            return Err(e);
+        }
+    };
     summary.log_messages = logd.records;
     summary.boot_messages = logd.boot_messages;
     summary.logd = Some(logd);
-    print_summary(&summary, json)?;
+    print_summary(&summary, json, linger)?;
+    if linger > 0.0 {
+        linger_for(Duration::from_secs_f64(linger));
+    }
+    logs.finish();
     if summary.replicas_in_sync != summary.clients {
         bail!(
             "only {} of {} replicas equal the game server's state",
@@ -178,7 +261,145 @@ pub fn run(args: DemoArgs) -> Result<()> {
             summary.clients
         );
     }
+    if let Some(c) = &summary.crashed_game
+        && c.exit_code != Some(101)
+    {
+        bail!(
+            "{} ({}) did not crash as planned: exit code {:?}; its stderr: {}",
+            c.host,
+            c.command,
+            c.exit_code,
+            c.stderr.trim()
+        );
+    }
+    if !missing.is_empty() {
+        let missing: Vec<String> = missing.iter().map(ToString::to_string).collect();
+        bail!(
+            "logd's fleet view and alerts did not show {}",
+            missing.join("; ")
+        );
+    }
     Ok(())
+}
+
+/// Keeps the process (and so logd and its page) up for `time`, or until Ctrl-C.
+fn linger_for(time: Duration) {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        std::thread::sleep(time);
+        return;
+    };
+    runtime.block_on(async {
+        tokio::select! {
+            () = tokio::time::sleep(time) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    });
+}
+
+/// The game server that crashes on purpose, while it runs.
+struct CrashingGame {
+    child: tokio::process::Child,
+    stderr: Option<tokio::task::JoinHandle<String>>,
+    summary: CrashSummary,
+}
+
+impl CrashingGame {
+    /// Starts `flotilla game --crash-after` (this very binary), logging to `log`.
+    fn spawn(
+        log: std::net::SocketAddr,
+        heartbeat: Duration,
+        crash_after: f64,
+    ) -> Result<CrashingGame> {
+        let host = "game-2";
+        let args = [
+            "game".to_owned(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--worlds".into(),
+            "1".into(),
+            "--npcs".into(),
+            "5".into(),
+            "--log".into(),
+            format!("tcp://{log}"),
+            "--log-heartbeat-ms".into(),
+            heartbeat.as_millis().to_string(),
+            "--log-hostname".into(),
+            host.into(),
+            "--crash-after".into(),
+            format!("{crash_after:.1}"),
+        ];
+        let exe = std::env::current_exe().context("finding this binary")?;
+        let mut child = tokio::process::Command::new(&exe)
+            .args(&args)
+            .env_remove("FLOTILLA_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {} game", exe.display()))?;
+        let stderr = child.stderr.take().map(|mut pipe| {
+            tokio::spawn(async move {
+                use tokio::io::AsyncReadExt as _;
+                let mut text = String::new();
+                let _ = pipe.read_to_string(&mut text).await;
+                text
+            })
+        });
+        Ok(CrashingGame {
+            summary: CrashSummary {
+                host: host.into(),
+                pid: child.id(),
+                command: format!("flotilla {}", args.join(" ")),
+                crash_after_seconds: crash_after,
+                exited_at_seconds: None,
+                exit_code: None,
+                stderr: String::new(),
+            },
+            child,
+            stderr,
+        })
+    }
+
+    /// Notes its exit if it has exited; returns `true` the first time.
+    fn poll_exit(&mut self, start: Instant) -> bool {
+        if self.summary.exited_at_seconds.is_some() {
+            return false;
+        }
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                self.summary.exited_at_seconds = Some(start.elapsed().as_secs_f64());
+                self.summary.exit_code = status.code();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Waits (at most `within`) for it to exit, kills it otherwise, and returns its
+    /// summary.
+    async fn finish(mut self, start: Instant, within: Duration) -> CrashSummary {
+        if self.summary.exited_at_seconds.is_none() {
+            match tokio::time::timeout(within, self.child.wait()).await {
+                Ok(Ok(status)) => {
+                    self.summary.exited_at_seconds = Some(start.elapsed().as_secs_f64());
+                    self.summary.exit_code = status.code();
+                }
+                _ => {
+                    let _ = self.child.kill().await;
+                }
+            }
+        }
+        if let Some(task) = self.stderr.take()
+            && let Ok(Ok(text)) = tokio::time::timeout(Duration::from_secs(1), task).await
+        {
+            self.summary.stderr = text;
+        }
+        self.summary
+    }
 }
 
 /// Runs the roles and the clients; the summary's log fields are filled in afterwards.
@@ -225,11 +446,13 @@ async fn demo(args: DemoArgs, logs: &DemoLogs) -> Result<DemoSummary> {
         );
         let or_none = |a: Option<std::net::SocketAddr>| a.map_or("-".into(), |a| a.to_string());
         println!(
-            "flotilla demo: every role logs to logd at tcp://{} (data {}; follow it live: {} logs tail -f --logd http://{})",
+            "flotilla demo: every role logs to logd at tcp://{} with a heartbeat every {:.1} s (data {}; follow it live: {} logs tail -f --logd http://{}, or its page {})",
             or_none(logs.tcp_addr()),
+            logs.heartbeat().as_secs_f64(),
             logs.data_dir().display(),
             crate::demo_logd::flotilla_command(),
-            or_none(logs.http_addr())
+            or_none(logs.http_addr()),
+            logs.page_url().unwrap_or_else(|| "-".into())
         );
     }
     // Wait until every front-end has connected to the game server and learnt its
@@ -340,6 +563,24 @@ async fn demo(args: DemoArgs, logs: &DemoLogs) -> Result<DemoSummary> {
     };
     let mut failover: Option<FailoverSummary> = None;
 
+    // Beside the fleet, a game server of its own process that crashes on purpose early
+    // in the run: no front-end uses it (it would take the worlds over from game-1), so
+    // the players keep playing.
+    let mut crashing = if args.no_crash {
+        None
+    } else {
+        let log = logs.tcp_addr().context("logd has no TCP listener")?;
+        let crash_after = (args.duration * 0.3 * 10.0).round() / 10.0;
+        let game = CrashingGame::spawn(log, logs.heartbeat(), crash_after)?;
+        if !args.json {
+            println!(
+                "  t= 0.0s started game-2 (pid {}), beside the fleet, to crash on purpose: {}",
+                game.summary.pid.map_or("?".into(), |p| p.to_string()),
+                game.summary.command
+            );
+        }
+        Some(game)
+    };
     let start = Instant::now();
     let total = Duration::from_secs_f64(args.duration);
     let mut last_delivered = 0;
@@ -363,6 +604,14 @@ async fn demo(args: DemoArgs, logs: &DemoLogs) -> Result<DemoSummary> {
                 *killed_at = Some(Instant::now());
             }
             fe.shutdown().await;
+            // Its logger stops with it, as it would with its process: its heartbeats
+            // stop and logd's fleet view will show it silent.
+            if let Some(logger) = logs.frontend_logger(0) {
+                let _ = tokio::task::spawn_blocking(move || {
+                    logger.shutdown(Duration::from_millis(500))
+                })
+                .await;
+            }
             failover = Some(FailoverSummary {
                 frontend: id.clone(),
                 at_seconds,
@@ -380,6 +629,17 @@ async fn demo(args: DemoArgs, logs: &DemoLogs) -> Result<DemoSummary> {
                 let dy = rng.random_range(-100i8..=100) as u8;
                 let _ = client.send_input(world, Bytes::from(vec![b'S', dx, dy]));
             }
+        }
+        if let Some(game) = crashing.as_mut()
+            && game.poll_exit(start)
+            && !args.json
+        {
+            let how = match game.summary.exit_code {
+                Some(101) => "crashed on purpose (exit code 101)".to_owned(),
+                Some(code) => format!("exited unexpectedly (exit code {code})"),
+                None => "was killed by a signal".to_owned(),
+            };
+            println!("  t={:>4.1}s game-2 {how}", start.elapsed().as_secs_f64());
         }
         if !args.json && Instant::now() >= next_status {
             next_status += Duration::from_secs(1);
@@ -411,6 +671,15 @@ async fn demo(args: DemoArgs, logs: &DemoLogs) -> Result<DemoSummary> {
         }
     }
     let seconds = start.elapsed().as_secs_f64();
+    // The crashing game server has crashed by now, or will within its --crash-after.
+    let crashed_game = match crashing {
+        Some(game) => {
+            let due = Duration::from_secs_f64(game.summary.crash_after_seconds)
+                .saturating_sub(start.elapsed());
+            Some(game.finish(start, due + Duration::from_secs(5)).await)
+        }
+        None => None,
+    };
     // Stop the game; let the last batches reach everyone.
     let _ = stop_tx.send(true);
     game_task.await.context("game task")??;
@@ -487,11 +756,12 @@ async fn demo(args: DemoArgs, logs: &DemoLogs) -> Result<DemoSummary> {
         outputs_received: shared.outputs.load(Ordering::Relaxed),
         log_messages: 0,
         boot_messages: 0,
+        crashed_game,
         logd: None,
     })
 }
 
-fn print_summary(summary: &DemoSummary, json: bool) -> Result<()> {
+fn print_summary(summary: &DemoSummary, json: bool, linger: f64) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string(summary)?);
     } else {
@@ -514,6 +784,17 @@ fn print_summary(summary: &DemoSummary, json: bool) -> Result<()> {
                 f.resumed,
                 f.outage_ms_p50,
                 f.outage_ms_max
+            );
+        }
+        if let Some(c) = &summary.crashed_game {
+            println!(
+                "  crash on purpose:                 {} (pid {}) exited {} with code {}: {}",
+                c.host,
+                c.pid.map_or("?".into(), |p| p.to_string()),
+                c.exited_at_seconds
+                    .map_or("never (killed)".into(), |t| format!("at {t:.1} s")),
+                c.exit_code.map_or("none".into(), |c| c.to_string()),
+                c.command
             );
         }
         println!(
@@ -554,8 +835,90 @@ fn print_summary(summary: &DemoSummary, json: bool) -> Result<()> {
             );
             println!("  query it:  {}", logd.query);
         }
+        if let Some(logd) = &summary.logd {
+            print_fleet(logd);
+            match &logd.page {
+                Some(page) if linger > 0.0 => println!(
+                    "  page: {page}  (search, tail, fleet, alerts; up {linger} s more: --linger, Ctrl-C ends it)"
+                ),
+                Some(page) => println!(
+                    "  page: {page}  (search, tail, fleet, alerts; gone when the demo exits: --linger S keeps it up)"
+                ),
+                None => {}
+            }
+        }
     }
     Ok(())
+}
+
+/// logd's fleet view and alerts, as tables.
+fn print_fleet(logd: &LogdSummary) {
+    println!("  logd's fleet view:");
+    let header = [
+        "STATE",
+        "HOST",
+        "APP",
+        "BOOTS/1h",
+        "CRASHES",
+        "LAST HEARTBEAT",
+    ]
+    .map(String::from);
+    let rows: Vec<[String; 6]> = logd
+        .fleet
+        .iter()
+        .map(|r| {
+            [
+                r.state.clone(),
+                r.host.clone(),
+                r.app.clone(),
+                r.boots_last_hour.to_string(),
+                r.crashes.to_string(),
+                r.last_heartbeat_ago_s
+                    .map_or("-".into(), |s| format!("{s:.1} s ago")),
+            ]
+        })
+        .collect();
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = String::from("    ");
+        for (cell, w) in row.iter().zip(widths) {
+            line.push_str(&format!("{cell:<w$}  "));
+        }
+        println!("{}", line.trim_end());
+    }
+    for r in &logd.fleet {
+        if let Some(crash) = &r.last_crash {
+            println!("    {}/{} last crash: {crash}", r.host, r.app);
+        }
+    }
+    if logd.alerts.firing.is_empty() {
+        println!("  logd's alerts firing: none");
+    } else {
+        println!("  logd's alerts firing:");
+        for a in &logd.alerts.firing {
+            println!("    {:<17} {}", a.name, a.summary);
+        }
+    }
+    if !logd.alerts.recent.is_empty() {
+        println!("  logd's recent alert notifications (oldest first):");
+        for a in &logd.alerts.recent {
+            let (status, at) = match a.ends_at {
+                Some(end) => ("resolved", end),
+                None => ("firing", a.starts_at),
+            };
+            println!(
+                "    {}  {status:<8}  {:<17} {}",
+                flotilla_logd::query::format_ns(at),
+                a.name,
+                a.summary
+            );
+        }
+    }
 }
 
 impl Shared {

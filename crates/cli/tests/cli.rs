@@ -156,6 +156,7 @@ fn bad_settings_are_loud_errors() {
             vec!["demo", "--frontends", "1", "--kill-frontend-at", "1"],
             "at least 2 front-ends",
         ),
+        (vec!["demo", "--linger=-1"], "--linger"),
     ] {
         let out = flotilla().args(&args).output().unwrap();
         assert!(!out.status.success(), "{args:?} should fail");

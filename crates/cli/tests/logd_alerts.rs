@@ -27,22 +27,36 @@ fn flotilla_exe() -> PathBuf {
 struct Hook {
     url: String,
     bodies: Arc<Mutex<Vec<Value>>>,
+    /// Requests answered 500 (the first `fail_first` ones).
+    failed: Arc<Mutex<usize>>,
 }
 
 impl Hook {
     fn start() -> Hook {
+        Hook::failing_first(0)
+    }
+
+    /// A receiver that answers the first `fail_first` requests with 500.
+    fn failing_first(fail_first: usize) -> Hook {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let bodies = Arc::new(Mutex::new(Vec::new()));
+        let failed = Arc::new(Mutex::new(0usize));
         let store = bodies.clone();
+        let failures = failed.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 let store = store.clone();
-                std::thread::spawn(move || serve_one(stream, &store));
+                let failures = failures.clone();
+                std::thread::spawn(move || serve_one(stream, &store, &failures, fail_first));
             }
         });
-        Hook { url, bodies }
+        Hook {
+            url,
+            bodies,
+            failed,
+        }
     }
 
     fn bodies(&self) -> Vec<Value> {
@@ -51,7 +65,12 @@ impl Hook {
 }
 
 /// Reads HTTP/1.1 requests with a Content-Length body and answers 200 to each.
-fn serve_one(stream: std::net::TcpStream, store: &Mutex<Vec<Value>>) {
+fn serve_one(
+    stream: std::net::TcpStream,
+    store: &Mutex<Vec<Value>>,
+    failed: &Mutex<usize>,
+    fail_first: usize,
+) {
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
@@ -81,6 +100,19 @@ fn serve_one(stream: std::net::TcpStream, store: &Mutex<Vec<Value>>) {
         let mut body = vec![0u8; length];
         if reader.read_exact(&mut body).is_err() {
             return;
+        }
+        {
+            let mut failed = failed.lock().unwrap();
+            if *failed < fail_first {
+                *failed += 1;
+                if writer
+                    .write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\nnope")
+                    .is_err()
+                {
+                    return;
+                }
+                continue;
+            }
         }
         if let Ok(v) = serde_json::from_slice(&body) {
             store.lock().unwrap().push(v);
@@ -446,4 +478,145 @@ fn bad_alert_rules_stop_logd_at_start_with_a_clear_error() {
         stderr.contains("alerts.toml") && stderr.contains("loud"),
         "stderr: {stderr}"
     );
+}
+
+/// User rules end to end: a threshold rule and an absence rule from a TOML file, matched
+/// against records sent over TCP, delivered to a Slack-style webhook that fails at first
+/// (retried with backoff, failures counted) and to a command (the Alertmanager-style body
+/// on its standard input).
+#[test]
+fn user_rules_fire_and_reach_a_failing_webhook_and_a_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Hook::failing_first(2);
+    let command_out = dir.path().join("command-out");
+    let rules = dir.path().join("alerts.toml");
+    std::fs::write(
+        &rules,
+        format!(
+            r#"[builtin]
+crash = false
+heartbeat = false
+
+[[rule]]
+name = "PaymentErrors"
+match = {{ app = ["api"], severity = "..err", grep = ["payment"] }}
+threshold = {{ count = 3, window = "1m" }}
+group_by = ["host"]
+labels = {{ severity = "page" }}
+summary = "{{count}} payment errors on {{host}} in {{window}}"
+
+[[rule]]
+name = "BatchSilent"
+match = {{ app = ["batch"] }}
+absence = {{ for = "2s" }}
+group_by = ["host"]
+
+[[notify]]
+webhook = "{url}"
+format = "slack"
+
+[[notify]]
+command = ["sh", "-c", "cat >> {out}; echo >> {out}"]
+"#,
+            url = hook.url,
+            out = command_out.display()
+        ),
+    )
+    .unwrap();
+    let rules_arg = rules.display().to_string();
+    let logd = LogdProcess::spawn(
+        &flotilla_exe(),
+        &dir.path().join("data"),
+        "tcp://127.0.0.1:0",
+        "127.0.0.1:0",
+        &["--alerts", rules_arg.as_str()],
+    )
+    .expect("logd starts");
+    let tcp = logd.addr("tcp").unwrap();
+    let mut conn = std::net::TcpStream::connect(tcp).unwrap();
+    let line = |host: &str, app: &str, pri: u8, msg: &str| {
+        format!("<{pri}>1 2026-12-06T10:00:00Z {host} {app} 1 - - {msg}\n")
+    };
+    // Two errors on web-1 (under the threshold), one on web-2, a batch run, noise.
+    for text in [
+        line("web-1", "api", 11, "payment provider unreachable"),
+        line("web-1", "api", 11, "payment provider unreachable"),
+        line("web-2", "api", 11, "payment provider unreachable"),
+        line("web-1", "api", 14, "payment ok"),
+        line("web-1", "api", 11, "disk full"),
+        line("job-1", "batch", 14, "run started"),
+    ] {
+        conn.write_all(text.as_bytes()).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        json_get(&logd, "/api/alerts")["firing"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "nothing may fire yet"
+    );
+    // The third error on web-1 crosses the threshold for web-1 only.
+    conn.write_all(line("web-1", "api", 11, "payment provider unreachable").as_bytes())
+        .unwrap();
+    let texts = |hook: &Hook| -> Vec<String> {
+        hook.bodies()
+            .iter()
+            .filter_map(|b| b["text"].as_str().map(str::to_string))
+            .collect()
+    };
+    wait_until("both alerts on the webhook", Duration::from_secs(30), || {
+        let t = texts(&hook).join("\n");
+        (t.contains("PaymentErrors") && t.contains("BatchSilent")).then_some(())
+    });
+    let all = texts(&hook).join("\n");
+    assert!(
+        all.contains("[FIRING] PaymentErrors: 3 payment errors on web-1 in 1m"),
+        "{all}"
+    );
+    assert!(!all.contains("web-2"), "web-2 is under the threshold: {all}");
+    assert!(all.contains("[FIRING] BatchSilent"), "{all}");
+    // The first two deliveries failed, were retried and counted.
+    assert_eq!(*hook.failed.lock().unwrap(), 2);
+    let alerts = json_get(&logd, "/api/alerts");
+    let targets: Vec<Value> = alerts["deliveries"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|v| v.as_array().cloned().unwrap_or_default())
+        .collect();
+    let webhook = targets
+        .iter()
+        .find(|t| t["target"].as_str().unwrap().starts_with("webhook"))
+        .unwrap();
+    assert!(webhook["failed_attempts"].as_u64().unwrap() >= 2, "{webhook}");
+    assert!(webhook["delivered"].as_u64().unwrap() >= 2, "{webhook}");
+    // The command got the Alertmanager-style body of each notification.
+    let out = wait_until("the command's output", Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&command_out).unwrap_or_default();
+        (text.contains("PaymentErrors") && text.contains("BatchSilent")).then_some(text)
+    });
+    let bodies: Vec<Value> = out
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("a JSON body per run"))
+        .collect();
+    let payment = bodies
+        .iter()
+        .find(|b| b["alerts"][0]["labels"]["alertname"] == "PaymentErrors")
+        .unwrap();
+    assert_eq!(payment["version"], "4");
+    assert_eq!(payment["status"], "firing");
+    assert_eq!(payment["alerts"][0]["labels"]["host"], "web-1");
+    assert_eq!(payment["alerts"][0]["labels"]["severity"], "page");
+    // The batch job speaks again: its absence resolves.
+    conn.write_all(line("job-1", "batch", 14, "run finished").as_bytes())
+        .unwrap();
+    wait_until("BatchSilent resolved", Duration::from_secs(30), || {
+        texts(&hook)
+            .iter()
+            .any(|t| t.contains("[RESOLVED] BatchSilent"))
+            .then_some(())
+    });
+    logd.kill9();
 }

@@ -14,7 +14,8 @@
 //! again after a failed plain TCP/TLS write gets a new number (stream transports do
 //! not promise exactly-once). RFC 3164 has no structured data: messages in that format
 //! carry no sequence id (and do not use up a number); pre-encoded messages (relayed
-//! by logd) are sent as they are.
+//! by logd) are sent as they are, and a record that brings its own `meta sequenceId`
+//! keeps it (`flotilla log --count` numbers its messages itself).
 
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -93,7 +94,12 @@ impl Encoder {
         m.msg.extend_from_slice(record.message().as_bytes());
         m.msg_bom = false;
         fill_structured_data(&mut m.structured_data, &self.fields_sd_id, record);
-        let with_meta = format == Format::Rfc5424;
+        // A sender that numbers its own messages (its own `meta sequenceId`) keeps its
+        // numbers: two sequenceId parameters in one element would be ambiguous.
+        let with_meta = format == Format::Rfc5424
+            && !self.template.structured_data.iter().any(|e| {
+                e.id == "meta" && e.params.iter().any(|p| p.name == "sequenceId")
+            });
         if with_meta {
             // The element is kept between messages (no allocation): lent to the
             // template for this message and taken back below.
