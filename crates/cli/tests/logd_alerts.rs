@@ -106,7 +106,9 @@ fn serve_one(
             if *failed < fail_first {
                 *failed += 1;
                 if writer
-                    .write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\nnope")
+                    .write_all(
+                        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\nnope",
+                    )
                     .is_err()
                 {
                     return;
@@ -565,16 +567,23 @@ command = ["sh", "-c", "cat >> {out}; echo >> {out}"]
             .filter_map(|b| b["text"].as_str().map(str::to_string))
             .collect()
     };
-    wait_until("both alerts on the webhook", Duration::from_secs(30), || {
-        let t = texts(&hook).join("\n");
-        (t.contains("PaymentErrors") && t.contains("BatchSilent")).then_some(())
-    });
+    wait_until(
+        "both alerts on the webhook",
+        Duration::from_secs(30),
+        || {
+            let t = texts(&hook).join("\n");
+            (t.contains("PaymentErrors") && t.contains("BatchSilent")).then_some(())
+        },
+    );
     let all = texts(&hook).join("\n");
     assert!(
         all.contains("[FIRING] PaymentErrors: 3 payment errors on web-1 in 1m"),
         "{all}"
     );
-    assert!(!all.contains("web-2"), "web-2 is under the threshold: {all}");
+    assert!(
+        !all.contains("web-2"),
+        "web-2 is under the threshold: {all}"
+    );
     assert!(all.contains("[FIRING] BatchSilent"), "{all}");
     // The first two deliveries failed, were retried and counted.
     assert_eq!(*hook.failed.lock().unwrap(), 2);
@@ -589,7 +598,10 @@ command = ["sh", "-c", "cat >> {out}; echo >> {out}"]
         .iter()
         .find(|t| t["target"].as_str().unwrap().starts_with("webhook"))
         .unwrap();
-    assert!(webhook["failed_attempts"].as_u64().unwrap() >= 2, "{webhook}");
+    assert!(
+        webhook["failed_attempts"].as_u64().unwrap() >= 2,
+        "{webhook}"
+    );
     assert!(webhook["delivered"].as_u64().unwrap() >= 2, "{webhook}");
     // The command got the Alertmanager-style body of each notification.
     let out = wait_until("the command's output", Duration::from_secs(10), || {
