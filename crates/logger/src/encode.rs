@@ -97,9 +97,11 @@ impl Encoder {
         // A sender that numbers its own messages (its own `meta sequenceId`) keeps its
         // numbers: two sequenceId parameters in one element would be ambiguous.
         let with_meta = format == Format::Rfc5424
-            && !self.template.structured_data.iter().any(|e| {
-                e.id == "meta" && e.params.iter().any(|p| p.name == "sequenceId")
-            });
+            && !self
+                .template
+                .structured_data
+                .iter()
+                .any(|e| e.id == "meta" && e.params.iter().any(|p| p.name == "sequenceId"));
         if with_meta {
             // The element is kept between messages (no allocation): lent to the
             // template for this message and taken back below.
