@@ -842,8 +842,10 @@ impl RuleSet {
         }
     }
 
-    /// `base` with the boot-loop parameters of `[builtin] boot_loop` (when it is on), so
-    /// that the fleet's boot-looping state and the BootLoop alert agree.
+    /// `base` with the boot-loop parameters of `[builtin] boot_loop`, so that the
+    /// fleet's boot-looping state and the BootLoop alert agree. With the built-in off,
+    /// the fleet has no boot-looping state either: a crash-looping service then stays
+    /// `crashed` (and ServiceCrashed fires) instead of entering a state nobody alerts on.
     pub fn fleet_config(&self, base: FleetConfig) -> FleetConfig {
         match self.builtin.boot_loop {
             Some(b) => FleetConfig {
@@ -851,7 +853,10 @@ impl RuleSet {
                 boot_loop_window: b.within,
                 ..base
             },
-            None => base,
+            None => FleetConfig {
+                boot_loop_boots: 0,
+                ..base
+            },
         }
     }
 }

@@ -44,9 +44,12 @@ pub const MAX_KEY_BYTES: usize = 255;
 /// Longest version, pid, interface name or address kept.
 const MAX_FIELD_BYTES: usize = 255;
 /// Longest crash message kept.
-const MAX_MESSAGE_BYTES: usize = 4096;
+const MAX_MESSAGE_BYTES: usize = 1024;
 /// Most interfaces kept from one boot message.
-const MAX_IPS: usize = 64;
+const MAX_IPS: usize = 16;
+/// Shortest heartbeat interval believed (a declared or inferred shorter one counts as
+/// this): a sender cannot make the fleet judge it, and alert on it, many times a second.
+const MIN_HEARTBEAT_INTERVAL: i64 = NS_PER_SEC;
 /// Buckets of the "last hour" counters.
 pub(crate) const COUNTER_BUCKETS: i64 = 60;
 /// The flotilla logger's private enterprise number suffix of its SD-IDs.
@@ -208,6 +211,7 @@ pub fn observe(id: u64, record: &Record) -> Observation<'_> {
                 .and_then(|e| e.param("interval_ms"))
                 .and_then(|p| p.value().trim().parse::<u64>().ok())
                 .filter(|&ms| ms > 0)
+                .map(|ms| ms.max(1000))
                 .map(|ms| {
                     i64::try_from(ms)
                         .unwrap_or(i64::MAX)
@@ -363,6 +367,9 @@ pub enum FleetInput<'a> {
         /// Its heartbeat interval there (ns); taken when that node's heartbeat is the
         /// newest, or when none is known here.
         heartbeat_interval: Option<i64>,
+        /// Its last crash there, when newer than the one known here (so that a crash
+        /// another node received makes the service crashed here, not silent).
+        last_crash: Option<LastCrash>,
     },
 }
 
@@ -426,10 +433,25 @@ pub struct ServiceRow {
     /// rule needs, kept so that rows of several nodes can be merged.
     #[serde(with = "times")]
     pub recent_boots: Vec<i64>,
+    /// When this node's watch of the service resumed after a gap in it (logd was down):
+    /// the service is not called silent before this plus 3 intervals, since its
+    /// heartbeats during the gap are unknown here. Absent in JSON when not set.
+    #[serde(default, with = "opt_time", skip_serializing_if = "Option::is_none")]
+    pub silence_floor: Option<i64>,
+    /// Whether this node holds records of the service (rather than knowing it only from
+    /// its peers). Only such a node raises the service's built-in alerts.
+    #[serde(default = "yes")]
+    pub local: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The inputs of the state rule, borrowed from a row or a live service.
 struct Liveness {
+    /// No silence before this plus `k` intervals (see [`Fleet::resume`]).
+    silence_floor: Option<i64>,
     last_boot: Option<i64>,
     last_heartbeat: Option<i64>,
     heartbeat_interval: Option<i64>,
@@ -447,6 +469,7 @@ impl Liveness {
             return None;
         };
         let base = self.last_boot.map_or(heartbeat, |b| b.max(heartbeat));
+        let base = self.silence_floor.map_or(base, |f| f.max(base));
         Some(base.saturating_add(interval.saturating_mul(i64::from(config.silent_after_intervals))))
     }
 
@@ -503,6 +526,7 @@ fn nth_latest(
 impl ServiceRow {
     fn liveness(&self, config: &FleetConfig) -> Liveness {
         Liveness {
+            silence_floor: self.silence_floor,
             last_boot: self.last_boot,
             last_heartbeat: self.last_heartbeat,
             heartbeat_interval: self.heartbeat_interval,
@@ -539,7 +563,11 @@ pub fn merge_rows(rows: Vec<ServiceRow>, now: i64, config: &FleetConfig) -> Vec<
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
-                if row.last_boot > m.last_boot {
+                // On a tie (a peer's copy of the same boot), the row that has the boot's
+                // details wins.
+                if row.last_boot > m.last_boot
+                    || (row.last_boot == m.last_boot && m.ip.is_empty() && !row.ip.is_empty())
+                {
                     m.ip = row.ip;
                     m.version = row.version;
                     m.pid = row.pid;
@@ -557,6 +585,8 @@ pub fn merge_rows(rows: Vec<ServiceRow>, now: i64, config: &FleetConfig) -> Vec<
                     m.last_crash = row.last_crash;
                 }
                 m.errors_last_hour = m.errors_last_hour.saturating_add(row.errors_last_hour);
+                m.silence_floor = m.silence_floor.max(row.silence_floor);
+                m.local |= row.local;
                 m.records = m.records.saturating_add(row.records);
                 m.recent_boots.extend(row.recent_boots);
                 m.recent_boots.sort_unstable();
@@ -667,6 +697,9 @@ struct Service {
     last_crash: Option<LastCrash>,
     errors: Buckets,
     records: u64,
+    /// See [`ServiceRow::silence_floor`].
+    #[serde(default)]
+    silence_floor: Option<i64>,
     /// The state last reported.
     state: ServiceState,
     /// The timer registered for it.
@@ -693,6 +726,7 @@ impl Service {
             last_crash: None,
             errors: Buckets::default(),
             records: 0,
+            silence_floor: None,
             state: ServiceState::Up,
             deadline: None,
         }
@@ -704,6 +738,7 @@ impl Service {
 
     fn liveness(&self, config: &FleetConfig) -> Liveness {
         Liveness {
+            silence_floor: self.silence_floor,
             last_boot: self.last_boot,
             last_heartbeat: self.last_heartbeat,
             heartbeat_interval: self.heartbeat_interval,
@@ -732,6 +767,8 @@ impl Service {
             errors_last_hour: self.errors.count(now, width),
             records: self.records,
             recent_boots: self.recent_boots.iter().copied().collect(),
+            silence_floor: self.silence_floor,
+            local: self.records > 0,
         }
     }
 
@@ -855,29 +892,7 @@ impl Fleet {
         match input {
             FleetInput::Observe(observation) => self.observe_one(now, &observation),
             FleetInput::Tick => {}
-            FleetInput::PeerSeen {
-                key,
-                last_heartbeat,
-                last_message,
-                last_boot,
-                heartbeat_interval,
-            } => self.peer_seen(
-                now,
-                &key,
-                last_heartbeat,
-                last_message,
-                last_boot,
-                heartbeat_interval,
-            ),
-        }
-    }
-
-    /// Feeds several observations at the same `now` (the same as one
-    /// [`FleetInput::Observe`] each).
-    pub fn handle_batch(&mut self, now: i64, observations: &[Observation<'_>]) {
-        self.run_timers(now);
-        for observation in observations {
-            self.observe_one(now, observation);
+            peer @ FleetInput::PeerSeen { .. } => self.peer_seen(now, peer),
         }
     }
 
@@ -997,13 +1012,17 @@ impl Fleet {
         if state != service.state {
             let from = service.state;
             service.state = state;
-            self.outputs.push_back(FleetEvent::StateChanged {
-                key: service.key(),
-                from,
-                to: state,
-                at,
-                reason: service.reason(from, state, config),
-            });
+            // A service known only from peers (no record of it here) changes state
+            // quietly: the node that holds its records reports it, not every node.
+            if service.records > 0 {
+                self.outputs.push_back(FleetEvent::StateChanged {
+                    key: service.key(),
+                    from,
+                    to: state,
+                    at,
+                    reason: service.reason(from, state, config),
+                });
+            }
         }
         let deadline = liveness.next_change(now, config);
         if deadline != service.deadline {
@@ -1067,7 +1086,7 @@ impl Fleet {
                 } else if let Some(previous) = service.heartbeat_chain
                     && t > previous
                 {
-                    service.heartbeat_interval = Some(t - previous);
+                    service.heartbeat_interval = Some((t - previous).max(MIN_HEARTBEAT_INTERVAL));
                 }
                 if service.heartbeat_chain.is_none_or(|p| t > p) {
                     service.heartbeat_chain = Some(t);
@@ -1093,15 +1112,18 @@ impl Fleet {
         self.refresh(i, now, now);
     }
 
-    fn peer_seen(
-        &mut self,
-        now: i64,
-        key: &ServiceKey,
-        last_heartbeat: Option<i64>,
-        last_message: Option<i64>,
-        last_boot: Option<i64>,
-        heartbeat_interval: Option<i64>,
-    ) {
+    fn peer_seen(&mut self, now: i64, news: FleetInput<'_>) {
+        let FleetInput::PeerSeen {
+            key,
+            last_heartbeat,
+            last_message,
+            last_boot,
+            heartbeat_interval,
+            last_crash,
+        } = news
+        else {
+            return;
+        };
         let host = clip(&key.host, MAX_KEY_BYTES);
         let app = clip(&key.app, MAX_KEY_BYTES);
         let Some(i) = self.lookup_or_insert(host, app) else {
@@ -1125,7 +1147,38 @@ impl Fleet {
         if service.first_boot.is_none() {
             service.first_boot = last_boot;
         }
+        // A crash another node received: this node must not take the silence that
+        // follows for a service that stopped heartbeating (the counters stay its own).
+        if let Some(crash) = last_crash
+            && service.last_crash.as_ref().is_none_or(|c| crash.at > c.at)
+        {
+            service.last_crash = Some(LastCrash {
+                at: crash.at,
+                message: clip_owned(&crash.message, MAX_MESSAGE_BYTES),
+            });
+        }
         self.refresh(i, now, now);
+    }
+
+    /// Resumes watching after a gap (logd was stopped; `stopped_at` is the last instant
+    /// it watched, `now` the first it watches again). A service whose silence deadline
+    /// fell within the gap is not called silent for it (its heartbeats during the gap
+    /// were never seen here): its deadline becomes `now + grace + k` intervals. A
+    /// service already silent before the gap stays silent.
+    pub fn resume(&mut self, stopped_at: i64, now: i64, grace: i64) {
+        let config = self.config.clone();
+        for i in 0..self.services.len() {
+            let Some(service) = self.services.get_mut(i) else {
+                continue;
+            };
+            let deadline = service.liveness(&config).silent_after(&config);
+            if deadline.is_some_and(|d| d > stopped_at && d <= now.saturating_add(grace)) {
+                service.silence_floor = Some(now.saturating_add(grace));
+                if let Ok(index) = u32::try_from(i) {
+                    self.refresh(index, now, now);
+                }
+            }
+        }
     }
 }
 

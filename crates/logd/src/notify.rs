@@ -4,8 +4,12 @@
 //! The alert engine's notifications are handed to [`Notifier::send`], which never
 //! blocks: each target has its own bounded queue and its own task. A failed delivery
 //! is retried with exponential backoff (250 ms doubling to 30 s) until it succeeds; what
-//! does not fit in a queue ([`QUEUE_LIMIT`]) is dropped oldest first and counted. Nothing
-//! here can slow ingest down: the worst a dead target costs is its queue.
+//! does not fit in a queue ([`QUEUE_LIMIT`]) is dropped oldest first and counted. A
+//! delivery the target refuses for good (an HTTP 4xx other than 408 and 429, a command
+//! that cannot be started) is not retried: it is dropped, counted as `rejected`, and the
+//! error kept, so one bad notification never holds up the ones behind it. A command runs
+//! once per notification, and each is removed from the queue as soon as it succeeded.
+//! Nothing here can slow ingest down: the worst a dead target costs is its queue.
 //!
 //! Alertmanager forgets a firing alert whose `endsAt` passed (by default 5 minutes after
 //! the last time it was sent), so the watcher re-sends every firing alert to
@@ -78,7 +82,8 @@ impl AlertForms for Alert {
         if let (AlertStatus::Resolved, Some(end), Some(o)) =
             (self.status, self.ends_at, v.as_object_mut())
         {
-            o.insert("endsAt".into(), json!(format_ns(end)));
+            // Alertmanager refuses an end before the start (400).
+            o.insert("endsAt".into(), json!(format_ns(end.max(self.starts_at))));
         }
         v
     }
@@ -90,7 +95,10 @@ impl AlertForms for Alert {
             "labels": self.labels,
             "annotations": {"summary": self.summary},
             "startsAt": format_ns(self.starts_at),
-            "endsAt": self.ends_at.map_or_else(|| "0001-01-01T00:00:00Z".to_string(), format_ns),
+            "endsAt": self.ends_at.map_or_else(
+                || "0001-01-01T00:00:00Z".to_string(),
+                |e| format_ns(e.max(self.starts_at))
+            ),
             "generatorURL": generator_url,
             "fingerprint": self.fingerprint,
         })
@@ -145,6 +153,8 @@ pub struct DeliveryStats {
     pub failed_attempts: u64,
     /// Notifications dropped because the queue was full.
     pub dropped: u64,
+    /// Notifications the target refused for good (not retried).
+    pub rejected: u64,
     /// Notifications waiting.
     pub pending: u64,
     /// The last failure, if the last attempt failed.
@@ -284,9 +294,15 @@ impl Drop for Notifier {
 async fn deliver_loop(queue: Arc<Queue>, client: Option<reqwest::Client>, generator_url: String) {
     let mut backoff = RETRY_FIRST;
     loop {
+        // A command runs once per notification: one at a time, so that a failure never
+        // runs the ones before it again.
+        let batch_size = match queue.target {
+            NotifyTarget::Command { .. } => 1,
+            _ => BATCH,
+        };
         let (last, batch): (u64, Vec<Alert>) = match queue.state.lock() {
             Ok(state) => {
-                let taken: Vec<&(u64, Alert)> = state.pending.iter().take(BATCH).collect();
+                let taken: Vec<&(u64, Alert)> = state.pending.iter().take(batch_size).collect();
                 (
                     taken.last().map_or(0, |(n, _)| *n),
                     taken.into_iter().map(|(_, a)| a.clone()).collect(),
@@ -315,7 +331,17 @@ async fn deliver_loop(queue: Arc<Queue>, client: Option<reqwest::Client>, genera
                     state.stats.last_error = None;
                     false
                 }
-                Err(e) => {
+                Err(Failure::Permanent(e)) => {
+                    while state.pending.front().is_some_and(|(n, _)| *n <= last) {
+                        state.pending.pop_front();
+                    }
+                    state.stats.rejected += batch.len() as u64;
+                    state.stats.pending = state.pending.len() as u64;
+                    tracing::error!(target = %describe(&queue.target), error = %e, "alert delivery refused; not retried");
+                    state.stats.last_error = Some(e);
+                    false
+                }
+                Err(Failure::Retry(e)) => {
                     state.stats.failed_attempts += 1;
                     tracing::warn!(target = %describe(&queue.target), error = %e, retry_in = ?backoff, "alert delivery failed");
                     state.stats.last_error = Some(e);
@@ -332,12 +358,20 @@ async fn deliver_loop(queue: Arc<Queue>, client: Option<reqwest::Client>, genera
     }
 }
 
+/// Why a delivery failed.
+enum Failure {
+    /// Worth retrying (unreachable, timed out, 5xx, 408, 429, a command that failed).
+    Retry(String),
+    /// The target refuses it for good (4xx, a command that cannot be started).
+    Permanent(String),
+}
+
 async fn deliver(
     target: &NotifyTarget,
     client: Option<&reqwest::Client>,
     generator_url: &str,
     batch: &[Alert],
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     match target {
         NotifyTarget::Alertmanager { url } => {
             let body: Vec<Value> = batch
@@ -371,33 +405,42 @@ async fn post_json(
     client: Option<&reqwest::Client>,
     url: &str,
     body: &Value,
-) -> Result<(), String> {
-    let client = client.ok_or_else(|| "no HTTP client (TLS set-up failed)".to_string())?;
+) -> Result<(), Failure> {
+    let client =
+        client.ok_or_else(|| Failure::Retry("no HTTP client (TLS set-up failed)".to_string()))?;
     let response = client
         .post(url)
         .json(body)
         .send()
         .await
-        .map_err(|e| format!("POST {url}: {}", error_chain(&e)))?;
+        .map_err(|e| Failure::Retry(format!("POST {url}: {}", error_chain(&e))))?;
     let status = response.status();
     if status.is_success() {
         return Ok(());
     }
     let text = response.text().await.unwrap_or_default();
     let text: String = text.chars().take(300).collect();
-    Err(format!("POST {url}: HTTP {status}: {text}"))
+    let message = format!("POST {url}: HTTP {status}: {text}");
+    let code = status.as_u16();
+    if status.is_client_error() && code != 408 && code != 429 {
+        Err(Failure::Permanent(message))
+    } else {
+        Err(Failure::Retry(message))
+    }
 }
 
-async fn run_command(argv: &[String], alert: &Alert, generator_url: &str) -> Result<(), String> {
+async fn run_command(argv: &[String], alert: &Alert, generator_url: &str) -> Result<(), Failure> {
     use tokio::io::AsyncWriteExt as _;
     let (program, args) = argv
         .split_first()
-        .ok_or_else(|| "empty command".to_string())?;
+        .ok_or_else(|| Failure::Permanent("empty command".to_string()))?;
+    // An environment value cannot hold a NUL byte (a summary can: it quotes records).
+    let env = |v: &str| v.replace('\0', " ");
     let mut child = tokio::process::Command::new(program)
         .args(args)
-        .env("FLOTILLA_ALERT_NAME", &alert.name)
+        .env("FLOTILLA_ALERT_NAME", env(&alert.name))
         .env("FLOTILLA_ALERT_STATUS", alert.status_text())
-        .env("FLOTILLA_ALERT_SUMMARY", &alert.summary)
+        .env("FLOTILLA_ALERT_SUMMARY", env(&alert.summary))
         .env(
             "FLOTILLA_ALERT_LABELS",
             serde_json::to_string(&alert.labels).unwrap_or_default(),
@@ -407,20 +450,25 @@ async fn run_command(argv: &[String], alert: &Alert, generator_url: &str) -> Res
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("starting {program}: {e}"))?;
+        .map_err(|e| Failure::Permanent(format!("starting {program}: {e}")))?;
     let body = webhook_body(std::slice::from_ref(alert), generator_url).to_string();
     if let Some(mut stdin) = child.stdin.take() {
         // A program that does not read its input is not an error.
         let _ = stdin.write_all(body.as_bytes()).await;
     }
     match tokio::time::timeout(COMMAND_TIMEOUT, child.wait_with_output()).await {
-        Err(_) => Err(format!("{program} ran longer than {COMMAND_TIMEOUT:?}")),
-        Ok(Err(e)) => Err(format!("waiting for {program}: {e}")),
+        Err(_) => Err(Failure::Retry(format!(
+            "{program} ran longer than {COMMAND_TIMEOUT:?}"
+        ))),
+        Ok(Err(e)) => Err(Failure::Retry(format!("waiting for {program}: {e}"))),
         Ok(Ok(out)) if out.status.success() => Ok(()),
         Ok(Ok(out)) => {
             let stderr = String::from_utf8_lossy(&out.stderr);
             let stderr: String = stderr.trim().chars().take(300).collect();
-            Err(format!("{program} exited with {}: {stderr}", out.status))
+            Err(Failure::Retry(format!(
+                "{program} exited with {}: {stderr}",
+                out.status
+            )))
         }
     }
 }

@@ -15,9 +15,20 @@
 //!   data directory (written to a temporary file, synced, renamed). At start it restores
 //!   them and replays the records stored after the saved point, so the fleet view and
 //!   firing alerts survive a restart, even a `kill -9`;
-//! - with peers, it asks them for their fleet rows every [`PEER_POLL`] and feeds their
-//!   liveness (last heartbeat, last message, last boot) to its own fleet, so that a
-//!   service whose logger failed over to another node is not taken for silent here.
+//! - with peers, a task on the node's runtime asks them for their fleet rows every
+//!   [`PEER_POLL`] (a slow or hung peer never holds up this thread) and hands them over;
+//!   their liveness (last heartbeat, message, boot, crash) is fed to this node's fleet,
+//!   so that a service whose logger failed over to another node is not taken for silent
+//!   here. Only a node that holds a service's records alerts for it;
+//! - time: records are fed at their received-at time; deadlines are judged
+//!   [`TICK_LAG`] behind the wall clock, so that a record received just before a
+//!   deadline (still on its way through the write-ahead log) counts;
+//! - after a restart, services whose heartbeat deadline fell while logd was down get a
+//!   new grace period ([`Fleet::resume`]) instead of all being called silent at once; a
+//!   first start on a data directory without saved state replays its last day without
+//!   notifying, then announces what is firing;
+//! - RELP resends (same `meta sequenceId`, same bytes; see [`crate::peers::dup_key`])
+//!   are fed once.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -39,7 +50,13 @@ use crate::store::Store;
 pub const SAVE_EVERY: Duration = Duration::from_secs(5);
 
 /// How often peers are asked for their fleet rows.
-pub const PEER_POLL: Duration = Duration::from_secs(5);
+pub const PEER_POLL: Duration = Duration::from_secs(2);
+
+/// How far behind the wall clock deadlines are judged.
+pub const TICK_LAG: Duration = Duration::from_millis(250);
+
+/// Recent duplicate keys remembered (RELP resends arrive within seconds).
+const DEDUP_WINDOW: usize = 65_536;
 
 /// File name of the saved state in the data directory.
 pub const STATE_FILE: &str = "watch.json";
@@ -96,6 +113,8 @@ pub struct WatchStats {
     pub services: u64,
     /// Records of services beyond the fleet's cap.
     pub services_dropped: u64,
+    /// Matches of user rules not tracked because a rule had too many groups.
+    pub groups_dropped: u64,
     /// Notifications produced.
     pub notifications: u64,
     /// Failed saves of `watch.json`.
@@ -105,6 +124,7 @@ pub struct WatchStats {
 }
 
 struct Shared {
+    /// Lock order: `fleet` before `engine` (the watcher takes both; readers one).
     fleet: Mutex<Fleet>,
     engine: Mutex<AlertEngine>,
     stats: Mutex<WatchStats>,
@@ -118,6 +138,7 @@ pub struct Watch {
     shared: Arc<Shared>,
     notifier: Arc<Notifier>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    peer_poll: Option<tokio::task::JoinHandle<()>>,
     has_user_rules: bool,
 }
 
@@ -138,19 +159,27 @@ impl Watch {
         ));
         let has_user_rules = !config.rules.rules.is_empty();
         let saved = load_state(&state_path)?;
-        let (fleet, engine, through_id, since) = match saved {
+        let first_start = saved.is_none();
+        // `clock`: the machines' time when they were saved (they judged everything up
+        // to it), or the start of the history a first start replays.
+        let (fleet, engine, through_id, since, clock) = match saved {
             Some(s) => (
                 Fleet::restore(s.fleet, fleet_config),
                 AlertEngine::restore(s.alerts, config.rules, config.node.clone()),
                 s.through_id,
                 s.saved_at.saturating_sub(REPLAY_MARGIN_NS),
+                s.saved_at,
             ),
-            None => (
-                Fleet::new(fleet_config),
-                AlertEngine::new(config.rules, config.node.clone()),
-                0,
-                now_nanos().saturating_sub(FIRST_START_HISTORY_NS),
-            ),
+            None => {
+                let since = now_nanos().saturating_sub(FIRST_START_HISTORY_NS);
+                (
+                    Fleet::new(fleet_config),
+                    AlertEngine::new(config.rules, config.node.clone()),
+                    0,
+                    since,
+                    since,
+                )
+            }
         };
         let shared = Arc::new(Shared {
             fleet: Mutex::new(fleet),
@@ -163,6 +192,16 @@ impl Watch {
         // Subscribed before the replay: nothing stored meanwhile is missed (what both
         // deliver is skipped by id).
         let rx = store.subscribe();
+        let (peer_tx, peer_rx) = tokio::sync::mpsc::channel::<Vec<ServiceRow>>(2);
+        let peer_poll = config
+            .peers
+            .clone()
+            .map(|peers| runtime.spawn(poll_peers(peers, peer_tx)));
+        let grace = if config.peers.is_some() {
+            i64::try_from(PEER_POLL.as_nanos() * 2).unwrap_or(i64::MAX)
+        } else {
+            0
+        };
         let mut runner = Runner {
             store: store.clone(),
             shared: shared.clone(),
@@ -170,25 +209,38 @@ impl Watch {
             state_path,
             through_id,
             has_user_rules,
-            peers: config.peers,
             dirty: true,
+            deliver: !first_start,
+            dedup: crate::peers::Dedup::new(DEDUP_WINDOW),
             last_received: since,
-            clock: since,
+            clock,
         };
         // Restored engines may have resolutions queued (rules removed since).
         runner.drain_outputs(runner.clock);
         runner.replay(since)?;
-        // Then time catches up with the wall clock.
-        runner.tick(now_nanos());
+        // The gap between the last record seen and now was not watched: deadlines that
+        // fell in it start over.
+        let now = now_nanos();
+        if let Ok(mut fleet) = runner.shared.fleet.lock() {
+            fleet.resume(runner.clock, now, grace);
+        }
+        runner.tick(now);
+        if first_start {
+            // A first start replays history quietly, then announces what fires now.
+            runner.deliver = true;
+            let firing = shared.engine.lock().map(|e| e.firing()).unwrap_or_default();
+            notifier.send(&firing);
+        }
         runner.save();
         let thread = std::thread::Builder::new()
             .name("logd-watch".into())
-            .spawn(move || runner.run(rx))
+            .spawn(move || runner.run(rx, peer_rx))
             .map_err(|e| Error::io("starting the watcher thread", e))?;
         Ok(Watch {
             shared,
             notifier,
             thread: Mutex::new(Some(thread)),
+            peer_poll,
             has_user_rules,
         })
     }
@@ -244,6 +296,9 @@ impl Watch {
             stats.services = f.len() as u64;
             stats.services_dropped = f.services_dropped();
         }
+        if let Ok(e) = self.shared.engine.lock() {
+            stats.groups_dropped = e.groups_dropped();
+        }
         stats
     }
 
@@ -269,6 +324,9 @@ impl Watch {
     /// Stops the watcher after it has fed what the store delivered, and saves its state.
     /// Idempotent.
     pub fn shutdown(&self) {
+        if let Some(task) = &self.peer_poll {
+            task.abort();
+        }
         self.shared.stop.store(true, Ordering::Release);
         self.shared.wake.notify_one();
         let handle = self.thread.lock().ok().and_then(|mut t| t.take());
@@ -293,9 +351,12 @@ struct Runner {
     /// The last record id fed.
     through_id: u64,
     has_user_rules: bool,
-    peers: Option<Arc<crate::peers::Peers>>,
     /// Something changed since the last save.
     dirty: bool,
+    /// Notifications go to the notifier (off while a first start replays history).
+    deliver: bool,
+    /// Recent RELP resends' keys.
+    dedup: crate::peers::Dedup,
     /// The received-at time of the last record fed (where a re-read starts).
     last_received: i64,
     /// The machines' time: the latest of the records' received-at times and the wall
@@ -304,7 +365,11 @@ struct Runner {
 }
 
 impl Runner {
-    fn run(mut self, mut rx: broadcast::Receiver<Arc<Vec<(u64, Record)>>>) {
+    fn run(
+        mut self,
+        mut rx: broadcast::Receiver<Arc<Vec<(u64, Record)>>>,
+        mut peer_rx: tokio::sync::mpsc::Receiver<Vec<ServiceRow>>,
+    ) {
         let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
@@ -319,7 +384,6 @@ impl Runner {
         runtime.block_on(async move {
             let mut next_save = tokio::time::Instant::now() + SAVE_EVERY;
             let mut next_resend = tokio::time::Instant::now() + ALERTMANAGER_RESEND;
-            let mut next_peer_poll = tokio::time::Instant::now() + PEER_POLL;
             loop {
                 if shared.stop.load(Ordering::Acquire) {
                     // What the store delivered before stopping is fed, then saved.
@@ -330,11 +394,10 @@ impl Runner {
                 }
                 let wake_at = self
                     .machine_deadline()
-                    .map(deadline_instant)
+                    .map(|d| deadline_instant(d.saturating_add(lag_ns())))
                     .unwrap_or(next_save)
                     .min(next_save)
-                    .min(next_resend)
-                    .min(next_peer_poll);
+                    .min(next_resend);
                 tokio::select! {
                     received = rx.recv() => match received {
                         Ok(batch) => self.feed(&batch),
@@ -349,20 +412,20 @@ impl Runner {
                         }
                         Err(broadcast::error::RecvError::Closed) => break,
                     },
+                    rows = peer_rx.recv() => {
+                        if let Some(rows) = rows {
+                            self.peer_rows(rows);
+                        }
+                    }
                     () = tokio::time::sleep_until(wake_at) => {}
                     () = shared.wake.notified() => {}
                 }
-                let now = now_nanos();
-                self.tick(now);
+                self.tick(now_nanos().saturating_sub(lag_ns()));
                 let instant = tokio::time::Instant::now();
                 if instant >= next_resend {
                     next_resend = instant + ALERTMANAGER_RESEND;
                     let firing = shared.engine.lock().map(|e| e.firing()).unwrap_or_default();
                     self.notifier.send_to_alertmanagers(&firing);
-                }
-                if instant >= next_peer_poll {
-                    next_peer_poll = instant + PEER_POLL;
-                    self.poll_peers().await;
                 }
                 if instant >= next_save {
                     next_save = instant + SAVE_EVERY;
@@ -409,6 +472,11 @@ impl Runner {
             for (id, record) in batch {
                 // Ids start at 1: `through_id` 0 skips nothing.
                 if *id <= self.through_id {
+                    continue;
+                }
+                if !self.dedup.first(crate::peers::dup_key(&record.raw)) {
+                    // A RELP resend of a record already fed.
+                    self.through_id = *id;
                     continue;
                 }
                 let now = self.clock.max(record.received_at);
@@ -479,8 +547,10 @@ impl Runner {
         }
         // Saved before delivery: a restart (even kill -9) right after does not replay
         // the records that caused them into the same notifications again.
-        self.save();
-        self.notifier.send(&notifications);
+        if self.deliver {
+            self.save();
+            self.notifier.send(&notifications);
+        }
     }
 
     /// Reads the records stored after `through_id` (received since `since`) back from
@@ -517,24 +587,12 @@ impl Runner {
     }
 
     /// Feeds the peers' liveness of each service to the fleet.
-    async fn poll_peers(&mut self) {
-        let Some(peers) = self.peers.clone() else {
-            return;
-        };
-        let answers = peers.get_json_all("/api/fleet?local=1").await;
-        let now = now_nanos();
-        let Ok(mut fleet) = self.shared.fleet.lock() else {
-            return;
-        };
-        for answer in answers {
-            let Ok(body) = answer.result else {
-                continue;
-            };
-            let Some(services) = body.get("services").cloned() else {
-                continue;
-            };
-            let Ok(rows) = serde_json::from_value::<Vec<ServiceRow>>(services) else {
-                continue;
+    fn peer_rows(&mut self, rows: Vec<ServiceRow>) {
+        let now = self.clock.max(now_nanos().saturating_sub(lag_ns()));
+        self.clock = now;
+        {
+            let Ok(mut fleet) = self.shared.fleet.lock() else {
+                return;
             };
             for row in rows {
                 fleet.handle(
@@ -545,11 +603,11 @@ impl Runner {
                         last_message: row.last_message,
                         last_boot: row.last_boot,
                         heartbeat_interval: row.heartbeat_interval,
+                        last_crash: row.last_crash,
                     },
                 );
             }
         }
-        drop(fleet);
         self.dirty = true;
         self.drain_outputs(now);
     }
@@ -579,6 +637,46 @@ impl Runner {
                 }
             }
         }
+    }
+}
+
+/// [`TICK_LAG`] in ns.
+fn lag_ns() -> i64 {
+    i64::try_from(TICK_LAG.as_nanos()).unwrap_or(0)
+}
+
+/// Asks the peers for their own fleet rows every [`PEER_POLL`] and hands them to the
+/// watcher (dropped when the watcher has not taken the previous ones yet). Runs on the
+/// node's runtime: a slow peer delays only this task.
+async fn poll_peers(
+    peers: Arc<crate::peers::Peers>,
+    tx: tokio::sync::mpsc::Sender<Vec<ServiceRow>>,
+) {
+    let mut interval = tokio::time::interval(PEER_POLL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let mut rows = Vec::new();
+        for answer in peers.get_json_all("/api/fleet?local=1").await {
+            let Ok(mut body) = answer.result else {
+                continue;
+            };
+            let services = body
+                .get_mut("services")
+                .map(serde_json::Value::take)
+                .unwrap_or_default();
+            match serde_json::from_value::<Vec<ServiceRow>>(services) {
+                // Only what the peer knows from its own records.
+                Ok(theirs) => rows.extend(theirs.into_iter().filter(|r| r.local)),
+                Err(e) => {
+                    tracing::warn!(peer = %answer.url, error = %e, "watcher: a peer's fleet rows do not parse")
+                }
+            }
+        }
+        if tx.is_closed() {
+            return;
+        }
+        let _ = tx.try_send(rows);
     }
 }
 

@@ -16,11 +16,15 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+
 use crate::alerts::Alert;
 use crate::fleet::{ServiceRow, merge_rows};
 use crate::http::HttpState;
+use crate::peers::NodeReport;
 use crate::query::format_ns;
 use crate::record::now_nanos;
+use crate::watch::Watch;
 
 /// Most recent notifications returned by `/api/alerts`.
 const RECENT_LIMIT: usize = 200;
@@ -48,8 +52,37 @@ pub fn parse_local(raw: Option<&str>) -> Result<bool, String> {
 }
 
 /// This node's line in `"nodes"`.
-fn own_node(state: &HttpState) -> Value {
-    json!({"node": state.store.config().node_id, "url": null, "ok": true, "error": null})
+fn own_node(state: &HttpState) -> NodeReport {
+    NodeReport {
+        node: Some(state.store.config().node_id.clone()),
+        url: "(this node)".to_string(),
+        ok: true,
+        matched: None,
+        error: None,
+    }
+}
+
+/// A peer's line in `"nodes"`.
+fn peer_node(url: String, node: Option<String>, error: Option<String>) -> NodeReport {
+    NodeReport {
+        node,
+        url,
+        ok: error.is_none(),
+        matched: None,
+        error,
+    }
+}
+
+/// Runs `f` with the watcher off the async workers: its locks are held while a batch of
+/// records is fed, which must not stall the tasks that serve ingest.
+async fn with_watch<T: Send + 'static>(
+    watch: &Arc<Watch>,
+    f: impl FnOnce(&Watch) -> T + Send + 'static,
+) -> Result<T, String> {
+    let watch = watch.clone();
+    tokio::task::spawn_blocking(move || f(&watch))
+        .await
+        .map_err(|e| format!("the watcher's answer failed: {e}"))
 }
 
 /// The `/api/fleet` answer.
@@ -58,7 +91,7 @@ pub async fn fleet(state: &HttpState, local: bool) -> Result<Value, String> {
         .watch
         .as_ref()
         .ok_or_else(|| "this logd runs without the fleet view".to_string())?;
-    let mut rows = watch.fleet_rows();
+    let (mut rows, config) = with_watch(watch, |w| (w.fleet_rows(), w.fleet_config())).await?;
     let mut nodes = vec![own_node(state)];
     if !local && let Some(peers) = &state.peers {
         let mut merged = false;
@@ -72,19 +105,13 @@ pub async fn fleet(state: &HttpState, local: bool) -> Result<Value, String> {
                 Ok(theirs) => {
                     rows.extend(theirs);
                     merged = true;
-                    nodes.push(
-                        json!({"node": answer.node, "url": answer.url, "ok": true, "error": null}),
-                    );
+                    nodes.push(peer_node(answer.url, answer.node, None));
                 }
-                Err(e) => {
-                    nodes.push(
-                        json!({"node": answer.node, "url": answer.url, "ok": false, "error": e}),
-                    );
-                }
+                Err(e) => nodes.push(peer_node(answer.url, answer.node, Some(e))),
             }
         }
         if merged {
-            rows = merge_rows(rows, now_nanos(), &watch.fleet_config());
+            rows = merge_rows(rows, now_nanos(), &config);
         }
     }
     Ok(json!({
@@ -100,9 +127,10 @@ pub async fn alerts(state: &HttpState, local: bool) -> Result<Value, String> {
         .watch
         .as_ref()
         .ok_or_else(|| "this logd runs without alerts".to_string())?;
-    let (mut firing, mut recent) = watch.alerts();
+    let ((mut firing, mut recent), own_deliveries) =
+        with_watch(watch, |w| (w.alerts(), w.deliveries())).await?;
     let mut nodes = vec![own_node(state)];
-    let mut deliveries = json!({ state.store.config().node_id.clone(): watch.deliveries() });
+    let mut deliveries = json!({ state.store.config().node_id.clone(): own_deliveries });
     if !local && let Some(peers) = &state.peers {
         for answer in peers.get_json_all("/api/alerts?local=1").await {
             let parsed = answer.result.and_then(|body| {
@@ -127,15 +155,9 @@ pub async fn alerts(state: &HttpState, local: bool) -> Result<Value, String> {
                     {
                         ours.extend(theirs);
                     }
-                    nodes.push(
-                        json!({"node": answer.node, "url": answer.url, "ok": true, "error": null}),
-                    );
+                    nodes.push(peer_node(answer.url, answer.node, None));
                 }
-                Err(e) => {
-                    nodes.push(
-                        json!({"node": answer.node, "url": answer.url, "ok": false, "error": e}),
-                    );
-                }
+                Err(e) => nodes.push(peer_node(answer.url, answer.node, Some(e))),
             }
         }
         firing = merge_firing(firing);

@@ -298,6 +298,20 @@ fn builtins_can_be_turned_off_and_tuned() {
         sim.feed(T0 + i * S, &boot("h", "a", 1));
     }
     assert!(sim.take().is_empty());
+    // With the boot-loop built-in off, a crash loop is still seen: each crash is a
+    // ServiceCrashed (resolved by the next boot), never swallowed by a boot-looping
+    // state nobody alerts on.
+    let mut sim = Sim::rules("[builtin]\nboot_loop = false\n");
+    for i in 0..4 {
+        sim.feed(T0 + 10 * i * S, &boot("h", "a", 1));
+        sim.feed(T0 + 10 * i * S + S, &crash("h", "a", "boom"));
+    }
+    let fired = sim
+        .take()
+        .iter()
+        .filter(|(status, name, ..)| *status == Firing && name == "ServiceCrashed")
+        .count();
+    assert_eq!(fired, 4);
 }
 
 const DISK: &str = r#"

@@ -4,8 +4,8 @@
 
 use bytes::Bytes;
 use flotilla_logd::fleet::{
-    Fleet, FleetConfig, FleetEvent, FleetInput, FleetSnapshot, ObservationKind, ServiceKey,
-    ServiceRow, ServiceState, merge_rows, observe,
+    Fleet, FleetConfig, FleetEvent, FleetInput, FleetSnapshot, LastCrash, ObservationKind,
+    ServiceKey, ServiceRow, ServiceState, merge_rows, observe,
 };
 use flotilla_logd::{Record, Source};
 use flotilla_syslog::Severity;
@@ -431,7 +431,7 @@ fn rows_have_the_documented_json_shape() {
             "crashes": 1,
             "last_crash": {"at": "2023-11-14T22:13:40.000000000Z", "message": "boom"},
             "errors_last_hour": 2, "records": 5,
-            "recent_boots": [boot_at],
+            "recent_boots": [boot_at], "local": true,
         })
     );
     assert_eq!(
@@ -441,7 +441,7 @@ fn rows_have_the_documented_json_shape() {
             "first_boot": null, "last_boot": null, "boots_last_hour": 0, "ip": [],
             "version": null, "pid": null, "last_heartbeat": null, "heartbeat_interval_s": null,
             "last_message": "2023-11-14T22:13:41.000000000Z", "crashes": 0, "last_crash": null,
-            "errors_last_hour": 0, "records": 1, "recent_boots": [],
+            "errors_last_hour": 0, "records": 1, "recent_boots": [], "local": true,
         })
     );
     // Rows read back from JSON (as from a peer node) are the same rows.
@@ -531,6 +531,7 @@ fn peers_raise_liveness_but_not_counters() {
             last_message: Some(T0 + 96 * S),
             last_boot: None,
             heartbeat_interval: Some(10 * S),
+            last_crash: None,
         },
     );
     sim.drain();
@@ -556,11 +557,101 @@ fn peers_raise_liveness_but_not_counters() {
             last_message: Some(T0),
             last_boot: None,
             heartbeat_interval: None,
+            last_crash: None,
         },
     );
     let row = sim.fleet.row("web-1", "api", T0 + 101 * S).unwrap();
     assert_eq!(row.last_heartbeat, Some(T0 + 95 * S));
     assert_eq!(sim.fleet.poll_timeout(), Some(T0 + 125 * S + 1));
+}
+
+#[test]
+fn services_known_only_from_peers_change_state_quietly() {
+    // No record of web-9 here: its peers' news never makes this node alert for it.
+    let mut sim = Sim::new(FleetConfig::default());
+    let k = key("web-9", "api");
+    sim.fleet.handle(
+        T0,
+        FleetInput::PeerSeen {
+            key: k.clone(),
+            last_heartbeat: Some(T0),
+            last_message: Some(T0),
+            last_boot: Some(T0),
+            heartbeat_interval: Some(10 * S),
+            last_crash: None,
+        },
+    );
+    sim.advance(T0 + 100 * S);
+    assert!(sim.take().is_empty());
+    let row = sim.fleet.row("web-9", "api", T0 + 100 * S).unwrap();
+    assert_eq!(row.state, ServiceState::Silent);
+    assert!(!row.local);
+}
+
+#[test]
+fn a_crash_another_node_received_is_not_silence_here() {
+    let mut sim = Sim::new(FleetConfig::default());
+    let k = key("web-1", "api");
+    sim.feed(T0, &heartbeat("web-1", "api", Some(10_000)));
+    sim.fleet.handle(
+        T0 + 5 * S,
+        FleetInput::PeerSeen {
+            key: k.clone(),
+            last_heartbeat: Some(T0 + 4 * S),
+            last_message: Some(T0 + 5 * S),
+            last_boot: None,
+            heartbeat_interval: Some(10 * S),
+            last_crash: Some(LastCrash {
+                at: T0 + 5 * S,
+                message: "boom".into(),
+            }),
+        },
+    );
+    sim.advance(T0 + 100 * S);
+    let row = sim.fleet.row("web-1", "api", T0 + 100 * S).unwrap();
+    assert_eq!(row.state, ServiceState::Crashed);
+    assert_eq!(row.crashes, 0, "counters stay this node's own");
+    assert!(
+        sim.take().iter().all(|e| !matches!(
+            e,
+            FleetEvent::StateChanged {
+                to: ServiceState::Silent,
+                ..
+            }
+        )),
+        "never silent"
+    );
+}
+
+#[test]
+fn a_gap_in_the_watch_does_not_make_services_silent() {
+    let mut sim = Sim::new(FleetConfig::default());
+    sim.feed(T0, &heartbeat("up-1", "api", Some(10_000)));
+    sim.feed(T0, &heartbeat("quiet-1", "api", Some(10_000)));
+    sim.feed(T0 + 20 * S, &heartbeat("up-1", "api", Some(10_000)));
+    // quiet-1 falls silent while logd still watches (deadline T0 + 30 s).
+    sim.advance(T0 + 40 * S);
+    sim.take();
+    // logd stops at T0 + 40 s and comes back at T0 + 600 s: up-1's deadline (T0 + 50 s)
+    // fell in the gap.
+    sim.fleet.resume(T0 + 40 * S, T0 + 600 * S, 0);
+    sim.drain();
+    assert!(sim.take().is_empty());
+    assert_eq!(
+        sim.fleet.row("up-1", "api", T0 + 600 * S).unwrap().state,
+        ServiceState::Up
+    );
+    assert_eq!(
+        sim.fleet.row("quiet-1", "api", T0 + 600 * S).unwrap().state,
+        ServiceState::Silent
+    );
+    // Its heartbeats resumed: it stays up; had they not, silent 3 intervals later.
+    sim.feed(T0 + 605 * S, &heartbeat("up-1", "api", Some(10_000)));
+    sim.advance(T0 + 620 * S);
+    assert!(sim.take().is_empty());
+    sim.advance(T0 + 700 * S);
+    let events = sim.take();
+    assert_eq!(events.len(), 1, "{events:?}");
 }
 
 #[test]
