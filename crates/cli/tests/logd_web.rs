@@ -618,6 +618,85 @@ fn tail_shows_messages_sent_after_the_page_opened() {
     assert_clean_console(&all);
 }
 
+/// With peers, the page's Resume gives back the merged tail's cursor (`NODE=ID,…`), so
+/// every node continues after its own last record: what a peer stored while the tail was
+/// paused comes too.
+#[test]
+fn tail_resume_with_peers_continues_on_every_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dir_a, dir_b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&dir_a).unwrap();
+    std::fs::create_dir_all(&dir_b).unwrap();
+    let a = start(&dir_a);
+    let peer = format!("http://{}", a.http);
+    let b = LogdProcess::spawn(
+        &flotilla_exe(),
+        &dir_b.join("data"),
+        "tcp://127.0.0.1:0",
+        "127.0.0.1:0",
+        &["--peers", &peer],
+    )
+    .expect("logd with a peer starts");
+    let say = |logd: &LogdProcess, msg: &str| {
+        send_tcp(
+            logd.tcp,
+            &[line(134, "web-1", "resume", "1", "-", "-", msg)],
+        );
+    };
+    // More records on b, so that b's ids are the larger ones.
+    say(&a, "a before");
+    for i in 0..3 {
+        say(&b, &format!("b before {i}"));
+    }
+    wait_stored(&a, "app=resume&local=1", 1);
+    wait_stored(&b, "app=resume&local=1", 3);
+    let browser = browser();
+    let page = browser
+        .open(&format!("http://{}/#tail?app=resume", b.http))
+        .unwrap();
+    page.wait_for(
+        "document.querySelector('#tail').dataset.state === 'live' && \
+         document.querySelector('#tail-rows').dataset.rows === '4'",
+        WAIT,
+    )
+    .unwrap();
+    page.eval("document.querySelector('#tail-toggle').click()")
+        .unwrap();
+    page.wait_for(
+        "document.querySelector('#tail').dataset.state === 'paused'",
+        WAIT,
+    )
+    .unwrap();
+    say(&a, "a while paused");
+    say(&b, "b while paused");
+    wait_stored(&a, "app=resume&local=1", 2);
+    wait_stored(&b, "app=resume&local=1", 4);
+    page.eval("document.querySelector('#tail-toggle').click()")
+        .unwrap();
+    page.wait_for(
+        "document.querySelector('#tail-rows').dataset.rows === '6'",
+        WAIT,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let rows = table_rows(&page, "tail-rows");
+    let mut msgs: Vec<&str> = rows.iter().map(|r| r[6].as_str()).collect();
+    msgs.sort_unstable();
+    assert_eq!(
+        msgs,
+        [
+            "a before",
+            "a while paused",
+            "b before 0",
+            "b before 1",
+            "b before 2",
+            "b while paused"
+        ],
+        "each record once, from both nodes"
+    );
+    assert_clean_console(&page);
+}
+
 #[test]
 fn fleet_shows_a_crashed_service_and_alerts_render() {
     let dir = tempfile::tempdir().unwrap();

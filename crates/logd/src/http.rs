@@ -36,13 +36,16 @@
 //! {"url":"http://…","ok":false,"error":"cannot connect: …"}]` (`matched`: what a
 //! limited query got from the node, or its count in `/api/query/stats`). A node that is
 //! down is reported there, never silently missing; a partial answer is still `200`. A
-//! node that does not answer within 2 s of connecting is counted down.
+//! node that cannot be connected to within 2 s, or does not start answering within 30 s,
+//! is counted down.
 //!
 //! # Endpoints
 //!
 //! - `GET /api/query?FILTERS&limit=N`: matching records as JSON Lines
 //!   (`application/x-ndjson`), one [`RecordJson`] a line (with `node` set), oldest first.
-//!   With a limit (default [`DEFAULT_LIMIT`]) the newest N matches are returned and the
+//!   With a limit (default [`DEFAULT_LIMIT`]) the newest N matches are returned (N
+//!   distinct ones: a duplicate shown once is not counted, so fewer than N means that no
+//!   older match is left) and the
 //!   query's [`QueryStats`] are in the headers `x-flotilla-segments-total`,
 //!   `x-flotilla-segments-in-range`, `x-flotilla-blocks-in-range`,
 //!   `x-flotilla-blocks-opened`, `x-flotilla-records-scanned`, `x-flotilla-matched` and
@@ -69,7 +72,10 @@
 //!   made durable from now on is an event `record` (`id:` the record's id, `data:` its
 //!   [`RecordJson`]); with `backfill=N` the newest N matches come first, then live ones,
 //!   with no duplicate and no gap. When the tail falls more than 1,024 store batches
-//!   behind, an event `lagged` with `{"missed_batches": n}` says so. A comment is sent
+//!   behind, an event `lagged` with `{"missed_batches": n}` says so; when a tail resumed
+//!   with `after` has more matches after it than `backfill` (the newest N come), an event
+//!   `lagged` with `{"backfill_capped": N, "node": "…"}` comes first: the older ones were
+//!   skipped. A comment is sent
 //!   first and every [`TAIL_KEEP_ALIVE`]. The stream ends when logd shuts down.
 //!
 //!   With peers the tail follows every node: an event `nodes` comes first (once every
@@ -619,13 +625,25 @@ async fn query(State(app): State<App>, RawQuery(raw): RawQuery) -> Result<Respon
         return Ok(stream_query(store, matcher, node, local, app.shutdown));
     }
     let (body, stats) = blocking(move || {
-        let (records, stats) = store.query(&matcher, Some(limit))?;
-        let mut body = Vec::with_capacity(records.len() * 320);
-        // Duplicates this node holds (a RELP resend after a reconnect) are shown once.
-        let mut dedup = crate::peers::Dedup::new(usize::MAX);
-        for (id, record) in &records {
+        // The newest `limit` distinct matches. Duplicates this node holds (a RELP resend
+        // after a reconnect) are shown once and not counted, so the scan goes on past
+        // them: a page shorter than `limit` means no older match is left.
+        let mut records = Vec::new();
+        let mut distinct = crate::peers::Dedup::new(usize::MAX);
+        let mut n = 0usize;
+        let stats = store.scan(&matcher, true, &mut |id, record| {
             let key = crate::peers::dup_key(&record.raw);
-            if dedup.first(key) {
+            if distinct.first(key) {
+                n += 1;
+            }
+            records.push((id, record.clone(), key));
+            n < limit
+        })?;
+        let mut body = Vec::with_capacity(n * 320);
+        // Oldest first; of copies, the first in time is the one shown (as everywhere).
+        let mut dedup = crate::peers::Dedup::new(usize::MAX);
+        for (id, record, key) in records.iter().rev() {
+            if dedup.first(*key) {
                 write_json_line(&mut body, *id, record, &node, key.filter(|_| local));
             }
         }
@@ -826,20 +844,34 @@ async fn tail(
     let backfill = params.backfill.unwrap_or(0);
     if backfill > 0 {
         let m = matcher.clone();
-        let records = blocking(move || {
+        let (records, capped) = blocking(move || {
             let mut out = Vec::new();
+            let mut capped = false;
             // Newest first: ids decrease, so the scan stops at the first one already seen.
             store.scan(&m, true, &mut |id, record| {
                 if id <= after {
                     return false;
                 }
+                if out.len() == backfill {
+                    // Resuming: one more match after `after` means some are skipped.
+                    capped = true;
+                    return false;
+                }
                 out.push((id, record.clone()));
-                out.len() < backfill
+                out.len() < backfill || after > 0
             })?;
             out.reverse();
-            Ok(out)
+            Ok((out, capped))
         })
         .await?;
+        if capped {
+            tracing::debug!(after, backfill, "http: a resumed tail skips older records");
+            queue.push_back(
+                Event::default()
+                    .event("lagged")
+                    .data(json!({ "backfill_capped": backfill, "node": node }).to_string()),
+            );
+        }
         for (id, record) in &records {
             queue.extend(record_event(*id, record, &node, local));
             last_id = last_id.max(*id);

@@ -8,13 +8,17 @@
 //!   `local=1` (answer from this node only: no request is fanned out twice, so peers
 //!   listing each other cannot loop);
 //! - `/api/query` merges the peers' oldest-first JSON Lines by received-at time (a k-way
-//!   merge; with a limit each node sends its newest N and the newest N overall are kept),
+//!   merge; with a limit each node sends its newest N distinct records, duplicates it
+//!   holds itself not counted, and the newest N distinct overall are kept, so a page of N
+//!   is short only when no older match is left anywhere),
 //!   `/api/query/stats` sums, `/api/tail` interleaves the live events as they arrive;
 //! - every node asked is reported: the header [`NODES_HEADER`] (and, on a tail, the event
 //!   `nodes`, sent first and again whenever a peer drops or comes back) holds
 //!   `[{"node":"id","url":"…","ok":true,"matched":n},{"url":"…","ok":false,"error":"…"}]`.
-//!   A node that is down costs at most [`CONNECT_TIMEOUT`] and is reported, never silently
-//!   missing;
+//!   A node that is down costs at most [`CONNECT_TIMEOUT`], one that accepts connections
+//!   but does not answer at most [`ANSWER_TIMEOUT`] (a tail shows the others meanwhile:
+//!   its first `nodes` event comes at most 4 s after it started); either is reported,
+//!   never silently missing;
 //! - duplicates are shown once (the rule: [`dup_key`]).
 //!
 //! A peer URL that is this node itself (listing the same `--peers` on every node is the
@@ -28,12 +32,15 @@
 //! it is then stored twice (on two nodes, or twice on one node after a reconnect). The
 //! flotilla logger puts `[meta sequenceId="N"]` (RFC 5424 §7.3.1) in every message and a
 //! resend is byte-identical, so: **two records are duplicates when both carry a `meta`
-//! element with `sequenceId` and their raw frames are byte-equal** (compared by their
-//! 128-bit xxh3 hash, [`dup_key`]). Records without a sequence id are never merged: two
+//! element with `sequenceId` in their structured data and their raw frames are
+//! byte-equal** (compared by their 128-bit xxh3 hash, [`dup_key`], the one place the
+//! rule is written; a message text that merely quotes `[meta sequenceId="N"]` does not
+//! count). Records without a sequence id are never merged: two
 //! equal lines from a sender that does not number its messages may well be two events.
 //! The first copy in time order is kept. Duplicates are recognised within the last
 //! [`DEDUP_WINDOW`] numbered records of a streamed answer or a tail (resends follow the
-//! original closely); a limited answer is de-duplicated whole. Statistics
+//! original closely); a limited answer is de-duplicated whole (its N records are N
+//! distinct ones). Statistics
 //! (`x-flotilla-matched`, `/api/query/stats`) count stored records, duplicates included.
 //!
 //! Between nodes, a `local=1` answer carries each numbered record's key as a last JSON
@@ -44,9 +51,14 @@
 //!
 //! A merged tail's events carry as `id:` a cursor naming the last record id seen from
 //! each node, `NODE=ID,NODE=ID`; `after=` and `Last-Event-ID` take it back (each node
-//! resumes after its own entry; a node without an entry sends live records only). When a
-//! peer's tail drops, it is reconnected with backoff and resumed after the last record
-//! seen from it, so what it stored meanwhile is not skipped.
+//! resumes after its own entry; a node without an entry sends live records only). The
+//! cursor passes every record received, duplicates left out included, so a resumed tail
+//! does not show them again. When a peer's tail drops, it is reconnected with backoff and
+//! resumed after the last record seen from it with a backfill of at most
+//! [`crate::http::MAX_LIMIT`] records: what it stored meanwhile comes, the newest
+//! `MAX_LIMIT` of it when it is more, and then the peer sends an event `lagged`
+//! (`{"backfill_capped": n, "node": "…"}`, passed on to the client) saying that older
+//! records were skipped (search for them).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
@@ -101,6 +113,10 @@ const STREAM_FLUSH: Duration = Duration::from_millis(200);
 /// Lines a peer's reader hands to the merge at once.
 const LINE_BATCH: usize = 512;
 
+/// Longest wait, from its start, before a merged tail sends its first `nodes` event (and
+/// the records held until then) although some source has not answered yet.
+const START_WAIT: Duration = Duration::from_secs(4);
+
 // ---------------------------------------------------------------------------------------
 // The duplicate rule.
 
@@ -111,27 +127,86 @@ pub fn dup_key(raw: &[u8]) -> Option<u128> {
     carries_sequence_id(raw).then(|| xxhash_rust::xxh3::xxh3_128(raw))
 }
 
-/// Whether a frame has `[meta … sequenceId="…"…]` (a byte search, no parse: the
-/// `sequenceId` parameter must be in the element that starts with `[meta `).
+/// Whether a frame's structured data has a `meta` element with a `sequenceId` parameter.
+///
+/// A cheap scan, no full parse (it runs for every record): the structured data starts
+/// after the header's sixth space-separated field (`<PRI>VERSION TIMESTAMP HOSTNAME
+/// APP-NAME PROCID MSGID`, RFC 5424 §6) and is a run of `[ID PARAM="VALUE" …]` elements
+/// (`\"`, `\\` and `\]` escaped in values); the message after it is never looked at, so
+/// a message that merely quotes `[meta sequenceId="…"]` does not count.
 fn carries_sequence_id(raw: &[u8]) -> bool {
-    let Some(start) = memchr::memmem::find(raw, b"[meta ") else {
-        return false;
-    };
-    let element = &raw[start + 6..];
-    let Some(at) = memchr::memmem::find(element, b"sequenceId=\"") else {
-        return false;
-    };
-    // The parameter belongs to this element: no unescaped `]` before it.
-    let before = &element[..at];
-    let mut escaped = false;
-    for &b in before {
-        match b {
-            b'\\' if !escaped => escaped = true,
-            b']' if !escaped => return false,
-            _ => escaped = false,
+    // Past the six header fields.
+    let mut at = 0;
+    for _ in 0..6 {
+        match memchr::memchr(b' ', &raw[at..]) {
+            Some(i) => at += i + 1,
+            None => return false,
         }
     }
-    at == 0 || matches!(before.last(), Some(b' '))
+    // Element by element: `at` is where the next one would start.
+    while raw.get(at) == Some(&b'[') {
+        let Some(end) = element_end(raw, at) else {
+            return false;
+        };
+        if raw[at..end].starts_with(b"[meta ") && has_sequence_id(&raw[at + 6..end]) {
+            return true;
+        }
+        at = end + 1;
+    }
+    false
+}
+
+/// The index of the `]` closing the element that starts at `raw[start]` (`[`): the first
+/// one outside a quoted value.
+fn element_end(raw: &[u8], start: usize) -> Option<usize> {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, &b) in raw.iter().enumerate().skip(start + 1) {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match b {
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b']' if !quoted => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Whether an element's parameters (`NAME="VALUE" …`, after the element's id) include
+/// `sequenceId`.
+fn has_sequence_id(params: &[u8]) -> bool {
+    let mut rest = params;
+    loop {
+        while rest.first() == Some(&b' ') {
+            rest = &rest[1..];
+        }
+        let Some(eq) = memchr::memchr(b'=', rest) else {
+            return false;
+        };
+        if &rest[..eq] == b"sequenceId" {
+            return rest.get(eq + 1) == Some(&b'"');
+        }
+        // Past this parameter's quoted value.
+        let mut i = eq + 2;
+        let mut escaped = false;
+        while i < rest.len() {
+            match rest[i] {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => break,
+                _ => {}
+            }
+            i += 1;
+        }
+        if i >= rest.len() {
+            return false;
+        }
+        rest = &rest[i + 1..];
+    }
 }
 
 /// Remembers the last `capacity` keys seen.
@@ -1032,12 +1107,16 @@ async fn follow_source(
             (None, None) => {}
         }
         let query = peer_query(Some(&filters), &[], &extra);
+        // A peer that accepts the connection but never answers costs ANSWER_TIMEOUT, then
+        // counts as down (and is tried again), like any other failure.
+        let request = peers.client.get(format!("{url}/api/tail?{query}")).send();
         let sent = tokio::select! {
-            r = peers.client.get(format!("{url}/api/tail?{query}")).send() => r,
+            r = tokio::time::timeout(ANSWER_TIMEOUT, request) => r,
             () = tx.closed() => return,
         };
         let why = match sent {
-            Ok(r) if r.status().is_success() => {
+            Err(_) => "no answer in time".to_string(),
+            Ok(Ok(r)) if r.status().is_success() => {
                 if node.is_none() {
                     node = peers.known_node(&url);
                 }
@@ -1078,12 +1157,12 @@ async fn follow_source(
                     }
                 }
             }
-            Ok(r) => {
+            Ok(Ok(r)) => {
                 let status = r.status();
                 let body = r.bytes().await.unwrap_or_default();
                 error_message(status, &body)
             }
-            Err(e) => describe(e),
+            Ok(Err(e)) => describe(e),
         };
         first = false;
         if tx.send(TailItem::Down(index, why)).await.is_err() {
@@ -1104,6 +1183,9 @@ struct MergedTail {
     /// Sources that reported their first status.
     heard: Vec<bool>,
     started: bool,
+    /// When the first `nodes` event is sent even if some source was not heard from yet
+    /// (one deadline for the whole start: records arriving meanwhile do not push it back).
+    start_by: tokio::time::Instant,
     /// Records received before the first `nodes` event.
     held: VecDeque<Event>,
     dedup: Dedup,
@@ -1184,6 +1266,7 @@ pub(crate) async fn tail(
         reports,
         heard,
         started: false,
+        start_by: tokio::time::Instant::now() + START_WAIT,
         held: VecDeque::new(),
         dedup: Dedup::new(DEDUP_WINDOW),
         cursor: cursor_map,
@@ -1207,7 +1290,7 @@ fn merged_stream(
             }
             let item = tokio::select! {
                 () = wait_shutdown(&mut t.shutdown) => return None,
-                () = tokio::time::sleep(CONNECT_TIMEOUT * 2), if !t.started => {
+                () = tokio::time::sleep_until(t.start_by), if !t.started => {
                     // Some source is slow to answer: report what is known.
                     t.started = true;
                     return Some((Ok(nodes_event(&t.reports)), t));
@@ -1247,9 +1330,6 @@ fn merged_stream(
                 }
                 TailItem::Record(data) => {
                     let (line, key) = split_dup(data.as_bytes());
-                    if !t.dedup.first(key) {
-                        continue;
-                    }
                     let line = if key.is_some() {
                         let mut s = String::from_utf8_lossy(line).into_owned();
                         s.push('}');
@@ -1260,9 +1340,14 @@ fn merged_stream(
                     let Ok(head) = serde_json::from_str::<RecordHead>(&line) else {
                         continue;
                     };
+                    // The cursor passes every record received, shown or not: a duplicate
+                    // left out here must not come back after a resume with this cursor.
                     if let Some(node) = &head.node {
                         let last = t.cursor.entry(node.clone()).or_insert(0);
                         *last = (*last).max(head.id);
+                    }
+                    if !t.dedup.first(key) {
+                        continue;
                     }
                     let event = Event::default()
                         .event("record")
@@ -1311,6 +1396,31 @@ mod tests {
             dup_key(b"<14>1 - h a - - [meta x=\"1\"][y sequenceId=\"1\"] x"),
             None
         );
+        // Only the structured data counts: a message quoting the element does not.
+        assert_eq!(
+            dup_key(b"<14>1 - h a - - - see [meta sequenceId=\"1\"] in the docs"),
+            None
+        );
+        assert_eq!(
+            dup_key(b"<14>1 - h a - - [x@1 a=\"b\"] quoting [meta sequenceId=\"1\"]"),
+            None
+        );
+        // Nor does a value of another element or of another parameter.
+        assert_eq!(
+            dup_key(b"<14>1 - h a - - [x@1 a=\"[meta sequenceId=\\\"1\\\"\\]\"] m"),
+            None
+        );
+        assert_eq!(
+            dup_key(b"<14>1 - h a - - [meta x=\" sequenceId=\\\"1\\\"\"] m"),
+            None
+        );
+        // Escapes inside values are skipped; no message at all is fine.
+        assert!(
+            dup_key(b"<14>1 - h a - - [x@1 a=\"q\\\"]\"][meta a=\"\\]\" sequenceId=\"2\"]")
+                .is_some()
+        );
+        assert_eq!(dup_key(b"<14>1 - h a - -"), None);
+        assert_eq!(dup_key(b"[meta sequenceId=\"1\"]"), None);
         let mut d = Dedup::new(2);
         assert!(d.first(Some(1)));
         assert!(!d.first(Some(1)));
@@ -1333,6 +1443,83 @@ mod tests {
         assert_eq!(received_at_ns(body), 42);
         let plain = br#"{"id":1,"node":"n"}"#;
         assert_eq!(split_dup(plain), (&plain[..], None));
+    }
+
+    /// The `id:` and event name of each event of a merged tail fed `items`.
+    fn merged_events(items: Vec<TailItem>, sources: usize) -> Vec<(String, Option<String>)> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (tx, rx) = mpsc::channel(items.len().max(1));
+            for item in items {
+                tx.send(item).await.unwrap();
+            }
+            drop(tx);
+            let state = MergedTail {
+                rx,
+                reports: (0..sources)
+                    .map(|i| down(format!("http://127.0.0.1:{i}"), None, "connecting".into()))
+                    .collect(),
+                heard: vec![false; sources],
+                started: false,
+                start_by: tokio::time::Instant::now() + START_WAIT,
+                held: VecDeque::new(),
+                dedup: Dedup::new(DEDUP_WINDOW),
+                cursor: HashMap::new(),
+                shutdown: None,
+            };
+            let body = Sse::new(merged_stream(state)).into_response().into_body();
+            let text = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+            let text = String::from_utf8(text.to_vec()).unwrap();
+            text.split("\n\n")
+                .filter_map(|block| {
+                    let mut event = None;
+                    let mut id = None;
+                    for line in block.lines() {
+                        if let Some(v) = line.strip_prefix("event:") {
+                            event = Some(v.trim().to_string());
+                        } else if let Some(v) = line.strip_prefix("id:") {
+                            id = Some(v.trim().to_string());
+                        }
+                    }
+                    Some((event?, id))
+                })
+                .collect()
+        })
+    }
+
+    fn record_line(node: &str, id: u64, key: Option<u128>) -> TailItem {
+        let mut line =
+            format!(r#"{{"id":{id},"received_at_ns":{id},"node":"{node}"}}"#).into_bytes();
+        if let Some(key) = key {
+            append_dup(&mut line, key);
+        }
+        TailItem::Record(String::from_utf8(line).unwrap())
+    }
+
+    #[test]
+    fn a_merged_tail_cursor_passes_duplicates_left_out() {
+        let events = merged_events(
+            vec![
+                TailItem::Up(0, Some("a".into())),
+                TailItem::Up(1, Some("b".into())),
+                record_line("a", 1, Some(7)),
+                // b's copy of a's record: not shown, but b's place moves past it.
+                record_line("b", 5, Some(7)),
+                record_line("a", 2, None),
+            ],
+            2,
+        );
+        let records: Vec<_> = events.iter().filter(|(e, _)| e == "record").collect();
+        assert_eq!(records.len(), 2, "{events:?}");
+        assert_eq!(records[0].1.as_deref(), Some("a=1"));
+        assert_eq!(
+            records[1].1.as_deref(),
+            Some("a=2,b=5"),
+            "a resume with this cursor must not send b's copy again"
+        );
     }
 
     #[test]

@@ -27,6 +27,12 @@ struct Server {
 }
 
 fn start() -> Server {
+    start_with_peers(None)
+}
+
+/// A served store; with `peers`, queries and tails without `local=1` go through
+/// [`flotilla_logd::peers`] (this node asked through its own address, and these).
+fn start_with_peers(peers: Option<&[String]>) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let mut config = StoreConfig::new(dir.path());
     config.node_id = NODE.into();
@@ -41,7 +47,14 @@ fn start() -> Server {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
+    let peers = peers.map(|urls| {
+        Arc::new(
+            flotilla_logd::peers::Peers::new(urls, NODE, Some(listener.local_addr().unwrap()))
+                .unwrap(),
+        )
+    });
     let state = HttpState {
+        peers,
         extra_stats: Arc::new(|| {
             json!({"listeners": [
                 {"url": "tcp://127.0.0.1:6514", "connections_open": 1, "connections_total": 3,
@@ -800,4 +813,185 @@ fn router_serves_without_serve() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["listeners"], json!({}));
     task.abort();
+}
+
+/// `[meta sequenceId="i"]` frames of app `dup`, message `n=i`.
+fn sequenced(range: std::ops::Range<usize>) -> Vec<Vec<u8>> {
+    range
+        .map(|i| format!("<14>1 - h dup - - [meta sequenceId=\"{i}\"] n={i}").into_bytes())
+        .collect()
+}
+
+fn slices(frames: &[Vec<u8>]) -> Vec<&[u8]> {
+    frames.iter().map(Vec::as_slice).collect()
+}
+
+#[test]
+fn a_limited_query_returns_n_distinct_records_past_duplicates() {
+    // Through the peers' path (this node asked as a peer) and on the node alone.
+    let server = start_with_peers(Some(&[]));
+    let frames = sequenced(0..10);
+    server.ingest(&slices(&frames));
+    // The newest three stored again (a RELP resend after a reconnect).
+    server.ingest(&slices(&frames[7..]));
+    for local in [false, true] {
+        let mut params = vec![("app", "dup"), ("limit", "5")];
+        if local {
+            params.push(("local", "1"));
+        }
+        let (status, _, body) = get(&server.url("/api/query"), &params);
+        assert_eq!(status, 200, "{body}");
+        let lines: Vec<Value> = body
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let msgs: Vec<&str> = lines.iter().map(|r| r["msg"].as_str().unwrap()).collect();
+        assert_eq!(
+            msgs,
+            ["n=5", "n=6", "n=7", "n=8", "n=9"],
+            "local={local}: a page of 5 is 5 distinct records"
+        );
+        // Of the copies, the first stored is the one shown (ids 1..=10 are the first).
+        assert!(
+            lines.iter().all(|r| r["id"].as_u64().unwrap() <= 10),
+            "{body}"
+        );
+        // Fewer than asked only when nothing older is left.
+        params[1] = ("limit", "20");
+        let (_, _, body) = get(&server.url("/api/query"), &params);
+        assert_eq!(body.lines().count(), 10, "local={local}: {body}");
+    }
+}
+
+#[test]
+fn a_resumed_tail_says_when_its_backfill_skipped_records() {
+    let server = start();
+    let frames = numbered(0..10);
+    server.ingest(&slices(&frames));
+    let (_, _, body) = get(&server.url("/api/query"), &[("app", "seq")]);
+    let ids: Vec<String> = records(&body).iter().map(|r| r.id.to_string()).collect();
+    // Resumed after n=2 with room for 3: n=3..=6 are skipped, and the tail says so.
+    let tail = TailReader::open(
+        &server.url("/api/tail"),
+        &[
+            ("app", "seq"),
+            ("after", ids[2].as_str()),
+            ("backfill", "3"),
+        ],
+        None,
+    );
+    let lagged = tail.next();
+    assert_eq!(lagged.event, "lagged", "{lagged:?}");
+    let data: Value = serde_json::from_str(&lagged.data).unwrap();
+    assert_eq!(data, json!({"backfill_capped": 3, "node": NODE}));
+    let got: Vec<usize> = (0..3).map(|_| n_of(&tail.next().record())).collect();
+    assert_eq!(got, [7, 8, 9]);
+    assert!(tail.quiet_for(Duration::from_millis(200)));
+    // Exactly room for what came after: nothing skipped, nothing said.
+    for (after, backfill) in [(&ids[6], "3"), (&ids[6], "100")] {
+        let tail = TailReader::open(
+            &server.url("/api/tail"),
+            &[
+                ("app", "seq"),
+                ("after", after.as_str()),
+                ("backfill", backfill),
+            ],
+            None,
+        );
+        let got: Vec<usize> = (0..3).map(|_| n_of(&tail.next().record())).collect();
+        assert_eq!(got, [7, 8, 9]);
+        assert!(tail.quiet_for(Duration::from_millis(200)));
+    }
+}
+
+#[test]
+fn a_merged_tail_resumed_past_the_backfill_cap_says_so() {
+    let server = start_with_peers(Some(&[]));
+    server.ingest(&[b"<14>1 - h cap - - - first"]);
+    // More than a resume fetches back (MAX_LIMIT) after the cursor.
+    let n = http::MAX_LIMIT + 3;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(20_000) {
+        let frames: Vec<Vec<u8>> = chunk
+            .iter()
+            .map(|i| format!("<14>1 - h cap - - - n={i}").into_bytes())
+            .collect();
+        server.ingest(&slices(&frames));
+    }
+    let tail = TailReader::open(
+        &server.url("/api/tail"),
+        &[("app", "cap"), ("after", format!("{NODE}=1").as_str())],
+        None,
+    );
+    let nodes = tail.next();
+    assert_eq!(nodes.event, "nodes", "{nodes:?}");
+    let lagged = tail.next();
+    assert_eq!(lagged.event, "lagged", "{lagged:?}");
+    let data: Value = serde_json::from_str(&lagged.data).unwrap();
+    assert_eq!(data["backfill_capped"], http::MAX_LIMIT);
+    assert_eq!(data["node"], NODE);
+    let first = tail.next();
+    assert_eq!(first.event, "record");
+    let r: RecordJson = serde_json::from_str(&first.data).unwrap();
+    assert_eq!(r.msg, "n=3", "the newest MAX_LIMIT come");
+}
+
+#[test]
+fn a_peer_that_accepts_but_never_answers_does_not_stall_a_merged_tail() {
+    // Accepts connections and never writes a byte.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung_url = format!("http://{}", hung.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in hung.incoming() {
+            match conn {
+                Ok(c) => held.push(c),
+                Err(_) => return,
+            }
+        }
+    });
+    let server = start_with_peers(Some(std::slice::from_ref(&hung_url)));
+    // This node streams all along: records keep arriving from it.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let ingest = server.store.ingest();
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let record = Record {
+                    received_at: flotilla_logd::record::now_nanos(),
+                    source: Source::LOCAL,
+                    flags: 0,
+                    raw: format!("<14>1 - h beat - - - n={i}").into_bytes().into(),
+                };
+                ingest.submit_blocking(vec![record], true).unwrap();
+                i += 1;
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        })
+    };
+    let tail = TailReader::open(&server.url("/api/tail"), &[("app", "beat")], None);
+    let opened = Instant::now();
+    // The first event: the nodes, the silent one not ok, within the start wait (4 s).
+    let nodes = tail.next();
+    assert_eq!(nodes.event, "nodes", "{nodes:?}");
+    assert!(
+        opened.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        opened.elapsed()
+    );
+    let reports: Vec<Value> = serde_json::from_str(&nodes.data).unwrap();
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    let report = |url: &str| reports.iter().find(|r| r["url"] == url).unwrap().clone();
+    assert_eq!(report(&server.base)["ok"], true, "{reports:?}");
+    assert_eq!(report(&hung_url)["ok"], false, "{reports:?}");
+    // Then this node's records, held meanwhile and live.
+    for _ in 0..3 {
+        let e = tail.next();
+        assert_eq!(e.event, "record", "{e:?}");
+        let r: RecordJson = serde_json::from_str(&e.data).unwrap();
+        assert_eq!(r.app_name.as_deref(), Some("beat"));
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
 }

@@ -17,7 +17,8 @@
   const FLEET_MAX_ROWS = 1000;
   const SD_VALUE_MAX = 240;
   const VIEWS = ["search", "tail", "fleet", "alerts"];
-  // Filters that may be given several times: whitespace- or comma-separated in the form.
+  // Filters that may be given several times: whitespace- or comma-separated in the form,
+  // a value holding either in double quotes ("my app, v2"; see multiValues).
   const MULTI = ["host", "app", "msgid", "procid"];
   const SINGLE = ["severity", "grep", "substr", "sd"];
   const TIME = ["since", "until"];
@@ -139,7 +140,7 @@
       }
     }
     for (const k of MULTI) {
-      for (const v of form.elements[k].value.split(/[\s,]+/)) if (v) p.append(k, v);
+      for (const v of multiValues(form.elements[k].value)) p.append(k, v);
     }
     for (const k of SINGLE) {
       const v = form.elements[k].value.trim();
@@ -148,10 +149,26 @@
     return p;
   }
 
+  // A multi-value field's values: separated by whitespace or commas; "…" keeps one whole
+  // (inside, \" and \\ stand for " and \).
+  function multiValues(text) {
+    const out = [];
+    for (const m of text.matchAll(/"((?:[^"\\]|\\.)*)"?|[^\s,]+/g)) {
+      const v = m[1] !== undefined ? m[1].replace(/\\(.)/g, "$1") : m[0];
+      if (v) out.push(v);
+    }
+    return out;
+  }
+
+  // One value as a multi-value field shows it: quoted when it would not come back whole.
+  function multiText(v) {
+    return /[\s,"]/.test(v) ? `"${v.replace(/["\\]/g, "\\$&")}"` : v;
+  }
+
   function fillForm(p) {
     const form = $("filters");
     for (const k of [...TIME, ...SINGLE]) form.elements[k].value = p.get(k) || "";
-    for (const k of MULTI) form.elements[k].value = p.getAll(k).join(" ");
+    for (const k of MULTI) form.elements[k].value = p.getAll(k).map(multiText).join(" ");
     const limit = p.get("limit");
     if (limit && [...form.elements.limit.options].some((o) => o.value === limit)) {
       form.elements.limit.value = limit;
@@ -431,11 +448,15 @@
   const tail = {
     source: null,
     paused: false,
-    lastId: 0,
+    // Where a resume continues: the `id:` of the last record event (a record id, or with
+    // several nodes the cursor NODE=ID,… naming the last record seen from each), "" before any.
+    cursor: "",
     received: 0,
     pending: [],
     timer: 0,
     lagged: 0,
+    // A resume skipped records (an event `lagged` with `backfill_capped`).
+    capped: false,
     params: "",
   };
 
@@ -457,17 +478,18 @@
     tailClose();
     const p = formParams(false);
     if (!resume) {
-      tail.lastId = 0;
+      tail.cursor = "";
       tail.received = 0;
       tail.lagged = 0;
+      tail.capped = false;
       tail.pending = [];
       $("tail-rows").replaceChildren();
       $("tail-lagged").hidden = true;
       updateTailCounts();
     }
     tail.params = p.toString();
-    if (resume && tail.lastId > 0) {
-      p.set("after", String(tail.lastId));
+    if (resume && tail.cursor) {
+      p.set("after", tail.cursor);
       p.set("backfill", String(TAIL_MAX_ROWS));
     } else {
       p.set("backfill", String(TAIL_BACKFILL));
@@ -491,7 +513,7 @@
       } catch (_) {
         return;
       }
-      if (typeof r.id === "number" && r.id > tail.lastId) tail.lastId = r.id;
+      if (e.lastEventId) tail.cursor = e.lastEventId;
       tail.received++;
       tail.pending.push(r);
       if (tail.pending.length > TAIL_MAX_ROWS) tail.pending.splice(0, tail.pending.length - TAIL_MAX_ROWS);
@@ -499,16 +521,24 @@
     });
     source.addEventListener("lagged", (e) => {
       if (tail.source !== source) return;
-      let n = 0;
+      let data = {};
       try {
-        n = JSON.parse(e.data).missed_batches || 0;
+        data = JSON.parse(e.data) || {};
       } catch (_) {
-        /* keep 0 */
+        /* nothing known */
       }
-      tail.lagged += n;
-      $("tail").dataset.lagged = String(tail.lagged);
+      if (data.backfill_capped) {
+        // A resume found more records than it sends: only the newest came.
+        tail.capped = true;
+      } else {
+        tail.lagged += data.missed_batches || 0;
+      }
+      $("tail").dataset.lagged = String(tail.lagged + (tail.capped ? 1 : 0));
+      const what = [];
+      if (tail.lagged) what.push(`${fmtInt(tail.lagged)} store batches were skipped`);
+      if (tail.capped) what.push("the records from while it was away were more than it fetches back: the older ones were skipped");
       $("tail-lagged").textContent =
-        `The tail fell behind: ${fmtInt(tail.lagged)} store batches were skipped. ` +
+        `The tail fell behind: ${what.join("; ") || "records were skipped"}. ` +
         `Search for the records in that time to see them all.`;
       $("tail-lagged").hidden = false;
     });
@@ -778,14 +808,16 @@
       el("td", { class: "num" + ((s.errors_last_hour || 0) > 0 ? " hot" : "") }, fmtInt(s.errors_last_hour ?? 0)),
       el("td", { class: "num" }, fmtInt(s.records ?? 0)),
     );
+    // Through the URL hash: the host and app go in encoded, each read back as one value
+    // (a name with a space or a comma stays whole).
     const open = () => {
-      const form = $("filters");
-      for (const k of [...TIME, ...MULTI, ...SINGLE]) form.elements[k].value = "";
-      form.elements.host.value = s.host || "";
-      form.elements.app.value = s.app || "";
-      showView("search");
-      writeHash("search");
-      runSearch();
+      const p = new URLSearchParams();
+      if (s.host) p.append("host", s.host);
+      if (s.app) p.append("app", s.app);
+      if (limit() !== 100) p.set("limit", String(limit()));
+      const q = p.toString();
+      history.pushState(null, "", "#search" + (q ? "?" + q : ""));
+      applyHash();
     };
     tr.addEventListener("click", open);
     tr.addEventListener("keydown", (e) => {
@@ -942,7 +974,7 @@
     $("search-older").addEventListener("click", olderPage);
     $("search-count").addEventListener("click", countAll);
     $("tail-toggle").addEventListener("click", () => {
-      if (tail.paused || !tail.source) tailStart(tail.lastId > 0);
+      if (tail.paused || !tail.source) tailStart(tail.cursor !== "");
       else tailPause();
     });
     $("tail-clear").addEventListener("click", () => {
@@ -958,7 +990,7 @@
         if (v === view) return;
         showView(v);
         writeHash(v);
-        if (v === "tail" && !tail.paused) tailStart(tail.lastId > 0 && tail.params === formParams(false).toString());
+        if (v === "tail" && !tail.paused) tailStart(tail.cursor !== "" && tail.params === formParams(false).toString());
         if (v === "search" && !search.params) runSearch();
       });
       tab.addEventListener("keydown", (e) => {
