@@ -55,6 +55,12 @@ pub const PEER_POLL: Duration = Duration::from_secs(2);
 /// How far behind the wall clock deadlines are judged.
 pub const TICK_LAG: Duration = Duration::from_millis(250);
 
+/// Batches fed at most per wake-up before time is judged again.
+const DRAIN_BATCHES: usize = 256;
+
+/// How long the watcher lets batches gather after feeding some.
+const GATHER: Duration = Duration::from_millis(1);
+
 /// Recent duplicate keys remembered (RELP resends arrive within seconds).
 const DEDUP_WINDOW: usize = 65_536;
 
@@ -370,6 +376,9 @@ impl Runner {
         mut rx: broadcast::Receiver<Arc<Vec<(u64, Record)>>>,
         mut peer_rx: tokio::sync::mpsc::Receiver<Vec<ServiceRow>>,
     ) {
+        // Timers only: the thread does no I/O of its own (peers are polled on the
+        // node's runtime), and a runtime without an I/O driver wakes itself without a
+        // system call.
         let runtime = match tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
@@ -382,8 +391,10 @@ impl Runner {
         };
         let shared = self.shared.clone();
         runtime.block_on(async move {
-            let mut next_save = tokio::time::Instant::now() + SAVE_EVERY;
-            let mut next_resend = tokio::time::Instant::now() + ALERTMANAGER_RESEND;
+            let mut now = now_nanos();
+            let mut next_save = now.saturating_add(ns(SAVE_EVERY));
+            let mut next_resend = now.saturating_add(ns(ALERTMANAGER_RESEND));
+            let mut peers_open = true;
             loop {
                 if shared.stop.load(Ordering::Acquire) {
                     // What the store delivered before stopping is fed, then saved.
@@ -392,15 +403,29 @@ impl Runner {
                     }
                     break;
                 }
-                let wake_at = self
+                // One clock read per round; deadlines are judged TICK_LAG behind it.
+                let deadline = self
                     .machine_deadline()
-                    .map(|d| deadline_instant(d.saturating_add(lag_ns())))
-                    .unwrap_or(next_save)
+                    .map_or(next_save, |d| d.saturating_add(lag_ns()))
                     .min(next_save)
                     .min(next_resend);
+                let wake_at = tokio::time::Instant::now()
+                    + Duration::from_nanos(u64::try_from(deadline.saturating_sub(now)).unwrap_or(0))
+                    + Duration::from_millis(1);
+                let mut fed = false;
                 tokio::select! {
                     received = rx.recv() => match received {
-                        Ok(batch) => self.feed(&batch),
+                        Ok(batch) => {
+                            self.feed(&batch);
+                            // And whatever else is waiting, before time is judged once.
+                            for _ in 0..DRAIN_BATCHES {
+                                match rx.try_recv() {
+                                    Ok(batch) => self.feed(&batch),
+                                    Err(_) => break,
+                                }
+                            }
+                            fed = true;
+                        }
                         Err(broadcast::error::RecvError::Lagged(_)) => {
                             if let Ok(mut s) = shared.stats.lock() {
                                 s.lagged += 1;
@@ -412,26 +437,38 @@ impl Runner {
                         }
                         Err(broadcast::error::RecvError::Closed) => break,
                     },
-                    rows = peer_rx.recv() => {
-                        if let Some(rows) = rows {
-                            self.peer_rows(rows);
-                        }
-                    }
+                    rows = peer_rx.recv(), if peers_open => match rows {
+                        Some(rows) => self.peer_rows(rows),
+                        // No peers (or their task ended): a closed channel would
+                        // otherwise be ready at once, every time.
+                        None => peers_open = false,
+                    },
                     () = tokio::time::sleep_until(wake_at) => {}
                     () = shared.wake.notified() => {}
                 }
-                self.tick(now_nanos().saturating_sub(lag_ns()));
-                let instant = tokio::time::Instant::now();
-                if instant >= next_resend {
-                    next_resend = instant + ALERTMANAGER_RESEND;
+                now = now_nanos();
+                if self
+                    .machine_deadline()
+                    .is_some_and(|d| d <= now.saturating_sub(lag_ns()))
+                {
+                    self.tick(now.saturating_sub(lag_ns()));
+                }
+                self.drain_outputs(self.clock);
+                if now >= next_resend {
+                    next_resend = now.saturating_add(ns(ALERTMANAGER_RESEND));
                     let firing = shared.engine.lock().map(|e| e.firing()).unwrap_or_default();
                     self.notifier.send_to_alertmanagers(&firing);
                 }
-                if instant >= next_save {
-                    next_save = instant + SAVE_EVERY;
+                if now >= next_save {
+                    next_save = now.saturating_add(ns(SAVE_EVERY));
                     if self.dirty {
                         self.save();
                     }
+                }
+                if fed {
+                    // Under load, batches gather for a moment: one wake-up then feeds many
+                    // (each wake-up costs far more than feeding a record).
+                    std::thread::sleep(GATHER);
                 }
             }
             self.tick(now_nanos());
@@ -497,7 +534,6 @@ impl Runner {
                 s.through_id = self.through_id;
             }
         }
-        self.drain_outputs(self.clock);
     }
 
     /// Lets time pass in both machines.
@@ -568,11 +604,13 @@ impl Runner {
             if chunk.len() >= REPLAY_CHUNK {
                 // `feed` skips what was already fed.
                 self.feed(&chunk);
+                self.drain_outputs(self.clock);
                 chunk.clear();
             }
             true
         })?;
         self.feed(&chunk);
+        self.drain_outputs(self.clock);
         let replayed = self.shared.records.load(Ordering::Relaxed) - before;
         if replayed > 0 {
             tracing::info!(
@@ -642,7 +680,12 @@ impl Runner {
 
 /// [`TICK_LAG`] in ns.
 fn lag_ns() -> i64 {
-    i64::try_from(TICK_LAG.as_nanos()).unwrap_or(0)
+    ns(TICK_LAG)
+}
+
+/// A duration in ns.
+fn ns(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
 /// Asks the peers for their own fleet rows every [`PEER_POLL`] and hands them to the
@@ -678,14 +721,6 @@ async fn poll_peers(
         }
         let _ = tx.try_send(rows);
     }
-}
-
-/// A wall-clock deadline (ns) as a tokio instant.
-fn deadline_instant(deadline_ns: i64) -> tokio::time::Instant {
-    let now = now_nanos();
-    let wait = u64::try_from(deadline_ns.saturating_sub(now)).unwrap_or(0);
-    // Deadlines are rounded up a little so a tick never comes before its deadline.
-    tokio::time::Instant::now() + Duration::from_nanos(wait) + Duration::from_millis(1)
 }
 
 fn load_state(path: &Path) -> Result<Option<SavedState>, Error> {
