@@ -105,7 +105,7 @@ print("logger-demo: ok")
 PY
 
 step "flotilla bench logd, small (the harness end to end: loggen, rsyslog, RELP, ripgrep)"
-report=$(cargo run --release --quiet -- bench logd --seconds 1 --rounds 1 --messages 200000 --relp-messages 5000 --queries 2 --json)
+report=$(cargo run --release --quiet -- bench logd --seconds 1 --rounds 1 --messages 200000 --relp-messages 5000 --queries 2 --fleet-services 1000 --fleet-seconds 2 --fleet-rounds 1 --crashes 5 --json)
 echo "$report"
 python3 - "$report" <<'PY'
 import json, sys

@@ -12,6 +12,11 @@
 //!    request id each) sent to both; then bytes on disk per message, and rare-token
 //!    queries (one unique id each) through logd's HTTP API against `rg -F -w` over rsyslog's
 //!    file; a query bounded in time, with the number of segments it read.
+//! 4. **three nodes** (`--peers`) holding M messages each against one node holding M: the
+//!    same queries through one node ([`nodes`]).
+//! 5. **fleet view and alerts** on 10,000 services (heartbeats every 10 s, boots,
+//!    traffic): ingest rate and CPU with them against `--no-watch`, interleaved rounds;
+//!    crash message → alert in a real Alertmanager ([`fleet`]).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -28,6 +33,12 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::BenchError;
+
+pub mod fleet;
+pub mod nodes;
+
+pub use fleet::{FleetBenchConfig, FleetFigures, FleetRound};
+pub use nodes::{NodeQueryFigures, NodesBenchConfig, NodesFigures};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -50,6 +61,17 @@ pub struct LogdBenchConfig {
     pub queries: usize,
     /// Seed of the realistic generator.
     pub seed: u64,
+    /// Services of the fleet part (0: no fleet part).
+    pub fleet_services: usize,
+    /// Seconds of load per fleet round.
+    pub fleet_seconds: u64,
+    /// Pairs of fleet rounds (`--no-watch`, then the fleet view and alerts).
+    pub fleet_rounds: usize,
+    /// Crash messages per fleet round.
+    pub fleet_crashes_per_round: usize,
+    /// Messages on each of the 3 nodes of the multi-node part (0: no multi-node part;
+    /// equal to `query_messages`: node A is the query part's data directory).
+    pub node_messages: u64,
 }
 
 impl LogdBenchConfig {
@@ -65,6 +87,11 @@ impl LogdBenchConfig {
             query_messages: 10_000_000,
             queries: 5,
             seed: 0x1065,
+            fleet_services: 10_000,
+            fleet_seconds: 10,
+            fleet_rounds: 3,
+            fleet_crashes_per_round: 25,
+            node_messages: 10_000_000,
         }
     }
 }
@@ -144,6 +171,11 @@ pub struct LogdBenchReport {
     pub segments_total: u64,
     /// Segments read by the time-bounded query.
     pub segments_read_by_bounded_query: u64,
+    /// The fleet view and alerts under 10,000 services' load (issue 8 §6): ingest with
+    /// them against `--no-watch`, and crash → Alertmanager latency.
+    pub fleet: Option<FleetFigures>,
+    /// Three nodes with `--peers` against one (issue 8 §6).
+    pub nodes: Option<NodesFigures>,
     /// Whether every target is met.
     pub meets_targets: bool,
 }
@@ -457,9 +489,21 @@ impl RealisticLog {
 
     /// Message `i` (RFC 5424, no framing).
     pub fn line(&mut self, seed: u64, i: u64) -> String {
+        self.line_as(seed, i, None)
+    }
+
+    /// Message `i` as sent by `service` (HOSTNAME, APP-NAME) instead of a random one of
+    /// the 40 hosts and 12 apps (the rest of the message is what [`RealisticLog::line`]
+    /// makes: the generator draws the same numbers either way).
+    pub fn line_as(&mut self, seed: u64, i: u64, service: Option<(&str, &str)>) -> String {
         let r = &mut self.rng;
-        let host = format!("web-{:02}.prod.example.com", r.random_range(0..40));
-        let app = APPS[r.random_range(0..APPS.len())];
+        let mut host = format!("web-{:02}.prod.example.com", r.random_range(0..40));
+        let mut app: &str = APPS[r.random_range(0..APPS.len())];
+        if let Some((h, a)) = service {
+            host.clear();
+            host.push_str(h);
+            app = a;
+        }
         let pid = r.random_range(100..32_000);
         let sev = [6u8, 6, 6, 6, 5, 4, 3, 7][r.random_range(0..8)];
         let pri = 16 * 8 + sev;
@@ -875,6 +919,44 @@ pub fn run_logd_bench(config: &LogdBenchConfig) -> Result<LogdBenchReport, Bench
     logd.stop()?;
     sink.stop().map_err(server)?;
 
+    // 4. three nodes with --peers against one (node A: the query part's directory when
+    //    the sizes match).
+    let nodes = if config.node_messages > 0 {
+        let reuse = (config.node_messages == n).then(|| data.clone());
+        let nodes = nodes::run_nodes(
+            &NodesBenchConfig {
+                flotilla: config.flotilla.clone(),
+                messages_per_node: config.node_messages,
+                queries: config.queries,
+                seed,
+                node_a_data: reuse,
+            },
+            tmp.path(),
+        )?;
+        let _ = std::fs::remove_dir_all(&data);
+        Some(nodes)
+    } else {
+        None
+    };
+
+    // 5. fleet view and alerts under load.
+    let fleet = if config.fleet_services > 0 {
+        Some(fleet::run_fleet(
+            &FleetBenchConfig {
+                flotilla: config.flotilla.clone(),
+                services: config.fleet_services,
+                seconds: config.fleet_seconds,
+                rounds: config.fleet_rounds,
+                crashes_per_round: config.fleet_crashes_per_round,
+                connections: config.connections,
+                seed,
+            },
+            tmp.path(),
+        )?)
+    } else {
+        None
+    };
+
     let ingest_ratio = ingest_logd.rate / ingest_rsyslog.rate;
     let relp_ratio = relp_logd.rate / relp_rsyslog.rate;
     let rsyslog_bpm = rsyslog_bytes as f64 / n as f64;
@@ -891,7 +973,9 @@ pub fn run_logd_bench(config: &LogdBenchConfig) -> Result<LogdBenchReport, Bench
         && disk_ratio <= 0.25
         && logd_query_ms_median <= 100.0
         && query_speedup >= 20.0
-        && logd_max_rss_mib <= 256.0;
+        && logd_max_rss_mib <= 256.0
+        && fleet.as_ref().is_none_or(|f| f.meets_targets)
+        && nodes.as_ref().is_none_or(|x| x.meets_targets);
     Ok(LogdBenchReport {
         bench: "logd",
         ingest_rsyslog,
@@ -922,6 +1006,8 @@ pub fn run_logd_bench(config: &LogdBenchConfig) -> Result<LogdBenchReport, Bench
         query_speedup,
         segments_total,
         segments_read_by_bounded_query,
+        fleet,
+        nodes,
         meets_targets,
     })
 }

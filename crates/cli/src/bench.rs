@@ -79,9 +79,25 @@ pub struct LogdBenchArgs {
     /// RELP messages per target.
     #[arg(long, default_value_t = 200_000)]
     relp_messages: u64,
-    /// Rare-token queries timed.
+    /// Rare-token queries timed (and rounds of each multi-node query).
     #[arg(long, default_value_t = 5)]
     queries: usize,
+    /// Services of the fleet part (boots, a heartbeat every 10 s, traffic; 0 skips it).
+    #[arg(long, default_value_t = 10_000)]
+    fleet_services: usize,
+    /// Seconds of load per fleet round.
+    #[arg(long, default_value_t = 10)]
+    fleet_seconds: u64,
+    /// Pairs of fleet rounds (--no-watch, then fleet view and alerts), interleaved.
+    #[arg(long, default_value_t = 3)]
+    fleet_rounds: usize,
+    /// Crash messages per fleet round (timed to the Alertmanager alert in watch rounds).
+    #[arg(long, default_value_t = 25)]
+    crashes: usize,
+    /// Messages on each of the 3 nodes of the multi-node query part (default: --messages,
+    /// and node A is then the query part's data; 0 skips it).
+    #[arg(long)]
+    node_messages: Option<u64>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -292,6 +308,11 @@ pub fn run(which: BenchCommand) -> Result<()> {
             config.query_messages = args.messages.max(1000);
             config.relp_messages = args.relp_messages.max(100);
             config.queries = args.queries.max(1);
+            config.fleet_services = args.fleet_services;
+            config.fleet_seconds = args.fleet_seconds.max(1);
+            config.fleet_rounds = args.fleet_rounds.max(1);
+            config.fleet_crashes_per_round = args.crashes;
+            config.node_messages = args.node_messages.unwrap_or(config.query_messages);
             let report = flotilla_bench::run_logd_bench(&config)?;
             print_report(&report, args.json)
         }
