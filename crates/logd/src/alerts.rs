@@ -51,8 +51,9 @@
 //! - `throttle`: at most one *firing* notification per group per this long; an alert
 //!   that re-fires within it is notified when the throttle ends if it still holds then.
 //!   Resolutions are always notified (for alerts that were notified).
-//! - `summary` placeholders: `{name}`, `{count}` (matches: within the window for a
-//!   threshold, since the alert began for a match rule), `{window}`, `{for}`, `{group}`
+//! - `summary` placeholders (rendered once, when the alert fires): `{name}`, `{count}`
+//!   (matches: within the window for a threshold; for a match rule the one that fired
+//!   it, so 1), `{window}`, `{for}`, `{group}`
 //!   (`host=a, app=b`), `{msg}` (the triggering record's MSG, cut to 200 bytes), `{host}`,
 //!   `{app}`, `{msgid}`, `{procid}`, `{severity}`, `{sd:ID.PARAM}` (from the triggering
 //!   record, or the group for absence rules; `-` when unknown); `{{` and `}}` are
