@@ -34,6 +34,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use flotilla_logd::Record;
 use flotilla_logd::http::{MAX_LIMIT, query_pairs, stats_from_headers};
 use flotilla_logd::query::{Matcher, QuerySpec, QueryStats, RecordJson};
+use flotilla_logd::sse::{SseEvent, SseParser};
 use flotilla_logd::store::{ReadOnlyStore, Store, defaults_for};
 use serde_json::Value;
 
@@ -725,18 +726,11 @@ fn print_line(printer: &mut Printer<'_>, line: &str, base: &str) -> Result<Flow>
 // ---------------------------------------------------------------------------------------
 // Tail -f.
 
-/// One Server-Sent Event.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct SseEvent {
-    event: String,
-    id: Option<String>,
-    data: String,
-}
-
-/// Reads Server-Sent Events line by line.
+/// Reads Server-Sent Events line by line (the rules are `flotilla_logd::sse`'s).
 struct SseReader<R> {
     reader: R,
     line: String,
+    parser: SseParser,
 }
 
 impl<R: BufRead> SseReader<R> {
@@ -744,43 +738,19 @@ impl<R: BufRead> SseReader<R> {
         SseReader {
             reader,
             line: String::new(),
+            parser: SseParser::new(),
         }
     }
 
     /// The next event (comments skipped); `None` at the end of the stream.
     fn next_event(&mut self) -> io::Result<Option<SseEvent>> {
-        let mut event = SseEvent::default();
-        let mut has_fields = false;
         loop {
             self.line.clear();
             if self.reader.read_line(&mut self.line)? == 0 {
                 return Ok(None);
             }
-            let line = self.line.trim_end_matches(['\r', '\n']);
-            if line.is_empty() {
-                if has_fields {
-                    return Ok(Some(event));
-                }
-                continue;
-            }
-            if line.starts_with(':') {
-                continue;
-            }
-            let (field, value) = match line.split_once(':') {
-                Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-                None => (line, ""),
-            };
-            has_fields = true;
-            match field {
-                "event" => event.event = value.to_string(),
-                "id" => event.id = Some(value.to_string()),
-                "data" => {
-                    if !event.data.is_empty() {
-                        event.data.push('\n');
-                    }
-                    event.data.push_str(value);
-                }
-                _ => {}
+            if let Some(event) = self.parser.line(&self.line) {
+                return Ok(Some(event));
             }
         }
     }

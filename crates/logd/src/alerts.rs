@@ -77,7 +77,9 @@ use flotilla_syslog::{ParsedMessage, parse_lenient};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::Error;
-use crate::fleet::{Buckets, COUNTER_BUCKETS, FleetConfig, FleetEvent, ServiceKey, ServiceState};
+use crate::fleet::{
+    Buckets, COUNTER_BUCKETS, FleetConfig, FleetEvent, ServiceKey, ServiceState, clip,
+};
 use crate::query::{Matcher, Query, QuerySpec, defaults_for, parse_duration};
 use crate::record::Record;
 
@@ -296,17 +298,6 @@ fn sd_value(p: &ParsedMessage<'_>, id: &str, param: &str) -> String {
         .filter(|e| e.id == id)
         .find_map(|e| e.param(param))
         .map_or_else(|| "-".to_string(), |v| v.value().into_owned())
-}
-
-fn clip(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s.get(..end).unwrap_or_default()
 }
 
 /// One piece of a summary template.

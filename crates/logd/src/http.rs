@@ -566,7 +566,39 @@ fn write_json_line(out: &mut Vec<u8>, id: u64, record: &Record, node: &str, key:
 }
 
 /// Waits until `serve` shuts down (forever without a signal; at once if it is gone).
-async fn wait_shutdown(rx: &mut Option<watch::Receiver<bool>>) {
+/// A response body of the chunks `rx` delivers. An error, or logd shutting down, cuts
+/// it off (an incomplete chunked body), so a client never takes a partial answer for a
+/// whole one.
+pub(crate) fn streamed_body(
+    rx: mpsc::Receiver<Result<Bytes, String>>,
+    shutdown: Option<watch::Receiver<bool>>,
+) -> Body {
+    let body = stream::unfold(
+        (rx, shutdown, false),
+        |(mut rx, mut shutdown, failed)| async move {
+            if failed {
+                return None;
+            }
+            tokio::select! {
+                item = rx.recv() => match item {
+                    Some(Ok(chunk)) => Some((Ok(chunk), (rx, shutdown, false))),
+                    Some(Err(message)) => {
+                        Some((Err(std::io::Error::other(message)), (rx, shutdown, true)))
+                    }
+                    None => None,
+                },
+                () = wait_shutdown(&mut shutdown) => Some((
+                    Err(std::io::Error::other("logd is shutting down")),
+                    (rx, shutdown, true),
+                )),
+            }
+        },
+    );
+    Body::from_stream(body)
+}
+
+/// Completes when logd shuts down (never, without a shutdown signal).
+pub(crate) async fn wait_shutdown(rx: &mut Option<watch::Receiver<bool>>) {
     match rx {
         None => std::future::pending::<()>().await,
         Some(rx) => {
@@ -705,28 +737,11 @@ fn stream_query(
             }
         }
     });
-    let body = stream::unfold(
-        (rx, shutdown, false),
-        |(mut rx, mut shutdown, failed)| async move {
-            if failed {
-                return None;
-            }
-            tokio::select! {
-                item = rx.recv() => match item {
-                    Some(Ok(chunk)) => Some((Ok(chunk), (rx, shutdown, false))),
-                    Some(Err(message)) => {
-                        Some((Err(std::io::Error::other(message)), (rx, shutdown, true)))
-                    }
-                    None => None,
-                },
-                () = wait_shutdown(&mut shutdown) => Some((
-                    Err(std::io::Error::other("logd is shutting down")),
-                    (rx, shutdown, true),
-                )),
-            }
-        },
-    );
-    ([(header::CONTENT_TYPE, NDJSON)], Body::from_stream(body)).into_response()
+    (
+        [(header::CONTENT_TYPE, NDJSON)],
+        streamed_body(rx, shutdown),
+    )
+        .into_response()
 }
 
 async fn query_stats(

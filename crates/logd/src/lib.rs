@@ -35,6 +35,7 @@ pub mod record;
 pub mod segment;
 #[cfg(feature = "server")]
 pub mod server;
+pub mod sse;
 pub mod store;
 pub mod tokens;
 pub mod wal;

@@ -78,6 +78,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::error::Error;
 use crate::query::QueryStats;
+use crate::sse::{SseEvent, SseParser};
 
 /// Longest wait for a TCP connection to a peer.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -621,16 +622,6 @@ fn down(url: String, node: Option<String>, error: String) -> NodeReport {
     }
 }
 
-/// Waits until `serve` shuts down (forever without a signal).
-async fn wait_shutdown(rx: &mut Option<watch::Receiver<bool>>) {
-    match rx {
-        None => std::future::pending::<()>().await,
-        Some(rx) => {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // Queries.
 
@@ -849,28 +840,7 @@ async fn stream_query(
     }
     let (out_tx, out_rx) = mpsc::channel::<Result<Bytes, String>>(8);
     tokio::spawn(merge(inputs, out_tx));
-    let body = stream::unfold(
-        (out_rx, shutdown, false),
-        |(mut rx, mut shutdown, failed)| async move {
-            if failed {
-                return None;
-            }
-            tokio::select! {
-                item = rx.recv() => match item {
-                    Some(Ok(chunk)) => Some((Ok(chunk), (rx, shutdown, false))),
-                    Some(Err(message)) => {
-                        Some((Err(std::io::Error::other(message)), (rx, shutdown, true)))
-                    }
-                    None => None,
-                },
-                () = wait_shutdown(&mut shutdown) => Some((
-                    Err(std::io::Error::other("logd is shutting down")),
-                    (rx, shutdown, true),
-                )),
-            }
-        },
-    );
-    let mut response = Response::new(Body::from_stream(body));
+    let mut response = Response::new(crate::http::streamed_body(out_rx, shutdown));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -1005,51 +975,20 @@ enum TailItem {
     Lagged(String),
 }
 
-/// One Server-Sent Event as read.
-#[derive(Default)]
-struct SseEvent {
-    event: String,
-    data: String,
-}
-
 /// Reads events from an SSE body; `None` when it ends.
 struct SseReader {
     body: std::pin::Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
     buf: Vec<u8>,
+    parser: SseParser,
 }
 
 impl SseReader {
     async fn next(&mut self) -> Result<Option<SseEvent>, String> {
-        let mut event = SseEvent::default();
-        let mut has_fields = false;
         loop {
             while let Some(nl) = memchr::memchr(b'\n', &self.buf) {
                 let line: Vec<u8> = self.buf.drain(..=nl).collect();
-                let line = String::from_utf8_lossy(&line);
-                let line = line.trim_end_matches(['\r', '\n']);
-                if line.is_empty() {
-                    if has_fields {
-                        return Ok(Some(event));
-                    }
-                    continue;
-                }
-                if line.starts_with(':') {
-                    continue;
-                }
-                let (field, value) = match line.split_once(':') {
-                    Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
-                    None => (line, ""),
-                };
-                has_fields = true;
-                match field {
-                    "event" => event.event = value.to_string(),
-                    "data" => {
-                        if !event.data.is_empty() {
-                            event.data.push('\n');
-                        }
-                        event.data.push_str(value);
-                    }
-                    _ => {}
+                if let Some(event) = self.parser.line(&String::from_utf8_lossy(&line)) {
+                    return Ok(Some(event));
                 }
             }
             match tokio::time::timeout(TAIL_SILENCE, self.body.next()).await {
@@ -1127,6 +1066,7 @@ async fn follow_source(
                 let mut reader = SseReader {
                     body: Box::pin(r.bytes_stream()),
                     buf: Vec::new(),
+                    parser: SseParser::new(),
                 };
                 loop {
                     let event = tokio::select! {
@@ -1289,7 +1229,7 @@ fn merged_stream(
                 return Some((Ok(event), t));
             }
             let item = tokio::select! {
-                () = wait_shutdown(&mut t.shutdown) => return None,
+                () = crate::http::wait_shutdown(&mut t.shutdown) => return None,
                 () = tokio::time::sleep_until(t.start_by), if !t.started => {
                     // Some source is slow to answer: report what is known.
                     t.started = true;
