@@ -354,8 +354,18 @@ impl Server {
         if let Some(w) = self.watch.take() {
             // Feeds what the store made durable last, then saves the fleet view.
             w.shutdown();
-            if let Some(rt) = self.runtime.as_ref() {
-                rt.block_on(w.drain_deliveries(std::time::Duration::from_secs(2)));
+            if let Some(rt) = self.runtime.as_ref()
+                && !rt.block_on(w.drain_deliveries(std::time::Duration::from_secs(2)))
+            {
+                // Said, not hidden: these notifications were never delivered.
+                for d in w.deliveries().iter().filter(|d| d.pending > 0) {
+                    tracing::warn!(
+                        target = %d.target,
+                        pending = d.pending,
+                        last_error = d.last_error.as_deref().unwrap_or("none"),
+                        "stopping with alert notifications not delivered"
+                    );
+                }
             }
         }
         if let Some(f) = self.forwarder.take() {
