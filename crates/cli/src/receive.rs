@@ -86,7 +86,7 @@ pub fn run(args: ReceiveArgs) -> Result<()> {
 /// printed or a signal arrives.
 fn print_records(
     server: &Server,
-    mut live: tokio::sync::broadcast::Receiver<std::sync::Arc<Vec<(u64, Record)>>>,
+    mut live: tokio::sync::broadcast::Receiver<std::sync::Arc<flotilla_logd::store::DurableBatch>>,
     since: i64,
     count: Option<u64>,
 ) -> Result<()> {
@@ -113,7 +113,7 @@ fn print_records(
             tokio::select! {
                 batch = live.recv() => match batch {
                     Ok(batch) => {
-                        for (id, record) in batch.iter() {
+                        for (id, record) in batch.records.iter() {
                             if printer.done() {
                                 break;
                             }

@@ -20,7 +20,7 @@ use xorf::{BinaryFuse8, Filter};
 
 use crate::error::Error;
 use crate::record::{
-    Reader, Record, Source, put_source, put_varint, read_source, unzigzag, zigzag,
+    Head, Reader, Record, Source, put_source, put_varint, read_source, unzigzag, zigzag,
 };
 use crate::tokens::{
     FieldTag, HashSet64, LONG_TOKEN, field_hash, for_each_token, long_token_hash, token_hash,
@@ -248,8 +248,9 @@ impl BlockBuilder {
         self.received.len() >= BLOCK_RECORDS || self.raw.len() >= BLOCK_MAX_BYTES
     }
 
-    /// Adds one record: its columns, and the hashes of its tokens and fields.
-    pub fn push(&mut self, record: &Record, defaults: &LenientDefaults) {
+    /// Adds one record: its columns, and the hashes of its tokens and fields. Returns the
+    /// header it parsed.
+    pub fn push(&mut self, record: &Record, defaults: &LenientDefaults) -> Head {
         self.received.push(record.received_at);
         let index = match self.sources.iter().rposition(|s| *s == record.source) {
             Some(i) => i,
@@ -281,11 +282,13 @@ impl BlockBuilder {
                     self.unparsed += 1;
                 }
                 insert_field_hashes(&mut self.hashes, &parsed);
+                Head::of(&record.raw, &parsed)
             }
             Err(_) => {
                 // Only an empty frame fails to parse: it is kept (flagged) as it is.
                 self.unparsed += 1;
                 self.severities |= 1 << (defaults.severity as u8);
+                Head::unparsed(defaults.severity)
             }
         }
     }

@@ -2,7 +2,8 @@
 //! crashed or restarting in a loop, and what they last said about themselves.
 //!
 //! A sans-I/O state machine: the shell reduces every ingested record to an
-//! [`Observation`] with [`observe`] (one parse), feeds it with
+//! [`Observation`] with [`observe`] (one parse) or [`observe_with_head`] (from the
+//! indexer's parse), feeds it with
 //! [`Fleet::handle`]`(now, FleetInput::Observe(..))`, drains [`FleetEvent`]s with
 //! [`Fleet::poll_output`] (the alert engine consumes them) and sleeps until
 //! [`Fleet::poll_timeout`] before sending [`FleetInput::Tick`]. Nothing here reads a clock
@@ -30,12 +31,14 @@
 //! sparse buckets per service, strings taken from records are capped.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::hash::{BuildHasher, BuildHasherDefault};
 
 use flotilla_syslog::{Format, Severity, parse_lenient};
 use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::{Xxh3, xxh3_128_with_seed};
 
 use crate::query::defaults_for;
-use crate::record::Record;
+use crate::record::{Head, Record};
 
 /// Nanoseconds per second.
 const NS_PER_SEC: i64 = 1_000_000_000;
@@ -162,31 +165,76 @@ fn clip_owned(s: &str, max: usize) -> String {
 /// Reduces one record to an [`Observation`] (one `parse_lenient`; never panics, whatever
 /// the bytes). See the module documentation for what is recognised.
 pub fn observe(id: u64, record: &Record) -> Observation<'_> {
-    let unattributed = Observation {
+    match parse_lenient(&record.raw, &defaults_for(record.received_at)) {
+        Ok(parsed) => observe_parsed(id, record, &parsed),
+        // Only an empty frame does not parse.
+        Err(_) => observe_head(id, record, &Head::unparsed(Severity::Notice)),
+    }
+}
+
+/// The same [`Observation`] as [`observe`], from the header the indexer already parsed
+/// (see [`crate::store::DurableBatch`]): only the flotilla logger's lifecycle messages,
+/// whose structured data matters, are parsed again.
+pub fn observe_with_head<'a>(id: u64, record: &'a Record, head: &Head) -> Observation<'a> {
+    match head.msg_id(&record.raw) {
+        Some(MSGID_BOOT | MSGID_HEARTBEAT | MSGID_CRASH) => observe(id, record),
+        _ => observe_head(id, record, head),
+    }
+}
+
+/// MSGID of the flotilla logger's boot message.
+const MSGID_BOOT: &str = "BOOT";
+/// MSGID of its heartbeats.
+const MSGID_HEARTBEAT: &str = "HEARTBEAT";
+/// MSGID of its about-to-crash message.
+const MSGID_CRASH: &str = "CRASH";
+/// MSGID of its caught errors.
+const MSGID_ERROR: &str = "ERROR";
+
+/// What the header alone says: who sent it (nobody, for an unstructured frame), its
+/// severity, and whether it is a caught error.
+fn observe_head<'a>(id: u64, record: &'a Record, head: &Head) -> Observation<'a> {
+    let raw = &record.raw;
+    let attributed = head.format != Format::Unstructured;
+    Observation {
         id,
         received_at: record.received_at,
-        host: "-",
-        app: "-",
-        severity: Severity::Notice,
-        kind: ObservationKind::Unattributed,
-    };
-    let Ok(parsed) = parse_lenient(&record.raw, &defaults_for(record.received_at)) else {
-        return unattributed;
-    };
-    if parsed.format == Format::Unstructured {
-        return Observation {
-            severity: parsed.severity,
-            ..unattributed
-        };
+        host: match attributed {
+            true => clip(head.hostname(raw).unwrap_or("-"), MAX_KEY_BYTES),
+            false => "-",
+        },
+        app: match attributed {
+            true => clip(head.app_name(raw).unwrap_or("-"), MAX_KEY_BYTES),
+            false => "-",
+        },
+        severity: head.severity,
+        kind: match (attributed, head.msg_id(raw)) {
+            (false, _) => ObservationKind::Unattributed,
+            (true, Some(MSGID_ERROR)) => ObservationKind::Error,
+            (true, _) => ObservationKind::Other,
+        },
     }
-    let sd = parsed.structured_data;
+}
+
+/// The observation of a parsed record: the header's, with the lifecycle messages'
+/// structured data read.
+fn observe_parsed<'a>(
+    id: u64,
+    record: &'a Record,
+    parsed: &flotilla_syslog::ParsedMessage<'a>,
+) -> Observation<'a> {
+    let plain = observe_head(id, record, &Head::of(&record.raw, parsed));
+    if matches!(plain.kind, ObservationKind::Unattributed) {
+        return plain;
+    }
+    let sd = &parsed.structured_data;
     let param = |element: &str, name: &str| -> Option<String> {
         sd.get(element)
             .and_then(|e| e.param(name))
             .map(|p| clip_owned(&p.value(), MAX_FIELD_BYTES))
     };
     let kind = match parsed.msg_id {
-        Some("BOOT") if sd.get(SD_BOOT).is_some() => ObservationKind::Boot {
+        Some(MSGID_BOOT) if sd.get(SD_BOOT).is_some() => ObservationKind::Boot {
             ip: sd
                 .get(SD_IP)
                 .map(|e| {
@@ -205,7 +253,7 @@ pub fn observe(id: u64, record: &Record) -> Observation<'_> {
             pid: param(SD_BOOT, "pid")
                 .or_else(|| parsed.proc_id.map(|p| clip_owned(p, MAX_FIELD_BYTES))),
         },
-        Some("HEARTBEAT") if sd.get(SD_HEARTBEAT).is_some() => ObservationKind::Heartbeat {
+        Some(MSGID_HEARTBEAT) if sd.get(SD_HEARTBEAT).is_some() => ObservationKind::Heartbeat {
             interval_ns: sd
                 .get(SD_HEARTBEAT)
                 .and_then(|e| e.param("interval_ms"))
@@ -218,7 +266,7 @@ pub fn observe(id: u64, record: &Record) -> Observation<'_> {
                         .saturating_mul(1_000_000)
                 }),
         },
-        Some("CRASH") if sd.get(SD_CRASH).is_some() => ObservationKind::Crash {
+        Some(MSGID_CRASH) if sd.get(SD_CRASH).is_some() => ObservationKind::Crash {
             message: sd
                 .get(SD_CRASH)
                 .and_then(|e| e.param("message"))
@@ -227,17 +275,9 @@ pub fn observe(id: u64, record: &Record) -> Observation<'_> {
                     clip_owned(&String::from_utf8_lossy(parsed.msg), MAX_MESSAGE_BYTES)
                 }),
         },
-        Some("ERROR") => ObservationKind::Error,
-        _ => ObservationKind::Other,
+        _ => return plain,
     };
-    Observation {
-        id,
-        received_at: record.received_at,
-        host: clip(parsed.hostname.unwrap_or("-"), MAX_KEY_BYTES),
-        app: clip(parsed.app_name.unwrap_or("-"), MAX_KEY_BYTES),
-        severity: parsed.severity,
-        kind,
-    }
+    Observation { kind, ..plain }
 }
 
 /// The fleet's settings.
@@ -692,10 +732,12 @@ struct Service {
     /// The last heartbeat of the current process (cleared by a boot), to infer intervals.
     heartbeat_chain: Option<i64>,
     heartbeat_interval: Option<i64>,
+    /// Up to date only in snapshots: the live value is in [`Fleet::hot`].
     last_message: Option<i64>,
     crashes: u64,
     last_crash: Option<LastCrash>,
     errors: Buckets,
+    /// Up to date only in snapshots: the live value is in [`Fleet::hot`].
     records: u64,
     /// See [`ServiceRow::silence_floor`].
     #[serde(default)]
@@ -747,7 +789,7 @@ impl Service {
         }
     }
 
-    fn row(&self, now: i64, config: &FleetConfig) -> ServiceRow {
+    fn row(&self, hot: Hot, now: i64, config: &FleetConfig) -> ServiceRow {
         let width = config.bucket_width();
         ServiceRow {
             host: self.host.clone(),
@@ -761,14 +803,14 @@ impl Service {
             pid: self.pid.clone(),
             last_heartbeat: self.last_heartbeat,
             heartbeat_interval: self.heartbeat_interval,
-            last_message: self.last_message,
+            last_message: hot.last_message(),
             crashes: self.crashes,
             last_crash: self.last_crash.clone(),
             errors_last_hour: self.errors.count(now, width),
-            records: self.records,
+            records: hot.records,
             recent_boots: self.recent_boots.iter().copied().collect(),
             silence_floor: self.silence_floor,
-            local: self.records > 0,
+            local: hot.records > 0,
         }
     }
 
@@ -830,14 +872,104 @@ pub struct FleetSnapshot {
     services: Vec<Service>,
 }
 
+/// Identifies services by a 128-bit keyed hash (XXH3 with a random seed) of HOSTNAME
+/// and APP-NAME, so that finding a record's service touches neither string: with
+/// thousands of services those lookups were the fleet view's largest cost. Two services
+/// would share a row only if their fingerprints collided, about 1 in 2^128 per pair,
+/// and the seed is unknown to senders.
+#[derive(Debug, Clone)]
+struct ServiceFingerprints {
+    seed: u64,
+}
+
+impl ServiceFingerprints {
+    fn new() -> ServiceFingerprints {
+        ServiceFingerprints {
+            seed: std::hash::RandomState::new().hash_one(0u8),
+        }
+    }
+
+    fn of(&self, host: &str, app: &str) -> u128 {
+        // HOSTNAME, 0xFF, APP-NAME: 0xFF never occurs in UTF-8, so pairs cannot run into
+        // each other. Usual names fit the stack buffer (one-shot hashing is much cheaper
+        // than the streaming hasher, which the rest use).
+        let mut buf = [0u8; 128];
+        let len = host.len() + 1 + app.len();
+        if let Some(key) = buf.get_mut(..len) {
+            let (h, rest) = key.split_at_mut(host.len());
+            h.copy_from_slice(host.as_bytes());
+            if let Some((sep, a)) = rest.split_first_mut() {
+                *sep = 0xFF;
+                a.copy_from_slice(app.as_bytes());
+            }
+            return xxh3_128_with_seed(key, self.seed);
+        }
+        let mut h = Xxh3::with_seed(self.seed);
+        h.update(host.as_bytes());
+        h.update(&[0xFF]);
+        h.update(app.as_bytes());
+        h.digest128()
+    }
+}
+
+/// The map hasher for keys that are keyed hashes already: their low 64 bits are used.
+#[derive(Debug, Default)]
+struct PrehashedKey(u64);
+
+impl std::hash::Hasher for PrehashedKey {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used by `u128` keys; correct (FNV-1a) for anything else.
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn write_u128(&mut self, key: u128) {
+        self.0 = key as u64;
+    }
+}
+
+/// What every record of a service updates, kept apart from its [`Service`] so that this
+/// one update per record touches a small array (16 bytes a service) that stays in the
+/// CPU's cache, not a row of hundreds of bytes among thousands.
+#[derive(Debug, Clone, Copy)]
+struct Hot {
+    records: u64,
+    /// `i64::MIN`: none yet.
+    last_message: i64,
+}
+
+impl Default for Hot {
+    fn default() -> Hot {
+        Hot {
+            records: 0,
+            last_message: i64::MIN,
+        }
+    }
+}
+
+impl Hot {
+    fn last_message(self) -> Option<i64> {
+        (self.last_message != i64::MIN).then_some(self.last_message)
+    }
+}
+
 /// The fleet machine (see the module documentation).
 #[derive(Debug, Clone)]
 pub struct Fleet {
     config: FleetConfig,
     /// Services in the order they were first seen (the index is their timer id).
     services: Vec<Service>,
-    /// HOSTNAME → APP-NAME → index, looked up with borrowed strings.
-    index: HashMap<String, HashMap<String, u32>>,
+    /// Each service's per-record counters (same index).
+    hot: Vec<Hot>,
+    /// Fingerprint of (HOSTNAME, APP-NAME) → index.
+    index: HashMap<u128, u32, BuildHasherDefault<PrehashedKey>>,
+    /// Makes the fingerprints (seeded at random by the operating system).
+    fingerprints: ServiceFingerprints,
     /// (deadline, service index).
     timers: BTreeSet<(i64, u32)>,
     outputs: VecDeque<FleetEvent>,
@@ -851,7 +983,9 @@ impl Fleet {
         Fleet {
             config,
             services: Vec::new(),
-            index: HashMap::new(),
+            hot: Vec::new(),
+            index: HashMap::default(),
+            fingerprints: ServiceFingerprints::new(),
             timers: BTreeSet::new(),
             outputs: VecDeque::new(),
             through_id: 0,
@@ -911,7 +1045,8 @@ impl Fleet {
         let mut rows: Vec<ServiceRow> = self
             .services
             .iter()
-            .map(|s| s.row(now, &self.config))
+            .zip(&self.hot)
+            .map(|(s, &hot)| s.row(hot, now, &self.config))
             .collect();
         rows.sort_by(|a, b| (&a.host, &a.app).cmp(&(&b.host, &b.app)));
         rows
@@ -920,9 +1055,10 @@ impl Fleet {
     /// One service at `now`.
     pub fn row(&self, host: &str, app: &str, now: i64) -> Option<ServiceRow> {
         let i = self.lookup(host, app)?;
+        let hot = self.hot.get(i as usize).copied().unwrap_or_default();
         self.services
             .get(i as usize)
-            .map(|s| s.row(now, &self.config))
+            .map(|s| s.row(hot, now, &self.config))
     }
 
     /// The persistent form.
@@ -931,7 +1067,16 @@ impl Fleet {
             format: SNAPSHOT_FORMAT,
             through_id: self.through_id,
             services_dropped: self.services_dropped,
-            services: self.services.clone(),
+            services: self
+                .services
+                .iter()
+                .zip(&self.hot)
+                .map(|(s, hot)| Service {
+                    records: hot.records,
+                    last_message: hot.last_message(),
+                    ..s.clone()
+                })
+                .collect(),
         }
     }
 
@@ -952,21 +1097,22 @@ impl Fleet {
                 service.recent_boots.pop_front();
             }
             let i = fleet.services.len() as u32;
-            fleet
-                .index
-                .entry(service.host.clone())
-                .or_default()
-                .insert(service.app.clone(), i);
+            let key = fleet.fingerprints.of(&service.host, &service.app);
+            fleet.index.insert(key, i);
             if let Some(d) = service.deadline {
                 fleet.timers.insert((d, i));
             }
+            fleet.hot.push(Hot {
+                records: service.records,
+                last_message: service.last_message.unwrap_or(i64::MIN),
+            });
             fleet.services.push(service);
         }
         fleet
     }
 
     fn lookup(&self, host: &str, app: &str) -> Option<u32> {
-        self.index.get(host)?.get(app).copied()
+        self.index.get(&self.fingerprints.of(host, app)).copied()
     }
 
     /// The index of a service, created if there is room.
@@ -980,10 +1126,8 @@ impl Fleet {
         }
         let i = self.services.len() as u32;
         self.services.push(Service::new(host, app));
-        self.index
-            .entry(host.to_string())
-            .or_default()
-            .insert(app.to_string(), i);
+        self.hot.push(Hot::default());
+        self.index.insert(self.fingerprints.of(host, app), i);
         Some(i)
     }
 
@@ -1014,7 +1158,7 @@ impl Fleet {
             service.state = state;
             // A service known only from peers (no record of it here) changes state
             // quietly: the node that holds its records reports it, not every node.
-            if service.records > 0 {
+            if self.hot.get(i as usize).is_some_and(|h| h.records > 0) {
                 self.outputs.push_back(FleetEvent::StateChanged {
                     key: service.key(),
                     from,
@@ -1044,14 +1188,21 @@ impl Fleet {
         let Some(i) = self.lookup_or_insert(o.host, o.app) else {
             return;
         };
+        let t = o.received_at;
+        if let Some(hot) = self.hot.get_mut(i as usize) {
+            hot.records += 1;
+            hot.last_message = hot.last_message.max(t);
+        }
+        let plain = matches!(o.kind, ObservationKind::Other | ObservationKind::Error);
+        if plain && !o.is_error() {
+            // Most records: nothing else to update.
+            return;
+        }
         let config = &self.config;
         let width = config.bucket_width();
         let Some(service) = self.services.get_mut(i as usize) else {
             return;
         };
-        let t = o.received_at;
-        service.records += 1;
-        service.last_message = service.last_message.max(Some(t));
         if o.is_error() {
             service.errors.add(t, width);
         }
@@ -1139,7 +1290,11 @@ impl Fleet {
             service.heartbeat_interval = interval;
         }
         service.last_heartbeat = service.last_heartbeat.max(last_heartbeat);
-        service.last_message = service.last_message.max(last_message);
+        if let Some(hot) = self.hot.get_mut(i as usize)
+            && let Some(t) = last_message
+        {
+            hot.last_message = hot.last_message.max(t);
+        }
         if last_boot > service.last_boot {
             service.last_boot = last_boot;
             service.heartbeat_chain = None;
@@ -1252,5 +1407,32 @@ mod opt_secs {
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
         Ok(Option::<f64>::deserialize(d)?.map(|s| (s * 1e9).round() as i64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Short names are hashed in one shot, long ones streamed: the same service must get
+    /// the same fingerprint either way, and distinct ones distinct fingerprints.
+    #[test]
+    fn fingerprints_do_not_depend_on_the_hashing_path() {
+        let f = ServiceFingerprints { seed: 42 };
+        let long = "h".repeat(200);
+        for (host, app) in [("web-1", "api"), (long.as_str(), "api"), ("", "")] {
+            let mut joined = host.as_bytes().to_vec();
+            joined.push(0xFF);
+            joined.extend_from_slice(app.as_bytes());
+            let mut streamed = Xxh3::with_seed(42);
+            streamed.update(&joined);
+            assert_eq!(f.of(host, app), streamed.digest128(), "{host:.10}");
+            assert_eq!(f.of(host, app), xxh3_128_with_seed(&joined, 42));
+        }
+        assert_ne!(f.of("ab", "c"), f.of("a", "bc"));
+        let mut fleet = Fleet::new(FleetConfig::default());
+        assert_eq!(fleet.lookup_or_insert(&long, "x"), Some(0));
+        assert_eq!(fleet.lookup_or_insert(&long, "x"), Some(0));
+        assert_eq!(fleet.lookup_or_insert(&long, "y"), Some(1));
     }
 }

@@ -77,7 +77,7 @@ impl Forwarder {
             loop {
                 match rx.recv().await {
                     Ok(batch) => {
-                        for (_, record) in batch.iter() {
+                        for (_, record) in batch.records.iter() {
                             if matcher.matches(record.received_at, &record.raw) {
                                 task_stats.matched.fetch_add(1, Ordering::Relaxed);
                                 task_logger.forward(&record.raw);

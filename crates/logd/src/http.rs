@@ -775,7 +775,7 @@ async fn query_stats(
 
 /// A tail's state between events.
 struct Tail {
-    rx: broadcast::Receiver<Arc<Vec<(u64, Record)>>>,
+    rx: broadcast::Receiver<Arc<crate::store::DurableBatch>>,
     matcher: Arc<Matcher>,
     /// Events ready to send (the opening comment, the backfill, a live batch's matches).
     queue: VecDeque<Event>,
@@ -916,7 +916,7 @@ fn tail_stream(tail: Tail) -> impl Stream<Item = Result<Event, Infallible>> + Se
                 () = wait_shutdown(&mut t.shutdown) => return None,
                 received = t.rx.recv() => match received {
                     Ok(batch) => {
-                        for (id, record) in batch.iter() {
+                        for (id, record) in batch.records.iter() {
                             if *id <= t.last_id {
                                 continue;
                             }
@@ -1122,7 +1122,7 @@ impl Exposition {
 ///
 /// Store metrics (all prefixed `flotilla_logd_`):
 /// `up` (gauge, 1 while the store can write, 0 when [`StoreStats::error`] is set),
-/// `info{node}` (gauge, 1), `uptime_seconds`, `records_total`, `bytes_total`,
+/// `info{node}` (gauge, 1), `uptime_seconds`, `records_total`, `indexed_total`, `bytes_total`,
 /// `batches_total`, `syncs_total`, `sync_seconds_mean` (gauge), `records_per_sync`
 /// (gauge), `blocks_sealed_total`, `segments_sealed_total`, `segments_dropped_total`,
 /// `segments` (gauge), `segment_bytes` (gauge), `stored_records` (gauge),
@@ -1159,11 +1159,16 @@ pub fn metrics_text(stats: &StoreStats, listeners: &Value) -> String {
         &[("node".into(), stats.node_id.clone())],
         Num::Int(1),
     );
-    let counters: [(&str, &str, u64); 11] = [
+    let counters: [(&str, &str, u64); 12] = [
         (
             "records_total",
             "Records stored (after their fsync)",
             stats.records,
+        ),
+        (
+            "indexed_total",
+            "Records made searchable (records_total minus this is the indexing backlog)",
+            stats.indexed,
         ),
         (
             "bytes_total",

@@ -48,8 +48,8 @@ pub mod web;
 
 pub use error::Error;
 pub use query::{Matcher, Query, QueryStats, RecordJson};
-pub use record::{FLAG_TRUNCATED, Record, Source, Transport};
-pub use store::{Ingest, Store, StoreConfig, StoreStats};
+pub use record::{FLAG_TRUNCATED, Head, Record, Source, Transport};
+pub use store::{DurableBatch, Ingest, Store, StoreConfig, StoreStats};
 
 /// Largest record accepted anywhere (listeners truncate far below this; readers reject
 /// larger lengths as corruption).

@@ -9,6 +9,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::Bytes;
+use flotilla_syslog::{Format, ParsedMessage, Severity};
 
 use crate::error::Error;
 
@@ -91,6 +92,92 @@ impl Record {
     /// Bytes this record takes in memory queues (used for back-pressure accounting).
     pub fn weight(&self) -> usize {
         self.raw.len() + 64
+    }
+}
+
+/// A record's header as the indexer parsed it: severity, syntax, and where HOSTNAME,
+/// APP-NAME and MSGID lie in [`Record::raw`], so that later stages (the fleet view) read
+/// them without parsing the frame a second time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// The severity (the parsing default when the frame has no PRI).
+    pub severity: Severity,
+    /// Which syntax the frame was read as.
+    pub format: Format,
+    host: Span,
+    app: Span,
+    msg_id: Span,
+}
+
+/// A byte range of `raw` (`len == 0`: the field is absent or NIL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    fn of(raw: &[u8], field: Option<&str>) -> Span {
+        let Some(field) = field else {
+            return Span::default();
+        };
+        // The parser's fields borrow from `raw`: the offset is their distance from its
+        // start (checked, so a field from elsewhere is simply absent).
+        let start = (field.as_ptr() as usize).wrapping_sub(raw.as_ptr() as usize);
+        match (u32::try_from(start), u32::try_from(field.len())) {
+            (Ok(s), Ok(l)) if start.saturating_add(field.len()) <= raw.len() => {
+                Span { start: s, len: l }
+            }
+            _ => Span::default(),
+        }
+    }
+
+    fn get<'a>(&self, raw: &'a [u8]) -> Option<&'a str> {
+        if self.len == 0 {
+            return None;
+        }
+        let start = self.start as usize;
+        let bytes = raw.get(start..start.checked_add(self.len as usize)?)?;
+        std::str::from_utf8(bytes).ok()
+    }
+}
+
+impl Head {
+    /// The head of `raw` from its parse (`parsed` must borrow from `raw`).
+    pub fn of(raw: &[u8], parsed: &ParsedMessage<'_>) -> Head {
+        Head {
+            severity: parsed.severity,
+            format: parsed.format,
+            host: Span::of(raw, parsed.hostname),
+            app: Span::of(raw, parsed.app_name),
+            msg_id: Span::of(raw, parsed.msg_id),
+        }
+    }
+
+    /// The head of a frame that did not parse at all (an empty one).
+    pub fn unparsed(severity: Severity) -> Head {
+        Head {
+            severity,
+            format: Format::Unstructured,
+            host: Span::default(),
+            app: Span::default(),
+            msg_id: Span::default(),
+        }
+    }
+
+    /// HOSTNAME, if any (`raw` is the record's frame).
+    pub fn hostname<'a>(&self, raw: &'a [u8]) -> Option<&'a str> {
+        self.host.get(raw)
+    }
+
+    /// APP-NAME, if any.
+    pub fn app_name<'a>(&self, raw: &'a [u8]) -> Option<&'a str> {
+        self.app.get(raw)
+    }
+
+    /// MSGID, if any.
+    pub fn msg_id<'a>(&self, raw: &'a [u8]) -> Option<&'a str> {
+        self.msg_id.get(raw)
     }
 }
 

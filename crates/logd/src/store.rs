@@ -28,7 +28,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, oneshot};
 use crate::block::{BlockBuilder, BlockReader, DecodedBlock};
 use crate::error::{Error, IoContext};
 use crate::query::{Matcher, QueryStats};
-use crate::record::{FLAG_TRUNCATED, Record, now_nanos};
+use crate::record::{FLAG_TRUNCATED, Head, Record, now_nanos};
 use crate::segment::{Segment, SegmentWriter, list_dir};
 use crate::wal::Wal;
 
@@ -116,6 +116,7 @@ const MAX_SOURCES: usize = 4096;
 #[derive(Default)]
 struct Counters {
     records: AtomicU64,
+    indexed: AtomicU64,
     bytes: AtomicU64,
     batches: AtomicU64,
     syncs: AtomicU64,
@@ -140,13 +141,24 @@ struct View {
     recent: Vec<(u64, Record)>,
 }
 
+/// Records that became durable and searchable together, as the store announces them to
+/// its subscribers (live tails, the fleet watcher, forwarders).
+#[derive(Debug, Clone, Default)]
+pub struct DurableBatch {
+    /// The records with their ids, in id order.
+    pub records: Vec<(u64, Record)>,
+    /// The header the indexer parsed from each record, in the same order (it may be
+    /// shorter if indexing failed part-way: a missing head means "parse it yourself").
+    pub heads: Vec<Head>,
+}
+
 struct Shared {
     config: StoreConfig,
     view: RwLock<View>,
     counters: Counters,
     sources: Mutex<HashMap<IpAddr, SourceCounters>>,
     other_sources: Mutex<SourceCounters>,
-    tail: broadcast::Sender<Arc<Vec<(u64, Record)>>>,
+    tail: broadcast::Sender<Arc<DurableBatch>>,
     budget: Arc<Semaphore>,
     budget_units: u32,
     /// Why the store cannot write right now (e.g. a full disk), if it cannot.
@@ -293,6 +305,9 @@ pub struct StoreStats {
     pub uptime_secs: f64,
     /// Records stored since start (after their fsync).
     pub records: u64,
+    /// Records made searchable since start (indexed after their fsync; `records` minus
+    /// this is the indexer's backlog).
+    pub indexed: u64,
     /// Raw bytes stored since start.
     pub bytes: u64,
     /// Batches received.
@@ -447,7 +462,7 @@ impl Store {
         // Recovered records go back into blocks (they are durable already).
         if !replay.is_empty() {
             indexer.builder = BlockBuilder::new(replay[0].0);
-            indexer.index(&replay)?;
+            indexer.index(&replay, &mut Vec::new())?;
         }
         let wal_writer = WalWriter {
             shared: shared.clone(),
@@ -532,7 +547,7 @@ impl Store {
 
     /// Subscribes to records as they become durable (live tail). A subscriber that falls
     /// behind by more than 1,024 batches is told how many it missed.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Vec<(u64, Record)>>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<DurableBatch>> {
         self.shared.tail.subscribe()
     }
 
@@ -661,6 +676,7 @@ impl Store {
             data_dir: self.shared.config.data_dir.display().to_string(),
             uptime_secs: self.shared.started.elapsed().as_secs_f64(),
             records,
+            indexed: c.indexed.load(Ordering::Relaxed),
             bytes: c.bytes.load(Ordering::Relaxed),
             batches: c.batches.load(Ordering::Relaxed),
             syncs,
@@ -1300,15 +1316,23 @@ impl Indexer {
                         .enumerate()
                         .map(|(i, r)| (first + i as u64, r))
                         .collect();
-                    if let Err(e) = self.index(&indexed) {
+                    let mut heads = Vec::with_capacity(indexed.len());
+                    if let Err(e) = self.index(&indexed, &mut heads) {
                         write_failed(&self.shared, &e);
                     }
+                    self.shared
+                        .counters
+                        .indexed
+                        .fetch_add(indexed.len() as u64, Ordering::Relaxed);
                     // Durable since the WAL sync; now also visible to queries.
                     if let Some(done) = done {
                         let _ = done.send(Ok(()));
                     }
                     drop(permit);
-                    let _ = self.shared.tail.send(Arc::new(indexed));
+                    let _ = self.shared.tail.send(Arc::new(DurableBatch {
+                        records: indexed,
+                        heads,
+                    }));
                 }
                 Ok(IndexCommand::Seal(done)) => {
                     let result = self.seal_segment();
@@ -1330,8 +1354,8 @@ impl Indexer {
     }
 
     /// Adds durable records to the open block (sealing blocks and segments as needed)
-    /// and makes them visible to queries.
-    fn index(&mut self, records: &[(u64, Record)]) -> Result<(), Error> {
+    /// and makes them visible to queries; each record's parsed header goes to `heads`.
+    fn index(&mut self, records: &[(u64, Record)], heads: &mut Vec<Head>) -> Result<(), Error> {
         let mut staged: Vec<(u64, Record)> = Vec::with_capacity(records.len());
         let mut defaults = (i64::MIN, defaults_for(0));
         for (id, record) in records {
@@ -1351,7 +1375,7 @@ impl Indexer {
             if defaults.0 != second {
                 defaults = (second, defaults_for(record.received_at));
             }
-            self.builder.push(record, &defaults.1);
+            heads.push(self.builder.push(record, &defaults.1));
             if self.builder.unparsed() > unparsed_before {
                 self.shared
                     .counters

@@ -5,9 +5,9 @@
 //! It runs on a thread of its own, so that neither the machines nor a slow delivery can
 //! hold up ingest:
 //! - it follows the store's stream of durable batches (the same one live tails use) and
-//!   feeds each record to the fleet (`observe`) and, when there are user rules, to the
-//!   alert engine; fleet events go to the engine, the engine's notifications to the
-//!   notifier;
+//!   feeds each record to the fleet (`observe_with_head`, from the indexer's parse of
+//!   its header) and, when there are user rules, to the alert engine; fleet events go to
+//!   the engine, the engine's notifications to the notifier;
 //! - it sleeps until the machines' next deadline (`poll_timeout`), never polls;
 //! - when it falls behind the stream (the stream keeps 1,024 batches), it reads what it
 //!   missed back from the store, so that no record escapes the fleet view;
@@ -40,11 +40,13 @@ use tokio::sync::broadcast;
 
 use crate::alerts::{Alert, AlertEngine, AlertInput, AlertSnapshot, RuleSet};
 use crate::error::{Error, IoContext as _};
-use crate::fleet::{Fleet, FleetConfig, FleetInput, FleetSnapshot, ServiceRow, observe};
+use crate::fleet::{
+    Fleet, FleetConfig, FleetInput, FleetSnapshot, ServiceRow, observe, observe_with_head,
+};
 use crate::notify::{ALERTMANAGER_RESEND, DeliveryStats, Notifier};
 use crate::query::{Matcher, Query};
-use crate::record::{Record, now_nanos};
-use crate::store::Store;
+use crate::record::{Head, Record, now_nanos};
+use crate::store::{DurableBatch, Store};
 
 /// How often the machines are saved to `watch.json`.
 pub const SAVE_EVERY: Duration = Duration::from_secs(5);
@@ -59,7 +61,7 @@ pub const TICK_LAG: Duration = Duration::from_millis(250);
 const DRAIN_BATCHES: usize = 256;
 
 /// How long the watcher lets batches gather after feeding some.
-const GATHER: Duration = Duration::from_millis(1);
+const GATHER: Duration = Duration::from_millis(10);
 
 /// Recent duplicate keys remembered (RELP resends arrive within seconds).
 const DEDUP_WINDOW: usize = 65_536;
@@ -373,7 +375,7 @@ struct Runner {
 impl Runner {
     fn run(
         mut self,
-        mut rx: broadcast::Receiver<Arc<Vec<(u64, Record)>>>,
+        mut rx: broadcast::Receiver<Arc<DurableBatch>>,
         mut peer_rx: tokio::sync::mpsc::Receiver<Vec<ServiceRow>>,
     ) {
         // Timers only: the thread does no I/O of its own (peers are polled on the
@@ -399,7 +401,7 @@ impl Runner {
                 if shared.stop.load(Ordering::Acquire) {
                     // What the store delivered before stopping is fed, then saved.
                     while let Ok(batch) = rx.try_recv() {
-                        self.feed(&batch);
+                        self.feed(&batch.records, &batch.heads);
                     }
                     break;
                 }
@@ -416,11 +418,11 @@ impl Runner {
                 tokio::select! {
                     received = rx.recv() => match received {
                         Ok(batch) => {
-                            self.feed(&batch);
+                            self.feed(&batch.records, &batch.heads);
                             // And whatever else is waiting, before time is judged once.
                             for _ in 0..DRAIN_BATCHES {
                                 match rx.try_recv() {
-                                    Ok(batch) => self.feed(&batch),
+                                    Ok(batch) => self.feed(&batch.records, &batch.heads),
                                     Err(_) => break,
                                 }
                             }
@@ -495,7 +497,9 @@ impl Runner {
     /// its received-at time (never going back), so that records read back after a
     /// restart are judged at the time they arrived: a heartbeat deadline that passed
     /// between two of them fires between them, not before both.
-    fn feed(&mut self, batch: &[(u64, Record)]) {
+    /// `heads` are the indexer's parses of the records, as many as it made (a record
+    /// without one is parsed here).
+    fn feed(&mut self, batch: &[(u64, Record)], heads: &[Head]) {
         let mut fed = 0u64;
         {
             let Ok(mut fleet) = self.shared.fleet.lock() else {
@@ -506,7 +510,7 @@ impl Runner {
             } else {
                 None
             };
-            for (id, record) in batch {
+            for (i, (id, record)) in batch.iter().enumerate() {
                 // Ids start at 1: `through_id` 0 skips nothing.
                 if *id <= self.through_id {
                     continue;
@@ -518,7 +522,11 @@ impl Runner {
                 }
                 let now = self.clock.max(record.received_at);
                 self.clock = now;
-                fleet.handle(now, FleetInput::Observe(observe(*id, record)));
+                let observation = match heads.get(i) {
+                    Some(head) => observe_with_head(*id, record, head),
+                    None => observe(*id, record),
+                };
+                fleet.handle(now, FleetInput::Observe(observation));
                 if let Some(engine) = engine.as_mut() {
                     engine.handle(now, AlertInput::Record(*id, record));
                 }
@@ -603,13 +611,13 @@ impl Runner {
             chunk.push((id, record.clone()));
             if chunk.len() >= REPLAY_CHUNK {
                 // `feed` skips what was already fed.
-                self.feed(&chunk);
+                self.feed(&chunk, &[]);
                 self.drain_outputs(self.clock);
                 chunk.clear();
             }
             true
         })?;
-        self.feed(&chunk);
+        self.feed(&chunk, &[]);
         self.drain_outputs(self.clock);
         let replayed = self.shared.records.load(Ordering::Relaxed) - before;
         if replayed > 0 {

@@ -772,3 +772,63 @@ proptest! {
         prop_assert_eq!(second.fleet.snapshot(), whole.fleet.snapshot());
     }
 }
+
+/// The header the store's indexer parses for `record` (what the watcher is fed).
+fn indexer_head(record: &Record) -> flotilla_logd::Head {
+    let mut builder = flotilla_logd::block::BlockBuilder::new(1);
+    builder.push(
+        record,
+        &flotilla_logd::query::defaults_for(record.received_at),
+    )
+}
+
+/// The watcher observes from the indexer's parse; it must see exactly what a parse of its
+/// own would (the rule is `observe`'s).
+#[test]
+fn observing_from_the_indexers_head_equals_observing_from_the_frame() {
+    let frames = [
+        boot("web-1", "api", 4242),
+        heartbeat("web-1", "api", Some(2500)),
+        heartbeat("web-1", "api", None),
+        crash("web-1", "api", "boom"),
+        error("web-1", "api"),
+        info("web-1", "api"),
+        "<27>Nov 14 22:13:20 db-1 postgres[77]: FATAL: out of disk".to_string(),
+        "<13>1 - - - - BOOT - booting".to_string(),
+        "<13>1 - h a - CRASH - no element".to_string(),
+        "<11>1 2023-11-14T22:13:20Z h a - ERROR - failed".to_string(),
+        "<11>1 2023-11-14T22:13:20Z [2001:db8::1] a - ERROR".to_string(),
+        format!(
+            "<14>1 - {} {} - - - long names",
+            "h".repeat(600),
+            "a".repeat(600)
+        ),
+        "just some text".to_string(),
+        String::new(),
+    ];
+    for frame in &frames {
+        let r = rec(T0, frame);
+        assert_eq!(
+            flotilla_logd::fleet::observe_with_head(3, &r, &indexer_head(&r)),
+            observe(3, &r),
+            "{frame:?}"
+        );
+    }
+}
+
+proptest! {
+    #[test]
+    fn observing_from_the_head_equals_observing_any_bytes(
+        raw in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..200),
+            "<[0-9]{1,3}>1 [-0-9TZ:.]{1,30} [a-z-]{1,5} [a-z-]{1,5} [0-9-]{1,3} (BOOT|HEARTBEAT|CRASH|ERROR|-|x) .{0,40}"
+                .prop_map(String::into_bytes),
+        ]
+    ) {
+        let r = Record { received_at: T0, source: Source::LOCAL, flags: 0, raw: Bytes::from(raw) };
+        prop_assert_eq!(
+            flotilla_logd::fleet::observe_with_head(3, &r, &indexer_head(&r)),
+            observe(3, &r)
+        );
+    }
+}

@@ -700,6 +700,7 @@ fn stats_health_and_metrics() {
     for want in [
         "# TYPE flotilla_logd_records_total counter",
         "flotilla_logd_records_total 7\n",
+        "flotilla_logd_indexed_total 7\n",
         "flotilla_logd_up 1\n",
         "flotilla_logd_info{node=\"test-node\"} 1\n",
         "flotilla_logd_unparsed_total 1\n",
