@@ -535,9 +535,13 @@ pub fn run_fleet(config: &FleetBenchConfig, tmp: &Path) -> Result<FleetFigures, 
                 .map_err(|_| server("the heartbeat thread panicked"))??;
             sent += heartbeats;
             let total = boots + sent;
+            // Both kinds of round end when every record is durable *and searchable*: the
+            // watcher is fed by the indexer, so a watch round cannot end before indexing
+            // does, and a round without it must not end sooner either.
             let (stored_at, st) =
-                wait_stats(&logd, Duration::from_secs(600), "records stored", |st| {
+                wait_stats(&logd, Duration::from_secs(600), "records indexed", |st| {
                     st["records"].as_u64().unwrap_or(0) >= total
+                        && st["indexed"].as_u64().unwrap_or(0) >= total
                 })?;
             let stored = st["records"].as_u64().unwrap_or(0);
             let (end, st) = if watch {
