@@ -23,6 +23,7 @@
 
 pub mod affinity;
 pub mod connections;
+pub mod cpu_share;
 pub mod failover;
 pub mod fanout;
 mod game_side;
