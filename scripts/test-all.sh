@@ -2,7 +2,9 @@
 # The whole test suite, on a fresh machine or this one: installs what it needs
 # (real peers from Debian, cargo-fuzz), then runs, in order:
 #   1. cargo fmt --check
-#   2. cargo clippy --workspace --all-targets --release -- -D warnings
+#   2. cargo clippy --workspace --all-targets --release -- -D warnings (machine crates
+#      also ban reading the clock, the OS's randomness, sleeping: their clippy.toml)
+#   2b. the no_std machine crates built for x86_64-unknown-none; no tokio in machine crates
 #   3. cargo test --workspace --release   (unit, property, loopback and real-peer tests)
 #   4. the fuzz targets, briefly (FUZZ_SECONDS each, default 10)
 #   5. the demos, end to end (`flotilla demo --json` with its failover, logd's fleet view
@@ -28,6 +30,21 @@ cargo fmt --all -- --check
 
 step "cargo clippy (release, all targets, -D warnings)"
 cargo clippy --workspace --all-targets --release -- -D warnings
+
+step "machine crates: built without std (x86_64-unknown-none, core + alloc) and free of tokio"
+# The sans-I/O crates must stay usable on a unikernel's own network stack: the no_std ones
+# are built for a target that has no std at all, and none of them may pull in tokio.
+if ! rustup target list --installed | grep -qx x86_64-unknown-none; then
+    rustup target add x86_64-unknown-none
+fi
+cargo build --release --target x86_64-unknown-none --no-default-features \
+    -p flotilla-syslog -p flotilla-relp -p flotilla-balance
+for crate in flotilla-syslog flotilla-relp flotilla-balance flotilla-wire flotilla-world; do
+    if cargo tree -p "$crate" -e normal --prefix none | grep -q '^tokio '; then
+        echo "$crate depends on tokio: machine crates do no I/O" >&2
+        exit 1
+    fi
+done
 
 step "cargo test --workspace --release"
 cargo test --workspace --release

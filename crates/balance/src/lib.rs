@@ -43,6 +43,7 @@ pub fn pick_uniform<R: Rng + ?Sized>(rng: &mut R, n: usize) -> Result<usize, Err
 /// [`Balancer::new`]. Never seed from the clock: clients started together would choose
 /// together.
 #[cfg(feature = "std")]
+#[allow(clippy::disallowed_methods)] // The seed a shell passes in comes from here.
 pub fn seed_from_os_entropy() -> Result<u64, Error> {
     getrandom::u64().map_err(Error::OsEntropy)
 }

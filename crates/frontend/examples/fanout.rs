@@ -3,6 +3,9 @@
 //! batches they receive. Usage: `cargo run --release -p flotilla-frontend --example fanout
 //! -- [observers] [seconds]`. Everything shares this machine's cores, so the figure is a
 //! lower bound of what a front-end alone does.
+
+// Tests and benchmarks are shells: they drive real time, sockets and tasks.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;

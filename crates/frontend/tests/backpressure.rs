@@ -2,6 +2,9 @@
 //! without bound: the front-end stops reading clients instead (TCP pushes back on them),
 //! does not time them out for the silence it causes, and closes the stuck link after the
 //! game idle timeout so that it reads clients again.
+
+// Tests and benchmarks are shells: they drive real time, sockets and tasks.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is a test failure.
 
 use std::time::{Duration, Instant};

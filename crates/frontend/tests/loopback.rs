@@ -1,5 +1,8 @@
 //! The front-end shell on real loopback TCP, between a tiny in-test game server (speaking
 //! flotilla-wire frames directly) and raw test clients.
+
+// Tests and benchmarks are shells: they drive real time, sockets and tasks.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is a test failure.
 
 use std::net::SocketAddr;

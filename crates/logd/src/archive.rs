@@ -18,6 +18,9 @@
 //! directory) only after its object is stored; with an archive configured, retention never
 //! drops a segment that is not archived yet.
 
+// An I/O component (files, S3): it backs off between attempts.
+#![allow(clippy::disallowed_methods)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

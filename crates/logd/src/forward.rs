@@ -6,6 +6,9 @@
 //! logger's queue is bounded (the oldest waiting message is dropped and counted when the
 //! upstream cannot keep up). Lag of the broadcast is counted too.
 
+// An I/O shell (relaying upstream): it runs a task.
+#![allow(clippy::disallowed_methods)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -127,6 +127,9 @@
 //!
 //! Any other path is `404` with a JSON error listing the endpoints.
 
+// An I/O shell (the HTTP API): it times requests and waits on the network.
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::fmt::Write as _;

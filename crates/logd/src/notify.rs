@@ -16,6 +16,9 @@
 //! Alertmanager targets every [`ALERTMANAGER_RESEND`]; a resolved alert is sent once, with
 //! `endsAt` set to the time it resolved.
 
+// An I/O shell (deliveries): it times retries and backs off.
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -60,6 +60,9 @@
 //! (`{"backfill_capped": n, "node": "…"}`, passed on to the client) saying that older
 //! records were skipped (search for them).
 
+// An I/O shell (requests to peers): it times them out.
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -2,6 +2,9 @@
 //! runtime of their own. `flotilla logd` runs one; the demo and the tests run one in
 //! process.
 
+// An I/O shell (the process): it starts threads and runtimes and waits for them.
+#![allow(clippy::disallowed_methods)]
+
 use std::net::SocketAddr;
 
 use tokio::runtime::Runtime;

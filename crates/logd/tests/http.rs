@@ -1,6 +1,9 @@
 //! The HTTP API end to end: a store on a temporary directory served on loopback, asked
 //! with a real HTTP client (queries, errors, tails with backfill, stats, health, metrics,
 //! shutdown with open tails).
+
+// Tests and benchmarks are shells: they drive real time, sockets and tasks.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may unwrap: a panic is a test failure.
 
 use std::io::{BufRead, BufReader};

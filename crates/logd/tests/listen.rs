@@ -1,5 +1,8 @@
 //! Listeners end to end in one process: real sockets on loopback into a real store in a
 //! temporary directory; what is stored is read back with queries.
+
+// Tests and benchmarks are shells: they drive real time, sockets and tasks.
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may unwrap: a panic is a test failure.
 
 use std::io::{Read, Write};
