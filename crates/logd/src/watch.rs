@@ -65,7 +65,7 @@ pub const TICK_LAG: Duration = Duration::from_millis(250);
 const DRAIN_BATCHES: usize = 256;
 
 /// How long the watcher lets batches gather after feeding some.
-const GATHER: Duration = Duration::from_millis(10);
+const GATHER: Duration = Duration::from_millis(1);
 
 /// Recent duplicate keys remembered (RELP resends arrive within seconds).
 const DEDUP_WINDOW: usize = 65_536;
