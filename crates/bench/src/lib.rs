@@ -37,6 +37,7 @@ pub mod workers;
 
 /// Everything that can make a benchmark fail.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BenchError {
     /// A socket, file or process operation failed.
     #[error("{context}: {source}")]

@@ -4,6 +4,7 @@ use flotilla_wire::{ErrorCode, WireError};
 
 /// What went wrong in a [`Client`](crate::Client) call.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// Connecting, reading or writing failed.
     #[error("I/O error: {0}")]

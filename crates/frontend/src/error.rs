@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 /// The machines never fail as a whole: a bad frame on a connection closes that connection
 /// (with an `Error` frame) and is reported through [`Output`](crate::Output)s, not here.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum FrontendError {
     /// The configuration is inconsistent (for example a zero send budget).
     #[error("invalid front-end configuration: {0}")]

@@ -19,7 +19,7 @@ use flotilla_world::Position;
 use crate::config::FrontendConfig;
 use crate::directory::Directory;
 use crate::factory::{Factory, FactoryEvent};
-use crate::game_link::{GameEvent, GameLink};
+use crate::game_link::{GameLink, GameLinkEvent};
 use crate::ids::{ConnId, GameId, IdBuildHasher, SeededRng};
 use crate::replica::{BatchOutcome, ReplicaMachine, Serve, SnapshotProgress, SubscriberState};
 use crate::router::{Router, WorldChange};
@@ -391,7 +391,7 @@ impl Frontend {
                     return;
                 };
                 let event = link.handle_malformed(&error);
-                if let GameEvent::Close {
+                if let GameLinkEvent::Close {
                     reason,
                     error_frame,
                 } = event
@@ -777,10 +777,16 @@ impl Frontend {
         self.congested.clear();
     }
 
-    fn on_game_event(&mut self, now: Duration, game: GameId, event: GameEvent, frame: RawFrame) {
+    fn on_game_event(
+        &mut self,
+        now: Duration,
+        game: GameId,
+        event: GameLinkEvent,
+        frame: RawFrame,
+    ) {
         match event {
-            GameEvent::Nothing => {}
-            GameEvent::Welcomed => {
+            GameLinkEvent::Nothing => {}
+            GameLinkEvent::Welcomed => {
                 self.router.add_game(game);
                 for (session, conn) in self.router.sessions() {
                     let client_name = self
@@ -796,9 +802,9 @@ impl Frontend {
                     self.send_game(now, game, frame);
                 }
             }
-            GameEvent::Reply(bytes) => self.send_game(now, game, bytes),
-            GameEvent::Message(message) => self.on_game_message(now, game, message, frame),
-            GameEvent::Close {
+            GameLinkEvent::Reply(bytes) => self.send_game(now, game, bytes),
+            GameLinkEvent::Message(message) => self.on_game_message(now, game, message, frame),
+            GameLinkEvent::Close {
                 reason,
                 error_frame,
             } => self.close_game(now, game, reason, error_frame),
@@ -1065,18 +1071,18 @@ impl Frontend {
             self.config.game_idle_timeout,
         );
         let max_queued = self.config.max_game_queued_bytes;
-        let mut events: Vec<(GameId, GameEvent)> = Vec::new();
+        let mut events: Vec<(GameId, GameLinkEvent)> = Vec::new();
         for (game, link) in &mut self.links {
             let event = link.on_tick(now, ping, idle, max_queued);
-            if event != GameEvent::Nothing {
+            if event != GameLinkEvent::Nothing {
                 events.push((*game, event));
             }
         }
         events.sort_unstable_by_key(|(game, _)| *game);
         for (game, event) in events {
             match event {
-                GameEvent::Reply(bytes) => self.send_game(now, game, bytes),
-                GameEvent::Close {
+                GameLinkEvent::Reply(bytes) => self.send_game(now, game, bytes),
+                GameLinkEvent::Close {
                     reason,
                     error_frame,
                 } => {

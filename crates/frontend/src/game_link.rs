@@ -31,7 +31,7 @@ pub enum LinkState {
 
 /// What the [`Frontend`](crate::Frontend) must do after a game link handled an input.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GameEvent {
+pub enum GameLinkEvent {
     /// Nothing to do.
     Nothing,
     /// The handshake completed: the game server can be routed to.
@@ -105,9 +105,9 @@ impl GameLink {
     }
 
     /// Handles one frame received from the game server at `now`.
-    pub fn handle_frame(&mut self, now: Duration, frame: &RawFrame) -> GameEvent {
+    pub fn handle_frame(&mut self, now: Duration, frame: &RawFrame) -> GameLinkEvent {
         if self.state == LinkState::Closed {
-            return GameEvent::Nothing;
+            return GameLinkEvent::Nothing;
         }
         self.last_received = now;
         let message = match GameToFrontend::decode(frame) {
@@ -124,7 +124,7 @@ impl GameLink {
                 }
                 log::info!("game link {:?}: welcomed by {server_id}", self.game);
                 self.state = LinkState::Ready { server_id };
-                GameEvent::Welcomed
+                GameLinkEvent::Welcomed
             }
             (_, GameToFrontend::Error { code, text }) => {
                 log::warn!(
@@ -132,7 +132,7 @@ impl GameLink {
                     self.game
                 );
                 self.state = LinkState::Closed;
-                GameEvent::Close {
+                GameLinkEvent::Close {
                     reason: CloseReason::PeerError(code),
                     error_frame: None,
                 }
@@ -146,17 +146,17 @@ impl GameLink {
                 "a second GameWelcome".to_owned(),
             ),
             (_, GameToFrontend::Ping { nonce }) => {
-                GameEvent::Reply(FrontendToGame::Pong { nonce }.encode_to_bytes())
+                GameLinkEvent::Reply(FrontendToGame::Pong { nonce }.encode_to_bytes())
             }
-            (_, GameToFrontend::Pong { .. }) => GameEvent::Nothing,
-            (_, message) => GameEvent::Message(message),
+            (_, GameToFrontend::Pong { .. }) => GameLinkEvent::Nothing,
+            (_, message) => GameLinkEvent::Message(message),
         }
     }
 
     /// Handles bytes the shell's decoder could not frame: an `Error` frame and a close.
-    pub fn handle_malformed(&mut self, error: &flotilla_wire::WireError) -> GameEvent {
+    pub fn handle_malformed(&mut self, error: &flotilla_wire::WireError) -> GameLinkEvent {
         if self.state == LinkState::Closed {
-            return GameEvent::Nothing;
+            return GameLinkEvent::Nothing;
         }
         self.fail(error.code(), error.to_string())
     }
@@ -171,9 +171,9 @@ impl GameLink {
         ping_interval: Duration,
         idle_timeout: Duration,
         max_queued_bytes: usize,
-    ) -> GameEvent {
+    ) -> GameLinkEvent {
         if self.state == LinkState::Closed {
-            return GameEvent::Nothing;
+            return GameLinkEvent::Nothing;
         }
         if let Some(stalled_since) = self.stalled_since(max_queued_bytes)
             && now.saturating_sub(stalled_since) >= idle_timeout
@@ -193,7 +193,7 @@ impl GameLink {
                 format!("nothing received for {idle_timeout:?}"),
             );
             return match event {
-                GameEvent::Close { error_frame, .. } => GameEvent::Close {
+                GameLinkEvent::Close { error_frame, .. } => GameLinkEvent::Close {
                     reason: CloseReason::IdleTimeout,
                     error_frame,
                 },
@@ -202,14 +202,14 @@ impl GameLink {
         }
         if now.saturating_sub(self.last_sent) >= ping_interval {
             self.pings_sent += 1;
-            return GameEvent::Reply(
+            return GameLinkEvent::Reply(
                 FrontendToGame::Ping {
                     nonce: self.pings_sent,
                 }
                 .encode_to_bytes(),
             );
         }
-        GameEvent::Nothing
+        GameLinkEvent::Nothing
     }
 
     /// Records that a frame of `len` bytes was handed to the shell for the game server at
@@ -249,10 +249,10 @@ impl GameLink {
             .map(|since| since.max(self.last_written))
     }
 
-    fn fail(&mut self, code: ErrorCode, text: String) -> GameEvent {
+    fn fail(&mut self, code: ErrorCode, text: String) -> GameLinkEvent {
         log::warn!("closing game link {:?}: {code:?}: {text}", self.game);
         self.state = LinkState::Closed;
-        GameEvent::Close {
+        GameLinkEvent::Close {
             reason: CloseReason::Protocol(code),
             error_frame: Some(FrontendToGame::Error { code, text }.encode_to_bytes()),
         }
@@ -292,7 +292,7 @@ mod tests {
         };
         assert_eq!(
             link.handle_frame(Duration::ZERO, &raw(&welcome)),
-            GameEvent::Welcomed
+            GameLinkEvent::Welcomed
         );
         assert!(link.is_ready());
         let added = GameToFrontend::WorldAdded {
@@ -301,9 +301,9 @@ mod tests {
         };
         assert_eq!(
             link.handle_frame(SECOND, &raw(&added)),
-            GameEvent::Message(added.clone())
+            GameLinkEvent::Message(added.clone())
         );
-        let GameEvent::Reply(pong) =
+        let GameLinkEvent::Reply(pong) =
             link.handle_frame(SECOND, &raw(&GameToFrontend::Ping { nonce: 5 }))
         else {
             panic!()
@@ -320,7 +320,7 @@ mod tests {
                 world: WorldId::new("a").unwrap(),
             }),
         );
-        let GameEvent::Close {
+        let GameLinkEvent::Close {
             reason: CloseReason::Protocol(ErrorCode::UnexpectedFrame),
             error_frame: Some(frame),
         } = event
@@ -345,16 +345,16 @@ mod tests {
         let max = 1 << 20;
         assert_eq!(
             link.on_tick(SECOND / 2, interval, idle, max),
-            GameEvent::Nothing
+            GameLinkEvent::Nothing
         );
         assert!(matches!(
             link.on_tick(SECOND, interval, idle, max),
-            GameEvent::Reply(_)
+            GameLinkEvent::Reply(_)
         ));
         link.note_sent(SECOND, 10, max);
         assert!(matches!(
             link.on_tick(3 * SECOND, interval, idle, max),
-            GameEvent::Close {
+            GameLinkEvent::Close {
                 reason: CloseReason::IdleTimeout,
                 ..
             }
@@ -373,7 +373,7 @@ mod tests {
         });
         assert_eq!(
             link.handle_frame(Duration::ZERO, &welcome),
-            GameEvent::Welcomed
+            GameLinkEvent::Welcomed
         );
         link
     }
@@ -393,13 +393,13 @@ mod tests {
             link.note_sent(now * SECOND, 0, max);
             assert_eq!(
                 link.on_tick(now * SECOND, interval, idle, max),
-                GameEvent::Nothing,
+                GameLinkEvent::Nothing,
                 "at {now} s"
             );
         }
         // ...but 3 s after the last write with the queue still over the limit, it is closed.
         link.handle_frame(5 * SECOND, &pong(5));
-        let GameEvent::Close {
+        let GameLinkEvent::Close {
             reason,
             error_frame: Some(frame),
         } = link.on_tick(5 * SECOND, interval, idle, max)
@@ -428,7 +428,7 @@ mod tests {
             link.note_sent(now * SECOND, 0, max);
             assert_eq!(
                 link.on_tick(now * SECOND, interval, idle, max),
-                GameEvent::Nothing
+                GameLinkEvent::Nothing
             );
         }
         // Under the limit, a link is never closed for not writing.
@@ -437,7 +437,7 @@ mod tests {
         link.note_sent(20 * SECOND, 0, max);
         assert_eq!(
             link.on_tick(20 * SECOND, interval, idle, max),
-            GameEvent::Nothing
+            GameLinkEvent::Nothing
         );
         // Crossing the limit again starts the clock at the crossing.
         link.note_sent(20 * SECOND, 2000, max);
@@ -445,12 +445,12 @@ mod tests {
         link.note_sent(22 * SECOND, 0, max);
         assert_eq!(
             link.on_tick(22 * SECOND, interval, idle, max),
-            GameEvent::Nothing
+            GameLinkEvent::Nothing
         );
         link.handle_frame(23 * SECOND, &pong(23));
         assert!(matches!(
             link.on_tick(23 * SECOND, interval, idle, max),
-            GameEvent::Close { .. }
+            GameLinkEvent::Close { .. }
         ));
     }
 }

@@ -52,7 +52,7 @@ pub use directory::Directory;
 pub use error::FrontendError;
 pub use factory::{Factory, FactoryEvent};
 pub use frontend::{CloseReason, Frontend, Input, Output, Stats};
-pub use game_link::{GameEvent, GameLink, LinkState};
+pub use game_link::{GameLink, GameLinkEvent, LinkState};
 pub use ids::{
     ConnId, GameId, IdBuildHasher, IdHasher, KeyedIdBuildHasher, KeyedIdHasher, SeededRng,
 };

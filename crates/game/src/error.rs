@@ -4,6 +4,7 @@ use flotilla_wire::{SessionId, WireError, WorldId};
 
 /// What went wrong in a [`GameServer`](crate::GameServer) call.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum GameError {
     /// Binding or accepting on the listening socket failed.
     #[error("I/O error: {0}")]

@@ -66,7 +66,8 @@ impl LinkCounters {
     }
 }
 
-/// Why a push was refused.
+/// Why a push was refused. Exhaustive on purpose: every caller maps each reason to its
+/// own error, and a new reason must make them decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushError {
     /// The connection is closing or closed.

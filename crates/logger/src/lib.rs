@@ -64,6 +64,7 @@ pub const PEN_SUFFIX: &str = "@32473";
 /// Once started, the logger never returns errors to the application: failures
 /// are counted in [`Stats`] and reported through the log stream itself.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A setting is wrong (bad URL, unknown parameter, empty collector list...).
     #[error("flotilla-logger configuration: {0}")]

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 /// Everything that can go wrong while installing, starting, stopping or reading a peer.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// `scripts/install-peers.sh` failed (or could not be run); holds its output.
     #[error("installing the test peers failed: {0}")]

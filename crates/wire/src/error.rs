@@ -7,6 +7,7 @@ use crate::frame::{Direction, FrameType};
 /// Every variant is fatal for the connection it came from: the shell sends an `Error`
 /// frame with [`WireError::code`] and closes that one connection. Nothing else is affected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum WireError {
     /// The length prefix announces a frame longer than the configured maximum.
     #[error("frame of {len} bytes exceeds the maximum of {max}")]

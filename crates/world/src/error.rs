@@ -5,6 +5,7 @@
 /// A batch that is *older* than the replica (its seq is at or below the replica's) is not
 /// an error: it is ignored and reported as [`ApplyOutcome::AlreadyHad`](crate::ApplyOutcome).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum WorldError {
     /// A batch arrived before the replica received its first snapshot.
     #[error("change batch (epoch {epoch}, seq {seq}) before any snapshot")]
