@@ -11,15 +11,29 @@ const FREE_PORT_ATTEMPTS: usize = 200;
 
 /// A loopback port that is free for both TCP and UDP right now, and that this process
 /// has not handed out before (so two peers of one test never collide).
+///
+/// It lies outside the kernel's ephemeral range (`ip_local_port_range`): tests restart
+/// peers on the ports they were given, and a port from that range can meanwhile become
+/// the source port of some outgoing connection (a logger's, a peer's HTTP client's) and
+/// stay taken for as long as it lives.
 pub fn free_port() -> Result<u16, Error> {
     static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-    for _ in 0..FREE_PORT_ATTEMPTS {
-        let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .map_err(Error::io("binding a TCP socket on 127.0.0.1:0"))?;
-        let port = tcp
-            .local_addr()
-            .map_err(Error::io("reading a bound socket's address"))?
-            .port();
+    let (low, high) = ephemeral_range();
+    let below = low.saturating_sub(MIN_PORT);
+    let above = u16::MAX.saturating_sub(high);
+    for attempt in 0..FREE_PORT_ATTEMPTS {
+        let pick = candidate(attempt) % (u32::from(below) + u32::from(above)).max(1);
+        let port = match u16::try_from(pick) {
+            Ok(p) if p < below => MIN_PORT + p,
+            Ok(p) => high.saturating_add(1).saturating_add(p - below),
+            Err(_) => continue,
+        };
+        if port < MIN_PORT || (low..=high).contains(&port) {
+            continue;
+        }
+        let Ok(_tcp) = TcpListener::bind((Ipv4Addr::LOCALHOST, port)) else {
+            continue;
+        };
         if UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_err() {
             continue;
         }
@@ -31,6 +45,33 @@ pub fn free_port() -> Result<u16, Error> {
     Err(Error::NoFreePort {
         attempts: FREE_PORT_ATTEMPTS,
     })
+}
+
+/// The lowest port [`free_port`] hands out (below are well-known and registered services).
+const MIN_PORT: u16 = 10_000;
+
+/// The kernel's ephemeral port range (Linux's default when it cannot be read).
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|x| x.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32_768, 60_999))
+}
+
+/// A pseudo-random number per attempt, different in every process (test processes run
+/// side by side and must not pick the same ports in the same order).
+fn candidate(attempt: usize) -> u32 {
+    use std::hash::{BuildHasher, RandomState};
+    static STATE: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let h = STATE
+        .get_or_init(RandomState::new)
+        .hash_one((std::process::id(), call, attempt));
+    (h >> 32) as u32
 }
 
 /// The transport of a port a peer listens on.
