@@ -81,7 +81,21 @@ fn main() {
         Command::Bench { which } => bench::run(which),
     };
     if let Err(e) = result {
-        eprintln!("flotilla: error: {e:#}");
+        eprintln!("flotilla: error: {}", error_chain(&e));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes, each said once: an error whose message already ends with its
+/// cause's (`binding tcp://…: Address already in use`) does not repeat it.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !out.ends_with(&cause) {
+            out.push_str(": ");
+            out.push_str(&cause);
+        }
+    }
+    out
 }

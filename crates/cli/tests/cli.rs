@@ -157,12 +157,34 @@ fn bad_settings_are_loud_errors() {
             "at least 2 front-ends",
         ),
         (vec!["demo", "--linger=-1"], "--linger"),
+        (
+            vec!["log", "--to", "foo://x", "x"],
+            "unknown scheme \"foo\"",
+        ),
     ] {
         let out = flotilla().args(&args).output().unwrap();
         assert!(!out.status.success(), "{args:?} should fail");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");
     }
+}
+
+/// A port in use: the error names the address and says its cause once, not twice.
+#[test]
+fn an_error_names_its_address_and_says_its_cause_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let data = tempfile::tempdir().unwrap();
+    let out = flotilla()
+        .args(["logd", "--listen", &format!("tcp://127.0.0.1:{port}")])
+        .args(["--http", "127.0.0.1:0", "--data"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("tcp://127.0.0.1:{port}")), "{err}");
+    assert_eq!(err.matches("Address already in use").count(), 1, "{err}");
 }
 
 #[test]

@@ -388,6 +388,11 @@ pub fn parse_collector(url: &str) -> Result<Collector, Error> {
         Some("3164") | Some("rfc3164") | Some("bsd") => Format::Rfc3164,
         Some(other) => return Err(bad(format!("format={other:?}: expected 5424 or 3164"))),
     };
+    if !matches!(scheme, "udp" | "tcp" | "tls" | "relp" | "unix") {
+        return Err(bad(format!(
+            "unknown scheme {scheme:?}: expected udp, tcp, tls, relp or unix"
+        )));
+    }
     let is_unix = scheme == "unix";
     if !is_unix {
         check_host_port(address).map_err(bad)?;
