@@ -93,6 +93,15 @@ fn api_query(logd: &LogdProcess, query: &str) -> Vec<Value> {
         .collect()
 }
 
+/// `/api/query?QUERY` as it is (the query sets its own limit).
+fn api_page(logd: &LogdProcess, query: &str) -> Vec<Value> {
+    let (body, _) = http_get(logd.http, &format!("/api/query?{query}")).unwrap();
+    body.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 fn wait_stored(logd: &LogdProcess, query: &str, n: usize) {
     let deadline = Instant::now() + WAIT;
     loop {
@@ -884,5 +893,94 @@ fn fleet_shows_a_crashed_service_and_alerts_render() {
         }
     }
     screenshot(&page, "logd-alerts.png");
+    assert_clean_console(&page);
+}
+
+/// The page over a million stored messages: it never loads them all. A search shows the
+/// newest page of matches (the newest record first), pages back, and counts every match
+/// exactly as the API does; the unfiltered view shows the newest records.
+#[test]
+fn search_is_usable_over_a_million_stored_messages() {
+    const STORED: u64 = 1_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let logd = start(dir.path());
+    flotilla_bench::logd::send_realistic(logd.tcp, 0x1065, STORED, 2).unwrap();
+    logd.wait_for_records(STORED, Duration::from_secs(120))
+        .unwrap();
+    // Durable is not yet searchable: wait until the indexer has every record.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while logd.stats().unwrap()["indexed"].as_u64().unwrap_or(0) < STORED {
+        assert!(Instant::now() < deadline, "not every record got indexed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let browser = browser();
+    let base = format!("http://{}/", logd.http);
+
+    // Every stored record: the newest 100, newest first.
+    let newest = api_page(&logd, "limit=100");
+    let t = Instant::now();
+    let page = browser.open(&format!("{base}#search")).unwrap();
+    page.wait_for(
+        "document.querySelector('#search').dataset.state === 'done'",
+        WAIT,
+    )
+    .unwrap();
+    eprintln!("newest 100 of {STORED}: {:?} to open and show", t.elapsed());
+    let rows = table_rows(&page, "search-rows");
+    assert_eq!(rows.len(), 100);
+    let shown: Vec<&str> = rows.iter().map(|r| r[6].as_str()).collect();
+    // The API answers oldest first, the page shows newest first.
+    let expected: Vec<&str> = newest
+        .iter()
+        .rev()
+        .map(|r| r["msg"].as_str().unwrap())
+        .collect();
+    assert_eq!(shown, expected);
+
+    // A common word: a page, the next page, and the count of all its matches.
+    let matched = {
+        let (status, body) = get_status(logd.http, "/api/query/stats?grep=timeout&limit=0");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()["matched"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(matched > 10_000, "{matched}");
+    page.navigate(&format!("{base}#search?grep=timeout"))
+        .unwrap();
+    page.wait_for(
+        "document.querySelector('#search').dataset.state === 'done' && \
+         location.hash.includes('timeout')",
+        WAIT,
+    )
+    .unwrap();
+    let first = table_rows(&page, "search-rows");
+    assert_eq!(first.len(), 100);
+    assert!(first.iter().all(|r| r[6].contains("timeout")), "{first:?}");
+    page.eval("document.querySelector('#search-older').click()")
+        .unwrap();
+    page.wait_for(
+        "document.querySelector('#search').dataset.state === 'done' && \
+         document.querySelectorAll('#search-rows tr').length >= 200",
+        WAIT,
+    )
+    .unwrap();
+    let two = table_rows(&page, "search-rows");
+    assert_eq!(two.len(), 200);
+    assert_eq!(two[..100], first[..], "the first page stays on top");
+    let api: Vec<String> = api_page(&logd, "grep=timeout&limit=200")
+        .iter()
+        .rev()
+        .map(|r| r["msg"].as_str().unwrap().to_string())
+        .collect();
+    let paged: Vec<String> = two.iter().map(|r| r[6].clone()).collect();
+    assert_eq!(paged, api);
+    page.eval("document.querySelector('#search-count').click()")
+        .unwrap();
+    page.wait_for(
+        &format!("document.querySelector('#search').dataset.total === '{matched}'"),
+        Duration::from_secs(60),
+    )
+    .unwrap();
     assert_clean_console(&page);
 }
