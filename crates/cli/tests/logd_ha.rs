@@ -136,6 +136,42 @@ fn first_nodes_event(http: u16) -> Value {
     }
 }
 
+/// The first `n` records of a merged tail with `backfill=n` (their messages).
+fn tail_backfill(http: u16, n: usize) -> Vec<String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into();
+    let mut response = agent
+        .get(format!(
+            "http://127.0.0.1:{http}/api/tail?app=ha-test&backfill={n}"
+        ))
+        .call()
+        .expect("a merged tail");
+    let mut reader = BufReader::new(response.body_mut().as_reader());
+    let mut event = String::new();
+    let mut line = String::new();
+    let mut out = Vec::new();
+    let mut last_ns = i64::MIN;
+    while out.len() < n {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "tail ended");
+        let l = line.trim_end();
+        if let Some(e) = l.strip_prefix("event:") {
+            event = e.trim().to_string();
+        } else if let Some(d) = l.strip_prefix("data:")
+            && event == "record"
+        {
+            let v: Value = serde_json::from_str(d.trim()).unwrap();
+            let ns = v["received_at_ns"].as_i64().unwrap();
+            assert!(ns >= last_ns, "backfill out of order: {d}");
+            last_ns = ns;
+            out.push(v["msg"].as_str().unwrap().to_string());
+        }
+    }
+    out
+}
+
 fn check_once(numbers: &[usize], via: &str) {
     let mut seen = vec![0u32; MESSAGES];
     for &n in numbers {
@@ -314,6 +350,22 @@ fn three_nodes_one_killed_every_acknowledged_message_is_found_once_through_each(
         assert_eq!(report.len(), 3, "{report:?}");
         check_once(&numbers, &format!("node {i}"));
     }
+
+    // A merged tail's backfill is the newest N over every node (not N of each), merged
+    // by received-at: the same records, in the same order, as the merged query's newest N.
+    let (body, _) = http_get(addr(http[0]), "/api/query?app=ha-test&limit=50").unwrap();
+    let newest: Vec<String> = body
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["msg"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(newest.len(), 50);
+    assert_eq!(tail_backfill(http[0], 50), newest);
     drop(running);
     eprintln!("done in {:?}", started.elapsed());
 }

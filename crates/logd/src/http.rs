@@ -84,7 +84,9 @@
 //!   backoff and resumed after the last record seen from it. Records come as they
 //!   arrive from each node, each `id:` a cursor `NODE=ID,…` of the last record seen
 //!   from every node (give it back as `after=` or `Last-Event-ID`); `backfill=N` is the
-//!   newest N of each node.
+//!   newest N over every node, merged by received-at (each node's tail, asked with
+//!   `local=1`, ends its backfill with an event `backfilled`, so the merging node knows
+//!   when every backfill is in).
 //!
 //!   ```sh
 //!   curl -N 'http://127.0.0.1:7480/api/tail?app=api&severity=..warning&backfill=20'
@@ -155,6 +157,10 @@ use crate::store::{Store, StoreStats, defaults_for};
 
 /// Records `/api/query` returns when the request names no `limit`.
 pub const DEFAULT_LIMIT: usize = 1000;
+
+/// The event a `local=1` tail sends after its backfill (possibly empty), before live
+/// records.
+pub(crate) const BACKFILLED_EVENT: &str = "backfilled";
 
 /// Largest `limit` and `backfill` accepted (they are held in memory); `limit=0` streams
 /// any number of records instead.
@@ -894,6 +900,11 @@ async fn tail(
             queue.extend(record_event(*id, record, &node, local));
             last_id = last_id.max(*id);
         }
+    }
+    if local {
+        // A node merging several tails needs to know where this one's backfill ends (it
+        // keeps the newest N over every node, not N of each).
+        queue.push_back(Event::default().event(BACKFILLED_EVENT).data("{}"));
     }
     let tail = Tail {
         rx,

@@ -59,6 +59,15 @@
 //! `MAX_LIMIT` of it when it is more, and then the peer sends an event `lagged`
 //! (`{"backfill_capped": n, "node": "…"}`, passed on to the client) saying that older
 //! records were skipped (search for them).
+//!
+//! # Tail backfill
+//!
+//! `backfill=N` on a merged tail means the newest N matches over every node. Each node
+//! is asked for its newest N; its tail ends that backfill with an event `backfilled`.
+//! The merging node holds every node's backfill (and the live records that arrive
+//! meanwhile) until each node has sent that event or is down, or the start deadline
+//! passes; then it orders the backfills by received-at, shows the newest N (the older
+//! ones only pass the cursor), then the live records held, then the rest as they come.
 
 // An I/O shell (requests to peers): it times them out.
 #![allow(clippy::disallowed_methods)]
@@ -972,8 +981,11 @@ enum TailItem {
     Up(usize, Option<String>),
     /// The source dropped or could not be reached.
     Down(usize, String),
-    /// A record event's data (a JSON line, with its key field).
-    Record(String),
+    /// A record event's data (a JSON line, with its key field), and whether it is part of
+    /// its source's backfill.
+    Record(String, bool),
+    /// The source's backfill is complete: what follows is live.
+    Backfilled(usize),
     /// A peer's tail fell behind.
     Lagged(String),
 }
@@ -1010,6 +1022,8 @@ struct RecordHead {
     id: u64,
     #[serde(default)]
     node: Option<String>,
+    #[serde(default)]
+    received_at_ns: i64,
 }
 
 /// Follows one source's tail, reconnecting with backoff, until the merged tail is gone.
@@ -1029,6 +1043,8 @@ async fn follow_source(
     let mut node = node;
     // Last record id seen from this source, once a record came.
     let mut last: Option<u64> = None;
+    // Records are backfill until the first connection's `backfilled` event.
+    let mut in_backfill = true;
     loop {
         if tx.is_closed() {
             return;
@@ -1085,8 +1101,20 @@ async fn follow_source(
                                     node = head.node;
                                 }
                             }
-                            if tx.send(TailItem::Record(e.data)).await.is_err() {
+                            if tx
+                                .send(TailItem::Record(e.data, in_backfill))
+                                .await
+                                .is_err()
+                            {
                                 return;
+                            }
+                        }
+                        Ok(Some(e)) if e.event == crate::http::BACKFILLED_EVENT => {
+                            if in_backfill {
+                                in_backfill = false;
+                                if tx.send(TailItem::Backfilled(index)).await.is_err() {
+                                    return;
+                                }
                             }
                         }
                         Ok(Some(e)) if e.event == "lagged" => {
@@ -1108,6 +1136,8 @@ async fn follow_source(
             Ok(Err(e)) => describe(e),
         };
         first = false;
+        // A reconnection resumes after the last record: nothing more is backfill.
+        in_backfill = false;
         if tx.send(TailItem::Down(index, why)).await.is_err() {
             return;
         }
@@ -1131,6 +1161,17 @@ struct MergedTail {
     start_by: tokio::time::Instant,
     /// Records received before the first `nodes` event.
     held: VecDeque<Event>,
+    /// Sources whose backfill is complete (or that are down).
+    backfilled: Vec<bool>,
+    /// The sources' backfill records, until every backfill is complete: then they are
+    /// merged by received-at and the newest `keep` go first.
+    backfill: Vec<(RecordHead, String, Option<u128>)>,
+    /// Live records that came before every backfill was complete (shown after them).
+    live_pending: Vec<(RecordHead, String, Option<u128>)>,
+    /// How many backfill records to show (`backfill=N` without a cursor); all of them
+    /// when resuming after a cursor.
+    keep: usize,
+    backfill_done: bool,
     dedup: Dedup,
     cursor: HashMap<String, u64>,
     shutdown: Option<watch::Receiver<bool>>,
@@ -1175,6 +1216,12 @@ pub(crate) async fn tail(
     let (tx, rx) = mpsc::channel::<TailItem>(1024);
     let mut reports = Vec::new();
     let mut heard = Vec::new();
+    let mut backfilled = Vec::new();
+    let keep = if cursor.is_some() {
+        usize::MAX
+    } else {
+        backfill
+    };
     for (index, s) in sources.into_iter().enumerate() {
         let (url, node) = match s {
             Ok(source) => (source.url, source.node),
@@ -1192,6 +1239,7 @@ pub(crate) async fn tail(
             error: Some("connecting".into()),
         });
         heard.push(false);
+        backfilled.push(false);
         tokio::spawn(follow_source(
             peers.clone(),
             index,
@@ -1211,6 +1259,11 @@ pub(crate) async fn tail(
         started: false,
         start_by: tokio::time::Instant::now() + START_WAIT,
         held: VecDeque::new(),
+        backfilled,
+        backfill: Vec::new(),
+        live_pending: Vec::new(),
+        keep,
+        backfill_done: false,
         dedup: Dedup::new(DEDUP_WINDOW),
         cursor: cursor_map,
         shutdown,
@@ -1235,6 +1288,7 @@ fn merged_stream(
                 () = crate::http::wait_shutdown(&mut t.shutdown) => return None,
                 () = tokio::time::sleep_until(t.start_by), if !t.started => {
                     // Some source is slow to answer: report what is known.
+                    finish_backfill(&mut t);
                     t.started = true;
                     return Some((Ok(nodes_event(&t.reports)), t));
                 }
@@ -1260,7 +1314,14 @@ fn merged_stream(
                     r.ok = false;
                     r.error = Some(why);
                     t.heard[i] = true;
+                    t.backfilled[i] = true;
                     if let Some(event) = status_change(&mut t, changed) {
+                        return Some((Ok(event), t));
+                    }
+                }
+                TailItem::Backfilled(i) => {
+                    t.backfilled[i] = true;
+                    if let Some(event) = status_change(&mut t, false) {
                         return Some((Ok(event), t));
                     }
                 }
@@ -1271,7 +1332,7 @@ fn merged_stream(
                     }
                     t.held.push_back(event);
                 }
-                TailItem::Record(data) => {
+                TailItem::Record(data, in_backfill) => {
                     let (line, key) = split_dup(data.as_bytes());
                     let line = if key.is_some() {
                         let mut s = String::from_utf8_lossy(line).into_owned();
@@ -1283,19 +1344,16 @@ fn merged_stream(
                     let Ok(head) = serde_json::from_str::<RecordHead>(&line) else {
                         continue;
                     };
-                    // The cursor passes every record received, shown or not: a duplicate
-                    // left out here must not come back after a resume with this cursor.
-                    if let Some(node) = &head.node {
-                        let last = t.cursor.entry(node.clone()).or_insert(0);
-                        *last = (*last).max(head.id);
-                    }
-                    if !t.dedup.first(key) {
+                    if !t.backfill_done {
+                        match in_backfill {
+                            true => t.backfill.push((head, line, key)),
+                            false => t.live_pending.push((head, line, key)),
+                        }
                         continue;
                     }
-                    let event = Event::default()
-                        .event("record")
-                        .id(format_cursor(&t.cursor))
-                        .data(line);
+                    let Some(event) = shown_record(&mut t, &head, line, key) else {
+                        continue;
+                    };
                     if t.started {
                         return Some((Ok(event), t));
                     }
@@ -1311,13 +1369,70 @@ fn merged_stream(
 /// source was heard from, then one per change.
 fn status_change(t: &mut MergedTail, changed: bool) -> Option<Event> {
     if !t.started {
-        if t.heard.iter().all(|h| *h) {
+        if t.heard.iter().all(|h| *h) && t.backfilled.iter().all(|b| *b) {
+            finish_backfill(t);
             t.started = true;
             return Some(nodes_event(&t.reports));
         }
         return None;
     }
     changed.then(|| nodes_event(&t.reports))
+}
+
+/// A record to show: the cursor passes it, and it becomes an event unless it duplicates
+/// one shown already.
+fn shown_record(
+    t: &mut MergedTail,
+    head: &RecordHead,
+    line: String,
+    key: Option<u128>,
+) -> Option<Event> {
+    // The cursor passes every record received, shown or not: a duplicate left out here
+    // must not come back after a resume with this cursor.
+    pass_cursor(t, head);
+    if !t.dedup.first(key) {
+        return None;
+    }
+    Some(
+        Event::default()
+            .event("record")
+            .id(format_cursor(&t.cursor))
+            .data(line),
+    )
+}
+
+fn pass_cursor(t: &mut MergedTail, head: &RecordHead) {
+    if let Some(node) = &head.node {
+        let last = t.cursor.entry(node.clone()).or_insert(0);
+        *last = (*last).max(head.id);
+    }
+}
+
+/// Every source's backfill, merged: ordered by received-at over all nodes, the newest
+/// `keep` shown (the older ones only pass the cursor), then the live records that came
+/// meanwhile, in their order.
+fn finish_backfill(t: &mut MergedTail) {
+    if t.backfill_done {
+        return;
+    }
+    t.backfill_done = true;
+    let mut records = std::mem::take(&mut t.backfill);
+    records.sort_by(|a, b| {
+        (a.0.received_at_ns, &a.0.node, a.0.id).cmp(&(b.0.received_at_ns, &b.0.node, b.0.id))
+    });
+    let skip = records.len().saturating_sub(t.keep);
+    for (n, (head, line, key)) in records.into_iter().enumerate() {
+        if n < skip {
+            pass_cursor(t, &head);
+        } else if let Some(event) = shown_record(t, &head, line, key) {
+            t.held.push_back(event);
+        }
+    }
+    for (head, line, key) in std::mem::take(&mut t.live_pending) {
+        if let Some(event) = shown_record(t, &head, line, key) {
+            t.held.push_back(event);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1390,6 +1505,16 @@ mod tests {
 
     /// The `id:` and event name of each event of a merged tail fed `items`.
     fn merged_events(items: Vec<TailItem>, sources: usize) -> Vec<(String, Option<String>)> {
+        merged_events_keeping(items, sources, None)
+    }
+
+    /// As [`merged_events`]; with `keep` the sources' backfills are merged and the newest
+    /// `keep` shown (without it, every source starts with its backfill done).
+    fn merged_events_keeping(
+        items: Vec<TailItem>,
+        sources: usize,
+        keep: Option<usize>,
+    ) -> Vec<(String, Option<String>)> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -1409,6 +1534,11 @@ mod tests {
                 started: false,
                 start_by: tokio::time::Instant::now() + START_WAIT,
                 held: VecDeque::new(),
+                backfilled: vec![keep.is_none(); sources],
+                backfill: Vec::new(),
+                live_pending: Vec::new(),
+                keep: keep.unwrap_or(usize::MAX),
+                backfill_done: keep.is_none(),
                 dedup: Dedup::new(DEDUP_WINDOW),
                 cursor: HashMap::new(),
                 shutdown: None,
@@ -1439,7 +1569,54 @@ mod tests {
         if let Some(key) = key {
             append_dup(&mut line, key);
         }
-        TailItem::Record(String::from_utf8(line).unwrap())
+        TailItem::Record(String::from_utf8(line).unwrap(), false)
+    }
+
+    /// A record of `node` received at `ns`, part of the backfill or live.
+    fn timed_record(node: &str, id: u64, ns: i64, backfill: bool) -> TailItem {
+        TailItem::Record(
+            format!(r#"{{"id":{id},"received_at_ns":{ns},"node":"{node}"}}"#),
+            backfill,
+        )
+    }
+
+    #[test]
+    fn a_merged_backfill_is_the_newest_n_over_every_node_in_time_order() {
+        let events = merged_events_keeping(
+            vec![
+                TailItem::Up(0, Some("a".into())),
+                TailItem::Up(1, Some("b".into())),
+                timed_record("a", 1, 10, true),
+                timed_record("b", 1, 5, true),
+                timed_record("a", 2, 30, true),
+                timed_record("b", 2, 20, true),
+                TailItem::Backfilled(0),
+                // Live from a while b's backfill is not complete: shown after it.
+                timed_record("a", 3, 40, false),
+                TailItem::Backfilled(1),
+                timed_record("b", 3, 50, false),
+            ],
+            2,
+            Some(2),
+        );
+        let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+        assert_eq!(
+            names,
+            ["nodes", "record", "record", "record", "record"],
+            "{events:?}"
+        );
+        let ids: Vec<Option<&str>> = events[1..].iter().map(|(_, id)| id.as_deref()).collect();
+        // b's 20 and a's 30 are the newest two of the backfills (a's 10 and b's 5 only
+        // pass the cursor), then the live ones.
+        assert_eq!(
+            ids,
+            [
+                Some("a=1,b=2"),
+                Some("a=2,b=2"),
+                Some("a=3,b=2"),
+                Some("a=3,b=3")
+            ]
+        );
     }
 
     #[test]
