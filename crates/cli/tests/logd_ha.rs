@@ -109,67 +109,59 @@ fn records_of(http: u16) -> u64 {
         .unwrap_or(0)
 }
 
-/// Reads a tail's events until the first `nodes` event; returns its data.
-fn first_nodes_event(http: u16) -> Value {
+/// A merged tail of node `http` (`/api/tail?QUERY`): its events as (name, data), read for
+/// 20 s at most.
+fn tail_events(http: u16, query: &str) -> impl Iterator<Item = (String, String)> + use<> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(20)))
         .build()
         .into();
-    let mut response = agent
-        .get(format!("http://127.0.0.1:{http}/api/tail?app=ha-test"))
+    let response = agent
+        .get(format!("http://127.0.0.1:{http}/api/tail?{query}"))
         .call()
         .expect("a merged tail");
-    let mut reader = BufReader::new(response.body_mut().as_reader());
+    let mut reader = BufReader::new(response.into_body().into_reader());
     let mut event = String::new();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "tail ended");
-        let l = line.trim_end();
-        if let Some(e) = l.strip_prefix("event:") {
-            event = e.trim().to_string();
-        } else if let Some(d) = l.strip_prefix("data:")
-            && event == "nodes"
-        {
-            return serde_json::from_str(d.trim()).unwrap();
+    std::iter::from_fn(move || {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(reader.read_line(&mut line).unwrap() > 0, "tail ended");
+            let l = line.trim_end();
+            if let Some(e) = l.strip_prefix("event:") {
+                event = e.trim().to_string();
+            } else if let Some(d) = l.strip_prefix("data:") {
+                return Some((event.clone(), d.trim().to_string()));
+            }
         }
-    }
+    })
 }
 
-/// The first `n` records of a merged tail with `backfill=n` (their messages).
+/// Reads a tail's events until the first `nodes` event; returns its data.
+fn first_nodes_event(http: u16) -> Value {
+    let (_, data) = tail_events(http, "app=ha-test")
+        .find(|(event, _)| event == "nodes")
+        .unwrap();
+    serde_json::from_str(&data).unwrap()
+}
+
+/// The first `n` records of a merged tail with `backfill=n` (their messages), checked to
+/// be in received-at order.
 fn tail_backfill(http: u16, n: usize) -> Vec<String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .into();
-    let mut response = agent
-        .get(format!(
-            "http://127.0.0.1:{http}/api/tail?app=ha-test&backfill={n}"
-        ))
-        .call()
-        .expect("a merged tail");
-    let mut reader = BufReader::new(response.body_mut().as_reader());
-    let mut event = String::new();
-    let mut line = String::new();
-    let mut out = Vec::new();
-    let mut last_ns = i64::MIN;
-    while out.len() < n {
-        line.clear();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "tail ended");
-        let l = line.trim_end();
-        if let Some(e) = l.strip_prefix("event:") {
-            event = e.trim().to_string();
-        } else if let Some(d) = l.strip_prefix("data:")
-            && event == "record"
-        {
-            let v: Value = serde_json::from_str(d.trim()).unwrap();
-            let ns = v["received_at_ns"].as_i64().unwrap();
-            assert!(ns >= last_ns, "backfill out of order: {d}");
-            last_ns = ns;
-            out.push(v["msg"].as_str().unwrap().to_string());
-        }
-    }
-    out
+    let records: Vec<Value> = tail_events(http, &format!("app=ha-test&backfill={n}"))
+        .filter(|(event, _)| event == "record")
+        .take(n)
+        .map(|(_, data)| serde_json::from_str(&data).unwrap())
+        .collect();
+    let times: Vec<i64> = records
+        .iter()
+        .map(|v| v["received_at_ns"].as_i64().unwrap())
+        .collect();
+    assert!(times.is_sorted(), "backfill out of order: {times:?}");
+    records
+        .iter()
+        .map(|v| v["msg"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn check_once(numbers: &[usize], via: &str) {
