@@ -124,13 +124,37 @@ fn start_logger(args: &LogArgs, app: &str) -> Result<Option<flotilla_logger::Log
     Ok(Some(flotilla_logger::init(config)?))
 }
 
-async fn run_for(seconds: Option<f64>) {
-    match seconds {
-        Some(s) if s.is_finite() && s > 0.0 => tokio::time::sleep(Duration::from_secs_f64(s)).await,
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+/// Waits until the run should end: `--seconds` elapsed, SIGINT or SIGTERM. Returns which.
+async fn run_for(seconds: Option<f64>) -> &'static str {
+    let timer = async {
+        match seconds {
+            Some(s) if s.is_finite() && s > 0.0 => {
+                tokio::time::sleep(Duration::from_secs_f64(s)).await;
+            }
+            _ => std::future::pending::<()>().await,
         }
+    };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let terminated = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = timer => "--seconds elapsed",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        () = terminated => "SIGTERM",
     }
+}
+
+/// Says why a role stops, on stderr and in its log (the log service sees a clean stop,
+/// not silence).
+fn stopping(role: &str, why: &str) {
+    eprintln!("flotilla {role}: {why}: shutting down");
+    log::info!("shutting down: {why}");
 }
 
 /// Runs `flotilla frontend`.
@@ -178,7 +202,8 @@ pub fn frontend(args: FrontendArgs) -> Result<()> {
             args.id,
             server.local_addr()
         );
-        run_for(args.seconds).await;
+        let why = run_for(args.seconds).await;
+        stopping(&format!("frontend {}", args.id), why);
         server.shutdown().await;
         anyhow::Ok(())
     })?;
@@ -209,7 +234,7 @@ pub fn game(args: GameArgs) -> Result<()> {
         match args.crash_after {
             Some(after) if after.is_finite() && after >= 0.0 => {
                 tokio::select! {
-                    () = run_for(args.seconds) => {}
+                    why = run_for(args.seconds) => stopping("game", why),
                     () = tokio::time::sleep(Duration::from_secs_f64(after)) => {
                         // On purpose, from a task: the panic hook reports it, then the
                         // process ends like a sealed service that crashed.
@@ -222,7 +247,7 @@ pub fn game(args: GameArgs) -> Result<()> {
                 }
             }
             Some(after) => anyhow::bail!("--crash-after {after}: expected seconds, 0 or more"),
-            None => run_for(args.seconds).await,
+            None => stopping("game", run_for(args.seconds).await),
         }
         let _ = stop_tx.send(true);
         task.await??;

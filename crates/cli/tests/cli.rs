@@ -512,3 +512,62 @@ fn watch_follows_a_world_across_a_killed_frontend_and_resumes_its_session() {
     let _ = game.kill();
     let _ = game.wait();
 }
+
+/// SIGTERM stops a role cleanly: it says why on stderr and in its log (the collector gets
+/// "shutting down: SIGTERM"), drains, and exits 0 (not 143, silently).
+#[test]
+fn roles_stop_cleanly_on_sigterm() {
+    for role in ["game", "frontend"] {
+        let collector = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        collector
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let log = format!("udp://{}", collector.local_addr().unwrap());
+        let mut cmd = flotilla();
+        cmd.arg(role)
+            .args(["--listen", "127.0.0.1:0", "--log", &log]);
+        if role == "frontend" {
+            cmd.args(["--game", "127.0.0.1:1"]);
+        }
+        let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("listening on") {
+            line.clear();
+            assert!(
+                stderr.read_line(&mut line).unwrap() > 0,
+                "{role} ended early"
+            );
+        }
+        let kill = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{role} did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+        assert_eq!(status.code(), Some(0), "{role}: {rest}");
+        assert!(rest.contains("SIGTERM: shutting down"), "{role}: {rest}");
+        // The collector heard it too (among the boot message and the rest).
+        let mut heard = Vec::new();
+        let mut buf = [0u8; 65_536];
+        while let Ok(n) = collector.recv(&mut buf) {
+            heard.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        assert!(
+            heard.iter().any(|m| m.contains("shutting down: SIGTERM")),
+            "{role}: {heard:#?}"
+        );
+    }
+}

@@ -528,8 +528,10 @@ fn drain_frames(
     received_at: i64,
     stats: &ListenerStats,
 ) -> Vec<Record> {
-    let mut data = Vec::new();
-    let mut spans = Vec::new();
+    // Sized for everything buffered (the frames are most of it): no regrowth while the
+    // frames are copied in.
+    let mut data = Vec::with_capacity(decoder.buffered_len());
+    let mut spans = Vec::with_capacity(decoder.buffered_len() / 128 + 1);
     loop {
         let next = if finish {
             decoder.finish()
