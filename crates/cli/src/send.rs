@@ -20,12 +20,16 @@ pub struct LogArgs {
     /// HOSTNAME (default: this host's name).
     #[arg(long)]
     hostname: Option<String>,
-    /// Severity: emerg, alert, crit, err, warning, notice, info, debug.
+    /// Severity: emerg, alert, crit, err, warning, notice, info, debug, or 0-7.
     #[arg(long, default_value = "notice")]
     severity: String,
-    /// Facility: kern, user, mail, daemon, auth, syslog, ..., local0-local7.
+    /// Facility: kern, user, mail, daemon, auth, syslog, ..., local0-local7, or 0-23.
     #[arg(long, default_value = "user")]
     facility: String,
+    /// Priority as logger(1) takes it: FACILITY.LEVEL (`local0.warning`, `16.4`) or the
+    /// numeric PRI (0-191); sets both --facility and --severity.
+    #[arg(short = 'p', long, conflicts_with_all = ["severity", "facility"])]
+    priority: Option<String>,
     /// MSGID.
     #[arg(long)]
     msgid: Option<String>,
@@ -41,8 +45,69 @@ pub struct LogArgs {
     /// Longest wait for delivery before giving up, in seconds.
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
-    /// The message.
-    message: String,
+    /// The message: its words joined by spaces, as logger(1) does. Without one, or with
+    /// `-`, every non-empty line of standard input is a message.
+    message: Vec<String>,
+}
+
+/// A severity by name (see `--severity`) or number 0-7; the error lists the valid ones.
+fn parse_severity(text: &str) -> Result<Severity> {
+    if let Ok(code) = text.parse::<u8>() {
+        return Severity::from_code(code).with_context(|| format!("severity {code}: expected 0-7"));
+    }
+    Severity::from_name(text).with_context(|| {
+        let names: Vec<&str> = Severity::ALL.iter().map(|s| s.name()).collect();
+        format!(
+            "unknown severity {text:?}: expected one of {} or 0-7",
+            names.join(", ")
+        )
+    })
+}
+
+/// A facility by name (see `--facility`) or number 0-23; the error lists the valid ones.
+fn parse_facility(text: &str) -> Result<Facility> {
+    if let Ok(code) = text.parse::<u8>() {
+        return Facility::from_code(code)
+            .with_context(|| format!("facility {code}: expected 0-23"));
+    }
+    Facility::from_name(text).with_context(|| {
+        let names: Vec<&str> = Facility::ALL.iter().map(|f| f.name()).collect();
+        format!(
+            "unknown facility {text:?}: expected one of {} or 0-23",
+            names.join(", ")
+        )
+    })
+}
+
+/// `-p`: `FACILITY.LEVEL` or a numeric PRI.
+fn parse_priority(text: &str) -> Result<(Facility, Severity)> {
+    if let Ok(pri) = text.parse::<u16>() {
+        let (facility, severity) = u8::try_from(pri)
+            .ok()
+            .and_then(flotilla_syslog::split_priority)
+            .with_context(|| format!("-p {pri}: a numeric priority is 0-191"))?;
+        return Ok((facility, severity));
+    }
+    let (facility, level) = text.split_once('.').with_context(|| {
+        format!("-p {text:?}: expected FACILITY.LEVEL (e.g. local0.warning) or 0-191")
+    })?;
+    Ok((parse_facility(facility)?, parse_severity(level)?))
+}
+
+/// The messages to send: the words given, or the lines of standard input.
+fn messages(words: &[String]) -> Result<Vec<String>> {
+    if !words.is_empty() && words != ["-"] {
+        return Ok(vec![words.join(" ")]);
+    }
+    let mut out = Vec::new();
+    for line in std::io::stdin().lines() {
+        let line = line.context("reading standard input")?;
+        let line = line.trim_end_matches('\r');
+        if !line.is_empty() {
+            out.push(line.to_owned());
+        }
+    }
+    Ok(out)
 }
 
 /// Parses `ID:NAME=VALUE` items into elements, merging items with the same ID.
@@ -80,33 +145,42 @@ pub fn parse_sd(items: &[String]) -> Result<Vec<SdElement>> {
 
 /// Runs `flotilla log`.
 pub fn run(args: LogArgs) -> Result<()> {
-    let severity = Severity::from_name(&args.severity)
-        .with_context(|| format!("unknown severity {:?}", args.severity))?;
-    let facility = Facility::from_name(&args.facility)
-        .with_context(|| format!("unknown facility {:?}", args.facility))?;
+    let (facility, severity) = match &args.priority {
+        Some(p) => parse_priority(p)?,
+        None => (
+            parse_facility(&args.facility)?,
+            parse_severity(&args.severity)?,
+        ),
+    };
     if !(args.timeout.is_finite() && args.timeout > 0.0) {
         bail!("--timeout must be a positive number of seconds");
     }
     let sd = parse_sd(&args.sd)?;
+    let messages = messages(&args.message)?;
+    let total = args.count.saturating_mul(messages.len() as u64);
     let mut config = Config::with_collectors(&args.to)?;
     config.app_name = Some(args.app.clone());
     config.hostname = args.hostname.clone();
     config.facility = facility;
     config.use_clock = !args.no_clock;
-    config.queue_capacity = config.queue_capacity.max(args.count.min(1 << 20) as usize);
+    config.queue_capacity = config.queue_capacity.max(total.min(1 << 20) as usize);
     let logger = Logger::start(config)?;
-    for i in 0..args.count {
-        let mut elements = sd.clone();
-        if args.count > 1 {
-            elements.push(SdElement {
-                id: "meta".into(),
-                params: vec![SdParam {
-                    name: "sequenceId".into(),
-                    value: (i + 1).to_string(),
-                }],
-            });
+    let mut sequence = 0u64;
+    for _ in 0..args.count {
+        for message in &messages {
+            sequence += 1;
+            let mut elements = sd.clone();
+            if total > 1 {
+                elements.push(SdElement {
+                    id: "meta".into(),
+                    params: vec![SdParam {
+                        name: "sequenceId".into(),
+                        value: sequence.to_string(),
+                    }],
+                });
+            }
+            logger.log_message(severity, args.msgid.as_deref(), message, elements);
         }
-        logger.log_message(severity, args.msgid.as_deref(), &args.message, elements);
     }
     let delivered = logger.shutdown(Duration::from_secs_f64(args.timeout));
     let stats = logger.stats();
@@ -145,5 +219,31 @@ mod tests {
         assert!(parse_sd(&["no-colon".into()]).is_err());
         assert!(parse_sd(&["id:novalue".into()]).is_err());
         assert!(parse_sd(&["bad id:x=1".into()]).is_err());
+    }
+
+    #[test]
+    fn priorities_as_logger_1_takes_them() {
+        assert_eq!(
+            parse_priority("local0.warning").unwrap(),
+            (Facility::Local0, Severity::Warning)
+        );
+        assert_eq!(
+            parse_priority("16.4").unwrap(),
+            (Facility::Local0, Severity::Warning)
+        );
+        assert_eq!(
+            parse_priority("134").unwrap(),
+            (Facility::Local0, Severity::Informational)
+        );
+        assert_eq!(parse_severity("3").unwrap(), Severity::Error);
+        for bad in ["192", "local0", "local9.info", "user.loud"] {
+            assert!(parse_priority(bad).is_err(), "{bad}");
+        }
+        let e = parse_severity("loud").unwrap_err().to_string();
+        assert!(
+            e.contains("emerg") && e.contains("debug") && e.contains("0-7"),
+            "{e}"
+        );
+        assert!(parse_severity("8").is_err());
     }
 }

@@ -571,3 +571,70 @@ fn roles_stop_cleanly_on_sigterm() {
         );
     }
 }
+
+/// `flotilla log` like logger(1): words form one message, `-p FACILITY.LEVEL`, and
+/// without a message (or with `-`) each non-empty line of standard input is one.
+#[test]
+fn log_takes_words_priorities_and_stdin_like_logger_1() {
+    let collector = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    collector
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let to = format!("udp://{}", collector.local_addr().unwrap());
+    let mut buf = [0u8; 65_536];
+    let mut recv = || {
+        let n = collector.recv(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let out = flotilla()
+        .args([
+            "log",
+            "--to",
+            &to,
+            "-p",
+            "local0.warning",
+            "hello",
+            "brave",
+            "world",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = recv();
+    assert!(m.starts_with("<132>1 "), "{m}");
+    assert!(m.ends_with(" hello brave world"), "{m}");
+
+    for args in [vec!["log", "--to", &to, "-"], vec!["log", "--to", &to]] {
+        let mut child = flotilla()
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(
+            child.stdin.as_mut().unwrap(),
+            b"first line\n\nsecond line\r\n",
+        )
+        .unwrap();
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (a, b) = (recv(), recv());
+        assert!(
+            a.contains("sequenceId=\"1\"") && a.ends_with(" first line"),
+            "{a}"
+        );
+        assert!(
+            b.contains("sequenceId=\"2\"") && b.ends_with(" second line"),
+            "{b}"
+        );
+    }
+}
