@@ -94,22 +94,6 @@ fn parse_priority(text: &str) -> Result<(Facility, Severity)> {
     Ok((parse_facility(facility)?, parse_severity(level)?))
 }
 
-/// The messages to send: the words given, or the lines of standard input.
-fn messages(words: &[String]) -> Result<Vec<String>> {
-    if !words.is_empty() && words != ["-"] {
-        return Ok(vec![words.join(" ")]);
-    }
-    let mut out = Vec::new();
-    for line in std::io::stdin().lines() {
-        let line = line.context("reading standard input")?;
-        let line = line.trim_end_matches('\r');
-        if !line.is_empty() {
-            out.push(line.to_owned());
-        }
-    }
-    Ok(out)
-}
-
 /// Parses `ID:NAME=VALUE` items into elements, merging items with the same ID.
 pub fn parse_sd(items: &[String]) -> Result<Vec<SdElement>> {
     let mut elements: Vec<SdElement> = Vec::new();
@@ -156,21 +140,23 @@ pub fn run(args: LogArgs) -> Result<()> {
         bail!("--timeout must be a positive number of seconds");
     }
     let sd = parse_sd(&args.sd)?;
-    let messages = messages(&args.message)?;
-    let total = args.count.saturating_mul(messages.len() as u64);
+    // No message, or `-`: every non-empty line of standard input, sent as it is read.
+    let from_stdin = args.message.is_empty() || args.message == ["-"];
+    let numbered = from_stdin || args.count > 1;
     let mut config = Config::with_collectors(&args.to)?;
     config.app_name = Some(args.app.clone());
     config.hostname = args.hostname.clone();
     config.facility = facility;
     config.use_clock = !args.no_clock;
-    config.queue_capacity = config.queue_capacity.max(total.min(1 << 20) as usize);
+    config.queue_capacity = config.queue_capacity.max(args.count.min(1 << 20) as usize);
+    let capacity = config.queue_capacity as u64;
     let logger = Logger::start(config)?;
     let mut sequence = 0u64;
-    for _ in 0..args.count {
-        for message in &messages {
+    let mut send = |message: &str| {
+        for _ in 0..args.count {
             sequence += 1;
             let mut elements = sd.clone();
-            if total > 1 {
+            if numbered {
                 elements.push(SdElement {
                     id: "meta".into(),
                     params: vec![SdParam {
@@ -181,6 +167,23 @@ pub fn run(args: LogArgs) -> Result<()> {
             }
             logger.log_message(severity, args.msgid.as_deref(), message, elements);
         }
+    };
+    if from_stdin {
+        for line in std::io::stdin().lines() {
+            let line = line.context("reading standard input")?;
+            let line = line.trim_end_matches('\r');
+            if line.is_empty() {
+                continue;
+            }
+            send(line);
+            // A pipe can outrun the collectors: wait rather than let the queue overflow.
+            let st = logger.stats();
+            if st.enqueued.saturating_sub(st.delivered + st.dropped) > capacity / 2 {
+                logger.flush(Duration::from_secs_f64(args.timeout));
+            }
+        }
+    } else {
+        send(&args.message.join(" "));
     }
     let delivered = logger.shutdown(Duration::from_secs_f64(args.timeout));
     let stats = logger.stats();
