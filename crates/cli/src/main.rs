@@ -59,6 +59,10 @@ enum Command {
     /// Watch a world through a fleet of front-ends (random pick, failover): its snapshot,
     /// a status line per second, failovers. Default world: `$directory`.
     Watch(watch::WatchArgs),
+    /// Make a session-token key for a fleet of front-ends (64 hex digits from the OS's
+    /// secure random source): every front-end of a fleet reads the same file with
+    /// `--token-key-file`. Same as `openssl rand -hex 32`.
+    Keygen(roles::KeygenArgs),
     /// Benchmarks; each prints a JSON summary.
     Bench {
         #[command(subcommand)]
@@ -78,6 +82,7 @@ fn main() {
         Command::Logs(args) => logs::run(args),
         Command::Receive(args) => receive::run(args),
         Command::Watch(args) => watch::run(args),
+        Command::Keygen(args) => roles::keygen(args),
         Command::Bench { which } => bench::run(which),
     };
     if let Err(e) = result {

@@ -27,9 +27,10 @@ pub struct FrontendArgs {
     /// Most client connections at once; more are told `Overloaded` and closed.
     #[arg(long, default_value_t = 100_000)]
     max_clients: usize,
-    /// File holding the fleet's session-token key: 64 hex digits (32 bytes). Every
-    /// front-end of a fleet must use the same key, or clients that move between them
-    /// get new sessions instead of resuming. Default: a key of this process only.
+    /// File holding the fleet's session-token key: 64 hex digits (32 bytes; make one with
+    /// `flotilla keygen --out FILE`). Every front-end of a fleet must use the same key, or
+    /// clients that move between them get new sessions instead of resuming. Default: a
+    /// key of this process only.
     #[arg(long, env = "FLOTILLA_TOKEN_KEY_FILE")]
     token_key_file: Option<std::path::PathBuf>,
     /// Logging through the flotilla logger.
@@ -62,6 +63,50 @@ pub struct FrontendArgs {
     /// Stop after this many seconds (default: run until killed).
     #[arg(long)]
     seconds: Option<f64>,
+}
+
+/// Arguments of `flotilla keygen`.
+#[derive(clap::Args, Debug)]
+pub struct KeygenArgs {
+    /// Write the key to this file (created readable by its owner only; an existing file is
+    /// kept unless --force). Without it the key goes to standard output.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    /// Replace an existing --out file.
+    #[arg(long)]
+    force: bool,
+}
+
+/// Runs `flotilla keygen`.
+pub fn keygen(args: KeygenArgs) -> Result<()> {
+    let key = TokenKey::generate()?.to_hex();
+    let Some(path) = args.out else {
+        println!("{key}");
+        return Ok(());
+    };
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).mode(0o600);
+    if args.force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = options.open(&path).with_context(|| {
+        format!(
+            "creating {} (an existing key is kept; --force replaces it)",
+            path.display()
+        )
+    })?;
+    writeln!(file, "{key}").with_context(|| format!("writing {}", path.display()))?;
+    eprintln!(
+        "flotilla keygen: wrote a new token key to {} (give every front-end of the fleet \
+         --token-key-file {})",
+        path.display(),
+        path.display()
+    );
+    Ok(())
 }
 
 /// Reads a 32-byte key written as 64 hex digits (surrounding whitespace ignored).

@@ -638,3 +638,53 @@ fn log_takes_words_priorities_and_stdin_like_logger_1() {
         );
     }
 }
+
+/// `flotilla keygen` makes a key file a front-end accepts, private to its owner, and
+/// never overwrites one without --force.
+#[test]
+fn keygen_makes_a_key_the_front_end_reads() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("token.key");
+    let out = flotilla()
+        .args(["keygen", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&key).unwrap();
+    assert_eq!(text.trim().len(), 64, "{text}");
+    assert!(text.trim().bytes().all(|b| b.is_ascii_hexdigit()), "{text}");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let again = flotilla()
+        .args(["keygen", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), text, "kept");
+    let fe = flotilla()
+        .args([
+            "frontend",
+            "--listen",
+            "127.0.0.1:0",
+            "--game",
+            "127.0.0.1:1",
+        ])
+        .args(["--seconds", "0.3", "--token-key-file"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        fe.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fe.stderr)
+    );
+}

@@ -83,6 +83,15 @@ impl TokenKey {
         })
     }
 
+    /// A new random key from the operating system's secure random source (what
+    /// `flotilla keygen` writes for a fleet).
+    pub fn generate() -> Result<Self, FrontendError> {
+        let mut key = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut key)
+            .map_err(|_| FrontendError::Entropy("the OS random source failed".into()))?;
+        Ok(Self(key))
+    }
+
     /// The text form [`TokenKey::from_hex`] reads: 64 lowercase hex digits.
     pub fn to_hex(&self) -> String {
         self.0.iter().map(|byte| format!("{byte:02x}")).collect()
