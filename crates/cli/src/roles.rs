@@ -154,8 +154,47 @@ pub struct LogArgs {
     log_hostname: Option<String>,
 }
 
+/// A role's `log` logger: warnings and errors on stderr (prefixed with the role), and
+/// everything to the flotilla logger when the role has collectors.
+struct RoleLog {
+    role: String,
+    logger: Option<flotilla_logger::Logger>,
+}
+
+impl log::Log for RoleLog {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Warn
+            || self.logger.as_ref().is_some_and(|l| l.enabled(metadata))
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if record.level() <= log::Level::Warn {
+            let level = match record.level() {
+                log::Level::Error => "error",
+                _ => "warning",
+            };
+            eprintln!("flotilla {}: {level}: {}", self.role, record.args());
+        }
+        if let Some(logger) = &self.logger {
+            log::Log::log(logger, record);
+        }
+    }
+
+    fn flush(&self) {
+        if let Some(logger) = &self.logger {
+            log::Log::flush(logger);
+        }
+    }
+}
+
+/// Installs the role's `log` logger (see [`RoleLog`]); returns the flotilla logger when
+/// `--log` names collectors.
 fn start_logger(args: &LogArgs, app: &str) -> Result<Option<flotilla_logger::Logger>> {
+    let role = app.trim_start_matches("flotilla-").to_owned();
     let Some(spec) = args.log.as_deref() else {
+        // Without collectors, warnings still reach the operator.
+        let _ = log::set_boxed_logger(Box::new(RoleLog { role, logger: None }));
+        log::set_max_level(log::LevelFilter::Warn);
         return Ok(None);
     };
     let mut config = flotilla_logger::Config::with_collectors(spec)?;
@@ -166,7 +205,12 @@ fn start_logger(args: &LogArgs, app: &str) -> Result<Option<flotilla_logger::Log
     if let Some(h) = &args.log_hostname {
         config.hostname = Some(h.clone());
     }
-    Ok(Some(flotilla_logger::init(config)?))
+    Ok(Some(flotilla_logger::init_with(config, |logger| {
+        Box::new(RoleLog {
+            role,
+            logger: Some(logger),
+        })
+    })?))
 }
 
 /// Waits until the run should end: `--seconds` elapsed, SIGINT or SIGTERM. Returns which.

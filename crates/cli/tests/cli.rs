@@ -688,3 +688,32 @@ fn keygen_makes_a_key_the_front_end_reads() {
         String::from_utf8_lossy(&fe.stderr)
     );
 }
+
+/// A front-end whose game server is unreachable says so on stderr, with or without a
+/// log collector.
+#[test]
+fn a_front_end_says_when_its_game_server_is_unreachable() {
+    let collector = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let log = format!("udp://{}", collector.local_addr().unwrap());
+    for with_log in [false, true] {
+        let mut cmd = flotilla();
+        cmd.args([
+            "frontend",
+            "--listen",
+            "127.0.0.1:0",
+            "--game",
+            "127.0.0.1:1",
+        ])
+        .args(["--seconds", "1.5"]);
+        if with_log {
+            cmd.args(["--log", &log]);
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(
+            err.contains("warning: cannot connect to game server 127.0.0.1:1"),
+            "with log {with_log}: {err}"
+        );
+    }
+}

@@ -1109,6 +1109,9 @@ async fn connect_game(
 ) {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut failures: u32 = 0;
+    // Attempts that failed since the last connection: reported at 1, 2, 4, 8, ... so
+    // that an unreachable game server is said at once and then ever more rarely.
+    let mut failed_attempts: u64 = 0;
     let mut generation: u64 = 0;
     loop {
         let attempt =
@@ -1123,7 +1126,14 @@ async fn connect_game(
                 stats.game_connects.fetch_add(1, Ordering::Relaxed);
                 let game = GameId((index << 32) | (generation & 0xffff_ffff));
                 generation += 1;
-                log::info!("connected to game server {addr} as {game:?}");
+                if failed_attempts > 0 {
+                    log::warn!(
+                        "connected to game server {addr} after {failed_attempts} failed attempts"
+                    );
+                } else {
+                    log::info!("connected to game server {addr} as {game:?}");
+                }
+                failed_attempts = 0;
                 let stream = Arc::new(stream);
                 if tx
                     .send(Event::GameConnected(game, Arc::clone(&stream)))
@@ -1157,8 +1167,24 @@ async fn connect_game(
                     failures = 0;
                 }
             }
-            Ok(Err(error)) => log::warn!("cannot connect to game server {addr}: {error}"),
-            Err(_) => log::warn!("connecting to game server {addr} timed out"),
+            Ok(Err(error)) => {
+                failed_attempts += 1;
+                if failed_attempts.is_power_of_two() {
+                    log::warn!(
+                        "cannot connect to game server {addr}: {error} (attempt \
+                         {failed_attempts}; retrying with backoff)"
+                    );
+                }
+            }
+            Err(_) => {
+                failed_attempts += 1;
+                if failed_attempts.is_power_of_two() {
+                    log::warn!(
+                        "connecting to game server {addr} timed out (attempt \
+                         {failed_attempts}; retrying with backoff)"
+                    );
+                }
+            }
         }
         let ceiling = flotilla_balance::backoff_ceiling(
             config.reconnect_base,

@@ -52,7 +52,7 @@ pub use config::{
 };
 pub use flotilla_syslog::{Facility, Severity};
 pub use lifecycle::{install_panic_hook, ip_configuration};
-pub use logger::{Logger, Stats, init};
+pub use logger::{Logger, Stats, init, init_with};
 pub use resolve::{ResolveFn, Resolver};
 pub use tracing_layer::{MAX_SPANS, TracingLayer};
 

@@ -154,9 +154,18 @@ impl std::fmt::Debug for Logger {
 /// Starts the logger with `config`, installs it as the global `log` logger and the
 /// panic hook, and sends the boot message. The usual one-line set-up.
 pub fn init(config: Config) -> Result<Logger, Error> {
+    init_with(config, |logger| Box::new(logger))
+}
+
+/// As [`init`], with the global `log` logger made by `wrap` around this one: e.g. one
+/// that also prints warnings on stderr (the `flotilla` roles do).
+pub fn init_with(
+    config: Config,
+    wrap: impl FnOnce(Logger) -> Box<dyn log::Log>,
+) -> Result<Logger, Error> {
     let max_level = config.max_level;
     let logger = Logger::start(config)?;
-    if log::set_boxed_logger(Box::new(logger.clone())).is_err() {
+    if log::set_boxed_logger(wrap(logger.clone())).is_err() {
         logger.shutdown(Duration::ZERO);
         return Err(Error::AlreadyInstalled);
     }
