@@ -213,29 +213,38 @@ fn start_logger(args: &LogArgs, app: &str) -> Result<Option<flotilla_logger::Log
     })?))
 }
 
-/// Waits until the run should end: `--seconds` elapsed, SIGINT or SIGTERM. Returns which.
-async fn run_for(seconds: Option<f64>) -> &'static str {
-    let timer = async {
-        match seconds {
-            Some(s) if s.is_finite() && s > 0.0 => {
-                tokio::time::sleep(Duration::from_secs_f64(s)).await;
+/// SIGINT and SIGTERM, caught from before a role says it is listening (a signal sent
+/// as soon as it says so must not find the default action still in place).
+struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt()).context("catching SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("catching SIGTERM")?,
+        })
+    }
+
+    /// Waits until the run should end: `--seconds` elapsed, SIGINT or SIGTERM. Returns
+    /// which.
+    async fn run_for(&mut self, seconds: Option<f64>) -> &'static str {
+        let timer = async {
+            match seconds {
+                Some(s) if s.is_finite() && s > 0.0 => {
+                    tokio::time::sleep(Duration::from_secs_f64(s)).await;
+                }
+                _ => std::future::pending::<()>().await,
             }
-            _ => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            () = timer => "--seconds elapsed",
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
         }
-    };
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let terminated = async {
-        match term.as_mut() {
-            Some(t) => {
-                t.recv().await;
-            }
-            None => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = timer => "--seconds elapsed",
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-        () = terminated => "SIGTERM",
     }
 }
 
@@ -285,13 +294,14 @@ pub fn frontend(args: FrontendArgs) -> Result<()> {
                 .map_or(config.busy_poll, Duration::from_micros),
             ..config
         };
+        let mut signals = StopSignals::install()?;
         let server = FrontendServer::bind(config).await?;
         eprintln!(
             "flotilla frontend {} listening on {}",
             args.id,
             server.local_addr()
         );
-        let why = run_for(args.seconds).await;
+        let why = signals.run_for(args.seconds).await;
         stopping(&format!("frontend {}", args.id), why);
         server.shutdown().await;
         anyhow::Ok(())
@@ -307,6 +317,7 @@ pub fn game(args: GameArgs) -> Result<()> {
     let logger = start_logger(&args.log, "flotilla-game")?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        let mut signals = StopSignals::install()?;
         let server = Arc::new(GameServer::bind(&args.listen, GameConfig::default()).await?);
         eprintln!("flotilla game listening on {}", server.local_addr());
         let events = server.take_events().context("events")?;
@@ -323,7 +334,7 @@ pub fn game(args: GameArgs) -> Result<()> {
         match args.crash_after {
             Some(after) if after.is_finite() && after >= 0.0 => {
                 tokio::select! {
-                    why = run_for(args.seconds) => stopping("game", why),
+                    why = signals.run_for(args.seconds) => stopping("game", why),
                     () = tokio::time::sleep(Duration::from_secs_f64(after)) => {
                         // On purpose, from a task: the panic hook reports it, then the
                         // process ends like a sealed service that crashed.
@@ -336,7 +347,7 @@ pub fn game(args: GameArgs) -> Result<()> {
                 }
             }
             Some(after) => anyhow::bail!("--crash-after {after}: expected seconds, 0 or more"),
-            None => stopping("game", run_for(args.seconds).await),
+            None => stopping("game", signals.run_for(args.seconds).await),
         }
         let _ = stop_tx.send(true);
         task.await??;
