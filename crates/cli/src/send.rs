@@ -188,8 +188,11 @@ pub fn run(args: LogArgs) -> Result<()> {
     let delivered = logger.shutdown(Duration::from_secs_f64(args.timeout));
     let stats = logger.stats();
     if !delivered {
+        let last = logger
+            .last_failure()
+            .map_or_else(String::new, |f| format!("; last failure: {f}"));
         bail!(
-            "not everything was delivered within {} s: {} of {} delivered, {} dropped, {} connection failures",
+            "not everything was delivered within {} s: {} of {} delivered, {} dropped, {} connection failures{last}",
             args.timeout,
             stats.delivered,
             stats.enqueued,

@@ -717,3 +717,24 @@ fn a_front_end_says_when_its_game_server_is_unreachable() {
         );
     }
 }
+
+/// When nothing was delivered, `flotilla log` says why, naming the collector: a name that
+/// did not resolve, a refused connection.
+#[test]
+fn log_says_why_nothing_was_delivered() {
+    for (to, cause) in [
+        ("tcp://nohost.invalid:514", "did not resolve"),
+        ("tcp://127.0.0.1:1", "refused"),
+    ] {
+        let out = flotilla()
+            .args(["log", "--to", to, "--timeout", "1.5", "hello"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{to}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("last failure: {to}: ")) && err.contains(cause),
+            "{to}: {err}"
+        );
+    }
+}

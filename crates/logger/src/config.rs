@@ -88,6 +88,19 @@ pub enum Transport {
     },
 }
 
+impl Transport {
+    /// The URL scheme of this transport (`udp`, `tcp`, `tls`, `unix`, `relp`).
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            Transport::Udp { .. } => "udp",
+            Transport::Tcp { .. } => "tcp",
+            Transport::Tls { .. } => "tls",
+            Transport::Unix { .. } => "unix",
+            Transport::Relp { .. } => "relp",
+        }
+    }
+}
+
 /// A TLS client certificate and its private key, both PEM files: the logger's
 /// identity towards collectors that require client certificates (mutual TLS).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -94,6 +94,8 @@ pub(crate) struct Shared {
     pub suppressed: AtomicU64,
     pub connects: AtomicU64,
     pub failures: AtomicU64,
+    /// The last failure, with its collector (`tcp://host:port: cause`).
+    pub last_failure: Mutex<Option<String>>,
     pub sender_sleeping: AtomicBool,
     pub shutdown: AtomicBool,
     pub sender: OnceLock<Thread>,
@@ -199,6 +201,7 @@ impl Logger {
             suppressed: AtomicU64::new(0),
             connects: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            last_failure: Mutex::new(None),
             sender_sleeping: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
             sender: OnceLock::new(),
@@ -217,6 +220,16 @@ impl Logger {
     /// The configuration this logger runs with.
     pub fn config(&self) -> &Config {
         &self.shared.config
+    }
+
+    /// The last connection or send failure, with the collector it concerned
+    /// (`tcp://logs.example:514: …`): what `Stats::failures` counts, in words.
+    pub fn last_failure(&self) -> Option<String> {
+        self.shared
+            .last_failure
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_default()
     }
 
     /// Current counters.

@@ -101,7 +101,11 @@ impl Lookup {
                 io::ErrorKind::NotFound,
                 format!("{address} resolved to no address"),
             )),
-            Ok(answer) => answer,
+            Ok(Ok(addresses)) => Ok(addresses),
+            Ok(Err(e)) => Err(io::Error::new(
+                e.kind(),
+                format!("the name in {address} did not resolve: {e}"),
+            )),
             Err(RecvTimeoutError::Timeout) => {
                 self.pending = Some(answers);
                 Err(io::Error::new(

@@ -244,10 +244,25 @@ impl Sender {
                 self.balancer.on_connected(index, since);
                 self.link = Some((index, link));
             }
-            Err(_) => {
+            Err(e) => {
                 self.shared.failures.fetch_add(1, Ordering::Relaxed);
+                self.note_failure(index, &e);
                 self.balancer.on_failure(index, since);
             }
+        }
+    }
+
+    /// Keeps the failure's words for [`crate::Logger::last_failure`].
+    fn note_failure(&self, index: usize, error: &dyn std::fmt::Display) {
+        let collector = self.targets.get(index).map_or_else(String::new, |t| {
+            format!(
+                "{}://{}",
+                t.collector.transport.scheme(),
+                t.collector.address
+            )
+        });
+        if let Ok(mut last) = self.shared.last_failure.lock() {
+            *last = Some(format!("{collector}: {error}"));
         }
     }
 
@@ -285,8 +300,9 @@ impl Sender {
         }
         match result {
             Ok(()) => self.link = Some((index, link)),
-            Err(_) => {
+            Err(e) => {
                 self.shared.failures.fetch_add(1, Ordering::Relaxed);
+                self.note_failure(index, &e);
                 link.abandon(&mut self.relp_session);
                 let since = Instant::now().duration_since(self.origin);
                 self.balancer.on_failure(index, since);
