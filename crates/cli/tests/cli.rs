@@ -15,6 +15,17 @@ fn flotilla() -> Command {
     Command::new(env!("CARGO_BIN_EXE_flotilla"))
 }
 
+/// Runs `cmd` and checks that it succeeded (its stderr in the failure message).
+fn succeed(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A child process that is killed and reaped when dropped, so a failing test leaves no
 /// process behind.
 struct Running(Option<std::process::Child>);
@@ -586,24 +597,16 @@ fn log_takes_words_priorities_and_stdin_like_logger_1() {
         let n = collector.recv(&mut buf).unwrap();
         String::from_utf8_lossy(&buf[..n]).into_owned()
     };
-    let out = flotilla()
-        .args([
-            "log",
-            "--to",
-            &to,
-            "-p",
-            "local0.warning",
-            "hello",
-            "brave",
-            "world",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeed(flotilla().args([
+        "log",
+        "--to",
+        &to,
+        "-p",
+        "local0.warning",
+        "hello",
+        "brave",
+        "world",
+    ]));
     let m = recv();
     assert!(m.starts_with("<132>1 "), "{m}");
     assert!(m.ends_with(" hello brave world"), "{m}");
@@ -646,16 +649,7 @@ fn keygen_makes_a_key_the_front_end_reads() {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("token.key");
-    let out = flotilla()
-        .args(["keygen", "--out"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeed(flotilla().args(["keygen", "--out"]).arg(&key));
     let text = std::fs::read_to_string(&key).unwrap();
     assert_eq!(text.trim().len(), 64, "{text}");
     assert!(text.trim().bytes().all(|b| b.is_ascii_hexdigit()), "{text}");
@@ -670,22 +664,17 @@ fn keygen_makes_a_key_the_front_end_reads() {
         .unwrap();
     assert!(!again.status.success());
     assert_eq!(std::fs::read_to_string(&key).unwrap(), text, "kept");
-    let fe = flotilla()
-        .args([
-            "frontend",
-            "--listen",
-            "127.0.0.1:0",
-            "--game",
-            "127.0.0.1:1",
-        ])
-        .args(["--seconds", "0.3", "--token-key-file"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(
-        fe.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fe.stderr)
+    succeed(
+        flotilla()
+            .args([
+                "frontend",
+                "--listen",
+                "127.0.0.1:0",
+                "--game",
+                "127.0.0.1:1",
+            ])
+            .args(["--seconds", "0.3", "--token-key-file"])
+            .arg(&key),
     );
 }
 
@@ -708,9 +697,8 @@ fn a_front_end_says_when_its_game_server_is_unreachable() {
         if with_log {
             cmd.args(["--log", &log]);
         }
-        let out = cmd.output().unwrap();
+        let out = succeed(&mut cmd);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{err}");
         assert!(
             err.contains("warning: cannot connect to game server 127.0.0.1:1"),
             "with log {with_log}: {err}"
