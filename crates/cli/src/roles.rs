@@ -259,7 +259,9 @@ fn stopping(role: &str, why: &str) {
 pub fn frontend(args: FrontendArgs) -> Result<()> {
     let token_key = match &args.token_key_file {
         Some(path) => read_token_key(path)?,
-        None => TokenKey::default(),
+        // One front-end per process: a fresh key is this process's own. Generated so
+        // that a failing OS random source is an error, not a weak key.
+        None => TokenKey::generate()?,
     };
     let logger = start_logger(&args.log, "flotilla-frontend")?;
     let runtime = tokio::runtime::Runtime::new()?;
