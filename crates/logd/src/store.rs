@@ -1320,13 +1320,20 @@ impl Indexer {
                         .map(|(i, r)| (first + i as u64, r))
                         .collect();
                     let mut heads = Vec::with_capacity(indexed.len());
-                    if let Err(e) = self.index(&indexed, &mut heads) {
-                        write_failed(&self.shared, &e);
-                    }
+                    // Searchable: every record of the batch, or, when indexing failed
+                    // part-way, those that reached the open block (one head each; they
+                    // are published before any block or segment is sealed).
+                    let searchable = match self.index(&indexed, &mut heads) {
+                        Ok(()) => indexed.len(),
+                        Err(e) => {
+                            write_failed(&self.shared, &e);
+                            heads.len()
+                        }
+                    };
                     self.shared
                         .counters
                         .indexed
-                        .fetch_add(indexed.len() as u64, Ordering::Relaxed);
+                        .fetch_add(searchable as u64, Ordering::Relaxed);
                     // Durable since the WAL sync; now also visible to queries.
                     if let Some(done) = done {
                         let _ = done.send(Ok(()));

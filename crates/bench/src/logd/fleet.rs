@@ -602,20 +602,12 @@ pub fn run_fleet(config: &FleetBenchConfig, tmp: &Path) -> Result<FleetFigures, 
     drop(poller);
     am.stop().map_err(server)?;
 
-    let rates = |w: bool| -> Vec<f64> {
-        rounds
-            .iter()
-            .filter(|r| r.watch == w)
-            .map(|r| r.rate)
-            .collect()
+    // One figure of the rounds with (or without) the watcher.
+    let of = |w: bool, figure: fn(&FleetRound) -> f64| -> Vec<f64> {
+        rounds.iter().filter(|r| r.watch == w).map(figure).collect()
     };
-    let cpus = |w: bool| -> Vec<f64> {
-        rounds
-            .iter()
-            .filter(|r| r.watch == w)
-            .map(|r| r.cpu_us_per_message)
-            .collect()
-    };
+    let rates = |w: bool| of(w, |r| r.rate);
+    let cpus = |w: bool| of(w, |r| r.cpu_us_per_message);
     let rate_no_watch = median(&rates(false));
     let rate_watch = median(&rates(true));
     let round_rate_ratios = rounds
