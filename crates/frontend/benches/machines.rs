@@ -8,7 +8,6 @@
 #![allow(missing_docs)]
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -36,7 +35,7 @@ fn drain(frontend: &mut Frontend) -> usize {
 /// A front-end with one game server hosting `arena` and `clients` welcomed clients.
 fn setup(clients: u64) -> (Frontend, WorldId, Vec<Bytes>) {
     let mut frontend = Frontend::new(&FrontendConfig::default(), 1);
-    let now = Duration::ZERO;
+    let now = flotilla_conn::Instant::ZERO;
     let arena = WorldId::new("arena").expect("world id");
     frontend.handle(now, Input::GameConnected(GameId(1)));
     frontend.handle(
@@ -107,7 +106,7 @@ fn route(c: &mut Criterion) {
         session,
         payload: Bytes::from_static(b"ack:42"),
     });
-    let now = Duration::from_millis(1);
+    let now = flotilla_conn::Instant::from_millis(1);
     let mut group = c.benchmark_group("route");
     group.throughput(Throughput::Elements(2));
     group.bench_function("input_and_output", |b| {
@@ -130,7 +129,7 @@ fn route(c: &mut Criterion) {
 fn fanout(c: &mut Criterion) {
     const OBSERVERS: u64 = 1000;
     let (mut frontend, arena, _) = setup(OBSERVERS);
-    let now = Duration::from_millis(1);
+    let now = flotilla_conn::Instant::from_millis(1);
     for conn in 1..=OBSERVERS {
         frontend.handle(
             now,

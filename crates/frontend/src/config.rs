@@ -181,14 +181,11 @@ pub struct FrontendConfig {
     /// server sending a bigger one is closed with `Error{Overloaded}`. Default 256 MiB.
     pub max_snapshot_bytes: usize,
     /// How long a world's replica is kept after its last subscriber left before it is
-    /// destroyed and unsubscribed upstream (checked on each tick), so that a client
+    /// destroyed and unsubscribed upstream, so that a client
     /// unsubscribing and subscribing again does not make the game server encode a full
     /// snapshot each time: a subscriber arriving within this time reuses the replica
     /// with no upstream traffic. Zero destroys it at once. Default 5 s.
     pub replica_grace_period: Duration,
-    /// How often the shell feeds [`Input::Tick`](crate::Input::Tick) (keep-alive checks).
-    /// Default 250 ms.
-    pub tick_interval: Duration,
     /// After handling traffic, the event loop keeps polling its sockets for this long
     /// before it sleeps, so that the answer to a message it just routed (a game
     /// server's output, a client's next input) finds it awake instead of paying a
@@ -232,7 +229,6 @@ impl Default for FrontendConfig {
             max_game_queued_bytes: 8 << 20,
             max_clients: 100_000,
             replica_grace_period: Duration::from_secs(5),
-            tick_interval: Duration::from_millis(250),
             busy_poll: Duration::from_micros(100),
             reconnect_base: Duration::from_millis(100),
             reconnect_cap: Duration::from_secs(5),
@@ -282,11 +278,6 @@ impl FrontendConfig {
         {
             return Err(FrontendError::InvalidConfig(
                 "ping intervals must be shorter than idle timeouts (a quiet but healthy peer would be closed before it is pinged)",
-            ));
-        }
-        if self.tick_interval.is_zero() {
-            return Err(FrontendError::InvalidConfig(
-                "tick_interval must be above 0",
             ));
         }
         if self.token_key.is_zero() {

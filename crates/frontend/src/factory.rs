@@ -16,6 +16,7 @@ use flotilla_world::{Position, RingLimits};
 
 use crate::ids::{ConnId, GameId};
 use crate::replica::{ReplicaMachine, Serve};
+use flotilla_conn::Instant;
 
 /// A lifecycle step the factory took, with the upstream frame to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +47,7 @@ pub enum FactoryEvent {
 pub struct Factory {
     replicas: BTreeMap<WorldId, ReplicaMachine>,
     /// Machines without subscribers, with the time their last subscriber left.
-    idle_since: BTreeMap<WorldId, Duration>,
+    idle_since: BTreeMap<WorldId, Instant>,
     grace_period: Duration,
     ring: RingLimits,
     max_frame_len: usize,
@@ -114,7 +115,7 @@ impl Factory {
     /// Unsubscribes `conn` from `world` at `now`. After the last subscriber the machine
     /// is idle: it is destroyed by [`reap`](Self::reap) once the grace period has passed
     /// with no new subscriber, or at once (the returned event) if the grace period is zero.
-    pub fn detach(&mut self, world: &WorldId, conn: ConnId, now: Duration) -> Option<FactoryEvent> {
+    pub fn detach(&mut self, world: &WorldId, conn: ConnId, now: Instant) -> Option<FactoryEvent> {
         let machine = self.replicas.get_mut(world)?;
         machine.unsubscribe(conn);
         if !machine.has_no_subscribers() {
@@ -129,17 +130,25 @@ impl Factory {
 
     /// Destroys the machines that have had no subscriber for the grace period at `now`;
     /// returns the upstream `Unsubscribe` of each.
-    pub fn reap(&mut self, now: Duration) -> Vec<FactoryEvent> {
+    pub fn reap(&mut self, now: Instant) -> Vec<FactoryEvent> {
         let expired: Vec<WorldId> = self
             .idle_since
             .iter()
-            .filter(|(_, since)| now.saturating_sub(**since) >= self.grace_period)
+            .filter(|(_, since)| now - **since >= self.grace_period)
             .map(|(world, _)| world.clone())
             .collect();
         expired
             .iter()
             .filter_map(|world| self.destroy_idle(world))
             .collect()
+    }
+
+    /// When [`reap`](Self::reap) next has a machine to destroy, if any.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.idle_since
+            .values()
+            .min()
+            .map(|since| *since + self.grace_period)
     }
 
     /// True when `world`'s machine has no subscriber and waits out its grace period.
@@ -232,9 +241,9 @@ mod tests {
         assert_eq!(event, None, "the second subscriber reuses the machine");
         assert_eq!(factory.get(&arena).unwrap().subscriber_count(), 2);
 
-        assert_eq!(factory.detach(&arena, ConnId(1), Duration::ZERO), None);
+        assert_eq!(factory.detach(&arena, ConnId(1), Instant::ZERO), None);
         let Some(FactoryEvent::Destroyed { game, frame, .. }) =
-            factory.detach(&arena, ConnId(2), Duration::ZERO)
+            factory.detach(&arena, ConnId(2), Instant::ZERO)
         else {
             panic!("not destroyed")
         };
@@ -247,7 +256,7 @@ mod tests {
         );
         assert!(factory.is_empty());
         assert_eq!(
-            factory.detach(&arena, ConnId(2), Duration::ZERO),
+            factory.detach(&arena, ConnId(2), Instant::ZERO),
             None,
             "already gone"
         );
@@ -256,29 +265,30 @@ mod tests {
     #[test]
     fn an_idle_machine_is_kept_for_the_grace_period_and_reused() {
         const SECOND: Duration = Duration::from_secs(1);
+        let t = Instant::from_duration;
         let arena = WorldId::new("arena").unwrap();
         let mut factory = Factory::new(RingLimits::default(), 1 << 20);
         factory.set_grace_period(5 * SECOND);
         let (event, _) = factory.attach(&arena, GameId(3), ConnId(1), None, false);
         assert!(matches!(event, Some(FactoryEvent::Created { .. })));
         // The last subscriber leaves at 10 s: kept, nothing upstream.
-        assert_eq!(factory.detach(&arena, ConnId(1), 10 * SECOND), None);
+        assert_eq!(factory.detach(&arena, ConnId(1), t(10 * SECOND)), None);
         assert!(factory.is_idle(&arena));
-        assert_eq!(factory.reap(14 * SECOND), Vec::new());
+        assert_eq!(factory.reap(t(14 * SECOND)), Vec::new());
         // A subscriber within the grace period reuses it: no creation, no upstream frame.
         let (event, _) = factory.attach(&arena, GameId(3), ConnId(2), None, false);
         assert_eq!(event, None);
         assert!(!factory.is_idle(&arena));
         assert_eq!(
-            factory.reap(100 * SECOND),
+            factory.reap(t(100 * SECOND)),
             Vec::new(),
             "it has a subscriber"
         );
         // It leaves at 100 s: destroyed on the first reap 5 s later.
-        assert_eq!(factory.detach(&arena, ConnId(2), 100 * SECOND), None);
-        assert_eq!(factory.reap(104 * SECOND), Vec::new());
+        assert_eq!(factory.detach(&arena, ConnId(2), t(100 * SECOND)), None);
+        assert_eq!(factory.reap(t(104 * SECOND)), Vec::new());
         assert_eq!(factory.len(), 1);
-        let reaped = factory.reap(105 * SECOND);
+        let reaped = factory.reap(t(105 * SECOND));
         let [FactoryEvent::Destroyed { game, frame, .. }] = &reaped[..] else {
             panic!("not destroyed: {reaped:?}")
         };
@@ -293,10 +303,10 @@ mod tests {
         assert!(!factory.is_idle(&arena));
         // Destroying an idle machine at once (world removed) forgets it too.
         factory.attach(&arena, GameId(3), ConnId(3), None, false);
-        factory.detach(&arena, ConnId(3), 200 * SECOND);
+        factory.detach(&arena, ConnId(3), t(200 * SECOND));
         assert!(factory.destroy(&arena).is_some());
         assert!(!factory.is_idle(&arena));
-        assert_eq!(factory.reap(300 * SECOND), Vec::new());
+        assert_eq!(factory.reap(t(300 * SECOND)), Vec::new());
     }
 
     #[test]

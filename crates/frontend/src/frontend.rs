@@ -7,9 +7,9 @@
 //! its seed, so the same `(now, input)` stream always yields the same outputs.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
 
 use bytes::Bytes;
+use flotilla_conn::{Deadlines, Instant, KeepAliveConfig, Machine, Timeout};
 use flotilla_wire::{
     ErrorCode, FrameType, FrontendToClient, FrontendToGame, GameToFrontend, Message, RawFrame,
     SessionId, WireError, WorldId,
@@ -75,9 +75,16 @@ pub enum Input {
     ClientReadingPaused,
     /// The shell reads clients again: the time they were not read counts as activity.
     ClientReadingResumed,
-    /// Time passed: keep-alive checks (the shell ticks every
-    /// [`tick_interval`](FrontendConfig::tick_interval)).
-    Tick,
+    /// The instant [`Frontend::poll_timeout`] asked for has come (keep-alive pings and
+    /// silence, stalled game links, idle replicas' grace period). Feeding it early is
+    /// harmless.
+    Timeout,
+}
+
+impl From<Timeout> for Input {
+    fn from(_: Timeout) -> Self {
+        Input::Timeout
+    }
 }
 
 /// Something the shell must do, taken from [`Frontend::poll_output`].
@@ -159,7 +166,7 @@ struct Outbox<'a> {
     stats: &'a mut Stats,
     send_budget: usize,
     max_queued_bytes: usize,
-    now: Duration,
+    now: Instant,
     congested: &'a mut Vec<ConnId>,
     overloaded: &'a mut Vec<ConnId>,
 }
@@ -298,6 +305,10 @@ pub struct Frontend {
     /// True while the shell does not read clients (between
     /// [`Input::ClientReadingPaused`] and [`Input::ClientReadingResumed`]).
     client_reading_paused: bool,
+    /// The sessions' keep-alive deadlines (a lazy heap: see [`Deadlines`]).
+    deadlines: Deadlines<ConnId>,
+    client_keep_alive: KeepAliveConfig,
+    game_keep_alive: KeepAliveConfig,
 }
 
 impl Frontend {
@@ -324,6 +335,15 @@ impl Frontend {
             congested: Vec::new(),
             overloaded: Vec::new(),
             client_reading_paused: false,
+            deadlines: Deadlines::new(),
+            client_keep_alive: KeepAliveConfig::new(
+                config.client_ping_interval,
+                config.client_idle_timeout,
+            ),
+            game_keep_alive: KeepAliveConfig::new(
+                config.game_ping_interval,
+                config.game_idle_timeout,
+            ),
         }
     }
 
@@ -334,10 +354,16 @@ impl Frontend {
 
     /// Handles one input at `now` (time since the front-end started). Outputs queue up
     /// for [`poll_output`](Self::poll_output).
-    pub fn handle(&mut self, now: Duration, input: Input) {
+    pub fn handle(&mut self, now: Instant, input: Input) {
         match input {
             Input::ClientConnected(conn) => {
-                self.sessions.insert(conn, Session::new(conn, now));
+                let mut session = Session::new(conn, now, self.client_keep_alive);
+                if self.client_reading_paused {
+                    session.reading_paused();
+                }
+                self.deadlines
+                    .schedule(conn, session.deadline(), &mut session.timer_at);
+                self.sessions.insert(conn, session);
             }
             Input::ClientFrame(conn, frame) => {
                 self.stats.client_frames_in += 1;
@@ -366,7 +392,7 @@ impl Frontend {
             }
             Input::ClientClosed(conn) => self.remove_session(now, conn),
             Input::GameConnected(game) => {
-                let link = GameLink::new(game, now);
+                let link = GameLink::new(game, now, self.game_keep_alive);
                 let hello = link.hello(&self.config.server_id);
                 self.links.insert(game, link);
                 self.send_game(now, game, hello);
@@ -405,21 +431,31 @@ impl Frontend {
                     link.drained(now, bytes, self.config.max_game_queued_bytes);
                 }
             }
-            Input::ClientReadingPaused => self.client_reading_paused = true,
-            Input::ClientReadingResumed => {
-                if self.client_reading_paused {
-                    self.client_reading_paused = false;
+            Input::ClientReadingPaused => {
+                if !self.client_reading_paused {
+                    self.client_reading_paused = true;
                     for session in self.sessions.values_mut() {
-                        session.reading_resumed(now);
+                        session.reading_paused();
                     }
                 }
             }
-            Input::Tick => {
+            Input::ClientReadingResumed => {
+                if self.client_reading_paused {
+                    self.client_reading_paused = false;
+                    for (conn, session) in &mut self.sessions {
+                        session.reading_resumed(now);
+                        // The silence deadline is back, earlier than any entry.
+                        self.deadlines
+                            .schedule(*conn, session.deadline(), &mut session.timer_at);
+                    }
+                }
+            }
+            Input::Timeout => {
                 if self.outputs.is_empty() && self.outputs.capacity() > OUTPUTS_KEPT_CAPACITY {
                     // Give a saturation peak's memory back.
                     self.outputs = VecDeque::new();
                 }
-                self.on_tick(now);
+                self.on_timeout(now);
             }
         }
         if !self.overloaded.is_empty() {
@@ -441,7 +477,7 @@ impl Frontend {
     }
 
     /// Closes the connections that went past their hard limit during the last input.
-    fn close_overloaded(&mut self, now: Duration) {
+    fn close_overloaded(&mut self, now: Instant) {
         let mut overloaded = std::mem::take(&mut self.overloaded);
         for conn in overloaded.drain(..) {
             self.close_client(
@@ -496,7 +532,7 @@ impl Frontend {
         &self.router
     }
 
-    fn outbox(&mut self, now: Duration) -> (Outbox<'_>, &mut Factory, &mut Directory) {
+    fn outbox(&mut self, now: Instant) -> (Outbox<'_>, &mut Factory, &mut Directory) {
         (
             Outbox {
                 sessions: &mut self.sessions,
@@ -513,13 +549,7 @@ impl Frontend {
         )
     }
 
-    fn send_client(
-        &mut self,
-        now: Duration,
-        conn: ConnId,
-        bytes: Bytes,
-        traffic: Traffic,
-    ) -> Offer {
+    fn send_client(&mut self, now: Instant, conn: ConnId, bytes: Bytes, traffic: Traffic) -> Offer {
         let (mut outbox, _, _) = self.outbox(now);
         let offer = outbox.send(conn, bytes, traffic);
         match offer {
@@ -535,7 +565,7 @@ impl Frontend {
         offer
     }
 
-    fn send_game(&mut self, now: Duration, game: GameId, bytes: Bytes) {
+    fn send_game(&mut self, now: Instant, game: GameId, bytes: Bytes) {
         let Some(link) = self.links.get_mut(&game) else {
             return;
         };
@@ -544,7 +574,7 @@ impl Frontend {
         self.outputs.push_back(Output::SendToGame(game, bytes));
     }
 
-    fn on_session_event(&mut self, now: Duration, conn: ConnId, event: SessionEvent) {
+    fn on_session_event(&mut self, now: Instant, conn: ConnId, event: SessionEvent) {
         match event {
             SessionEvent::Nothing => {}
             SessionEvent::Reply(bytes) => {
@@ -584,7 +614,7 @@ impl Frontend {
 
     fn open_session(
         &mut self,
-        now: Duration,
+        now: Instant,
         conn: ConnId,
         token: Option<Bytes>,
         client_name: String,
@@ -619,7 +649,7 @@ impl Frontend {
         }
     }
 
-    fn subscribe(&mut self, now: Duration, conn: ConnId, world: WorldId, since: Option<Position>) {
+    fn subscribe(&mut self, now: Instant, conn: ConnId, world: WorldId, since: Option<Position>) {
         // The id decoded from the frame shares the connection's whole receive buffer:
         // keep the replica's copy (or a compact one) instead, so an idle subscription does
         // not pin kilobytes.
@@ -674,7 +704,7 @@ impl Frontend {
 
     /// Removes `conn` from `world`'s machine; the machine is destroyed once it has had no
     /// subscriber for the grace period ([`Factory::detach`], [`Factory::reap`]).
-    fn detach(&mut self, now: Duration, conn: ConnId, world: &WorldId) {
+    fn detach(&mut self, now: Instant, conn: ConnId, world: &WorldId) {
         if *world == WorldId::DIRECTORY {
             self.directory.machine_mut().unsubscribe(conn);
             return;
@@ -688,7 +718,7 @@ impl Frontend {
 
     fn close_client(
         &mut self,
-        now: Duration,
+        now: Instant,
         conn: ConnId,
         reason: CloseReason,
         error_frame: Option<Bytes>,
@@ -710,7 +740,7 @@ impl Frontend {
         self.remove_session(now, conn);
     }
 
-    fn remove_session(&mut self, now: Duration, conn: ConnId) {
+    fn remove_session(&mut self, now: Instant, conn: ConnId) {
         let Some(mut session) = self.sessions.remove(&conn) else {
             return;
         };
@@ -732,7 +762,7 @@ impl Frontend {
         }
     }
 
-    fn on_drained(&mut self, now: Duration, conn: ConnId, bytes: usize) {
+    fn on_drained(&mut self, now: Instant, conn: ConnId, bytes: usize) {
         let watermark = self.config.resync_watermark();
         let Some(session) = self.sessions.get_mut(&conn) else {
             return;
@@ -777,13 +807,7 @@ impl Frontend {
         self.congested.clear();
     }
 
-    fn on_game_event(
-        &mut self,
-        now: Duration,
-        game: GameId,
-        event: GameLinkEvent,
-        frame: RawFrame,
-    ) {
+    fn on_game_event(&mut self, now: Instant, game: GameId, event: GameLinkEvent, frame: RawFrame) {
         match event {
             GameLinkEvent::Nothing => {}
             GameLinkEvent::Welcomed => {
@@ -813,7 +837,7 @@ impl Frontend {
 
     fn on_game_message(
         &mut self,
-        now: Duration,
+        now: Instant,
         game: GameId,
         message: GameToFrontend,
         frame: RawFrame,
@@ -923,7 +947,7 @@ impl Frontend {
     }
 
     /// A world moved from game server `from` to `to`: feed its replica from `to`.
-    fn move_world(&mut self, now: Duration, world: &WorldId, from: GameId, to: GameId) {
+    fn move_world(&mut self, now: Instant, world: &WorldId, from: GameId, to: GameId) {
         let Some(machine) = self.factory.get_mut(world) else {
             return;
         };
@@ -951,7 +975,7 @@ impl Frontend {
     /// A world's host `from` stopped announcing it and it fell back to `to`, another game
     /// server announcing it: the replica resubscribes upstream to `to` (its subscribers
     /// stay, and get what they missed from the new host).
-    fn fall_back(&mut self, now: Duration, world: &WorldId, from: GameId, to: GameId, why: &str) {
+    fn fall_back(&mut self, now: Instant, world: &WorldId, from: GameId, to: GameId, why: &str) {
         log::info!(
             "world {}: host game link {from:?} {why}; falling back to game link {to:?}",
             world.as_str()
@@ -961,7 +985,7 @@ impl Frontend {
 
     /// Makes `world`'s directory entry show its host's description, or removes it when no
     /// game server announces the world any more.
-    fn update_directory(&mut self, now: Duration, world: &WorldId) {
+    fn update_directory(&mut self, now: Instant, world: &WorldId) {
         let batch = match self.router.host_info(world) {
             Some(info) => self.directory.set(world, info.clone()),
             None => self.directory.remove(world),
@@ -971,7 +995,7 @@ impl Frontend {
         }
     }
 
-    fn fan_out_directory(&mut self, now: Duration, batch: Bytes) {
+    fn fan_out_directory(&mut self, now: Instant, batch: Bytes) {
         let (mut outbox, _, directory) = self.outbox(now);
         outbox.fan_out_batch(directory.machine_mut(), &batch);
         if !self.congested.is_empty() {
@@ -980,7 +1004,7 @@ impl Frontend {
     }
 
     /// Destroys `world`'s replica and tells its subscribers with `Unsubscribed{code}`.
-    fn end_world(&mut self, now: Duration, world: &WorldId, code: ErrorCode, text: &str) {
+    fn end_world(&mut self, now: Instant, world: &WorldId, code: ErrorCode, text: &str) {
         let Some(machine) = self.factory.destroy(world) else {
             return;
         };
@@ -1002,7 +1026,7 @@ impl Frontend {
 
     fn close_game(
         &mut self,
-        now: Duration,
+        now: Instant,
         game: GameId,
         reason: CloseReason,
         error_frame: Option<Bytes>,
@@ -1020,7 +1044,7 @@ impl Frontend {
         self.remove_game(now, game);
     }
 
-    fn remove_game(&mut self, now: Duration, game: GameId) {
+    fn remove_game(&mut self, now: Instant, game: GameId) {
         if self.links.remove(&game).is_none() {
             return;
         }
@@ -1047,35 +1071,40 @@ impl Frontend {
         }
     }
 
-    fn on_tick(&mut self, now: Duration) {
-        let ping = self.config.client_ping_interval;
-        // Clients the shell does not read cannot be blamed for their silence.
-        let idle = if self.client_reading_paused {
-            Duration::MAX
-        } else {
-            self.config.client_idle_timeout
-        };
-        let mut events: Vec<(ConnId, SessionEvent)> = Vec::new();
-        for (conn, session) in &mut self.sessions {
-            let event = session.on_tick(now, ping, idle);
+    /// What is due at `now`: sessions' keep-alives (from the deadline heap, only those
+    /// due), game links' keep-alives and stalls, idle replicas past their grace period.
+    fn on_timeout(&mut self, now: Instant) {
+        while let Some((conn, at)) = self.deadlines.pop_due(now) {
+            let Some(session) = self.sessions.get_mut(&conn) else {
+                continue; // closed since
+            };
+            if !Deadlines::<ConnId>::is_live(at, &mut session.timer_at) {
+                continue; // scheduled again earlier; that entry was handled
+            }
+            let event = session.on_timeout(now);
             if event != SessionEvent::Nothing {
-                events.push((*conn, event));
+                self.on_session_event(now, conn, event);
+            }
+            if let Some(session) = self.sessions.get_mut(&conn) {
+                self.deadlines
+                    .schedule(conn, session.deadline(), &mut session.timer_at);
             }
         }
-        events.sort_unstable_by_key(|(conn, _)| *conn);
-        for (conn, event) in events {
-            self.on_session_event(now, conn, event);
+        if self.deadlines.compact_if_sparse(self.sessions.len()) {
+            for (conn, session) in &mut self.sessions {
+                session.timer_at = None;
+                self.deadlines
+                    .schedule(*conn, session.deadline(), &mut session.timer_at);
+            }
         }
-        let (ping, idle) = (
-            self.config.game_ping_interval,
-            self.config.game_idle_timeout,
-        );
         let max_queued = self.config.max_game_queued_bytes;
         let mut events: Vec<(GameId, GameLinkEvent)> = Vec::new();
         for (game, link) in &mut self.links {
-            let event = link.on_tick(now, ping, idle, max_queued);
-            if event != GameLinkEvent::Nothing {
-                events.push((*game, event));
+            if link.deadline(max_queued).is_some_and(|at| at <= now) {
+                let event = link.on_timeout(now, max_queued);
+                if event != GameLinkEvent::Nothing {
+                    events.push((*game, event));
+                }
             }
         }
         events.sort_unstable_by_key(|(game, _)| *game);
@@ -1099,6 +1128,41 @@ impl Frontend {
                 self.send_game(now, game, frame);
             }
         }
+    }
+
+    /// When the front-end next needs [`Input::Timeout`]: the earliest of the sessions'
+    /// deadlines (the heap's top, possibly a little early), the game links' and the idle
+    /// replicas' expiry. `None` when nothing is pending.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let max_queued = self.config.max_game_queued_bytes;
+        [
+            self.deadlines.next(),
+            self.links
+                .values()
+                .filter_map(|link| link.deadline(max_queued))
+                .min(),
+            self.factory.next_expiry(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+}
+
+impl Machine for Frontend {
+    type Input = Input;
+    type Output = Output;
+
+    fn handle(&mut self, now: Instant, input: Input) {
+        Frontend::handle(self, now, input);
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        Frontend::poll_output(self)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        Frontend::poll_timeout(self)
     }
 }
 

@@ -5,8 +5,6 @@
 //! outbound queue stays over the limit with nothing written). Everything else the game server says is
 //! handed to the [`Frontend`](crate::Frontend) as a decoded message.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use flotilla_wire::{
     ErrorCode, FrontendToGame, GameToFrontend, Message, PROTOCOL_VERSION, RawFrame,
@@ -14,6 +12,7 @@ use flotilla_wire::{
 
 use crate::frontend::CloseReason;
 use crate::ids::GameId;
+use flotilla_conn::{Instant, KeepAlive, KeepAliveAction, KeepAliveConfig, negotiate_version};
 
 /// Where a game link is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,26 +53,23 @@ pub enum GameLinkEvent {
 pub struct GameLink {
     game: GameId,
     state: LinkState,
-    last_received: Duration,
-    last_sent: Duration,
-    pings_sent: u64,
+    keep_alive: KeepAlive,
     /// Bytes handed to the shell for this link and not yet reported written.
     queued_bytes: usize,
     /// Since when the queue is over the limit (reset when it goes under).
-    over_limit_since: Option<Duration>,
+    over_limit_since: Option<Instant>,
     /// When bytes were last written to the game server's socket.
-    last_written: Duration,
+    last_written: Instant,
 }
 
 impl GameLink {
-    /// A link connected at `now`; send [`hello`](Self::hello) first.
-    pub fn new(game: GameId, now: Duration) -> Self {
+    /// A link connected at `now`, kept alive with `keep_alive`'s intervals; send
+    /// [`hello`](Self::hello) first.
+    pub fn new(game: GameId, now: Instant, keep_alive: KeepAliveConfig) -> Self {
         Self {
             game,
             state: LinkState::AwaitingWelcome,
-            last_received: now,
-            last_sent: now,
-            pings_sent: 0,
+            keep_alive: KeepAlive::new(keep_alive, now),
             queued_bytes: 0,
             over_limit_since: None,
             last_written: now,
@@ -105,21 +101,22 @@ impl GameLink {
     }
 
     /// Handles one frame received from the game server at `now`.
-    pub fn handle_frame(&mut self, now: Duration, frame: &RawFrame) -> GameLinkEvent {
+    pub fn handle_frame(&mut self, now: Instant, frame: &RawFrame) -> GameLinkEvent {
         if self.state == LinkState::Closed {
             return GameLinkEvent::Nothing;
         }
-        self.last_received = now;
+        self.keep_alive.on_received(now);
         let message = match GameToFrontend::decode(frame) {
             Ok(message) => message,
             Err(error) => return self.fail(error.code(), error.to_string()),
         };
         match (&self.state, message) {
             (LinkState::AwaitingWelcome, GameToFrontend::Welcome { version, server_id }) => {
-                if version != PROTOCOL_VERSION {
+                if let Err(error) = negotiate_version(version, PROTOCOL_VERSION..=PROTOCOL_VERSION)
+                {
                     return self.fail(
                         ErrorCode::UnsupportedVersion,
-                        format!("game server chose version {version}"),
+                        format!("the game server answered with {error}"),
                     );
                 }
                 log::info!("game link {:?}: welcomed by {server_id}", self.game);
@@ -161,61 +158,67 @@ impl GameLink {
         self.fail(error.code(), error.to_string())
     }
 
-    /// Keep-alive check at `now`: a ping after `ping_interval` without sending, a close
-    /// after `idle_timeout` without receiving, and a close with `Error{Overloaded}` when
-    /// the outbound queue has stayed over `max_queued_bytes` with nothing written for
-    /// `idle_timeout` (a game server that pings but does not read).
-    pub fn on_tick(
-        &mut self,
-        now: Duration,
-        ping_interval: Duration,
-        idle_timeout: Duration,
-        max_queued_bytes: usize,
-    ) -> GameLinkEvent {
+    /// The next instant [`on_timeout`](Self::on_timeout) has something to do: a
+    /// keep-alive deadline, or the end of a stall's grace.
+    pub fn deadline(&self, max_queued_bytes: usize) -> Option<Instant> {
+        if self.state == LinkState::Closed {
+            return None;
+        }
+        let stall = self
+            .stalled_since(max_queued_bytes)
+            .map(|since| since + self.keep_alive.config().close_after_silence);
+        match (self.keep_alive.deadline(), stall) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Keep-alive at `now` ([`flotilla_conn::KeepAlive`]): a ping after the quiet interval,
+    /// a close after the silence timeout, and a close with `Error{Overloaded}` when the
+    /// outbound queue has stayed over `max_queued_bytes` with nothing written for the
+    /// silence timeout (a game server that pings but does not read).
+    pub fn on_timeout(&mut self, now: Instant, max_queued_bytes: usize) -> GameLinkEvent {
         if self.state == LinkState::Closed {
             return GameLinkEvent::Nothing;
         }
+        let stall_limit = self.keep_alive.config().close_after_silence;
         if let Some(stalled_since) = self.stalled_since(max_queued_bytes)
-            && now.saturating_sub(stalled_since) >= idle_timeout
+            && now - stalled_since >= stall_limit
         {
             return self.fail(
                 ErrorCode::Overloaded,
                 format!(
-                    "{} bytes queued and nothing written for {idle_timeout:?}: \
+                    "{} bytes queued and nothing written for {:.1} s: \
                          the game server does not read",
-                    self.queued_bytes
+                    self.queued_bytes,
+                    (now - stalled_since).as_secs_f64()
                 ),
             );
         }
-        if now.saturating_sub(self.last_received) >= idle_timeout {
-            let event = self.fail(
-                ErrorCode::Timeout,
-                format!("nothing received for {idle_timeout:?}"),
-            );
-            return match event {
-                GameLinkEvent::Close { error_frame, .. } => GameLinkEvent::Close {
-                    reason: CloseReason::IdleTimeout,
-                    error_frame,
-                },
-                other => other,
-            };
-        }
-        if now.saturating_sub(self.last_sent) >= ping_interval {
-            self.pings_sent += 1;
-            return GameLinkEvent::Reply(
-                FrontendToGame::Ping {
-                    nonce: self.pings_sent,
+        match self.keep_alive.poll(now) {
+            Some(KeepAliveAction::Close { silent_for }) => {
+                match self.fail(
+                    ErrorCode::Timeout,
+                    format!("nothing received for {:.1} s", silent_for.as_secs_f64()),
+                ) {
+                    GameLinkEvent::Close { error_frame, .. } => GameLinkEvent::Close {
+                        reason: CloseReason::IdleTimeout,
+                        error_frame,
+                    },
+                    other => other,
                 }
-                .encode_to_bytes(),
-            );
+            }
+            Some(KeepAliveAction::Ping { nonce }) => {
+                GameLinkEvent::Reply(FrontendToGame::Ping { nonce }.encode_to_bytes())
+            }
+            None => GameLinkEvent::Nothing,
         }
-        GameLinkEvent::Nothing
     }
 
     /// Records that a frame of `len` bytes was handed to the shell for the game server at
     /// `now` (resets the ping timer; counts towards `max_queued_bytes`).
-    pub fn note_sent(&mut self, now: Duration, len: usize, max_queued_bytes: usize) {
-        self.last_sent = now;
+    pub fn note_sent(&mut self, now: Instant, len: usize, max_queued_bytes: usize) {
+        self.keep_alive.on_sent(now);
         self.queued_bytes = self.queued_bytes.saturating_add(len);
         if self.queued_bytes > max_queued_bytes && self.over_limit_since.is_none() {
             self.over_limit_since = Some(now);
@@ -224,7 +227,7 @@ impl GameLink {
 
     /// Records that `bytes` left the shell's queue for the game server at `now` (written,
     /// or discarded after a write error).
-    pub fn drained(&mut self, now: Duration, bytes: usize, max_queued_bytes: usize) {
+    pub fn drained(&mut self, now: Instant, bytes: usize, max_queued_bytes: usize) {
         self.queued_bytes = self.queued_bytes.saturating_sub(bytes);
         if bytes > 0 {
             self.last_written = now;
@@ -241,7 +244,7 @@ impl GameLink {
 
     /// Since when the link is over `max_queued_bytes` with nothing written (the later of
     /// crossing the limit and the last write), or `None` while under it.
-    fn stalled_since(&self, max_queued_bytes: usize) -> Option<Duration> {
+    fn stalled_since(&self, max_queued_bytes: usize) -> Option<Instant> {
         if self.queued_bytes <= max_queued_bytes {
             return None;
         }
@@ -264,7 +267,17 @@ mod tests {
     use super::*;
     use flotilla_wire::{Decoder, WorldId};
 
+    use std::time::Duration;
+
     const SECOND: Duration = Duration::from_secs(1);
+
+    fn t(since_start: Duration) -> Instant {
+        Instant::from_duration(since_start)
+    }
+
+    fn keep() -> KeepAliveConfig {
+        KeepAliveConfig::new(SECOND, 3 * SECOND)
+    }
 
     fn raw(message: &GameToFrontend) -> RawFrame {
         RawFrame::parse(message.encode_to_bytes(), 1 << 20).unwrap()
@@ -278,7 +291,7 @@ mod tests {
 
     #[test]
     fn handshake_then_messages_pass_through() {
-        let mut link = GameLink::new(GameId(1), Duration::ZERO);
+        let mut link = GameLink::new(GameId(1), Instant::ZERO, keep());
         assert_eq!(
             decode(&link.hello("fe-1")),
             FrontendToGame::Hello {
@@ -291,7 +304,7 @@ mod tests {
             server_id: "game".into(),
         };
         assert_eq!(
-            link.handle_frame(Duration::ZERO, &raw(&welcome)),
+            link.handle_frame(t(Duration::ZERO), &raw(&welcome)),
             GameLinkEvent::Welcomed
         );
         assert!(link.is_ready());
@@ -300,11 +313,11 @@ mod tests {
             info: Bytes::new(),
         };
         assert_eq!(
-            link.handle_frame(SECOND, &raw(&added)),
+            link.handle_frame(t(SECOND), &raw(&added)),
             GameLinkEvent::Message(added.clone())
         );
         let GameLinkEvent::Reply(pong) =
-            link.handle_frame(SECOND, &raw(&GameToFrontend::Ping { nonce: 5 }))
+            link.handle_frame(t(SECOND), &raw(&GameToFrontend::Ping { nonce: 5 }))
         else {
             panic!()
         };
@@ -313,9 +326,9 @@ mod tests {
 
     #[test]
     fn anything_before_the_welcome_closes_the_link() {
-        let mut link = GameLink::new(GameId(1), Duration::ZERO);
+        let mut link = GameLink::new(GameId(1), Instant::ZERO, keep());
         let event = link.handle_frame(
-            Duration::ZERO,
+            t(Duration::ZERO),
             &raw(&GameToFrontend::WorldRemoved {
                 world: WorldId::new("a").unwrap(),
             }),
@@ -339,21 +352,16 @@ mod tests {
 
     #[test]
     fn a_silent_game_server_is_pinged_then_closed() {
-        let mut link = GameLink::new(GameId(1), Duration::ZERO);
-        let interval = SECOND;
-        let idle = 3 * SECOND;
+        let mut link = GameLink::new(GameId(1), Instant::ZERO, keep());
         let max = 1 << 20;
-        assert_eq!(
-            link.on_tick(SECOND / 2, interval, idle, max),
-            GameLinkEvent::Nothing
-        );
+        assert_eq!(link.on_timeout(t(SECOND / 2), max), GameLinkEvent::Nothing);
         assert!(matches!(
-            link.on_tick(SECOND, interval, idle, max),
+            link.on_timeout(t(SECOND), max),
             GameLinkEvent::Reply(_)
         ));
-        link.note_sent(SECOND, 10, max);
+        link.note_sent(t(SECOND), 10, max);
         assert!(matches!(
-            link.on_tick(3 * SECOND, interval, idle, max),
+            link.on_timeout(t(3 * SECOND), max),
             GameLinkEvent::Close {
                 reason: CloseReason::IdleTimeout,
                 ..
@@ -366,13 +374,13 @@ mod tests {
     }
 
     fn ready_link() -> GameLink {
-        let mut link = GameLink::new(GameId(1), Duration::ZERO);
+        let mut link = GameLink::new(GameId(1), Instant::ZERO, keep());
         let welcome = raw(&GameToFrontend::Welcome {
             version: PROTOCOL_VERSION,
             server_id: "game".into(),
         });
         assert_eq!(
-            link.handle_frame(Duration::ZERO, &welcome),
+            link.handle_frame(t(Duration::ZERO), &welcome),
             GameLinkEvent::Welcomed
         );
         link
@@ -381,28 +389,28 @@ mod tests {
     #[test]
     fn a_game_server_that_pings_but_does_not_read_is_closed_as_overloaded() {
         let mut link = ready_link();
-        let (interval, idle, max) = (SECOND, 3 * SECOND, 1000);
+        let max = 1000;
         // Over the limit at 1 s; some bytes are written at 2 s, then nothing.
-        link.note_sent(SECOND, 600, max);
-        link.note_sent(SECOND, 600, max);
-        link.drained(2 * SECOND, 100, max);
+        link.note_sent(t(SECOND), 600, max);
+        link.note_sent(t(SECOND), 600, max);
+        link.drained(t(2 * SECOND), 100, max);
         assert_eq!(link.queued_bytes(), 1100);
         for now in [3, 4] {
             // The game server keeps talking: the link is not idle...
-            link.handle_frame(now * SECOND, &pong(u64::from(now)));
-            link.note_sent(now * SECOND, 0, max);
+            link.handle_frame(t(now * SECOND), &pong(u64::from(now)));
+            link.note_sent(t(now * SECOND), 0, max);
             assert_eq!(
-                link.on_tick(now * SECOND, interval, idle, max),
+                link.on_timeout(t(now * SECOND), max),
                 GameLinkEvent::Nothing,
                 "at {now} s"
             );
         }
         // ...but 3 s after the last write with the queue still over the limit, it is closed.
-        link.handle_frame(5 * SECOND, &pong(5));
+        link.handle_frame(t(5 * SECOND), &pong(5));
         let GameLinkEvent::Close {
             reason,
             error_frame: Some(frame),
-        } = link.on_tick(5 * SECOND, interval, idle, max)
+        } = link.on_timeout(t(5 * SECOND), max)
         else {
             panic!("not closed")
         };
@@ -419,37 +427,31 @@ mod tests {
     #[test]
     fn a_slow_but_reading_game_server_is_kept() {
         let mut link = ready_link();
-        let (interval, idle, max) = (SECOND, 3 * SECOND, 1000);
-        link.note_sent(Duration::ZERO, 5000, max);
+        let max = 1000;
+        link.note_sent(t(Duration::ZERO), 5000, max);
         for now in 1..10 {
             // A little is written every second: over the limit all along, but not stuck.
-            link.drained(now * SECOND, 10, max);
-            link.handle_frame(now * SECOND, &pong(u64::from(now)));
-            link.note_sent(now * SECOND, 0, max);
+            link.drained(t(now * SECOND), 10, max);
+            link.handle_frame(t(now * SECOND), &pong(u64::from(now)));
+            link.note_sent(t(now * SECOND), 0, max);
             assert_eq!(
-                link.on_tick(now * SECOND, interval, idle, max),
+                link.on_timeout(t(now * SECOND), max),
                 GameLinkEvent::Nothing
             );
         }
         // Under the limit, a link is never closed for not writing.
-        link.drained(10 * SECOND, 5000, max);
-        link.handle_frame(20 * SECOND, &pong(20));
-        link.note_sent(20 * SECOND, 0, max);
-        assert_eq!(
-            link.on_tick(20 * SECOND, interval, idle, max),
-            GameLinkEvent::Nothing
-        );
+        link.drained(t(10 * SECOND), 5000, max);
+        link.handle_frame(t(20 * SECOND), &pong(20));
+        link.note_sent(t(20 * SECOND), 0, max);
+        assert_eq!(link.on_timeout(t(20 * SECOND), max), GameLinkEvent::Nothing);
         // Crossing the limit again starts the clock at the crossing.
-        link.note_sent(20 * SECOND, 2000, max);
-        link.handle_frame(22 * SECOND, &pong(22));
-        link.note_sent(22 * SECOND, 0, max);
-        assert_eq!(
-            link.on_tick(22 * SECOND, interval, idle, max),
-            GameLinkEvent::Nothing
-        );
-        link.handle_frame(23 * SECOND, &pong(23));
+        link.note_sent(t(20 * SECOND), 2000, max);
+        link.handle_frame(t(22 * SECOND), &pong(22));
+        link.note_sent(t(22 * SECOND), 0, max);
+        assert_eq!(link.on_timeout(t(22 * SECOND), max), GameLinkEvent::Nothing);
+        link.handle_frame(t(23 * SECOND), &pong(23));
         assert!(matches!(
-            link.on_tick(23 * SECOND, interval, idle, max),
+            link.on_timeout(t(23 * SECOND), max),
             GameLinkEvent::Close { .. }
         ));
     }

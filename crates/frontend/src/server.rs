@@ -331,9 +331,8 @@ async fn serve(
     )));
     let event_loop = EventLoop {
         frontend: Frontend::new(&config, seed),
-        tick_interval: config.tick_interval,
         busy_poll: config.busy_poll,
-        start: Instant::now(),
+        clock: flotilla_conn::Clock::start(),
         clients: HashMap::default(),
         games: HashMap::default(),
         dirty: Vec::new(),
@@ -512,10 +511,9 @@ impl OutQueue {
 /// The task that owns the machine.
 struct EventLoop {
     frontend: Frontend,
-    tick_interval: Duration,
     /// How long to keep polling after traffic before sleeping.
     busy_poll: Duration,
-    start: Instant,
+    clock: flotilla_conn::Clock,
     clients: HashMap<ConnId, OutQueue, IdBuildHasher>,
     games: HashMap<GameId, OutQueue, IdBuildHasher>,
     dirty: Vec<Peer>,
@@ -539,9 +537,20 @@ struct EventLoop {
 
 impl EventLoop {
     async fn run(mut self, mut rx: mpsc::Receiver<Event>, mut shutdown: watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(self.tick_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // One timer, moved to the machine's next deadline (no periodic scan).
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        let mut timer_at: Option<flotilla_conn::Instant> = None;
         loop {
+            let deadline = self.frontend.poll_timeout();
+            if deadline != timer_at {
+                timer_at = deadline;
+                if let Some(at) = deadline {
+                    timer
+                        .as_mut()
+                        .reset(tokio::time::Instant::from_std(self.clock.to_std(at)));
+                }
+            }
             let mut handled_traffic = false;
             let turn_started = Instant::now();
             let flushing = self.pass_at < self.pass.len() || !self.dirty.is_empty();
@@ -553,9 +562,10 @@ impl EventLoop {
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
-                _ = tick.tick() => {
+                () = &mut timer, if timer_at.is_some() => {
                     let now = self.now();
-                    self.frontend.handle(now, Input::Tick);
+                    timer_at = None;
+                    self.frontend.handle(now, Input::Timeout);
                 }
                 event = rx.recv(), if !self.full_flush_due() => {
                     let Some(event) = event else { break };
@@ -618,8 +628,8 @@ impl EventLoop {
         self.close_everything();
     }
 
-    fn now(&self) -> Duration {
-        self.start.elapsed()
+    fn now(&self) -> flotilla_conn::Instant {
+        self.clock.now()
     }
 
     /// Stops reading clients while a game server's queue is over its limit (their inputs
@@ -819,7 +829,7 @@ impl EventLoop {
 
     /// Writes what `peer`'s queue holds (taking it off the dirty list) and reports the
     /// bytes written to the machine at `now`.
-    fn flush(&mut self, peer: Peer, now: Duration) {
+    fn flush(&mut self, peer: Peer, now: flotilla_conn::Instant) {
         // Borrows the queue and the counters apart (no `Arc` clone per connection).
         let queue = match peer {
             Peer::Client(conn) => self.clients.get_mut(&conn),

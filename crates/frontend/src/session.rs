@@ -7,9 +7,9 @@
 //! the [`Frontend`](crate::Frontend) to act on.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use bytes::Bytes;
+use flotilla_conn::{Instant, KeepAlive, KeepAliveAction, KeepAliveConfig, negotiate_version};
 use flotilla_wire::{
     ClientToFrontend, ErrorCode, FrontendToClient, Message, PROTOCOL_VERSION, RawFrame, SessionId,
     WorldId,
@@ -116,24 +116,23 @@ pub struct Session {
     conn: ConnId,
     phase: SessionPhase,
     client_name: String,
-    last_received: Duration,
-    last_sent: Duration,
-    pings_sent: u64,
+    keep_alive: KeepAlive,
+    /// The instant this session's live entry in the front-end's deadline heap is at.
+    pub(crate) timer_at: Option<Instant>,
     subscriptions: BTreeSet<WorldId>,
     queued_bytes: usize,
     congested: bool,
 }
 
 impl Session {
-    /// A fresh connection, accepted at `now`.
-    pub fn new(conn: ConnId, now: Duration) -> Self {
+    /// A fresh connection, accepted at `now`, kept alive with `keep_alive`'s intervals.
+    pub fn new(conn: ConnId, now: Instant, keep_alive: KeepAliveConfig) -> Self {
         Self {
             conn,
             phase: SessionPhase::AwaitingHello,
             client_name: String::new(),
-            last_received: now,
-            last_sent: now,
-            pings_sent: 0,
+            keep_alive: KeepAlive::new(keep_alive, now),
+            timer_at: None,
             subscriptions: BTreeSet::new(),
             queued_bytes: 0,
             congested: false,
@@ -194,11 +193,11 @@ impl Session {
     }
 
     /// Handles one frame received from the client at `now`.
-    pub fn handle_frame(&mut self, now: Duration, frame: &RawFrame) -> SessionEvent {
+    pub fn handle_frame(&mut self, now: Instant, frame: &RawFrame) -> SessionEvent {
         if self.phase == SessionPhase::Closed {
             return SessionEvent::Nothing;
         }
-        self.last_received = now;
+        self.keep_alive.on_received(now);
         let message = match ClientToFrontend::decode(frame) {
             Ok(message) => message,
             Err(error) => return self.fail(error.code(), error.to_string()),
@@ -212,13 +211,9 @@ impl Session {
                     client_name,
                 },
             ) => {
-                if version != PROTOCOL_VERSION {
-                    return self.fail(
-                        ErrorCode::UnsupportedVersion,
-                        format!(
-                            "protocol version {version} is not supported (only {PROTOCOL_VERSION})"
-                        ),
-                    );
+                if let Err(error) = negotiate_version(version, PROTOCOL_VERSION..=PROTOCOL_VERSION)
+                {
+                    return self.fail(ErrorCode::UnsupportedVersion, error.to_string());
                 }
                 self.client_name.clone_from(&client_name);
                 SessionEvent::Hello {
@@ -283,49 +278,51 @@ impl Session {
         .encode_to_bytes()
     }
 
-    /// Keep-alive check at `now`: a ping after `ping_interval` without sending, a close
-    /// (with `Error{Timeout}`) after `idle_timeout` without receiving.
-    pub fn on_tick(
-        &mut self,
-        now: Duration,
-        ping_interval: Duration,
-        idle_timeout: Duration,
-    ) -> SessionEvent {
+    /// The next instant [`on_timeout`](Self::on_timeout) has something to do.
+    pub fn deadline(&self) -> Option<Instant> {
+        if self.phase == SessionPhase::Closed {
+            return None;
+        }
+        self.keep_alive.deadline()
+    }
+
+    /// Keep-alive at `now` ([`flotilla_conn::KeepAlive`]): a ping after the quiet interval
+    /// (only once welcomed), a close with `Error{Timeout}` after the silence timeout.
+    pub fn on_timeout(&mut self, now: Instant) -> SessionEvent {
         if self.phase == SessionPhase::Closed {
             return SessionEvent::Nothing;
         }
-        if now.saturating_sub(self.last_received) >= idle_timeout {
-            return self
+        match self.keep_alive.poll(now) {
+            Some(KeepAliveAction::Close { silent_for }) => self
                 .fail(
                     ErrorCode::Timeout,
-                    format!("nothing received for {idle_timeout:?}"),
+                    format!("nothing received for {:.1} s", silent_for.as_secs_f64()),
                 )
-                .with_reason(CloseReason::IdleTimeout);
+                .with_reason(CloseReason::IdleTimeout),
+            Some(KeepAliveAction::Ping { nonce })
+                if matches!(self.phase, SessionPhase::Open { .. }) =>
+            {
+                SessionEvent::Reply(FrontendToClient::Ping { nonce }.encode_to_bytes())
+            }
+            _ => SessionEvent::Nothing,
         }
-        if matches!(self.phase, SessionPhase::Open { .. })
-            && now.saturating_sub(self.last_sent) >= ping_interval
-        {
-            self.pings_sent += 1;
-            return SessionEvent::Reply(
-                FrontendToClient::Ping {
-                    nonce: self.pings_sent,
-                }
-                .encode_to_bytes(),
-            );
-        }
-        SessionEvent::Nothing
     }
 
-    /// Records that the shell resumed reading this connection at `now` after pausing all
-    /// client reads (backpressure from a full game link): the time the front-end did not
-    /// read counts as activity, not as the client's silence.
-    pub fn reading_resumed(&mut self, now: Duration) {
-        self.last_received = self.last_received.max(now);
+    /// The shell stopped reading every client (backpressure from a full game link): this
+    /// client's silence does not count until [`reading_resumed`](Self::reading_resumed).
+    pub fn reading_paused(&mut self) {
+        self.keep_alive.pause();
+    }
+
+    /// The shell reads this connection again at `now`: the time the front-end did not read
+    /// counts as activity, not as the client's silence.
+    pub fn reading_resumed(&mut self, now: Instant) {
+        self.keep_alive.resume(now);
     }
 
     /// Records that something was sent to the client at `now` (resets the ping timer).
-    pub fn note_sent(&mut self, now: Duration) {
-        self.last_sent = now;
+    pub fn note_sent(&mut self, now: Instant) {
+        self.keep_alive.on_sent(now);
     }
 
     /// Asks the send budget whether a frame of `len` bytes of kind `traffic` may be queued;
@@ -406,7 +403,18 @@ mod tests {
     use bytes::BytesMut;
     use flotilla_wire::{Decoder, FrontendToClient};
 
-    const SECOND: Duration = Duration::from_secs(1);
+    use std::time::Duration;
+
+    fn at(secs: u64) -> Instant {
+        Instant::from_millis(secs * 1000)
+    }
+
+    fn keep_alive(ping_secs: u64, idle_secs: u64) -> KeepAliveConfig {
+        KeepAliveConfig::new(
+            Duration::from_secs(ping_secs),
+            Duration::from_secs(idle_secs),
+        )
+    }
 
     fn raw(message: &ClientToFrontend) -> RawFrame {
         RawFrame::parse(message.encode_to_bytes(), 1 << 20).unwrap()
@@ -441,8 +449,8 @@ mod tests {
 
     #[test]
     fn handshake_then_ping_is_answered_with_the_same_nonce() {
-        let mut session = Session::new(ConnId(1), Duration::ZERO);
-        let event = session.handle_frame(Duration::ZERO, &hello(Some(b"token")));
+        let mut session = Session::new(ConnId(1), at(0), keep_alive(2, 6));
+        let event = session.handle_frame(at(0), &hello(Some(b"token")));
         assert_eq!(
             event,
             SessionEvent::Hello {
@@ -461,7 +469,7 @@ mod tests {
             }
         );
         assert_eq!(session.session_id(), Some(SessionId(9)));
-        let event = session.handle_frame(SECOND, &raw(&ClientToFrontend::Ping { nonce: 77 }));
+        let event = session.handle_frame(at(1), &raw(&ClientToFrontend::Ping { nonce: 77 }));
         let SessionEvent::Reply(pong) = event else {
             panic!("no pong: {event:?}")
         };
@@ -470,20 +478,19 @@ mod tests {
 
     #[test]
     fn frames_before_hello_and_wrong_versions_are_refused() {
-        let mut session = Session::new(ConnId(1), Duration::ZERO);
-        let event =
-            session.handle_frame(Duration::ZERO, &raw(&ClientToFrontend::Ping { nonce: 1 }));
+        let mut session = Session::new(ConnId(1), at(0), keep_alive(2, 6));
+        let event = session.handle_frame(at(0), &raw(&ClientToFrontend::Ping { nonce: 1 }));
         assert_eq!(error_code(&event), ErrorCode::UnexpectedFrame);
         assert_eq!(session.phase(), SessionPhase::Closed);
         // Closed sessions ignore everything after.
         assert_eq!(
-            session.handle_frame(Duration::ZERO, &hello(None)),
+            session.handle_frame(at(0), &hello(None)),
             SessionEvent::Nothing
         );
 
-        let mut session = Session::new(ConnId(2), Duration::ZERO);
+        let mut session = Session::new(ConnId(2), at(0), keep_alive(2, 6));
         let event = session.handle_frame(
-            Duration::ZERO,
+            at(0),
             &raw(&ClientToFrontend::Hello {
                 version: 2,
                 session_token: None,
@@ -495,8 +502,8 @@ mod tests {
 
     #[test]
     fn a_frame_of_the_wrong_direction_is_an_unexpected_frame_error() {
-        let mut session = Session::new(ConnId(1), Duration::ZERO);
-        session.handle_frame(Duration::ZERO, &hello(None));
+        let mut session = Session::new(ConnId(1), at(0), keep_alive(2, 6));
+        session.handle_frame(at(0), &hello(None));
         session.open(SessionId(1), Bytes::new(), false, "fe");
         // A Welcome is a front-end-to-client frame: not allowed from a client.
         let mut out = BytesMut::new();
@@ -507,35 +514,32 @@ mod tests {
             server_id: String::new(),
         }
         .encode(&mut out);
-        let event = session.handle_frame(SECOND, &RawFrame::parse(out.freeze(), 1 << 20).unwrap());
+        let event = session.handle_frame(at(1), &RawFrame::parse(out.freeze(), 1 << 20).unwrap());
         assert_eq!(error_code(&event), ErrorCode::UnexpectedFrame);
     }
 
     #[test]
     fn keep_alive_pings_a_quiet_client_and_closes_a_silent_one() {
-        let ping_after = 2 * SECOND;
-        let idle = 6 * SECOND;
-        let mut session = Session::new(ConnId(1), Duration::ZERO);
-        session.handle_frame(Duration::ZERO, &hello(None));
+        let mut session = Session::new(ConnId(1), at(0), keep_alive(2, 6));
+        session.handle_frame(at(0), &hello(None));
         session.open(SessionId(1), Bytes::new(), false, "fe");
-        session.note_sent(Duration::ZERO);
-        assert_eq!(
-            session.on_tick(SECOND, ping_after, idle),
-            SessionEvent::Nothing
-        );
-        let SessionEvent::Reply(ping) = session.on_tick(2 * SECOND, ping_after, idle) else {
+        session.note_sent(at(0));
+        assert_eq!(session.deadline(), Some(at(2)));
+        assert_eq!(session.on_timeout(at(1)), SessionEvent::Nothing);
+        let SessionEvent::Reply(ping) = session.on_timeout(at(2)) else {
             panic!("no ping")
         };
         assert_eq!(decode(&ping), FrontendToClient::Ping { nonce: 1 });
-        session.note_sent(2 * SECOND);
         // Receiving anything resets the idle timer.
-        session.handle_frame(5 * SECOND, &raw(&ClientToFrontend::Pong { nonce: 1 }));
-        session.note_sent(5 * SECOND);
-        let SessionEvent::Reply(ping) = session.on_tick(10 * SECOND, ping_after, idle) else {
+        session.handle_frame(at(5), &raw(&ClientToFrontend::Pong { nonce: 1 }));
+        session.note_sent(at(5));
+        assert_eq!(session.deadline(), Some(at(7)));
+        let SessionEvent::Reply(ping) = session.on_timeout(at(10)) else {
             panic!("no second ping")
         };
         assert_eq!(decode(&ping), FrontendToClient::Ping { nonce: 2 });
-        let event = session.on_tick(11 * SECOND, ping_after, idle);
+        assert_eq!(session.deadline(), Some(at(11)));
+        let event = session.on_timeout(at(11));
         assert_eq!(error_code(&event), ErrorCode::Timeout);
         assert!(matches!(
             event,
@@ -544,48 +548,48 @@ mod tests {
                 ..
             }
         ));
+        assert_eq!(session.deadline(), None, "closed");
     }
 
     #[test]
     fn time_not_read_by_the_front_end_is_not_silence() {
-        let idle = 6 * SECOND;
-        let mut session = Session::new(ConnId(1), Duration::ZERO);
-        session.handle_frame(Duration::ZERO, &hello(None));
+        let mut session = Session::new(ConnId(1), at(0), keep_alive(10, 6));
+        session.handle_frame(at(0), &hello(None));
         session.open(SessionId(1), Bytes::new(), false, "fe");
         // Reading was paused from 1 s to 20 s: the idle timer starts again at 20 s.
-        session.reading_resumed(20 * SECOND);
-        session.note_sent(20 * SECOND);
-        assert_eq!(
-            session.on_tick(25 * SECOND, 10 * SECOND, idle),
-            SessionEvent::Nothing
-        );
-        let event = session.on_tick(26 * SECOND, 10 * SECOND, idle);
+        session.reading_paused();
+        // Paused, it still pings (at 10 s), but is not closed for the silence.
+        assert!(matches!(session.on_timeout(at(19)), SessionEvent::Reply(_)));
+        assert_eq!(session.on_timeout(at(19)), SessionEvent::Nothing);
+        session.reading_resumed(at(20));
+        session.note_sent(at(20));
+        assert_eq!(session.on_timeout(at(25)), SessionEvent::Nothing);
+        let event = session.on_timeout(at(26));
         assert_eq!(error_code(&event), ErrorCode::Timeout);
         // A resume older than the last frame does not move the timer back.
-        let mut session = Session::new(ConnId(2), Duration::ZERO);
-        session.handle_frame(10 * SECOND, &hello(None));
-        session.reading_resumed(5 * SECOND);
-        assert_eq!(
-            session.on_tick(15 * SECOND, SECOND, idle),
-            SessionEvent::Nothing
-        );
+        let mut session = Session::new(ConnId(2), at(0), keep_alive(1, 6));
+        session.handle_frame(at(10), &hello(None));
+        session.reading_paused();
+        session.reading_resumed(at(5));
+        assert_eq!(session.deadline(), Some(at(1)), "the ping, not the close");
+        assert_eq!(session.on_timeout(at(15)), SessionEvent::Nothing);
     }
 
     #[test]
     fn a_connection_that_never_says_hello_times_out() {
-        let mut session = Session::new(ConnId(1), 3 * SECOND);
+        let mut session = Session::new(ConnId(1), at(3), keep_alive(1, 6));
         assert_eq!(
-            session.on_tick(8 * SECOND, SECOND, 6 * SECOND),
+            session.on_timeout(at(8)),
             SessionEvent::Nothing,
             "no ping before the handshake"
         );
-        let event = session.on_tick(9 * SECOND, SECOND, 6 * SECOND);
+        let event = session.on_timeout(at(9));
         assert_eq!(error_code(&event), ErrorCode::Timeout);
     }
 
     #[test]
     fn budget_drops_batches_past_the_limit_and_recovers_under_the_watermark() {
-        let mut session = Session::new(ConnId(1), Duration::ZERO);
+        let mut session = Session::new(ConnId(1), at(0), keep_alive(2, 6));
         assert_eq!(
             session.offer(60, Traffic::Batch, 100, 1000),
             Offer::Accepted

@@ -32,14 +32,14 @@ fn arena_info(game: u64) -> Bytes {
 /// A front-end and the clock of the inputs fed to it.
 struct Harness {
     frontend: Frontend,
-    now: Duration,
+    now: flotilla_conn::Instant,
 }
 
 impl Harness {
     fn new() -> Self {
         Self {
             frontend: Frontend::new(&FrontendConfig::default(), 11),
-            now: Duration::ZERO,
+            now: flotilla_conn::Instant::ZERO,
         }
     }
 

@@ -4,6 +4,7 @@ use super::*;
 use bytes::BytesMut;
 use flotilla_wire::{ClientToFrontend, Decoder, SnapshotPart};
 use flotilla_world::{Snapshot, WorldState};
+use std::time::Duration;
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -35,15 +36,15 @@ fn arena() -> WorldId {
 /// A front-end plus the recorded inputs fed to it.
 struct Harness {
     frontend: Frontend,
-    now: Duration,
-    recorded: Vec<(Duration, Input)>,
+    now: Instant,
+    recorded: Vec<(Instant, Input)>,
 }
 
 impl Harness {
     fn new(config: FrontendConfig) -> Self {
         Self {
             frontend: Frontend::new(&config, 7),
-            now: Duration::ZERO,
+            now: Instant::ZERO,
             recorded: Vec::new(),
         }
     }
@@ -351,11 +352,11 @@ fn the_factory_subscribes_upstream_once_and_unsubscribes_a_grace_period_after_th
     );
     assert_eq!(h.frontend.stats().replicas, 1);
     h.advance(1999 * MS);
-    let outputs = h.feed(Input::Tick);
+    let outputs = h.feed(Input::Timeout);
     assert!(!to_game(&outputs, 1).contains(&FrontendToGame::Unsubscribe { world: arena() }));
     assert!(h.frontend.replica(&arena()).is_some());
     h.advance(MS);
-    let outputs = h.feed(Input::Tick);
+    let outputs = h.feed(Input::Timeout);
     assert!(to_game(&outputs, 1).contains(&FrontendToGame::Unsubscribe { world: arena() }));
     assert!(h.frontend.replica(&arena()).is_none());
     assert_eq!(h.frontend.stats().replicas, 0);
@@ -375,7 +376,7 @@ fn subscribe_unsubscribe_churn_within_the_grace_period_sends_nothing_upstream() 
             raw(&ClientToFrontend::Unsubscribe { world: arena() }),
         ));
         h.advance(100 * MS);
-        outputs.extend(h.feed(Input::Tick));
+        outputs.extend(h.feed(Input::Timeout));
         outputs.extend(h.subscribe(1, &arena(), None));
         assert!(
             to_game(&outputs, 1).iter().all(|m| !matches!(
@@ -747,7 +748,7 @@ fn keep_alives_ping_quiet_peers_and_close_silent_ones() {
     h.subscribe(1, &arena(), None);
     h.advance(1000 * MS);
     // The game link was quiet for 1 s: pinged. The client not yet (2 s).
-    let outputs = h.feed(Input::Tick);
+    let outputs = h.feed(Input::Timeout);
     assert!(matches!(
         &to_game(&outputs, 1)[..],
         [FrontendToGame::Ping { .. }]
@@ -759,7 +760,7 @@ fn keep_alives_ping_quiet_peers_and_close_silent_ones() {
         GameId(1),
         raw(&GameToFrontend::Pong { nonce: 1 }),
     ));
-    let outputs = h.feed(Input::Tick);
+    let outputs = h.feed(Input::Timeout);
     assert!(matches!(
         &to_client(&outputs, 1)[..],
         [FrontendToClient::Ping { nonce: 1 }]
@@ -774,7 +775,7 @@ fn keep_alives_ping_quiet_peers_and_close_silent_ones() {
         ConnId(1),
         raw(&ClientToFrontend::Ping { nonce: 9 }),
     ));
-    let outputs = h.feed(Input::Tick);
+    let outputs = h.feed(Input::Timeout);
     assert!(outputs.contains(&Output::CloseGame(GameId(1), CloseReason::IdleTimeout)));
     assert!(matches!(
         to_game(&outputs, 1).first(),
@@ -792,7 +793,7 @@ fn keep_alives_ping_quiet_peers_and_close_silent_ones() {
     )));
     // Then the client falls silent too.
     h.advance(6000 * MS);
-    let outputs = h.feed(Input::Tick);
+    let outputs = h.feed(Input::Timeout);
     assert!(matches!(
         &to_client(&outputs, 1)[..],
         [FrontendToClient::Error {
@@ -859,10 +860,10 @@ fn a_recorded_input_stream_replays_to_the_same_outputs() {
         let (_, outputs) = h.game_batch(1, &arena(), &mut state, &format!("k{}", i % 7));
         first_run.extend(outputs);
         first_run.extend(h.feed(Input::ClientDrained(ConnId(1 + i % 3), 150)));
-        first_run.extend(h.feed(Input::Tick));
+        first_run.extend(h.feed(Input::Timeout));
     }
     h.advance(10_000 * MS);
-    first_run.extend(h.feed(Input::Tick));
+    first_run.extend(h.feed(Input::Timeout));
 
     // Replay the recorded stream into a fresh front-end with the same seed.
     let mut replay = Frontend::new(&config, 7);
@@ -1212,7 +1213,7 @@ fn a_game_link_that_stops_reading_is_closed_as_overloaded_and_its_worlds_end() {
             GameId(1),
             raw(&GameToFrontend::Ping { nonce: step }),
         ));
-        let outputs = h.feed(Input::Tick);
+        let outputs = h.feed(Input::Timeout);
         if outputs.contains(&Output::CloseGame(
             GameId(1),
             CloseReason::Protocol(ErrorCode::Overloaded),
@@ -1229,7 +1230,7 @@ fn a_game_link_that_stops_reading_is_closed_as_overloaded_and_its_worlds_end() {
         }
     }
     // The game idle timeout (3 s) after the last write (1 s).
-    assert_eq!(closed_at, Some(4000 * MS));
+    assert_eq!(closed_at, Some(Instant::ZERO + 4000 * MS));
     assert_eq!(h.frontend.stats().game_links_stalled, 1);
     assert_eq!(h.frontend.stats().games_ready, 0);
     // Both clients are still connected.
@@ -1245,7 +1246,7 @@ fn clients_are_not_timed_out_while_the_front_end_does_not_read_them() {
     // Paused far past the client idle timeout (6 s): pinged, never closed.
     for _ in 0..40 {
         h.advance(500 * MS);
-        let outputs = h.feed(Input::Tick);
+        let outputs = h.feed(Input::Timeout);
         assert!(
             !outputs
                 .iter()
@@ -1258,10 +1259,10 @@ fn clients_are_not_timed_out_while_the_front_end_does_not_read_them() {
     let resumed_at = h.now;
     // From the resume on, a silent client gets the usual idle timeout.
     h.advance(5999 * MS);
-    let outputs = h.feed(Input::Tick);
+    let outputs = h.feed(Input::Timeout);
     assert!(!outputs.contains(&Output::CloseClient(ConnId(1), CloseReason::IdleTimeout)));
     h.advance(MS);
-    let outputs = h.feed(Input::Tick);
+    let outputs = h.feed(Input::Timeout);
     assert!(outputs.contains(&Output::CloseClient(ConnId(1), CloseReason::IdleTimeout)));
     assert_eq!(h.now - resumed_at, 6000 * MS);
 }
@@ -1391,4 +1392,86 @@ fn endless_empty_snapshot_parts_close_the_game_link() {
         h.game(1, &["arena"]);
         h.subscribe(1, &arena(), None);
     }
+}
+
+#[test]
+fn poll_timeout_names_the_next_deadline_and_nothing_is_done_before_it() {
+    let mut h = Harness::default_config();
+    assert_eq!(h.frontend.poll_timeout(), None, "nothing to wait for");
+    h.game(1, &["arena"]);
+    h.client(1);
+    // The game link pings after 1 s of quiet, the client after 2 s.
+    assert_eq!(h.frontend.poll_timeout(), Some(Instant::ZERO + 1000 * MS));
+    h.advance(999 * MS);
+    assert!(
+        h.feed(Input::Timeout).is_empty(),
+        "an early Timeout is harmless"
+    );
+    h.advance(MS);
+    let outputs = h.feed(Input::Timeout);
+    assert!(matches!(
+        &to_game(&outputs, 1)[..],
+        [FrontendToGame::Ping { nonce: 1 }]
+    ));
+    assert!(to_client(&outputs, 1).is_empty());
+    assert_eq!(h.frontend.poll_timeout(), Some(Instant::ZERO + 2000 * MS));
+}
+
+#[test]
+fn many_live_clients_cost_the_timer_heap_one_entry_each() {
+    let mut h = Harness::default_config();
+    let clients = 1_000u64;
+    for conn in 1..=clients {
+        h.client(conn);
+    }
+    // 30 virtual seconds: every client pings every second (so the front-end, answering,
+    // never needs to ping them), and the shell feeds Timeout exactly when asked.
+    let mut pings_to_clients = 0;
+    let mut closes = 0;
+    for second in 1..=30u64 {
+        let until = Instant::ZERO + Duration::from_secs(second);
+        while let Some(at) = h.frontend.poll_timeout().filter(|at| *at <= until) {
+            h.now = h.now.max(at);
+            for output in h.feed(Input::Timeout) {
+                match output {
+                    Output::CloseClient(..) => closes += 1,
+                    Output::SendToClient { bytes, .. }
+                        if decode_client(&bytes)
+                            .iter()
+                            .any(|m| matches!(m, FrontendToClient::Ping { .. })) =>
+                    {
+                        pings_to_clients += 1;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        h.now = until;
+        for conn in 1..=clients {
+            h.feed(Input::ClientFrame(
+                ConnId(conn),
+                raw(&ClientToFrontend::Ping { nonce: second }),
+            ));
+        }
+        assert!(
+            h.frontend.deadlines.len() <= 2 * clients as usize,
+            "{} timer entries for {clients} sessions",
+            h.frontend.deadlines.len()
+        );
+    }
+    assert_eq!((pings_to_clients, closes), (0, 0));
+    // Then they all fall silent: each is pinged, then closed after 6 s, once.
+    let mut closed = 0;
+    let end = h.now + Duration::from_secs(7);
+    while let Some(at) = h.frontend.poll_timeout().filter(|at| *at <= end) {
+        h.now = h.now.max(at);
+        closed += h
+            .feed(Input::Timeout)
+            .iter()
+            .filter(|o| matches!(o, Output::CloseClient(_, CloseReason::IdleTimeout)))
+            .count();
+    }
+    assert_eq!(closed, clients as usize);
+    assert_eq!(h.frontend.stats().connections, 0);
+    assert_eq!(h.frontend.poll_timeout(), None);
 }
