@@ -8,12 +8,12 @@
 //! lets [`ClientSession::resume_subscriptions`] re-subscribe every world with its last
 //! position.
 //!
-//! The reader task owns four duties besides decoding: the idle deadline (moved only by
-//! whole frames, PROTOCOL.md section 7), the receive probe (a `Ping` after
-//! [`ClientConfig::ping_interval`] with nothing received, unless one is already out: the
-//! writer pings only after that long with nothing *sent*, so a client that keeps sending
-//! inputs would otherwise never ping, and a front-end with nothing to say would look dead
-//! after the idle timeout), the resubscribe timer of worlds whose game server went away
+//! The reader task owns three duties besides decoding: the keep-alive (the connection's
+//! [`flotilla_conn::KeepAlive`] machine, held by the outbox: whole frames received count
+//! as heard, every push as sent; the reader sleeps until its deadline and sends the ping
+//! or closes for silence it asks for; the client's side also probes a front-end it has not
+//! heard from, so a client that keeps sending inputs still hears its front-end within the
+//! idle timeout), the resubscribe timer of worlds whose game server went away
 //! (the session says when), and backpressure: an `Output` or `Unsubscribed` event that
 //! finds the application's event queue full is never dropped; the reader waits for room
 //! and reads nothing meanwhile, so TCP pushes back on the front-end.
@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant as StdInstant;
 
 use bytes::Bytes;
+use flotilla_conn::{Clock, KeepAliveAction, KeepAliveConfig, negotiate_version};
 use flotilla_wire::{
     ClientToFrontend, Decoder, ErrorCode, FrontendToClient, Message, PROTOCOL_VERSION, WorldId,
 };
@@ -44,9 +45,6 @@ use flotilla_link::outbox::{FrameKind, LinkCounters, Outbox, PushError, run_writ
 
 /// Bytes reserved in the receive buffer before each read.
 const READ_RESERVE: usize = 8 * 1024;
-
-/// Set in the nonce of the reader's receive probes, to tell them from the writer's pings.
-const PROBE_NONCE: u64 = 1 << 63;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -91,8 +89,6 @@ struct Inner {
     /// `events_dropped` when the connection ended (set before `ended`): every drop but the
     /// final `Disconnected`'s.
     events_dropped_before_end: AtomicU64,
-    /// Pings sent, by the writer (quiet sending side) or the reader (quiet receiving side).
-    pings_sent: AtomicU64,
     frames_received: AtomicU64,
     bytes_received: AtomicU64,
     sent: Arc<LinkCounters>,
@@ -273,12 +269,15 @@ impl Client {
             code: ErrorCode::Overloaded,
             text: "client send queue over budget".to_owned(),
         };
+        // The client's side of PROTOCOL.md section 7: ping when quiet, probe a front-end
+        // not heard from (a client that keeps sending still hears it), close on silence.
         let outbox = Arc::new(Outbox::new(
             config.max_queued_bytes,
             goodbye.encode_to_bytes(),
             Arc::clone(&sent),
+            Clock::start(),
+            KeepAliveConfig::probing(config.ping_interval, config.idle_timeout),
         ));
-        outbox.enable_pings();
         let (events_tx, events_rx) = mpsc::channel(config.event_queue.max(1));
         let inner = Arc::new(Inner {
             session,
@@ -289,7 +288,6 @@ impl Client {
             events: events_tx,
             events_dropped: AtomicU64::new(0),
             events_dropped_before_end: AtomicU64::new(0),
-            pings_sent: AtomicU64::new(0),
             frames_received: AtomicU64::new(0),
             bytes_received: AtomicU64::new(0),
             sent,
@@ -307,23 +305,8 @@ impl Client {
                 &welcome.server_id,
             );
         }
-        let pinger = Arc::clone(&inner);
-        let writer = tokio::spawn(run_writer(
-            write_half,
-            outbox,
-            config.ping_interval,
-            move |nonce| {
-                pinger.pings_sent.fetch_add(1, Ordering::Relaxed);
-                ClientToFrontend::Ping { nonce }.encode_to_bytes()
-            },
-        ));
-        let reader = tokio::spawn(read_loop(
-            Arc::clone(&inner),
-            read_half,
-            decoder,
-            writer,
-            config,
-        ));
+        let writer = tokio::spawn(run_writer(write_half, outbox));
+        let reader = tokio::spawn(read_loop(Arc::clone(&inner), read_half, decoder, writer));
         Ok(Self {
             inner,
             welcome,
@@ -503,7 +486,7 @@ async fn handshake(
                     resumed,
                     server_id,
                 } => {
-                    if version != PROTOCOL_VERSION {
+                    if negotiate_version(version, PROTOCOL_VERSION..=PROTOCOL_VERSION).is_err() {
                         return Err(ClientError::UnsupportedVersion(version));
                     }
                     lock(session).on_welcome(session_token.clone());
@@ -567,11 +550,7 @@ async fn read_loop(
     mut read_half: OwnedReadHalf,
     mut decoder: Decoder,
     mut writer: JoinHandle<std::io::Result<()>>,
-    config: ClientConfig,
 ) {
-    let idle = config.idle_timeout;
-    let mut deadline = Instant::now() + idle;
-    let mut probe = Probe::new(config.ping_interval, &inner);
     let mut writer_done = false;
     let ending = loop {
         let drained = drain(&inner, &mut decoder);
@@ -585,8 +564,7 @@ async fn read_loop(
             Delivery::CloseRequested => break Ending::plain(DisconnectReason::Closed),
         }
         if heard {
-            deadline = Instant::now() + idle;
-            probe.rearm(&inner);
+            inner.outbox.on_received();
         }
         if let Some(ending) = drained.ending {
             break ending;
@@ -594,6 +572,10 @@ async fn read_loop(
         let resubscribe_at = lock(&inner.session)
             .next_resubscribe_at()
             .map(Instant::from_std);
+        let keep_alive_at = inner.outbox.keep_alive_deadline().map(Instant::from_std);
+        let far = keep_alive_at
+            .or(resubscribe_at)
+            .unwrap_or_else(Instant::now);
         decoder.buffer_mut().reserve(READ_RESERVE);
         tokio::select! {
             read = read_half.read_buf(decoder.buffer_mut()) => match read {
@@ -603,24 +585,31 @@ async fn read_loop(
                 }
                 Err(error) => break Ending::plain(DisconnectReason::Io(error.to_string())),
             },
-            () = sleep_until(probe.at.unwrap_or(deadline)), if probe.at.is_some() => {
-                probe.fire(&inner);
+            () = sleep_until(keep_alive_at.unwrap_or(far)), if keep_alive_at.is_some() => {
+                match inner.outbox.poll_keep_alive() {
+                    Some(KeepAliveAction::Ping { nonce }) => {
+                        let ping = ClientToFrontend::Ping { nonce };
+                        // A refused push closes the outbox; the writer's end ends this loop.
+                        let _ = inner.outbox.push(ping.encode_to_bytes(), FrameKind::Other);
+                    }
+                    Some(KeepAliveAction::Close { silent_for }) => {
+                        break Ending {
+                            reason: DisconnectReason::Timeout,
+                            error_frame: Some(ClientToFrontend::Error {
+                                code: ErrorCode::Timeout,
+                                text: format!("silent for {:.1} s", silent_for.as_secs_f64()),
+                            }.encode_to_bytes()),
+                        };
+                    }
+                    None => {}
+                }
             }
-            () = sleep_until(resubscribe_at.unwrap_or(deadline)), if resubscribe_at.is_some() => {
+            () = sleep_until(resubscribe_at.unwrap_or(far)), if resubscribe_at.is_some() => {
                 let due = lock(&inner.session).due_resubscribes(StdInstant::now());
                 for message in &due {
                     // A refused push closes the outbox; the writer's end ends this loop.
                     let _ = inner.outbox.push(message.encode_to_bytes(), FrameKind::Other);
                 }
-            }
-            () = sleep_until(deadline) => {
-                break Ending {
-                    reason: DisconnectReason::Timeout,
-                    error_frame: Some(ClientToFrontend::Error {
-                        code: ErrorCode::Timeout,
-                        text: format!("silent for {idle:?}"),
-                    }.encode_to_bytes()),
-                };
             }
             written = &mut writer => {
                 writer_done = true;
@@ -652,55 +641,6 @@ async fn read_loop(
     inner.emit(ClientEvent::Disconnected {
         reason: ending.reason,
     });
-}
-
-/// The receive probe: a `Ping` once nothing was received for the ping interval, unless a
-/// ping already went out since the last frame received (its `Pong` is on the way, or the
-/// front-end is dead and the idle timeout will say so). So a healthy front-end is heard at
-/// least every ping interval plus a round trip, however busy the sending side is.
-struct Probe {
-    interval: std::time::Duration,
-    /// When to probe; `None` when disarmed (pings disabled, or a ping is out).
-    at: Option<Instant>,
-    /// `Inner::pings_sent` when the last frame was received.
-    pings_at_receive: u64,
-    /// Probes sent (for their nonces).
-    sent: u64,
-}
-
-impl Probe {
-    fn new(interval: std::time::Duration, inner: &Inner) -> Self {
-        let mut probe = Self {
-            interval,
-            at: None,
-            pings_at_receive: 0,
-            sent: 0,
-        };
-        probe.rearm(inner);
-        probe
-    }
-
-    /// Something was received (or the reader waited for the application): probe after
-    /// another quiet interval. A zero interval disables the probe (as it disables pings).
-    fn rearm(&mut self, inner: &Inner) {
-        self.pings_at_receive = inner.pings_sent.load(Ordering::Relaxed);
-        self.at = (!self.interval.is_zero()).then(|| Instant::now() + self.interval);
-    }
-
-    /// The quiet interval is over: ping, unless a ping went out since the last receive.
-    fn fire(&mut self, inner: &Inner) {
-        self.at = None;
-        if inner.pings_sent.load(Ordering::Relaxed) != self.pings_at_receive {
-            return;
-        }
-        self.sent = self.sent.wrapping_add(1);
-        inner.pings_sent.fetch_add(1, Ordering::Relaxed);
-        let ping = ClientToFrontend::Ping {
-            nonce: PROBE_NONCE | self.sent,
-        };
-        // A refused push closes the outbox; the writer's end ends the read loop.
-        let _ = inner.outbox.push(ping.encode_to_bytes(), FrameKind::Other);
-    }
 }
 
 /// What [`drain`] found: frames handled, events to deliver, and the end of the

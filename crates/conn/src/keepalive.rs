@@ -97,6 +97,12 @@ impl KeepAlive {
         &self.config
     }
 
+    /// Changes the intervals (e.g. pings start once the handshake is done). The deadline
+    /// may move earlier: an owner keeping a deadline heap schedules it again.
+    pub fn set_config(&mut self, config: KeepAliveConfig) {
+        self.config = config;
+    }
+
     /// A whole frame arrived at `now` (partial bytes do not count: a peer that trickles
     /// bytes without ever completing a frame is silent).
     pub fn on_received(&mut self, now: Instant) {

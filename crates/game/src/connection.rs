@@ -13,11 +13,12 @@ use flotilla_wire::{
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::sleep_until;
 
 use crate::events::{FrontendId, GameEvent};
 use crate::server::{Link, Shared, error_frame, lock, stopped};
 use crate::world::{subscribe, unsubscribe};
+use flotilla_conn::{Clock, KeepAliveAction, KeepAliveConfig, negotiate_version};
 use flotilla_link::outbox::{FrameKind, Outbox, run_writer};
 
 /// Bytes reserved in the receive buffer before each read.
@@ -68,17 +69,15 @@ pub(crate) async fn serve(
         log::debug!("front-end {peer}: set_nodelay failed: {error}");
     }
     let (mut reader, writer) = stream.into_split();
+    // Silence counts from the start; pings start once the front-end's hello is accepted.
     let outbox = Arc::new(Outbox::new(
         shared.config.max_queued_bytes,
         error_frame(ErrorCode::Overloaded, "send queue over budget"),
         Arc::clone(&shared.totals),
+        Clock::start(),
+        KeepAliveConfig::new(std::time::Duration::ZERO, shared.config.idle_timeout),
     ));
-    let mut writer_task = tokio::spawn(run_writer(
-        writer,
-        Arc::clone(&outbox),
-        shared.config.ping_interval,
-        |nonce| GameToFrontend::Ping { nonce }.encode_to_bytes(),
-    ));
+    let mut writer_task = tokio::spawn(run_writer(writer, Arc::clone(&outbox)));
     let mut connection = Connection {
         shared: Arc::clone(&shared),
         id,
@@ -87,16 +86,14 @@ pub(crate) async fn serve(
         link: None,
     };
     let mut decoder = Decoder::new(shared.config.max_frame_len);
-    let idle = shared.config.idle_timeout;
-    let mut deadline = Instant::now() + idle;
     let mut writer_done = false;
     let close = loop {
-        // The peer is alive when it sends whole frames (PROTOCOL.md section 7): the idle
-        // deadline moves only when at least one frame was decoded, so a peer trickling
-        // bytes without ever finishing a frame is still closed.
+        // The peer is alive when it sends whole frames (PROTOCOL.md section 7): only
+        // decoded frames count as heard, so a peer trickling bytes without ever finishing
+        // a frame is still closed.
         match connection.drain(&mut decoder) {
             Ok(0) => {}
-            Ok(_) => deadline = Instant::now() + idle,
+            Ok(_) => outbox.on_received(),
             Err(close) => break close,
         }
         if shared.inputs.len() >= shared.config.event_queue.max(1) {
@@ -108,8 +105,9 @@ pub(crate) async fn serve(
                     break Close::with_error(ErrorCode::ShuttingDown, "game server shutting down");
                 }
             }
-            deadline = Instant::now() + idle;
+            outbox.on_received();
         }
+        let keep_alive_at = outbox.keep_alive_deadline();
         decoder.buffer_mut().reserve(READ_RESERVE);
         tokio::select! {
             read = reader.read_buf(decoder.buffer_mut()) => match read {
@@ -117,8 +115,21 @@ pub(crate) async fn serve(
                 Ok(_) => {}
                 Err(error) => break Close::quietly(format!("read failed: {error}")),
             },
-            () = sleep_until(deadline) => {
-                break Close::with_error(ErrorCode::Timeout, format!("silent for {idle:?}"));
+            () = sleep_until(keep_alive_at.unwrap_or_else(far_future).into()), if keep_alive_at.is_some() => {
+                match outbox.poll_keep_alive() {
+                    Some(KeepAliveAction::Ping { nonce }) => {
+                        let ping = GameToFrontend::Ping { nonce }.encode_to_bytes();
+                        // A refused push closes the outbox; the writer's end ends the loop.
+                        let _ = outbox.push(ping, FrameKind::Other);
+                    }
+                    Some(KeepAliveAction::Close { silent_for }) => {
+                        break Close::with_error(
+                            ErrorCode::Timeout,
+                            format!("nothing received for {:.1} s", silent_for.as_secs_f64()),
+                        );
+                    }
+                    None => {}
+                }
             }
             written = &mut writer_task => {
                 writer_done = true;
@@ -145,6 +156,11 @@ pub(crate) async fn serve(
     if connection.link.is_some() {
         shared.unregister(id);
     }
+}
+
+/// An instant the select arm never reaches (the arm is disabled when there is no deadline).
+fn far_future() -> std::time::Instant {
+    std::time::Instant::now() + std::time::Duration::from_secs(86_400)
 }
 
 impl Connection {
@@ -252,10 +268,10 @@ impl Connection {
                 "expected GameHello first",
             ));
         };
-        if version != PROTOCOL_VERSION {
+        if let Err(error) = negotiate_version(version, PROTOCOL_VERSION..=PROTOCOL_VERSION) {
             return Err(Close::with_error(
                 ErrorCode::UnsupportedVersion,
-                format!("version {version} not supported; this server speaks {PROTOCOL_VERSION}"),
+                error.to_string(),
             ));
         }
         let link = Arc::new(Link {
@@ -265,7 +281,10 @@ impl Connection {
             outbox: Arc::clone(&self.outbox),
         });
         self.shared.register(Arc::clone(&link));
-        self.outbox.enable_pings();
+        self.outbox.set_keep_alive(KeepAliveConfig::new(
+            self.shared.config.ping_interval,
+            self.shared.config.idle_timeout,
+        ));
         self.link = Some(link);
         log::info!(
             "front-end {frontend_id} ({:?}) connected from {}",

@@ -2,16 +2,20 @@
 //!
 //! Any task may queue encoded frames ([`Outbox::push`]); one writer task per connection
 //! ([`run_writer`]) takes everything queued at once and writes it with as few syscalls as
-//! possible (frames are gathered into one buffer of up to [`WRITE_CHUNK`] bytes). The writer
-//! also sends a `Ping` after a quiet interval (nothing written), and ends the connection
-//! after writing the final frame given to [`Outbox::close`].
-
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+//! possible (frames are gathered into one buffer of up to [`WRITE_CHUNK`] bytes), and ends
+//! the connection after writing the final frame given to [`Outbox::close`].
+//!
+//! The outbox also holds the connection's [`KeepAlive`] machine (the one rule of
+//! PROTOCOL.md section 7, from `flotilla-conn`): every push counts as sent, the reader
+//! reports whole frames received ([`Outbox::on_received`]), and the reader's loop sleeps
+//! until [`Outbox::keep_alive_deadline`] and does what [`Outbox::poll_keep_alive`] says
+//! (send a ping, or close for silence).
 
 use bytes::{Bytes, BytesMut};
+use flotilla_conn::{Clock, KeepAlive, KeepAliveAction, KeepAliveConfig};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
@@ -76,11 +80,12 @@ pub enum PushError {
     Overloaded,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct OutboxState {
     queue: VecDeque<Outgoing>,
     queued_bytes: usize,
     closing: bool,
+    keep_alive: KeepAlive,
 }
 
 /// The outbound queue of one connection, shared by every task that sends on it.
@@ -90,7 +95,7 @@ pub struct Outbox {
     notify: Notify,
     max_queued_bytes: usize,
     overload_frame: Bytes,
-    pings_enabled: AtomicBool,
+    clock: Clock,
     /// What this connection's writer wrote.
     pub counters: LinkCounters,
     totals: Arc<LinkCounters>,
@@ -99,14 +104,26 @@ pub struct Outbox {
 impl Outbox {
     /// An empty outbox. Past `max_queued_bytes` queued, the queue is dropped and the
     /// connection closes after writing `overload_frame`. Everything written is also counted
-    /// in `totals`.
-    pub fn new(max_queued_bytes: usize, overload_frame: Bytes, totals: Arc<LinkCounters>) -> Self {
+    /// in `totals`. The connection is kept alive with `keep_alive`'s intervals from now,
+    /// on `clock`'s time.
+    pub fn new(
+        max_queued_bytes: usize,
+        overload_frame: Bytes,
+        totals: Arc<LinkCounters>,
+        clock: Clock,
+        keep_alive: KeepAliveConfig,
+    ) -> Self {
         Self {
-            state: Mutex::new(OutboxState::default()),
+            state: Mutex::new(OutboxState {
+                queue: VecDeque::new(),
+                queued_bytes: 0,
+                closing: false,
+                keep_alive: KeepAlive::new(keep_alive, clock.now()),
+            }),
             notify: Notify::new(),
             max_queued_bytes,
             overload_frame,
-            pings_enabled: AtomicBool::new(false),
+            clock,
             counters: LinkCounters::default(),
             totals,
         }
@@ -150,6 +167,7 @@ impl Outbox {
             kind,
             frames,
         });
+        state.keep_alive.on_sent(self.clock.now());
         drop(state);
         self.notify.notify_one();
         Ok(())
@@ -175,9 +193,36 @@ impl Outbox {
         self.notify.notify_one();
     }
 
-    /// Lets the writer send keep-alive pings (once the handshake is done).
-    pub fn enable_pings(&self) {
-        self.pings_enabled.store(true, Ordering::Relaxed);
+    /// Changes the keep-alive intervals (a game server's pings start once the front-end's
+    /// hello is accepted).
+    pub fn set_keep_alive(&self, config: KeepAliveConfig) {
+        self.lock().keep_alive.set_config(config);
+    }
+
+    /// A whole frame was received from the peer (or the reader stopped reading on purpose
+    /// and resumed: that time is not the peer's silence).
+    pub fn on_received(&self) {
+        let now = self.clock.now();
+        self.lock().keep_alive.on_received(now);
+    }
+
+    /// When the reader must call [`poll_keep_alive`](Self::poll_keep_alive) next, as an
+    /// OS instant for `sleep_until`; `None` if never.
+    pub fn keep_alive_deadline(&self) -> Option<std::time::Instant> {
+        let at = self.lock().keep_alive.deadline()?;
+        Some(self.clock.to_std(at))
+    }
+
+    /// What the keep-alive rule says now: a ping to push (built by the caller, who knows
+    /// the link's direction), a close for silence, or nothing.
+    pub fn poll_keep_alive(&self) -> Option<KeepAliveAction> {
+        let now = self.clock.now();
+        self.lock().keep_alive.poll(now)
+    }
+
+    /// Pings sent on this connection so far.
+    pub fn pings_sent(&self) -> u64 {
+        self.lock().keep_alive.pings_sent()
     }
 
     /// Moves everything queued into `into`; returns whether the connection is closing.
@@ -190,41 +235,21 @@ impl Outbox {
 }
 
 /// Drains `outbox` into `writer` until the outbox is closed (then shuts the write side
-/// down) or a write fails. After `ping_interval` without writing anything, writes
-/// `make_ping(nonce)` if pings are enabled.
-pub async fn run_writer<W, P>(
-    mut writer: W,
-    outbox: Arc<Outbox>,
-    ping_interval: Duration,
-    make_ping: P,
-) -> std::io::Result<()>
+/// down) or a write fails.
+pub async fn run_writer<W>(mut writer: W, outbox: Arc<Outbox>) -> std::io::Result<()>
 where
     W: AsyncWrite + Unpin,
-    P: Fn(u64) -> Bytes,
 {
     let mut pending: VecDeque<Outgoing> = VecDeque::new();
     let mut buffer = BytesMut::new();
-    let mut nonce: u64 = 0;
     loop {
         let closing = outbox.take(&mut pending);
         if pending.is_empty() {
             if closing {
                 break;
             }
-            if tokio::time::timeout(ping_interval, outbox.notify.notified())
-                .await
-                .is_err()
-                && outbox.pings_enabled.load(Ordering::Relaxed)
-            {
-                nonce = nonce.wrapping_add(1);
-                pending.push_back(Outgoing {
-                    bytes: make_ping(nonce),
-                    kind: FrameKind::Other,
-                    frames: 1,
-                });
-            } else {
-                continue;
-            }
+            outbox.notify.notified().await;
+            continue;
         }
         while let Some(item) = pending.pop_front() {
             if item.bytes.len() >= WRITE_CHUNK {
@@ -264,7 +289,12 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use tokio::io::AsyncReadExt;
+
+    fn quiet() -> KeepAliveConfig {
+        KeepAliveConfig::new(Duration::ZERO, Duration::MAX)
+    }
 
     #[tokio::test]
     async fn frames_are_written_in_order_counted_and_the_link_closes_after_the_final_frame() {
@@ -274,13 +304,10 @@ mod tests {
             1 << 20,
             Bytes::from_static(b"OVER"),
             totals.clone(),
+            Clock::start(),
+            quiet(),
         ));
-        let task = tokio::spawn(run_writer(
-            writer,
-            outbox.clone(),
-            Duration::from_secs(60),
-            |_| Bytes::from_static(b"PING"),
-        ));
+        let task = tokio::spawn(run_writer(writer, outbox.clone()));
         outbox
             .push(Bytes::from_static(b"a"), FrameKind::Batch)
             .unwrap();
@@ -307,7 +334,13 @@ mod tests {
     #[tokio::test]
     async fn an_overloaded_queue_is_dropped_and_the_overload_frame_ends_the_link() {
         let (writer, mut reader) = tokio::io::duplex(1 << 20);
-        let outbox = Arc::new(Outbox::new(8, Bytes::from_static(b"OVER"), Arc::default()));
+        let outbox = Arc::new(Outbox::new(
+            8,
+            Bytes::from_static(b"OVER"),
+            Arc::default(),
+            Clock::start(),
+            quiet(),
+        ));
         outbox
             .push(Bytes::from_static(b"12345"), FrameKind::Other)
             .unwrap();
@@ -315,13 +348,34 @@ mod tests {
             outbox.push(Bytes::from_static(b"67890"), FrameKind::Other),
             Err(PushError::Overloaded)
         );
-        run_writer(writer, outbox.clone(), Duration::from_secs(60), |_| {
-            Bytes::new()
-        })
-        .await
-        .unwrap();
+        run_writer(writer, outbox.clone()).await.unwrap();
         let mut all = Vec::new();
         reader.read_to_end(&mut all).await.unwrap();
         assert_eq!(all, b"OVER");
+    }
+
+    #[test]
+    fn pushes_count_as_sent_and_the_deadline_follows_the_keep_alive_rule() {
+        let clock = Clock::start();
+        let outbox = Outbox::new(
+            1 << 20,
+            Bytes::new(),
+            Arc::default(),
+            clock,
+            KeepAliveConfig::probing(Duration::from_secs(60), Duration::from_secs(600)),
+        );
+        let first = outbox.keep_alive_deadline().unwrap();
+        assert_eq!(outbox.poll_keep_alive(), None, "nothing due yet");
+        // A push moves the quiet-sending deadline; the probe (nothing received) stays.
+        outbox
+            .push(Bytes::from_static(b"x"), FrameKind::Other)
+            .unwrap();
+        assert_eq!(outbox.keep_alive_deadline().unwrap(), first);
+        outbox.on_received();
+        assert!(outbox.keep_alive_deadline().unwrap() >= first);
+        assert_eq!(outbox.pings_sent(), 0);
+        // Pings disabled, silence never closing: no deadline at all.
+        outbox.set_keep_alive(quiet());
+        assert_eq!(outbox.keep_alive_deadline(), None);
     }
 }
