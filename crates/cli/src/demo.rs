@@ -514,6 +514,7 @@ async fn demo(args: DemoArgs, logs: &DemoLogs) -> Result<DemoSummary> {
                         shared2.delivered.fetch_add(1, Ordering::Relaxed);
                         if let Some(at) = shared2.commits.committed_at(world.as_str(), position.seq)
                         {
+                            let received = flotilla_conn::Clock::process().to_std(received);
                             let micros = received.saturating_duration_since(at).as_micros() as u64;
                             if let Ok(mut h) = shared2.lag.lock() {
                                 let _ = h.record(micros.max(1));

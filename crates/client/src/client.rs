@@ -21,7 +21,6 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Instant as StdInstant;
 
 use bytes::Bytes;
 use flotilla_conn::{Clock, KeepAliveAction, KeepAliveConfig, negotiate_version};
@@ -275,7 +274,7 @@ impl Client {
             config.max_queued_bytes,
             goodbye.encode_to_bytes(),
             Arc::clone(&sent),
-            Clock::start(),
+            Clock::process(),
             KeepAliveConfig::probing(config.ping_interval, config.idle_timeout),
         ));
         let (events_tx, events_rx) = mpsc::channel(config.event_queue.max(1));
@@ -571,7 +570,7 @@ async fn read_loop(
         }
         let resubscribe_at = lock(&inner.session)
             .next_resubscribe_at()
-            .map(Instant::from_std);
+            .map(|at| Instant::from_std(Clock::process().to_std(at)));
         let keep_alive_at = inner.outbox.keep_alive_deadline().map(Instant::from_std);
         let far = keep_alive_at
             .or(resubscribe_at)
@@ -605,7 +604,7 @@ async fn read_loop(
                 }
             }
             () = sleep_until(resubscribe_at.unwrap_or(far)), if resubscribe_at.is_some() => {
-                let due = lock(&inner.session).due_resubscribes(StdInstant::now());
+                let due = lock(&inner.session).due_resubscribes(Clock::process().now());
                 for message in &due {
                     // A refused push closes the outbox; the writer's end ends this loop.
                     let _ = inner.outbox.push(message.encode_to_bytes(), FrameKind::Other);
@@ -654,7 +653,7 @@ struct Drained {
 /// Handles every complete frame in the decoder (one session lock for the lot). The events
 /// are bounded by what one read brought in.
 fn drain(inner: &Inner, decoder: &mut Decoder) -> Drained {
-    let now = StdInstant::now();
+    let now = Clock::process().now();
     let mut events = Vec::new();
     let mut frames = 0;
     let mut result = Ok(());

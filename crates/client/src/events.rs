@@ -2,7 +2,9 @@
 //! and (for a [`FleetClient`](crate::FleetClient)) failovers between front-ends.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use flotilla_conn::Instant;
 
 use bytes::Bytes;
 use flotilla_wire::{ErrorCode, WorldId};
@@ -49,7 +51,8 @@ pub enum ClientEvent {
         world: WorldId,
         /// The replica's position now.
         position: Position,
-        /// When its last frame was read.
+        /// When its last frame was read, on the process clock
+        /// ([`flotilla_conn::Clock::process`]).
         received: Instant,
     },
     /// The next change batch was applied (count-only mode: received).
@@ -58,7 +61,8 @@ pub enum ClientEvent {
         world: WorldId,
         /// The replica's position now (its seq is the batch's).
         position: Position,
-        /// When the frame was read.
+        /// When the frame was read, on the process clock
+        /// ([`flotilla_conn::Clock::process`]).
         received: Instant,
     },
     /// The replica lost track (a gap or another epoch); a fresh snapshot was requested.

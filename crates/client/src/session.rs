@@ -16,8 +16,8 @@
 //! what [`due_resubscribes`](ClientSession::due_resubscribes) returns; time and the random
 //! seed are passed in.
 
+use flotilla_conn::Instant;
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use bytes::Bytes;
 use flotilla_wire::{
@@ -502,7 +502,7 @@ mod tests {
         let mut tx = state.begin();
         tx.set("a", "1");
         tx.commit().unwrap();
-        let start = Instant::now();
+        let start = Instant::from_millis(1_000);
         let mut session = synced_session(&state, start);
         let mut now = start;
         // Unavailable, then UnknownWorld while the game server is not back: backoff grows
@@ -582,7 +582,7 @@ mod tests {
         let mut tx = state.begin();
         tx.set("a", "1");
         tx.commit().unwrap();
-        let now = Instant::now();
+        let now = Instant::from_millis(1_000);
         let ended = |session: &mut ClientSession, code: ErrorCode| {
             let handled = session.handle(unsubscribed(code), 20, now).unwrap();
             assert!(
@@ -626,7 +626,7 @@ mod tests {
                 ..
             }
         ));
-        let now = Instant::now();
+        let now = Instant::from_millis(1_000);
         let mut session = ClientSession::new(ReplicaMode::Full, "c", None);
         session.subscribe(arena(), None);
         session.handle(parts[0].clone(), 100, now).unwrap();

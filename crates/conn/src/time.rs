@@ -136,6 +136,15 @@ impl Clock {
         }
     }
 
+    /// The process's clock: one origin (its first use) shared by every shell in the
+    /// process, so instants from different tasks and connections compare.
+    pub fn process() -> Self {
+        static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        Self {
+            origin: *ORIGIN.get_or_init(std::time::Instant::now),
+        }
+    }
+
     /// A clock whose origin is `origin`.
     pub fn with_origin(origin: std::time::Instant) -> Self {
         Self { origin }
