@@ -596,7 +596,7 @@ async fn read_loop(
                             reason: DisconnectReason::Timeout,
                             error_frame: Some(ClientToFrontend::Error {
                                 code: ErrorCode::Timeout,
-                                text: format!("silent for {:.1} s", silent_for.as_secs_f64()),
+                                text: flotilla_conn::silence_text(silent_for),
                             }.encode_to_bytes()),
                         };
                     }

@@ -67,6 +67,12 @@ pub enum KeepAliveAction {
     },
 }
 
+/// The text of the `Error{Timeout}` sent when closing for silence, the same on every link:
+/// `nothing received for 1.5 s`.
+pub fn silence_text(silent_for: Duration) -> alloc::string::String {
+    alloc::format!("nothing received for {:.1} s", silent_for.as_secs_f64())
+}
+
 /// Keep-alive state of one side of one connection.
 #[derive(Debug, Clone)]
 pub struct KeepAlive {

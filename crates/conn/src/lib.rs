@@ -33,7 +33,7 @@ mod version;
 
 pub use deadlines::Deadlines;
 pub use error::Error;
-pub use keepalive::{KeepAlive, KeepAliveAction, KeepAliveConfig};
+pub use keepalive::{KeepAlive, KeepAliveAction, KeepAliveConfig, silence_text};
 pub use machine::{Machine, Timeout};
 #[cfg(feature = "std")]
 pub use time::Clock;

@@ -197,10 +197,7 @@ impl GameLink {
         }
         match self.keep_alive.poll(now) {
             Some(KeepAliveAction::Close { silent_for }) => {
-                match self.fail(
-                    ErrorCode::Timeout,
-                    format!("nothing received for {:.1} s", silent_for.as_secs_f64()),
-                ) {
+                match self.fail(ErrorCode::Timeout, flotilla_conn::silence_text(silent_for)) {
                     GameLinkEvent::Close { error_frame, .. } => GameLinkEvent::Close {
                         reason: CloseReason::IdleTimeout,
                         error_frame,

@@ -294,10 +294,7 @@ impl Session {
         }
         match self.keep_alive.poll(now) {
             Some(KeepAliveAction::Close { silent_for }) => self
-                .fail(
-                    ErrorCode::Timeout,
-                    format!("nothing received for {:.1} s", silent_for.as_secs_f64()),
-                )
+                .fail(ErrorCode::Timeout, flotilla_conn::silence_text(silent_for))
                 .with_reason(CloseReason::IdleTimeout),
             Some(KeepAliveAction::Ping { nonce })
                 if matches!(self.phase, SessionPhase::Open { .. }) =>

@@ -7,18 +7,17 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use flotilla_wire::{
-    Decoder, ErrorCode, FrontendToGame, GameToFrontend, Message, PROTOCOL_VERSION, RawFrame,
-};
+use flotilla_wire::{Decoder, ErrorCode, FrontendToGame, RawFrame};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::sleep_until;
 
 use crate::events::{FrontendId, GameEvent};
+use crate::machine::{FrontendLink, LinkEvent};
 use crate::server::{Link, Shared, error_frame, lock, stopped};
 use crate::world::{subscribe, unsubscribe};
-use flotilla_conn::{Clock, KeepAliveAction, KeepAliveConfig, negotiate_version};
+use flotilla_conn::{Clock, KeepAliveConfig};
 use flotilla_link::outbox::{FrameKind, Outbox, run_writer};
 
 /// Bytes reserved in the receive buffer before each read.
@@ -53,6 +52,10 @@ struct Connection {
     id: FrontendId,
     peer: SocketAddr,
     outbox: Arc<Outbox>,
+    /// The link's rules (handshake, pings).
+    machine: FrontendLink,
+    /// The keep-alive intervals once the front-end said hello.
+    keep_alive: KeepAliveConfig,
     /// Set once the handshake is done.
     link: Option<Arc<Link>>,
 }
@@ -70,12 +73,14 @@ pub(crate) async fn serve(
     }
     let (mut reader, writer) = stream.into_split();
     // Silence counts from the start; pings start once the front-end's hello is accepted.
+    let machine = FrontendLink::new();
+    let keep_alive = KeepAliveConfig::new(shared.config.ping_interval, shared.config.idle_timeout);
     let outbox = Arc::new(Outbox::new(
         shared.config.max_queued_bytes,
         error_frame(ErrorCode::Overloaded, "send queue over budget"),
         Arc::clone(&shared.totals),
-        Clock::start(),
-        KeepAliveConfig::new(std::time::Duration::ZERO, shared.config.idle_timeout),
+        Clock::process(),
+        machine.keep_alive(keep_alive),
     ));
     let mut writer_task = tokio::spawn(run_writer(writer, Arc::clone(&outbox)));
     let mut connection = Connection {
@@ -83,6 +88,8 @@ pub(crate) async fn serve(
         id,
         peer,
         outbox: Arc::clone(&outbox),
+        machine,
+        keep_alive,
         link: None,
     };
     let mut decoder = Decoder::new(shared.config.max_frame_len);
@@ -116,19 +123,15 @@ pub(crate) async fn serve(
                 Err(error) => break Close::quietly(format!("read failed: {error}")),
             },
             () = sleep_until(keep_alive_at.unwrap_or_else(far_future).into()), if keep_alive_at.is_some() => {
-                match outbox.poll_keep_alive() {
-                    Some(KeepAliveAction::Ping { nonce }) => {
-                        let ping = GameToFrontend::Ping { nonce }.encode_to_bytes();
-                        // A refused push closes the outbox; the writer's end ends the loop.
-                        let _ = outbox.push(ping, FrameKind::Other);
+                if let Some(action) = outbox.poll_keep_alive() {
+                    match connection.machine.on_keep_alive(action) {
+                        LinkEvent::Reply(ping) => {
+                            // A refused push closes the outbox; the writer's end ends the loop.
+                            let _ = outbox.push(ping, FrameKind::Other);
+                        }
+                        LinkEvent::Close { error, reason } => break Close { error, reason },
+                        _ => {}
                     }
-                    Some(KeepAliveAction::Close { silent_for }) => {
-                        break Close::with_error(
-                            ErrorCode::Timeout,
-                            format!("nothing received for {:.1} s", silent_for.as_secs_f64()),
-                        );
-                    }
-                    None => {}
                 }
             }
             written = &mut writer_task => {
@@ -174,33 +177,37 @@ impl Connection {
                     self.handle(&frame)?;
                 }
                 Ok(None) => return Ok(frames),
-                Err(error) => {
-                    return Err(Close::with_error(error.code(), error.to_string()));
-                }
+                Err(error) => match self.machine.handle_malformed(&error) {
+                    LinkEvent::Close { error, reason } => return Err(Close { error, reason }),
+                    _ => return Err(Close::with_error(error.code(), error.to_string())),
+                },
             }
         }
     }
 
     fn handle(&mut self, frame: &RawFrame) -> Result<(), Close> {
-        let message = FrontendToGame::decode(frame)
-            .map_err(|error| Close::with_error(error.code(), error.to_string()))?;
-        let Some(link) = self.link.clone() else {
-            return self.handshake(message);
-        };
+        match self.machine.handle_frame(frame) {
+            LinkEvent::Nothing => {}
+            LinkEvent::Reply(bytes) => {
+                // A refused push closes the outbox; the writer's end ends the loop.
+                let _ = self.outbox.push(bytes, FrameKind::Other);
+            }
+            LinkEvent::Hello { name } => self.ready(name),
+            LinkEvent::Close { error, reason } => return Err(Close { error, reason }),
+            LinkEvent::Message(message) => {
+                if let Some(link) = self.link.clone() {
+                    self.dispatch(&link, message);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Acts on a message of a ready link.
+    fn dispatch(&mut self, link: &Arc<Link>, message: FrontendToGame) {
         match message {
-            FrontendToGame::Hello { .. } => {
-                return Err(Close::with_error(
-                    ErrorCode::UnexpectedFrame,
-                    "second GameHello",
-                ));
-            }
-            FrontendToGame::Ping { nonce } => {
-                let pong = GameToFrontend::Pong { nonce }.encode_to_bytes();
-                let _ = self.outbox.push(pong, FrameKind::Other);
-            }
-            FrontendToGame::Pong { .. } => {}
             FrontendToGame::Subscribe { world, since } => {
-                subscribe(&self.shared, &link, world, since);
+                subscribe(&self.shared, link, world, since);
             }
             FrontendToGame::Unsubscribe { world } => unsubscribe(&self.shared, self.id, &world),
             FrontendToGame::Input {
@@ -208,12 +215,7 @@ impl Connection {
                 session,
                 payload,
             } => {
-                // Only `SessionOpened` moves a session: an input still in flight on the
-                // link of the front-end it left must not route it back there.
-                lock(&self.shared.registry)
-                    .sessions
-                    .entry(session)
-                    .or_insert(self.id);
+                lock(&self.shared.registry).sessions.input(session, self.id);
                 self.shared.emit(GameEvent::Input {
                     world,
                     session,
@@ -226,7 +228,7 @@ impl Connection {
             } => {
                 lock(&self.shared.registry)
                     .sessions
-                    .insert(session, self.id);
+                    .opened(session, self.id);
                 self.shared.emit(GameEvent::SessionOpened {
                     session,
                     client_name,
@@ -234,46 +236,23 @@ impl Connection {
                 });
             }
             FrontendToGame::SessionClosed { session } => {
-                let closed = {
-                    let mut registry = lock(&self.shared.registry);
-                    if registry.sessions.get(&session) == Some(&self.id) {
-                        registry.sessions.remove(&session);
-                        true
-                    } else {
-                        false
-                    }
-                };
+                let closed = lock(&self.shared.registry)
+                    .sessions
+                    .closed(session, self.id);
                 if closed {
                     self.shared.emit(GameEvent::SessionClosed { session });
                 }
             }
-            FrontendToGame::Error { code, text } => {
-                return Err(Close::quietly(format!(
-                    "front-end sent Error {code:?}: {text}"
-                )));
-            }
+            // Handshake, keep-alive and errors are the machine's.
+            FrontendToGame::Hello { .. }
+            | FrontendToGame::Ping { .. }
+            | FrontendToGame::Pong { .. }
+            | FrontendToGame::Error { .. } => {}
         }
-        Ok(())
     }
 
-    /// The first frame must be a `GameHello` of a supported version.
-    fn handshake(&mut self, message: FrontendToGame) -> Result<(), Close> {
-        let FrontendToGame::Hello {
-            version,
-            frontend_id,
-        } = message
-        else {
-            return Err(Close::with_error(
-                ErrorCode::UnexpectedFrame,
-                "expected GameHello first",
-            ));
-        };
-        if let Err(error) = negotiate_version(version, PROTOCOL_VERSION..=PROTOCOL_VERSION) {
-            return Err(Close::with_error(
-                ErrorCode::UnsupportedVersion,
-                error.to_string(),
-            ));
-        }
+    /// The front-end's hello was accepted: welcome it, announce the worlds, start pinging.
+    fn ready(&mut self, frontend_id: String) {
         let link = Arc::new(Link {
             id: self.id,
             name: frontend_id.clone(),
@@ -281,10 +260,8 @@ impl Connection {
             outbox: Arc::clone(&self.outbox),
         });
         self.shared.register(Arc::clone(&link));
-        self.outbox.set_keep_alive(KeepAliveConfig::new(
-            self.shared.config.ping_interval,
-            self.shared.config.idle_timeout,
-        ));
+        self.outbox
+            .set_keep_alive(self.machine.keep_alive(self.keep_alive));
         self.link = Some(link);
         log::info!(
             "front-end {frontend_id} ({:?}) connected from {}",
@@ -295,6 +272,5 @@ impl Connection {
             frontend: self.id,
             name: frontend_id,
         });
-        Ok(())
     }
 }

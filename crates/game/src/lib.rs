@@ -20,6 +20,11 @@
 //!   [`GameServer::send_output`] routes an output through the front-end that most recently
 //!   carried the session.
 //!
+//! The rules live in sans-I/O machines ([`machine`]): a link's handshake, pings and
+//! keep-alive ([`machine::FrontendLink`]), which front-end carries each session
+//! ([`machine::SessionRegistry`]) and what a subscribing front-end is sent
+//! ([`machine::subscribe_frames`]); the simulator runs the same machines.
+//!
 //! Design: per front-end link, one reader task (decode, keep-alive deadline, subscribe,
 //! route inputs) and one writer task draining an outbox: every frame queued since the last
 //! write goes out in one gathered write (up to 64 KiB per syscall). Worlds, links and
@@ -31,6 +36,7 @@ mod config;
 mod connection;
 mod error;
 mod events;
+pub mod machine;
 mod server;
 mod stats;
 mod world;

@@ -1,7 +1,7 @@
 //! The game server: shared registry of worlds, front-end links and sessions, the accept
 //! loop, and the public [`GameServer`] handle.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::GameConfig;
 use crate::error::GameError;
 use crate::events::{FrontendId, GameEvent, GameEvents, InputGauge};
+use crate::machine::SessionRegistry;
 use crate::stats::{FrontendStats, GameStats};
 use crate::world::{WorldCell, WorldCore, WorldHandle};
 use flotilla_link::outbox::{FrameKind, LinkCounters, Outbox};
@@ -39,7 +40,7 @@ pub(crate) struct Link {
 pub(crate) struct Registry {
     pub(crate) worlds: BTreeMap<WorldId, Arc<WorldCell>>,
     pub(crate) frontends: BTreeMap<FrontendId, Arc<Link>>,
-    pub(crate) sessions: HashMap<SessionId, FrontendId>,
+    pub(crate) sessions: SessionRegistry,
 }
 
 /// Everything the tasks of one server share.
@@ -109,8 +110,7 @@ impl Shared {
     /// Forgets a front-end whose link closed: its subscriptions, and its sessions (each
     /// reported closed).
     pub(crate) fn unregister(&self, id: FrontendId) {
-        let mut closed = Vec::new();
-        {
+        let closed = {
             let mut registry = lock(&self.registry);
             if registry.frontends.remove(&id).is_none() {
                 return;
@@ -118,15 +118,8 @@ impl Shared {
             for cell in registry.worlds.values() {
                 lock(&cell.core).subscribers.remove(&id);
             }
-            registry.sessions.retain(|session, frontend| {
-                if *frontend == id {
-                    closed.push(*session);
-                    false
-                } else {
-                    true
-                }
-            });
-        }
+            registry.sessions.frontend_lost(id)
+        };
         for session in closed {
             self.emit(GameEvent::SessionClosed { session });
         }
@@ -307,8 +300,8 @@ impl GameServer {
             let registry = lock(&self.shared.registry);
             registry
                 .sessions
-                .get(&session)
-                .and_then(|frontend| registry.frontends.get(frontend))
+                .frontend_of(session)
+                .and_then(|frontend| registry.frontends.get(&frontend))
                 .cloned()
         };
         let Some(link) = link else {
@@ -321,7 +314,7 @@ impl GameServer {
 
     /// The front-end currently carrying `session`, if any.
     pub fn session_frontend(&self, session: SessionId) -> Option<FrontendId> {
-        lock(&self.shared.registry).sessions.get(&session).copied()
+        lock(&self.shared.registry).sessions.frontend_of(session)
     }
 
     /// Counters: per connected front-end, and totals since start.

@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use flotilla_wire::{GameToFrontend, Message, WorldId, change_batch_frame, encode_snapshot};
-use flotilla_world::{BatchRing, CatchUp, Position, RecentBatch, Snapshot, WorldState};
+use flotilla_world::{BatchRing, Position, RecentBatch, Snapshot, WorldState};
 
 use crate::error::GameError;
 use crate::events::FrontendId;
+use crate::machine::{SubscribeFrame, subscribe_frames};
 use crate::server::{Link, Shared, lock};
 use flotilla_link::outbox::FrameKind;
 
@@ -256,23 +257,25 @@ pub(crate) fn subscribe(
         return;
     }
     core.subscribers.insert(link.id, Arc::clone(link));
-    let catch_up = match since {
-        None => CatchUp::Snapshot(Arc::new(core.state.snapshot())),
-        Some(from) => core.state.catch_up(&core.ring, from),
-    };
-    match catch_up {
-        CatchUp::UpToDate | CatchUp::Pending => {}
-        CatchUp::Batches(batches) => {
-            for recent in batches {
-                let frame = recent
-                    .encoded
-                    .unwrap_or_else(|| change_batch_frame(&world, &recent.batch));
-                let _ = link.outbox.push(frame, FrameKind::Batch);
+    match subscribe_frames(
+        &world,
+        &core.state,
+        &core.ring,
+        since,
+        shared.config.max_frame_len,
+    ) {
+        Ok(frames) => {
+            for frame in frames {
+                let _ = match frame {
+                    SubscribeFrame::Batch(bytes) => link.outbox.push(bytes, FrameKind::Batch),
+                    SubscribeFrame::Snapshot(bytes, frames) => {
+                        link.outbox
+                            .push_frames(bytes, FrameKind::Snapshot, frames as u64)
+                    }
+                };
             }
         }
-        CatchUp::Snapshot(snapshot) => {
-            core.send_snapshot(&world, &snapshot, link, shared.config.max_frame_len);
-        }
+        Err(error) => log::error!("world {world}: snapshot cannot be encoded: {error}"),
     }
 }
 
