@@ -84,6 +84,7 @@ mod error;
 mod events;
 mod failover;
 mod fleet;
+mod machine;
 mod session;
 
 pub use client::{Client, ClientStats};
@@ -93,6 +94,7 @@ pub use error::ClientError;
 pub use events::{ClientEvent, ClientEvents, DisconnectReason};
 pub use failover::{Failover, FailoverPolicy, Step};
 pub use fleet::{FleetClient, FleetConfig, FleetStats, FrontendSource};
+pub use machine::{ClientInput, ClientMachine, ClientMachineConfig, ClientOutput};
 pub use session::{ClientSession, Fatal, Handled, ReplicaMode, WorldCounters};
 
 pub use flotilla_wire::WorldId;

@@ -668,10 +668,18 @@ impl Frontend {
                 .subscribe(conn, since, congested)
         } else {
             let Some(game) = self.router.host_of(&world) else {
+                // Only a front-end that hears from a game server can say a world does not
+                // exist; one still connecting (or reconnecting) to its game servers says
+                // "try again" instead, so a client that subscribes early keeps waiting.
+                let (code, text) = if self.router.games().next().is_some() {
+                    (ErrorCode::UnknownWorld, "no game server hosts this world")
+                } else {
+                    (ErrorCode::Unavailable, "no game server is connected yet")
+                };
                 let frame = FrontendToClient::Unsubscribed {
                     world,
-                    code: ErrorCode::UnknownWorld,
-                    text: "no game server hosts this world".to_owned(),
+                    code,
+                    text: text.to_owned(),
                 }
                 .encode_to_bytes();
                 self.send_client(now, conn, frame, Traffic::Control);

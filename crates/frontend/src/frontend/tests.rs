@@ -486,6 +486,17 @@ fn resuming_subscribers_get_ring_batches_or_a_snapshot() {
 fn unknown_worlds_are_answered_with_unsubscribed() {
     let mut h = Harness::default_config();
     h.client(1);
+    // No game server connected yet: the front-end cannot know; "try again".
+    let outputs = h.subscribe(1, &arena(), None);
+    assert!(matches!(
+        &to_client(&outputs, 1)[..],
+        [FrontendToClient::Unsubscribed {
+            code: ErrorCode::Unavailable,
+            ..
+        }]
+    ));
+    // With a game server that does not announce it: it does not exist.
+    h.game(1, &["other"]);
     let outputs = h.subscribe(1, &arena(), None);
     assert!(matches!(
         &to_client(&outputs, 1)[..],
