@@ -21,6 +21,7 @@ mod logs_fleet;
 mod receive;
 mod roles;
 mod send;
+mod sim;
 mod watch;
 
 use clap::{Parser, Subcommand};
@@ -63,6 +64,12 @@ enum Command {
     /// secure random source): every front-end of a fleet reads the same file with
     /// `--token-key-file`. Same as `openssl rand -hex 32`.
     Keygen(roles::KeygenArgs),
+    /// Deterministic simulations of a fleet (the real machines, a virtual network, one
+    /// seed, virtual time): `flotilla sim failover --seed 7 --clients 10000 --json`.
+    Sim {
+        #[command(subcommand)]
+        which: sim::SimCommand,
+    },
     /// Benchmarks; each prints a JSON summary.
     Bench {
         #[command(subcommand)]
@@ -83,6 +90,7 @@ fn main() {
         Command::Receive(args) => receive::run(args),
         Command::Watch(args) => watch::run(args),
         Command::Keygen(args) => roles::keygen(args),
+        Command::Sim { which } => sim::run(which),
         Command::Bench { which } => bench::run(which),
     };
     if let Err(e) = result {

@@ -726,3 +726,55 @@ fn log_says_why_nothing_was_delivered() {
         );
     }
 }
+
+#[test]
+fn sim_failover_prints_the_same_json_for_the_same_seed_and_says_what_happened() {
+    let args = [
+        "sim",
+        "failover",
+        "--seed",
+        "5",
+        "--frontends",
+        "3",
+        "--clients",
+        "600",
+        "--kill",
+        "1",
+        "--json",
+    ];
+    let first = succeed(flotilla().args(args));
+    let second = succeed(flotilla().args(args));
+    assert_eq!(first.stdout, second.stdout);
+    let report: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(report["clients"], 600);
+    assert_eq!(report["killed"].as_array().unwrap().len(), 1);
+    assert_eq!(report["moved"], report["resumed"]);
+    assert_eq!(report["replicas_converged"], 600);
+    assert!(String::from_utf8_lossy(&first.stderr).contains("per simulated second"));
+    let other = succeed(flotilla().args([
+        "sim",
+        "failover",
+        "--seed",
+        "6",
+        "--frontends",
+        "3",
+        "--clients",
+        "600",
+        "--json",
+    ]));
+    assert_ne!(first.stdout, other.stdout);
+    // The text form, and a scenario that cannot be run.
+    let text = succeed(flotilla().args(["sim", "failover", "--clients", "50"]));
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("without a front-end (virtual ms)"), "{text}");
+    let bad = flotilla()
+        .args(["sim", "failover", "--frontends", "2", "--kill", "3"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("cannot kill 3"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

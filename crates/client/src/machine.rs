@@ -246,7 +246,8 @@ impl ClientMachine {
         let frontend = connection.frontend;
         if matches!(connection.phase, Phase::Open) {
             self.failover.on_lost(frontend, now.as_duration());
-            self.outputs.push_back(ClientOutput::Lost { frontend, reason });
+            self.outputs
+                .push_back(ClientOutput::Lost { frontend, reason });
         } else {
             self.failover.on_connect_failed(frontend, now.as_duration());
             self.outputs
@@ -257,10 +258,13 @@ impl ClientMachine {
 
     /// Closes with `Error{code}` first (a protocol error of the front-end).
     fn fail(&mut self, now: Instant, code: ErrorCode, text: String) {
-        self.send(now, &ClientToFrontend::Error {
-            code,
-            text: text.clone(),
-        });
+        self.send(
+            now,
+            &ClientToFrontend::Error {
+                code,
+                text: text.clone(),
+            },
+        );
         self.drop_connection(now, format!("{code:?}: {text}"), true);
     }
 
@@ -399,10 +403,13 @@ impl ClientMachine {
                     }
                     Some(KeepAliveAction::Close { silent_for }) => {
                         let text = flotilla_conn::silence_text(silent_for);
-                        self.send(now, &ClientToFrontend::Error {
-                            code: ErrorCode::Timeout,
-                            text: text.clone(),
-                        });
+                        self.send(
+                            now,
+                            &ClientToFrontend::Error {
+                                code: ErrorCode::Timeout,
+                                text: text.clone(),
+                            },
+                        );
                         return self.drop_connection(now, text, true);
                     }
                     None => {}
@@ -410,7 +417,10 @@ impl ClientMachine {
                 _ => {}
             }
             if matches!(connection.phase, Phase::Open)
-                && self.session.next_resubscribe_at().is_some_and(|at| at <= now)
+                && self
+                    .session
+                    .next_resubscribe_at()
+                    .is_some_and(|at| at <= now)
             {
                 for message in self.session.due_resubscribes(now) {
                     self.send(now, &message);

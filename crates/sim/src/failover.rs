@@ -91,7 +91,11 @@ pub struct FailoverReport {
     pub replicas_converged: usize,
     /// Sessions the game server saw move to another front-end.
     pub sessions_moved_upstream: u64,
-    /// Inputs the game server received.
+    /// Inputs the clients' applications sent.
+    pub inputs_sent: u64,
+    /// Inputs the game server received. An input written to a connection that dies
+    /// before the front-end forwarded it is lost (at most once, PROTOCOL.md); inputs
+    /// sent between front-ends are queued and sent after the next welcome.
     pub inputs_received: u64,
     /// Clients per surviving front-end at the end (index, clients).
     pub clients_per_frontend: Vec<(usize, usize)>,
@@ -226,6 +230,7 @@ pub fn run_failover(scenario: &FailoverScenario) -> Result<FailoverReport, Strin
         without_frontend: outage(without),
         replicas_converged,
         sessions_moved_upstream: fleet.game.sessions_moved,
+        inputs_sent: fleet.inputs_sent,
         inputs_received: fleet.game.inputs,
         clients_per_frontend,
         events: fleet.events_handled,

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use flotilla_client::{ClientInput, ClientMachine, ClientMachineConfig, ClientOutput, ReplicaMode};
 use flotilla_conn::{Instant, KeepAliveConfig, Machine};
 use flotilla_frontend::{ConnId, Frontend, FrontendConfig, GameId, Input, Output, TokenKey};
-use flotilla_wire::{CLIENT_MAX_FRAME_LEN, Decoder, DEFAULT_MAX_FRAME_LEN, WorldId};
+use flotilla_wire::{CLIENT_MAX_FRAME_LEN, DEFAULT_MAX_FRAME_LEN, Decoder, WorldId};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -151,6 +151,8 @@ pub(crate) struct Fleet {
     world: WorldId,
     digest: u64,
     pub(crate) events_handled: u64,
+    /// Inputs the applications handed to their clients.
+    pub(crate) inputs_sent: u64,
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -207,13 +209,17 @@ impl Fleet {
                     mode: ReplicaMode::Full,
                     ..ClientMachineConfig::default()
                 };
-                ClientMachine::new(shape.frontends, config, derive_seed(seed, 100_000 + j as u64))
-                    .map(|machine| ClientNode {
-                        machine,
-                        conn: None,
-                        log: ClientLog::default(),
-                    })
-                    .map_err(|e| e.to_string())
+                ClientMachine::new(
+                    shape.frontends,
+                    config,
+                    derive_seed(seed, 100_000 + j as u64),
+                )
+                .map(|machine| ClientNode {
+                    machine,
+                    conn: None,
+                    log: ClientLog::default(),
+                })
+                .map_err(|e| e.to_string())
             })
             .collect::<Result<Vec<_>, _>>()?;
         let game = GameNode::new(
@@ -243,6 +249,7 @@ impl Fleet {
             world,
             digest: FNV_OFFSET,
             events_handled: 0,
+            inputs_sent: 0,
         };
         for i in 0..shape.frontends {
             fleet.schedule(Instant::ZERO, Event::GameDial { frontend: i });
@@ -359,7 +366,11 @@ impl Fleet {
         if !conn.open {
             return;
         }
-        let (from, to) = if to_b { (conn.a, conn.b) } else { (conn.b, conn.a) };
+        let (from, to) = if to_b {
+            (conn.a, conn.b)
+        } else {
+            (conn.b, conn.a)
+        };
         let mut at = now;
         for node in [from, to] {
             if let Some(until) = self.partitioned(node, now) {
@@ -368,7 +379,9 @@ impl Fleet {
         }
         at += self.network.latency;
         if !self.network.jitter.is_zero() {
-            let jitter = self.rng.random_range(0..=self.network.jitter.as_nanos() as u64);
+            let jitter = self
+                .rng
+                .random_range(0..=self.network.jitter.as_nanos() as u64);
             at += Duration::from_nanos(jitter);
         }
         if self.network.loss > 0.0 && self.rng.random_bool(self.network.loss.min(1.0)) {
@@ -380,11 +393,14 @@ impl Fleet {
         };
         at = at.max(conn.last[direction]);
         conn.last[direction] = at;
-        self.schedule(at, Event::Deliver {
-            conn: conn_id,
-            to_b,
-            bytes,
-        });
+        self.schedule(
+            at,
+            Event::Deliver {
+                conn: conn_id,
+                to_b,
+                bytes,
+            },
+        );
     }
 
     /// Closes `conn` from one side: the other side hears of it after what was sent.
@@ -398,14 +414,22 @@ impl Fleet {
         conn.open = false;
         let direction = usize::from(!to_b);
         let at = conn.last[direction].max(self.now + self.network.latency);
-        self.schedule(at, Event::Fin { conn: conn_id, to_b });
+        self.schedule(
+            at,
+            Event::Fin {
+                conn: conn_id,
+                to_b,
+            },
+        );
     }
 
     fn handle(&mut self, event: Event) {
         match event {
             Event::Deliver { conn, to_b, bytes } => {
                 self.note(1, conn, &bytes);
-                let Some(c) = self.conns.get(&conn) else { return };
+                let Some(c) = self.conns.get(&conn) else {
+                    return;
+                };
                 let target = if to_b { c.b } else { c.a };
                 let local = c.frontend_local;
                 match target {
@@ -429,7 +453,9 @@ impl Fleet {
             }
             Event::Syn { conn } => {
                 self.note(2, conn, &[]);
-                let Some(c) = self.conns.get(&conn) else { return };
+                let Some(c) = self.conns.get(&conn) else {
+                    return;
+                };
                 let (b, a) = (c.b, c.a);
                 let accepted = match b {
                     Node::Frontend(i) => self.frontends[i].alive,
@@ -465,7 +491,9 @@ impl Fleet {
             }
             Event::SynAck { conn, ok } => {
                 self.note(3, conn, &[u8::from(ok)]);
-                let Some(c) = self.conns.get(&conn) else { return };
+                let Some(c) = self.conns.get(&conn) else {
+                    return;
+                };
                 match c.a {
                     Node::Client(j) => {
                         if self.clients[j].conn != Some(conn) {
@@ -496,7 +524,9 @@ impl Fleet {
             }
             Event::Fin { conn, to_b } => {
                 self.note(4, conn, &[u8::from(to_b)]);
-                let Some(c) = self.conns.remove(&conn) else { return };
+                let Some(c) = self.conns.remove(&conn) else {
+                    return;
+                };
                 let target = if to_b { c.b } else { c.a };
                 match target {
                     Node::Game => self.feed_game(GameInput::Closed(conn)),
@@ -505,8 +535,15 @@ impl Fleet {
                             return;
                         }
                         if to_b {
-                            if self.frontends[i].clients.remove(&c.frontend_local).is_some() {
-                                self.feed_frontend(i, Input::ClientClosed(ConnId(c.frontend_local)));
+                            if self.frontends[i]
+                                .clients
+                                .remove(&c.frontend_local)
+                                .is_some()
+                            {
+                                self.feed_frontend(
+                                    i,
+                                    Input::ClientClosed(ConnId(c.frontend_local)),
+                                );
                             }
                         } else if self.frontends[i]
                             .game_conn
@@ -568,6 +605,7 @@ impl Fleet {
                 for j in 0..self.clients.len() {
                     let world = self.world.clone();
                     let payload = Bytes::from(format!("input {j}"));
+                    self.inputs_sent += 1;
                     self.feed_client(j, ClientInput::SendInput { world, payload });
                 }
                 let at = self.now + self.input_every;
@@ -641,7 +679,10 @@ impl Fleet {
                     conn.open = false;
                 }
             } else {
-                let to_b = self.conns.get(&id).is_some_and(|c| c.a == Node::Frontend(frontend));
+                let to_b = self
+                    .conns
+                    .get(&id)
+                    .is_some_and(|c| c.a == Node::Frontend(frontend));
                 self.close(id, to_b);
             }
         }
@@ -730,7 +771,8 @@ impl Fleet {
                                 self.close(sim_conn, true);
                                 self.redial(i);
                             } else {
-                                self.frontends[i].game_conn = Some((sim_conn, id, Decoder::default()));
+                                self.frontends[i].game_conn =
+                                    Some((sim_conn, id, Decoder::default()));
                             }
                         }
                     }
@@ -782,7 +824,10 @@ impl Fleet {
                 ClientOutput::Welcomed { resumed, .. } => {
                     let log = &mut self.clients[j].log;
                     log.welcomes += 1;
-                    if log.frontend_at_kill.is_some() && log.back_at.is_none() && log.lost_at.is_some() {
+                    if log.frontend_at_kill.is_some()
+                        && log.back_at.is_none()
+                        && log.lost_at.is_some()
+                    {
                         log.back_at = Some(now);
                         log.resumed_after_kill = Some(resumed);
                     }
@@ -812,7 +857,11 @@ impl Fleet {
     fn wake(&mut self, node: Node, next: Option<Instant>) {
         let Some(at) = next else { return };
         let at = at.max(self.now);
-        if self.wake_at.get(&node).is_some_and(|current| *current <= at) {
+        if self
+            .wake_at
+            .get(&node)
+            .is_some_and(|current| *current <= at)
+        {
             return;
         }
         self.wake_at.insert(node, at);

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use flotilla_conn::{Instant, KeepAlive, KeepAliveConfig, Machine, Timeout};
 use flotilla_game::FrontendId;
-use flotilla_game::machine::{FrontendLink, LinkEvent, SessionRegistry, SubscribeFrame, subscribe_frames};
+use flotilla_game::machine::{
+    FrontendLink, LinkEvent, SessionRegistry, SubscribeFrame, subscribe_frames,
+};
 use flotilla_wire::{
     Decoder, FrontendToGame, GameToFrontend, Message, WorldId, change_batch_frame,
 };
@@ -101,9 +103,18 @@ impl GameNode {
         }
     }
 
-    fn close(&mut self, now: Instant, link: u64, error: Option<(flotilla_wire::ErrorCode, String)>) {
+    fn close(
+        &mut self,
+        now: Instant,
+        link: u64,
+        error: Option<(flotilla_wire::ErrorCode, String)>,
+    ) {
         if let Some((code, text)) = error {
-            self.send(now, link, GameToFrontend::Error { code, text }.encode_to_bytes());
+            self.send(
+                now,
+                link,
+                GameToFrontend::Error { code, text }.encode_to_bytes(),
+            );
             self.links_failed += 1;
         }
         self.outputs.push_back(GameOutput::Close(link));
@@ -179,10 +190,17 @@ impl GameNode {
     fn commit(&mut self, now: Instant) {
         self.tick += 1;
         let mut tx = self.state.begin();
-        tx.set(Bytes::from_static(b"tick"), Bytes::from(self.tick.to_string()));
+        tx.set(
+            Bytes::from_static(b"tick"),
+            Bytes::from(self.tick.to_string()),
+        );
         tx.set(
             Bytes::from(format!("entity-{}", self.tick % 16)),
-            Bytes::from(format!("x={} y={}", self.tick * 7 % 100, self.tick * 13 % 100)),
+            Bytes::from(format!(
+                "x={} y={}",
+                self.tick * 7 % 100,
+                self.tick * 13 % 100
+            )),
         );
         let Some(batch) = tx.commit() else { return };
         let frame = change_batch_frame(&self.world, &batch);

@@ -43,14 +43,37 @@ fn clients_of_a_killed_front_end_resume_elsewhere_within_two_seconds() {
         assert_eq!(report.killed.len(), 1);
         assert!(report.moved > 40, "seed {seed}: {report:?}");
         assert_eq!(report.resumed, report.moved, "seed {seed}: {report:?}");
-        assert_eq!(report.stranded + report.gave_up + report.other_losses, 0, "seed {seed}: {report:?}");
-        assert!(report.without_frontend.max_ms < 2_000.0, "seed {seed}: {report:?}");
-        assert_eq!(report.replicas_converged, report.clients, "seed {seed}: {report:?}");
+        assert_eq!(
+            report.stranded + report.gave_up + report.other_losses,
+            0,
+            "seed {seed}: {report:?}"
+        );
+        assert!(
+            report.without_frontend.max_ms < 2_000.0,
+            "seed {seed}: {report:?}"
+        );
+        assert_eq!(
+            report.replicas_converged, report.clients,
+            "seed {seed}: {report:?}"
+        );
+        // Only inputs written into the dying connections can be lost: at most one per
+        // moved client (one input a second each).
+        assert!(
+            report.inputs_sent - report.inputs_received <= report.moved as u64,
+            "seed {seed}: {report:?}"
+        );
         // The game server heard of the dead link first (a reset), so each moved session
         // opened afresh there rather than moved.
-        assert!(report.sessions_moved_upstream <= report.moved as u64, "seed {seed}");
+        assert!(
+            report.sessions_moved_upstream <= report.moved as u64,
+            "seed {seed}"
+        );
         assert_eq!(
-            report.clients_per_frontend.iter().map(|(_, n)| n).sum::<usize>(),
+            report
+                .clients_per_frontend
+                .iter()
+                .map(|(_, n)| n)
+                .sum::<usize>(),
             report.clients
         );
     }
@@ -67,8 +90,14 @@ fn a_silent_machine_loss_is_noticed_by_silence_and_still_survived_within_two_sec
         assert_eq!(report.resumed, report.moved, "seed {seed}: {report:?}");
         // No reset: the client's 1.5 s silence timeout is what notices.
         assert!(report.noticed.p50_ms >= 1_000.0, "seed {seed}: {report:?}");
-        assert!(report.without_frontend.max_ms < 2_000.0, "seed {seed}: {report:?}");
-        assert_eq!(report.replicas_converged, report.clients, "seed {seed}: {report:?}");
+        assert!(
+            report.without_frontend.max_ms < 2_000.0,
+            "seed {seed}: {report:?}"
+        );
+        assert_eq!(
+            report.replicas_converged, report.clients,
+            "seed {seed}: {report:?}"
+        );
     }
 }
 
@@ -103,4 +132,24 @@ fn loss_and_jitter_slow_failover_but_lose_nothing() {
     assert_eq!(report.resumed, report.moved, "{report:?}");
     assert_eq!(report.stranded, 0, "{report:?}");
     assert_eq!(report.replicas_converged, report.clients, "{report:?}");
+}
+
+#[test]
+fn ten_thousand_clients_fail_over_deterministically() {
+    let mut scenario = scenario(7, 10_000);
+    scenario.kill = 1;
+    let report = run(&scenario);
+    assert!(report.moved > 1_500, "{report:?}");
+    assert_eq!(report.resumed, report.moved, "{report:?}");
+    assert_eq!(report.replicas_converged, report.clients, "{report:?}");
+    assert!(report.without_frontend.max_ms < 2_000.0, "{report:?}");
+    // Client-side random balancing: the moved clients spread over the survivors, each
+    // within 10% of an even share.
+    let even = report.clients as f64 / report.clients_per_frontend.len() as f64;
+    for (frontend, clients) in &report.clients_per_frontend {
+        assert!(
+            (*clients as f64 - even).abs() < even * 0.1,
+            "fe-{frontend}: {clients} clients, even share {even}"
+        );
+    }
 }
