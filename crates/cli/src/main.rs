@@ -64,6 +64,9 @@ enum Command {
     /// secure random source): every front-end of a fleet reads the same file with
     /// `--token-key-file`. Same as `openssl rand -hex 32`.
     Keygen(roles::KeygenArgs),
+    /// Re-run a front-end's recording (`flotilla frontend --record DIR`) offline and check
+    /// every output against the recorded run.
+    Replay(roles::ReplayArgs),
     /// Deterministic simulations of a fleet (the real machines, a virtual network, one
     /// seed, virtual time): `flotilla sim failover --seed 7 --clients 10000 --json`.
     Sim {
@@ -90,6 +93,7 @@ fn main() {
         Command::Receive(args) => receive::run(args),
         Command::Watch(args) => watch::run(args),
         Command::Keygen(args) => roles::keygen(args),
+        Command::Replay(args) => roles::replay(args),
         Command::Sim { which } => sim::run(which),
         Command::Bench { which } => bench::run(which),
     };

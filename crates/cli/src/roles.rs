@@ -60,6 +60,14 @@ pub struct FrontendArgs {
     /// the core between polls (default 100; 0: never spin).
     #[arg(long)]
     busy_poll_us: Option<u64>,
+    /// Record every input of the front-end's machine (with its time) and a digest of its
+    /// outputs into this directory, for `flotilla replay DIR`. The files hold the token
+    /// key (mode 0600).
+    #[arg(long, value_name = "DIR")]
+    record: Option<std::path::PathBuf>,
+    /// Stop recording past this many MiB (the beginning is kept: a replay starts there).
+    #[arg(long, default_value_t = 1024)]
+    record_max_mb: u64,
     /// Stop after this many seconds (default: run until killed).
     #[arg(long)]
     seconds: Option<f64>,
@@ -294,6 +302,13 @@ pub fn frontend(args: FrontendArgs) -> Result<()> {
             busy_poll: args
                 .busy_poll_us
                 .map_or(config.busy_poll, Duration::from_micros),
+            record: args
+                .record
+                .clone()
+                .map(|dir| flotilla_frontend::record::RecordSettings {
+                    dir,
+                    max_bytes: args.record_max_mb.saturating_mul(1 << 20),
+                }),
             ..config
         };
         let mut signals = StopSignals::install()?;
@@ -383,4 +398,48 @@ mod tests {
         }
         assert!(read_token_key(&dir.path().join("missing")).is_err());
     }
+}
+
+/// Arguments of `flotilla replay`.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// A directory written by `flotilla frontend --record DIR`.
+    dir: std::path::PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `flotilla replay DIR`: re-runs a front-end's recording offline and checks every output;
+/// exits 1 on the first difference.
+pub fn replay(args: ReplayArgs) -> Result<()> {
+    let report = flotilla_frontend::record::replay(&args.dir)
+        .with_context(|| format!("replaying {}", args.dir.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "replayed {} inputs over {:.3} s from {} file(s); {} outputs checked{}",
+            report.inputs,
+            report.span_ms as f64 / 1000.0,
+            report.files,
+            report.outputs_checked,
+            if report.torn_tail {
+                " (the recording ends with a torn record: the front-end stopped mid-write)"
+            } else {
+                ""
+            }
+        );
+        match &report.mismatch {
+            None => println!("every output is identical to the recorded run"),
+            Some(m) => println!(
+                "DIFFERENT after input {} ({}): recorded {} outputs (digest {}), replayed {} (digest {})",
+                m.after_input, m.input, m.recorded.0, m.recorded.1, m.replayed.0, m.replayed.1
+            ),
+        }
+    }
+    if report.mismatch.is_some() {
+        anyhow::bail!("the replay differs from the recording");
+    }
+    Ok(())
 }

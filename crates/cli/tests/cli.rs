@@ -778,3 +778,71 @@ fn sim_failover_prints_the_same_json_for_the_same_seed_and_says_what_happened() 
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+#[test]
+fn a_front_end_records_its_run_and_replay_checks_it() {
+    use flotilla_wire::{ClientToFrontend, Message, PROTOCOL_VERSION};
+    use std::io::{Read, Write};
+
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("rec");
+    let port = flotilla_testkit::free_port().unwrap();
+    let game = flotilla_testkit::free_port().unwrap();
+    let frontend = Running::spawn(
+        flotilla()
+            .args(["frontend", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--game", &format!("127.0.0.1:{game}"), "--seconds", "3"])
+            .arg("--record")
+            .arg(&record)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    );
+    // A client says hello and gets its welcome; another sends garbage and is refused.
+    let connect = || {
+        for _ in 0..100 {
+            if let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                return stream;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(30));
+        }
+        panic!("the front-end did not listen");
+    };
+    let mut client = connect();
+    let hello = ClientToFrontend::Hello {
+        version: PROTOCOL_VERSION,
+        session_token: None,
+        client_name: "recorded".into(),
+    };
+    client.write_all(&hello.encode_to_bytes()).unwrap();
+    let mut welcome = [0u8; 16];
+    client.read_exact(&mut welcome).unwrap();
+    let mut garbage = connect();
+    garbage.write_all(&[0, 0, 0, 1, 0xEE]).unwrap();
+    let mut rest = Vec::new();
+    let _ = garbage.read_to_end(&mut rest);
+    drop(client);
+    // The front-end stops after --seconds and finishes its recording.
+    assert!(frontend.wait_with_output().status.success());
+    let out = succeed(flotilla().arg("replay").arg(&record).arg("--json"));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["mismatch"], serde_json::Value::Null, "{report}");
+    assert!(report["inputs"].as_u64().unwrap() >= 4, "{report}");
+    assert!(report["outputs_checked"].as_u64().unwrap() >= 2, "{report}");
+    let text = succeed(flotilla().arg("replay").arg(&record));
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("every output is identical"),
+        "{}",
+        String::from_utf8_lossy(&text.stdout)
+    );
+    let missing = flotilla()
+        .arg("replay")
+        .arg(dir.path().join("nothing"))
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no recording in"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+}

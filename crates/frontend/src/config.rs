@@ -126,7 +126,7 @@ impl fmt::Debug for TokenKey {
 
 /// Everything a front-end can be tuned with. [`Default`] gives the recommended values of
 /// `PROTOCOL.md` (keep-alives, 1 MiB frames, rings of 256 batches / 1 MiB).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FrontendConfig {
     /// Where clients connect. Default `127.0.0.1:7400`.
     pub listen: SocketAddr,
@@ -160,6 +160,7 @@ pub struct FrontendConfig {
     /// timeout; the process keeps descriptors for its game links. Default 100,000.
     pub max_clients: usize,
     /// Bounds of each world replica's ring of recent batches.
+    #[serde(with = "ring_limits")]
     pub ring: RingLimits,
     /// The largest frame accepted or produced (type byte + body). Default 1 MiB.
     pub max_frame_len: usize,
@@ -207,6 +208,10 @@ pub struct FrontendConfig {
     /// Seed of the machines' generator (session ids, tokens, directory epoch). `None`: drawn
     /// from the operating system. Set it only for replayable tests.
     pub seed: Option<u64>,
+    /// Record the machine's inputs (and a digest of its outputs) for `flotilla replay`.
+    /// `None` (the default): no recording. Not part of a recording's header.
+    #[serde(skip)]
+    pub record: Option<crate::record::RecordSettings>,
 }
 
 impl Default for FrontendConfig {
@@ -235,6 +240,7 @@ impl Default for FrontendConfig {
             connect_timeout: Duration::from_secs(2),
             token_key: TokenKey::default(),
             seed: None,
+            record: None,
         }
     }
 }
@@ -367,5 +373,48 @@ mod tests {
             ..FrontendConfig::default()
         };
         assert!(config.validate().is_err());
+    }
+}
+
+/// [`RingLimits`] as `{"max_batches": N, "max_bytes": N}` (recordings' headers).
+mod ring_limits {
+    use flotilla_world::RingLimits;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Limits {
+        max_batches: usize,
+        max_bytes: usize,
+    }
+
+    pub(super) fn serialize<S: Serializer>(ring: &RingLimits, s: S) -> Result<S::Ok, S::Error> {
+        Limits {
+            max_batches: ring.max_batches,
+            max_bytes: ring.max_bytes,
+        }
+        .serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<RingLimits, D::Error> {
+        let limits = Limits::deserialize(d)?;
+        Ok(RingLimits {
+            max_batches: limits.max_batches,
+            max_bytes: limits.max_bytes,
+        })
+    }
+}
+
+/// A key is written as its 64 hex digits (only recordings' headers do: they must replay
+/// the same tokens, so a recording is as secret as the key file).
+impl serde::Serialize for TokenKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TokenKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        TokenKey::from_hex(&text).map_err(serde::de::Error::custom)
     }
 }

@@ -31,6 +31,9 @@ pub enum FrontendError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A recording could not be written or read (`--record`, `flotilla replay`).
+    #[error("recording: {0}")]
+    Record(String),
     /// Another I/O failure of the shell.
     #[error("front-end I/O error: {0}")]
     Io(#[from] std::io::Error),

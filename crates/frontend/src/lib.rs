@@ -9,8 +9,10 @@
 //!
 //! # Machines (sans-I/O)
 //!
-//! Every machine is driven only by inputs and by `now` (a [`Duration`](std::time::Duration)
-//! since the front-end started) passed in; randomness comes from a seed. Machines address
+//! Every machine is driven only by inputs and by `now` (a [`flotilla_conn::Instant`] on the
+//! shell's clock) passed in; randomness comes from a seed. [`Frontend`] implements the
+//! workspace's [`flotilla_conn::Machine`] contract: its shell sleeps until
+//! [`Frontend::poll_timeout`], with no periodic scan of the connections. Machines address
 //! each other by IDs ([`ConnId`], [`GameId`], [`SessionId`](flotilla_wire::SessionId),
 //! [`WorldId`](flotilla_wire::WorldId)), never by pointers, so a recorded `(now, input)`
 //! stream replays a run exactly.
@@ -28,6 +30,12 @@
 //! - [`Frontend`]: the driver that owns all of them in ID-indexed maps:
 //!   [`Frontend::handle`] an [`Input`], then [`Frontend::poll_output`] the [`Output`]s.
 //!
+//! # Record and replay
+//!
+//! [`record`]: the shell can write every input it feeds the machine, with its `now`, and
+//! a digest of the outputs it takes ([`record::Recorder`], `flotilla frontend --record
+//! DIR`); [`record::replay`] re-runs a recording offline and checks every output.
+//!
 //! # Shell
 //!
 //! [`server::FrontendServer`] listens for clients, connects to game servers (reconnecting
@@ -42,6 +50,7 @@ mod factory;
 mod frontend;
 mod game_link;
 mod ids;
+pub mod record;
 mod replica;
 mod router;
 pub mod server;

@@ -232,6 +232,10 @@ impl FrontendServer {
             None => flotilla_balance::seed_from_os_entropy()
                 .map_err(|error| FrontendError::Entropy(error.to_string()))?,
         };
+        let recorder = match &config.record {
+            Some(settings) => Some(crate::record::Recorder::create(settings, &config, seed)?),
+            None => None,
+        };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -254,8 +258,14 @@ impl FrontendServer {
             .spawn(move || {
                 // Spawned, not run as the `block_on` future: a woken task runs straight
                 // away, while waking the `block_on` future costs a driver poll first.
-                let served =
-                    runtime.spawn(serve(config, seed, listener, thread_stats, shutdown_rx));
+                let served = runtime.spawn(serve(
+                    config,
+                    seed,
+                    recorder,
+                    listener,
+                    thread_stats,
+                    shutdown_rx,
+                ));
                 let _ = runtime.block_on(served);
                 // Ends what is left (lingering closes) with the runtime.
                 drop(runtime);
@@ -298,6 +308,7 @@ impl FrontendServer {
 async fn serve(
     config: FrontendConfig,
     seed: u64,
+    recorder: Option<crate::record::Recorder>,
     listener: TcpListener,
     stats: Arc<ServerStats>,
     shutdown_rx: watch::Receiver<bool>,
@@ -331,6 +342,7 @@ async fn serve(
     )));
     let event_loop = EventLoop {
         frontend: Frontend::new(&config, seed),
+        recorder,
         busy_poll: config.busy_poll,
         clock: flotilla_conn::Clock::start(),
         clients: HashMap::default(),
@@ -511,6 +523,8 @@ impl OutQueue {
 /// The task that owns the machine.
 struct EventLoop {
     frontend: Frontend,
+    /// Writes every input and a digest of the outputs (`--record`).
+    recorder: Option<crate::record::Recorder>,
     /// How long to keep polling after traffic before sleeping.
     busy_poll: Duration,
     clock: flotilla_conn::Clock,
@@ -565,7 +579,7 @@ impl EventLoop {
                 () = &mut timer, if timer_at.is_some() => {
                     let now = self.now();
                     timer_at = None;
-                    self.frontend.handle(now, Input::Timeout);
+                    self.feed(now, Input::Timeout);
                 }
                 event = rx.recv(), if !self.full_flush_due() => {
                     let Some(event) = event else { break };
@@ -632,6 +646,23 @@ impl EventLoop {
         self.clock.now()
     }
 
+    /// Feeds the machine one input (and records it with `--record`).
+    fn feed(&mut self, now: flotilla_conn::Instant, input: Input) {
+        if let Some(recorder) = self.recorder.as_mut() {
+            recorder.input(now, &input);
+        }
+        self.frontend.handle(now, input);
+    }
+
+    /// Takes the machine's next output (and records it with `--record`).
+    fn next_output(&mut self) -> Option<Output> {
+        let output = self.frontend.poll_output()?;
+        if let Some(recorder) = self.recorder.as_mut() {
+            recorder.output(&output);
+        }
+        Some(output)
+    }
+
     /// Stops reading clients while a game server's queue is over its limit (their inputs
     /// would pile up in it), and resumes once every game queue is under half of it. TCP
     /// then pushes back on the clients; nothing is dropped. The machine is told, so it
@@ -655,11 +686,11 @@ impl EventLoop {
                 .fetch_add(1, Ordering::Relaxed);
             self.pause_clients.send_replace(true);
             let now = self.now();
-            self.frontend.handle(now, Input::ClientReadingPaused);
+            self.feed(now, Input::ClientReadingPaused);
         } else if paused && fullest <= self.max_game_queued_bytes / 2 {
             self.pause_clients.send_replace(false);
             let now = self.now();
-            self.frontend.handle(now, Input::ClientReadingResumed);
+            self.feed(now, Input::ClientReadingResumed);
         }
     }
 
@@ -700,7 +731,7 @@ impl EventLoop {
                 return;
             }
         };
-        self.frontend.handle(now, input);
+        self.feed(now, input);
     }
 
     fn queue(&mut self, peer: Peer) -> Option<&mut OutQueue> {
@@ -712,7 +743,7 @@ impl EventLoop {
 
     /// Moves the machine's outputs into the connections' queues, without writing.
     fn drain_outputs(&mut self) {
-        while let Some(output) = self.frontend.poll_output() {
+        while let Some(output) = self.next_output() {
             self.apply(output);
         }
     }
@@ -773,8 +804,7 @@ impl EventLoop {
                 if let Some(queue) = self.clients.get_mut(&conn) {
                     let dropped = queue.drop_droppable();
                     let now = self.now();
-                    self.frontend
-                        .handle(now, Input::ClientDiscarded(conn, dropped));
+                    self.feed(now, Input::ClientDiscarded(conn, dropped));
                 }
             }
             Output::CloseClient(conn, reason) => {
@@ -874,11 +904,10 @@ impl EventLoop {
         // congested connection whose batches were discarded recovers on it).
         match (peer, drained > 0 || !would_block) {
             (Peer::Client(conn), true) => {
-                self.frontend
-                    .handle(now, Input::ClientDrained(conn, drained));
+                self.feed(now, Input::ClientDrained(conn, drained));
             }
             (Peer::Game(game), _) if drained > 0 => {
-                self.frontend.handle(now, Input::GameDrained(game, drained));
+                self.feed(now, Input::GameDrained(game, drained));
             }
             _ => {}
         }
@@ -897,6 +926,13 @@ impl EventLoop {
         }
         for (_, queue) in self.games.drain() {
             queue.shutdown_socket();
+        }
+        if let Some(mut recorder) = self.recorder.take() {
+            recorder.finish();
+            match recorder.stopped() {
+                Some(reason) => log::warn!("recording ended early: {reason}"),
+                None => log::info!("recording complete: {} inputs", recorder.inputs()),
+            }
         }
     }
 }
