@@ -55,8 +55,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use flotilla_wire::{Decoder, ErrorCode, FrontendToClient, Message, RawFrame, WireError};
-use rand::SeedableRng;
-use rand::rngs::SmallRng;
 use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -1153,13 +1151,39 @@ async fn connect_game(
     stats: Arc<ServerStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut rng = SmallRng::seed_from_u64(seed);
-    let mut failures: u32 = 0;
+    // When to dial is flotilla-balance's rule (one server, backoff after every failure
+    // with full jitter, a connection up for 5 s counts as stable and clears it), the same
+    // machine the clients and the logger fail over with.
+    let clock = flotilla_conn::Clock::process();
+    let backoff = flotilla_balance::BackoffConfig {
+        base: config.reconnect_base,
+        cap: config.reconnect_cap,
+        immediate_failovers: false,
+        stable_after: Duration::from_secs(5),
+    };
+    let mut balancer = match flotilla_balance::Balancer::new(1, backoff, seed) {
+        Ok(balancer) => balancer,
+        Err(error) => {
+            log::error!("game server {addr}: cannot schedule connections: {error}");
+            return;
+        }
+    };
     // Attempts that failed since the last connection: reported at 1, 2, 4, 8, ... so
     // that an unreachable game server is said at once and then ever more rarely.
     let mut failed_attempts: u64 = 0;
     let mut generation: u64 = 0;
     loop {
+        match balancer.poll(clock.now().as_duration()) {
+            flotilla_balance::Decision::WaitUntil(until) => {
+                let at = clock.to_std(flotilla_conn::Instant::from_duration(until));
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = shutdown.changed() => return,
+                }
+                continue;
+            }
+            flotilla_balance::Decision::Connect(_) | flotilla_balance::Decision::Connected(_) => {}
+        }
         let attempt =
             tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr.as_str()));
         let connected = tokio::select! {
@@ -1180,6 +1204,7 @@ async fn connect_game(
                     log::info!("connected to game server {addr} as {game:?}");
                 }
                 failed_attempts = 0;
+                balancer.on_connected(0, clock.now().as_duration());
                 let stream = Arc::new(stream);
                 if tx
                     .send(Event::GameConnected(game, Arc::clone(&stream)))
@@ -1188,7 +1213,6 @@ async fn connect_game(
                 {
                     return;
                 }
-                let started = Instant::now();
                 let end = tokio::select! {
                     end = read_frames(
                         &stream,
@@ -1209,11 +1233,10 @@ async fn connect_game(
                 if end == ReadEnd::LoopGone || tx.send(Event::GameClosed(game)).await.is_err() {
                     return;
                 }
-                if started.elapsed() >= Duration::from_secs(5) {
-                    failures = 0;
-                }
+                balancer.on_failure(0, clock.now().as_duration());
             }
             Ok(Err(error)) => {
+                balancer.on_failure(0, clock.now().as_duration());
                 failed_attempts += 1;
                 if failed_attempts.is_power_of_two() {
                     log::warn!(
@@ -1223,6 +1246,7 @@ async fn connect_game(
                 }
             }
             Err(_) => {
+                balancer.on_failure(0, clock.now().as_duration());
                 failed_attempts += 1;
                 if failed_attempts.is_power_of_two() {
                     log::warn!(
@@ -1231,17 +1255,6 @@ async fn connect_game(
                     );
                 }
             }
-        }
-        let ceiling = flotilla_balance::backoff_ceiling(
-            config.reconnect_base,
-            config.reconnect_cap,
-            failures,
-        );
-        let delay = flotilla_balance::full_jitter(&mut rng, ceiling);
-        failures = failures.saturating_add(1);
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.changed() => return,
         }
     }
 }
