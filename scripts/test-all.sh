@@ -38,8 +38,8 @@ if ! rustup target list --installed | grep -qx x86_64-unknown-none; then
     rustup target add x86_64-unknown-none
 fi
 cargo build --release --target x86_64-unknown-none --no-default-features \
-    -p flotilla-syslog -p flotilla-relp -p flotilla-balance -p flotilla-conn
-for crate in flotilla-conn flotilla-syslog flotilla-relp flotilla-balance flotilla-wire flotilla-world; do
+    -p flotilla-syslog -p flotilla-relp -p flotilla-balance -p flotilla-conn -p flotilla-logger-core
+for crate in flotilla-conn flotilla-logger-core flotilla-syslog flotilla-relp flotilla-balance flotilla-wire flotilla-world; do
     if cargo tree -p "$crate" -e normal --prefix none | grep -q '^tokio '; then
         echo "$crate depends on tokio: machine crates do no I/O" >&2
         exit 1

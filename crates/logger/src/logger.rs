@@ -102,7 +102,6 @@ pub(crate) struct Shared {
     pub flush_waiters: AtomicU64,
     pub flush_lock: Mutex<()>,
     pub flush_cv: Condvar,
-    pub started: Instant,
 }
 
 impl Shared {
@@ -208,7 +207,6 @@ impl Logger {
             flush_waiters: AtomicU64::new(0),
             flush_lock: Mutex::new(()),
             flush_cv: Condvar::new(),
-            started: Instant::now(),
         });
         let join = crate::sender::spawn(shared.clone(), targets)?;
         Ok(Logger {

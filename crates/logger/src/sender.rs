@@ -1,10 +1,11 @@
 //! The sender thread: the only place where the logger does I/O.
 //!
 //! It drains the queue into a local batch, encodes and frames many messages per
-//! write, keeps one connection to the collector chosen by the sans-I/O
-//! [`Balancer`] (random pick, failover, backoff with full jitter), sends the
-//! heartbeat and the "dropped N messages" notice, and tells `flush` waiters about
-//! progress. While no collector is reachable, messages wait in the bounded queue
+//! write, keeps one connection to a collector, and tells `flush` waiters about
+//! progress. What to do when is the `no_std` sans-I/O [`SenderPolicy`]
+//! (`flotilla-logger-core`): which collector (random pick, failover, backoff with full
+//! jitter), the crash report's bypass of a backoff, RELP hand-over, the heartbeat and the
+//! "dropped N messages" notice, when to wait for RELP acknowledgements. While no collector is reachable, messages wait in the bounded queue
 //! (whose drop policy then applies) and in the batch already taken from it.
 //!
 //! Every connection attempt, name resolution included, is bounded by
@@ -19,9 +20,10 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use flotilla_balance::{Balancer, Decision};
+use flotilla_conn::{Clock, Machine};
+use flotilla_logger_core::{PolicyConfig, SenderAction, SenderEvent, SenderPolicy};
 use flotilla_relp::client::ClientSession;
 use flotilla_syslog::{SdElement, SdParam, Severity};
 
@@ -42,9 +44,22 @@ const DROP_REPORT_EVERY: Duration = Duration::from_secs(1);
 pub(crate) fn spawn(shared: Arc<Shared>, targets: Vec<Target>) -> Result<JoinHandle<()>, Error> {
     let seed = flotilla_balance::seed_from_os_entropy()
         .map_err(|e| Error::Config(format!("no OS entropy to seed the collector choice: {e}")))?;
-    let balancer = Balancer::new(targets.len(), shared.config.backoff, seed)
-        .map_err(|e| Error::Config(e.to_string()))?;
     let config = &shared.config;
+    let clock = Clock::process();
+    let policy = SenderPolicy::new(
+        PolicyConfig {
+            relp: targets
+                .iter()
+                .map(|t| matches!(t.collector.transport, crate::Transport::Relp { .. }))
+                .collect(),
+            backoff: config.backoff,
+            heartbeat: config.heartbeat,
+            drop_report_every: DROP_REPORT_EVERY,
+        },
+        seed,
+        clock.now(),
+    )
+    .map_err(|e| Error::Config(e.to_string()))?;
     let app_name = config.app_name.clone().or_else(default_app_name);
     let hostname = config.hostname.clone().or_else(default_hostname);
     let encoder = Encoder::new(
@@ -54,21 +69,16 @@ pub(crate) fn spawn(shared: Arc<Shared>, targets: Vec<Target>) -> Result<JoinHan
         Some(std::process::id().to_string()),
         config.fields_sd_id.clone(),
     );
-    let now = Instant::now();
     let sender = Sender {
-        next_heartbeat: config.heartbeat.and_then(|p| now.checked_add(p)),
         shared: shared.clone(),
         targets,
-        balancer,
+        policy,
+        clock,
         encoder,
         link: None,
         relp_session: None,
         batch: VecDeque::with_capacity(BATCH),
         scratch: Scratch::default(),
-        origin: now,
-        reported_dropped: 0,
-        last_drop_report: None,
-        urgent_pending: false,
     };
     let handle = std::thread::Builder::new()
         .name("flotilla-logger".into())
@@ -94,18 +104,15 @@ pub(crate) fn default_hostname() -> Option<String> {
 struct Sender {
     shared: Arc<Shared>,
     targets: Vec<Target>,
-    balancer: Balancer,
+    /// Every decision (which collector, when, heartbeats, drop notices, the crash
+    /// report's bypass, RELP hand-over) is this sans-I/O machine's.
+    policy: SenderPolicy,
+    clock: Clock,
     encoder: Encoder,
     link: Option<(usize, Link)>,
     relp_session: Option<ClientSession>,
     batch: VecDeque<Record>,
     scratch: Scratch,
-    origin: Instant,
-    next_heartbeat: Option<Instant>,
-    reported_dropped: u64,
-    last_drop_report: Option<Instant>,
-    /// A crash report is in the batch and not yet delivered.
-    urgent_pending: bool,
 }
 
 impl Sender {
@@ -113,54 +120,32 @@ impl Sender {
         ReentrancyGuard::mark_thread_forever();
         let _ = self.shared.sender.set(std::thread::current());
         loop {
-            let now = Instant::now();
-            self.maybe_heartbeat(now);
-            self.take_urgent();
+            let now = self.clock.now();
+            self.take_urgent(now);
             self.refill();
+            self.policy
+                .handle(now, SenderEvent::Dropped(self.shared.dropped()));
+            self.act();
             let stopping = self.shared.shutdown.load(Ordering::SeqCst);
-            // Unacknowledged RELP messages live in the link while connected, and in
-            // the kept session between connections: both are work still to do.
-            let unacked = self.link.as_ref().map_or(0, |(_, l)| l.unacknowledged())
-                + self
-                    .relp_session
-                    .as_ref()
-                    .map_or(0, ClientSession::unacked_count);
-            if self.batch.is_empty() && unacked == 0 {
+            let pending = !self.batch.is_empty() || self.unacknowledged() > 0;
+            self.policy.handle(now, SenderEvent::Pending(pending));
+            if !pending {
                 if stopping {
                     break;
                 }
-                self.sleep(IDLE_SLEEP);
+                self.sleep(now);
                 continue;
             }
+            self.act();
             if self.link.is_none() {
-                let since = now.duration_since(self.origin);
-                match self.balancer.poll(since) {
-                    Decision::Connect(index) => self.connect(index),
-                    Decision::WaitUntil(_) if self.urgent_pending => {
-                        // A crash report does not wait out a backoff: try every
-                        // collector once, now.
-                        self.connect_any_now();
-                        self.urgent_pending = false;
-                    }
-                    Decision::WaitUntil(at) => {
-                        if stopping {
-                            break;
-                        }
-                        // Back off for real: log calls do not cut this short (a
-                        // full queue must not turn the wait into a spin); flush,
-                        // shutdown and the panic hook do.
-                        let wait = at.saturating_sub(since).min(IDLE_SLEEP);
-                        std::thread::park_timeout(wait.max(Duration::from_millis(1)));
-                    }
-                    Decision::Connected(index) => {
-                        // The balancer thinks we are connected but we are not:
-                        // treat it as a lost connection.
-                        self.balancer.on_failure(index, since);
-                    }
+                if stopping {
+                    break;
                 }
+                // Back off for real: log calls do not cut this short (a full queue must
+                // not turn the wait into a spin); flush, shutdown and the panic hook do.
+                std::thread::park_timeout(self.wait(now).max(Duration::from_millis(1)));
                 continue;
             }
-            self.maybe_report_drops(now);
             self.send_batch();
         }
         if let Some((_, link)) = self.link.take() {
@@ -170,29 +155,49 @@ impl Sender {
         self.shared.notify_progress();
     }
 
+    /// Unacknowledged RELP messages live in the link while connected, and in the kept
+    /// session between connections: both are work still to do.
+    fn unacknowledged(&self) -> usize {
+        self.link.as_ref().map_or(0, |(_, l)| l.unacknowledged())
+            + self
+                .relp_session
+                .as_ref()
+                .map_or(0, ClientSession::unacked_count)
+    }
+
+    /// Does what the policy asks (connections, heartbeats, drop notices) until it asks
+    /// nothing more.
+    fn act(&mut self) {
+        while let Some(action) = self.policy.poll_output() {
+            match action {
+                SenderAction::Connect {
+                    collector,
+                    hand_over_relp,
+                    ..
+                } => self.connect(collector, hand_over_relp),
+                SenderAction::Heartbeat { uptime, period } => self.heartbeat(uptime, period),
+                SenderAction::ReportDrops { count, total } => self.report_drops(count, total),
+            }
+        }
+    }
+
+    /// How long until the policy's next deadline (at most [`IDLE_SLEEP`]).
+    fn wait(&self, now: flotilla_conn::Instant) -> Duration {
+        self.policy
+            .poll_timeout()
+            .map_or(IDLE_SLEEP, |at| (at - now).min(IDLE_SLEEP))
+    }
+
     /// Moves a record from the urgent slot (the crash report) to the front of
     /// the batch, ahead of everything queued.
-    fn take_urgent(&mut self) {
+    fn take_urgent(&mut self, now: flotilla_conn::Instant) {
         let taken = match self.shared.urgent.lock() {
             Ok(mut slot) => slot.take(),
             Err(poisoned) => poisoned.into_inner().take(),
         };
         if let Some(record) = taken {
             self.batch.push_front(record);
-            self.urgent_pending = true;
-        }
-    }
-
-    /// Tries every collector once, starting at a random one, bypassing backoff.
-    fn connect_any_now(&mut self) {
-        let n = self.targets.len();
-        let start = (std::process::id() as usize) % n.max(1);
-        for k in 0..n {
-            let index = (start + k) % n;
-            self.connect(index);
-            if self.link.is_some() {
-                return;
-            }
+            self.policy.handle(now, SenderEvent::CrashReport);
         }
     }
 
@@ -206,48 +211,49 @@ impl Sender {
         }
     }
 
-    /// Parks until woken by a log call, `flush`, `shutdown`, or `timeout`.
-    fn sleep(&self, timeout: Duration) {
+    /// Parks until woken by a log call, `flush`, `shutdown`, or the policy's next
+    /// deadline (a heartbeat).
+    fn sleep(&self, now: flotilla_conn::Instant) {
         let s = &self.shared;
         s.sender_sleeping.store(true, Ordering::SeqCst);
         if s.queue.is_empty() && !s.shutdown.load(Ordering::SeqCst) {
-            std::thread::park_timeout(timeout);
+            std::thread::park_timeout(self.wait(now).max(Duration::from_millis(1)));
         }
         s.sender_sleeping.store(false, Ordering::SeqCst);
     }
 
-    fn connect(&mut self, index: usize) {
-        let since = Instant::now().duration_since(self.origin);
+    fn connect(&mut self, index: usize, hand_over_relp: bool) {
         let Some(target) = self.targets.get_mut(index) else {
-            self.balancer.on_failure(index, since);
+            let now = self.clock.now();
+            self.policy.handle(now, SenderEvent::ConnectFailed(index));
             return;
         };
         // Failing over from RELP to another transport: what the RELP session still
         // holds unacknowledged goes first on the new link, so nothing is stranded.
-        if !matches!(target.collector.transport, crate::Transport::Relp { .. })
-            && let Some(session) = self.relp_session.as_mut()
-        {
+        if hand_over_relp && let Some(session) = self.relp_session.as_mut() {
             for bytes in session.take_unacknowledged().into_iter().rev() {
                 self.batch.push_front(Record::pre_encoded(bytes));
             }
         }
         let config = &self.shared.config;
-        match Link::connect(
+        let result = Link::connect(
             target,
             &config.resolver,
             config.connect_timeout,
             config.write_timeout,
             &mut self.relp_session,
-        ) {
+        );
+        let now = self.clock.now();
+        match result {
             Ok(link) => {
                 self.shared.connects.fetch_add(1, Ordering::Relaxed);
-                self.balancer.on_connected(index, since);
                 self.link = Some((index, link));
+                self.policy.handle(now, SenderEvent::Connected(index));
             }
             Err(e) => {
                 self.shared.failures.fetch_add(1, Ordering::Relaxed);
                 self.note_failure(index, &e);
-                self.balancer.on_failure(index, since);
+                self.policy.handle(now, SenderEvent::ConnectFailed(index));
             }
         }
     }
@@ -282,19 +288,20 @@ impl Sender {
         );
         let mut delivered = sent.delivered;
         let mut result = sent.result;
-        if result.is_ok() {
-            // RELP: wait for acknowledgements when the window is full, or when
-            // nothing else is left to do but wait for them.
-            let waiting = link.unacknowledged() > 0
-                && (!self.batch.is_empty() || self.shared.queue.is_empty());
-            if waiting {
-                let acks = link.wait_acks(Duration::from_millis(20));
-                delivered += acks.delivered;
-                result = acks.result;
-            }
+        if result.is_ok()
+            && SenderPolicy::should_wait_for_acks(
+                link.unacknowledged(),
+                self.batch.is_empty(),
+                self.shared.queue.is_empty(),
+            )
+        {
+            let acks = link.wait_acks(Duration::from_millis(20));
+            delivered += acks.delivered;
+            result = acks.result;
         }
+        let now = self.clock.now();
         if delivered > 0 {
-            self.urgent_pending = false;
+            self.policy.handle(now, SenderEvent::Delivered(delivered));
             self.shared.delivered.fetch_add(delivered, Ordering::AcqRel);
             self.shared.notify_progress();
         }
@@ -304,28 +311,21 @@ impl Sender {
                 self.shared.failures.fetch_add(1, Ordering::Relaxed);
                 self.note_failure(index, &e);
                 link.abandon(&mut self.relp_session);
-                let since = Instant::now().duration_since(self.origin);
-                self.balancer.on_failure(index, since);
+                self.policy.handle(now, SenderEvent::LinkFailed(index));
             }
         }
     }
 
-    fn maybe_heartbeat(&mut self, now: Instant) {
-        let (Some(due), Some(period)) = (self.next_heartbeat, self.shared.config.heartbeat) else {
-            return;
-        };
-        if now < due {
-            return;
-        }
-        self.next_heartbeat = now.checked_add(period);
+    fn heartbeat(&mut self, uptime: Duration, period: Duration) {
         if self.batch.len() >= BATCH {
             // A long outage must not grow the batch past its bound.
             return;
         }
         let s = &self.shared;
-        let uptime = now.duration_since(s.started).as_secs();
+        let uptime = uptime.as_secs();
         let delivered = s.delivered.load(Ordering::Relaxed);
         let dropped = s.dropped();
+        #[allow(clippy::disallowed_methods)] // the shell stamps its own messages
         let time = s.config.use_clock.then(std::time::SystemTime::now);
         let mut record = Record::new(
             Severity::Informational,
@@ -347,19 +347,8 @@ impl Sender {
         self.push_own(record);
     }
 
-    fn maybe_report_drops(&mut self, now: Instant) {
-        let total = self.shared.dropped();
-        if total <= self.reported_dropped {
-            return;
-        }
-        if let Some(last) = self.last_drop_report
-            && now.duration_since(last) < DROP_REPORT_EVERY
-        {
-            return;
-        }
-        let count = total - self.reported_dropped;
-        self.reported_dropped = total;
-        self.last_drop_report = Some(now);
+    fn report_drops(&mut self, count: u64, total: u64) {
+        #[allow(clippy::disallowed_methods)] // the shell stamps its own messages
         let time = self
             .shared
             .config
