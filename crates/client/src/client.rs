@@ -496,10 +496,10 @@ async fn handshake(
                     })
                 }
                 FrontendToClient::Error { code, text } => Err(ClientError::Refused { code, text }),
-                other => Err(ClientError::UnexpectedFrame(format!(
-                    "{:?} before Welcome",
-                    other.frame_type()
-                ))),
+                other => Err(ClientError::UnexpectedFrame {
+                    frame: other.frame_type(),
+                    during: "before Welcome",
+                }),
             };
         }
         decoder.buffer_mut().reserve(READ_RESERVE);

@@ -134,7 +134,10 @@ impl DnsResolver {
     /// malformed name, an empty list of name servers, a zero timeout, or an unreadable
     /// system configuration.
     pub(crate) fn new(config: &DnsFrontends) -> Result<Self, ClientError> {
-        let invalid = |what: String| ClientError::InvalidConfig(format!("DNS front-ends: {what}"));
+        let invalid = |what: String| ClientError::InvalidConfig {
+            setting: "DNS front-ends",
+            reason: what,
+        };
         if config.name.trim().is_empty() {
             return Err(invalid("the name is empty".to_owned()));
         }

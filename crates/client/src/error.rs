@@ -1,6 +1,6 @@
 //! The one error type of the client SDK.
 
-use flotilla_wire::{ErrorCode, WireError};
+use flotilla_wire::{ErrorCode, FrameType, PROTOCOL_VERSION, WireError};
 
 /// What went wrong in a [`Client`](crate::Client) call.
 #[derive(Debug, thiserror::Error)]
@@ -21,14 +21,19 @@ pub enum ClientError {
         text: String,
     },
     /// The front-end welcomed us with a protocol version we do not speak.
-    #[error("front-end speaks protocol version {0}, not 1")]
+    #[error("front-end speaks protocol version {0}, this client speaks {PROTOCOL_VERSION}")]
     UnsupportedVersion(u32),
     /// The front-end sent something that is not valid protocol.
     #[error("protocol error: {0}")]
     Protocol(#[from] WireError),
-    /// The front-end sent a valid frame that is not allowed here (before `Welcome`).
-    #[error("unexpected frame from the front-end: {0}")]
-    UnexpectedFrame(String),
+    /// The front-end sent a valid frame that is not allowed here.
+    #[error("unexpected {frame:?} frame from the front-end {during}")]
+    UnexpectedFrame {
+        /// The frame's type.
+        frame: FrameType,
+        /// When: `"before Welcome"`.
+        during: &'static str,
+    },
     /// The connection is closed (or closing).
     #[error("not connected")]
     NotConnected,
@@ -36,8 +41,13 @@ pub enum ClientError {
     #[error("send queue over budget")]
     Overloaded,
     /// A setting is unusable (for example an empty front-end list).
-    #[error("invalid configuration: {0}")]
-    InvalidConfig(String),
+    #[error("invalid configuration: {setting}: {reason}")]
+    InvalidConfig {
+        /// Which setting: `"front-end list"`, `"DNS front-ends"`.
+        setting: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A [`FleetClient`](crate::FleetClient) could not reach any front-end for
     /// `failed_rounds` rounds in a row.
     #[error(

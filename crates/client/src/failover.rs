@@ -161,8 +161,12 @@ impl Failover {
         policy: FailoverPolicy,
         seed: u64,
     ) -> Result<Self, ClientError> {
-        let balancer = Balancer::new(frontend_count, policy.backoff, seed)
-            .map_err(|error| ClientError::InvalidConfig(format!("front-end list: {error}")))?;
+        let balancer = Balancer::new(frontend_count, policy.backoff, seed).map_err(|error| {
+            ClientError::InvalidConfig {
+                setting: "front-end list",
+                reason: error.to_string(),
+            }
+        })?;
         let mut machine = Self::resolving(policy, seed);
         machine.balancer = Some(balancer);
         machine.resolving = false;
@@ -312,8 +316,13 @@ impl Failover {
             base: self.policy.backoff.ceiling(level),
             ..self.policy.backoff
         };
-        let balancer = Balancer::new(frontend_count, backoff, self.rng.next_u64())
-            .map_err(|error| ClientError::InvalidConfig(format!("front-end list: {error}")))?;
+        let balancer =
+            Balancer::new(frontend_count, backoff, self.rng.next_u64()).map_err(|error| {
+                ClientError::InvalidConfig {
+                    setting: "front-end list",
+                    reason: error.to_string(),
+                }
+            })?;
         if let Some(old) = self.balancer.as_mut()
             && let Decision::WaitUntil(until) = old.poll(now)
         {
@@ -660,7 +669,7 @@ mod tests {
     fn an_empty_list_is_refused() {
         assert!(matches!(
             Failover::new(0, FailoverPolicy::default(), 1),
-            Err(ClientError::InvalidConfig(_))
+            Err(ClientError::InvalidConfig { .. })
         ));
     }
 
@@ -917,7 +926,7 @@ mod tests {
         let mut machine = Failover::resolving(policy(None), 2);
         assert!(matches!(
             machine.on_list_replaced(0, Duration::ZERO),
-            Err(ClientError::InvalidConfig(_))
+            Err(ClientError::InvalidConfig { .. })
         ));
         assert_eq!(machine.poll(Duration::ZERO), Step::Resolve, "still no list");
         machine.on_list_replaced(3, Duration::ZERO).unwrap();

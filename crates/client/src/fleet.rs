@@ -525,9 +525,10 @@ impl FleetClient {
     /// [`ClientError::InvalidConfig`] at once.
     pub async fn connect(config: FleetConfig) -> Result<Self, ClientError> {
         if matches!(&config.frontends, FrontendSource::List(list) if list.is_empty()) {
-            return Err(ClientError::InvalidConfig(
-                "the front-end list is empty".to_owned(),
-            ));
+            return Err(ClientError::InvalidConfig {
+                setting: "front-end list",
+                reason: "it is empty".to_owned(),
+            });
         }
         let seed = match config.seed {
             Some(seed) => seed,

@@ -474,7 +474,7 @@ async fn a_name_that_does_not_resolve_ends_connect_with_a_clear_error_in_time() 
     ] {
         let result = FleetClient::connect(FleetConfig::from_source(dns_config.clone())).await;
         assert!(
-            matches!(result, Err(ClientError::InvalidConfig(_))),
+            matches!(result, Err(ClientError::InvalidConfig { .. })),
             "{dns_config:?}: {result:?}"
         );
     }

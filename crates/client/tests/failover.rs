@@ -482,7 +482,7 @@ async fn when_every_frontend_is_down_clients_report_it_give_up_or_wait_for_one()
     );
     assert!(matches!(
         FleetClient::connect(FleetConfig::new(Vec::new())).await,
-        Err(ClientError::InvalidConfig(_))
+        Err(ClientError::InvalidConfig { .. })
     ));
     back.shutdown().await;
     game.shutdown();

@@ -217,7 +217,12 @@ pub const MAX_UNIX_SIZE: usize = 1 << 20;
 
 /// Checks a collector built in code by the same rules as the URL parser.
 fn check_collector(c: &Collector) -> Result<(), Error> {
-    let bad = |why: String| Err(Error::Config(format!("collector {:?}: {why}", c.address)));
+    let bad = |why: String| {
+        Err(Error::Collector {
+            collector: c.address.clone(),
+            reason: why,
+        })
+    };
     match &c.transport {
         Transport::Tls { ca, client, .. } => {
             let mut files = vec![("ca", ca)];
@@ -232,7 +237,10 @@ fn check_collector(c: &Collector) -> Result<(), Error> {
                     Err(e) => return bad(format!("tls {what}={}: {e}", path.display())),
                 }
             }
-            check_host_port(&c.address).map_err(|e| Error::Config(format!("collector: {e}")))
+            check_host_port(&c.address).map_err(|e| Error::Collector {
+                collector: c.address.clone(),
+                reason: e.to_string(),
+            })
         }
         Transport::Udp { max_size } if !(1..=MAX_UDP_SIZE).contains(max_size) => {
             bad(format!("udp max_size must be in 1..={MAX_UDP_SIZE}"))
@@ -243,7 +251,10 @@ fn check_collector(c: &Collector) -> Result<(), Error> {
         Transport::Relp { window: 0 } => bad("relp window must be at least 1".into()),
         Transport::Unix { .. } if c.address.is_empty() => bad("unix socket path is empty".into()),
         Transport::Unix { .. } => Ok(()),
-        _ => check_host_port(&c.address).map_err(|e| Error::Config(format!("collector: {e}"))),
+        _ => check_host_port(&c.address).map_err(|e| Error::Collector {
+            collector: c.address.clone(),
+            reason: e.to_string(),
+        }),
     }
 }
 
@@ -268,39 +279,38 @@ impl Config {
     /// A missing or empty variable is an error: a logger without a destination is
     /// a configuration mistake, not something to hide.
     pub fn from_env() -> Result<Self, Error> {
-        let spec = std::env::var(ENV_VAR).map_err(|_| {
-            Error::Config(format!(
-                "environment variable {ENV_VAR} is not set (example: {ENV_VAR}=tcp://127.0.0.1:514)"
-            ))
-        })?;
+        let spec = std::env::var(ENV_VAR).map_err(|_| Error::EnvNotSet { var: ENV_VAR })?;
         Self::with_collectors(&spec)
     }
 
     /// Checks settings that do not come from a URL.
     pub fn validate(&self) -> Result<(), Error> {
         if self.collectors.is_empty() {
-            return Err(Error::Config("no collector configured".into()));
+            return Err(Error::NoCollector { given: None });
         }
         if self.queue_capacity == 0 {
-            return Err(Error::Config("queue_capacity must be at least 1".into()));
+            return Err(Error::Setting {
+                setting: "queue_capacity",
+                reason: "must be at least 1".into(),
+            });
         }
         if let Some(period) = self.heartbeat
             && (period.is_zero() || period > MAX_PERIOD)
         {
-            return Err(Error::Config(format!(
-                "heartbeat period must be between 1 ns and {} s",
-                MAX_PERIOD.as_secs()
-            )));
+            return Err(Error::Setting {
+                setting: "heartbeat",
+                reason: format!("period must be between 1 ns and {} s", MAX_PERIOD.as_secs()),
+            });
         }
         for (name, value) in [
             ("connect_timeout", self.connect_timeout),
             ("write_timeout", self.write_timeout),
         ] {
             if value.is_zero() || value > MAX_PERIOD {
-                return Err(Error::Config(format!(
-                    "{name} must be between 1 ns and {} s",
-                    MAX_PERIOD.as_secs()
-                )));
+                return Err(Error::Setting {
+                    setting: name,
+                    reason: format!("must be between 1 ns and {} s", MAX_PERIOD.as_secs()),
+                });
             }
         }
         for c in &self.collectors {
@@ -312,26 +322,25 @@ impl Config {
             id: self.fields_sd_id.clone(),
             params: Vec::new(),
         });
-        probe.validate().map_err(|e| {
-            Error::Config(format!(
-                "fields_sd_id {:?} is not a valid SD-ID: {e}",
-                self.fields_sd_id
-            ))
+        probe.validate().map_err(|e| Error::Setting {
+            setting: "fields_sd_id",
+            reason: format!("{:?} is not a valid SD-ID: {e}", self.fields_sd_id),
         })?;
         if let Some(element) = probe.structured_data.first_mut() {
             element.id.clone_from(&self.span_sd_id);
         }
-        probe.validate().map_err(|e| {
-            Error::Config(format!(
-                "span_sd_id {:?} is not a valid SD-ID: {e}",
-                self.span_sd_id
-            ))
+        probe.validate().map_err(|e| Error::Setting {
+            setting: "span_sd_id",
+            reason: format!("{:?} is not a valid SD-ID: {e}", self.span_sd_id),
         })?;
         if self.span_sd_id == self.fields_sd_id {
-            return Err(Error::Config(format!(
-                "span_sd_id and fields_sd_id are both {:?}: an SD-ID may appear once per message",
-                self.span_sd_id
-            )));
+            return Err(Error::Setting {
+                setting: "span_sd_id",
+                reason: format!(
+                    "and fields_sd_id are both {:?}: an SD-ID may appear once per message",
+                    self.span_sd_id
+                ),
+            });
         }
         // Load every TLS file now (certificates, keys, key/certificate match), so
         // a broken one is a start-up error, not a silent connection failure.
@@ -359,14 +368,19 @@ pub fn parse_collectors(spec: &str) -> Result<Vec<Collector>, Error> {
         out.push(parse_collector(item)?);
     }
     if out.is_empty() {
-        return Err(Error::Config(format!("no collector in {spec:?}")));
+        return Err(Error::NoCollector {
+            given: Some(spec.to_owned()),
+        });
     }
     Ok(out)
 }
 
 /// Parses one collector URL, e.g. `tls://logs.example:6514?ca=/etc/ca.pem`.
 pub fn parse_collector(url: &str) -> Result<Collector, Error> {
-    let bad = |why: String| Error::Config(format!("collector {url:?}: {why}"));
+    let bad = |why: String| Error::Collector {
+        collector: url.to_owned(),
+        reason: why,
+    };
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| bad("expected SCHEME://ADDRESS (udp, tcp, tls, relp or unix)".into()))?;
@@ -494,7 +508,10 @@ pub fn parse_collector(url: &str) -> Result<Collector, Error> {
         transport,
         format,
     };
-    check_collector(&collector).map_err(|e| bad(e.to_string()))?;
+    check_collector(&collector).map_err(|e| match e {
+        Error::Collector { reason, .. } => bad(reason),
+        other => other,
+    })?;
     Ok(collector)
 }
 

@@ -66,9 +66,43 @@ pub const PEN_SUFFIX: &str = "@32473";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A setting is wrong (bad URL, unknown parameter, empty collector list...).
-    #[error("flotilla-logger configuration: {0}")]
-    Config(String),
+    /// A collector (a URL, or one built in code) is wrong.
+    #[error("flotilla-logger configuration: collector {collector:?}: {reason}")]
+    Collector {
+        /// The collector's URL, or its address for one built in code.
+        collector: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No collector was given: an empty configuration (`given: None`), or a list
+    /// (`FLOTILLA_LOG`, `--to`) that names none.
+    #[error("flotilla-logger configuration: {}", match given {
+        Some(spec) => format!("no collector in {spec:?}"),
+        None => "no collector configured".to_owned(),
+    })]
+    NoCollector {
+        /// The list as given, if any.
+        given: Option<String>,
+    },
+    /// The environment variable holding the collectors is not set.
+    #[error(
+        "flotilla-logger configuration: environment variable {var} is not set (example: {var}=tcp://127.0.0.1:514)"
+    )]
+    EnvNotSet {
+        /// Its name (`FLOTILLA_LOG`).
+        var: &'static str,
+    },
+    /// A setting other than the collectors is out of range or malformed.
+    #[error("flotilla-logger configuration: {setting} {reason}")]
+    Setting {
+        /// The setting's name (`queue_capacity`, `heartbeat`, `fields_sd_id`, ...).
+        setting: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No seed could be drawn from the operating system's random source.
+    #[error("flotilla-logger: no OS entropy to seed the collector choice: {0}")]
+    Entropy(String),
     /// A TLS setting could not be loaded (a CA, client certificate or key file
     /// unreadable, empty or not PEM; a key that does not match its certificate).
     #[error("flotilla-logger TLS setup: {0}")]

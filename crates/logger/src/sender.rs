@@ -42,8 +42,8 @@ const DROP_REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// Starts the sender thread.
 pub(crate) fn spawn(shared: Arc<Shared>, targets: Vec<Target>) -> Result<JoinHandle<()>, Error> {
-    let seed = flotilla_balance::seed_from_os_entropy()
-        .map_err(|e| Error::Config(format!("no OS entropy to seed the collector choice: {e}")))?;
+    let seed =
+        flotilla_balance::seed_from_os_entropy().map_err(|e| Error::Entropy(e.to_string()))?;
     let config = &shared.config;
     let clock = Clock::process();
     let policy = SenderPolicy::new(
@@ -59,7 +59,10 @@ pub(crate) fn spawn(shared: Arc<Shared>, targets: Vec<Target>) -> Result<JoinHan
         seed,
         clock.now(),
     )
-    .map_err(|e| Error::Config(e.to_string()))?;
+    .map_err(|e| Error::Setting {
+        setting: "collectors",
+        reason: e.to_string(),
+    })?;
     let app_name = config.app_name.clone().or_else(default_app_name);
     let hostname = config.hostname.clone().or_else(default_hostname);
     let encoder = Encoder::new(
