@@ -38,6 +38,8 @@ struct Harness {
     frontend: Frontend,
     now: Instant,
     recorded: Vec<(Instant, Input)>,
+    /// Every output of the live run, in order.
+    produced: Vec<Output>,
 }
 
 impl Harness {
@@ -46,6 +48,7 @@ impl Harness {
             frontend: Frontend::new(&config, 7),
             now: Instant::ZERO,
             recorded: Vec::new(),
+            produced: Vec::new(),
         }
     }
 
@@ -56,7 +59,9 @@ impl Harness {
     fn feed(&mut self, input: Input) -> Vec<Output> {
         self.recorded.push((self.now, input.clone()));
         self.frontend.handle(self.now, input);
-        std::iter::from_fn(|| self.frontend.poll_output()).collect()
+        let outputs: Vec<Output> = std::iter::from_fn(|| self.frontend.poll_output()).collect();
+        self.produced.extend(outputs.iter().cloned());
+        outputs
     }
 
     fn advance(&mut self, by: Duration) {
@@ -894,6 +899,9 @@ fn a_recorded_input_stream_replays_to_the_same_outputs() {
             .any(|o| matches!(o, Output::DropQueuedBatches(_)))
     );
     assert_eq!(all_first, all_replay);
+    // And both equal what the live run produced, output for output.
+    assert_eq!(all_first, h.produced);
+    assert!(first_run.iter().all(|o| h.produced.contains(o)));
     assert_eq!(original.stats(), replay.stats());
     assert_eq!(original.stats(), h.frontend.stats());
     // A different seed mints different session ids: outputs differ.
