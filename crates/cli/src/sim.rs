@@ -14,6 +14,39 @@ pub enum SimCommand {
     /// Kill front-ends mid-run; report how clients moved, resumed and how long each was
     /// without a front-end (virtual ms), and whether every replica converged.
     Failover(FailoverArgs),
+    /// Compare how clients spread over servers with the real choice code: OS-seeded random
+    /// (flotilla), time-seeded random, DNS round-robin behind caching resolvers, two
+    /// choices; and where they go when the busiest server dies.
+    Balance(BalanceArgs),
+}
+
+/// Flags of `flotilla sim balance`.
+#[derive(Debug, Args)]
+pub struct BalanceArgs {
+    /// Everything random comes from it.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Clients.
+    #[arg(long, default_value_t = 12_000)]
+    clients: usize,
+    /// Servers (front-ends).
+    #[arg(long, default_value_t = 4)]
+    servers: usize,
+    /// Clients arrive evenly over this many seconds.
+    #[arg(long, default_value_t = 10)]
+    arrival_seconds: u64,
+    /// Caching resolvers the DNS clients are spread over.
+    #[arg(long, default_value_t = 8)]
+    resolvers: usize,
+    /// How long a resolver keeps its answer, in seconds.
+    #[arg(long, default_value_t = 60)]
+    dns_ttl_seconds: u64,
+    /// Write the chart (SVG) to this file.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<std::path::PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Flags of `flotilla sim failover`.
@@ -65,7 +98,66 @@ pub struct FailoverArgs {
 pub fn run(command: SimCommand) -> Result<()> {
     match command {
         SimCommand::Failover(args) => failover(args),
+        SimCommand::Balance(args) => balance(args),
     }
+}
+
+fn balance(args: BalanceArgs) -> Result<()> {
+    let scenario = flotilla_sim::BalanceScenario {
+        seed: args.seed,
+        clients: args.clients,
+        servers: args.servers,
+        arrival: Duration::from_secs(args.arrival_seconds.max(1)),
+        resolvers: args.resolvers,
+        dns_ttl: Duration::from_secs(args.dns_ttl_seconds),
+    };
+    let report = flotilla_sim::run_balance(&scenario).map_err(anyhow::Error::msg)?;
+    if let Some(path) = &args.svg {
+        let svg = flotilla_sim::render_svg(&report).map_err(anyhow::Error::msg)?;
+        std::fs::write(path, svg)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+        eprintln!("chart written to {}", path.display());
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "{} clients over {} servers (seed {}); a binomial count has σ = {:.1} at this size",
+        report.clients,
+        report.servers,
+        report.seed,
+        report
+            .strategies
+            .first()
+            .map_or(0.0, |s| s.settled.expected_sigma)
+    );
+    println!(
+        "{:<16} {:>10} {:>10} {:>9}   {:<28} {:>10} {:>9}",
+        "strategy",
+        "max/mean",
+        "min/mean",
+        "worst σ",
+        "clients per server",
+        "after kill",
+        "worst σ"
+    );
+    for strategy in &report.strategies {
+        println!(
+            "{:<16} {:>10.3} {:>10.3} {:>9.1}   {:<28} {:>10.3} {:>9.1}",
+            strategy.name,
+            strategy.settled.max_over_mean,
+            strategy.settled.min_over_mean,
+            strategy.settled.worst_sigma,
+            format!("{:?}", strategy.settled.per_server),
+            strategy.after_kill.max_over_mean,
+            strategy.after_kill.worst_sigma,
+        );
+    }
+    println!(
+        "(within ±4σ is what random choice promises; the busiest server dies for \"after kill\")"
+    );
+    Ok(())
 }
 
 fn millis(value: f64, what: &str) -> Result<Duration> {

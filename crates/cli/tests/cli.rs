@@ -846,3 +846,34 @@ fn a_front_end_records_its_run_and_replay_checks_it() {
         String::from_utf8_lossy(&missing.stderr)
     );
 }
+
+#[test]
+fn sim_balance_compares_the_ways_of_choosing_and_draws_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("balance.svg");
+    let out = succeed(
+        flotilla()
+            .args(["sim", "balance", "--clients", "4000", "--json", "--svg"])
+            .arg(&svg),
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = report["strategies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "os-seeded",
+            "time-seeded",
+            "dns-round-robin",
+            "power-of-two"
+        ]
+    );
+    assert_eq!(report["strategies"][0]["settled"]["within_4_sigma"], true);
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    let text = succeed(flotilla().args(["sim", "balance", "--clients", "4000"]));
+    assert!(String::from_utf8_lossy(&text.stdout).contains("os-seeded"));
+}

@@ -11,11 +11,20 @@
 //! mid-run and the report says how many clients moved, how many resumed their session on
 //! another front-end, how long each was without one (virtual milliseconds), and whether
 //! every replica converged to the game server's state.
+//!
+//! [`run_balance`] is `flotilla sim balance`: the real choice code under several ways of
+//! choosing (OS-seeded, time-seeded, DNS round-robin behind caching resolvers, two
+//! choices), how evenly clients spread, and where they go when a server dies;
+//! [`render_svg`] draws it.
 #![forbid(unsafe_code)]
 
+mod balance;
 mod failover;
 mod fleet;
 mod game;
 
+pub use balance::{
+    BalanceReport, BalanceScenario, Spread, StrategyReport, render_svg, run_balance,
+};
 pub use failover::{FailoverReport, FailoverScenario, Outage, run_failover};
 pub use fleet::{FleetShape, NetworkModel};
