@@ -94,6 +94,16 @@ pub struct FailoverReport {
     pub client_idle_timeout_ms: u128,
     /// Clients on each front-end before the failure (the random spread).
     pub clients_per_frontend: Vec<usize>,
+    /// The largest deviation of a front-end's count from N/K before the failure, in σ of
+    /// a binomial count (sqrt(N p (1 - p)), p = 1/K): random choice promises a few σ.
+    pub spread_sigma_before: f64,
+    /// Clients on each front-end once the failed one's clients moved (the failed one
+    /// counts 0).
+    pub clients_per_frontend_after: Vec<usize>,
+    /// The same deviation among the survivors, from N/(K-1).
+    pub spread_sigma_after: f64,
+    /// Every front-end within ±4σ before, and every survivor within ±4σ after.
+    pub balanced_within_4_sigma: bool,
     /// Clients on the failed front-end.
     pub clients_on_failed: usize,
     /// Of those, how many noticed the loss.
@@ -134,6 +144,22 @@ struct Track {
     resumed: bool,
     carried_on_at: Option<Instant>,
     snapshot_after_move: bool,
+}
+
+/// The largest |count - mean| over `counts`, in σ of a binomial count of their total
+/// over as many servers.
+fn worst_sigma(counts: &[usize]) -> f64 {
+    let total: usize = counts.iter().sum();
+    if counts.len() < 2 || total == 0 {
+        return 0.0;
+    }
+    let k = counts.len() as f64;
+    let mean = total as f64 / k;
+    let sigma = (total as f64 * (1.0 / k) * (1.0 - 1.0 / k)).sqrt();
+    counts
+        .iter()
+        .map(|n| (*n as f64 - mean).abs() / sigma)
+        .fold(0.0, f64::max)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -431,6 +457,17 @@ async fn measure(
         }
         snapshots += usize::from(track.snapshot_after_move);
     }
+    let clients_per_frontend_after: Vec<usize> = addrs
+        .iter()
+        .map(|addr| {
+            clients
+                .iter()
+                .filter(|c| c.frontend_addr() == Some(*addr))
+                .count()
+        })
+        .collect();
+    let spread_sigma_before = worst_sigma(&clients_per_frontend);
+    let spread_sigma_after = worst_sigma(clients_per_frontend_after.get(1..).unwrap_or(&[]));
     let lost_elsewhere = (0..tracks.len())
         .filter(|i| !on_victim.contains(i))
         .filter(|&i| tracks.get(i).is_some_and(|t| lock(t).lost_at.is_some()))
@@ -446,6 +483,10 @@ async fn measure(
         client_ping_interval_ms: ping_ms,
         client_idle_timeout_ms: idle_ms,
         clients_per_frontend,
+        spread_sigma_before,
+        clients_per_frontend_after,
+        spread_sigma_after,
+        balanced_within_4_sigma: spread_sigma_before <= 4.0 && spread_sigma_after <= 4.0,
         clients_on_failed: on_victim.len(),
         lost,
         reconnected,
