@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use flotilla_relp::{ClientConfig, ClientSession, Event};
+use flotilla_relp::{RelpClientConfig, RelpClientEvent, RelpClientSession};
 use flotilla_testkit::{LoggenOptions, LoggenTransport, Rsyslog, RsyslogSink};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -653,7 +653,7 @@ pub fn relp_load(
     for c in 0..connections as u64 {
         let n = per.min(count.saturating_sub(c * per));
         threads.push(std::thread::spawn(move || -> Result<u64, BenchError> {
-            let mut session = ClientSession::new(ClientConfig::default())
+            let mut session = RelpClientSession::new(RelpClientConfig::default())
                 .map_err(|e| server(format!("RELP: {e}")))?;
             let mut sock = TcpStream::connect(addr).map_err(io(format!("connecting to {addr}")))?;
             sock.set_read_timeout(Some(Duration::from_secs(30)))
@@ -686,7 +686,7 @@ pub fn relp_load(
                     .handle_input(&buf[..k])
                     .map_err(|e| server(format!("RELP: {e}")))?;
                 while let Some(ev) = session.poll_event() {
-                    if let Event::Acked { count, .. } = ev {
+                    if let RelpClientEvent::Acked { count, .. } = ev {
                         acked += count;
                     }
                 }

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use flotilla_relp::{ServerConfig, ServerEvent, ServerSession};
+use flotilla_relp::{RelpServerConfig, RelpServerEvent, RelpServerSession};
 use flotilla_syslog::{FrameDecoder, Framing};
 use futures_util::stream::FuturesOrdered;
 use futures_util::{FutureExt, StreamExt};
@@ -657,12 +657,12 @@ async fn serve_relp<S: AsyncRead + AsyncWrite + Unpin>(
     stats: &ListenerStats,
 ) -> Result<(), Error> {
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut session = ServerSession::new(ServerConfig {
+    let mut session = RelpServerSession::new(RelpServerConfig {
         // A bigger DATALEN is a protocol error for the session; logd truncates what it
         // keeps to max_frame like the other listeners.
         max_data_len: options.max_frame.max(128 * 1024) * 4,
         auto_ack: false,
-        ..ServerConfig::default()
+        ..RelpServerConfig::default()
     })
     .map_err(|e| Error::Config(format!("RELP session: {e}")))?;
     let mut buf = vec![0u8; READ_BUF];
@@ -711,7 +711,7 @@ async fn serve_relp<S: AsyncRead + AsyncWrite + Unpin>(
                 let mut txnrs = Vec::new();
                 while let Some(event) = session.poll_event() {
                     match event {
-                        ServerEvent::Syslog { txnr, message } => {
+                        RelpServerEvent::Syslog { txnr, message } => {
                             let truncated = message.len() > options.max_frame;
                             let mut message = message;
                             message.truncate(options.max_frame);
@@ -728,7 +728,7 @@ async fn serve_relp<S: AsyncRead + AsyncWrite + Unpin>(
                             });
                             txnrs.push(txnr);
                         }
-                        ServerEvent::ProtocolError(e) => {
+                        RelpServerEvent::ProtocolError(e) => {
                             tracing::debug!(error = %e, "RELP protocol error");
                         }
                         _ => {}

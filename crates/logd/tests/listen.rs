@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use flotilla_logd::listen::{ListenOptions, ListenSpec, Listeners};
 use flotilla_logd::query::{Matcher, Query};
 use flotilla_logd::{Store, StoreConfig};
-use flotilla_relp::{ClientConfig, ClientSession, Event};
+use flotilla_relp::{RelpClientConfig, RelpClientEvent, RelpClientSession};
 
 struct Node {
     _dir: tempfile::TempDir,
@@ -164,7 +164,7 @@ fn relp_acknowledges_after_durable_and_survives_a_restart() {
         ))
         .unwrap();
     let addr = listeners.addr_of("relp").unwrap();
-    let mut session = ClientSession::new(ClientConfig::default()).unwrap();
+    let mut session = RelpClientSession::new(RelpClientConfig::default()).unwrap();
     let mut sock = TcpStream::connect(addr).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     session.connect();
@@ -190,7 +190,7 @@ fn relp_acknowledges_after_durable_and_survives_a_restart() {
         assert!(n > 0, "logd closed the RELP connection");
         session.handle_input(&buf[..n]).unwrap();
         while let Some(ev) = session.poll_event() {
-            if let Event::Acked { count, .. } = ev {
+            if let RelpClientEvent::Acked { count, .. } = ev {
                 acked += count;
             }
         }

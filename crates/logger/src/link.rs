@@ -30,7 +30,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use flotilla_relp::client::{ClientConfig as RelpConfig, ClientSession, Event as RelpEvent};
+use flotilla_relp::client::{
+    RelpClientConfig as RelpConfig, RelpClientEvent as RelpEvent, RelpClientSession,
+};
 use rustls::client::ResolvesClientCert;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::sign::CertifiedKey;
@@ -205,7 +207,7 @@ pub(crate) enum Link {
 /// The state of a RELP connection.
 pub(crate) struct RelpLink {
     stream: TcpStream,
-    session: ClientSession,
+    session: RelpClientSession,
     read_buf: Vec<u8>,
     /// Messages settled (acknowledged or refused) on this session so far.
     acked: u64,
@@ -343,7 +345,7 @@ impl Link {
         resolver: &Resolver,
         connect_timeout: Duration,
         write_timeout: Duration,
-        relp_session: &mut Option<ClientSession>,
+        relp_session: &mut Option<RelpClientSession>,
     ) -> io::Result<Link> {
         let deadline = Instant::now() + connect_timeout;
         let address = target.collector.address.as_str();
@@ -410,7 +412,7 @@ impl Link {
                 stream.set_write_timeout(Some(write_timeout))?;
                 let mut session = match relp_session.take() {
                     Some(session) => session,
-                    None => ClientSession::new(RelpConfig {
+                    None => RelpClientSession::new(RelpConfig {
                         window: *window,
                         capacity: window.saturating_mul(2),
                         software: format!("flotilla-logger,{}", env!("CARGO_PKG_VERSION")),
@@ -498,7 +500,7 @@ impl Link {
     /// Closes gracefully: TLS close_notify, RELP `close`. Returns the RELP session
     /// so that its unacknowledged messages survive. Returns the messages whose
     /// acknowledgements arrived while closing.
-    pub fn close(self, relp_session: &mut Option<ClientSession>) -> u64 {
+    pub fn close(self, relp_session: &mut Option<RelpClientSession>) -> u64 {
         match self {
             Link::Tls(mut stream) => {
                 stream.conn.send_close_notify();
@@ -521,7 +523,7 @@ impl Link {
 
     /// Gives the RELP session back after a broken connection, so that its
     /// unacknowledged messages are resent on the next connection.
-    pub fn abandon(self, relp_session: &mut Option<ClientSession>) {
+    pub fn abandon(self, relp_session: &mut Option<RelpClientSession>) {
         if let Link::Relp(mut link) = self {
             link.session.connection_lost();
             *relp_session = Some(link.session);

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use flotilla_conn::{Clock, Machine};
 use flotilla_logger_core::{PolicyConfig, SenderAction, SenderEvent, SenderPolicy};
-use flotilla_relp::client::ClientSession;
+use flotilla_relp::client::RelpClientSession;
 use flotilla_syslog::{SdElement, SdParam, Severity};
 
 use crate::encode::Encoder;
@@ -113,7 +113,7 @@ struct Sender {
     clock: Clock,
     encoder: Encoder,
     link: Option<(usize, Link)>,
-    relp_session: Option<ClientSession>,
+    relp_session: Option<RelpClientSession>,
     batch: VecDeque<Record>,
     scratch: Scratch,
 }
@@ -165,7 +165,7 @@ impl Sender {
             + self
                 .relp_session
                 .as_ref()
-                .map_or(0, ClientSession::unacked_count)
+                .map_or(0, RelpClientSession::unacked_count)
     }
 
     /// Does what the policy asks (connections, heartbeats, drop notices) until it asks

@@ -1,6 +1,6 @@
-//! The sending side of RELP as a sans-I/O state machine: [`ClientSession`].
+//! The sending side of RELP as a sans-I/O state machine: [`RelpClientSession`].
 //!
-//! The session owns every message from [`send`](ClientSession::send) until the server
+//! The session owns every message from [`send`](RelpClientSession::send) until the server
 //! acknowledges it, across any number of connections. The shell owns the socket:
 //!
 //! ```text
@@ -16,27 +16,27 @@
 //! ```
 //!
 //! Rules the session follows:
-//! - **Queue.** [`send`](ClientSession::send) accepts a message while fewer than
-//!   [`ClientConfig::capacity`] messages are unacknowledged (pending + in flight), else it
+//! - **Queue.** [`send`](RelpClientSession::send) accepts a message while fewer than
+//!   [`RelpClientConfig::capacity`] messages are unacknowledged (pending + in flight), else it
 //!   returns [`Error::QueueFull`] and keeps nothing. Messages are accepted in any state,
 //!   connected or not.
-//! - **Window.** At most [`ClientConfig::window`] `syslog` frames are in flight (sent on
-//!   this connection, not yet answered); [`poll_transmit`](ClientSession::poll_transmit)
+//! - **Window.** At most [`RelpClientConfig::window`] `syslog` frames are in flight (sent on
+//!   this connection, not yet answered); [`poll_transmit`](RelpClientSession::poll_transmit)
 //!   sends more as responses free the window.
 //! - **Order and resend.** Messages go out in [`send`] order. When a connection ends
-//!   ([`connection_lost`](ClientSession::connection_lost), `serverclose`, a protocol error),
+//!   ([`connection_lost`](RelpClientSession::connection_lost), `serverclose`, a protocol error),
 //!   every in-flight message goes back to the front of the queue, in its original order; on
 //!   the next connection they are sent again, with new transaction numbers, only after the
 //!   server has answered `open`, and before any newer message. Delivery is therefore
 //!   at-least-once: a message whose response was lost with the connection arrives twice.
 //! - **Rejection.** A response other than 200 to a `syslog` frame drops the message and
-//!   reports [`Event::Rejected`] with its bytes: rsyslog answers 500 only for permanent
+//!   reports [`RelpClientEvent::Rejected`] with its bytes: rsyslog answers 500 only for permanent
 //!   conditions (for example the `syslog` command being disabled), so resending would fail
 //!   again.
 //! - **Time.** The session has no clock. The shell applies its own timeouts (for the `open`
 //!   response, for flushing) and reports a dead connection with `connection_lost`.
 //!
-//! [`send`]: ClientSession::send
+//! [`send`]: RelpClientSession::send
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -49,7 +49,7 @@ use crate::frame::{
 };
 use crate::offer::{DEFAULT_SOFTWARE, check_syslog_offers, validate_software, write_offers};
 
-/// Identifies a message accepted by [`ClientSession::send`]; ids increase by one per message.
+/// Identifies a message accepted by [`RelpClientSession::send`]; ids increase by one per message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MessageId(u64);
 
@@ -60,9 +60,9 @@ impl MessageId {
     }
 }
 
-/// Settings of a [`ClientSession`].
+/// Settings of a [`RelpClientSession`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientConfig {
+pub struct RelpClientConfig {
     /// Most `syslog` frames in flight on one connection (librelp's default: 128).
     pub window: usize,
     /// Most unacknowledged messages held (pending + in flight); at least `window`.
@@ -77,9 +77,9 @@ pub struct ClientConfig {
     pub software: String,
 }
 
-impl Default for ClientConfig {
+impl Default for RelpClientConfig {
     fn default() -> Self {
-        ClientConfig {
+        RelpClientConfig {
             window: 128,
             capacity: 1024,
             max_message_len: DEFAULT_MAX_DATA_LEN,
@@ -89,9 +89,9 @@ impl Default for ClientConfig {
     }
 }
 
-/// What happened, reported by [`ClientSession::poll_event`].
+/// What happened, reported by [`RelpClientSession::poll_event`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub enum RelpClientEvent {
     /// The server accepted `open`: messages flow from now on.
     Opened,
     /// The server acknowledged the `count` messages with ids `first`, `first + 1`, ...
@@ -125,7 +125,7 @@ pub enum Event {
 
 /// Where the current connection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientState {
+pub enum RelpClientState {
     /// No connection: call `connect` once a socket is up.
     Disconnected,
     /// `open` queued or sent, response not yet received.
@@ -136,9 +136,9 @@ pub enum ClientState {
     Closing,
 }
 
-/// Counters of a [`ClientSession`].
+/// Counters of a [`RelpClientSession`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ClientStats {
+pub struct RelpClientStats {
     /// `syslog` frames transmitted, resends included.
     pub sent: u64,
     /// Of those, transmissions of a message sent before on an earlier connection.
@@ -178,7 +178,7 @@ enum Connection {
 
 /// The sans-I/O RELP sender. See the [module documentation](self) for the rules it follows.
 #[derive(Debug)]
-pub struct ClientSession {
+pub struct RelpClientSession {
     decoder: FrameDecoder,
     core: Core,
 }
@@ -186,7 +186,7 @@ pub struct ClientSession {
 /// Everything but the decoder, so frames borrowed from the decoder can drive it.
 #[derive(Debug)]
 struct Core {
-    config: ClientConfig,
+    config: RelpClientConfig,
     connection: Connection,
     /// The transaction number for the next command on this connection.
     txnr: u32,
@@ -194,16 +194,16 @@ struct Core {
     control: Vec<u8>,
     pending: VecDeque<Message>,
     in_flight: VecDeque<InFlight>,
-    events: VecDeque<Event>,
+    events: VecDeque<RelpClientEvent>,
     next_id: u64,
-    stats: ClientStats,
+    stats: RelpClientStats,
 }
 
-impl ClientSession {
+impl RelpClientSession {
     /// A session with no connection yet. Fails with [`Error::InvalidConfig`] for a zero
     /// window, a capacity below the window, a maximum above 999,999,999, or a software name
     /// that is empty, has a line break, or has a comma-separated part over 255 octets.
-    pub fn new(config: ClientConfig) -> Result<Self, Error> {
+    pub fn new(config: RelpClientConfig) -> Result<Self, Error> {
         if config.window == 0 {
             return Err(Error::InvalidConfig {
                 reason: "window must be at least 1",
@@ -220,7 +220,7 @@ impl ClientSession {
             });
         }
         validate_software(&config.software)?;
-        Ok(ClientSession {
+        Ok(RelpClientSession {
             decoder: FrameDecoder::new(config.max_response_len),
             core: Core {
                 config,
@@ -231,13 +231,13 @@ impl ClientSession {
                 in_flight: VecDeque::new(),
                 events: VecDeque::new(),
                 next_id: 0,
-                stats: ClientStats::default(),
+                stats: RelpClientStats::default(),
             },
         })
     }
 
     /// The configuration in use.
-    pub fn config(&self) -> &ClientConfig {
+    pub fn config(&self) -> &RelpClientConfig {
         &self.core.config
     }
 
@@ -325,7 +325,7 @@ impl ClientSession {
     ///
     /// A framing error or protocol violation is fatal for the connection: the session acts
     /// as if [`connection_lost`](Self::connection_lost) had been called, queues
-    /// [`Event::ProtocolError`], and returns the error; the shell must drop the socket.
+    /// [`RelpClientEvent::ProtocolError`], and returns the error; the shell must drop the socket.
     pub fn handle_input(&mut self, bytes: &[u8]) -> Result<(), Error> {
         if self.core.connection == Connection::Disconnected {
             return Ok(());
@@ -347,7 +347,7 @@ impl ClientSession {
                     self.connection_lost();
                     self.core
                         .events
-                        .push_back(Event::ProtocolError(error.clone()));
+                        .push_back(RelpClientEvent::ProtocolError(error.clone()));
                     return Err(error);
                 }
             }
@@ -355,7 +355,7 @@ impl ClientSession {
     }
 
     /// The next event, oldest first. Poll after every `handle_input`.
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub fn poll_event(&mut self) -> Option<RelpClientEvent> {
         self.core.events.pop_front()
     }
 
@@ -383,7 +383,7 @@ impl ClientSession {
     /// Starts a graceful end of an open session: appends a `close` frame to `out` and returns
     /// true. Messages still pending stay queued (for a later connection); responses to
     /// in-flight messages are still processed until the server answers `close`
-    /// ([`Event::Closed`]). In any state other than open, appends nothing and returns false
+    /// ([`RelpClientEvent::Closed`]). In any state other than open, appends nothing and returns false
     /// (the shell simply drops the socket).
     pub fn close(&mut self, out: &mut Vec<u8>) -> bool {
         let core = &mut self.core;
@@ -407,12 +407,12 @@ impl ClientSession {
     }
 
     /// The state of the current connection.
-    pub fn state(&self) -> ClientState {
+    pub fn state(&self) -> RelpClientState {
         match self.core.connection {
-            Connection::Disconnected => ClientState::Disconnected,
-            Connection::Opening { .. } => ClientState::Opening,
-            Connection::Open => ClientState::Open,
-            Connection::Closing { .. } => ClientState::Closing,
+            Connection::Disconnected => RelpClientState::Disconnected,
+            Connection::Opening { .. } => RelpClientState::Opening,
+            Connection::Open => RelpClientState::Open,
+            Connection::Closing { .. } => RelpClientState::Closing,
         }
     }
 
@@ -440,8 +440,8 @@ impl ClientSession {
     }
 
     /// The counters.
-    pub fn stats(&self) -> ClientStats {
-        ClientStats {
+    pub fn stats(&self) -> RelpClientStats {
+        RelpClientStats {
             pending: self.core.pending.len(),
             in_flight: self.core.in_flight.len(),
             ..self.core.stats
@@ -473,7 +473,7 @@ impl Core {
             Command::Rsp => self.on_response(frame.txnr, frame.data),
             Command::ServerClose => {
                 self.drop_connection();
-                self.events.push_back(Event::ServerClosed);
+                self.events.push_back(RelpClientEvent::ServerClosed);
                 Ok(())
             }
             other => Err(Error::UnexpectedCommand {
@@ -495,13 +495,13 @@ impl Core {
                 check_syslog_offers(response.data)?;
                 self.connection = Connection::Open;
                 self.stats.connections += 1;
-                self.events.push_back(Event::Opened);
+                self.events.push_back(RelpClientEvent::Opened);
                 Ok(())
             }
             Connection::Closing { close_txnr } if txnr == close_txnr => {
                 // librelp answers close with an empty rsp; any answer ends the session.
                 self.drop_connection();
-                self.events.push_back(Event::Closed);
+                self.events.push_back(RelpClientEvent::Closed);
                 Ok(())
             }
             Connection::Open | Connection::Closing { .. } => self.on_message_response(txnr, data),
@@ -525,19 +525,19 @@ impl Core {
         let id = entry.message.id;
         if response.is_ok() {
             self.stats.acked += 1;
-            if let Some(Event::Acked { first, count }) = self.events.back_mut()
+            if let Some(RelpClientEvent::Acked { first, count }) = self.events.back_mut()
                 && first.0.checked_add(*count) == Some(id.0)
             {
                 *count += 1;
                 return Ok(());
             }
-            self.events.push_back(Event::Acked {
+            self.events.push_back(RelpClientEvent::Acked {
                 first: id,
                 count: 1,
             });
         } else {
             self.stats.rejected += 1;
-            self.events.push_back(Event::Rejected {
+            self.events.push_back(RelpClientEvent::Rejected {
                 id,
                 code: response.code,
                 text: String::from_utf8_lossy(response.text).into_owned(),
@@ -556,14 +556,14 @@ mod tests {
 
     #[test]
     fn transaction_numbers_wrap_from_max_to_one_within_a_connection() {
-        let mut client = ClientSession::new(ClientConfig::default()).unwrap();
+        let mut client = RelpClientSession::new(RelpClientConfig::default()).unwrap();
         client.connect();
         let mut out = Vec::new();
         client.poll_transmit(&mut out);
         client
             .handle_input(b"1 rsp 53 200 OK\nrelp_version=0\nrelp_software=x\ncommands=syslog\n")
             .unwrap();
-        assert_eq!(client.poll_event(), Some(Event::Opened));
+        assert_eq!(client.poll_event(), Some(RelpClientEvent::Opened));
         client.core.txnr = MAX_TXNR;
         client.send(b"a".to_vec()).unwrap();
         client.send(b"b".to_vec()).unwrap();
@@ -575,7 +575,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             client.poll_event(),
-            Some(Event::Acked {
+            Some(RelpClientEvent::Acked {
                 first: MessageId(0),
                 count: 2
             })

@@ -8,9 +8,9 @@
 //! - [`frame`]: the wire format, `TXNR SP COMMAND SP DATALEN [SP DATA] LF`, with an encoder
 //!   and an incremental decoder, plus the `rsp` data format.
 //! - [`offer`]: the `name=value` offers exchanged by `open`.
-//! - [`client`]: [`ClientSession`], the sender (used by the flotilla logger): window,
+//! - [`client`]: [`RelpClientSession`], the sender (used by the flotilla logger): window,
 //!   acknowledgements, resend of unacknowledged messages on the next connection.
-//! - [`server`]: [`ServerSession`], the receiver for one connection (used by the flotilla
+//! - [`server`]: [`RelpServerSession`], the receiver for one connection (used by the flotilla
 //!   log service, and as an in-process peer in tests).
 //!
 //! The sessions take bytes in (`handle_input`), hand bytes out (`poll_transmit`, ready for
@@ -19,10 +19,10 @@
 //! is `no_std` and needs only `alloc`.
 //!
 //! ```
-//! use flotilla_relp::{ClientConfig, ClientSession, Event, ServerConfig, ServerEvent, ServerSession};
+//! use flotilla_relp::{RelpClientConfig, RelpClientSession, RelpClientEvent, RelpServerConfig, RelpServerEvent, RelpServerSession};
 //!
-//! let mut client = ClientSession::new(ClientConfig::default())?;
-//! let mut server = ServerSession::new(ServerConfig::default())?;
+//! let mut client = RelpClientSession::new(RelpClientConfig::default())?;
+//! let mut server = RelpServerSession::new(RelpServerConfig::default())?;
 //! let (mut to_server, mut to_client) = (Vec::new(), Vec::new());
 //!
 //! client.connect();
@@ -35,10 +35,10 @@
 //!     client.handle_input(&to_client)?;
 //!     to_client.clear();
 //! }
-//! assert!(matches!(server.poll_event(), Some(ServerEvent::Opened { .. })));
-//! assert!(matches!(server.poll_event(), Some(ServerEvent::Syslog { .. })));
-//! assert_eq!(client.poll_event(), Some(Event::Opened));
-//! assert_eq!(client.poll_event(), Some(Event::Acked { first: id, count: 1 }));
+//! assert!(matches!(server.poll_event(), Some(RelpServerEvent::Opened { .. })));
+//! assert!(matches!(server.poll_event(), Some(RelpServerEvent::Syslog { .. })));
+//! assert_eq!(client.poll_event(), Some(RelpClientEvent::Opened));
+//! assert_eq!(client.poll_event(), Some(RelpClientEvent::Acked { first: id, count: 1 }));
 //! assert!(client.is_idle());
 //! # Ok::<(), flotilla_relp::Error>(())
 //! ```
@@ -53,7 +53,10 @@ pub mod frame;
 pub mod offer;
 pub mod server;
 
-pub use client::{ClientConfig, ClientSession, ClientState, ClientStats, Event, MessageId};
+pub use client::{
+    MessageId, RelpClientConfig, RelpClientEvent, RelpClientSession, RelpClientState,
+    RelpClientStats,
+};
 pub use error::{Error, FrameField};
 pub use frame::{Command, Frame, FrameDecoder, Response};
-pub use server::{ServerConfig, ServerEvent, ServerSession};
+pub use server::{RelpServerConfig, RelpServerEvent, RelpServerSession};

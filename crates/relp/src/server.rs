@@ -1,4 +1,4 @@
-//! The receiving side of RELP as a sans-I/O state machine: [`ServerSession`], one per
+//! The receiving side of RELP as a sans-I/O state machine: [`RelpServerSession`], one per
 //! accepted connection.
 //!
 //! It behaves like librelp's server (rsyslog's imrelp):
@@ -14,10 +14,10 @@
 //!   what librelp's client parses without complaint);
 //! - any other command is answered `500 unknown command` and the session goes on.
 //!
-//! **Acknowledgement.** With [`ServerConfig::auto_ack`] (the default) each `syslog` message
+//! **Acknowledgement.** With [`RelpServerConfig::auto_ack`] (the default) each `syslog` message
 //! is answered `200 OK` as soon as it is decoded. Without it the shell answers each
-//! [`ServerEvent::Syslog`] with [`ack`](ServerSession::ack) or
-//! [`reject`](ServerSession::reject) once the message is safe (stored, forwarded); it may do
+//! [`RelpServerEvent::Syslog`] with [`ack`](RelpServerSession::ack) or
+//! [`reject`](RelpServerSession::reject) once the message is safe (stored, forwarded); it may do
 //! so in any order, and the session still transmits responses in command order, as RELP
 //! requires, holding back answers that overtook an older, unanswered command.
 
@@ -33,9 +33,9 @@ use crate::offer::{
     DEFAULT_SOFTWARE, check_syslog_offers, find_offer, validate_software, write_offers,
 };
 
-/// Settings of a [`ServerSession`].
+/// Settings of a [`RelpServerSession`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerConfig {
+pub struct RelpServerConfig {
     /// Largest frame data accepted (a larger DATALEN is a fatal error).
     pub max_data_len: usize,
     /// The `relp_software` offer sent back on `open`.
@@ -44,9 +44,9 @@ pub struct ServerConfig {
     pub auto_ack: bool,
 }
 
-impl Default for ServerConfig {
+impl Default for RelpServerConfig {
     fn default() -> Self {
-        ServerConfig {
+        RelpServerConfig {
             max_data_len: DEFAULT_MAX_DATA_LEN,
             software: String::from(DEFAULT_SOFTWARE),
             auto_ack: true,
@@ -54,9 +54,9 @@ impl Default for ServerConfig {
     }
 }
 
-/// What happened, reported by [`ServerSession::poll_event`].
+/// What happened, reported by [`RelpServerSession::poll_event`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ServerEvent {
+pub enum RelpServerEvent {
     /// The client opened the session.
     Opened {
         /// The client's `relp_software` offer, if any (lossily decoded).
@@ -107,14 +107,14 @@ enum Phase {
 
 /// The sans-I/O RELP receiver for one connection. See the [module documentation](self).
 #[derive(Debug)]
-pub struct ServerSession {
+pub struct RelpServerSession {
     decoder: FrameDecoder,
     core: Core,
 }
 
 #[derive(Debug)]
 struct Core {
-    config: ServerConfig,
+    config: RelpServerConfig,
     phase: Phase,
     expected_txnr: u32,
     awaiting: VecDeque<Awaiting>,
@@ -122,17 +122,17 @@ struct Core {
     output: Vec<u8>,
     /// Frames in `output`.
     output_frames: usize,
-    events: VecDeque<ServerEvent>,
+    events: VecDeque<RelpServerEvent>,
     received: u64,
 }
 
-impl ServerSession {
+impl RelpServerSession {
     /// A session for a freshly accepted connection. Fails with [`Error::InvalidConfig`] for a
     /// software name that is empty, has a line break, or a comma-separated part over 255
     /// octets.
-    pub fn new(config: ServerConfig) -> Result<Self, Error> {
+    pub fn new(config: RelpServerConfig) -> Result<Self, Error> {
         validate_software(&config.software)?;
-        Ok(ServerSession {
+        Ok(RelpServerSession {
             decoder: FrameDecoder::new(config.max_data_len),
             core: Core {
                 config,
@@ -150,7 +150,7 @@ impl ServerSession {
     /// Feeds bytes read from the socket; results come from [`poll_event`](Self::poll_event)
     /// and responses from [`poll_transmit`](Self::poll_transmit). Bytes after `close` (or
     /// after the session ended) are discarded. A framing error or out-of-sequence TXNR ends
-    /// the session, queues [`ServerEvent::ProtocolError`] and is returned: drop the
+    /// the session, queues [`RelpServerEvent::ProtocolError`] and is returned: drop the
     /// connection.
     pub fn handle_input(&mut self, bytes: &[u8]) -> Result<(), Error> {
         if matches!(self.core.phase, Phase::Closing | Phase::Closed) {
@@ -175,7 +175,7 @@ impl ServerSession {
                     self.core.awaiting.clear();
                     self.core
                         .events
-                        .push_back(ServerEvent::ProtocolError(error.clone()));
+                        .push_back(RelpServerEvent::ProtocolError(error.clone()));
                     return Err(error);
                 }
             }
@@ -183,7 +183,7 @@ impl ServerSession {
     }
 
     /// The next event, oldest first.
-    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+    pub fn poll_event(&mut self) -> Option<RelpServerEvent> {
         self.core.events.pop_front()
     }
 
@@ -277,7 +277,7 @@ impl Core {
                 self.received += 1;
                 let reply = self.config.auto_ack.then_some(Reply::Ok);
                 self.push_awaiting(txnr, reply, false);
-                self.events.push_back(ServerEvent::Syslog {
+                self.events.push_back(RelpServerEvent::Syslog {
                     txnr,
                     message: frame.data.to_vec(),
                 });
@@ -288,7 +288,7 @@ impl Core {
             Command::Close => {
                 self.push_awaiting(txnr, Some(Reply::Ok), true);
                 self.phase = Phase::Closing;
-                self.events.push_back(ServerEvent::Closed);
+                self.events.push_back(RelpServerEvent::Closed);
             }
             Command::Rsp | Command::ServerClose | Command::Other(_) => {
                 self.push_awaiting(txnr, Some(text_reply("500 unknown command")), false);
@@ -316,7 +316,7 @@ impl Core {
                 let client_software = find_offer(offers, "relp_software")
                     .map(|offer| String::from_utf8_lossy(offer.value).into_owned());
                 self.events
-                    .push_back(ServerEvent::Opened { client_software });
+                    .push_back(RelpServerEvent::Opened { client_software });
             }
             Err(reason) => {
                 let text = match reason {
@@ -326,7 +326,8 @@ impl Core {
                     _ => "500 invalid relp_version offer",
                 };
                 self.push_awaiting(txnr, Some(text_reply(text)), false);
-                self.events.push_back(ServerEvent::OpenRefused { reason });
+                self.events
+                    .push_back(RelpServerEvent::OpenRefused { reason });
             }
         }
     }

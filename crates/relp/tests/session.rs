@@ -7,55 +7,55 @@ use std::collections::HashMap;
 
 use flotilla_relp::offer::DEFAULT_SOFTWARE;
 use flotilla_relp::{
-    ClientConfig, ClientSession, ClientState, Error, Event, MessageId, ServerConfig, ServerEvent,
-    ServerSession,
+    Error, MessageId, RelpClientConfig, RelpClientEvent, RelpClientSession, RelpClientState,
+    RelpServerConfig, RelpServerEvent, RelpServerSession,
 };
 
 const LIBRELP_OPEN_RSP: &[u8] = b"1 rsp 93 200 OK\nrelp_version=0\nrelp_software=librelp,1.11.0,http://librelp.adiscon.com\ncommands=syslog\n";
 
-fn client_with(window: usize, capacity: usize) -> ClientSession {
-    ClientSession::new(ClientConfig {
+fn client_with(window: usize, capacity: usize) -> RelpClientSession {
+    RelpClientSession::new(RelpClientConfig {
         window,
         capacity,
-        ..ClientConfig::default()
+        ..RelpClientConfig::default()
     })
     .unwrap()
 }
 
-fn transmit(client: &mut ClientSession) -> Vec<u8> {
+fn transmit(client: &mut RelpClientSession) -> Vec<u8> {
     let mut out = Vec::new();
     client.poll_transmit(&mut out);
     out
 }
 
-fn events(client: &mut ClientSession) -> Vec<Event> {
+fn events(client: &mut RelpClientSession) -> Vec<RelpClientEvent> {
     std::iter::from_fn(|| client.poll_event()).collect()
 }
 
-fn server_events(server: &mut ServerSession) -> Vec<ServerEvent> {
+fn server_events(server: &mut RelpServerSession) -> Vec<RelpServerEvent> {
     std::iter::from_fn(|| server.poll_event()).collect()
 }
 
 /// A client whose session is open against librelp's exact `open` response.
-fn open_client(window: usize, capacity: usize) -> ClientSession {
+fn open_client(window: usize, capacity: usize) -> RelpClientSession {
     let mut client = client_with(window, capacity);
     client.connect();
     transmit(&mut client);
     client.handle_input(LIBRELP_OPEN_RSP).unwrap();
-    assert_eq!(events(&mut client), vec![Event::Opened]);
+    assert_eq!(events(&mut client), vec![RelpClientEvent::Opened]);
     client
 }
 
 #[test]
 fn client_open_offer_matches_librelp_layout() {
-    let mut client = ClientSession::new(ClientConfig {
+    let mut client = RelpClientSession::new(RelpClientConfig {
         software: "librelp,1.11.0,http://librelp.adiscon.com".into(),
-        ..ClientConfig::default()
+        ..RelpClientConfig::default()
     })
     .unwrap();
-    assert_eq!(client.state(), ClientState::Disconnected);
+    assert_eq!(client.state(), RelpClientState::Disconnected);
     client.connect();
-    assert_eq!(client.state(), ClientState::Opening);
+    assert_eq!(client.state(), RelpClientState::Opening);
     assert_eq!(
         transmit(&mut client),
         b"1 open 86 relp_version=0\nrelp_software=librelp,1.11.0,http://librelp.adiscon.com\ncommands=syslog\n"
@@ -66,8 +66,8 @@ fn client_open_offer_matches_librelp_layout() {
 
 #[test]
 fn handshake_and_one_message_produce_the_expected_bytes_both_ways() {
-    let mut client = ClientSession::new(ClientConfig::default()).unwrap();
-    let mut server = ServerSession::new(ServerConfig::default()).unwrap();
+    let mut client = RelpClientSession::new(RelpClientConfig::default()).unwrap();
+    let mut server = RelpServerSession::new(RelpServerConfig::default()).unwrap();
     let id = client.send(b"<13>1 - h a - - - hi".to_vec()).unwrap();
     client.connect();
 
@@ -80,7 +80,7 @@ fn handshake_and_one_message_produce_the_expected_bytes_both_ways() {
     server.handle_input(&open).unwrap();
     assert_eq!(
         server_events(&mut server),
-        vec![ServerEvent::Opened {
+        vec![RelpServerEvent::Opened {
             client_software: Some(DEFAULT_SOFTWARE.into())
         }]
     );
@@ -90,13 +90,13 @@ fn handshake_and_one_message_produce_the_expected_bytes_both_ways() {
     assert_eq!(reply, format!("1 rsp {} {body}\n", body.len()).into_bytes());
 
     client.handle_input(&reply).unwrap();
-    assert_eq!(events(&mut client), vec![Event::Opened]);
+    assert_eq!(events(&mut client), vec![RelpClientEvent::Opened]);
     let syslog = transmit(&mut client);
     assert_eq!(syslog, b"2 syslog 20 <13>1 - h a - - - hi\n");
     server.handle_input(&syslog).unwrap();
     assert_eq!(
         server_events(&mut server),
-        vec![ServerEvent::Syslog {
+        vec![RelpServerEvent::Syslog {
             txnr: 2,
             message: b"<13>1 - h a - - - hi".to_vec()
         }]
@@ -107,7 +107,7 @@ fn handshake_and_one_message_produce_the_expected_bytes_both_ways() {
     client.handle_input(&ack).unwrap();
     assert_eq!(
         events(&mut client),
-        vec![Event::Acked {
+        vec![RelpClientEvent::Acked {
             first: id,
             count: 1
         }]
@@ -158,11 +158,11 @@ fn window_limits_frames_in_flight() {
 
 #[test]
 fn queue_refuses_beyond_capacity_and_oversize_messages() {
-    let mut client = ClientSession::new(ClientConfig {
+    let mut client = RelpClientSession::new(RelpClientConfig {
         window: 2,
         capacity: 3,
         max_message_len: 5,
-        ..ClientConfig::default()
+        ..RelpClientConfig::default()
     })
     .unwrap();
     assert_eq!(
@@ -183,42 +183,42 @@ fn queue_refuses_beyond_capacity_and_oversize_messages() {
 #[test]
 fn invalid_configs_are_refused() {
     let bad = [
-        ClientConfig {
+        RelpClientConfig {
             window: 0,
-            ..ClientConfig::default()
+            ..RelpClientConfig::default()
         },
-        ClientConfig {
+        RelpClientConfig {
             window: 10,
             capacity: 5,
-            ..ClientConfig::default()
+            ..RelpClientConfig::default()
         },
-        ClientConfig {
+        RelpClientConfig {
             max_message_len: 1_000_000_000,
-            ..ClientConfig::default()
+            ..RelpClientConfig::default()
         },
-        ClientConfig {
+        RelpClientConfig {
             software: String::new(),
-            ..ClientConfig::default()
+            ..RelpClientConfig::default()
         },
-        ClientConfig {
+        RelpClientConfig {
             software: "a\nb".into(),
-            ..ClientConfig::default()
+            ..RelpClientConfig::default()
         },
-        ClientConfig {
+        RelpClientConfig {
             software: "x".repeat(256),
-            ..ClientConfig::default()
+            ..RelpClientConfig::default()
         },
     ];
     for config in bad {
         assert!(matches!(
-            ClientSession::new(config),
+            RelpClientSession::new(config),
             Err(Error::InvalidConfig { .. })
         ));
     }
     assert!(matches!(
-        ServerSession::new(ServerConfig {
+        RelpServerSession::new(RelpServerConfig {
             software: String::new(),
-            ..ServerConfig::default()
+            ..RelpServerConfig::default()
         }),
         Err(Error::InvalidConfig { .. })
     ));
@@ -239,17 +239,17 @@ fn consecutive_acks_merge_and_rejections_drop_the_message() {
     assert_eq!(
         events(&mut client),
         vec![
-            Event::Acked {
+            RelpClientEvent::Acked {
                 first: ids[0],
                 count: 2
             },
-            Event::Rejected {
+            RelpClientEvent::Rejected {
                 id: ids[2],
                 code: 500,
                 text: "command disabled".into(),
                 message: b"m2".to_vec()
             },
-            Event::Acked {
+            RelpClientEvent::Acked {
                 first: ids[3],
                 count: 2
             },
@@ -285,14 +285,14 @@ fn serverclose_requeues_in_flight_messages_for_resend_after_the_next_open() {
     assert_eq!(
         events(&mut client),
         vec![
-            Event::Acked {
+            RelpClientEvent::Acked {
                 first: ids[0],
                 count: 1
             },
-            Event::ServerClosed
+            RelpClientEvent::ServerClosed
         ]
     );
-    assert_eq!(client.state(), ClientState::Disconnected);
+    assert_eq!(client.state(), RelpClientState::Disconnected);
     assert_eq!((client.in_flight_count(), client.pending_count()), (0, 3));
     client.send(b"new".to_vec()).unwrap();
 
@@ -335,32 +335,32 @@ fn connection_lost_requeues_in_original_order() {
 
 #[test]
 fn graceful_close_against_our_server_and_against_librelp_bytes() {
-    let mut client = ClientSession::new(ClientConfig::default()).unwrap();
-    let mut server = ServerSession::new(ServerConfig::default()).unwrap();
+    let mut client = RelpClientSession::new(RelpClientConfig::default()).unwrap();
+    let mut server = RelpServerSession::new(RelpServerConfig::default()).unwrap();
     client.connect();
     let mut wire = transmit(&mut client);
     server.handle_input(&wire).unwrap();
     wire.clear();
     server.poll_transmit(&mut wire);
     client.handle_input(&wire).unwrap();
-    assert_eq!(events(&mut client), vec![Event::Opened]);
+    assert_eq!(events(&mut client), vec![RelpClientEvent::Opened]);
 
     let mut close = Vec::new();
     assert!(client.close(&mut close));
     assert_eq!(close, b"2 close 0\n");
-    assert_eq!(client.state(), ClientState::Closing);
+    assert_eq!(client.state(), RelpClientState::Closing);
     server.handle_input(&close).unwrap();
     assert_eq!(
         server_events(&mut server).last(),
-        Some(&ServerEvent::Closed)
+        Some(&RelpServerEvent::Closed)
     );
     let mut reply = Vec::new();
     server.poll_transmit(&mut reply);
     assert_eq!(reply, b"2 rsp 6 200 OK\n0 serverclose 0\n");
     assert!(server.is_closed());
     client.handle_input(&reply).unwrap();
-    assert_eq!(events(&mut client), vec![Event::Closed]);
-    assert_eq!(client.state(), ClientState::Disconnected);
+    assert_eq!(events(&mut client), vec![RelpClientEvent::Closed]);
+    assert_eq!(client.state(), RelpClientState::Disconnected);
     assert!(!client.close(&mut close), "close is only for open sessions");
 
     // librelp answers close with an empty rsp, then serverclose.
@@ -368,7 +368,7 @@ fn graceful_close_against_our_server_and_against_librelp_bytes() {
     let mut close = Vec::new();
     client.close(&mut close);
     client.handle_input(b"2 rsp 0\n0 serverclose 0\n").unwrap();
-    assert_eq!(events(&mut client), vec![Event::Closed]);
+    assert_eq!(events(&mut client), vec![RelpClientEvent::Closed]);
 }
 
 #[test]
@@ -397,9 +397,9 @@ fn client_protocol_errors_drop_the_connection_and_keep_messages() {
         assert_eq!(client.handle_input(input).as_ref(), Err(expected));
         assert_eq!(
             events(&mut client),
-            vec![Event::ProtocolError(expected.clone())]
+            vec![RelpClientEvent::ProtocolError(expected.clone())]
         );
-        assert_eq!(client.state(), ClientState::Disconnected);
+        assert_eq!(client.state(), RelpClientState::Disconnected);
         assert_eq!(client.pending_count(), 1);
     }
 }
@@ -443,13 +443,13 @@ fn refused_or_incomplete_open_is_a_protocol_error() {
             Err(expected),
             "{input:?}"
         );
-        assert_eq!(client.state(), ClientState::Disconnected);
+        assert_eq!(client.state(), RelpClientState::Disconnected);
     }
 }
 
 #[test]
 fn server_answers_like_librelp_for_odd_commands() {
-    let mut server = ServerSession::new(ServerConfig::default()).unwrap();
+    let mut server = RelpServerSession::new(RelpServerConfig::default()).unwrap();
     server.handle_input(b"1 syslog 1 x\n").unwrap();
     server
         .handle_input(b"2 open 34 relp_version=0\ncommands=syslog,foo\n3 bogus 0\n4 open 14 relp_version=0\n5 syslog 1 y\n")
@@ -466,10 +466,10 @@ fn server_answers_like_librelp_for_odd_commands() {
     assert_eq!(
         server_events(&mut server),
         vec![
-            ServerEvent::Opened {
+            RelpServerEvent::Opened {
                 client_software: None
             },
-            ServerEvent::Syslog {
+            RelpServerEvent::Syslog {
                 txnr: 5,
                 message: b"y".to_vec()
             },
@@ -480,7 +480,7 @@ fn server_answers_like_librelp_for_odd_commands() {
 
 #[test]
 fn server_refuses_open_without_syslog_command() {
-    let mut server = ServerSession::new(ServerConfig::default()).unwrap();
+    let mut server = RelpServerSession::new(RelpServerConfig::default()).unwrap();
     server.handle_input(b"1 open 14 relp_version=0\n").unwrap();
     let mut out = Vec::new();
     server.poll_transmit(&mut out);
@@ -490,7 +490,7 @@ fn server_refuses_open_without_syslog_command() {
     );
     assert_eq!(
         server_events(&mut server),
-        vec![ServerEvent::OpenRefused {
+        vec![RelpServerEvent::OpenRefused {
             reason: Error::MissingOffer {
                 offer: "commands=syslog"
             }
@@ -501,7 +501,7 @@ fn server_refuses_open_without_syslog_command() {
 
 #[test]
 fn server_rejects_out_of_sequence_txnr() {
-    let mut server = ServerSession::new(ServerConfig::default()).unwrap();
+    let mut server = RelpServerSession::new(RelpServerConfig::default()).unwrap();
     let error = server.handle_input(b"2 open 0\n").unwrap_err();
     assert_eq!(
         error,
@@ -512,16 +512,16 @@ fn server_rejects_out_of_sequence_txnr() {
     );
     assert_eq!(
         server_events(&mut server),
-        vec![ServerEvent::ProtocolError(error)]
+        vec![RelpServerEvent::ProtocolError(error)]
     );
     assert!(server.is_closed());
 }
 
 #[test]
 fn manual_acks_are_transmitted_in_command_order() {
-    let mut server = ServerSession::new(ServerConfig {
+    let mut server = RelpServerSession::new(RelpServerConfig {
         auto_ack: false,
-        ..ServerConfig::default()
+        ..RelpServerConfig::default()
     })
     .unwrap();
     server
@@ -547,7 +547,7 @@ fn manual_acks_are_transmitted_in_command_order() {
 
 #[test]
 fn server_initiated_close_sends_the_hint() {
-    let mut server = ServerSession::new(ServerConfig::default()).unwrap();
+    let mut server = RelpServerSession::new(RelpServerConfig::default()).unwrap();
     server
         .handle_input(b"1 open 30 relp_version=0\ncommands=syslog\n")
         .unwrap();
@@ -564,7 +564,7 @@ fn server_initiated_close_sends_the_hint() {
     assert!(
         server_events(&mut server)
             .iter()
-            .all(|e| !matches!(e, ServerEvent::Syslog { .. }))
+            .all(|e| !matches!(e, RelpServerEvent::Syslog { .. }))
     );
 }
 
@@ -600,7 +600,7 @@ fn take_chunk(rng: &mut Rng, pipe: &mut Vec<u8>) -> Vec<u8> {
 fn run_simulation(seed: u64, total: usize, window: usize, capacity: usize) {
     let mut rng = Rng(seed);
     let mut client = client_with(window, capacity);
-    let mut server = ServerSession::new(ServerConfig::default()).unwrap();
+    let mut server = RelpServerSession::new(RelpServerConfig::default()).unwrap();
     let mut to_server: Vec<u8> = Vec::new();
     let mut to_client: Vec<u8> = Vec::new();
     let mut ids: Vec<MessageId> = Vec::with_capacity(total);
@@ -638,7 +638,7 @@ fn run_simulation(seed: u64, total: usize, window: usize, capacity: usize) {
         let chunk = take_chunk(&mut rng, &mut to_server);
         server.handle_input(&chunk).unwrap();
         while let Some(event) = server.poll_event() {
-            if let ServerEvent::Syslog { message, .. } = event {
+            if let RelpServerEvent::Syslog { message, .. } = event {
                 let text = String::from_utf8(message).unwrap();
                 let n: usize = text.rsplit(' ').next().unwrap().parse().unwrap();
                 *received.entry(n).or_default() += 1;
@@ -651,15 +651,15 @@ fn run_simulation(seed: u64, total: usize, window: usize, capacity: usize) {
         let mut reconnect = false;
         while let Some(event) = client.poll_event() {
             match event {
-                Event::Acked { first, count } => {
+                RelpClientEvent::Acked { first, count } => {
                     for id in first.get()..first.get() + count {
                         let slot = &mut acked[id as usize];
                         assert!(!*slot, "message {id} acked twice");
                         *slot = true;
                     }
                 }
-                Event::ServerClosed => reconnect = true,
-                Event::Opened => {}
+                RelpClientEvent::ServerClosed => reconnect = true,
+                RelpClientEvent::Opened => {}
                 other => panic!("unexpected event {other:?}"),
             }
         }
@@ -677,7 +677,7 @@ fn run_simulation(seed: u64, total: usize, window: usize, capacity: usize) {
         if reconnect {
             to_server.clear();
             to_client.clear();
-            server = ServerSession::new(ServerConfig::default()).unwrap();
+            server = RelpServerSession::new(RelpServerConfig::default()).unwrap();
             client.connect();
         }
     }

@@ -1,17 +1,17 @@
 //! A RELP client sending arbitrary bytes in arbitrary pieces to logd's server session
 //! (acknowledgements given by the shell): never a panic; every `syslog` event is answered.
 #![no_main]
-use flotilla_relp::{ServerConfig, ServerEvent, ServerSession};
+use flotilla_relp::{RelpServerConfig, RelpServerEvent, RelpServerSession};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&chunk, data)) = data.split_first() else {
         return;
     };
-    let Ok(mut session) = ServerSession::new(ServerConfig {
+    let Ok(mut session) = RelpServerSession::new(RelpServerConfig {
         max_data_len: 4096,
         auto_ack: false,
-        ..ServerConfig::default()
+        ..RelpServerConfig::default()
     }) else {
         return;
     };
@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     for c in data.chunks(usize::from(chunk) + 1) {
         let failed = session.handle_input(c).is_err();
         while let Some(event) = session.poll_event() {
-            if let ServerEvent::Syslog { txnr, .. } = event {
+            if let RelpServerEvent::Syslog { txnr, .. } = event {
                 let _ = session.ack(txnr);
             }
         }

@@ -341,11 +341,11 @@ fn relp_no_ack(addr: SocketAddr) -> Collector {
 }
 
 fn serve_relp_no_ack(mut s: TcpStream, peer: SocketAddr, store: &Store, stop: &AtomicBool) {
-    let config = flotilla_relp::ServerConfig {
+    let config = flotilla_relp::RelpServerConfig {
         auto_ack: false,
-        ..flotilla_relp::ServerConfig::default()
+        ..flotilla_relp::RelpServerConfig::default()
     };
-    let mut session = flotilla_relp::ServerSession::new(config).unwrap();
+    let mut session = flotilla_relp::RelpServerSession::new(config).unwrap();
     let mut buf = vec![0u8; 64 * 1024];
     let mut out = Vec::new();
     while !stop.load(Ordering::SeqCst) {
@@ -366,7 +366,7 @@ fn serve_relp_no_ack(mut s: TcpStream, peer: SocketAddr, store: &Store, stop: &A
             return;
         }
         while let Some(ev) = session.poll_event() {
-            if let flotilla_relp::ServerEvent::Syslog { message, .. } = ev {
+            if let flotilla_relp::RelpServerEvent::Syslog { message, .. } = ev {
                 store_frame(store, &message, Transport::Relp, peer);
             }
         }
