@@ -343,15 +343,18 @@ async fn measure(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let clients_per_frontend: Vec<usize> = addrs
-        .iter()
-        .map(|addr| {
-            clients
-                .iter()
-                .filter(|c| c.frontend_addr() == Some(*addr))
-                .count()
-        })
-        .collect();
+    let count_per_frontend = |clients: &[FleetClient]| -> Vec<usize> {
+        addrs
+            .iter()
+            .map(|addr| {
+                clients
+                    .iter()
+                    .filter(|c| c.frontend_addr() == Some(*addr))
+                    .count()
+            })
+            .collect()
+    };
+    let clients_per_frontend = count_per_frontend(&clients);
     let victim_addr = addrs
         .first()
         .copied()
@@ -457,15 +460,7 @@ async fn measure(
         }
         snapshots += usize::from(track.snapshot_after_move);
     }
-    let clients_per_frontend_after: Vec<usize> = addrs
-        .iter()
-        .map(|addr| {
-            clients
-                .iter()
-                .filter(|c| c.frontend_addr() == Some(*addr))
-                .count()
-        })
-        .collect();
+    let clients_per_frontend_after = count_per_frontend(&clients);
     let spread_sigma_before = worst_sigma(&clients_per_frontend);
     let spread_sigma_after = worst_sigma(clients_per_frontend_after.get(1..).unwrap_or(&[]));
     let lost_elsewhere = (0..tracks.len())

@@ -23,10 +23,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
-use flotilla_conn::{Clock, KeepAliveAction, KeepAliveConfig, negotiate_version};
-use flotilla_wire::{
-    ClientToFrontend, Decoder, ErrorCode, FrontendToClient, Message, PROTOCOL_VERSION, WorldId,
-};
+use flotilla_conn::{Clock, KeepAliveAction, KeepAliveConfig};
+use flotilla_wire::{ClientToFrontend, Decoder, ErrorCode, FrontendToClient, Message, WorldId};
 use flotilla_world::{Position, Replica};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
@@ -39,7 +37,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use crate::config::ClientConfig;
 use crate::error::ClientError;
 use crate::events::{ClientEvent, ClientEvents, DisconnectReason, is_lossless};
-use crate::session::{ClientSession, Fatal, WorldCounters};
+use crate::session::{ClientSession, Fatal, HandshakeError, WorldCounters};
 use flotilla_link::outbox::{FrameKind, LinkCounters, Outbox, PushError, run_writer};
 
 /// Bytes reserved in the receive buffer before each read.
@@ -478,26 +476,20 @@ async fn handshake(
         .map_err(|_| ClientError::Timeout("sending hello"))??;
     loop {
         if let Some(message) = decoder.next_message::<FrontendToClient>()? {
-            return match message {
-                FrontendToClient::Welcome {
-                    version,
-                    session_token,
-                    resumed,
-                    server_id,
-                } => {
-                    if negotiate_version(version, PROTOCOL_VERSION..=PROTOCOL_VERSION).is_err() {
-                        return Err(ClientError::UnsupportedVersion(version));
-                    }
-                    lock(session).on_welcome(session_token.clone());
-                    Ok(Welcome {
-                        session_token,
-                        resumed,
-                        server_id,
-                    })
+            return match lock(session).on_handshake(message) {
+                Ok(welcomed) => Ok(Welcome {
+                    session_token: welcomed.session_token,
+                    resumed: welcomed.resumed,
+                    server_id: welcomed.server_id,
+                }),
+                Err(HandshakeError::Refused { code, text }) => {
+                    Err(ClientError::Refused { code, text })
                 }
-                FrontendToClient::Error { code, text } => Err(ClientError::Refused { code, text }),
-                other => Err(ClientError::UnexpectedFrame {
-                    frame: other.frame_type(),
+                Err(HandshakeError::UnsupportedVersion(version)) => {
+                    Err(ClientError::UnsupportedVersion(version))
+                }
+                Err(HandshakeError::Unexpected(frame)) => Err(ClientError::UnexpectedFrame {
+                    frame,
                     during: "before Welcome",
                 }),
             };

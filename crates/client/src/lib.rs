@@ -95,7 +95,9 @@ pub use events::{ClientEvent, ClientEvents, DisconnectReason};
 pub use failover::{Failover, FailoverPolicy, Step};
 pub use fleet::{FleetClient, FleetConfig, FleetStats, FrontendSource};
 pub use machine::{ClientInput, ClientMachine, ClientMachineConfig, ClientOutput};
-pub use session::{ClientSession, Fatal, Handled, ReplicaMode, WorldCounters};
+pub use session::{
+    ClientSession, Fatal, Handled, HandshakeError, ReplicaMode, Welcomed, WorldCounters,
+};
 
 pub use flotilla_wire::WorldId;
 pub use flotilla_world::Position;

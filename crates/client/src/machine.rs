@@ -20,13 +20,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use flotilla_conn::{Instant, KeepAlive, KeepAliveAction, KeepAliveConfig, Machine, Timeout};
-use flotilla_wire::{
-    ClientToFrontend, Decoder, ErrorCode, FrontendToClient, Message, PROTOCOL_VERSION, WorldId,
-};
+use flotilla_wire::{ClientToFrontend, Decoder, ErrorCode, FrontendToClient, Message, WorldId};
 
 use crate::events::ClientEvent;
 use crate::failover::{Failover, FailoverPolicy, Step};
-use crate::session::{ClientSession, Fatal, ReplicaMode};
+use crate::session::{ClientSession, Fatal, HandshakeError, ReplicaMode};
 
 /// The settings of a [`ClientMachine`].
 #[derive(Debug, Clone)]
@@ -343,24 +341,13 @@ impl ClientMachine {
     }
 
     fn on_handshake(&mut self, now: Instant, message: FrontendToClient) {
-        match message {
-            FrontendToClient::Welcome {
-                version,
-                session_token,
-                resumed,
-                server_id,
-            } => {
-                if let Err(error) =
-                    flotilla_conn::negotiate_version(version, PROTOCOL_VERSION..=PROTOCOL_VERSION)
-                {
-                    return self.fail(now, ErrorCode::UnsupportedVersion, error.to_string());
-                }
+        match self.session.on_handshake(message) {
+            Ok(welcomed) => {
                 let Some(connection) = self.connection.as_mut() else {
                     return;
                 };
                 connection.phase = Phase::Open;
                 let frontend = connection.frontend;
-                self.session.on_welcome(session_token);
                 let after = self.failover.on_connected(frontend, now.as_duration());
                 for message in self.session.resume_subscriptions() {
                     self.send(now, &message);
@@ -370,18 +357,23 @@ impl ClientMachine {
                 }
                 self.outputs.push_back(ClientOutput::Welcomed {
                     frontend,
-                    server_id,
-                    resumed,
+                    server_id: welcomed.server_id,
+                    resumed: welcomed.resumed,
                     after,
                 });
             }
-            FrontendToClient::Error { code, text } => {
+            Err(HandshakeError::Refused { code, text }) => {
                 self.drop_connection(now, format!("{code:?}: {text}"), true);
             }
-            other => self.fail(
+            Err(HandshakeError::UnsupportedVersion(version)) => self.fail(
+                now,
+                ErrorCode::UnsupportedVersion,
+                format!("protocol version {version} is not supported"),
+            ),
+            Err(HandshakeError::Unexpected(frame)) => self.fail(
                 now,
                 ErrorCode::UnexpectedFrame,
-                format!("{:?} before Welcome", other.frame_type()),
+                format!("{frame:?} before Welcome"),
             ),
         }
     }

@@ -119,6 +119,33 @@ pub struct Handled {
     pub replies: Vec<ClientToFrontend>,
 }
 
+/// A front-end's `Welcome`, as [`ClientSession::on_handshake`] accepted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Welcomed {
+    /// The session's token (kept by the session for the next hello).
+    pub session_token: Bytes,
+    /// True when the front-end recognised the token: the session moved here.
+    pub resumed: bool,
+    /// The front-end's id.
+    pub server_id: String,
+}
+
+/// Why a handshake failed ([`ClientSession::on_handshake`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandshakeError {
+    /// The front-end answered the hello with `Error`.
+    Refused {
+        /// Its code.
+        code: ErrorCode,
+        /// Its text.
+        text: String,
+    },
+    /// The `Welcome` is of a version this client does not speak.
+    UnsupportedVersion(u32),
+    /// A frame other than `Welcome` or `Error` came first.
+    Unexpected(flotilla_wire::FrameType),
+}
+
 /// A fatal condition from the front-end: the connection must close.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fatal {
@@ -192,6 +219,34 @@ impl ClientSession {
     /// Records the token of a `Welcome`.
     pub fn on_welcome(&mut self, token: Bytes) {
         self.token = Some(token);
+    }
+
+    /// The handshake's rule (PROTOCOL.md section 2) for the front-end's first frame, for
+    /// every client shell: a `Welcome` of a version this client speaks keeps its token and
+    /// says whether the session was resumed; an `Error` is a refusal; anything else is a
+    /// protocol error.
+    pub fn on_handshake(&mut self, message: FrontendToClient) -> Result<Welcomed, HandshakeError> {
+        match message {
+            FrontendToClient::Welcome {
+                version,
+                session_token,
+                resumed,
+                server_id,
+            } => {
+                flotilla_conn::negotiate_version(version, PROTOCOL_VERSION..=PROTOCOL_VERSION)
+                    .map_err(|_| HandshakeError::UnsupportedVersion(version))?;
+                self.on_welcome(session_token.clone());
+                Ok(Welcomed {
+                    session_token,
+                    resumed,
+                    server_id,
+                })
+            }
+            FrontendToClient::Error { code, text } => Err(HandshakeError::Refused { code, text }),
+            other => Err(HandshakeError::Unexpected(
+                flotilla_wire::Message::frame_type(&other),
+            )),
+        }
     }
 
     /// The session token, once welcomed.

@@ -108,16 +108,27 @@ async fn a_recorded_multi_client_run_replays_output_for_output() {
     assert!(report.inputs > 100, "{report:?}");
     assert!(report.outputs_checked > 240, "{report:?}");
 
-    // A recording that does not match its machine is caught: flip one byte of a recorded
-    // frame (the last input records hold frames) and the replay reports a difference or
-    // refuses the record.
+    // A recording that does not match its machine is caught: change one bit of the last
+    // outputs record's digest and the replay names the input after which it differs.
     let file = dir.path().join("rec").join("record-000001.bin");
     let mut data = std::fs::read(&file).unwrap();
-    let middle = data.len() / 2;
-    data[middle] ^= 0x55;
-    std::fs::write(&file, &data).unwrap();
-    match replay(&dir.path().join("rec")) {
-        Ok(report) => assert!(report.mismatch.is_some(), "{report:?}"),
-        Err(error) => assert!(error.to_string().starts_with("recording:"), "{error}"),
+    let mut at = flotilla_frontend::record::MAGIC.len();
+    let mut last_outputs = None;
+    while at + 5 <= data.len() {
+        let len = u32::from_le_bytes(data[at + 1..at + 5].try_into().unwrap()) as usize;
+        if data[at] == b'O' {
+            last_outputs = Some(at + 5);
+        }
+        at += 5 + len;
     }
+    let payload = last_outputs.expect("an outputs record");
+    data[payload + 4] ^= 0x01; // the digest's first byte (after the u32 count)
+    std::fs::write(&file, &data).unwrap();
+    let report = replay(&dir.path().join("rec")).unwrap();
+    let mismatch = report.mismatch.expect("the changed digest is caught");
+    assert!(mismatch.after_input > 0 && mismatch.after_input <= report.inputs);
+    assert_eq!(
+        mismatch.recorded.0, mismatch.replayed.0,
+        "same count, other bytes"
+    );
 }
