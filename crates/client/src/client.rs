@@ -273,7 +273,7 @@ impl Client {
             goodbye.encode_to_bytes(),
             Arc::clone(&sent),
             Clock::process(),
-            KeepAliveConfig::probing(config.ping_interval, config.idle_timeout),
+            client_keep_alive(&config),
         ));
         let (events_tx, events_rx) = mpsc::channel(config.event_queue.max(1));
         let inner = Arc::new(Inner {
@@ -505,6 +505,20 @@ async fn handshake(
             )));
         }
     }
+}
+
+/// The client's side of PROTOCOL.md section 7: probe a front-end not heard from for
+/// `ping_interval`, ping after `quiet_ping_interval` without sending, close after
+/// `idle_timeout` of silence. A zero `ping_interval` disables both pings.
+fn client_keep_alive(config: &ClientConfig) -> KeepAliveConfig {
+    if config.ping_interval.is_zero() {
+        return KeepAliveConfig::new(std::time::Duration::ZERO, config.idle_timeout);
+    }
+    KeepAliveConfig::probing(
+        config.ping_interval,
+        config.quiet_ping_interval.max(config.ping_interval),
+        config.idle_timeout,
+    )
 }
 
 /// How the read loop ends: the reason, and an error frame to send first if any.

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use flotilla_wire::{CLIENT_IDLE_TIMEOUT, CLIENT_PING_INTERVAL, DEFAULT_MAX_FRAME_LEN};
+use flotilla_wire::{
+    CLIENT_IDLE_TIMEOUT, CLIENT_PING_INTERVAL, CLIENT_QUIET_PING_INTERVAL, DEFAULT_MAX_FRAME_LEN,
+};
 
 use crate::session::ReplicaMode;
 
@@ -16,11 +18,14 @@ pub struct ClientConfig {
     pub session_token: Option<Bytes>,
     /// Full replicas, or lean per-world counters only.
     pub mode: ReplicaMode,
-    /// Send a `Ping` after this long without sending anything, and after this long without
-    /// receiving anything unless a ping is already out since the last frame received (so a
-    /// healthy front-end is heard within the idle timeout even while the client keeps
-    /// sending). Zero disables pings.
+    /// Send a `Ping` after this long without receiving anything, unless a ping is already
+    /// out since the last frame received (so a healthy front-end is heard within the idle
+    /// timeout, whatever the client sends). Zero disables pings. Default 0.5 s.
     pub ping_interval: Duration,
+    /// Also send a `Ping` after this long without sending anything, to feed the
+    /// front-end's silence timer (6 s); a client that receives a stream sends only these.
+    /// Default 2 s.
+    pub quiet_ping_interval: Duration,
     /// Close after this long without receiving anything (also bounds the handshake).
     pub idle_timeout: Duration,
     /// Give up connecting after this long.
@@ -87,6 +92,7 @@ impl Default for ClientConfig {
             session_token: None,
             mode: ReplicaMode::Full,
             ping_interval: CLIENT_PING_INTERVAL,
+            quiet_ping_interval: CLIENT_QUIET_PING_INTERVAL,
             idle_timeout: CLIENT_IDLE_TIMEOUT,
             connect_timeout: Duration::from_secs(5),
             max_frame_len: DEFAULT_MAX_FRAME_LEN,

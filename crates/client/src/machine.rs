@@ -33,8 +33,8 @@ pub struct ClientMachineConfig {
     pub client_name: String,
     /// Replicas or counters only.
     pub mode: ReplicaMode,
-    /// The client's keep-alive (default: ping after 0.5 s quiet, probe after 0.5 s unheard,
-    /// close after 1.5 s of silence).
+    /// The client's keep-alive (default: probe after 0.5 s unheard, ping after 2 s without
+    /// sending, close after 1.5 s of silence).
     pub keep_alive: KeepAliveConfig,
     /// A connection not established within this is a failed attempt.
     pub connect_timeout: Duration,
@@ -55,6 +55,7 @@ impl Default for ClientMachineConfig {
             mode: ReplicaMode::Full,
             keep_alive: KeepAliveConfig::probing(
                 flotilla_wire::CLIENT_PING_INTERVAL,
+                flotilla_wire::CLIENT_QUIET_PING_INTERVAL,
                 flotilla_wire::CLIENT_IDLE_TIMEOUT,
             ),
             connect_timeout: Duration::from_secs(5),

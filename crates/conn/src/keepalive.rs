@@ -2,10 +2,12 @@
 //!
 //! - **Ping after quiet**: a side that sent nothing for `ping_after_quiet` sends a `Ping`.
 //! - **Probe the unheard** (the client's side): a side that heard nothing for
-//!   `ping_after_quiet` also pings, unless a ping already went out since the last frame it
-//!   received. So a client that keeps sending inputs still hears its front-end (the pong)
-//!   well within its silence timeout, and a front-end with nothing to say is not taken
-//!   for dead.
+//!   `probe_after_unheard` also pings, unless a ping already went out since the last frame
+//!   it received. So a client that keeps sending inputs still hears its front-end (the
+//!   pong) well within its silence timeout, a front-end with nothing to say is not taken
+//!   for dead, and a client that is receiving a stream sends nothing but the quiet-side
+//!   ping its peer needs (traffic in either direction proves liveness: a client receiving
+//!   batches does not ping twice a second).
 //! - **Close after silence**: nothing received (any whole frame counts, not only `Pong`)
 //!   for `close_after_silence` closes the connection. While the owner does not read the
 //!   peer ([`KeepAlive::pause`]), its silence does not count.
@@ -21,12 +23,13 @@ use crate::Instant;
 /// The intervals of one side of a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeepAliveConfig {
-    /// Send a `Ping` after this long without sending anything. Zero disables pings (and
-    /// probes).
+    /// Send a `Ping` after this long without sending anything (so that the peer's
+    /// silence timer is fed). Zero disables pings (and probes).
     pub ping_after_quiet: Duration,
-    /// Also ping after `ping_after_quiet` without receiving anything, unless a ping is
-    /// already out since the last receive (the client's side of PROTOCOL.md section 7).
-    pub probe_when_unheard: bool,
+    /// Also ping after this long without receiving anything, unless a ping is already out
+    /// since the last receive (the client's side of PROTOCOL.md section 7). `None`: no
+    /// probes.
+    pub probe_after_unheard: Option<Duration>,
     /// Close after this long without receiving anything. [`Duration::MAX`] never closes.
     pub close_after_silence: Duration,
 }
@@ -36,16 +39,21 @@ impl KeepAliveConfig {
     pub const fn new(ping_after_quiet: Duration, close_after_silence: Duration) -> Self {
         Self {
             ping_after_quiet,
-            probe_when_unheard: false,
+            probe_after_unheard: None,
             close_after_silence,
         }
     }
 
-    /// A side that also probes a peer it has not heard from (clients).
-    pub const fn probing(ping_after_quiet: Duration, close_after_silence: Duration) -> Self {
+    /// A side that also probes a peer it has not heard from for `probe_after_unheard`
+    /// (clients: 0.5 s, with a quiet-side ping every 2 s).
+    pub const fn probing(
+        probe_after_unheard: Duration,
+        ping_after_quiet: Duration,
+        close_after_silence: Duration,
+    ) -> Self {
         Self {
             ping_after_quiet,
-            probe_when_unheard: true,
+            probe_after_unheard: Some(probe_after_unheard),
             close_after_silence,
         }
     }
@@ -164,10 +172,11 @@ impl KeepAlive {
             return None;
         }
         let quiet = self.last_sent + self.config.ping_after_quiet;
-        if self.config.probe_when_unheard && !self.ping_out {
-            Some(quiet.min(self.last_received + self.config.ping_after_quiet))
-        } else {
-            Some(quiet)
+        match self.config.probe_after_unheard {
+            Some(probe) if !self.ping_out && !probe.is_zero() => {
+                Some(quiet.min(self.last_received + probe))
+            }
+            _ => Some(quiet),
         }
     }
 
@@ -246,7 +255,10 @@ mod tests {
 
     #[test]
     fn a_probing_side_that_keeps_sending_still_pings_once_per_unheard_interval() {
-        let mut k = KeepAlive::new(KeepAliveConfig::probing(500 * MS, 1500 * MS), at(0));
+        let mut k = KeepAlive::new(
+            KeepAliveConfig::probing(500 * MS, 2000 * MS, 1500 * MS),
+            at(0),
+        );
         // Sending all the time: the quiet-sending rule never fires, the probe does.
         k.on_sent(at(400));
         assert_eq!(k.deadline(), Some(at(500)));
@@ -260,12 +272,32 @@ mod tests {
             Some(KeepAliveAction::Close { .. })
         ));
         // Had the pong come, the probe re-arms from it.
-        let mut k = KeepAlive::new(KeepAliveConfig::probing(500 * MS, 1500 * MS), at(0));
+        let mut k = KeepAlive::new(
+            KeepAliveConfig::probing(500 * MS, 2000 * MS, 1500 * MS),
+            at(0),
+        );
         k.on_sent(at(400));
         assert_eq!(k.poll(at(500)), Some(KeepAliveAction::Ping { nonce: 1 }));
         k.on_received(at(520));
         k.on_sent(at(900));
         assert_eq!(k.deadline(), Some(at(1020)));
+    }
+
+    #[test]
+    fn a_side_that_keeps_hearing_its_peer_pings_only_to_feed_the_peers_silence_timer() {
+        let mut k = KeepAlive::new(
+            KeepAliveConfig::probing(500 * MS, 2000 * MS, 1500 * MS),
+            at(0),
+        );
+        let mut pings = 0;
+        // A batch every 100 ms for 10 s, nothing sent by the application.
+        for t in (100..=10_000).step_by(100) {
+            k.on_received(at(t));
+            while let Some(KeepAliveAction::Ping { .. }) = k.poll(at(t)) {
+                pings += 1;
+            }
+        }
+        assert_eq!(pings, 5, "one ping per 2 s, not two a second");
     }
 
     #[test]

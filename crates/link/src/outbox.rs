@@ -362,7 +362,11 @@ mod tests {
             Bytes::new(),
             Arc::default(),
             clock,
-            KeepAliveConfig::probing(Duration::from_secs(60), Duration::from_secs(600)),
+            KeepAliveConfig::probing(
+                Duration::from_secs(60),
+                Duration::from_secs(60),
+                Duration::from_secs(600),
+            ),
         );
         let first = outbox.keep_alive_deadline().unwrap();
         assert_eq!(outbox.poll_keep_alive(), None, "nothing due yet");

@@ -101,10 +101,15 @@ pub const HELLO_MAX_FRAME_LEN: usize = 4 << 10;
 /// The longest world id, in bytes.
 pub const MAX_WORLD_ID_LEN: usize = 255;
 
-/// Recommended: a client pings its front-end after this long without sending anything,
-/// so that a healthy front-end is heard from (its `Pong`, if nothing else) at least this
-/// often.
+/// Recommended: a client pings its front-end after this long without *receiving*
+/// anything (unless a ping is already out), so that a healthy front-end is heard from
+/// (its `Pong`, if nothing else) at least this often.
 pub const CLIENT_PING_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Recommended: a client also pings after this long without *sending* anything, so that
+/// the front-end's silence timer (6 s) is fed; a client receiving a stream sends nothing
+/// more.
+pub const CLIENT_QUIET_PING_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Recommended: a client gives its front-end up (and fails over to another) after this
 /// long without receiving anything: three missed pings. Short, because a client must be
