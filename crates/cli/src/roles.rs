@@ -18,9 +18,10 @@ pub struct FrontendArgs {
     /// Game servers to connect to: ADDR[,ADDR...].
     #[arg(long, value_delimiter = ',', required = true)]
     game: Vec<String>,
-    /// This front-end's id (shown to clients and game servers).
-    #[arg(long, default_value = "frontend")]
-    id: String,
+    /// This front-end's id (shown to clients and game servers, and in the logs). Default:
+    /// HOSTNAME:PORT of --listen, unique per machine and port.
+    #[arg(long)]
+    id: Option<String>,
     /// Per-connection send budget in bytes; past it a slow observer is resynced.
     #[arg(long, default_value_t = 128 * 1024)]
     send_budget: usize,
@@ -271,17 +272,27 @@ pub fn frontend(args: FrontendArgs) -> Result<()> {
         // that a failing OS random source is an error, not a weak key.
         None => TokenKey::generate()?,
     };
+    let listen: std::net::SocketAddr = args
+        .listen
+        .parse()
+        .with_context(|| format!("--listen {:?}", args.listen))?;
+    let id = args.id.clone().unwrap_or_else(|| {
+        let host = gethostname::gethostname().to_string_lossy().into_owned();
+        let host = if host.is_empty() {
+            listen.ip().to_string()
+        } else {
+            host
+        };
+        format!("{host}:{}", listen.port())
+    });
     let logger = start_logger(&args.log, "flotilla-frontend")?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let config = FrontendConfig {
             token_key,
-            listen: args
-                .listen
-                .parse()
-                .with_context(|| format!("--listen {:?}", args.listen))?,
+            listen,
             game_servers: args.game.clone(),
-            server_id: args.id.clone(),
+            server_id: id.clone(),
             send_budget: args.send_budget,
             max_clients: args.max_clients,
             ..FrontendConfig::default()
@@ -314,12 +325,11 @@ pub fn frontend(args: FrontendArgs) -> Result<()> {
         let mut signals = StopSignals::install()?;
         let server = FrontendServer::bind(config).await?;
         eprintln!(
-            "flotilla frontend {} listening on {}",
-            args.id,
+            "flotilla frontend {id} listening on {}",
             server.local_addr()
         );
         let why = signals.run_for(args.seconds).await;
-        stopping(&format!("frontend {}", args.id), why);
+        stopping(&format!("frontend {id}"), why);
         server.shutdown().await;
         anyhow::Ok(())
     })?;
