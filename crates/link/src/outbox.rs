@@ -144,6 +144,8 @@ impl Outbox {
 
     /// Queues `frames` whole frames given as one buffer.
     pub fn push_frames(&self, bytes: Bytes, kind: FrameKind, frames: u64) -> Result<(), PushError> {
+        // Read the clock before taking the lock that every sending task shares.
+        let now = self.clock.now();
         let mut state = self.lock();
         if state.closing {
             return Err(PushError::Closed);
@@ -167,7 +169,7 @@ impl Outbox {
             kind,
             frames,
         });
-        state.keep_alive.on_sent(self.clock.now());
+        state.keep_alive.on_sent(now);
         drop(state);
         self.notify.notify_one();
         Ok(())

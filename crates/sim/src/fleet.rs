@@ -690,42 +690,30 @@ impl Fleet {
     }
 
     fn frontend_from_client(&mut self, i: usize, local: u64, bytes: &[u8]) {
-        let mut inputs = Vec::new();
-        if let Some((_, decoder)) = self.frontends[i].clients.get_mut(&local) {
-            decoder.feed(bytes);
-            loop {
-                match decoder.next_frame() {
-                    Ok(Some(frame)) => inputs.push(Input::ClientFrame(ConnId(local), frame)),
-                    Ok(None) => break,
-                    Err(error) => {
-                        inputs.push(Input::ClientMalformed(ConnId(local), error));
-                        break;
-                    }
-                }
-            }
-        }
+        let inputs = match self.frontends[i].clients.get_mut(&local) {
+            Some((_, decoder)) => frames_to_inputs(
+                decoder,
+                bytes,
+                |frame| Input::ClientFrame(ConnId(local), frame),
+                |error| Input::ClientMalformed(ConnId(local), error),
+            ),
+            None => Vec::new(),
+        };
         for input in inputs {
             self.feed_frontend(i, input);
         }
     }
 
     fn frontend_from_game(&mut self, i: usize, game: u64, bytes: &[u8]) {
-        let mut inputs = Vec::new();
-        if let Some((_, id, decoder)) = self.frontends[i].game_conn.as_mut()
-            && *id == game
-        {
-            decoder.feed(bytes);
-            loop {
-                match decoder.next_frame() {
-                    Ok(Some(frame)) => inputs.push(Input::GameFrame(GameId(game), frame)),
-                    Ok(None) => break,
-                    Err(error) => {
-                        inputs.push(Input::GameMalformed(GameId(game), error));
-                        break;
-                    }
-                }
-            }
-        }
+        let inputs = match self.frontends[i].game_conn.as_mut() {
+            Some((_, id, decoder)) if *id == game => frames_to_inputs(
+                decoder,
+                bytes,
+                |frame| Input::GameFrame(GameId(game), frame),
+                |error| Input::GameMalformed(GameId(game), error),
+            ),
+            _ => Vec::new(),
+        };
         for input in inputs {
             self.feed_frontend(i, input);
         }
@@ -866,6 +854,28 @@ impl Fleet {
         }
         self.wake_at.insert(node, at);
         self.schedule(at, Event::Wake { node });
+    }
+}
+
+/// What the front-end's shell feeds its machine for `bytes` read from one connection:
+/// every whole frame, then the framing error that poisons the decoder, if any.
+fn frames_to_inputs(
+    decoder: &mut Decoder,
+    bytes: &[u8],
+    frame: impl Fn(flotilla_wire::RawFrame) -> Input,
+    malformed: impl Fn(flotilla_wire::WireError) -> Input,
+) -> Vec<Input> {
+    decoder.feed(bytes);
+    let mut inputs = Vec::new();
+    loop {
+        match decoder.next_frame() {
+            Ok(Some(raw)) => inputs.push(frame(raw)),
+            Ok(None) => return inputs,
+            Err(error) => {
+                inputs.push(malformed(error));
+                return inputs;
+            }
+        }
     }
 }
 
