@@ -1376,9 +1376,7 @@ impl Indexer {
             }
             // A record arriving late (an earlier hour) joins the open hour.
             let hour = *self.current_hour.get_or_insert(hour);
-            if self.builder.is_empty() {
-                self.builder = BlockBuilder::new(*id);
-            }
+            self.builder.start_at(*id);
             let unparsed_before = self.builder.unparsed();
             // The parsing defaults change once a second at most.
             let second = record.received_at.div_euclid(1_000_000_000);
