@@ -520,6 +520,49 @@ const MAX_BATCH_BYTES: usize = 512 * 1024;
 /// Read buffer of a connection whose reads fill the small one.
 const READ_BUF_BUSY: usize = 128 * 1024;
 
+/// A stream connection whose reads come back within this time of each other with less
+/// than [`COALESCE_BELOW`] bytes is streaming in small pieces: its task then waits this
+/// long before each read, so that the kernel gathers its bytes into one bigger read, for
+/// as long as each read brings at least [`COALESCE_KEEP`] bytes (and less than
+/// [`MAX_BATCH_BYTES`]: a connection that far ahead is read at once).
+///
+/// Under loggen, two connections woke their tasks about 23,000 times a second with
+/// ~5 KiB each, and the wake-ups cost more CPU than framing the bytes. Waiting a
+/// millisecond (the store's group commit already waits up to 10 ms) reads ~64 KiB per
+/// wake-up instead. A connection that is not streaming (its reads are further apart, or
+/// bring little) is read as soon as its bytes arrive.
+const COALESCE_WINDOW: Duration = Duration::from_millis(1);
+
+/// See [`COALESCE_WINDOW`].
+const COALESCE_BELOW: usize = 64 * 1024;
+
+/// See [`COALESCE_WINDOW`].
+const COALESCE_KEEP: usize = 4 * 1024;
+
+/// Whether a stream connection's task waits before its next read ([`COALESCE_WINDOW`]):
+/// a sans-I/O rule, fed the time and size of each read.
+#[derive(Debug, Default)]
+struct Coalescing {
+    last_read: Option<std::time::Instant>,
+    on: bool,
+}
+
+impl Coalescing {
+    /// Notes a read of `taken` bytes at `now`; returns whether to wait before the next.
+    fn after_read(&mut self, now: std::time::Instant, taken: usize) -> bool {
+        let quick = self
+            .last_read
+            .is_some_and(|t| now.duration_since(t) < COALESCE_WINDOW);
+        self.last_read = Some(now);
+        self.on = if self.on {
+            (COALESCE_KEEP..MAX_BATCH_BYTES).contains(&taken)
+        } else {
+            quick && taken < COALESCE_BELOW
+        };
+        self.on
+    }
+}
+
 /// Decodes every complete frame in `decoder` into records sharing one buffer.
 fn drain_frames(
     decoder: &mut FrameDecoder,
@@ -582,7 +625,12 @@ async fn serve_syslog_stream<S: AsyncRead + Unpin>(
 ) -> Result<(), Error> {
     let mut decoder = FrameDecoder::new(Framing::Auto, options.max_frame).keep_all();
     let mut buf = vec![0u8; READ_BUF];
+    let mut coalescing = Coalescing::default();
+    let mut wait_before_read = false;
     loop {
+        if wait_before_read {
+            tokio::time::sleep(COALESCE_WINDOW).await;
+        }
         let n = match stream.read(&mut buf).await {
             Ok(n) => n,
             Err(e) => {
@@ -598,6 +646,7 @@ async fn serve_syslog_stream<S: AsyncRead + Unpin>(
             ingest.submit(records).await?;
             return Ok(());
         }
+        let read_at = std::time::Instant::now();
         decoder.push(&buf[..n]);
         // Take what else is already readable (without waiting): a busy sender's bytes go
         // to the store in fewer, larger batches, which costs fewer thread wake-ups.
@@ -617,6 +666,7 @@ async fn serve_syslog_stream<S: AsyncRead + Unpin>(
                 Some(Err(_)) | None => break,
             }
         }
+        wait_before_read = coalescing.after_read(read_at, taken);
         if closed {
             let records = drain_frames(&mut decoder, true, source, received_at, stats);
             ingest.submit(records).await?;
@@ -831,5 +881,35 @@ mod tests {
         ] {
             assert!(ListenSpec::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn coalescing_waits_only_for_connections_that_stream_in_small_pieces() {
+        let t0 = std::time::Instant::now();
+        let at = |micros: u64| t0 + Duration::from_micros(micros);
+        // A light sender: reads far apart never wait.
+        let mut light = Coalescing::default();
+        for i in 0..10 {
+            assert!(!light.after_read(at(i * 5_000), 300), "read {i}");
+        }
+        // A streaming sender: the second quick, small read turns waiting on...
+        let mut busy = Coalescing::default();
+        assert!(!busy.after_read(at(0), 5_000));
+        assert!(busy.after_read(at(40), 5_000));
+        // ...it stays on while each read after a wait brings enough...
+        assert!(busy.after_read(at(1_100), 60_000));
+        assert!(busy.after_read(at(2_200), 200_000));
+        // ...and goes off when the reads bring little (the sender slowed down) or too
+        // much (the connection is far ahead: read it at once).
+        assert!(!busy.after_read(at(3_300), 100));
+        assert!(!busy.after_read(at(9_000), 100));
+        let mut flooded = Coalescing::default();
+        assert!(!flooded.after_read(at(0), 1_000));
+        assert!(flooded.after_read(at(10), 1_000));
+        assert!(!flooded.after_read(at(1_020), MAX_BATCH_BYTES));
+        // Big reads in quick succession need no waiting: they are big already.
+        let mut big = Coalescing::default();
+        assert!(!big.after_read(at(0), COALESCE_BELOW));
+        assert!(!big.after_read(at(10), COALESCE_BELOW));
     }
 }
