@@ -187,24 +187,77 @@ pub fn run(args: LogArgs) -> Result<()> {
     }
     let delivered = logger.shutdown(Duration::from_secs_f64(args.timeout));
     let stats = logger.stats();
+    if delivered && stats.maybe_unread > 0 {
+        bail!(
+            "{} delivered, {} dropped, but the collector reset the connection after its TCP took {} of them, so it may not have read those{}",
+            stats.delivered,
+            stats.dropped,
+            stats.maybe_unread,
+            delivery_kinds(&stats),
+        );
+    }
     if !delivered {
         let last = logger
             .last_failure()
             .map_or_else(String::new, |f| format!("; last failure: {f}"));
         bail!(
-            "not everything was delivered within {} s: {} of {} delivered, {} dropped, {} connection failures{last}",
+            "not everything was delivered within {} s: {} of {} delivered, {} dropped, {} connection failures{last}{}",
             args.timeout,
             stats.delivered,
             stats.enqueued,
             stats.dropped,
-            stats.failures
+            stats.failures,
+            delivery_kinds(&stats),
         );
     }
     eprintln!(
-        "flotilla log: {} delivered, {} dropped",
-        stats.delivered, stats.dropped
+        "flotilla log: {} delivered, {} dropped{}",
+        stats.delivered,
+        stats.dropped,
+        delivery_kinds(&stats),
     );
     Ok(())
+}
+
+/// What "delivered" meant, kind by kind (only the kinds that occurred), as a tail
+/// `; of the delivered: ...`:
+/// a TCP collector's TCP taking a message is not the collector acknowledging it, and a
+/// datagram is sent without any feedback.
+fn delivery_kinds(stats: &flotilla_logger::Stats) -> String {
+    let mut parts = Vec::new();
+    if stats.acknowledged > 0 {
+        parts.push(format!(
+            "{} acknowledged by the collector (RELP)",
+            stats.acknowledged
+        ));
+    }
+    if stats.taken_by_tcp > 0 {
+        parts.push(format!(
+            "{} taken by the collector's TCP (not acknowledged by the collector: plain syslog has no acknowledgements)",
+            stats.taken_by_tcp
+        ));
+    }
+    if stats.written > 0 {
+        parts.push(format!(
+            "{} written to the socket (this system cannot tell what the collector's TCP took)",
+            stats.written
+        ));
+    }
+    if stats.sent > 0 {
+        let truncated = match stats.truncated {
+            0 => String::new(),
+            t => format!(", {t} of them truncated to the datagram size limit"),
+        };
+        parts.push(format!(
+            "{} sent as datagrams, without feedback{truncated}",
+            stats.sent
+        ));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("; of the delivered: {}", parts.join("; "))
+    }
 }
 
 #[cfg(test)]

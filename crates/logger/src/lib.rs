@@ -23,7 +23,14 @@
 //!   module for the URL syntax); a refusal is a failed connection, never a
 //!   message counted as delivered into a connection the collector closes;
 //! - the [`TracingLayer`] sends an event's fields and those of the spans it is in
-//!   as RFC 5424 structured data.
+//!   as RFC 5424 structured data;
+//! - "delivered" ([`Stats`]) never claims more than the logger knows, and says what it
+//!   means per transport: over RELP **acknowledged** by the collector; over TCP and TLS
+//!   **taken by the collector's TCP** (every byte of the message acknowledged by it,
+//!   read from the kernel with `TCP_INFO`; what it has not taken when a connection
+//!   fails is sent again on the next one, and messages taken on a connection the
+//!   collector then resets are counted as possibly unread); over UDP and Unix sockets
+//!   **sent**, without feedback, with truncated datagrams counted.
 //!
 //! ```no_run
 //! let config = flotilla_logger::Config::with_collectors("tcp://127.0.0.1:601")?;

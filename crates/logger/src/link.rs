@@ -3,8 +3,17 @@
 //!
 //! A [`Link`] takes records from the front of the sender's batch, encodes and
 //! frames them, and writes many messages per system call. It reports how many
-//! messages it *delivered*: written to the socket for UDP, Unix, TCP and TLS;
-//! acknowledged by the collector for RELP.
+//! messages it *delivered*, and what that means ([`Delivery`]):
+//! - RELP: **acknowledged** by the collector (its `rsp 200`);
+//! - TCP and TLS: **taken by the collector's TCP**: every byte of the message was
+//!   acknowledged by the peer's TCP (`tcpi_bytes_acked`, see `flotilla-tcpinfo`). A
+//!   written message waits in the link's [`InFlight`] queue until then; when the
+//!   connection fails, what its TCP did not take goes back to the front of the batch
+//!   and is sent again on the next connection (what the collector's TCP took but the
+//!   collector never read is lost with it: TCP cannot tell). Where the system cannot
+//!   tell (not Linux), a written message counts as **written**, and says so;
+//! - UDP and Unix datagrams: **sent**, without feedback; a message longer than the
+//!   datagram limit is cut and counted as truncated.
 //!
 //! Every connection attempt has one deadline, `connect_timeout` from its start,
 //! covering name resolution (see [`crate::resolve`]), the TCP connect, the TLS
@@ -196,10 +205,13 @@ pub(crate) enum Link {
     Udp(UdpSocket, usize),
     /// Connected Unix datagram socket.
     Unix(UnixDatagram, usize),
-    /// TCP stream.
-    Tcp(TcpStream, StreamFraming),
-    /// TLS stream.
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+    /// TCP stream, and what it wrote that its peer's TCP has not taken yet.
+    Tcp(CountedStream, StreamFraming, InFlight),
+    /// TLS stream, and what it wrote that its peer's TCP has not taken yet.
+    Tls(
+        Box<rustls::StreamOwned<rustls::ClientConnection, CountedStream>>,
+        InFlight,
+    ),
     /// RELP session over TCP.
     Relp(Box<RelpLink>),
 }
@@ -220,28 +232,215 @@ pub(crate) struct RelpLink {
     ack_timeout: Duration,
 }
 
+/// What "delivered" means for a message, by the link that delivered it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// Acknowledged by the collector (RELP).
+    Acknowledged,
+    /// Every byte acknowledged by the collector's TCP (TCP, TLS).
+    TakenByTcp,
+    /// Written to a stream socket; the system cannot tell what the peer's TCP took.
+    Written,
+    /// Sent as a datagram (UDP, Unix): no feedback exists.
+    Sent,
+}
+
 /// What one [`Link::send`] did: how many messages were delivered (also when it
 /// then failed: those must still be counted), and whether the link still works.
 pub(crate) struct Sent {
     /// Messages delivered by this call.
     pub delivered: u64,
+    /// What delivered means for them.
+    pub kind: Delivery,
+    /// Datagrams cut to the transport's limit (UDP, Unix).
+    pub truncated: u64,
     /// `Err` when the link failed and must be dropped.
     pub result: io::Result<()>,
 }
 
 impl Sent {
-    fn ok(delivered: u64) -> Self {
+    fn ok(kind: Delivery, delivered: u64) -> Self {
         Self {
             delivered,
+            kind,
+            truncated: 0,
             result: Ok(()),
         }
     }
 
-    fn failed(delivered: u64, error: io::Error) -> Self {
+    fn failed(kind: Delivery, delivered: u64, error: io::Error) -> Self {
         Self {
             delivered,
+            kind,
+            truncated: 0,
             result: Err(error),
         }
+    }
+}
+
+/// A TCP stream that counts the bytes written to it (for TLS: handshake and records
+/// included), so that a message's end can be placed in the stream and compared with
+/// what the peer's TCP acknowledged.
+pub(crate) struct CountedStream {
+    stream: TcpStream,
+    written: u64,
+}
+
+impl CountedStream {
+    fn new(stream: TcpStream) -> Self {
+        Self { stream, written: 0 }
+    }
+}
+
+impl Read for CountedStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.read(buf)
+    }
+}
+
+impl Write for CountedStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.stream.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// Messages written to a stream whose bytes the peer's TCP has not all acknowledged
+/// yet, oldest first, each with the stream offset at which it ends.
+pub(crate) struct InFlight {
+    /// `tcpi_bytes_acked` right after the connection opened; `None` when the system
+    /// cannot tell (then a written message counts as [`Delivery::Written`]).
+    baseline: Option<u64>,
+    records: VecDeque<(u64, Record)>,
+    /// Messages the peer's TCP took on this connection: if the collector then resets
+    /// it, it may not have read them.
+    taken: u64,
+    /// Last time the peer's TCP took something, or nothing was waiting.
+    last_progress: Instant,
+    /// A peer that takes nothing for this long while messages wait is a failed link.
+    stall_timeout: Duration,
+}
+
+impl InFlight {
+    fn new(stream: &TcpStream, stall_timeout: Duration) -> Self {
+        Self {
+            baseline: flotilla_tcpinfo::bytes_acked(stream).ok(),
+            records: VecDeque::new(),
+            taken: 0,
+            last_progress: Instant::now(),
+            stall_timeout,
+        }
+    }
+
+    fn kind(&self) -> Delivery {
+        match self.baseline {
+            Some(_) => Delivery::TakenByTcp,
+            None => Delivery::Written,
+        }
+    }
+
+    /// Removes the messages whose every byte the peer's TCP acknowledged; returns how
+    /// many.
+    fn settle(&mut self, stream: &TcpStream) -> u64 {
+        let Some(baseline) = self.baseline else {
+            return 0;
+        };
+        let Ok(now_acked) = flotilla_tcpinfo::bytes_acked(stream) else {
+            return 0;
+        };
+        let acked = now_acked.saturating_sub(baseline);
+        let mut taken = 0;
+        while self.records.front().is_some_and(|(end, _)| *end <= acked) {
+            self.records.pop_front();
+            taken += 1;
+        }
+        if taken > 0 || self.records.is_empty() {
+            self.last_progress = Instant::now();
+        }
+        self.taken += taken;
+        taken
+    }
+
+    /// Whether the peer's TCP took nothing for too long while messages waited.
+    fn stalled(&self) -> bool {
+        !self.records.is_empty() && self.last_progress.elapsed() > self.stall_timeout
+    }
+
+    /// Puts what the peer's TCP did not take back at the front of `batch`, in order.
+    fn give_back(&mut self, batch: &mut VecDeque<Record>) {
+        while let Some((_, record)) = self.records.pop_back() {
+            batch.push_front(record);
+        }
+    }
+}
+
+/// What a link's end says about what the collector's TCP took on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Ended {
+    /// Messages whose delivery became known while ending.
+    pub delivered: u64,
+    /// Messages the collector's TCP took on a connection the collector then reset: a
+    /// collector closes with a reset when it leaves data unread, so it may not have read
+    /// these (counted in `delivered` earlier or now).
+    pub maybe_unread: u64,
+}
+
+/// Whether an error means the peer reset the connection (`NotConnected`: a connection
+/// this side opened is gone, which only a reset does before this side closes).
+fn is_reset(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::NotConnected
+    )
+}
+
+/// Ends a stream gracefully: says so (FIN) and waits up to `wait` for the collector to
+/// close its side. Returns whether it reset the connection instead (it left data unread).
+fn ends_with_reset(stream: &TcpStream, wait: Duration) -> bool {
+    if let Err(e) = stream.shutdown(std::net::Shutdown::Write) {
+        return is_reset(&e);
+    }
+    let until = Instant::now() + wait;
+    let mut sink = [0u8; 4096];
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return false;
+        }
+        match (&*stream).read(&mut sink) {
+            Ok(0) => return false,
+            Ok(_) => {}
+            Err(e) => return is_reset(&e),
+        }
+    }
+}
+
+/// Checks a stream whose peer is not expected to send anything: `Ok` while it is open
+/// (whatever it sent is ignored), an error once it closed or failed.
+fn check_open(stream: &TcpStream) -> io::Result<()> {
+    if let Some(e) = stream.take_error()? {
+        return Err(e);
+    }
+    stream.set_nonblocking(true)?;
+    let mut probe = [0u8; 1];
+    let peeked = stream.peek(&mut probe);
+    stream.set_nonblocking(false)?;
+    match peeked {
+        Ok(0) => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the collector closed the connection",
+        )),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -288,7 +487,7 @@ fn connect_tcp(
 /// silence, or session tickets, count as acceptance.
 fn await_client_auth_verdict(
     conn: &mut rustls::ClientConnection,
-    sock: &mut TcpStream,
+    sock: &mut CountedStream,
     deadline: Instant,
 ) -> io::Result<()> {
     let refused = |why: String| {
@@ -303,7 +502,7 @@ fn await_client_auth_verdict(
         if left.is_zero() {
             return Ok(());
         }
-        sock.set_read_timeout(Some(left))?;
+        sock.stream.set_read_timeout(Some(left))?;
         match conn.read_tls(sock) {
             Ok(0) => {
                 return Err(refused(
@@ -378,14 +577,18 @@ impl Link {
             Transport::Tcp { framing } => {
                 let s = connect_tcp(lookup, resolver, address, deadline)?;
                 s.set_write_timeout(Some(write_timeout))?;
-                Ok(Link::Tcp(s, *framing))
+                let in_flight = InFlight::new(&s, write_timeout);
+                Ok(Link::Tcp(CountedStream::new(s), *framing, in_flight))
             }
             Transport::Tls { .. } => {
                 let Some(tls) = &target.tls else {
                     return Err(io::Error::other("TLS collector without TLS settings"));
                 };
-                let mut sock = connect_tcp(lookup, resolver, address, deadline)?;
+                let sock = connect_tcp(lookup, resolver, address, deadline)?;
                 sock.set_write_timeout(Some(write_timeout))?;
+                // Before the handshake: its bytes count in what the peer's TCP takes.
+                let in_flight = InFlight::new(&sock, write_timeout);
+                let mut sock = CountedStream::new(sock);
                 let mut conn = rustls::ClientConnection::new(tls.config.clone(), tls.name.clone())
                     .map_err(io::Error::other)?;
                 tls.client_auth.requested.store(false, Ordering::Relaxed);
@@ -399,13 +602,16 @@ impl Link {
                             "TLS handshake timed out",
                         ));
                     }
-                    sock.set_read_timeout(Some(left))?;
+                    sock.stream.set_read_timeout(Some(left))?;
                     conn.complete_io(&mut sock)?;
                 }
                 if tls.client_auth.requested.load(Ordering::Relaxed) {
                     await_client_auth_verdict(&mut conn, &mut sock, deadline)?;
                 }
-                Ok(Link::Tls(Box::new(rustls::StreamOwned::new(conn, sock))))
+                Ok(Link::Tls(
+                    Box::new(rustls::StreamOwned::new(conn, sock)),
+                    in_flight,
+                ))
             }
             Transport::Relp { window } => {
                 let stream = connect_tcp(lookup, resolver, address, deadline)?;
@@ -462,50 +668,105 @@ impl Link {
                 let max = *max;
                 send_datagrams(batch, encoder, format, scratch, max, |m| sock.send(m))
             }
-            Link::Tcp(stream, framing) => {
+            Link::Tcp(stream, framing, in_flight) => {
                 let framing = *framing;
-                write_stream(stream, batch, encoder, format, framing, scratch)
+                let written = write_stream(
+                    stream,
+                    |s| s.written,
+                    true,
+                    batch,
+                    in_flight,
+                    encoder,
+                    format,
+                    framing,
+                    scratch,
+                );
+                settle_stream(&stream.stream, in_flight, written)
             }
-            Link::Tls(stream) => write_stream(
-                stream.as_mut(),
-                batch,
-                encoder,
-                format,
-                StreamFraming::OctetCounting,
-                scratch,
-            ),
+            Link::Tls(stream, in_flight) => {
+                let written = write_stream(
+                    stream.as_mut(),
+                    |s| s.sock.written,
+                    false,
+                    batch,
+                    in_flight,
+                    encoder,
+                    format,
+                    StreamFraming::OctetCounting,
+                    scratch,
+                );
+                settle_stream(&stream.sock.stream, in_flight, written)
+            }
             Link::Relp(link) => link.send(batch, encoder, format, scratch),
         }
     }
 
-    /// Messages handed to the collector but not yet acknowledged (RELP only).
-    pub fn unacknowledged(&self) -> usize {
+    /// What a delivery on this link means.
+    pub fn delivery(&self) -> Delivery {
         match self {
-            Link::Relp(link) => link.session.unacked_count(),
-            _ => 0,
+            Link::Relp(_) => Delivery::Acknowledged,
+            Link::Tcp(_, _, in_flight) | Link::Tls(_, in_flight) => in_flight.kind(),
+            Link::Udp(..) | Link::Unix(..) => Delivery::Sent,
         }
     }
 
-    /// Waits up to `timeout` for acknowledgements (RELP); reports how many arrived.
+    /// Messages handed to the collector and not yet acknowledged: by the collector
+    /// (RELP), or by its TCP (TCP, TLS).
+    pub fn unacknowledged(&self) -> usize {
+        match self {
+            Link::Relp(link) => link.session.unacked_count(),
+            Link::Tcp(_, _, in_flight) | Link::Tls(_, in_flight) => in_flight.records.len(),
+            Link::Udp(..) | Link::Unix(..) => 0,
+        }
+    }
+
+    /// Waits up to `timeout` for acknowledgements (RELP: the collector's; TCP, TLS:
+    /// its TCP's); reports how many messages they settled.
     pub fn wait_acks(&mut self, timeout: Duration) -> Sent {
         match self {
             Link::Relp(link) => match link.read_acks(Some(timeout)) {
-                Ok(()) => Sent::ok(link.take_delivered()),
-                Err(e) => Sent::failed(link.take_delivered(), e),
+                Ok(()) => Sent::ok(Delivery::Acknowledged, link.take_delivered()),
+                Err(e) => Sent::failed(Delivery::Acknowledged, link.take_delivered(), e),
             },
-            _ => Sent::ok(0),
+            Link::Tcp(stream, _, in_flight) => wait_stream_acks(&stream.stream, in_flight, timeout),
+            Link::Tls(stream, in_flight) => {
+                wait_stream_acks(&stream.sock.stream, in_flight, timeout)
+            }
+            Link::Udp(..) | Link::Unix(..) => Sent::ok(Delivery::Sent, 0),
         }
     }
 
     /// Closes gracefully: TLS close_notify, RELP `close`. Returns the RELP session
-    /// so that its unacknowledged messages survive. Returns the messages whose
-    /// acknowledgements arrived while closing.
-    pub fn close(self, relp_session: &mut Option<RelpClientSession>) -> u64 {
+    /// so that its unacknowledged messages survive. Reports the messages whose
+    /// acknowledgements arrived while closing (RELP: the collector's; TCP, TLS: its
+    /// TCP's, waited for up to 200 ms), and for TCP and TLS whether the collector
+    /// closed in turn (it read everything) or reset the connection (it may not have
+    /// read what its TCP took), waited for up to 500 ms.
+    pub fn close(self, relp_session: &mut Option<RelpClientSession>) -> Ended {
+        let linger = Duration::from_millis(500);
         match self {
-            Link::Tls(mut stream) => {
+            Link::Tls(mut stream, mut in_flight) => {
+                let sent = wait_stream_acks(
+                    &stream.sock.stream,
+                    &mut in_flight,
+                    Duration::from_millis(200),
+                );
                 stream.conn.send_close_notify();
                 let _ = stream.flush();
-                0
+                let reset = ends_with_reset(&stream.sock.stream, linger);
+                Ended {
+                    delivered: sent.delivered,
+                    maybe_unread: if reset { in_flight.taken } else { 0 },
+                }
+            }
+            Link::Tcp(stream, _, mut in_flight) => {
+                let sent =
+                    wait_stream_acks(&stream.stream, &mut in_flight, Duration::from_millis(200));
+                let reset = ends_with_reset(&stream.stream, linger);
+                Ended {
+                    delivered: sent.delivered,
+                    maybe_unread: if reset { in_flight.taken } else { 0 },
+                }
             }
             Link::Relp(mut link) => {
                 let mut out = Vec::new();
@@ -515,18 +776,41 @@ impl Link {
                 let delivered = link.take_delivered();
                 link.session.connection_lost();
                 *relp_session = Some(link.session);
-                delivered
+                Ended {
+                    delivered,
+                    maybe_unread: 0,
+                }
             }
-            Link::Udp(..) | Link::Unix(..) | Link::Tcp(..) => 0,
+            Link::Udp(..) | Link::Unix(..) => Ended::default(),
         }
     }
 
-    /// Gives the RELP session back after a broken connection, so that its
-    /// unacknowledged messages are resent on the next connection.
-    pub fn abandon(self, relp_session: &mut Option<RelpClientSession>) {
-        if let Link::Relp(mut link) = self {
-            link.session.connection_lost();
-            *relp_session = Some(link.session);
+    /// After a broken connection (`error`): gives the RELP session back, so that its
+    /// unacknowledged messages are resent on the next connection; puts what a TCP or
+    /// TLS collector's TCP did not take back at the front of `batch`. Reports the
+    /// messages found taken after all (the count survives the connection) and, when
+    /// the collector reset the connection, those its TCP took on it.
+    pub fn abandon(
+        self,
+        relp_session: &mut Option<RelpClientSession>,
+        batch: &mut VecDeque<Record>,
+        error: &io::Error,
+    ) -> Ended {
+        let (stream, mut in_flight) = match self {
+            Link::Relp(mut link) => {
+                link.session.connection_lost();
+                *relp_session = Some(link.session);
+                return Ended::default();
+            }
+            Link::Tcp(stream, _, in_flight) => (stream.stream, in_flight),
+            Link::Tls(stream, in_flight) => (stream.sock.stream, in_flight),
+            Link::Udp(..) | Link::Unix(..) => return Ended::default(),
+        };
+        let delivered = in_flight.settle(&stream);
+        in_flight.give_back(batch);
+        Ended {
+            delivered,
+            maybe_unread: if is_reset(error) { in_flight.taken } else { 0 },
         }
     }
 }
@@ -541,51 +825,132 @@ fn send_datagrams(
     mut send: impl FnMut(&[u8]) -> io::Result<usize>,
 ) -> Sent {
     let mut sent = 0;
+    let mut truncated = 0;
     while let Some(record) = batch.front() {
         scratch.message.clear();
         encoder.encode(record, format, &mut scratch.message);
+        let cut = scratch.message.len() > max;
         truncate_utf8(&mut scratch.message, max);
         if let Err(e) = send(&scratch.message) {
-            return Sent::failed(sent, e);
+            let mut failed = Sent::failed(Delivery::Sent, sent, e);
+            failed.truncated = truncated;
+            return failed;
         }
         batch.pop_front();
         sent += 1;
+        truncated += u64::from(cut);
     }
-    Sent::ok(sent)
+    let mut ok = Sent::ok(Delivery::Sent, sent);
+    ok.truncated = truncated;
+    ok
 }
 
 /// Encodes and frames records into chunks of up to [`WRITE_CHUNK`] bytes and
 /// writes each chunk with one call. Records leave `batch` only once their chunk is
 /// written *and flushed* (for TLS, rustls buffers until flushed), so a failed
-/// write leaves them for the next collector.
+/// write leaves them for the next collector; they then wait in `in_flight` with the
+/// stream offset at which they end (`exact_ends`: each its own, as for plain TCP;
+/// otherwise the chunk's end, as TLS records do not map bytes one to one). Where the
+/// system cannot tell what the peer's TCP took, they count as written at once.
+///
+/// Returns how many counted as written at once, and the write's error.
+#[allow(clippy::too_many_arguments)]
 fn write_stream<W: Write>(
     stream: &mut W,
+    written: impl Fn(&W) -> u64,
+    exact_ends: bool,
     batch: &mut VecDeque<Record>,
+    in_flight: &mut InFlight,
     encoder: &mut Encoder,
     format: Format,
     framing: StreamFraming,
     scratch: &mut Scratch,
-) -> Sent {
-    let mut delivered = 0;
+) -> (u64, io::Result<()>) {
+    let tracked = in_flight.baseline.is_some();
+    let mut counted = 0;
+    let mut ends: Vec<u64> = Vec::new();
     while !batch.is_empty() {
         scratch.out.clear();
+        ends.clear();
+        let start = written(stream);
         let mut in_chunk = 0;
         for record in batch.iter() {
             scratch.message.clear();
             encoder.encode(record, format, &mut scratch.message);
             frame(&scratch.message, framing, &mut scratch.out);
+            ends.push(start + scratch.out.len() as u64);
             in_chunk += 1;
             if scratch.out.len() >= WRITE_CHUNK {
                 break;
             }
         }
         if let Err(e) = stream.write_all(&scratch.out).and_then(|()| stream.flush()) {
-            return Sent::failed(delivered, e);
+            return (counted, Err(e));
         }
-        batch.drain(..in_chunk);
-        delivered += in_chunk as u64;
+        let chunk_end = written(stream);
+        for (record, end) in batch.drain(..in_chunk).zip(ends.iter()) {
+            if tracked {
+                let end = if exact_ends { *end } else { chunk_end };
+                in_flight.records.push_back((end, record));
+            } else {
+                counted += 1;
+            }
+        }
     }
-    Sent::ok(delivered)
+    (counted, Ok(()))
+}
+
+/// After a write: counts what the peer's TCP took (and, where the system cannot tell,
+/// what was written), and fails a link whose peer took nothing for too long.
+fn settle_stream(
+    stream: &TcpStream,
+    in_flight: &mut InFlight,
+    (written, result): (u64, io::Result<()>),
+) -> Sent {
+    let kind = in_flight.kind();
+    let delivered = written + in_flight.settle(stream);
+    match result {
+        Err(e) => Sent::failed(kind, delivered, e),
+        Ok(()) if in_flight.stalled() => Sent::failed(kind, delivered, stall_error(in_flight)),
+        Ok(()) => Sent::ok(kind, delivered),
+    }
+}
+
+fn stall_error(in_flight: &InFlight) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!(
+            "the collector's TCP took nothing for {:.1} s ({} messages waiting): it stopped reading",
+            in_flight.stall_timeout.as_secs_f64(),
+            in_flight.records.len()
+        ),
+    )
+}
+
+/// Waits up to `timeout` for the peer's TCP to take what waits, checking every
+/// millisecond; fails when the connection closed or stalled.
+fn wait_stream_acks(stream: &TcpStream, in_flight: &mut InFlight, timeout: Duration) -> Sent {
+    let kind = in_flight.kind();
+    let until = Instant::now() + timeout;
+    let mut delivered = 0;
+    loop {
+        delivered += in_flight.settle(stream);
+        if in_flight.records.is_empty() {
+            return Sent::ok(kind, delivered);
+        }
+        if let Err(e) = check_open(stream) {
+            delivered += in_flight.settle(stream);
+            return Sent::failed(kind, delivered, e);
+        }
+        if in_flight.stalled() {
+            return Sent::failed(kind, delivered, stall_error(in_flight));
+        }
+        let now = Instant::now();
+        if now >= until {
+            return Sent::ok(kind, delivered);
+        }
+        std::thread::sleep((until - now).min(Duration::from_millis(1)));
+    }
 }
 
 /// Frames one message for a stream transport (RFC 6587).
@@ -696,12 +1061,12 @@ impl RelpLink {
         if !scratch.out.is_empty()
             && let Err(e) = self.stream.write_all(&scratch.out)
         {
-            return Sent::failed(self.take_delivered(), e);
+            return Sent::failed(Delivery::Acknowledged, self.take_delivered(), e);
         }
         // Collect whatever acknowledgements are already there, without waiting.
         match self.read_acks(None) {
-            Ok(()) => Sent::ok(self.take_delivered()),
-            Err(e) => Sent::failed(self.take_delivered(), e),
+            Ok(()) => Sent::ok(Delivery::Acknowledged, self.take_delivered()),
+            Err(e) => Sent::failed(Delivery::Acknowledged, self.take_delivered(), e),
         }
     }
 

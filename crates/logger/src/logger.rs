@@ -61,9 +61,24 @@ pub(crate) fn inside_logger() -> bool {
 pub struct Stats {
     /// Messages accepted into the queue.
     pub enqueued: u64,
-    /// Messages delivered: written to the socket (UDP, Unix, TCP, TLS) or
-    /// acknowledged by the collector (RELP).
+    /// Messages delivered: the sum of the four counters below, which say what each
+    /// delivery means (the logger may have failed over between transports).
     pub delivered: u64,
+    /// Delivered over RELP: acknowledged by the collector.
+    pub acknowledged: u64,
+    /// Delivered over TCP or TLS: every byte acknowledged by the collector's TCP (the
+    /// collector may still lose what it never read; TCP cannot tell).
+    pub taken_by_tcp: u64,
+    /// Delivered over TCP or TLS where the system cannot tell what the peer's TCP took
+    /// (not Linux): written to the socket, nothing more known.
+    pub written: u64,
+    /// Delivered over UDP or a Unix socket: sent as a datagram, without feedback.
+    pub sent: u64,
+    /// Datagrams cut to the transport's size limit (counted in `sent`).
+    pub truncated: u64,
+    /// Of `taken_by_tcp`: messages taken on connections the collector then reset (a
+    /// collector resets when it closes with data unread), so it may not have read them.
+    pub maybe_unread: u64,
     /// Messages dropped because the queue was full.
     pub dropped: u64,
     /// Log calls ignored because they came from inside the logger itself.
@@ -82,9 +97,21 @@ pub(crate) struct Shared {
     pub config: Config,
     /// Records accepted into the queue (or the urgent slot).
     pub enqueued: AtomicU64,
-    /// Records written (UDP, Unix, TCP, TLS) or acknowledged (RELP), the logger's
-    /// own messages included.
+    /// Records delivered (see [`Stats::delivered`]), the logger's own messages
+    /// included; the sum of the four counters that follow.
     pub delivered: AtomicU64,
+    /// Delivered: acknowledged over RELP.
+    pub acknowledged: AtomicU64,
+    /// Delivered: taken by the collector's TCP.
+    pub taken_by_tcp: AtomicU64,
+    /// Delivered: written to a stream, nothing more known.
+    pub written: AtomicU64,
+    /// Delivered: sent as datagrams.
+    pub sent: AtomicU64,
+    /// Datagrams cut to the size limit.
+    pub truncated: AtomicU64,
+    /// Taken by the collector's TCP on connections it then reset.
+    pub maybe_unread: AtomicU64,
     /// Accepted records later pushed out of a full queue (drop-oldest).
     pub displaced: AtomicU64,
     /// Records refused by a full queue (drop-newest) or after shutdown.
@@ -194,6 +221,12 @@ impl Logger {
             config,
             enqueued: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
+            acknowledged: AtomicU64::new(0),
+            taken_by_tcp: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            truncated: AtomicU64::new(0),
+            maybe_unread: AtomicU64::new(0),
             displaced: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             own: AtomicU64::new(0),
@@ -236,6 +269,12 @@ impl Logger {
         Stats {
             enqueued: s.enqueued.load(Ordering::Relaxed),
             delivered: s.delivered.load(Ordering::Relaxed),
+            acknowledged: s.acknowledged.load(Ordering::Relaxed),
+            taken_by_tcp: s.taken_by_tcp.load(Ordering::Relaxed),
+            written: s.written.load(Ordering::Relaxed),
+            sent: s.sent.load(Ordering::Relaxed),
+            truncated: s.truncated.load(Ordering::Relaxed),
+            maybe_unread: s.maybe_unread.load(Ordering::Relaxed),
             dropped: s.dropped(),
             suppressed: s.suppressed.load(Ordering::Relaxed),
             connects: s.connects.load(Ordering::Relaxed),

@@ -28,7 +28,7 @@ use flotilla_relp::client::RelpClientSession;
 use flotilla_syslog::{SdElement, SdParam, Severity};
 
 use crate::encode::Encoder;
-use crate::link::{Link, Scratch, Target};
+use crate::link::{Delivery, Link, Scratch, Target};
 use crate::logger::{ReentrancyGuard, Shared};
 use crate::record::Record;
 use crate::{Error, PEN_SUFFIX};
@@ -152,14 +152,19 @@ impl Sender {
             self.send_batch();
         }
         if let Some((_, link)) = self.link.take() {
-            let delivered = link.close(&mut self.relp_session);
-            self.shared.delivered.fetch_add(delivered, Ordering::AcqRel);
+            let kind = link.delivery();
+            let ended = link.close(&mut self.relp_session);
+            self.count_delivered(kind, ended.delivered);
+            self.shared
+                .maybe_unread
+                .fetch_add(ended.maybe_unread, Ordering::Relaxed);
         }
         self.shared.notify_progress();
     }
 
-    /// Unacknowledged RELP messages live in the link while connected, and in the kept
-    /// session between connections: both are work still to do.
+    /// Unacknowledged messages (RELP: by the collector; TCP, TLS: by its TCP) live in the
+    /// link while connected, and RELP's in the kept session between connections: all are
+    /// work still to do.
     fn unacknowledged(&self) -> usize {
         self.link.as_ref().map_or(0, |(_, l)| l.unacknowledged())
             + self
@@ -289,6 +294,12 @@ impl Sender {
             format,
             &mut self.scratch,
         );
+        let kind = sent.kind;
+        if sent.truncated > 0 {
+            self.shared
+                .truncated
+                .fetch_add(sent.truncated, Ordering::Relaxed);
+        }
         let mut delivered = sent.delivered;
         let mut result = sent.result;
         if result.is_ok()
@@ -303,20 +314,47 @@ impl Sender {
             result = acks.result;
         }
         let now = self.clock.now();
-        if delivered > 0 {
-            self.policy.handle(now, SenderEvent::Delivered(delivered));
-            self.shared.delivered.fetch_add(delivered, Ordering::AcqRel);
-            self.shared.notify_progress();
-        }
-        match result {
-            Ok(()) => self.link = Some((index, link)),
+        let failed = match result {
+            Ok(()) => {
+                self.link = Some((index, link));
+                false
+            }
             Err(e) => {
+                // What the collector's TCP took before the failure still counts; the
+                // rest goes back to the batch, for the next connection.
                 self.shared.failures.fetch_add(1, Ordering::Relaxed);
                 self.note_failure(index, &e);
-                link.abandon(&mut self.relp_session);
-                self.policy.handle(now, SenderEvent::LinkFailed(index));
+                let ended = link.abandon(&mut self.relp_session, &mut self.batch, &e);
+                delivered += ended.delivered;
+                self.shared
+                    .maybe_unread
+                    .fetch_add(ended.maybe_unread, Ordering::Relaxed);
+                true
             }
+        };
+        if delivered > 0 {
+            self.policy.handle(now, SenderEvent::Delivered(delivered));
+            self.count_delivered(kind, delivered);
         }
+        if failed {
+            self.policy.handle(now, SenderEvent::LinkFailed(index));
+        }
+    }
+
+    /// Adds delivered messages to the total and to the counter of their kind.
+    fn count_delivered(&self, kind: Delivery, delivered: u64) {
+        if delivered == 0 {
+            return;
+        }
+        let counter = match kind {
+            Delivery::Acknowledged => &self.shared.acknowledged,
+            Delivery::TakenByTcp => &self.shared.taken_by_tcp,
+            Delivery::Written => &self.shared.written,
+            Delivery::Sent => &self.shared.sent,
+        };
+        counter.fetch_add(delivered, Ordering::AcqRel);
+        self.shared.delivered.fetch_add(delivered, Ordering::AcqRel);
+        self.shared.notify_progress();
     }
 
     fn heartbeat(&mut self, uptime: Duration, period: Duration) {
