@@ -101,6 +101,7 @@ for kind in ("firing", "recent"):
     got = sorted((a["name"], a["labels"]["host"], a["labels"]["app"]) for a in logd["alerts"][kind])
     assert got == want, (kind, logd["alerts"])
 assert logd["page"].startswith("http://") and logd["page"].endswith("/"), logd
+assert s["ok"] is True and s["problems"] == [] and s["interrupted_at_seconds"] is None, s
 print("demo: ok")
 PY
 query=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["logd"]["query"])' "$summary")

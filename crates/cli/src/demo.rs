@@ -120,6 +120,14 @@ pub struct DemoSummary {
     /// The log service: data directory, records per role (APP-NAME), a ready-to-run
     /// query, its page's URL, its fleet view and alerts.
     pub logd: Option<LogdSummary>,
+    /// When Ctrl-C ended the run early: after how many seconds (the summary covers the
+    /// run so far, and the demo fails).
+    pub interrupted_at_seconds: Option<f64>,
+    /// Whether every check passed (replicas equal the game's state, game-2 crashed as
+    /// planned, logd shows both, not interrupted).
+    pub ok: bool,
+    /// The checks that failed, in words (empty when `ok`).
+    pub problems: Vec<String>,
 }
 
 /// The game server that crashes on purpose: `flotilla game --crash-after`, a process of
@@ -238,7 +246,13 @@ pub fn run(args: DemoArgs) -> Result<()> {
             alert: "ServiceCrashed",
         });
     }
-    let missing = logs.wait_for_fleet(&expected, heartbeat * 3 + Duration::from_secs(3));
+    // An interrupted run cannot expect logd to show what did not happen yet.
+    let fleet_wait = if summary.interrupted_at_seconds.is_some() {
+        Duration::ZERO
+    } else {
+        heartbeat * 3 + Duration::from_secs(3)
+    };
+    let missing = logs.wait_for_fleet(&expected, fleet_wait);
     let logd = match logs.summary() {
         Ok(logd) => logd,
         Err(e) => {
@@ -249,37 +263,51 @@ pub fn run(args: DemoArgs) -> Result<()> {
     summary.log_messages = logd.records;
     summary.boot_messages = logd.boot_messages;
     summary.logd = Some(logd);
+    summary.problems = problems(&summary, &missing);
+    summary.ok = summary.problems.is_empty();
     print_summary(&summary, json, linger)?;
     if linger > 0.0 {
         linger_for(Duration::from_secs_f64(linger));
     }
     logs.finish();
+    if !summary.ok {
+        bail!("the demo failed: {}", summary.problems.join("; "));
+    }
+    Ok(())
+}
+
+/// The checks of the summary that failed, in words.
+fn problems(summary: &DemoSummary, missing: &[Expected]) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(at) = summary.interrupted_at_seconds {
+        problems.push(format!("interrupted by Ctrl-C after {at:.1} s"));
+    }
     if summary.replicas_in_sync != summary.clients {
-        bail!(
+        problems.push(format!(
             "only {} of {} replicas equal the game server's state",
-            summary.replicas_in_sync,
-            summary.clients
-        );
+            summary.replicas_in_sync, summary.clients
+        ));
     }
     if let Some(c) = &summary.crashed_game
         && c.exit_code != Some(101)
+        && summary.interrupted_at_seconds.is_none()
     {
-        bail!(
+        problems.push(format!(
             "{} ({}) did not crash as planned: exit code {:?}; its stderr: {}",
             c.host,
             c.command,
             c.exit_code,
             c.stderr.trim()
-        );
+        ));
     }
-    if !missing.is_empty() {
+    if !missing.is_empty() && summary.interrupted_at_seconds.is_none() {
         let missing: Vec<String> = missing.iter().map(ToString::to_string).collect();
-        bail!(
+        problems.push(format!(
             "logd's fleet view and alerts did not show {}",
             missing.join("; ")
-        );
+        ));
     }
-    Ok(())
+    problems
 }
 
 /// Keeps the process (and so logd and its page) up for `time`, or until Ctrl-C.
@@ -440,9 +468,17 @@ async fn demo(args: DemoArgs, logs: &DemoLogs) -> Result<DemoSummary> {
     }
     let fe_addrs: Vec<_> = frontends.iter().map(|f| f.local_addr()).collect();
     if !args.json {
+        let fe_list: Vec<String> = (1..)
+            .zip(&fe_addrs)
+            .map(|(i, addr)| format!("fe-{i} {addr}"))
+            .collect();
         println!(
-            "flotilla demo: game server {game_addr}, {} worlds; front-ends {fe_addrs:?}; {} bots, {} observers, {} s",
-            args.worlds, args.bots, args.observers, args.duration
+            "flotilla demo: game server {game_addr}, {} worlds; front-ends {}; {} bots, {} observers, {} s",
+            args.worlds,
+            fe_list.join(", "),
+            args.bots,
+            args.observers,
+            args.duration
         );
         let or_none = |a: Option<std::net::SocketAddr>| a.map_or("-".into(), |a| a.to_string());
         println!(
@@ -587,8 +623,22 @@ async fn demo(args: DemoArgs, logs: &DemoLogs) -> Result<DemoSummary> {
     let mut last_delivered = 0;
     let mut steer = tokio::time::interval(Duration::from_millis(200));
     let mut next_status = start + Duration::from_secs(1);
+    // Ctrl-C ends the run early: the summary then covers what ran.
+    let interrupt = tokio::signal::ctrl_c();
+    tokio::pin!(interrupt);
+    let mut interrupted_at_seconds = None;
     while start.elapsed() < total {
-        steer.tick().await;
+        tokio::select! {
+            _ = steer.tick() => {}
+            _ = &mut interrupt => {
+                let at = start.elapsed().as_secs_f64();
+                if !args.json {
+                    println!("  t={at:>4.1}s interrupted (Ctrl-C): stopping, the summary covers the run so far");
+                }
+                interrupted_at_seconds = Some(at);
+                break;
+            }
+        }
         if let Some(at) = kill_at
             && failover.is_none()
             && start.elapsed() >= at
@@ -655,13 +705,13 @@ async fn demo(args: DemoArgs, logs: &DemoLogs) -> Result<DemoSummary> {
             };
             let per_fe: Vec<String> = frontends
                 .iter()
-                .map(|(_, f)| match f {
-                    Some(f) => format!("{}", f.stats().machine.connections),
-                    None => "down".into(),
+                .map(|(id, f)| match f {
+                    Some(f) => format!("{id} {}", f.stats().machine.connections),
+                    None => format!("{id} down"),
                 })
                 .collect();
             println!(
-                "  t={:>4.1}s clients per front-end [{}]  batches/s delivered {:>6}  lag p50 {:.1} ms p99 {:.1} ms",
+                "  t={:>4.1}s clients per front-end: {}  batches/s delivered {:>6}  lag p50 {:.1} ms p99 {:.1} ms",
                 start.elapsed().as_secs_f64(),
                 per_fe.join(", "),
                 delivered - last_delivered,
@@ -674,6 +724,10 @@ async fn demo(args: DemoArgs, logs: &DemoLogs) -> Result<DemoSummary> {
     let seconds = start.elapsed().as_secs_f64();
     // The crashing game server has crashed by now, or will within its --crash-after.
     let crashed_game = match crashing {
+        // Interrupted: no waiting for the planned crash.
+        Some(game) if interrupted_at_seconds.is_some() => {
+            Some(game.finish(start, Duration::ZERO).await)
+        }
         Some(game) => {
             let due = Duration::from_secs_f64(game.summary.crash_after_seconds)
                 .saturating_sub(start.elapsed());
@@ -759,6 +813,9 @@ async fn demo(args: DemoArgs, logs: &DemoLogs) -> Result<DemoSummary> {
         boot_messages: 0,
         crashed_game,
         logd: None,
+        interrupted_at_seconds,
+        ok: false,
+        problems: Vec::new(),
     })
 }
 
@@ -768,12 +825,12 @@ fn print_summary(summary: &DemoSummary, json: bool, linger: f64) -> Result<()> {
     } else {
         println!("flotilla demo: summary");
         println!(
-            "  clients per front-end:            {:?}",
-            summary.clients_per_frontend
+            "  clients per front-end:            {}",
+            by_frontend(&summary.clients_per_frontend)
         );
         println!(
-            "  clients per front-end at the end: {:?}",
-            summary.clients_per_frontend_at_end
+            "  clients per front-end at the end: {}",
+            by_frontend(&summary.clients_per_frontend_at_end)
         );
         if let Some(f) = &summary.failover {
             println!(
@@ -803,8 +860,8 @@ fn print_summary(summary: &DemoSummary, json: bool, linger: f64) -> Result<()> {
             summary.batches_committed
         );
         println!(
-            "  batches sent per front-end:       {:?}",
-            summary.game_batches_sent_per_frontend
+            "  batches sent per front-end:       {}",
+            by_frontend(&summary.game_batches_sent_per_frontend)
         );
         println!(
             "  batches delivered to clients:     {}",
@@ -848,8 +905,37 @@ fn print_summary(summary: &DemoSummary, json: bool, linger: f64) -> Result<()> {
                 None => {}
             }
         }
+        if summary.ok {
+            println!(
+                "flotilla demo: PASS (every replica equals the game server's state{}{})",
+                if summary.crashed_game.is_some() {
+                    "; game-2 crashed as planned"
+                } else {
+                    ""
+                },
+                if summary.failover.is_some() || summary.crashed_game.is_some() {
+                    "; logd shows it"
+                } else {
+                    ""
+                }
+            );
+        } else {
+            println!("flotilla demo: FAIL: {}", summary.problems.join("; "));
+        }
     }
     Ok(())
+}
+
+/// `fe-1 42, fe-2 33`: a count per front-end, in id order.
+fn by_frontend(counts: &BTreeMap<String, u64>) -> String {
+    if counts.is_empty() {
+        return "none".into();
+    }
+    counts
+        .iter()
+        .map(|(id, n)| format!("{id} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// logd's fleet view and alerts, as tables.

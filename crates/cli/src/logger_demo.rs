@@ -166,6 +166,25 @@ pub fn run(args: DemoArgs) -> Result<()> {
     config.app_name = Some("flotilla-demo".into());
     config.app_version = Some(env!("CARGO_PKG_VERSION").into());
     config.heartbeat = Some(Duration::from_secs(1));
+    // The worker's panic below is on purpose: one line for it instead of the default
+    // hook's message and backtrace. The flotilla logger's hook (installed next) reports
+    // it to the collectors first, then calls this one; any other panic keeps the
+    // default report.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().name() == Some("worker") {
+            eprintln!(
+                "flotilla logger-demo: the worker thread panicked on purpose ({}); the crash report went to the collectors",
+                info.payload()
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| info.payload().downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("no message")
+            );
+        } else {
+            default_hook(info);
+        }
+    }));
     let logger = flotilla_logger::init(config)?;
     if !args.json {
         println!(
@@ -211,15 +230,16 @@ pub fn run(args: DemoArgs) -> Result<()> {
         if !args.json && last_status.elapsed() >= Duration::from_secs(1) {
             last_status = Instant::now();
             let s = logger.stats();
-            let received: Vec<(&str, u64)> = collectors
+            let received: Vec<String> = collectors
                 .iter()
-                .map(|c| (c.name.as_str(), c.records()))
+                .map(|c| format!("{} {}", c.name, c.records()))
                 .collect();
             println!(
-                "  t={:>4.1}s logged={logged} delivered={} dropped={} stored={received:?}",
+                "  t={:>4.1}s logged={logged} delivered={} dropped={} stored: {}",
                 start.elapsed().as_secs_f64(),
                 s.delivered,
                 s.dropped,
+                received.join(", "),
             );
         }
         next += interval;

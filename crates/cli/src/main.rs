@@ -28,7 +28,15 @@ use clap::{Parser, Subcommand};
 
 /// flotilla: fleets of small, single-purpose, replaceable services.
 #[derive(Parser, Debug)]
-#[command(name = "flotilla", version, about)]
+#[command(
+    name = "flotilla",
+    version,
+    about = "flotilla runs fleets of small, single-purpose, replaceable services: stateless \
+             game front-ends that clients balance over at random (demo, frontend, game, \
+             watch, sim), a syslog logger for sealed services (log, logger-demo) and the log \
+             service that stores, searches, tails and alerts on what they send (logd, logs, \
+             receive)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -214,12 +214,69 @@ fn start_logger(args: &LogArgs, app: &str) -> Result<Option<flotilla_logger::Log
     if let Some(h) = &args.log_hostname {
         config.hostname = Some(h.clone());
     }
-    Ok(Some(flotilla_logger::init_with(config, |logger| {
+    let logger = flotilla_logger::init_with(config, |logger| {
         Box::new(RoleLog {
-            role,
+            role: role.clone(),
             logger: Some(logger),
         })
-    })?))
+    })?;
+    warn_while_collectors_down(role, logger.clone());
+    Ok(Some(logger))
+}
+
+/// Says on stderr when the role's log collectors cannot be reached, every 30 s while that
+/// lasts, and once when they answer again. The logger itself stays silent (it lives in
+/// services that may have no console); the role, which has one, speaks for it. Not sent
+/// through `log`: those messages would only wait in the same queue.
+fn warn_while_collectors_down(role: String, logger: flotilla_logger::Logger) {
+    const CHECK: Duration = Duration::from_secs(1);
+    const REMIND: Duration = Duration::from_secs(30);
+    let watch = move || {
+        let mut last = logger.stats();
+        let mut down: Option<(std::time::Instant, std::time::Instant, u64)> = None;
+        loop {
+            std::thread::sleep(CHECK);
+            let now = logger.stats();
+            let failed = now.failures > last.failures;
+            let progressed = now.delivered > last.delivered;
+            let why = || logger.last_failure().unwrap_or_else(|| "no answer".into());
+            match down {
+                None if failed && !progressed => {
+                    eprintln!(
+                        "flotilla {role}: warning: cannot reach its log collectors ({}); its messages wait in the logger's queue and the oldest are dropped once it is full",
+                        why()
+                    );
+                    let at = std::time::Instant::now();
+                    down = Some((at, at, now.dropped));
+                }
+                Some((since, _, dropped_before)) if progressed => {
+                    eprintln!(
+                        "flotilla {role}: its log collectors answer again after {:.0} s ({} messages dropped meanwhile)",
+                        since.elapsed().as_secs_f64(),
+                        now.dropped.saturating_sub(dropped_before)
+                    );
+                    down = None;
+                }
+                Some((since, reminded, dropped_before)) if reminded.elapsed() >= REMIND => {
+                    eprintln!(
+                        "flotilla {role}: warning: still cannot reach its log collectors after {:.0} s ({} messages dropped so far; {})",
+                        since.elapsed().as_secs_f64(),
+                        now.dropped.saturating_sub(dropped_before),
+                        why()
+                    );
+                    down = Some((since, std::time::Instant::now(), dropped_before));
+                }
+                _ => {}
+            }
+            last = now;
+        }
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("log-collectors-watch".into())
+        .spawn(watch)
+    {
+        eprintln!("flotilla: warning: cannot watch the log collectors: {e}");
+    }
 }
 
 /// SIGINT and SIGTERM, caught from before a role says it is listening (a signal sent

@@ -877,3 +877,48 @@ fn sim_balance_compares_the_ways_of_choosing_and_draws_them() {
     let text = succeed(flotilla().args(["sim", "balance", "--clients", "4000"]));
     assert!(String::from_utf8_lossy(&text.stdout).contains("os-seeded"));
 }
+
+/// A role whose `--log` collector is down says so on stderr (once, with the cause), and
+/// says again when the collector answers.
+#[test]
+fn roles_warn_while_their_log_collector_is_down() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = format!("tcp://127.0.0.1:{port}");
+    let mut game = Running::spawn(
+        flotilla()
+            .args(["game", "--listen", "127.0.0.1:0", "--log", &log])
+            .args(["--log-heartbeat-ms", "300"])
+            .stderr(Stdio::piped()),
+    );
+    let mut stderr = BufReader::new(game.0.as_mut().unwrap().stderr.take().unwrap());
+    let mut line = String::new();
+    let mut seen = String::new();
+    while !line.contains("cannot reach its log collectors") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "{seen}");
+        seen.push_str(&line);
+    }
+    assert!(
+        line.contains(&format!("{log}: Connection refused")),
+        "{line}"
+    );
+    // The collector comes up: the role says its collectors answer again.
+    let collector = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let reader = std::thread::spawn(move || {
+        let (mut s, _) = collector.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut sink = [0u8; 4096];
+        while matches!(std::io::Read::read(&mut s, &mut sink), Ok(n) if n > 0) {}
+    });
+    while !line.contains("log collectors answer again") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "{seen}");
+        seen.push_str(&line);
+    }
+    drop(game);
+    let _ = reader.join();
+}

@@ -205,3 +205,64 @@ fn the_demo_shows_the_shut_down_front_end_and_the_crashed_game_server_in_logds_f
     );
     let _ = std::fs::remove_dir_all(logd["data_dir"].as_str().unwrap());
 }
+
+/// Ctrl-C (SIGINT) mid-run: the demo stops, prints the summary of the run so far and a
+/// FAIL line naming the interruption, and exits 1.
+#[test]
+fn ctrl_c_prints_the_partial_summary_and_fails() {
+    let mut demo = Running(
+        Command::new(env!("CARGO_BIN_EXE_flotilla"))
+            .args([
+                "demo",
+                "--duration",
+                "60",
+                "--observers",
+                "10",
+                "--bots",
+                "3",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdout = BufReader::new(demo.0.stdout.take().unwrap());
+    let mut seen = String::new();
+    let mut line = String::new();
+    // Wait for the first status line: the run is under way.
+    while !line.contains("clients per front-end:") {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "ended early: {seen}"
+        );
+        seen.push_str(&line);
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &demo.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = demo.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo did not stop after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1), "{rest}");
+    assert!(rest.contains("interrupted (Ctrl-C)"), "{rest}");
+    assert!(rest.contains("flotilla demo: summary"), "{rest}");
+    assert!(rest.contains("replicas equal to the game state:"), "{rest}");
+    let last = rest.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("flotilla demo: FAIL: interrupted by Ctrl-C after "),
+        "{rest}"
+    );
+}
