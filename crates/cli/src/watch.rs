@@ -2,13 +2,16 @@
 //! list (addresses, or every A/AAAA record of a DNS name), picks a front-end at random,
 //! watches one world (by default `$directory`, the worlds the fleet serves) and prints
 //! what happens, one line per event: the front-end it is on, the snapshot, a status line
-//! per second (position, entries, digest, batches), failovers. With `--json` every line
-//! is one JSON object.
+//! per second (position, entries, digest, batches), failovers. Text lines are logfmt
+//! (`time=… event=… key=value`, values quoted where needed); with `--json` every line is
+//! one JSON object. A world the fleet does not serve is an error that lists the worlds
+//! it serves.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use flotilla_client::ErrorCode;
 use flotilla_client::{ClientEvent, DnsFrontends, FleetClient, FleetConfig, FleetStats};
 use flotilla_game::WorldId;
 use serde_json::{Value, json};
@@ -36,8 +39,8 @@ pub struct WatchArgs {
     /// Stop after this many seconds (default: until interrupted).
     #[arg(long)]
     seconds: Option<f64>,
-    /// Print the world's entries (key = value, values as text when they are UTF-8) on
-    /// the snapshot and with every status line.
+    /// Print the world's entries (one `event=entry` line each; values as text when they
+    /// are printable UTF-8, else hex) after the snapshot and every status line.
     #[arg(long)]
     entries: bool,
     /// One JSON object per line.
@@ -78,6 +81,21 @@ pub fn run(args: WatchArgs) -> Result<()> {
 
 async fn watch(args: WatchArgs, world: WorldId, config: FleetConfig) -> Result<()> {
     let out = Printer { json: args.json };
+    out.line(
+        "connecting",
+        json!({
+            "frontends": match &args.dns {
+                Some(name) => format!("every address of {name}"),
+                None => args
+                    .frontends
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            },
+            "pick": "random",
+        }),
+    );
     let client = FleetClient::connect(config)
         .await
         .context("connecting to the fleet")?;
@@ -96,6 +114,7 @@ async fn watch(args: WatchArgs, world: WorldId, config: FleetConfig) -> Result<(
     let mut status = tokio::time::interval(Duration::from_secs(1));
     status.tick().await;
     let mut batches_since_status = 0u64;
+    let mut had_snapshot = false;
     let started = Instant::now();
     loop {
         let sleep_until_deadline = async {
@@ -108,7 +127,10 @@ async fn watch(args: WatchArgs, world: WorldId, config: FleetConfig) -> Result<(
             _ = sleep_until_deadline => break,
             _ = tokio::signal::ctrl_c() => break,
             _ = status.tick() => {
-                out.line("status", status_fields(&client, &world, args.entries, batches_since_status));
+                out.line("status", status_fields(&client, &world, batches_since_status));
+                if args.entries {
+                    out.entries(&client, &world);
+                }
                 batches_since_status = 0;
             }
             event = events.recv() => {
@@ -116,15 +138,27 @@ async fn watch(args: WatchArgs, world: WorldId, config: FleetConfig) -> Result<(
                 match event {
                     ClientEvent::BatchApplied { .. } => batches_since_status += 1,
                     ClientEvent::SnapshotApplied { position, .. } => {
-                        let mut fields = status_fields(&client, &world, true, 0);
+                        had_snapshot = true;
+                        let mut fields = status_fields(&client, &world, 0);
                         fields["epoch"] = json!(position.epoch);
-                        if !args.entries && fields["entries"].as_array().is_some_and(|e| e.len() > 50) {
-                            fields["entries"] = json!("(more than 50; --entries shows them)");
-                        }
                         out.line("snapshot", fields);
+                        if args.entries {
+                            out.entries(&client, &world);
+                        }
                     }
-                    ClientEvent::Unsubscribed { code, text, .. } => {
-                        out.line("unsubscribed", json!({ "code": format!("{code:?}"), "text": text }));
+                    ClientEvent::Unsubscribed { world: w, code, text } => {
+                        out.line("unsubscribed", json!({
+                            "world": w.as_str(), "code": format!("{code:?}"), "text": text,
+                        }));
+                        if w == world && !had_snapshot && code == ErrorCode::UnknownWorld {
+                            let served = served_worlds(&client, &mut events).await;
+                            client.close();
+                            bail!(
+                                "the fleet serves no world {:?} (it serves: {})",
+                                world.as_str(),
+                                if served.is_empty() { "none yet".to_owned() } else { served.join(", ") }
+                            );
+                        }
                     }
                     ClientEvent::Resubscribing { code, attempt, delay, .. } => {
                         out.line("resubscribing", json!({
@@ -157,7 +191,7 @@ async fn watch(args: WatchArgs, world: WorldId, config: FleetConfig) -> Result<(
         }
     }
     let stats: FleetStats = client.stats();
-    let mut fields = status_fields(&client, &world, false, batches_since_status);
+    let mut fields = status_fields(&client, &world, batches_since_status);
     fields["seconds"] = json!(started.elapsed().as_secs_f64());
     fields["reconnects"] = json!(stats.reconnects);
     fields["failed_attempts"] = json!(stats.failed_attempts);
@@ -166,8 +200,37 @@ async fn watch(args: WatchArgs, world: WorldId, config: FleetConfig) -> Result<(
     Ok(())
 }
 
-/// The replica's position, size and digest, and its entries when asked for.
-fn status_fields(client: &FleetClient, world: &WorldId, entries: bool, batches: u64) -> Value {
+/// The world ids of the fleet's `$directory` (subscribed to for this, waited for up to
+/// 3 s), sorted.
+async fn served_worlds(
+    client: &FleetClient,
+    events: &mut flotilla_client::ClientEvents,
+) -> Vec<String> {
+    let directory = WorldId::DIRECTORY;
+    if client.subscribe(directory.clone(), None).is_err() {
+        return Vec::new();
+    }
+    let until = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        // A replica has a position once its snapshot is in.
+        let listed = client.position(&directory).and_then(|_| {
+            client.with_replica(&directory, |replica| {
+                replica.iter().map(|(key, _)| text(key)).collect::<Vec<_>>()
+            })
+        });
+        if let Some(mut worlds) = listed {
+            worlds.sort();
+            return worlds;
+        }
+        match tokio::time::timeout_at(until, events.recv()).await {
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return Vec::new(),
+        }
+    }
+}
+
+/// The replica's position, size and digest.
+fn status_fields(client: &FleetClient, world: &WorldId, batches: u64) -> Value {
     let position = client.position(world);
     let mut fields = json!({
         "world": world.as_str(),
@@ -176,23 +239,8 @@ fn status_fields(client: &FleetClient, world: &WorldId, entries: bool, batches: 
         "digest": client.digest(world).map(|d| format!("{d:016x}")),
         "batches": batches,
     });
-    let listed = client.with_replica(world, |replica| {
-        let count = replica.len();
-        let shown: Vec<Value> = if entries {
-            replica
-                .iter()
-                .map(|(key, value)| json!([text(key), text(value)]))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        (count, shown)
-    });
-    if let Some((count, shown)) = listed {
+    if let Some(count) = client.with_replica(world, |replica| replica.len()) {
         fields["len"] = json!(count);
-        if entries {
-            fields["entries"] = json!(shown);
-        }
     }
     fields
 }
@@ -211,25 +259,93 @@ struct Printer {
 }
 
 impl Printer {
+    /// One line: `time=… event=… key=value …` (logfmt), or one JSON object with `time`
+    /// and `event`.
     fn line(&self, event: &str, mut fields: Value) {
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        let time = flotilla_logd::query::format_ns(now_ns);
         if self.json {
+            fields["time"] = json!(time);
             fields["event"] = json!(event);
             println!("{fields}");
         } else {
-            let rest = fields
-                .as_object()
-                .map(|map| {
-                    map.iter()
-                        .filter(|(_, v)| !v.is_null())
-                        .map(|(k, v)| match v {
-                            Value::String(s) => format!("{k}={s}"),
-                            other => format!("{k}={other}"),
-                        })
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .unwrap_or_default();
-            println!("{event:<14} {rest}");
+            let mut line = format!("time={time} event={event}");
+            if let Some(map) = fields.as_object() {
+                for (key, value) in map.iter().filter(|(_, v)| !v.is_null()) {
+                    let value = match value {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    line.push(' ');
+                    line.push_str(key);
+                    line.push('=');
+                    line.push_str(&logfmt_value(&value));
+                }
+            }
+            println!("{line}");
         }
+    }
+
+    /// One `entry` line per entry of the world's replica, in key order.
+    fn entries(&self, client: &FleetClient, world: &WorldId) {
+        let entries = client
+            .with_replica(world, |replica| {
+                replica
+                    .iter()
+                    .map(|(key, value)| (text(key), text(value)))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        for (key, value) in entries {
+            self.line(
+                "entry",
+                json!({ "world": world.as_str(), "key": key, "value": value }),
+            );
+        }
+    }
+}
+
+/// A logfmt value: as it is when it has no space, `=`, quote or control character (and is
+/// not empty), else in double quotes with `"` and `\` escaped.
+fn logfmt_value(value: &str) -> String {
+    let plain = !value.is_empty()
+        && !value
+            .chars()
+            .any(|c| c == ' ' || c == '=' || c == '"' || c == '\\' || c.is_control());
+    if plain {
+        return value.to_owned();
+    }
+    let mut quoted = String::with_capacity(value.len() + 2);
+    quoted.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\n' => quoted.push_str("\\n"),
+            c if c.is_control() => quoted.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::logfmt_value;
+
+    #[test]
+    fn logfmt_values_are_quoted_when_needed() {
+        assert_eq!(logfmt_value("arena-1"), "arena-1");
+        assert_eq!(
+            logfmt_value("arena 1: 20 wanderers"),
+            "\"arena 1: 20 wanderers\""
+        );
+        assert_eq!(logfmt_value(""), "\"\"");
+        assert_eq!(logfmt_value("a=b"), "\"a=b\"");
+        assert_eq!(logfmt_value("say \"hi\""), "\"say \\\"hi\\\"\"");
+        assert_eq!(logfmt_value("back\\slash"), "\"back\\\\slash\"");
     }
 }

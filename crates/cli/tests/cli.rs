@@ -516,6 +516,43 @@ fn watch_follows_a_world_across_a_killed_frontend_and_resumes_its_session() {
         "the world went on: {end}"
     );
     assert!(watch.wait().unwrap().success());
+    // Text output: logfmt lines with a time, no entries without --entries.
+    let survivor = frontend_addrs[1 - victim].as_str();
+    let text = succeed(flotilla().args([
+        "watch",
+        "arena-1",
+        "--frontends",
+        survivor,
+        "--seconds",
+        "1.5",
+    ]));
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 3, "{text}");
+    for line in &lines {
+        assert!(line.starts_with("time=20"), "{line}");
+        assert!(line.contains(" event="), "{line}");
+        assert!(!line.contains("entries"), "{line}");
+    }
+    assert!(lines.iter().any(|l| l.contains("event=snapshot")), "{text}");
+    // A world the fleet does not serve: an error that lists those it serves.
+    let unknown = flotilla()
+        .args([
+            "watch",
+            "no-such-world",
+            "--frontends",
+            survivor,
+            "--seconds",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        err.contains("the fleet serves no world \"no-such-world\" (it serves: arena-1"),
+        "{err}"
+    );
     for mut child in frontends {
         let _ = child.kill();
         let _ = child.wait();

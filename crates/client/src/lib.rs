@@ -99,5 +99,5 @@ pub use session::{
     ClientSession, Fatal, Handled, HandshakeError, ReplicaMode, Welcomed, WorldCounters,
 };
 
-pub use flotilla_wire::WorldId;
+pub use flotilla_wire::{ErrorCode, WorldId};
 pub use flotilla_world::Position;
