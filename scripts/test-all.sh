@@ -72,6 +72,10 @@ assert s["batches_delivered"] > 0 and s["outputs_received"] == 10, s
 f = s["failover"]
 assert f["frontend"] == "fe-1" and f["clients_on_it"] == s["clients_per_frontend"]["fe-1"], s
 assert f["reconnected"] == f["clients_on_it"] == f["resumed"] <= f["lost"], s
+# ...as the game server sees it too: the same sessions, now through another front-end,
+# and the moved bots' player entities kept.
+assert f["resumed_at_game"] == f["clients_on_it"], s
+assert f["bots_kept_entity"] == f["bots_on_it"], s
 assert f["outage_ms_max"] < 2000, s
 end = s["clients_per_frontend_at_end"]
 assert "fe-1" not in end and sum(end.values()) == s["clients"], s

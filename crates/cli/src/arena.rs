@@ -83,8 +83,16 @@ struct Arena {
     handle: WorldHandle,
     npcs: Vec<Entity>,
     players: HashMap<SessionId, Entity>,
+    /// Players whose session closed, with when their entity goes: a session that opens
+    /// again before then (its client failed over to another front-end, whose
+    /// `SessionOpened` can arrive after the old front-end's `SessionClosed`) keeps it.
+    leaving: HashMap<SessionId, Instant>,
     left: Vec<SessionId>,
 }
+
+/// How long a player's entity outlives its closed session (see `Arena::leaving`): a
+/// client that fails over is back within a second or two.
+const RESUME_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs the arena game on `server` until `stop` turns true: hosts `worlds` worlds
 /// named `arena-1`…, each with `npcs` wandering entities, ticking every `tick`.
@@ -117,6 +125,7 @@ pub async fn run(
             handle,
             npcs,
             players: HashMap::new(),
+            leaving: HashMap::new(),
             left: Vec::new(),
         });
     }
@@ -134,7 +143,20 @@ pub async fn run(
         while let Some(event) = events.try_recv() {
             apply_event(&server, &mut arenas, event);
         }
+        let now = Instant::now();
         for arena in &mut arenas {
+            let gone: Vec<SessionId> = arena
+                .leaving
+                .iter()
+                .filter(|(_, at)| **at <= now)
+                .map(|(session, _)| *session)
+                .collect();
+            for session in gone {
+                arena.leaving.remove(&session);
+                if arena.players.remove(&session).is_some() {
+                    arena.left.push(session);
+                }
+            }
             let mut tx = arena.handle.begin();
             for (i, npc) in arena.npcs.iter_mut().enumerate() {
                 npc.step(dt);
@@ -193,14 +215,19 @@ fn apply_event(server: &GameServer, arenas: &mut [Arena], event: GameEvent) {
             }
         }
         GameEvent::SessionClosed { session } => {
+            let at = Instant::now() + RESUME_GRACE;
             for arena in arenas.iter_mut() {
-                if arena.players.remove(&session).is_some() {
-                    arena.left.push(session);
+                if arena.players.contains_key(&session) {
+                    arena.leaving.insert(session, at);
                 }
             }
         }
-        GameEvent::SessionOpened { .. }
-        | GameEvent::FrontendConnected { .. }
-        | GameEvent::FrontendDisconnected { .. } => {}
+        GameEvent::SessionOpened { session, .. } => {
+            // Back (on another front-end, or the same one): the entity stays.
+            for arena in arenas.iter_mut() {
+                arena.leaving.remove(&session);
+            }
+        }
+        GameEvent::FrontendConnected { .. } | GameEvent::FrontendDisconnected { .. } => {}
     }
 }

@@ -166,8 +166,17 @@ pub struct FailoverSummary {
     pub lost: u64,
     /// Reconnections to another front-end from the shutdown on.
     pub reconnected: u64,
-    /// Of those, the ones whose session was resumed (same session id at the game).
+    /// Of those, the ones whose `Welcome` said the session was resumed.
     pub resumed: u64,
+    /// The game server's view: of the clients that were on the shut-down front-end, those
+    /// whose session (the same session id) the game server now routes through another
+    /// front-end. Equal to `clients_on_it` when every moved session carried on.
+    pub resumed_at_game: u64,
+    /// Of the bots that were on it, those whose player entity (`p/<session id>`) is still
+    /// in their arena at the end (the game kept it across the move).
+    pub bots_kept_entity: u64,
+    /// Bots that were on it.
+    pub bots_on_it: u64,
     /// Time from the start of the shutdown to a moved client's next welcome, median,
     /// milliseconds.
     pub outage_ms_p50: f64,
@@ -286,6 +295,15 @@ fn problems(summary: &DemoSummary, missing: &[Expected]) -> Vec<String> {
         problems.push(format!(
             "only {} of {} replicas equal the game server's state",
             summary.replicas_in_sync, summary.clients
+        ));
+    }
+    if let Some(f) = &summary.failover
+        && summary.interrupted_at_seconds.is_none()
+        && (f.resumed_at_game != f.clients_on_it || f.bots_kept_entity != f.bots_on_it)
+    {
+        problems.push(format!(
+            "the game server saw {} of {} moved sessions carry on through another front-end, and {} of {} moved bots keep their entity",
+            f.resumed_at_game, f.clients_on_it, f.bots_kept_entity, f.bots_on_it
         ));
     }
     if let Some(c) = &summary.crashed_game
@@ -623,6 +641,12 @@ async fn demo(args: DemoArgs, logs: &DemoLogs) -> Result<DemoSummary> {
     let mut last_delivered = 0;
     let mut steer = tokio::time::interval(Duration::from_millis(200));
     let mut next_status = start + Duration::from_secs(1);
+    // The clients on the front-end shut down: index, session, its front-end at the game.
+    let mut moved: Vec<(
+        usize,
+        flotilla_game::SessionId,
+        Option<flotilla_game::FrontendId>,
+    )> = Vec::new();
     // Ctrl-C ends the run early: the summary then covers what ran.
     let interrupt = tokio::signal::ctrl_c();
     tokio::pin!(interrupt);
@@ -647,6 +671,16 @@ async fn demo(args: DemoArgs, logs: &DemoLogs) -> Result<DemoSummary> {
         {
             let clients_on_it = fe.stats().machine.connections;
             let at_seconds = start.elapsed().as_secs_f64();
+            // Who is on it, as the game server sees them, before it goes.
+            moved = clients
+                .iter()
+                .enumerate()
+                .filter(|(_, (c, _, _))| c.server_id().as_deref() == Some(id.as_str()))
+                .filter_map(|(i, (c, _, _))| {
+                    let session = session_of(c)?;
+                    Some((i, session, game.session_frontend(session)))
+                })
+                .collect();
             log::warn!(frontend = id.as_str(), clients = clients_on_it; "demo: shutting a front-end down");
             if !args.json {
                 println!("  t={at_seconds:>4.1}s shutting {id} down ({clients_on_it} clients)");
@@ -670,6 +704,9 @@ async fn demo(args: DemoArgs, logs: &DemoLogs) -> Result<DemoSummary> {
                 lost: 0,
                 reconnected: 0,
                 resumed: 0,
+                resumed_at_game: 0,
+                bots_kept_entity: 0,
+                bots_on_it: 0,
                 outage_ms_p50: 0.0,
                 outage_ms_max: 0.0,
             });
@@ -735,6 +772,29 @@ async fn demo(args: DemoArgs, logs: &DemoLogs) -> Result<DemoSummary> {
         }
         None => None,
     };
+    // The game server's view of the move: the same sessions, now through another
+    // front-end; and the bots' entities kept.
+    if let Some(f) = failover.as_mut() {
+        for (i, session, before) in &moved {
+            let Some((client, world, is_bot)) = clients.get(*i) else {
+                continue;
+            };
+            let now = game.session_frontend(*session);
+            if session_of(client) == Some(*session) && now.is_some() && now != *before {
+                f.resumed_at_game += 1;
+            }
+            if *is_bot {
+                f.bots_on_it += 1;
+                let key = format!("p/{}", session.0);
+                if game
+                    .world(world)
+                    .is_some_and(|w| w.get(key.as_bytes()).is_some())
+                {
+                    f.bots_kept_entity += 1;
+                }
+            }
+        }
+    }
     // Stop the game; let the last batches reach everyone.
     let _ = stop_tx.send(true);
     game_task.await.context("game task")??;
@@ -842,6 +902,10 @@ fn print_summary(summary: &DemoSummary, json: bool, linger: f64) -> Result<()> {
                 f.resumed,
                 f.outage_ms_p50,
                 f.outage_ms_max
+            );
+            println!(
+                "  the game server's view:           {} of those {} sessions now through another front-end (same session id); {} of {} bots kept their entity",
+                f.resumed_at_game, f.clients_on_it, f.bots_kept_entity, f.bots_on_it
             );
         }
         if let Some(c) = &summary.crashed_game {
@@ -1016,6 +1080,13 @@ impl Shared {
 }
 
 /// How many clients each front-end carries now, by front-end id.
+/// A client's session id: the first 8 bytes of its token (PROTOCOL.md §2).
+fn session_of(client: &FleetClient) -> Option<flotilla_game::SessionId> {
+    let token = client.session_token()?;
+    let id: [u8; 8] = token.get(..8)?.try_into().ok()?;
+    Some(flotilla_game::SessionId(u64::from_be_bytes(id)))
+}
+
 fn clients_per_frontend(clients: &[(FleetClient, WorldId, bool)]) -> BTreeMap<String, u64> {
     let mut per_frontend = BTreeMap::new();
     for (client, _, _) in clients {

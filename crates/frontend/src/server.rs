@@ -346,6 +346,7 @@ async fn serve(
         clients: HashMap::default(),
         games: HashMap::default(),
         dirty: Vec::new(),
+        dirty_games: Vec::new(),
         pass: Vec::new(),
         pass_at: 0,
         unflushed_frames: 0,
@@ -529,6 +530,11 @@ struct EventLoop {
     clients: HashMap<ConnId, OutQueue, IdBuildHasher>,
     games: HashMap<GameId, OutQueue, IdBuildHasher>,
     dirty: Vec<Peer>,
+    /// Game links with frames to write. They are written first, at every step of the
+    /// loop, never in a pass behind client fan-out: a game link whose pongs wait behind
+    /// thousands of observers' writes is closed by its game server for silence, and losing
+    /// it unsubscribes every observer of this front-end.
+    dirty_games: Vec<Peer>,
     /// The queues of the flush pass in progress (written [`FLUSH_STEP`] at a time).
     pass: Vec<Peer>,
     /// How many of `pass` are written.
@@ -565,7 +571,9 @@ impl EventLoop {
             }
             let mut handled_traffic = false;
             let turn_started = Instant::now();
-            let flushing = self.pass_at < self.pass.len() || !self.dirty.is_empty();
+            let flushing = self.pass_at < self.pass.len()
+                || !self.dirty.is_empty()
+                || !self.dirty_games.is_empty();
             if flushing {
                 // Between steps of a pass: let the readers run (the runtime polls the
                 // sockets first), then take what they delivered without waiting.
@@ -764,6 +772,7 @@ impl EventLoop {
         self.drain_outputs();
         // One clock read per step, not per connection.
         let now = self.now();
+        self.flush_games(now);
         let mut flushed = 0;
         loop {
             if self.pass_at >= self.pass.len() {
@@ -772,6 +781,7 @@ impl EventLoop {
                 self.drain_outputs();
                 self.unflushed_frames = 0;
                 self.full_queue = false;
+                self.flush_games(now);
                 if self.dirty.is_empty() {
                     return false;
                 }
@@ -851,7 +861,22 @@ impl EventLoop {
             && !queue.dirty
         {
             queue.dirty = true;
-            self.dirty.push(peer);
+            match peer {
+                Peer::Game(_) => self.dirty_games.push(peer),
+                Peer::Client(_) => self.dirty.push(peer),
+            }
+        }
+    }
+
+    /// Writes every game link's queue (see `dirty_games`).
+    fn flush_games(&mut self, now: flotilla_conn::Instant) {
+        while !self.dirty_games.is_empty() {
+            for peer in std::mem::take(&mut self.dirty_games) {
+                self.flush(peer, now);
+            }
+            // Writing reports drained bytes to the machine, which may queue more for a
+            // game link (rarely): those go out now too.
+            self.drain_outputs();
         }
     }
 
