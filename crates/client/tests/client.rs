@@ -436,7 +436,9 @@ async fn keep_alive_pings_then_idle_timeout_closes() {
             reason: DisconnectReason::Timeout
         }
     );
-    assert!(started.elapsed() < Duration::from_secs(2));
+    // A hang guard only: the 1.5 s rule itself is checked in virtual time (flotilla-conn's
+    // KeepAlive tests and the simulator), not against a loaded machine's clock.
+    assert!(started.elapsed() < Duration::from_secs(20));
     assert!(!client.is_connected());
 }
 
@@ -526,9 +528,11 @@ async fn a_frontend_trickling_bytes_without_whole_frames_is_closed() {
         }
     );
     assert!(sent >= 4, "trickled only {sent} bytes");
+    // Closed before the trickled frame completed (the check above); the elapsed time is
+    // only a hang guard, as the idle rule is checked in virtual time elsewhere.
     assert!(sent < frame.len());
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(20),
         "closed after {:?}",
         started.elapsed()
     );

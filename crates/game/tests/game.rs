@@ -680,7 +680,9 @@ async fn keep_alive_pings_and_closes_silent_frontends() {
     }
     assert!(pings >= 2, "pinged {pings} times");
     assert!(silent.recv_frame().await.is_none());
-    assert!(started.elapsed() < Duration::from_secs(2));
+    // A hang guard only: the 3 s rule is checked in virtual time (flotilla-conn's
+    // KeepAlive tests and the simulator).
+    assert!(started.elapsed() < Duration::from_secs(20));
     wait_for(|| {
         !server
             .stats()
@@ -734,9 +736,11 @@ async fn a_frontend_trickling_bytes_without_whole_frames_is_closed() {
     assert_eq!(code, ErrorCode::Timeout);
     assert!(fe.recv_frame().await.is_none());
     assert!(sent >= 4, "trickled only {sent} bytes");
+    // Closed before the trickled frame completed (the check above); the elapsed time is
+    // only a hang guard, as the idle rule is checked in virtual time elsewhere.
     assert!(sent < frame.len());
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(20),
         "closed after {:?}",
         started.elapsed()
     );

@@ -794,7 +794,11 @@ fn shutdown_ends_open_tails() {
     server.ingest(&[b"<14>1 - h a - - - hello"]);
     assert_eq!(tail.next().record().msg, "hello");
     let took = server.stop();
-    assert!(took < Duration::from_secs(5), "serve took {took:?} to stop");
+    // A hang guard (a tail must not hold the server open), not a timing target.
+    assert!(
+        took < Duration::from_secs(20),
+        "serve took {took:?} to stop"
+    );
     assert!(tail.ends_within(Duration::from_secs(5)));
 }
 

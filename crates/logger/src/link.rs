@@ -371,11 +371,15 @@ impl InFlight {
         !self.records.is_empty() && self.last_progress.elapsed() > self.stall_timeout
     }
 
-    /// Puts what the peer's TCP did not take back at the front of `batch`, in order.
-    fn give_back(&mut self, batch: &mut VecDeque<Record>) {
+    /// Puts what the peer's TCP did not take back at the front of `batch`, in order;
+    /// returns how many.
+    fn give_back(&mut self, batch: &mut VecDeque<Record>) -> u64 {
+        let mut given = 0;
         while let Some((_, record)) = self.records.pop_back() {
             batch.push_front(record);
+            given += 1;
         }
+        given
     }
 }
 
@@ -388,6 +392,8 @@ pub(crate) struct Ended {
     /// collector closes with a reset when it leaves data unread, so it may not have read
     /// these (counted in `delivered` earlier or now).
     pub maybe_unread: u64,
+    /// Messages given back to the batch, to be sent again on the next connection.
+    pub given_back: u64,
 }
 
 /// Whether an error means the peer reset the connection (`NotConnected`: a connection
@@ -701,6 +707,15 @@ impl Link {
         }
     }
 
+    /// For a RELP link: how many messages its session has sent again after a reconnect
+    /// (the session lives across connections, so the count is its whole life's).
+    pub fn relp_resent(&self) -> Option<u64> {
+        match self {
+            Link::Relp(link) => Some(link.session.stats().resent),
+            _ => None,
+        }
+    }
+
     /// What a delivery on this link means.
     pub fn delivery(&self) -> Delivery {
         match self {
@@ -757,6 +772,7 @@ impl Link {
                 Ended {
                     delivered: sent.delivered,
                     maybe_unread: if reset { in_flight.taken } else { 0 },
+                    given_back: 0,
                 }
             }
             Link::Tcp(stream, _, mut in_flight) => {
@@ -766,6 +782,7 @@ impl Link {
                 Ended {
                     delivered: sent.delivered,
                     maybe_unread: if reset { in_flight.taken } else { 0 },
+                    given_back: 0,
                 }
             }
             Link::Relp(mut link) => {
@@ -779,6 +796,7 @@ impl Link {
                 Ended {
                     delivered,
                     maybe_unread: 0,
+                    given_back: 0,
                 }
             }
             Link::Udp(..) | Link::Unix(..) => Ended::default(),
@@ -807,10 +825,11 @@ impl Link {
             Link::Udp(..) | Link::Unix(..) => return Ended::default(),
         };
         let delivered = in_flight.settle(&stream);
-        in_flight.give_back(batch);
+        let given_back = in_flight.give_back(batch);
         Ended {
             delivered,
             maybe_unread: if is_reset(error) { in_flight.taken } else { 0 },
+            given_back,
         }
     }
 }

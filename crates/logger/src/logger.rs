@@ -79,6 +79,9 @@ pub struct Stats {
     /// Of `taken_by_tcp`: messages taken on connections the collector then reset (a
     /// collector resets when it closes with data unread), so it may not have read them.
     pub maybe_unread: u64,
+    /// Messages sent (or to be sent) again on a new connection because the one before
+    /// ended before they were acknowledged (RELP: by the collector; TCP, TLS: by its TCP).
+    pub resent: u64,
     /// Messages dropped because the queue was full.
     pub dropped: u64,
     /// Log calls ignored because they came from inside the logger itself.
@@ -112,6 +115,10 @@ pub(crate) struct Shared {
     pub truncated: AtomicU64,
     /// Taken by the collector's TCP on connections it then reset.
     pub maybe_unread: AtomicU64,
+    /// TCP/TLS messages given back to the batch when their connection failed.
+    pub resent_stream: AtomicU64,
+    /// The RELP session's count of resent messages (it lives across connections).
+    pub resent_relp: AtomicU64,
     /// Accepted records later pushed out of a full queue (drop-oldest).
     pub displaced: AtomicU64,
     /// Records refused by a full queue (drop-newest) or after shutdown.
@@ -227,6 +234,8 @@ impl Logger {
             sent: AtomicU64::new(0),
             truncated: AtomicU64::new(0),
             maybe_unread: AtomicU64::new(0),
+            resent_stream: AtomicU64::new(0),
+            resent_relp: AtomicU64::new(0),
             displaced: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             own: AtomicU64::new(0),
@@ -275,6 +284,7 @@ impl Logger {
             sent: s.sent.load(Ordering::Relaxed),
             truncated: s.truncated.load(Ordering::Relaxed),
             maybe_unread: s.maybe_unread.load(Ordering::Relaxed),
+            resent: s.resent_stream.load(Ordering::Relaxed) + s.resent_relp.load(Ordering::Relaxed),
             dropped: s.dropped(),
             suppressed: s.suppressed.load(Ordering::Relaxed),
             connects: s.connects.load(Ordering::Relaxed),

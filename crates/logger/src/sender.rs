@@ -295,6 +295,9 @@ impl Sender {
             &mut self.scratch,
         );
         let kind = sent.kind;
+        if let Some(resent) = link.relp_resent() {
+            self.shared.resent_relp.store(resent, Ordering::Relaxed);
+        }
         if sent.truncated > 0 {
             self.shared
                 .truncated
@@ -326,6 +329,9 @@ impl Sender {
                 self.note_failure(index, &e);
                 let ended = link.abandon(&mut self.relp_session, &mut self.batch, &e);
                 delivered += ended.delivered;
+                self.shared
+                    .resent_stream
+                    .fetch_add(ended.given_back, Ordering::Relaxed);
                 self.shared
                     .maybe_unread
                     .fetch_add(ended.maybe_unread, Ordering::Relaxed);

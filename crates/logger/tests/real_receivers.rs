@@ -293,8 +293,12 @@ fn numbered_across_a_restart(
     for i in 0..total {
         logger.log(Severity::Notice, &format!("n={i}"), &[]);
         if i == total / 2 {
-            // Let the stream get going, then kill the receiver in the middle of it.
-            std::thread::sleep(Duration::from_millis(50));
+            // Once the stream is going (messages delivered, more queued behind them),
+            // kill the receiver in the middle of it.
+            let going = Instant::now() + Duration::from_secs(30);
+            while logger.stats().delivered < 1000 && Instant::now() < going {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             rsyslog.kill().unwrap();
             std::thread::sleep(Duration::from_millis(200));
             rsyslog.restart().unwrap();
@@ -347,6 +351,11 @@ fn relp_delivers_every_message_across_an_rsyslog_kill_and_restart() {
         stats.connects >= 2,
         "the logger must have reconnected: {stats:?}"
     );
+    // The kill caught messages sent and not yet acknowledged, and they were sent again
+    // (and, as counted above, none was lost): the test exercised the resend, not just a
+    // reconnect between two quiet moments.
+    assert!(stats.resent > 0, "nothing was resent: {stats:?}");
+    assert_eq!(stats.acknowledged, stats.delivered, "{stats:?}");
 }
 
 #[test]
@@ -369,6 +378,18 @@ fn plain_tcp_across_an_rsyslog_kill_and_restart_reports_its_losses() {
         "the stream did not continue after the restart"
     );
     assert!(stats.connects >= 2, "{stats:?}");
+    // Delivered means taken by rsyslog's TCP: never more than it stored plus what sat
+    // unread in the killed rsyslog's socket buffer (then lost with it).
+    assert_eq!(stats.taken_by_tcp, stats.delivered, "{stats:?}");
+    // What was lost is within what the logger flagged: messages its TCP took on the
+    // connection rsyslog's death reset (they may not have been read). What its TCP had
+    // not taken was sent again after the restart.
+    assert!(
+        total - distinct <= stats.maybe_unread as usize,
+        "{} lost, only {} flagged as maybe unread: {stats:?}",
+        total - distinct,
+        stats.maybe_unread
+    );
 }
 
 #[test]

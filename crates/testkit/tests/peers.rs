@@ -154,20 +154,25 @@ fn tls_send(port: u16, certificate: &TestCertificate, bytes: &[u8]) {
 }
 
 #[test]
-fn install_script_is_idempotent_and_fast() {
+fn install_script_is_idempotent() {
     ensure_peers_installed().unwrap();
-    // A second run of the script itself (not the cached result) must succeed quickly.
-    let started = std::time::Instant::now();
-    let status = std::process::Command::new("bash")
+    // A second run of the script itself (not the cached result) succeeds and installs,
+    // updates, downloads or unpacks nothing: it only checks and says the peers are ready
+    // (judged on what it did, not on how long it took on a loaded machine).
+    let out = std::process::Command::new("bash")
         .arg(flotilla_testkit::install::install_script())
-        .status()
+        .env("FLOTILLA_PEERS_VERBOSE", "1")
+        .output()
         .unwrap();
-    assert!(status.success());
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        started.elapsed()
-    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    for work in ["installing", "unpacking", "apt-get update", "stopping it"] {
+        assert!(
+            !said.contains(work),
+            "a second run did some work ({work}): {said}"
+        );
+    }
+    assert!(said.contains("peers ready"), "{said}");
 }
 
 #[test]
