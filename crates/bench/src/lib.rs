@@ -32,6 +32,7 @@ pub mod lean;
 pub mod logd;
 mod observe;
 pub mod procstat;
+pub mod spread;
 pub mod stats;
 pub mod workers;
 
@@ -92,4 +93,5 @@ pub use failover::{FailoverBenchConfig, FailoverReport, FailureMode, run_failove
 pub use fanout::{FanoutConfig, FanoutReport, run_fanout};
 pub use hop::{HopConfig, HopReport, HopRound, HopRun, Placement, run_hop};
 pub use logd::{LogdBenchConfig, LogdBenchReport, run_logd_bench};
+pub use spread::{SpreadConfig, SpreadReport, run_spread};
 pub use workers::{WorkerArgs, WorkerLauncher, worker_main};

@@ -62,6 +62,20 @@ pub enum WorkerArgs {
         #[arg(long, value_delimiter = ',', default_value = "127.0.0.1")]
         source: Vec<Ipv4Addr>,
     },
+    /// Run fleet clients watching one world: print `{"event":"ready",…}` once each has
+    /// its replica, answer `counts` with the clients per front-end, until `quit` or
+    /// stdin closes.
+    FleetClients {
+        /// The fleet's front-ends, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        frontends: Vec<SocketAddr>,
+        /// The world to watch.
+        #[arg(long)]
+        world: String,
+        /// Number of clients.
+        #[arg(long)]
+        count: usize,
+    },
 }
 
 /// Runs a worker until its stdin closes. Progress on stderr, results on stdout.
@@ -88,7 +102,17 @@ pub fn worker_main(args: WorkerArgs) -> Result<(), BenchError> {
             threads,
             source_ips: source,
         }),
+        WorkerArgs::FleetClients {
+            frontends,
+            world,
+            count,
+        } => crate::spread::fleet_clients_worker(frontends, world, count),
     }
+}
+
+/// Prints one JSON line on stdout (a worker's answer to the harness).
+pub(crate) fn print_json(value: &Value) -> Result<(), BenchError> {
+    print_line(value)
 }
 
 fn print_line(value: &Value) -> Result<(), BenchError> {

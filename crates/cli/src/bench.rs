@@ -53,6 +53,10 @@ pub enum BenchCommand {
     /// A front-end process killed (or frozen) under its clients: how soon they notice,
     /// reconnect to another at random, resume and carry on.
     Failover(FailoverArgs),
+    /// Client-side random balance on real processes: N fleet clients in P processes over
+    /// K front-end processes, per-front-end counts and their spread in σ, before and after
+    /// one front-end is killed.
+    Spread(SpreadArgs),
     /// The log service against rsyslog and ripgrep: ingest (loggen over TCP), durable
     /// ingest over RELP, bytes on disk, rare-token queries, memory.
     Logd(LogdBenchArgs),
@@ -122,6 +126,23 @@ pub struct FailoverArgs {
     /// given up (default: the protocol's).
     #[arg(long)]
     idle_ms: Option<u64>,
+    /// Print the JSON object on one line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `flotilla bench spread`.
+#[derive(clap::Args, Debug)]
+pub struct SpreadArgs {
+    /// Fleet clients in all.
+    #[arg(long, default_value_t = 12_000)]
+    clients: usize,
+    /// Front-end processes; the first one is killed.
+    #[arg(long, default_value_t = 4)]
+    frontends: usize,
+    /// Client worker processes the clients are spread over.
+    #[arg(long, default_value_t = 6)]
+    processes: usize,
     /// Print the JSON object on one line.
     #[arg(long)]
     json: bool,
@@ -300,6 +321,16 @@ pub fn run(which: BenchCommand) -> Result<()> {
                 },
                 args.json,
             )
+        }
+        BenchCommand::Spread(args) => {
+            let config = flotilla_bench::SpreadConfig {
+                clients: args.clients,
+                frontends: args.frontends,
+                processes: args.processes,
+                ..flotilla_bench::SpreadConfig::default()
+            };
+            let report = flotilla_bench::run_spread(&config, &WorkerLauncher::flotilla_cli()?)?;
+            print_report(&report, args.json)
         }
         BenchCommand::Logd(args) => {
             let mut config = flotilla_bench::LogdBenchConfig::full(std::env::current_exe()?);
