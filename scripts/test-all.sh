@@ -14,7 +14,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-step() { printf '\n==> %s\n' "$*"; }
+# One line per step as it starts, and one as it ends with its time and verdict; a
+# failing step says so (with its time) before the script exits.
+current=""
+step_started=$SECONDS
+end_step() {
+    if [[ -n "$current" ]]; then
+        printf '<== ok (%d s): %s\n' "$((SECONDS - step_started))" "$current"
+    fi
+}
+step() {
+    end_step
+    current="$*"
+    step_started=$SECONDS
+    printf '\n==> %s\n' "$current"
+}
+trap 'status=$?; if [[ $status -ne 0 && -n "$current" ]]; then printf "<== FAILED (%d s): %s\n" "$((SECONDS - step_started))" "$current"; fi' EXIT
 started=$SECONDS
 
 step "install real peers (rsyslog, syslog-ng, nats-server, dnsmasq, ripgrep, SeaweedFS) and python3"
@@ -54,8 +69,18 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 export FUZZ_SECONDS="${FUZZ_SECONDS:-10}"
+# The fuzzers' own output (thousands of lines) goes to a file, shown only on failure.
+mkdir -p target/fuzz-logs
 for run in crates/*/fuzz/run.sh; do
-    bash "$run"
+    crate=$(basename "$(dirname "$(dirname "$run")")")
+    log="target/fuzz-logs/${crate}.log"
+    if bash "$run" >"$log" 2>&1; then
+        echo "fuzz ${crate}: $(tail -n 1 "$log")"
+    else
+        cat "$log" >&2
+        echo "fuzz ${crate}: FAILED (the whole output above, and in $log)" >&2
+        exit 1
+    fi
 done
 
 step "demo, end to end (front-ends) and the logger demo"
@@ -139,4 +164,6 @@ assert r["query_messages"] == 200000 and len(r["logd_query_ms"]) == 2, r
 print("bench logd: ok (figures of a small run; BENCHMARKS.md has the full one)")
 PY
 
-step "all green in $((SECONDS - started)) s"
+end_step
+current=""
+printf '\n==> all green in %d s\n' "$((SECONDS - started))"
