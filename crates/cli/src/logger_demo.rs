@@ -9,7 +9,7 @@
 //! comes from queries of what each node stored.
 //! Everything in it is real sockets, real storage and real parsing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -51,6 +51,9 @@ pub struct DemoSummary {
     pub error_received: bool,
     /// The "about to crash" message arrived.
     pub crash_received: bool,
+    /// The boot, error and crash messages as a collector stored them (MSG and their
+    /// structured data), for the reader to see what arrives.
+    pub received: BTreeMap<String, String>,
     /// Heartbeats received.
     pub heartbeats: u64,
     /// The logger moved to the other collector after the first one stopped.
@@ -289,6 +292,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         boot_received: seen.boot,
         error_received: seen.error,
         crash_received: seen.crash,
+        received: seen.shown.clone(),
         heartbeats: seen.heartbeats,
         failed_over,
         delivered: stats.delivered,
@@ -311,6 +315,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
             "  about-to-crash message:              {}",
             yes(summary.crash_received)
         );
+        for (id, text) in &summary.received {
+            println!("    {id:<5} as received: {text}");
+        }
         println!(
             "  heartbeats:                          {}",
             summary.heartbeats
@@ -320,8 +327,12 @@ pub fn run(args: DemoArgs) -> Result<()> {
             yes(summary.failed_over)
         );
         println!(
-            "  numbered messages: {} logged, {} received, {} lost in the stopped collector's TCP buffers (RELP loses none)",
+            "  numbered messages: {} logged, {} received (distinct), {} lost: taken by the stopped collector's TCP but never stored (the logger resends what its TCP had not taken; RELP loses none)",
             summary.logged, summary.received_distinct, summary.lost
+        );
+        println!(
+            "  the logger delivered {} messages in all: the numbered ones and its own (boot, heartbeats, the error, the crash report), and dropped {}",
+            summary.delivered, summary.dropped
         );
         for (name, n) in &summary.per_collector {
             println!("  {name}: {n} messages");
@@ -349,6 +360,8 @@ fn yes(b: bool) -> &'static str {
 
 #[derive(Default)]
 struct Seen {
+    /// MSGID -> the first such record, as text (MSG and structured data).
+    shown: BTreeMap<String, String>,
     seqs: BTreeSet<u64>,
     per_collector: Vec<(String, u64)>,
     after_failover_at: BTreeSet<String>,
@@ -364,6 +377,11 @@ impl Seen {
         match self.per_collector.iter_mut().find(|(n, _)| n == collector) {
             Some((_, count)) => *count += 1,
             None => self.per_collector.push((collector.to_owned(), 1)),
+        }
+        if let Some(id @ ("BOOT" | "ERROR" | "CRASH")) = m.msg_id.as_deref() {
+            self.shown
+                .entry(id.to_owned())
+                .or_insert_with(|| as_received(m));
         }
         match m.msg_id.as_deref() {
             Some("BOOT") => self.boot = param(m, "ip@32473", "lo").is_some() || !m.msg.is_empty(),
@@ -384,6 +402,28 @@ impl Seen {
             }
         }
     }
+}
+
+/// A record as a collector stored it: its MSG, then each structured-data element
+/// `[id name="value" ...]`, cut at 400 characters.
+fn as_received(m: &RecordJson) -> String {
+    let mut text = m.msg.trim_end().to_owned();
+    {
+        for (id, params) in &m.structured_data {
+            text.push_str(&format!(" [{id}"));
+            if let Some(params) = params.as_object() {
+                for (name, value) in params {
+                    let value = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+                    text.push_str(&format!(" {name}={value:?}"));
+                }
+            }
+            text.push(']');
+        }
+    }
+    if text.chars().count() > 400 {
+        text = text.chars().take(400).collect::<String>() + "…";
+    }
+    text
 }
 
 /// The value of parameter `name` in structured-data element `id`, if present.
