@@ -109,6 +109,16 @@ pub struct DemoSummary {
     pub lag_ms_p50: f64,
     /// 99th percentile of the lag, milliseconds.
     pub lag_ms_p99: f64,
+    /// How late the demo's own 200 ms loop (in the process that also runs every client)
+    /// woke at worst, milliseconds.
+    pub harness_late_ms_max: f64,
+    /// CPU used by the demo's own runtime (every client and bot, and the game server),
+    /// percent of its 2 threads' capacity over the run.
+    pub harness_cpu_percent: f64,
+    /// True when that runtime was nearly always busy (≥ 85%) or its loop woke over 50 ms
+    /// late: the harness, not the system, was saturated, and the lag figures include the
+    /// clients' own delay (the summary then says so).
+    pub harness_saturated: bool,
     /// Outputs the bots received from the game server (their "you are ..." replies).
     pub outputs_received: u64,
     /// Log messages the log service (logd) stored from the roles.
@@ -224,7 +234,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let logs = DemoLogs::start(args.frontends, heartbeat)?;
     let (json, linger) = (args.json, args.linger);
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(HARNESS_THREADS)
+        .thread_name(HARNESS_THREAD_NAME)
         .enable_all()
         .build()?;
     let outcome = runtime.block_on(demo(args, &logs));
@@ -651,9 +662,15 @@ async fn demo(args: DemoArgs, logs: &DemoLogs) -> Result<DemoSummary> {
     let interrupt = tokio::signal::ctrl_c();
     tokio::pin!(interrupt);
     let mut interrupted_at_seconds = None;
+    let mut harness_late = Duration::ZERO;
+    let harness_cpu_before = harness_cpu_seconds();
+    let harness_wall = Instant::now();
     while start.elapsed() < total {
         tokio::select! {
-            _ = steer.tick() => {}
+            scheduled = steer.tick() => {
+                // How late the clients' own process woke: a busy harness shows here.
+                harness_late = harness_late.max(scheduled.elapsed());
+            }
             _ = &mut interrupt => {
                 let at = start.elapsed().as_secs_f64();
                 if !args.json {
@@ -759,6 +776,8 @@ async fn demo(args: DemoArgs, logs: &DemoLogs) -> Result<DemoSummary> {
         }
     }
     let seconds = start.elapsed().as_secs_f64();
+    let harness_cpu_percent = 100.0 * (harness_cpu_seconds() - harness_cpu_before)
+        / (harness_wall.elapsed().as_secs_f64() * HARNESS_THREADS as f64).max(1e-9);
     // The crashing game server has crashed by now, or will within its --crash-after.
     let crashed_game = match crashing {
         // Interrupted: no waiting for the planned crash.
@@ -868,6 +887,9 @@ async fn demo(args: DemoArgs, logs: &DemoLogs) -> Result<DemoSummary> {
         replicas_in_sync: in_sync,
         lag_ms_p50,
         lag_ms_p99,
+        harness_late_ms_max: harness_late.as_secs_f64() * 1000.0,
+        harness_cpu_percent,
+        harness_saturated: harness_late > Duration::from_millis(50) || harness_cpu_percent >= 85.0,
         outputs_received: shared.outputs.load(Ordering::Relaxed),
         log_messages: 0,
         boot_messages: 0,
@@ -939,6 +961,12 @@ fn print_summary(summary: &DemoSummary, json: bool, linger: f64) -> Result<()> {
             "  lag commit -> client p50 {:.2} ms, p99 {:.2} ms",
             summary.lag_ms_p50, summary.lag_ms_p99
         );
+        if summary.harness_saturated {
+            println!(
+                "    (the demo's own runtime, which runs every client, was saturated: {:.0}% of its {HARNESS_THREADS} threads busy, its loop up to {:.0} ms late; so this lag includes the clients' own delay, not only the system's; fewer --observers measure the system)",
+                summary.harness_cpu_percent, summary.harness_late_ms_max
+            );
+        }
         println!(
             "  outputs received by bots:         {}",
             summary.outputs_received
@@ -1080,6 +1108,35 @@ impl Shared {
 }
 
 /// How many clients each front-end carries now, by front-end id.
+/// Threads of the demo's own runtime (clients, bots, the game server).
+const HARNESS_THREADS: usize = 2;
+/// Their name, to find their CPU time in /proc.
+const HARNESS_THREAD_NAME: &str = "demo-harness";
+
+/// CPU seconds used so far by the threads of the demo's own runtime (Linux /proc; 0
+/// elsewhere).
+fn harness_cpu_seconds() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let ticks_per_second = flotilla_bench::procstat::clock_ticks_per_second().max(1) as f64;
+    let mut ticks = 0u64;
+    for task in tasks.flatten() {
+        let path = task.path();
+        let is_harness = std::fs::read_to_string(path.join("comm"))
+            .is_ok_and(|comm| comm.trim() == HARNESS_THREAD_NAME);
+        if !is_harness {
+            continue;
+        }
+        if let Ok(stat) = std::fs::read_to_string(path.join("stat"))
+            && let Ok(cpu) = flotilla_bench::procstat::parse_stat(&stat)
+        {
+            ticks += cpu.total();
+        }
+    }
+    ticks as f64 / ticks_per_second
+}
+
 /// A client's session id: the first 8 bytes of its token (PROTOCOL.md §2).
 fn session_of(client: &FleetClient) -> Option<flotilla_game::SessionId> {
     let token = client.session_token()?;

@@ -413,7 +413,9 @@ fn as_received(m: &RecordJson) -> String {
             text.push_str(&format!(" [{id}"));
             if let Some(params) = params.as_object() {
                 for (name, value) in params {
-                    let value = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+                    let value = value
+                        .as_str()
+                        .map_or_else(|| value.to_string(), str::to_owned);
                     text.push_str(&format!(" {name}={value:?}"));
                 }
             }
