@@ -29,6 +29,7 @@ use serde::Serialize;
 
 use crate::BenchError;
 use crate::game_side::BenchGame;
+use crate::spread::worst_sigma;
 use crate::stats::{LatencyHistogram, Percentiles};
 use crate::workers::{FrontendWorker, WorkerLauncher};
 
@@ -144,22 +145,6 @@ struct Track {
     resumed: bool,
     carried_on_at: Option<Instant>,
     snapshot_after_move: bool,
-}
-
-/// The largest |count - mean| over `counts`, in σ of a binomial count of their total
-/// over as many servers.
-fn worst_sigma(counts: &[usize]) -> f64 {
-    let total: usize = counts.iter().sum();
-    if counts.len() < 2 || total == 0 {
-        return 0.0;
-    }
-    let k = counts.len() as f64;
-    let mean = total as f64 / k;
-    let sigma = (total as f64 * (1.0 / k) * (1.0 - 1.0 / k)).sqrt();
-    counts
-        .iter()
-        .map(|n| (*n as f64 - mean).abs() / sigma)
-        .fold(0.0, f64::max)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
