@@ -178,7 +178,8 @@ pub fn observe(id: u64, record: &Record) -> Observation<'_> {
 pub fn observe_with_head<'a>(id: u64, record: &'a Record, head: &Head) -> Observation<'a> {
     match head.msg_id(&record.raw) {
         Some(MSGID_BOOT | MSGID_HEARTBEAT | MSGID_CRASH) => observe(id, record),
-        _ => observe_head(id, record, head),
+        // The MSGID read once (each read checks its UTF-8 again).
+        msg_id => observe_head_with(id, record, head, msg_id),
     }
 }
 
@@ -194,6 +195,16 @@ const MSGID_ERROR: &str = "ERROR";
 /// What the header alone says: who sent it (nobody, for an unstructured frame), its
 /// severity, and whether it is a caught error.
 fn observe_head<'a>(id: u64, record: &'a Record, head: &Head) -> Observation<'a> {
+    observe_head_with(id, record, head, head.msg_id(&record.raw))
+}
+
+/// [`observe_head`] with the record's MSGID already read from `head`.
+fn observe_head_with<'a>(
+    id: u64,
+    record: &'a Record,
+    head: &Head,
+    msg_id: Option<&str>,
+) -> Observation<'a> {
     let raw = &record.raw;
     let attributed = head.format != Format::Unstructured;
     Observation {
@@ -208,7 +219,7 @@ fn observe_head<'a>(id: u64, record: &'a Record, head: &Head) -> Observation<'a>
             false => "-",
         },
         severity: head.severity,
-        kind: match (attributed, head.msg_id(raw)) {
+        kind: match (attributed, msg_id) {
             (false, _) => ObservationKind::Unattributed,
             (true, Some(MSGID_ERROR)) => ObservationKind::Error,
             (true, _) => ObservationKind::Other,
