@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use flotilla_client::{ClientConfig, ClientEvent, FleetClient, FleetConfig, ReplicaMode};
 use flotilla_frontend::TokenKey;
-use rustix::process::{Pid, Signal, kill_process};
+use rustix::process::Signal;
 use serde::Serialize;
 
 use crate::BenchError;
@@ -350,10 +350,6 @@ async fn measure(
     let victim = workers
         .first_mut()
         .ok_or_else(|| BenchError::InvalidConfig("no front-end".into()))?;
-    let pid = i32::try_from(victim.worker.pid())
-        .ok()
-        .and_then(Pid::from_raw)
-        .ok_or_else(|| BenchError::Worker("front-end pid out of range".into()))?;
     let signal = match config.mode {
         FailureMode::Kill => Signal::KILL,
         FailureMode::Hang => Signal::STOP,
@@ -375,8 +371,7 @@ async fn measure(
         };
     }
     let failed_at = Instant::now();
-    kill_process(pid, signal)
-        .map_err(|errno| BenchError::io("signalling the front-end")(errno.into()))?;
+    victim.signal(signal)?;
 
     let deadline = failed_at + config.recovery_timeout;
     loop {
@@ -392,7 +387,7 @@ async fn measure(
     }
     if config.mode == FailureMode::Hang {
         // Let it run again (and be killed when the workers are dropped).
-        let _ = kill_process(pid, Signal::CONT);
+        let _ = victim.signal(Signal::CONT);
     }
 
     // Stop the game, let the last batches arrive, then compare every replica with it.

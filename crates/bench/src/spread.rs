@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use flotilla_frontend::TokenKey;
-use rustix::process::{Pid, Signal, kill_process};
+use rustix::process::Signal;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -202,15 +202,10 @@ pub fn run_spread(
     );
 
     let victim = frontends
-        .first_mut()
+        .first()
         .ok_or_else(|| BenchError::InvalidConfig("no front-end".into()))?;
-    let pid = i32::try_from(victim.worker.pid())
-        .ok()
-        .and_then(Pid::from_raw)
-        .ok_or_else(|| BenchError::Worker("front-end pid out of range".into()))?;
     let killed_at = Instant::now();
-    kill_process(pid, Signal::KILL)
-        .map_err(|errno| BenchError::io("killing the front-end")(errno.into()))?;
+    victim.signal(Signal::KILL)?;
     let survivors = addrs.get(1..).unwrap_or(&[]).to_vec();
     let victim_addr = addrs.first().map(ToString::to_string).unwrap_or_default();
     let deadline = killed_at + config.recovery_timeout;

@@ -372,6 +372,17 @@ pub(crate) struct FrontendWorker {
 }
 
 impl FrontendWorker {
+    /// Sends `signal` to the front-end's process (SIGKILL, SIGSTOP, SIGCONT: the failures
+    /// the benchmarks inflict).
+    pub fn signal(&self, signal: rustix::process::Signal) -> Result<(), BenchError> {
+        let pid = i32::try_from(self.worker.pid())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .ok_or_else(|| BenchError::Worker("front-end pid out of range".into()))?;
+        rustix::process::kill_process(pid, signal)
+            .map_err(|errno| BenchError::io("signalling the front-end")(errno.into()))
+    }
+
     /// Starts a front-end connected to `game`, on every CPU the harness may use.
     pub fn start(launcher: &WorkerLauncher, game: SocketAddr) -> Result<Self, BenchError> {
         Self::start_on(launcher, game, None)
