@@ -142,7 +142,8 @@ pub struct Stats {
     pub resyncs: u64,
     /// Client inputs forwarded to a game server.
     pub inputs_routed: u64,
-    /// Client inputs for a world no game server hosts.
+    /// Client inputs for a world no game server hosts (each answered with `Unsubscribed`)
+    /// or for a world of the front-end's own (`$directory`: not answered).
     pub inputs_dropped: u64,
     /// Game outputs delivered to a session.
     pub outputs_routed: u64,
@@ -597,12 +598,23 @@ impl Frontend {
                 let Some(session) = self.sessions.get(&conn).and_then(Session::session_id) else {
                     return;
                 };
-                match self.router.route_input(session, world, payload) {
+                let reserved = world.as_str().starts_with('$');
+                match self.router.route_input(session, world.clone(), payload) {
                     Some((game, frame)) => {
                         self.stats.inputs_routed += 1;
                         self.send_game(now, game, frame);
                     }
-                    None => self.stats.inputs_dropped += 1,
+                    // A world of the front-end's own (`$directory`) takes no input: a
+                    // client bug, counted, not answered (an `Unsubscribed` would end the
+                    // client's subscription to a world that exists).
+                    None if reserved => self.stats.inputs_dropped += 1,
+                    // No game server hosts it: the input cannot be delivered, and the
+                    // client is told so rather than left to believe it was.
+                    None => {
+                        self.stats.inputs_dropped += 1;
+                        let frame = self.unhosted(world, "input dropped: ");
+                        self.send_client(now, conn, frame, Traffic::Control);
+                    }
                 }
             }
             SessionEvent::Close {
@@ -610,6 +622,25 @@ impl Frontend {
                 error_frame,
             } => self.close_client(now, conn, reason, error_frame),
         }
+    }
+
+    /// The `Unsubscribed` answer about a world no game server hosts (to a `Subscribe`, or
+    /// to an `Input` with `what` = "input dropped: "). Only a front-end that hears from a
+    /// game server can say a world does not exist; one still connecting (or reconnecting)
+    /// to its game servers says "try again" instead, so a client that subscribes early
+    /// keeps waiting.
+    fn unhosted(&self, world: WorldId, what: &str) -> Bytes {
+        let (code, text) = if self.router.games().next().is_some() {
+            (ErrorCode::UnknownWorld, "no game server hosts this world")
+        } else {
+            (ErrorCode::Unavailable, "no game server is connected yet")
+        };
+        FrontendToClient::Unsubscribed {
+            world,
+            code,
+            text: format!("{what}{text}"),
+        }
+        .encode_to_bytes()
     }
 
     fn open_session(
@@ -668,20 +699,7 @@ impl Frontend {
                 .subscribe(conn, since, congested)
         } else {
             let Some(game) = self.router.host_of(&world) else {
-                // Only a front-end that hears from a game server can say a world does not
-                // exist; one still connecting (or reconnecting) to its game servers says
-                // "try again" instead, so a client that subscribes early keeps waiting.
-                let (code, text) = if self.router.games().next().is_some() {
-                    (ErrorCode::UnknownWorld, "no game server hosts this world")
-                } else {
-                    (ErrorCode::Unavailable, "no game server is connected yet")
-                };
-                let frame = FrontendToClient::Unsubscribed {
-                    world,
-                    code,
-                    text: text.to_owned(),
-                }
-                .encode_to_bytes();
+                let frame = self.unhosted(world, "");
                 self.send_client(now, conn, frame, Traffic::Control);
                 return;
             };

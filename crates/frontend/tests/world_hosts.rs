@@ -464,3 +464,49 @@ fn a_returning_game_server_takes_the_world_back() {
         vec![GameId(1), GameId(2)]
     );
 }
+
+/// An input that cannot be delivered is not dropped in silence: the client is told the
+/// world has no game server (and stays connected); an input for the front-end's own
+/// `$directory` is counted, not answered (that world exists).
+#[test]
+fn an_input_for_a_world_nobody_hosts_is_answered() {
+    let mut h = Harness::new();
+    h.client(1);
+    let input = |world: &str| ClientToFrontend::Input {
+        world: WorldId::new(world).unwrap(),
+        payload: Bytes::from_static(b"J"),
+    };
+    // No game server yet: "try again".
+    let outputs = h.client_says(1, &input("arena"));
+    assert!(
+        matches!(
+            &to_client(&outputs, 1)[..],
+            [FrontendToClient::Unsubscribed { code: ErrorCode::Unavailable, text, .. }]
+                if text == "input dropped: no game server is connected yet"
+        ),
+        "{outputs:?}"
+    );
+    // A game server that does not host it: the world does not exist.
+    h.game(1);
+    let outputs = h.client_says(1, &input("nosuch"));
+    assert!(
+        matches!(
+            &to_client(&outputs, 1)[..],
+            [FrontendToClient::Unsubscribed { code: ErrorCode::UnknownWorld, world, text }]
+                if world.as_str() == "nosuch" && text == "input dropped: no game server hosts this world"
+        ),
+        "{outputs:?}"
+    );
+    assert!(!closes_anything(&outputs));
+    let outputs = h.client_says(1, &input("$directory"));
+    assert!(to_client(&outputs, 1).is_empty(), "{outputs:?}");
+    assert_eq!(h.frontend.stats().inputs_dropped, 3);
+    // Once hosted, an input goes to its game server.
+    h.announce_arena(1, arena_info(1));
+    let outputs = h.client_says(1, &input("arena"));
+    assert!(to_client(&outputs, 1).is_empty(), "{outputs:?}");
+    assert!(matches!(
+        &to_game(&outputs, 1)[..],
+        [FrontendToGame::Input { .. }]
+    ));
+}

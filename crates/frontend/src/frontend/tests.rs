@@ -299,7 +299,7 @@ fn inputs_are_routed_to_the_host_and_outputs_back_to_the_session() {
         }]
     );
     assert!(to_client(&outputs, 2).is_empty());
-    // Input for a world nobody hosts is dropped and counted.
+    // Input for a world nobody hosts is dropped, counted, and the client told.
     let outputs = h.feed(Input::ClientFrame(
         ConnId(1),
         raw(&ClientToFrontend::Input {
@@ -307,7 +307,14 @@ fn inputs_are_routed_to_the_host_and_outputs_back_to_the_session() {
             payload: Bytes::new(),
         }),
     ));
-    assert!(outputs.is_empty());
+    assert!(matches!(
+        &to_client(&outputs, 1)[..],
+        [FrontendToClient::Unsubscribed {
+            code: ErrorCode::UnknownWorld,
+            ..
+        }]
+    ));
+    assert_eq!(outputs.len(), 1, "{outputs:?}");
     let stats = h.frontend.stats();
     assert_eq!(
         (
