@@ -19,7 +19,6 @@ use bytes::Bytes;
 use flotilla_frontend::TokenKey;
 use rustix::process::Signal;
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::BenchError;
 use crate::game_side::BenchGame;
@@ -255,7 +254,6 @@ pub(crate) fn fleet_clients_worker(
     count: usize,
 ) -> Result<(), BenchError> {
     use flotilla_client::{ClientConfig, ClientEvent, FleetClient, FleetConfig, WorldId};
-    use std::io::BufRead;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -320,17 +318,11 @@ pub(crate) fn fleet_clients_worker(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    crate::workers::print_json(&serde_json::json!({
+    crate::workers::print_line(&serde_json::json!({
         "event": "ready", "clients": count, "pid": std::process::id(),
     }))?;
-    let stdin = std::io::stdin();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if stdin.lock().read_line(&mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        match line.trim() {
+    crate::workers::serve_commands(|command| {
+        match command {
             "counts" => {
                 let mut per_frontend: BTreeMap<String, u64> = BTreeMap::new();
                 let mut between = 0u64;
@@ -342,18 +334,15 @@ pub(crate) fn fleet_clients_worker(
                         _ => between += 1,
                     }
                 }
-                let per_frontend: serde_json::Map<String, Value> = per_frontend
-                    .into_iter()
-                    .map(|(k, v)| (k, Value::from(v)))
-                    .collect();
-                crate::workers::print_json(&serde_json::json!({
+                crate::workers::print_line(&serde_json::json!({
                     "event": "counts", "per_frontend": per_frontend, "between": between,
                 }))?;
             }
-            "quit" => break,
+            "quit" => return Ok(false),
             other => eprintln!("fleet-clients worker: unknown command {other:?}"),
         }
-    }
+        Ok(true)
+    })?;
     for client in &clients {
         client.close();
     }

@@ -110,12 +110,23 @@ pub fn worker_main(args: WorkerArgs) -> Result<(), BenchError> {
     }
 }
 
-/// Prints one JSON line on stdout (a worker's answer to the harness).
-pub(crate) fn print_json(value: &Value) -> Result<(), BenchError> {
-    print_line(value)
+/// Answers the harness's command lines on stdin with `handle` (given the trimmed line;
+/// it returns `false` to stop) until stdin closes.
+pub(crate) fn serve_commands(
+    mut handle: impl FnMut(&str) -> Result<bool, BenchError>,
+) -> Result<(), BenchError> {
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if stdin.lock().read_line(&mut line).unwrap_or(0) == 0 || !handle(line.trim())? {
+            return Ok(());
+        }
+    }
 }
 
-fn print_line(value: &Value) -> Result<(), BenchError> {
+/// Prints one JSON line on stdout (a worker's answer to the harness).
+pub(crate) fn print_line(value: &Value) -> Result<(), BenchError> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{value}").map_err(BenchError::io("writing to stdout"))?;
     out.flush().map_err(BenchError::io("flushing stdout"))
@@ -212,14 +223,8 @@ fn observers_worker(settings: ObserverSettings) -> Result<(), BenchError> {
         started.elapsed().as_secs_f64()
     );
     print_line(&json!({"event": "ready", "counts": counts, "pid": std::process::id()}))?;
-    let stdin = std::io::stdin();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if stdin.lock().read_line(&mut line).unwrap_or(0) == 0 {
-            break;
-        }
-        match line.trim() {
+    serve_commands(|command| {
+        match command {
             "start" => {
                 pool.start_measuring();
                 print_line(&json!({"event": "started"}))?;
@@ -229,11 +234,11 @@ fn observers_worker(settings: ObserverSettings) -> Result<(), BenchError> {
                 print_line(&json!({"event": "report", "report": report}))?;
             }
             "counts" => print_line(&json!({"event": "counts", "counts": pool.counts()}))?,
-            "quit" => break,
+            "quit" => return Ok(false),
             other => eprintln!("observers worker: unknown command {other:?}"),
         }
-    }
-    Ok(())
+        Ok(true)
+    })
 }
 
 /// How to start a worker process.

@@ -16,6 +16,21 @@ use serde_json::Value;
 /// process behind.
 struct Running(std::process::Child);
 
+impl Running {
+    /// Waits (bounded) for the process to end by itself; `when` names the moment for
+    /// the failure message.
+    fn exit_within(&mut self, bound: Duration, when: &str) -> std::process::ExitStatus {
+        let deadline = Instant::now() + bound;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the demo did not end {when}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -174,17 +189,7 @@ fn the_demo_shows_the_shut_down_front_end_and_the_crashed_game_server_in_logds_f
     assert_eq!(state("game-2"), Some("crashed".into()), "{fleet}");
 
     // Then it ends by itself, successfully, and the page is gone.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = demo.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the demo did not end after --linger"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = demo.exit_within(Duration::from_secs(30), "after --linger");
     let mut err = String::new();
     demo.0
         .stderr
@@ -245,17 +250,7 @@ fn ctrl_c_prints_the_partial_summary_and_fails() {
     assert!(kill.success());
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = demo.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the demo did not stop after Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = demo.exit_within(Duration::from_secs(30), "after Ctrl-C");
     assert_eq!(status.code(), Some(1), "{rest}");
     assert!(rest.contains("interrupted (Ctrl-C)"), "{rest}");
     assert!(rest.contains("flotilla demo: summary"), "{rest}");
