@@ -311,7 +311,11 @@ fn numbered_across_a_restart(
     let mut seen = vec![false; total];
     loop {
         for raw in rsyslog.raw_lines().unwrap() {
-            let line: Value = serde_json::from_slice(&raw).unwrap();
+            // The kill can tear the line rsyslog was writing; the restarted rsyslog
+            // appends to it. The torn record is lost (counted as such below).
+            let Some(line) = flotilla_testkit::output::record_after_a_kill(&raw) else {
+                continue;
+            };
             if let Some(n) = line
                 .get("msg")
                 .and_then(Value::as_str)

@@ -27,21 +27,44 @@ pub fn raw_lines(path: &Path) -> Result<Vec<Vec<u8>>, Error> {
 
 /// The complete lines of `path`, each parsed as JSON. Bytes that are not UTF-8 (a peer
 /// may copy them raw into its JSON) are replaced with U+FFFD; use [`raw_lines`] to see
-/// them.
+/// them. A record glued after one torn by a killed receiver is recovered (see
+/// [`record_after_a_kill`]); any other line that is not JSON is an error.
 pub fn json_lines(path: &Path) -> Result<Vec<Value>, Error> {
     raw_lines(path)?
         .iter()
         .enumerate()
         .map(|(index, line)| {
-            let text = String::from_utf8_lossy(line);
-            serde_json::from_str(&text).map_err(|error| Error::BadOutput {
-                path: path.to_path_buf(),
-                line_number: index + 1,
-                reason: error.to_string(),
-                line: text.into_owned(),
+            record_after_a_kill(line).ok_or_else(|| {
+                let text = String::from_utf8_lossy(line);
+                let reason = serde_json::from_str::<Value>(&text)
+                    .err()
+                    .map_or_else(String::new, |error| error.to_string());
+                Error::BadOutput {
+                    path: path.to_path_buf(),
+                    line_number: index + 1,
+                    reason,
+                    line: text.into_owned(),
+                }
             })
         })
         .collect()
+}
+
+/// The JSON record of one output line written by a receiver that may have been killed
+/// (SIGKILL) mid-write: the killed process leaves a torn record without its LF, and the
+/// restarted one appends its next record to it. Returns the line's record when it parses
+/// whole; otherwise the complete record glued after the torn piece, if there is one; `None`
+/// for a line holding no complete record. The torn piece itself is lost, as it is on disk.
+pub fn record_after_a_kill(line: &[u8]) -> Option<Value> {
+    let text = String::from_utf8_lossy(line);
+    if let Ok(value) = serde_json::from_str(&text) {
+        return Some(value);
+    }
+    // The first `{"` after the start from which the rest parses whole is the start of the
+    // glued record (an inner object would leave the outer record's `}` unbalanced).
+    text.match_indices("{\"")
+        .filter(|(at, _)| *at > 0)
+        .find_map(|(at, _)| serde_json::from_str(&text[at..]).ok())
 }
 
 /// Polls `path` until it has at least `wanted` complete JSON lines, and returns all of
@@ -78,6 +101,15 @@ pub fn wait_for_json_lines(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_glued_after_a_torn_one_is_recovered() {
+        let whole = br#"{"msg":"n=1","sd":{"a":"b"}}"#;
+        assert_eq!(record_after_a_kill(whole).unwrap()["msg"], "n=1");
+        let glued = br#"{"msg":"n=2","sd":{"a{"msg":"n=3","sd":{"a":"b"}}"#;
+        assert_eq!(record_after_a_kill(glued).unwrap()["msg"], "n=3");
+        assert!(record_after_a_kill(br#"{"msg":"n=4","s"#).is_none());
+    }
 
     #[test]
     fn partial_last_line_is_not_returned() {
