@@ -10,6 +10,8 @@
 #   5. the demos, end to end (`flotilla demo --json` with its failover, logd's fleet view
 #      and alerts; `flotilla logger-demo --json`), checked
 #   6. a small `flotilla bench logd` (the harness against rsyslog and ripgrep), checked
+#   7. a small `flotilla bench connections` (idle observers on the default keep-alive,
+#      the front-end's memory per connection within 8 KiB), checked
 # One build profile (release) serves the tests and the binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -162,6 +164,20 @@ assert r["ingest_rsyslog"]["stored"] == r["ingest_rsyslog"]["sent"] > 0, r
 assert r["relp_logd"]["stored"] >= r["relp_logd"]["acked"] == 5000, r
 assert r["query_messages"] == 200000 and len(r["logd_query_ms"]) == 2, r
 print("bench logd: ok (figures of a small run; BENCHMARKS.md has the full one)")
+PY
+
+step "flotilla bench connections, small (idle observers on the default keep-alive; <= 8 KiB each)"
+report=$(cargo run --release --quiet -- bench connections --count 5000 --json)
+echo "$report"
+python3 - "$report" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+# Every observer subscribed and still connected after idling on the default keep-alive
+# (PROTOCOL.md section 7), and the front-end's own memory per connection within 8 KiB.
+assert r["subscribed"] == r["open_at_end"] == r["count"] == 5000, r
+assert r["private_dirty_per_connection"] <= 8192 and r["meets_target"], r
+print("bench connections: ok (%.0f bytes per connection at 5,000; BENCHMARKS.md has 15,000)"
+      % r["private_dirty_per_connection"])
 PY
 
 end_step

@@ -116,6 +116,8 @@ pub struct Session {
     conn: ConnId,
     phase: SessionPhase,
     client_name: String,
+    /// The protocol version negotiated from the hello's offer (the `Welcome` carries it).
+    version: u32,
     keep_alive: KeepAlive,
     /// The instant this session's live entry in the front-end's deadline heap is at.
     pub(crate) timer_at: Option<Instant>,
@@ -131,6 +133,7 @@ impl Session {
             conn,
             phase: SessionPhase::AwaitingHello,
             client_name: String::new(),
+            version: PROTOCOL_VERSION,
             keep_alive: KeepAlive::new(keep_alive, now),
             timer_at: None,
             subscriptions: BTreeSet::new(),
@@ -211,9 +214,11 @@ impl Session {
                     client_name,
                 },
             ) => {
-                if let Err(error) = negotiate_version(version, PROTOCOL_VERSION..=PROTOCOL_VERSION)
-                {
-                    return self.fail(ErrorCode::UnsupportedVersion, error.to_string());
+                match negotiate_version(version, PROTOCOL_VERSION..=PROTOCOL_VERSION) {
+                    Ok(version) => self.version = version,
+                    Err(error) => {
+                        return self.fail(ErrorCode::UnsupportedVersion, error.to_string());
+                    }
                 }
                 self.client_name.clone_from(&client_name);
                 SessionEvent::Hello {
@@ -270,7 +275,7 @@ impl Session {
     ) -> Bytes {
         self.phase = SessionPhase::Open { session };
         FrontendToClient::Welcome {
-            version: PROTOCOL_VERSION,
+            version: self.version,
             session_token,
             resumed,
             server_id: server_id.to_owned(),

@@ -259,7 +259,7 @@ impl Connection {
             peer: self.peer,
             outbox: Arc::clone(&self.outbox),
         });
-        self.shared.register(Arc::clone(&link));
+        self.shared.register(Arc::clone(&link), &self.machine);
         self.outbox
             .set_keep_alive(self.machine.keep_alive(self.keep_alive));
         self.link = Some(link);

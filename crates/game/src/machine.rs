@@ -24,6 +24,8 @@ pub enum LinkPhase {
     Ready {
         /// The front-end's own id.
         name: String,
+        /// The protocol version both sides speak (negotiated from the hello's offer).
+        version: u32,
     },
     /// Closed by the machine.
     Closed,
@@ -91,10 +93,15 @@ impl FrontendLink {
         }
     }
 
-    /// The `GameWelcome` answering the hello, naming this server `server_id`.
-    pub fn welcome(server_id: &str) -> Bytes {
+    /// The `GameWelcome` answering the hello, naming this server `server_id` and carrying
+    /// the version negotiated from the hello (this side's newest before the hello).
+    pub fn welcome(&self, server_id: &str) -> Bytes {
+        let version = match self.phase {
+            LinkPhase::Ready { version, .. } => version,
+            _ => PROTOCOL_VERSION,
+        };
         GameToFrontend::Welcome {
-            version: PROTOCOL_VERSION,
+            version,
             server_id: server_id.to_owned(),
         }
         .encode_to_bytes()
@@ -117,12 +124,16 @@ impl FrontendLink {
                     frontend_id,
                 },
             ) => {
-                if let Err(error) = negotiate_version(version, PROTOCOL_VERSION..=PROTOCOL_VERSION)
+                let version = match negotiate_version(version, PROTOCOL_VERSION..=PROTOCOL_VERSION)
                 {
-                    return self.fail(ErrorCode::UnsupportedVersion, error.to_string());
-                }
+                    Ok(version) => version,
+                    Err(error) => {
+                        return self.fail(ErrorCode::UnsupportedVersion, error.to_string());
+                    }
+                };
                 self.phase = LinkPhase::Ready {
                     name: frontend_id.clone(),
+                    version,
                 };
                 LinkEvent::Hello { name: frontend_id }
             }

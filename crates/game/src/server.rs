@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::GameConfig;
 use crate::error::GameError;
 use crate::events::{FrontendId, GameEvent, GameEvents, InputGauge};
+use crate::machine::FrontendLink;
 use crate::machine::SessionRegistry;
 use crate::stats::{FrontendStats, GameStats};
 use crate::world::{WorldCell, WorldCore, WorldHandle};
@@ -87,15 +88,10 @@ impl Shared {
     /// Registers a front-end that completed its handshake: queues `GameWelcome` and a
     /// `WorldAdded` per hosted world (under the registry lock, so no announcement is
     /// missed or reordered).
-    pub(crate) fn register(&self, link: Arc<Link>) {
-        let welcome = GameToFrontend::Welcome {
-            version: flotilla_wire::PROTOCOL_VERSION,
-            server_id: self.config.server_id.clone(),
-        };
+    pub(crate) fn register(&self, link: Arc<Link>, machine: &FrontendLink) {
+        let welcome = machine.welcome(&self.config.server_id);
         let mut registry = lock(&self.registry);
-        let _ = link
-            .outbox
-            .push(welcome.encode_to_bytes(), FrameKind::Other);
+        let _ = link.outbox.push(welcome, FrameKind::Other);
         for cell in registry.worlds.values() {
             let info = lock(&cell.core).info.clone();
             let added = GameToFrontend::WorldAdded {

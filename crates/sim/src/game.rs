@@ -133,11 +133,13 @@ impl GameNode {
             LinkEvent::Nothing => {}
             LinkEvent::Reply(bytes) => self.send(now, link, bytes),
             LinkEvent::Hello { .. } => {
-                if let Some(state) = self.links.get_mut(&link) {
-                    let config = state.machine.keep_alive(self.keep_alive);
-                    state.keep_alive.set_config(config);
-                }
-                self.send(now, link, FrontendLink::welcome(&self.server_id));
+                let Some(state) = self.links.get_mut(&link) else {
+                    return;
+                };
+                let config = state.machine.keep_alive(self.keep_alive);
+                state.keep_alive.set_config(config);
+                let welcome = state.machine.welcome(&self.server_id);
+                self.send(now, link, welcome);
                 let added = GameToFrontend::WorldAdded {
                     world: self.world.clone(),
                     info: Bytes::from_static(b"{\"kind\":\"sim\"}"),

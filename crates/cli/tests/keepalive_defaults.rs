@@ -1,0 +1,226 @@
+//! The keep-alive defaults of PROTOCOL.md section 7, end to end: a `flotilla frontend`
+//! process with its default settings, a `Client` with `ClientConfig::default()` and a raw
+//! connection that says hello and then nothing. Nothing here overrides an interval.
+//!
+//! - An idle client (no world subscribed) stays connected: it probes its front-end every
+//!   0.5 s unheard and hears a pong each time.
+//! - A front-end frozen with SIGSTOP (silence, no reset) is given up by the client after
+//!   1.5 s of silence, with the timeout as the reason.
+//! - A peer that says hello and then nothing is pinged by the front-end after 2 s quiet and
+//!   closed with `Error{Timeout}` after 6 s of silence.
+//!
+//! The bounds asserted on times are lower bounds (a timer that fires early is a bug) and
+//! hang guards; the measured times are printed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use flotilla_client::{Client, ClientConfig, ClientEvent, DisconnectReason};
+use flotilla_wire::{
+    CLIENT_IDLE_TIMEOUT, CLIENT_PING_INTERVAL, ClientToFrontend, Decoder, ErrorCode,
+    FRONTEND_CLIENT_IDLE_TIMEOUT, FRONTEND_PING_INTERVAL, FrontendToClient, Message,
+    PROTOCOL_VERSION,
+};
+
+/// A child process killed (and continued first, if stopped) and reaped when dropped.
+struct Running(Child);
+
+impl Running {
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal}");
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn flotilla() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_flotilla"))
+}
+
+/// A hello on a raw socket; returns the socket once the `Welcome` came.
+fn raw_hello(addr: &str) -> (TcpStream, Decoder) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let hello = ClientToFrontend::Hello {
+        version: PROTOCOL_VERSION,
+        session_token: None,
+        client_name: "silent".into(),
+    };
+    stream.write_all(&hello.encode_to_bytes()).unwrap();
+    let mut decoder = Decoder::default();
+    match next_message(&mut stream, &mut decoder) {
+        Some(FrontendToClient::Welcome { .. }) => {}
+        other => panic!("expected Welcome, got {other:?}"),
+    }
+    (stream, decoder)
+}
+
+/// The next message from the front-end; `None` at the end of the stream.
+fn next_message(stream: &mut TcpStream, decoder: &mut Decoder) -> Option<FrontendToClient> {
+    loop {
+        if let Some(message) = decoder.next_message::<FrontendToClient>().unwrap() {
+            return Some(message);
+        }
+        let mut buf = [0u8; 4096];
+        let read = stream
+            .read(&mut buf)
+            .expect("the front-end answers in time");
+        if read == 0 {
+            return None;
+        }
+        decoder.feed(&buf[..read]);
+    }
+}
+
+#[test]
+fn the_default_keep_alive_holds_idle_connections_and_detects_silence_on_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("fleet.key");
+    std::fs::write(&key, "5a".repeat(32)).unwrap();
+    let game_addr = format!("127.0.0.1:{}", free_port());
+    let frontend_addr = format!("127.0.0.1:{}", free_port());
+    let _game = Running(
+        flotilla()
+            .args(["game", "--listen", &game_addr, "--seconds", "60"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let frontend = Running(
+        flotilla()
+            .args(["frontend", "--listen", &frontend_addr, "--game", &game_addr])
+            .args(["--seconds", "60"])
+            .arg("--token-key-file")
+            .arg(&key)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = loop {
+            match Client::connect(frontend_addr.as_str(), ClientConfig::default()).await {
+                Ok(client) => break client,
+                Err(error) => {
+                    assert!(Instant::now() < deadline, "front-end never up: {error}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        let mut events = client.take_events().unwrap();
+
+        // The front-end side's silence rule runs alongside: hello, then nothing.
+        let silent_addr = frontend_addr.clone();
+        let silent = std::thread::spawn(move || {
+            let (mut stream, mut decoder) = raw_hello(&silent_addr);
+            let welcomed = Instant::now();
+            let mut pings = Vec::new();
+            let error = loop {
+                match next_message(&mut stream, &mut decoder) {
+                    Some(FrontendToClient::Ping { .. }) => pings.push(welcomed.elapsed()),
+                    Some(FrontendToClient::Error { code, text }) => {
+                        break (code, text, welcomed.elapsed());
+                    }
+                    Some(other) => panic!("unexpected {other:?}"),
+                    None => panic!("closed without Error after {:?}", welcomed.elapsed()),
+                }
+            };
+            let end = next_message(&mut stream, &mut decoder);
+            (pings, error, end)
+        });
+
+        // Idle for 4 s: the client probes every 0.5 s unheard and hears every pong.
+        let before = client.stats();
+        let idle = Duration::from_secs(4);
+        tokio::time::sleep(idle).await;
+        let after = client.stats();
+        assert!(
+            client.is_connected(),
+            "an idle client was dropped: {after:?}"
+        );
+        let probes = after.frames_sent - before.frames_sent;
+        let heard = after.frames_received - before.frames_received;
+        eprintln!("idle 4 s with the defaults: {probes} frames sent, {heard} received");
+        // At most one probe per 0.5 s (plus one in flight at each end); on a loaded machine
+        // fewer, never none.
+        let most = (idle.as_millis() / CLIENT_PING_INTERVAL.as_millis()) as u64 + 2;
+        assert!((1..=most).contains(&probes), "{probes} probes in 4 s");
+        assert!(heard >= 1, "no pong heard");
+
+        // Freeze the front-end: silence without a reset.
+        frontend.signal("-STOP");
+        let stopped = Instant::now();
+        let reason = tokio::time::timeout(Duration::from_secs(15), async {
+            loop {
+                match events.recv().await {
+                    Some(ClientEvent::Disconnected { reason }) => return reason,
+                    Some(_) => {}
+                    None => panic!("events ended without Disconnected"),
+                }
+            }
+        })
+        .await
+        .expect("the client noticed the frozen front-end");
+        let noticed = stopped.elapsed();
+        frontend.signal("-CONT");
+        eprintln!("frozen front-end given up after {noticed:?}: {reason:?}");
+        assert_eq!(reason, DisconnectReason::Timeout);
+        // Silence counts from the last frame heard: at most one probe period (and a round
+        // trip) before the stop.
+        assert!(
+            noticed >= CLIENT_IDLE_TIMEOUT - CLIENT_PING_INTERVAL - Duration::from_millis(100),
+            "gave up after only {noticed:?}"
+        );
+
+        let (pings, (code, text, closed_after), end) = silent.join().unwrap();
+        eprintln!(
+            "silent peer: pinged at {pings:?}, closed after {closed_after:?} ({code:?}: {text})"
+        );
+        assert_eq!(code, ErrorCode::Timeout, "{text}");
+        assert!(text.starts_with("nothing received for"), "{text}");
+        assert!(!pings.is_empty(), "the front-end never pinged a quiet peer");
+        assert!(
+            pings[0] >= FRONTEND_PING_INTERVAL,
+            "pinged at {:?}",
+            pings[0]
+        );
+        assert!(
+            closed_after >= FRONTEND_CLIENT_IDLE_TIMEOUT,
+            "{closed_after:?}"
+        );
+        assert!(
+            end.is_none(),
+            "the connection ends after the Error: {end:?}"
+        );
+    });
+}
