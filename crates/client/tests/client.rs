@@ -162,7 +162,7 @@ async fn refused_and_wrong_version_handshakes_fail() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let expected = answer.clone();
-        tokio::spawn(async move {
+        let frontend = tokio::spawn(async move {
             let (stream, _) = listener.accept().await.unwrap();
             let mut fe = FakeFrontend {
                 stream,
@@ -170,9 +170,15 @@ async fn refused_and_wrong_version_handshakes_fail() {
             };
             fe.recv().await;
             fe.send(answer).await;
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            // Keeps the connection open until the client, having read the answer, hangs
+            // up (EOF; `recv_frame` gives up after 5 s).
+            while fe.recv_frame().await.is_some() {}
         });
         let error = Client::connect(addr, config()).await.unwrap_err();
+        timeout(WAIT, frontend)
+            .await
+            .expect("the client hangs up after a refused handshake")
+            .unwrap();
         match expected {
             FrontendToClient::Error { .. } => {
                 assert!(matches!(
@@ -541,8 +547,9 @@ async fn a_frontend_trickling_bytes_without_whole_frames_is_closed() {
 
 #[tokio::test]
 async fn outputs_are_not_dropped_when_the_application_reads_slowly() {
+    const QUEUE: u64 = 8;
     let (client, mut events, mut fe) = connected(ClientConfig {
-        event_queue: 8,
+        event_queue: QUEUE as usize,
         ..config()
     })
     .await;
@@ -556,8 +563,14 @@ async fn outputs_are_not_dropped_when_the_application_reads_slowly() {
         .encode(&mut out);
     }
     fe.send_bytes(&out).await;
-    // The application is busy: the queue (8) fills long before the outputs are all read.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The application is busy: it reads nothing until the client has received more
+    // outputs than the queue (8) holds, so the queue is full and the reader waits.
+    wait_for_frames(
+        &client,
+        QUEUE + 1,
+        "more outputs than the event queue holds",
+    )
+    .await;
     for index in 0..OUTPUTS {
         assert_eq!(
             next_event(&mut events).await,
@@ -576,13 +589,36 @@ async fn outputs_are_not_dropped_when_the_application_reads_slowly() {
     fe.send(FrontendToClient::Ping { nonce: 77 }).await;
     assert_eq!(fe.recv().await, ClientToFrontend::Pong { nonce: 77 });
     // Closing while the queue is full ends the connection (the reader is not stuck).
+    let received = client.stats().frames_received;
     fe.send_bytes(&out).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for_frames(
+        &client,
+        received + QUEUE + 1,
+        "more outputs than the event queue holds, again",
+    )
+    .await;
     client.close();
     timeout(WAIT, client.closed())
         .await
         .expect("closes while the queue is full");
     assert!(!client.is_connected());
+}
+
+/// Waits until `client` has received at least `frames` frames since its handshake
+/// (at most 5 s); panics naming `what` did not happen.
+async fn wait_for_frames(client: &Client, frames: u64, what: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let received = client.stats().frames_received;
+        if received >= frames {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {WAIT:?} for {what}: {received} of {frames} frames received"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Commits `changes` (key, value) to a hosted world.

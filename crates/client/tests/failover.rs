@@ -75,6 +75,18 @@ fn start_committer(world: &WorldHandle, stop: &Arc<AtomicBool>) -> JoinHandle<()
     })
 }
 
+/// Waits until `world` has committed `batches` more batches (the committer's pace);
+/// panics naming `when` if it does not within [`WAIT`].
+async fn world_moves_on(world: &WorldHandle, batches: u64, when: &str) {
+    let from = world.position().seq;
+    until(
+        &format!("the world to move on {batches} batches {when}"),
+        WAIT,
+        || world.position().seq >= from + batches,
+    )
+    .await;
+}
+
 /// A front-end of the game server at `game` listening on `listen`, once it serves `arena`.
 async fn frontend(listen: SocketAddr, game: SocketAddr, id: &str) -> FrontendServer {
     let started = Instant::now();
@@ -178,8 +190,8 @@ async fn clients_spread_over_the_fleet_and_fail_over_with_their_session() {
         .map(|(client, ..)| client.counters(&arena()).unwrap().snapshots)
         .collect();
 
-    // Let the world move on for a while (about 15 batches) before and after the loss.
-    sleep(Duration::from_millis(300)).await;
+    // Let the world move on for a while (15 batches) before and after the loss.
+    world_moves_on(&world, 15, "before the loss").await;
     let seq_at_shutdown = world.position().seq;
 
     // (2) fe-0 shuts down: its clients reconnect elsewhere within 2 s, same session.
@@ -246,7 +258,7 @@ async fn clients_spread_over_the_fleet_and_fail_over_with_their_session() {
         }
     }
 
-    sleep(Duration::from_millis(300)).await;
+    world_moves_on(&world, 15, "after the failover").await;
 
     // (4) An input sent after the failover reaches the game server with the same session.
     for &i in &moved {
@@ -795,6 +807,7 @@ async fn a_client_that_keeps_sending_keeps_a_healthy_frontend() {
             .send_input(&arena(), format!("input-{sent}"))
             .unwrap();
         sent += 1;
+        // Deliberate pacing (an input every 100 ms for 3 s), not synchronisation.
         sleep(Duration::from_millis(100)).await;
     }
     assert!(

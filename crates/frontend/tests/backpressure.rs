@@ -89,7 +89,8 @@ async fn a_stuck_game_pauses_clients_without_losing_them_and_is_closed() {
         )
         .await
         .unwrap();
-    // Wait for the world to be routable (the welcome, then a little time for the link).
+    // Wait for the world to be routable: the welcome, then the game link's Welcome and
+    // WorldAdded (its first two frames) handled.
     let mut decoder = Decoder::default();
     let mut buf = [0u8; 4096];
     let n = client.read(&mut buf).await.unwrap();
@@ -99,11 +100,17 @@ async fn a_stuck_game_pauses_clients_without_losing_them_and_is_closed() {
         Some(FrontendToClient::Welcome { .. })
     ));
     let deadline = Instant::now() + Duration::from_secs(5);
-    while server.stats().machine.games_ready == 0 {
-        assert!(Instant::now() < deadline, "game link not ready");
+    loop {
+        let machine = server.stats().machine;
+        if machine.games_ready > 0 && machine.game_frames_in >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "game link not ready or arena not announced: {machine:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
 
     // 64 MiB of inputs, far more than the socket buffers and the limit.
     let input = ClientToFrontend::Input {

@@ -354,26 +354,27 @@ async fn unsubscribe_stops_batches() {
     fe.recv().await;
     fe.subscribe(&arena, None).await;
     fe.recv_snapshot(&arena).await;
-    wait_for(|| handle.subscriber_count() == 1).await;
+    wait_for("the subscription", || handle.subscriber_count() == 1).await;
     fe.send(FrontendToGame::Unsubscribe {
         world: arena.clone(),
     })
     .await;
-    wait_for(|| handle.subscriber_count() == 0).await;
+    wait_for("the unsubscription", || handle.subscriber_count() == 0).await;
     let mut tx = handle.begin();
     tx.set("k", "v");
     tx.commit().unwrap();
     fe.expect_nothing(Duration::from_millis(150)).await;
 }
 
-async fn wait_for(mut condition: impl FnMut() -> bool) {
+/// Waits until `condition()` holds; panics naming `what` after [`WAIT`].
+async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
     timeout(WAIT, async {
         while !condition() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })
     .await
-    .expect("condition within 5 s");
+    .unwrap_or_else(|_| panic!("waited {WAIT:?} for {what}"));
 }
 
 #[tokio::test]
@@ -683,7 +684,7 @@ async fn keep_alive_pings_and_closes_silent_frontends() {
     // A hang guard only: the 3 s rule is checked in virtual time (flotilla-conn's
     // KeepAlive tests and the simulator).
     assert!(started.elapsed() < Duration::from_secs(20));
-    wait_for(|| {
+    wait_for("the silent front-end's link gone", || {
         !server
             .stats()
             .frontends
@@ -880,10 +881,21 @@ async fn a_full_input_queue_pushes_back_and_never_drops_session_events() {
             client_name: "carol".into(),
         })
         .await;
+    // The server has the flood's inputs queued (session 1 is known from its first input)
+    // and has handled the session opening on the other link.
+    wait_for(
+        "the flood's inputs and session 2's opening at the server",
+        || {
+            server.session_frontend(SessionId(1)).is_some()
+                && server.session_frontend(SessionId(2)).is_some()
+        },
+    )
+    .await;
     // Closing the flooding link must report its session closed, whatever the queue holds.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Nothing to wait for after the drop: the game takes no event before the loop below,
+    // so the link stops reading at a full queue and reaches the close (behind 1,000
+    // inputs) only once the game makes room.
     drop(flood);
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let mut inputs = Vec::new();
     let mut opened = false;
     let mut closed = false;
@@ -955,7 +967,10 @@ async fn oversized_world_info_and_outputs_are_refused_and_the_link_stays_up() {
         client_name: "alice".to_owned(),
     })
     .await;
-    wait_for(|| server.session_frontend(SessionId(7)).is_some()).await;
+    wait_for("session 7 opened", || {
+        server.session_frontend(SessionId(7)).is_some()
+    })
+    .await;
     too_large(
         server.send_output(&arena, SessionId(7), Bytes::from(vec![b'o'; 5000])),
         "output payload",

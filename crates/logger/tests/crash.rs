@@ -26,9 +26,17 @@ fn the_crash_report_jumps_the_queue_and_the_backoff() {
     for i in 0..100 {
         logger.log(Severity::Notice, &format!("before {i}"), &[]);
     }
-    // Let the first connection attempt fail and the backoff start.
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(logger.stats().failures >= 1);
+    // Wait for the first connection attempt to fail (nothing listens yet): the backoff
+    // has started.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while logger.stats().failures == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first connection attempt never failed: {:?}",
+            logger.stats()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let collector = stream_collector(
         &format!("127.0.0.1:{port}"),
         StreamKind::Plain(Framing::OctetCounting),

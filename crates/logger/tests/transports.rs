@@ -21,6 +21,19 @@ fn config(spec: &str) -> Config {
     c
 }
 
+/// Waits until `done()` holds, polling every millisecond; panics naming `what` after
+/// [`WAIT`].
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited {WAIT:?} for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 fn check_fields(m: &flotilla_syslog::Message, text: &str) {
     assert_eq!(m.facility, Facility::Local4);
     assert_eq!(m.severity, Severity::Warning);
@@ -171,10 +184,15 @@ fn fails_over_when_the_collector_in_use_stops() {
     assert!(logger.flush(WAIT));
     // Written means sent, not yet stored: wait until the 50 are stored somewhere.
     let deadline = std::time::Instant::now() + WAIT;
-    while a.count() + b.count() < 50 && std::time::Instant::now() < deadline {
+    while a.count() + b.count() < 50 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} + {} of 50 messages stored",
+            a.count(),
+            b.count()
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
-    std::thread::sleep(Duration::from_millis(50));
     let (in_use, other) = if a.count() > 0 { (a, b) } else { (b, a) };
     assert_eq!(in_use.count(), 50);
     in_use.stop();
@@ -209,13 +227,23 @@ fn relp_loses_nothing_across_a_collector_restart() {
     for i in 0..total / 2 {
         logger.log(Severity::Warning, &i.to_string(), &[]);
     }
-    std::thread::sleep(Duration::from_millis(30));
+    // Once the stream is going (the first collector has stored some of it), stop the
+    // collector in the middle of it.
+    wait_until("the first collector to store a message", || {
+        first.count() > 0
+    });
+    let failures = logger.stats().failures;
     // Everything the first collector stored (and so could have acknowledged).
     let before = first.stop();
     for i in total / 2..total {
         logger.log(Severity::Warning, &i.to_string(), &[]);
     }
-    std::thread::sleep(Duration::from_millis(100));
+    // The logger finds the collector gone and is refused while nothing listens: two
+    // failures (the lost connection and a reconnect, or two reconnects).
+    wait_until(
+        "the logger to fail twice while the collector is down",
+        || logger.stats().failures >= failures + 2,
+    );
     let second = stream_collector(&addr.to_string(), StreamKind::Relp);
     assert!(
         logger.shutdown(Duration::from_secs(30)),
