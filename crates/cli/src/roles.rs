@@ -57,6 +57,11 @@ pub struct FrontendArgs {
     /// after its last subscriber leaves (default 5000; 0: drop it at once).
     #[arg(long)]
     replica_grace_ms: Option<u64>,
+    /// Keep the worlds of a lost game link, with their observers, this many milliseconds
+    /// for a game server to announce them again (a reconnect after a blip, a restart);
+    /// they resume from their replicas' positions (default 5000; 0: end them at once).
+    #[arg(long)]
+    game_resume_grace_ms: Option<u64>,
     /// Keep polling this many microseconds after a short turn before sleeping, yielding
     /// the core between polls (default 100; 0: never spin).
     #[arg(long)]
@@ -367,6 +372,9 @@ pub fn frontend(args: FrontendArgs) -> Result<()> {
             replica_grace_period: args
                 .replica_grace_ms
                 .map_or(config.replica_grace_period, millis),
+            game_resume_grace: args
+                .game_resume_grace_ms
+                .map_or(config.game_resume_grace, millis),
             busy_poll: args
                 .busy_poll_us
                 .map_or(config.busy_poll, Duration::from_micros),

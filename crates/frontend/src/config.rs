@@ -187,6 +187,14 @@ pub struct FrontendConfig {
     /// snapshot each time: a subscriber arriving within this time reuses the replica
     /// with no upstream traffic. Zero destroys it at once. Default 5 s.
     pub replica_grace_period: Duration,
+    /// How long the replicas of worlds whose game link was lost are kept, with their
+    /// subscribers, waiting for a game server to announce them again (the link reconnects
+    /// after a blip, or the game server restarts): a world announced again within this
+    /// time is resubscribed upstream from its replica's position and its observers carry
+    /// on with the batches they missed (or a new snapshot), never unsubscribed. Past it they
+    /// get `Unsubscribed{Unavailable}`. Zero ends them at once. Default 5 s.
+    #[serde(default = "default_game_resume_grace")]
+    pub game_resume_grace: Duration,
     /// After handling traffic, the event loop keeps polling its sockets for this long
     /// before it sleeps, so that the answer to a message it just routed (a game
     /// server's output, a client's next input) finds it awake instead of paying a
@@ -214,6 +222,12 @@ pub struct FrontendConfig {
     pub record: Option<crate::record::RecordSettings>,
 }
 
+/// The default of [`FrontendConfig::game_resume_grace`] (also for recordings made before
+/// the setting existed).
+fn default_game_resume_grace() -> Duration {
+    Duration::from_secs(5)
+}
+
 impl Default for FrontendConfig {
     fn default() -> Self {
         Self {
@@ -234,6 +248,7 @@ impl Default for FrontendConfig {
             max_game_queued_bytes: 8 << 20,
             max_clients: 100_000,
             replica_grace_period: Duration::from_secs(5),
+            game_resume_grace: default_game_resume_grace(),
             busy_poll: Duration::from_micros(100),
             reconnect_base: Duration::from_millis(100),
             reconnect_cap: Duration::from_secs(5),

@@ -112,6 +112,23 @@ impl Factory {
         (event, serve)
     }
 
+    /// Subscribes `conn` to the existing machine of `world` (one waiting for its game
+    /// server), without creating one; `None` when there is none.
+    pub fn attach_existing(
+        &mut self,
+        world: &WorldId,
+        conn: ConnId,
+        since: Option<Position>,
+        congested: bool,
+    ) -> Option<Serve> {
+        let serve = self
+            .replicas
+            .get_mut(world)?
+            .subscribe(conn, since, congested);
+        self.idle_since.remove(world);
+        Some(serve)
+    }
+
     /// Unsubscribes `conn` from `world` at `now`. After the last subscriber the machine
     /// is idle: it is destroyed by [`reap`](Self::reap) once the grace period has passed
     /// with no new subscriber, or at once (the returned event) if the grace period is zero.

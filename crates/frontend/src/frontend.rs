@@ -6,7 +6,7 @@
 //! `None`. It never touches a socket, a clock or a thread, and draws randomness only from
 //! its seed, so the same `(now, input)` stream always yields the same outputs.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use bytes::Bytes;
 use flotilla_conn::{Deadlines, Instant, KeepAliveConfig, Machine, Timeout};
@@ -156,6 +156,15 @@ pub struct Stats {
     /// Game links closed with `Error{Overloaded}` because they stayed over
     /// `max_game_queued_bytes` with nothing written (the game server stopped reading).
     pub game_links_stalled: u64,
+    /// Worlds whose game link was lost and that were kept, with their observers, waiting
+    /// for a game server to announce them again
+    /// ([`game_resume_grace`](crate::FrontendConfig::game_resume_grace)).
+    pub worlds_kept_after_game_loss: u64,
+    /// Of those, worlds announced again in time and resubscribed upstream from their
+    /// replica's position (their observers were never unsubscribed).
+    pub worlds_resumed: u64,
+    /// Worlds waiting for their game server now.
+    pub worlds_waiting_for_game: u64,
 }
 
 type SessionMap = HashMap<ConnId, Session, IdBuildHasher>;
@@ -310,6 +319,9 @@ pub struct Frontend {
     deadlines: Deadlines<ConnId>,
     client_keep_alive: KeepAliveConfig,
     game_keep_alive: KeepAliveConfig,
+    /// Worlds whose game link was lost, kept until the instant given for a game server to
+    /// announce them again (see [`FrontendConfig::game_resume_grace`]).
+    orphans: BTreeMap<WorldId, Instant>,
 }
 
 impl Frontend {
@@ -345,6 +357,7 @@ impl Frontend {
                 config.game_ping_interval,
                 config.game_idle_timeout,
             ),
+            orphans: BTreeMap::new(),
         }
     }
 
@@ -505,6 +518,7 @@ impl Frontend {
             connections: self.sessions.len() as u64,
             games_ready: self.router.games().count() as u64,
             replicas: self.factory.len() as u64,
+            worlds_waiting_for_game: self.orphans.len() as u64,
             ..self.stats
         }
     }
@@ -630,7 +644,12 @@ impl Frontend {
     /// to its game servers says "try again" instead, so a client that subscribes early
     /// keeps waiting.
     fn unhosted(&self, world: WorldId, what: &str) -> Bytes {
-        let (code, text) = if self.router.games().next().is_some() {
+        let (code, text) = if self.orphans.contains_key(&world) {
+            (
+                ErrorCode::Unavailable,
+                "the world's game server is reconnecting",
+            )
+        } else if self.router.games().next().is_some() {
             (ErrorCode::UnknownWorld, "no game server hosts this world")
         } else {
             (ErrorCode::Unavailable, "no game server is connected yet")
@@ -698,17 +717,29 @@ impl Frontend {
                 .machine_mut()
                 .subscribe(conn, since, congested)
         } else {
-            let Some(game) = self.router.host_of(&world) else {
-                let frame = self.unhosted(world, "");
-                self.send_client(now, conn, frame, Traffic::Control);
-                return;
-            };
-            session.add_subscription(world.clone());
-            let (event, serve) = self.factory.attach(&world, game, conn, since, congested);
-            if let Some(FactoryEvent::Created { game, frame, .. }) = event {
-                self.send_game(now, game, frame);
+            match self.router.host_of(&world) {
+                Some(game) => {
+                    session.add_subscription(world.clone());
+                    let (event, serve) = self.factory.attach(&world, game, conn, since, congested);
+                    if let Some(FactoryEvent::Created { game, frame, .. }) = event {
+                        self.send_game(now, game, frame);
+                    }
+                    serve
+                }
+                // A world waiting for its game server to come back: served from its
+                // replica, like the observers it kept.
+                None if self.orphans.contains_key(&world) && self.factory.get(&world).is_some() => {
+                    session.add_subscription(world.clone());
+                    self.factory
+                        .attach_existing(&world, conn, since, congested)
+                        .unwrap_or(Serve::Pending)
+                }
+                None => {
+                    let frame = self.unhosted(world, "");
+                    self.send_client(now, conn, frame, Traffic::Control);
+                    return;
+                }
             }
-            serve
         };
         match serve {
             Serve::Nothing | Serve::Pending => {}
@@ -884,6 +915,9 @@ impl Frontend {
                     self.router.world_added(game, world.clone(), info)
                 {
                     self.move_world(now, &world, from, to);
+                }
+                if self.orphans.contains_key(&world) {
+                    self.resume_orphan(now, &world);
                 }
                 // The directory shows the host's description (a fallback's refresh
                 // changes nothing there).
@@ -1087,7 +1121,62 @@ impl Frontend {
             }
         }
         // Replicas still fed by the lost game server are of worlds nobody announces now.
+        // They wait, with their observers, for a game server to announce them again (the
+        // link reconnects after a blip, or the server restarts); past the grace they end.
+        let grace = self.config.game_resume_grace;
         for world in self.factory.worlds_of(game) {
+            if grace.is_zero() {
+                self.end_world(
+                    now,
+                    &world,
+                    ErrorCode::Unavailable,
+                    "game server unavailable",
+                );
+            } else if let Some(machine) = self.factory.get_mut(&world) {
+                machine.set_host(None);
+                self.orphans.insert(world, now + grace);
+                self.stats.worlds_kept_after_game_loss += 1;
+            }
+        }
+    }
+
+    /// A game server (re)announced `world`, which waited for one since its game link was
+    /// lost: its replica resubscribes upstream from its position, and its observers get
+    /// what they missed (batches from the game server's ring, or a snapshot).
+    fn resume_orphan(&mut self, now: Instant, world: &WorldId) {
+        let Some(game) = self.router.host_of(world) else {
+            return;
+        };
+        if self.orphans.remove(world).is_none() {
+            return;
+        }
+        let Some(machine) = self.factory.get_mut(world) else {
+            return;
+        };
+        machine.set_host(Some(game));
+        let since = machine.replica().position();
+        log::info!(
+            "world {}: announced again by game link {game:?}; resubscribing from {since:?}",
+            world.as_str()
+        );
+        self.stats.worlds_resumed += 1;
+        let frame = FrontendToGame::Subscribe {
+            world: world.clone(),
+            since,
+        }
+        .encode_to_bytes();
+        self.send_game(now, game, frame);
+    }
+
+    /// Ends the worlds that waited for a game server past the grace.
+    fn expire_orphans(&mut self, now: Instant) {
+        while let Some((world, _)) = self
+            .orphans
+            .iter()
+            .find(|(_, until)| **until <= now)
+            .map(|(world, until)| (world.clone(), *until))
+        {
+            self.orphans.remove(&world);
             self.end_world(
                 now,
                 &world,
@@ -1154,11 +1243,13 @@ impl Frontend {
                 self.send_game(now, game, frame);
             }
         }
+        self.expire_orphans(now);
     }
 
     /// When the front-end next needs [`Input::Timeout`]: the earliest of the sessions'
-    /// deadlines (the heap's top, possibly a little early), the game links' and the idle
-    /// replicas' expiry. `None` when nothing is pending.
+    /// deadlines (the heap's top, possibly a little early), the game links', the idle
+    /// replicas' expiry and the end of the wait of worlds whose game link was lost. `None`
+    /// when nothing is pending.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let max_queued = self.config.max_game_queued_bytes;
         [
@@ -1168,6 +1259,7 @@ impl Frontend {
                 .filter_map(|link| link.deadline(max_queued))
                 .min(),
             self.factory.next_expiry(),
+            self.orphans.values().min().copied(),
         ]
         .into_iter()
         .flatten()

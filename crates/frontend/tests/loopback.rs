@@ -258,12 +258,16 @@ impl TestClient {
 }
 
 async fn start_frontend(game: &FakeGame) -> FrontendServer {
+    start_frontend_with(game, FrontendConfig::default()).await
+}
+
+async fn start_frontend_with(game: &FakeGame, defaults: FrontendConfig) -> FrontendServer {
     let config = FrontendConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         game_servers: vec![game.addr.to_string()],
         server_id: "fe-test".into(),
         seed: Some(1),
-        ..FrontendConfig::default()
+        ..defaults
     };
     FrontendServer::bind(config).await.unwrap()
 }
@@ -360,19 +364,30 @@ async fn observers_follow_the_world_inputs_round_trip_and_garbage_closes_one_con
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_game_server_unsubscribes_its_observers() {
+async fn a_lost_game_server_unsubscribes_its_observers_after_the_resume_grace() {
     let test = async {
         let game = FakeGame::start().await;
-        let frontend = start_frontend(&game).await;
+        let grace = Duration::from_millis(300);
+        let frontend = start_frontend_with(
+            &game,
+            FrontendConfig {
+                game_resume_grace: grace,
+                ..FrontendConfig::default()
+            },
+        )
+        .await;
         let mut alice = TestClient::connect(frontend.local_addr(), "alice").await;
         alice.wait_for_directory_entry(&arena()).await;
         alice.subscribe(&arena()).await;
-        // Dropping the command channel ends the fake game server's task and its socket.
+        // Dropping the command channel ends the fake game server's task and its socket;
+        // it never comes back, so once the grace is over the world ends.
         drop(game);
+        let lost = tokio::time::Instant::now();
         loop {
             match alice.recv().await {
                 Some(FrontendToClient::Unsubscribed { world, code, .. }) => {
                     assert_eq!((world, code), (arena(), ErrorCode::Unavailable));
+                    assert!(lost.elapsed() >= grace, "ended before the grace was over");
                     break;
                 }
                 Some(FrontendToClient::ChangeBatch { world, .. })

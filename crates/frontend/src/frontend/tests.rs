@@ -645,7 +645,9 @@ fn the_directory_lists_announced_worlds_and_follows_game_losses() {
     ));
     assert!(outputs.is_empty());
 
-    // Another observer watches the arena; the game server goes away.
+    // Another observer watches the arena; the game server goes away. The directory says
+    // so at once; the arena's observer keeps its subscription while the front-end waits
+    // for a game server to announce the arena again (the resume grace).
     h.client(2);
     h.subscribe(2, &arena(), None);
     let outputs = h.feed(Input::GameClosed(GameId(1)));
@@ -653,6 +655,20 @@ fn the_directory_lists_announced_worlds_and_follows_game_losses() {
         panic!("{outputs:?}")
     };
     assert_eq!(batch.removes, vec![Bytes::from_static(b"arena")]);
+    assert!(to_client(&outputs, 2).is_empty(), "{outputs:?}");
+    assert_eq!(h.frontend.stats().worlds_waiting_for_game, 1);
+    // Nobody announces it within the grace: then it ends.
+    let grace = h.frontend.config().game_resume_grace;
+    h.advance(grace - MS);
+    let outputs = h.feed(Input::Timeout);
+    assert!(
+        !to_client(&outputs, 2)
+            .iter()
+            .any(|m| matches!(m, FrontendToClient::Unsubscribed { .. })),
+        "{outputs:?}"
+    );
+    h.advance(MS);
+    let outputs = h.feed(Input::Timeout);
     assert!(matches!(
         &to_client(&outputs, 2)[..],
         [FrontendToClient::Unsubscribed {
@@ -660,6 +676,7 @@ fn the_directory_lists_announced_worlds_and_follows_game_losses() {
             ..
         }]
     ));
+    assert_eq!(h.frontend.stats().worlds_waiting_for_game, 0);
     assert!(h.frontend.replica(&arena()).is_none());
     assert!(
         h.frontend
@@ -765,7 +782,12 @@ fn a_malformed_frame_closes_only_that_connection() {
 
 #[test]
 fn keep_alives_ping_quiet_peers_and_close_silent_ones() {
-    let mut h = Harness::default_config();
+    // Worlds of a lost game link end at once here (no resume grace), so that each timeout
+    // below is the keep-alive's alone.
+    let mut h = Harness::new(FrontendConfig {
+        game_resume_grace: Duration::ZERO,
+        ..FrontendConfig::default()
+    });
     h.game(1, &["arena"]);
     h.client(1);
     h.subscribe(1, &arena(), None);
@@ -1219,6 +1241,8 @@ fn input_frame(world: &WorldId, len: usize) -> RawFrame {
 fn a_game_link_that_stops_reading_is_closed_as_overloaded_and_its_worlds_end() {
     let mut h = Harness::new(FrontendConfig {
         max_game_queued_bytes: 10_000,
+        // Its worlds end at once rather than wait for the game server to come back.
+        game_resume_grace: Duration::ZERO,
         ..FrontendConfig::default()
     });
     h.game(1, &["arena"]);
@@ -1500,4 +1524,98 @@ fn many_live_clients_cost_the_timer_heap_one_entry_each() {
     assert_eq!(closed, clients as usize);
     assert_eq!(h.frontend.stats().connections, 0);
     assert_eq!(h.frontend.poll_timeout(), None);
+}
+
+#[test]
+fn a_lost_game_link_keeps_its_observers_and_resumes_from_the_replica_position() {
+    let mut h = Harness::default_config();
+    h.game(1, &["arena"]);
+    h.client(1);
+    h.subscribe(1, &arena(), None);
+    let mut state = WorldState::new(5);
+    {
+        let mut tx = state.begin();
+        tx.set("hp".to_owned(), "10".to_owned());
+        tx.commit().unwrap();
+    }
+    h.game_snapshot(1, &arena(), &state);
+    h.game_batch(1, &arena(), &mut state, "a");
+    h.game_batch(1, &arena(), &mut state, "b");
+    let position = h.frontend.replica(&arena()).unwrap().replica().position();
+    assert!(position.is_some());
+
+    // The game link blips: nothing is said to the observer.
+    h.advance(100 * MS);
+    let outputs = h.feed(Input::GameClosed(GameId(1)));
+    assert!(to_client(&outputs, 1).is_empty(), "{outputs:?}");
+    let stats = h.frontend.stats();
+    assert_eq!(
+        (
+            stats.worlds_kept_after_game_loss,
+            stats.worlds_waiting_for_game
+        ),
+        (1, 1)
+    );
+
+    // Meanwhile a new observer is served from the replica, with nothing sent upstream,
+    // and an input is refused as undeliverable for now (not as an unknown world).
+    h.client(2);
+    let outputs = h.subscribe(2, &arena(), None);
+    assert!(
+        matches!(&to_client(&outputs, 2)[..], [FrontendToClient::Snapshot { world, .. }] if *world == arena()),
+        "{outputs:?}"
+    );
+    let outputs = h.feed(Input::ClientFrame(ConnId(1), input_frame(&arena(), 10)));
+    match &to_client(&outputs, 1)[..] {
+        [FrontendToClient::Unsubscribed { code, text, .. }] => {
+            assert_eq!(*code, ErrorCode::Unavailable);
+            assert!(text.contains("reconnecting"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // The link comes back (a new connection to the same game server) and announces the
+    // arena again: the replica resubscribes from its position.
+    h.advance(400 * MS);
+    let outputs = h.game(2, &["arena"]);
+    assert!(
+        to_game(&outputs, 2).contains(&FrontendToGame::Subscribe {
+            world: arena(),
+            since: position,
+        }),
+        "{outputs:?}"
+    );
+    let stats = h.frontend.stats();
+    assert_eq!(
+        (stats.worlds_resumed, stats.worlds_waiting_for_game),
+        (1, 0)
+    );
+    // The game server sends what followed: both observers get it, byte for byte.
+    let (frame, outputs) = h.game_batch(2, &arena(), &mut state, "c");
+    for conn in [1, 2] {
+        let sent: Vec<&Bytes> = outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::SendToClient { conn: c, bytes, .. } if c.0 == conn => Some(bytes),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sent, vec![&frame], "observer {conn}");
+    }
+    // Nothing expires when the grace would have: the world is hosted again.
+    h.advance(5_000 * MS);
+    let outputs = h.feed(Input::Timeout);
+    assert!(
+        !to_client(&outputs, 1)
+            .iter()
+            .any(|m| matches!(m, FrontendToClient::Unsubscribed { .. })),
+        "{outputs:?}"
+    );
+    assert!(
+        h.frontend
+            .session(ConnId(1))
+            .unwrap()
+            .subscriptions()
+            .contains(&arena())
+    );
 }
