@@ -12,6 +12,8 @@
 #   6. a small `flotilla bench logd` (the harness against rsyslog and ripgrep), checked
 #   7. a small `flotilla bench connections` (idle observers on the default keep-alive,
 #      the front-end's memory per connection within 8 KiB), checked
+#   8. a small `flotilla bench bigfinal` (observers of one world over 2 front-end
+#      processes: all subscribed, no game link lost, every batch delivered), checked
 # One build profile (release) serves the tests and the binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -178,6 +180,21 @@ assert r["subscribed"] == r["open_at_end"] == r["count"] == 5000, r
 assert r["private_dirty_per_connection"] <= 8192 and r["meets_target"], r
 print("bench connections: ok (%.0f bytes per connection at 5,000; BENCHMARKS.md has 15,000)"
       % r["private_dirty_per_connection"])
+PY
+
+step "flotilla bench bigfinal, small (observers of one world over 2 front-end processes)"
+report=$(cargo run --release --quiet -- bench bigfinal --observers 2000 --frontends 2 --seconds 2 --json)
+echo "$report"
+python3 - "$report" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+assert r["subscribed"] == r["observers"] == 2000, r
+assert r["game_links_lost"] == 0 and r["closed_connections"] == 0, r
+assert r["committed"] > 0 and r["delivered_ratio"] >= 0.99, r
+# The concentrator: a front-end link costs the game server what it costs with one observer.
+ratio = r["game_bytes_per_link_per_second"] / r["game_bytes_per_link_per_second_one_observer"]
+assert 0.8 <= ratio <= 1.25, (ratio, r)
+print("bench bigfinal: ok (figures of a small run; BENCHMARKS.md has the large ones)")
 PY
 
 end_step

@@ -163,16 +163,24 @@ pub struct FanoutReport {
 }
 
 /// Publishes one change at a time.
-trait Publisher: Send {
+pub(crate) trait Publisher: Send {
     /// Publishes a change stamped `now_ns`.
     fn publish(&mut self, now_ns: u64) -> Result<(), BenchError>;
     /// Publishes a burst of changes as fast as allowed (saturation); returns how many.
     fn publish_burst(&mut self) -> Result<u64, BenchError>;
 }
 
-struct FlotillaPublisher {
+/// Commits changes to the bench game's world.
+pub(crate) struct FlotillaPublisher {
     game: Arc<BenchGame>,
     payload_len: usize,
+}
+
+impl FlotillaPublisher {
+    /// Commits `payload_len`-byte values (stamped with their commit time) to `game`'s world.
+    pub(crate) fn new(game: Arc<BenchGame>, payload_len: usize) -> Self {
+        Self { game, payload_len }
+    }
 }
 
 impl Publisher for FlotillaPublisher {
@@ -284,14 +292,18 @@ impl Publisher for NatsPublisher {
 }
 
 /// A publisher thread: runs until told to stop, counting what it published.
-struct PublisherThread {
+pub(crate) struct PublisherThread {
     stop: Arc<AtomicBool>,
     published: Arc<AtomicU64>,
     thread: Option<std::thread::JoinHandle<Result<(), BenchError>>>,
 }
 
 impl PublisherThread {
-    fn start(mut publisher: Box<dyn Publisher>, rate: Option<u64>) -> Result<Self, BenchError> {
+    /// Starts publishing `rate` changes a second (as fast as allowed with `None`).
+    pub(crate) fn start(
+        mut publisher: Box<dyn Publisher>,
+        rate: Option<u64>,
+    ) -> Result<Self, BenchError> {
         let stop = Arc::new(AtomicBool::new(false));
         let published = Arc::new(AtomicU64::new(0));
         let (stop_flag, count) = (Arc::clone(&stop), Arc::clone(&published));
@@ -329,11 +341,13 @@ impl PublisherThread {
         })
     }
 
-    fn published(&self) -> u64 {
+    /// Changes published so far.
+    pub(crate) fn published(&self) -> u64 {
         self.published.load(Ordering::Relaxed)
     }
 
-    fn finish(mut self) -> Result<(), BenchError> {
+    /// Stops publishing; the publisher's error, if it failed.
+    pub(crate) fn finish(mut self) -> Result<(), BenchError> {
         self.stop.store(true, Ordering::SeqCst);
         match self.thread.take().map(std::thread::JoinHandle::join) {
             Some(Ok(result)) => result,

@@ -15,6 +15,8 @@ pub(crate) struct BenchGame {
     pub server: std::sync::Arc<GameServer>,
     pub world: WorldHandle,
     pub world_id: WorldId,
+    /// Front-end links that ended (a front-end disconnected), since the start.
+    pub frontends_lost: std::sync::Arc<std::sync::atomic::AtomicU64>,
     // Dropped last: the runtime runs the server's tasks.
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -49,16 +51,22 @@ impl BenchGame {
             .take_events()
             .ok_or_else(|| BenchError::Server("game events already taken".into()))?;
         let echo_server = std::sync::Arc::clone(&server);
+        let frontends_lost = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let lost = std::sync::Arc::clone(&frontends_lost);
         runtime.spawn(async move {
             while let Some(event) = events.recv().await {
-                if let GameEvent::Input {
-                    world,
-                    session,
-                    payload,
-                } = event
-                    && echo
-                {
-                    let _ = echo_server.send_output(&world, session, payload);
+                match event {
+                    GameEvent::Input {
+                        world,
+                        session,
+                        payload,
+                    } if echo => {
+                        let _ = echo_server.send_output(&world, session, payload);
+                    }
+                    GameEvent::FrontendDisconnected { .. } => {
+                        lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    _ => {}
                 }
             }
         });
@@ -66,6 +74,7 @@ impl BenchGame {
             server,
             world: handle,
             world_id,
+            frontends_lost,
             runtime: Some(runtime),
         })
     }

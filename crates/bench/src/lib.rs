@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod affinity;
+pub mod bigfinal;
 pub mod connections;
 pub mod cpu_share;
 pub mod failover;
@@ -88,6 +89,7 @@ impl BenchError {
     }
 }
 
+pub use bigfinal::{BigFinalConfig, BigFinalReport, run_bigfinal};
 pub use connections::{ConnectionsConfig, ConnectionsReport, run_connections};
 pub use failover::{FailoverBenchConfig, FailoverReport, FailureMode, run_failover};
 pub use fanout::{FanoutConfig, FanoutReport, run_fanout};

@@ -50,6 +50,10 @@ pub enum BenchCommand {
     Fanout(FanoutArgs),
     /// Idle observers on one front-end: user-space memory per connection.
     Connections(ConnectionsArgs),
+    /// Many observers of one world over K front-end processes (a tournament final):
+    /// subscribe time, deliveries, lag, game links lost, CPU and memory per connection,
+    /// the game server's bytes per front-end link.
+    Bigfinal(BigFinalArgs),
     /// A front-end process killed (or frozen) under its clients: how soon they notice,
     /// reconnect to another at random, resume and carry on.
     Failover(FailoverArgs),
@@ -217,6 +221,32 @@ pub struct FanoutArgs {
     json: bool,
 }
 
+/// Arguments of `flotilla bench bigfinal`.
+#[derive(clap::Args, Debug)]
+pub struct BigFinalArgs {
+    /// Observers in all.
+    #[arg(long, default_value_t = 20_000)]
+    observers: usize,
+    /// Front-end processes (the observers are spread evenly).
+    #[arg(long, default_value_t = 2)]
+    frontends: usize,
+    /// Changes per second of the world.
+    #[arg(long, default_value_t = 20)]
+    rate: u64,
+    /// Bytes per change.
+    #[arg(long, default_value_t = 300)]
+    payload: usize,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Observer connections per worker process at most.
+    #[arg(long, default_value_t = 10_000)]
+    per_process: usize,
+    /// Print the JSON object on one line.
+    #[arg(long)]
+    json: bool,
+}
+
 /// Arguments of `flotilla bench connections`.
 #[derive(clap::Args, Debug)]
 pub struct ConnectionsArgs {
@@ -298,6 +328,18 @@ pub fn run(which: BenchCommand) -> Result<()> {
             };
             let report =
                 flotilla_bench::run_connections(&config, &WorkerLauncher::flotilla_cli()?)?;
+            print_report(&report, args.json)
+        }
+        BenchCommand::Bigfinal(args) => {
+            let config = flotilla_bench::BigFinalConfig {
+                observers: args.observers,
+                frontends: args.frontends,
+                rate: args.rate,
+                payload_len: args.payload,
+                seconds: args.seconds,
+                per_process: args.per_process,
+            };
+            let report = flotilla_bench::run_bigfinal(&config, &WorkerLauncher::flotilla_cli()?)?;
             print_report(&report, args.json)
         }
         BenchCommand::Failover(args) => {

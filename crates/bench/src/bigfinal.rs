@@ -1,0 +1,355 @@
+//! `flotilla bench bigfinal`: many observers of one world (a tournament final) over K
+//! front-end processes.
+//!
+//! - **Game server** in this process ([`BenchGame`]): one world changing `rate` times a
+//!   second (one upsert of a `payload`-byte value stamped with its commit time).
+//! - **K front-ends**, each a worker process connected to the game server.
+//! - **Observers**: lean observer worker processes (at most `per_process` connections each,
+//!   each process from its own 127.0.0.x source address), `observers / K` per front-end.
+//!
+//! Reported: how many subscribed and how long that took, deliveries per observer against
+//! what the world committed in the measured window, the lag (commit time to receipt, so
+//! against the game server's own clock), game links lost during the run (a front-end that
+//! loses its game link under client load is the failure this benchmark exists to catch),
+//! each front-end's CPU and memory per connection, and the game server's CPU and bytes per
+//! front-end link (the concentrator half: they must not grow with the observers).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::BenchError;
+use crate::fanout::{FlotillaPublisher, PublisherThread};
+use crate::game_side::BenchGame;
+use crate::lean::Protocol;
+use crate::procstat::{CpuMeter, clock_ticks_per_second, read_memory};
+use crate::stats::{LatencyHistogram, Percentiles};
+use crate::workers::{FrontendWorker, GroupSpec, ObserverGroup, WorkerLauncher};
+
+/// The world.
+const WORLD: &str = "bigfinal";
+
+/// Settings of the big-final benchmark.
+#[derive(Debug, Clone)]
+pub struct BigFinalConfig {
+    /// Observers in all.
+    pub observers: usize,
+    /// Front-end processes.
+    pub frontends: usize,
+    /// Changes per second of the world.
+    pub rate: u64,
+    /// Bytes of each change's value (at least the 8-byte timestamp).
+    pub payload_len: usize,
+    /// Measured seconds.
+    pub seconds: f64,
+    /// Observer connections per worker process at most.
+    pub per_process: usize,
+}
+
+impl Default for BigFinalConfig {
+    fn default() -> Self {
+        Self {
+            observers: 20_000,
+            frontends: 2,
+            rate: 20,
+            payload_len: 300,
+            seconds: 10.0,
+            per_process: 10_000,
+        }
+    }
+}
+
+/// One front-end's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct FrontendFigures {
+    /// Observers assigned to it.
+    pub observers: usize,
+    /// Of those, subscribed.
+    pub subscribed: usize,
+    /// CPU over the measured window, percent of one core.
+    pub cpu_percent: f64,
+    /// Its own written memory (Private_Dirty) gained since before its observers came,
+    /// per subscribed observer.
+    pub bytes_per_connection: f64,
+}
+
+/// The big-final benchmark's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct BigFinalReport {
+    /// Always `"bigfinal"`.
+    pub bench: &'static str,
+    /// Observers asked for.
+    pub observers: usize,
+    /// Front-end processes.
+    pub frontends: usize,
+    /// Changes per second asked for.
+    pub rate: u64,
+    /// Bytes per change.
+    pub payload_bytes: usize,
+    /// Observers subscribed (snapshot received) in all.
+    pub subscribed: usize,
+    /// Seconds from the first observer process started to the last one ready.
+    pub seconds_to_subscribe: f64,
+    /// Measured seconds.
+    pub seconds: f64,
+    /// Changes the world committed in the window.
+    pub committed: u64,
+    /// Deliveries in the window over (committed x subscribed).
+    pub delivered_ratio: f64,
+    /// Commit-to-receipt lag of every delivery in the window.
+    pub lag: Percentiles,
+    /// Game links lost (a front-end disconnected from the game server) from the first
+    /// observer to the end.
+    pub game_links_lost: u64,
+    /// Snapshots the observers got after their first (resyncs: slow observers).
+    pub resyncs: u64,
+    /// Error frames observers got.
+    pub server_errors: u64,
+    /// Observer connections the front-ends closed.
+    pub closed_connections: u64,
+    /// Per front-end.
+    pub per_frontend: Vec<FrontendFigures>,
+    /// The game server's process (this harness: the game, the publisher and the harness's
+    /// idle threads) CPU over the window, percent of one core.
+    pub game_cpu_percent: f64,
+    /// Bytes the game server wrote per front-end link per second in the window.
+    pub game_bytes_per_link_per_second: f64,
+    /// The same with one observer on one front-end: the game server's cost of a link with
+    /// a single subscriber (the concentrator's promise: the same at any scale).
+    pub game_bytes_per_link_per_second_one_observer: f64,
+    /// Every observer subscribed, no game link lost, every delivery made (≥ 99.9%), lag
+    /// p99 at most 1 s.
+    pub meets_target: bool,
+}
+
+/// Runs the benchmark (front-ends and observers in processes started by `launcher`).
+pub fn run_bigfinal(
+    config: &BigFinalConfig,
+    launcher: &WorkerLauncher,
+) -> Result<BigFinalReport, BenchError> {
+    if config.observers == 0 || config.frontends == 0 {
+        return Err(BenchError::InvalidConfig(
+            "--observers and --frontends must be above 0".into(),
+        ));
+    }
+    if config.frontends > 64 {
+        return Err(BenchError::InvalidConfig("at most 64 front-ends".into()));
+    }
+    if !(config.seconds.is_finite() && config.seconds > 0.0 && config.seconds <= 3600.0) {
+        return Err(BenchError::InvalidConfig(
+            "--seconds must be in (0, 3600]".into(),
+        ));
+    }
+    if config.rate == 0 || config.rate > 10_000 {
+        return Err(BenchError::InvalidConfig(
+            "--rate must be in [1, 10000]".into(),
+        ));
+    }
+    if config.payload_len < crate::lean::TIMESTAMP_LEN {
+        return Err(BenchError::InvalidConfig(
+            "the payload must hold an 8-byte timestamp".into(),
+        ));
+    }
+    let ticks = clock_ticks_per_second();
+    let game = Arc::new(BenchGame::start(WORLD, false, 1)?);
+    let mut frontends = Vec::new();
+    for _ in 0..config.frontends {
+        let frontend = FrontendWorker::start(launcher, game.addr())?;
+        frontend.wait_for_world(WORLD, Duration::from_secs(30))?;
+        frontends.push(frontend);
+    }
+    let publishing = PublisherThread::start(
+        Box::new(FlotillaPublisher::new(
+            Arc::clone(&game),
+            config.payload_len,
+        )),
+        Some(config.rate),
+    )?;
+
+    // The concentrator's baseline: one observer on the first front-end.
+    let one = measure_link_bytes(&game, launcher, &frontends[0], 2.0)?;
+    eprintln!("bigfinal: one observer: the game server writes {one:.0} B/s per front-end link");
+
+    let lost_before = game.frontends_lost.load(Ordering::Relaxed);
+    let memory_before = frontends
+        .iter()
+        .map(|f| read_memory(f.worker.pid()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let started = Instant::now();
+    let mut groups = Vec::new();
+    let mut shares = Vec::new();
+    let mut subscribed_per_frontend = Vec::new();
+    for (index, frontend) in frontends.iter().enumerate() {
+        let share = config.observers / config.frontends
+            + usize::from(index < config.observers % config.frontends);
+        shares.push(share);
+        if share == 0 {
+            subscribed_per_frontend.push(0);
+            continue;
+        }
+        let spec = GroupSpec {
+            protocol: Protocol::Flotilla,
+            server: frontend.addr,
+            target: WORLD.into(),
+            count: share,
+            per_process: config.per_process,
+            threads: 1,
+        };
+        let (group, counts) = ObserverGroup::start(launcher, &spec)?;
+        eprintln!(
+            "bigfinal: front-end {index}: {} connected, {} subscribed, {} failed, after {:.1} s",
+            counts.connected,
+            counts.subscribed,
+            counts.failed,
+            started.elapsed().as_secs_f64()
+        );
+        subscribed_per_frontend.push(counts.subscribed);
+        groups.push(group);
+    }
+    let seconds_to_subscribe = started.elapsed().as_secs_f64();
+    let subscribed: usize = subscribed_per_frontend.iter().sum();
+
+    // Settle, then measure.
+    std::thread::sleep(Duration::from_secs(1));
+    for group in &mut groups {
+        group.start_measuring()?;
+    }
+    let game_before = game.server.stats();
+    let published_before = publishing.published();
+    let game_cpu = CpuMeter::start(std::process::id(), ticks)?;
+    let frontend_cpu = frontends
+        .iter()
+        .map(|f| CpuMeter::start(f.worker.pid(), ticks))
+        .collect::<Result<Vec<_>, _>>()?;
+    let window = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(config.seconds));
+    let mut reports = Vec::new();
+    for group in &mut groups {
+        reports.extend(group.stop_measuring()?);
+    }
+    let elapsed = window.elapsed().as_secs_f64();
+    let committed = publishing.published() - published_before;
+    let game_after = game.server.stats();
+    let game_cpu_percent = game_cpu.percent()?;
+    let mut per_frontend = Vec::new();
+    for (index, frontend) in frontends.iter().enumerate() {
+        let after = read_memory(frontend.worker.pid())?;
+        let gained = after
+            .private_dirty
+            .saturating_sub(memory_before[index].private_dirty);
+        let subscribed = subscribed_per_frontend[index];
+        per_frontend.push(FrontendFigures {
+            observers: shares[index],
+            subscribed,
+            cpu_percent: frontend_cpu[index].percent()?,
+            bytes_per_connection: gained as f64 / subscribed.max(1) as f64,
+        });
+    }
+    let game_links_lost = game.frontends_lost.load(Ordering::Relaxed) - lost_before;
+    publishing.finish()?;
+
+    let mut histogram = LatencyHistogram::new();
+    let (mut delivered, mut resyncs, mut errors, mut closed) = (0u64, 0u64, 0u64, 0u64);
+    for report in &reports {
+        histogram.merge(&LatencyHistogram::from_buckets(&report.histogram));
+        delivered += report.delivered;
+        resyncs += report.resyncs;
+        errors += report.server_errors;
+        closed += report.closed;
+    }
+    let expected = committed as f64 * subscribed as f64;
+    let delivered_ratio = if expected > 0.0 {
+        delivered as f64 / expected
+    } else {
+        0.0
+    };
+    let lag = histogram.percentiles();
+    let per_link = link_deltas(&game_before, &game_after);
+    let game_bytes_per_link_per_second =
+        per_link.iter().sum::<u64>() as f64 / per_link.len().max(1) as f64 / elapsed;
+    let meets_target = subscribed == config.observers
+        && game_links_lost == 0
+        && delivered_ratio >= 0.999
+        && lag.p99_us <= 1_000_000.0;
+    eprintln!(
+        "bigfinal: {subscribed} of {} subscribed in {seconds_to_subscribe:.1} s; delivered {:.2}%; lag p50 {:.0} ms, p99 {:.0} ms; {game_links_lost} game links lost",
+        config.observers,
+        delivered_ratio * 100.0,
+        lag.p50_us / 1000.0,
+        lag.p99_us / 1000.0
+    );
+    drop(groups);
+    Ok(BigFinalReport {
+        bench: "bigfinal",
+        observers: config.observers,
+        frontends: config.frontends,
+        rate: config.rate,
+        payload_bytes: config.payload_len,
+        subscribed,
+        seconds_to_subscribe,
+        seconds: elapsed,
+        committed,
+        delivered_ratio,
+        lag,
+        game_links_lost,
+        resyncs,
+        server_errors: errors,
+        closed_connections: closed,
+        per_frontend,
+        game_cpu_percent,
+        game_bytes_per_link_per_second,
+        game_bytes_per_link_per_second_one_observer: one,
+        meets_target,
+    })
+}
+
+/// The bytes per second the game server writes to each front-end link while one observer
+/// watches the world on `frontend` (for `seconds`).
+fn measure_link_bytes(
+    game: &BenchGame,
+    launcher: &WorkerLauncher,
+    frontend: &FrontendWorker,
+    seconds: f64,
+) -> Result<f64, BenchError> {
+    let spec = GroupSpec {
+        protocol: Protocol::Flotilla,
+        server: frontend.addr,
+        target: WORLD.into(),
+        count: 1,
+        per_process: 1,
+        threads: 1,
+    };
+    let (group, counts) = ObserverGroup::start(launcher, &spec)?;
+    if counts.subscribed != 1 {
+        return Err(BenchError::Worker(
+            "the single observer did not subscribe".into(),
+        ));
+    }
+    let before = game.server.stats();
+    let window = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    let after = game.server.stats();
+    let elapsed = window.elapsed().as_secs_f64();
+    drop(group);
+    // The observer's front-end's link is the busiest (the others may still be subscribed
+    // after their probe, or not).
+    let busiest = link_deltas(&before, &after).into_iter().max().unwrap_or(0);
+    Ok(busiest as f64 / elapsed)
+}
+
+/// The bytes written to each front-end link present in both `before` and `after`.
+fn link_deltas(before: &flotilla_game::GameStats, after: &flotilla_game::GameStats) -> Vec<u64> {
+    after
+        .frontends
+        .iter()
+        .filter_map(|link| {
+            before
+                .frontends
+                .iter()
+                .find(|b| b.frontend == link.frontend)
+                .map(|b| link.bytes_sent.saturating_sub(b.bytes_sent))
+        })
+        .collect()
+}
