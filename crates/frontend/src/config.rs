@@ -157,7 +157,9 @@ pub struct FrontendConfig {
     pub max_queued_bytes: usize,
     /// Most client connections held at once. A client past it gets `Error{Overloaded}`
     /// and is closed at once, so it picks another front-end instead of waiting for a
-    /// timeout; the process keeps descriptors for its game links. Default 100,000.
+    /// timeout. The server lowers it to what the process's file-descriptor limit holds
+    /// while keeping descriptors for the listener and its game links
+    /// ([`client_cap`](crate::server::client_cap)). Default 100,000.
     pub max_clients: usize,
     /// Bounds of each world replica's ring of recent batches.
     #[serde(with = "ring_limits")]

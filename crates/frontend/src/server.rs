@@ -119,6 +119,7 @@ pub struct ServerStats {
     game_bytes_queued: AtomicU64,
     client_read_pauses: AtomicU64,
     refused: AtomicU64,
+    client_cap: AtomicU64,
 }
 
 /// A copy of a running front-end's counters.
@@ -138,8 +139,12 @@ pub struct StatsSnapshot {
     pub game_bytes_queued: u64,
     /// Times client reading was paused because a game-server link was full.
     pub client_read_pauses: u64,
-    /// Client connections refused with `Overloaded` because `max_clients` were open.
+    /// Client connections refused with `Overloaded`: the client cap was reached, or the
+    /// process ran out of file descriptors (answered through a spare descriptor).
     pub refused: u64,
+    /// The client cap in force: `max_clients`, or less when the process's file-descriptor
+    /// limit is lower (see [`client_cap`]).
+    pub client_cap: u64,
 }
 
 impl ServerStats {
@@ -157,6 +162,7 @@ impl ServerStats {
             game_bytes_queued: self.game_bytes_queued.load(Ordering::Relaxed),
             client_read_pauses: self.client_read_pauses.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
+            client_cap: self.client_cap.load(Ordering::Relaxed),
         }
     }
 }
@@ -198,6 +204,46 @@ pub struct FrontendServer {
 
 /// Pending connections the kernel queues before the acceptor takes them.
 const LISTEN_BACKLOG: i32 = 4096;
+
+/// File descriptors the client cap leaves for everything else: the listener, the
+/// runtime's epoll and wake-up descriptors, stdio, log and recording files, the spare
+/// descriptor, sockets still lingering after their close.
+pub const FD_RESERVE: u64 = 256;
+
+/// File descriptors reserved per configured game server (its link, and a reconnect's
+/// socket while the old one closes).
+pub const FD_RESERVE_PER_GAME: u64 = 4;
+
+/// The most client connections a front-end accepts: `max_clients`, or fewer when the
+/// process's file-descriptor limit (`fd_limit`; `None`: unlimited) could not hold them
+/// and still leave [`FD_RESERVE`] plus [`FD_RESERVE_PER_GAME`] per game server. So a client
+/// past the cap is always answered `Overloaded`, and a lost game link can always be dialled
+/// again. At least 1.
+pub fn client_cap(max_clients: usize, fd_limit: Option<u64>, game_servers: usize) -> usize {
+    let Some(limit) = fd_limit else {
+        return max_clients.max(1);
+    };
+    let reserve = FD_RESERVE + FD_RESERVE_PER_GAME * game_servers as u64;
+    let room = usize::try_from(limit.saturating_sub(reserve)).unwrap_or(usize::MAX);
+    max_clients.min(room).max(1)
+}
+
+/// This process's file-descriptor limit, after raising the soft limit to the hard one
+/// (`None`: unlimited).
+fn descriptor_limit() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(error) = setrlimit(Resource::Nofile, raised) {
+            log::debug!("raising the file-descriptor limit: {error}");
+        }
+    }
+    getrlimit(Resource::Nofile).current
+}
 
 /// Binds the client listener with a deep accept queue (a burst of thousands of
 /// connections must not overflow it: the kernel would drop SYNs and clients retry
@@ -243,10 +289,23 @@ impl FrontendServer {
             TcpListener::from_std(listener)?
         };
         let stats = Arc::new(ServerStats::default());
+        let fd_limit = descriptor_limit();
+        let cap = client_cap(config.max_clients, fd_limit, config.game_servers.len());
+        stats.client_cap.store(cap as u64, Ordering::Relaxed);
+        if cap < config.max_clients {
+            log::warn!(
+                "front-end {}: at most {cap} clients (not {}): the file-descriptor limit is {}, \
+                 and {} are kept for the listener, game links and closes",
+                config.server_id,
+                config.max_clients,
+                fd_limit.unwrap_or_default(),
+                FD_RESERVE + FD_RESERVE_PER_GAME * config.game_servers.len() as u64
+            );
+        }
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (finished_tx, finished) = oneshot::channel();
         log::info!(
-            "front-end {} listening on {local_addr}, game servers {:?}",
+            "front-end {} listening on {local_addr}, game servers {:?}, at most {cap} clients",
             config.server_id,
             config.game_servers
         );
@@ -327,7 +386,7 @@ async fn serve(
     let (pause_clients, pause_rx) = watch::channel(false);
     tasks.push(tokio::spawn(accept_clients(
         listener,
-        config.max_clients,
+        usize::try_from(stats.client_cap.load(Ordering::Relaxed)).unwrap_or(usize::MAX),
         ReadLimits {
             first_frame: config.max_hello_frame_len,
             frame: config.max_client_frame_len,
@@ -1119,6 +1178,11 @@ async fn accept_clients(
         }
         .encode_to_bytes()
     };
+    // A descriptor kept for one purpose: when the process is out of them (something besides
+    // clients used up the reserve), it is closed for a moment so that the waiting client
+    // can be accepted and told `Overloaded` instead of being left hanging.
+    let mut spare = std::fs::File::open("/dev/null").ok();
+    let mut out_of_descriptors_logged = false;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -1156,13 +1220,43 @@ async fn accept_clients(
                     open.fetch_sub(1, Ordering::Relaxed);
                 });
             }
+            Err(error) if is_out_of_descriptors(&error) && spare.is_some() => {
+                if !out_of_descriptors_logged {
+                    log::warn!(
+                        "accept: out of file descriptors ({error}); refusing clients with \
+                         Overloaded until some close"
+                    );
+                    out_of_descriptors_logged = true;
+                }
+                // Frees the descriptor for the accept below.
+                drop(spare.take());
+                let accepted =
+                    tokio::time::timeout(Duration::from_millis(50), listener.accept()).await;
+                if let Ok(Ok((stream, _peer))) = accepted {
+                    let mut discard = [0u8; 512];
+                    let _ = stream.try_read(&mut discard);
+                    let _ = stream.try_write(&full);
+                    stats.refused.fetch_add(1, Ordering::Relaxed);
+                }
+                spare = std::fs::File::open("/dev/null").ok();
+            }
             Err(error) => {
-                // Out of file descriptors or similar: wait a little instead of spinning.
+                // Out of file descriptors without a spare, or similar: wait a little
+                // instead of spinning.
                 log::warn!("accept failed: {error}");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
     }
+}
+
+/// True for the errors of a process (EMFILE) or system (ENFILE) out of file descriptors.
+fn is_out_of_descriptors(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(code) if code == rustix::io::Errno::MFILE.raw_os_error()
+            || code == rustix::io::Errno::NFILE.raw_os_error()
+    )
 }
 
 /// Keeps one game server connected: connect, hand the socket to the event loop, read
@@ -1288,6 +1382,31 @@ async fn connect_game(
 mod tests {
     use super::*;
     use crate::session::Session;
+
+    #[test]
+    fn the_client_cap_leaves_descriptors_for_the_listener_and_game_links() {
+        // 20,000 descriptors, 2 game servers: 20,000 - 256 - 8.
+        assert_eq!(client_cap(100_000, Some(20_000), 2), 19_736);
+        // A configured cap below the room is kept.
+        assert_eq!(client_cap(5_000, Some(20_000), 2), 5_000);
+        // No limit: the configured cap.
+        assert_eq!(client_cap(100_000, None, 2), 100_000);
+        // A limit smaller than the reserve still lets one client in.
+        assert_eq!(client_cap(100_000, Some(100), 1), 1);
+    }
+
+    #[test]
+    fn running_out_of_descriptors_is_recognised() {
+        assert!(is_out_of_descriptors(&io::Error::from_raw_os_error(
+            rustix::io::Errno::MFILE.raw_os_error()
+        )));
+        assert!(is_out_of_descriptors(&io::Error::from_raw_os_error(
+            rustix::io::Errno::NFILE.raw_os_error()
+        )));
+        assert!(!is_out_of_descriptors(&io::Error::from_raw_os_error(
+            rustix::io::Errno::CONNABORTED.raw_os_error()
+        )));
+    }
 
     #[tokio::test]
     async fn an_idle_client_connection_costs_well_under_8_kib_in_user_space() {
