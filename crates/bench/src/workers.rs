@@ -480,6 +480,14 @@ fn probe_world(addr: SocketAddr, handshake: &[u8]) -> Result<bool, BenchError> {
     }
 }
 
+/// The next observer source address: 127.0.0.2 to 127.0.0.251 in turn, for the whole
+/// process.
+fn next_source_address() -> Ipv4Addr {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let index = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ipv4Addr::new(127, 0, 0, 2 + (index % 250) as u8)
+}
+
 /// A group of observer worker processes sharing `count` connections.
 #[derive(Debug)]
 pub(crate) struct ObserverGroup {
@@ -509,9 +517,12 @@ impl ObserverGroup {
         let mut workers = Vec::new();
         for index in 0..processes {
             let share = per_process.min(spec.count - index * per_process);
-            // 127.0.0.2, .3, …: a fresh source address per process, so ephemeral ports
-            // never run short.
-            let source = Ipv4Addr::new(127, 0, 0, 2 + (index % 250) as u8);
+            // 127.0.0.2, .3, …: a fresh source address per process (across every group
+            // of this harness), so ephemeral ports never run short, and `bind` does not
+            // search a port space another group's thousands of connections already fill
+            // (the kernel's search is linear in the ports in use: a second group on the
+            // same address took a minute to connect 10,000 observers).
+            let source = next_source_address();
             let protocol = match spec.protocol {
                 Protocol::Flotilla => "flotilla",
                 Protocol::Nats => "nats",
