@@ -243,13 +243,47 @@ struct Connection {
     subscribed: bool,
 }
 
-/// Connects to `server` from `source` (port chosen by the kernel), blocking.
+/// The source ports this process binds, in turn (see [`connect_from`]).
+const SOURCE_PORTS: std::ops::Range<u32> = 10_000..65_000;
+
+/// Connects to `server` from `source`, blocking. The source port is picked here, the next
+/// of [`SOURCE_PORTS`] (each worker process has source addresses of its own), not by the
+/// kernel: `bind` to port 0 searches the ephemeral range linearly in the ports in use,
+/// which at tens of thousands of connections made connecting take a minute. A port in use
+/// (a listener, a connection in TIME_WAIT) is skipped.
 fn connect_from(source: Ipv4Addr, server: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(SocketProtocol::TCP))?;
-    socket.bind(&SockAddr::from(SocketAddrV4::new(source, 0)))?;
-    socket.connect_timeout(&SockAddr::from(server), Duration::from_secs(5))?;
-    socket.set_nodelay(true)?;
-    Ok(socket.into())
+    static NEXT_PORT: std::sync::atomic::AtomicU32 =
+        std::sync::atomic::AtomicU32::new(SOURCE_PORTS.start);
+    let span = SOURCE_PORTS.end - SOURCE_PORTS.start;
+    let mut last_error = None;
+    for _ in 0..64 {
+        let offset = NEXT_PORT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = u16::try_from(SOURCE_PORTS.start + offset).unwrap_or(u16::MAX);
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(SocketProtocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        match socket.bind(&SockAddr::from(SocketAddrV4::new(source, port))) {
+            Ok(()) => {}
+            Err(error) if error.kind() == ErrorKind::AddrInUse => {
+                last_error = Some(error);
+                continue;
+            }
+            Err(error) => return Err(error),
+        }
+        match socket.connect_timeout(&SockAddr::from(server), Duration::from_secs(5)) {
+            Ok(()) => {}
+            // The 4-tuple is still in use (TIME_WAIT of an earlier run): another port.
+            Err(error) if error.kind() == ErrorKind::AddrNotAvailable
+                || error.kind() == ErrorKind::AddrInUse =>
+            {
+                last_error = Some(error);
+                continue;
+            }
+            Err(error) => return Err(error),
+        }
+        socket.set_nodelay(true)?;
+        return Ok(socket.into());
+    }
+    Err(last_error.unwrap_or_else(|| std::io::Error::other("no free source port")))
 }
 
 fn run_thread(
