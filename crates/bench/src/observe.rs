@@ -20,8 +20,10 @@ use crate::stats::LatencyHistogram;
 /// Bytes read per `read` call.
 const READ_BUFFER: usize = 256 * 1024;
 
-/// How often flotilla observers send a keep-alive ping.
-const KEEPALIVE_EVERY: Duration = Duration::from_secs(1);
+/// How often flotilla observers send a keep-alive ping: what a client of PROTOCOL.md
+/// section 7 sends while it receives a live world (one ping after 2 s without sending;
+/// it hears its front-end all the time, so it never probes).
+const KEEPALIVE_EVERY: Duration = flotilla_wire::CLIENT_QUIET_PING_INTERVAL;
 
 /// Connections opened per turn of the poll loop while connecting.
 const CONNECTS_PER_TURN: usize = 32;
@@ -272,8 +274,9 @@ fn connect_from(source: Ipv4Addr, server: SocketAddr) -> std::io::Result<TcpStre
         match socket.connect_timeout(&SockAddr::from(server), Duration::from_secs(5)) {
             Ok(()) => {}
             // The 4-tuple is still in use (TIME_WAIT of an earlier run): another port.
-            Err(error) if error.kind() == ErrorKind::AddrNotAvailable
-                || error.kind() == ErrorKind::AddrInUse =>
+            Err(error)
+                if error.kind() == ErrorKind::AddrNotAvailable
+                    || error.kind() == ErrorKind::AddrInUse =>
             {
                 last_error = Some(error);
                 continue;

@@ -132,12 +132,34 @@ pub(crate) fn print_line(value: &Value) -> Result<(), BenchError> {
     out.flush().map_err(BenchError::io("flushing stdout"))
 }
 
+/// The front-end worker's log: its warnings and errors (a lost game link, a refused
+/// client flood) on stderr, where the harness shows them.
+struct WarningsOnStderr;
+
+impl log::Log for WarningsOnStderr {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            eprintln!("front-end worker: {}: {}", record.level(), record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
 fn frontend_worker(
     game: String,
     listen: SocketAddr,
     cpu: Option<usize>,
     token_key_file: Option<PathBuf>,
 ) -> Result<(), BenchError> {
+    // Only the first logger of the process counts; a worker has no other.
+    if log::set_logger(&WarningsOnStderr).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
     if let Some(cpu) = cpu {
         // Before any thread starts: the runtime's and the front-end's threads inherit it.
         crate::affinity::pin_current_thread(cpu)?;

@@ -25,7 +25,8 @@ pub struct FrontendArgs {
     /// Per-connection send budget in bytes; past it a slow observer is resynced.
     #[arg(long, default_value_t = 128 * 1024)]
     send_budget: usize,
-    /// Most client connections at once; more are told `Overloaded` and closed.
+    /// Most client connections at once; more are told `Overloaded` and closed (lowered to
+    /// what the file-descriptor limit holds, keeping 256 + 4 per game server).
     #[arg(long, default_value_t = 100_000)]
     max_clients: usize,
     /// File holding the fleet's session-token key: 64 hex digits (32 bytes; make one with

@@ -292,20 +292,21 @@ impl FrontendServer {
         let fd_limit = descriptor_limit();
         let cap = client_cap(config.max_clients, fd_limit, config.game_servers.len());
         stats.client_cap.store(cap as u64, Ordering::Relaxed);
-        if cap < config.max_clients {
-            log::warn!(
-                "front-end {}: at most {cap} clients (not {}): the file-descriptor limit is {}, \
-                 and {} are kept for the listener, game links and closes",
-                config.server_id,
-                config.max_clients,
+        let capped_by = if cap < config.max_clients {
+            format!(
+                " (the file-descriptor limit is {}, and {} are kept for the listener, game \
+                 links and closes)",
                 fd_limit.unwrap_or_default(),
                 FD_RESERVE + FD_RESERVE_PER_GAME * config.game_servers.len() as u64
-            );
-        }
+            )
+        } else {
+            String::new()
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (finished_tx, finished) = oneshot::channel();
         log::info!(
-            "front-end {} listening on {local_addr}, game servers {:?}, at most {cap} clients",
+            "front-end {} listening on {local_addr}, game servers {:?}, at most {cap} \
+             clients{capped_by}",
             config.server_id,
             config.game_servers
         );
@@ -882,7 +883,7 @@ impl EventLoop {
                 }
             }
             Output::CloseGame(game, reason) => {
-                log::info!("closing game link {game:?}: {reason:?}");
+                log::warn!("closing game link {game:?}: {reason:?}");
                 if let Some(queue) = self.games.get_mut(&game) {
                     queue.closing = true;
                     self.mark_dirty(Peer::Game(game));
