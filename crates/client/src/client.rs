@@ -591,6 +591,17 @@ async fn read_loop(
                 Err(error) => break Ending::plain(DisconnectReason::Io(error.to_string())),
             },
             () = sleep_until(keep_alive_at.unwrap_or(far)), if keep_alive_at.is_some() => {
+                // Bytes already waiting in the socket are not silence (a starved process
+                // wakes with its timer and its socket ready at once): they come first.
+                match read_half.try_read_buf(decoder.buffer_mut()) {
+                    Ok(0) => break Ending::plain(DisconnectReason::PeerClosed),
+                    Ok(count) => {
+                        inner.bytes_received.fetch_add(count as u64, Ordering::Relaxed);
+                        continue;
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(error) => break Ending::plain(DisconnectReason::Io(error.to_string())),
+                }
                 match inner.outbox.poll_keep_alive() {
                     Some(KeepAliveAction::Ping { nonce }) => {
                         let ping = ClientToFrontend::Ping { nonce };

@@ -202,6 +202,9 @@ pub struct FrontendServer {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Connections flushed between two checks of the machine's deadlines during a pass.
+const DEADLINE_CHECK_EVERY: usize = 256;
+
 /// Pending connections the kernel queues before the acceptor takes them.
 const LISTEN_BACKLOG: i32 = 4096;
 
@@ -288,6 +291,10 @@ impl FrontendServer {
             let _context = runtime.enter();
             TcpListener::from_std(listener)?
         };
+        // A descriptor kept for one purpose: when the process is out of them (something
+        // besides clients used up the reserve), the acceptor closes it for a moment so that
+        // the waiting client can be accepted and told `Overloaded` instead of hanging.
+        let spare = std::fs::File::open("/dev/null").ok();
         let stats = Arc::new(ServerStats::default());
         let fd_limit = descriptor_limit();
         let cap = client_cap(config.max_clients, fd_limit, config.game_servers.len());
@@ -321,6 +328,7 @@ impl FrontendServer {
                     seed,
                     recorder,
                     listener,
+                    spare,
                     thread_stats,
                     shutdown_rx,
                 ));
@@ -368,6 +376,7 @@ async fn serve(
     seed: u64,
     recorder: Option<crate::record::Recorder>,
     listener: TcpListener,
+    spare: Option<std::fs::File>,
     stats: Arc<ServerStats>,
     shutdown_rx: watch::Receiver<bool>,
 ) {
@@ -387,6 +396,7 @@ async fn serve(
     let (pause_clients, pause_rx) = watch::channel(false);
     tasks.push(tokio::spawn(accept_clients(
         listener,
+        spare,
         usize::try_from(stats.client_cap.load(Ordering::Relaxed)).unwrap_or(usize::MAX),
         ReadLimits {
             first_frame: config.max_hello_frame_len,
@@ -643,6 +653,18 @@ impl EventLoop {
                 biased;
                 _ = shutdown.changed() => break,
                 () = &mut timer, if timer_at.is_some() => {
+                    // What the readers delivered before the deadline comes first: a frame
+                    // waiting in the queue is not the peer's silence (a loop that fell
+                    // behind must not close a game link that kept talking).
+                    for _ in 0..EVENTS_PER_TURN {
+                        match rx.try_recv() {
+                            Ok(event) => {
+                                handled_traffic = true;
+                                self.on_event(event);
+                            }
+                            Err(_) => break,
+                        }
+                    }
                     let now = self.now();
                     timer_at = None;
                     self.feed(now, Input::Timeout);
@@ -857,6 +879,23 @@ impl EventLoop {
             self.pass_at += 1;
             self.flush(peer, now);
             flushed += 1;
+            if flushed % DEADLINE_CHECK_EVERY == 0 {
+                self.run_due_deadlines();
+            }
+        }
+    }
+
+    /// Feeds the machine `Timeout` when one of its deadlines has passed, and writes what
+    /// that gives the game links at once. Called between steps of a long flush pass (a
+    /// fan-out to tens of thousands of observers on a starved core can take seconds), so
+    /// that the game link's keep-alive ping goes out on time: a game server that hears
+    /// nothing for 3 s closes the link, and the front-end is not silent, only busy.
+    fn run_due_deadlines(&mut self) {
+        let now = self.now();
+        if self.frontend.poll_timeout().is_some_and(|at| at <= now) {
+            self.feed(now, Input::Timeout);
+            self.drain_outputs();
+            self.flush_games(now);
         }
     }
 
@@ -1162,6 +1201,7 @@ async fn read_client(
 
 async fn accept_clients(
     listener: TcpListener,
+    mut spare: Option<std::fs::File>,
     max_clients: usize,
     limits: ReadLimits,
     tx: mpsc::Sender<Event>,
@@ -1179,10 +1219,6 @@ async fn accept_clients(
         }
         .encode_to_bytes()
     };
-    // A descriptor kept for one purpose: when the process is out of them (something besides
-    // clients used up the reserve), it is closed for a moment so that the waiting client
-    // can be accepted and told `Overloaded` instead of being left hanging.
-    let mut spare = std::fs::File::open("/dev/null").ok();
     let mut out_of_descriptors_logged = false;
     loop {
         let accepted = tokio::select! {

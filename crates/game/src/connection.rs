@@ -123,6 +123,15 @@ pub(crate) async fn serve(
                 Err(error) => break Close::quietly(format!("read failed: {error}")),
             },
             () = sleep_until(keep_alive_at.unwrap_or_else(far_future).into()), if keep_alive_at.is_some() => {
+                // Bytes already waiting in the socket are not silence: a starved process
+                // wakes with its timer and its socket ready at once, and the frames come
+                // first (the loop decodes them and counts the peer heard).
+                match reader.try_read_buf(decoder.buffer_mut()) {
+                    Ok(0) => break Close::quietly("peer closed the connection"),
+                    Ok(_) => continue,
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(error) => break Close::quietly(format!("read failed: {error}")),
+                }
                 if let Some(action) = outbox.poll_keep_alive() {
                     match connection.machine.on_keep_alive(action) {
                         LinkEvent::Reply(ping) => {
