@@ -623,12 +623,47 @@ struct EventLoop {
     pause_clients: watch::Sender<bool>,
 }
 
+/// Warns (at most every 10 s) when a part of the event loop's turn took long enough to
+/// delay keep-alives: past [`SLOW_TURN`], peers that wait for this loop's pings or pongs
+/// (the game server closes a link silent for 3 s) are at risk.
+#[derive(Debug, Default)]
+struct SlowTurns {
+    last_warning: Option<Instant>,
+    since_warning: u64,
+}
+
+/// A turn part this long is reported.
+const SLOW_TURN: Duration = Duration::from_millis(500);
+
+impl SlowTurns {
+    fn note(&mut self, what: &str, took: Duration) {
+        if took < SLOW_TURN {
+            return;
+        }
+        self.since_warning += 1;
+        if self
+            .last_warning
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(10))
+        {
+            return;
+        }
+        log::warn!(
+            "the event loop was held {took:?} by {what} ({} such turns since the last \
+             warning): the process is short of CPU for its connections",
+            self.since_warning
+        );
+        self.last_warning = Some(Instant::now());
+        self.since_warning = 0;
+    }
+}
+
 impl EventLoop {
     async fn run(mut self, mut rx: mpsc::Receiver<Event>, mut shutdown: watch::Receiver<bool>) {
         // One timer, moved to the machine's next deadline (no periodic scan).
         let timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(timer);
         let mut timer_at: Option<flotilla_conn::Instant> = None;
+        let mut slow_turns = SlowTurns::default();
         loop {
             let deadline = self.frontend.poll_timeout();
             if deadline != timer_at {
@@ -647,7 +682,9 @@ impl EventLoop {
             if flushing {
                 // Between steps of a pass: let the readers run (the runtime polls the
                 // sockets first), then take what they delivered without waiting.
+                let yielded = Instant::now();
                 tokio::task::yield_now().await;
+                slow_turns.note("the other tasks (readers, writers) ran", yielded.elapsed());
             }
             tokio::select! {
                 biased;
@@ -695,6 +732,7 @@ impl EventLoop {
                 }
                 _ = std::future::ready(()), if flushing => {}
             }
+            let work_started = Instant::now();
             let left = if self.full_flush_due() {
                 self.pump();
                 false
@@ -702,6 +740,7 @@ impl EventLoop {
                 self.flush_some(FLUSH_STEP)
             };
             self.apply_backpressure();
+            slow_turns.note("a flush step", work_started.elapsed());
             *self
                 .stats
                 .machine
