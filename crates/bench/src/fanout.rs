@@ -32,9 +32,9 @@ use serde::Serialize;
 use crate::BenchError;
 use crate::game_side::BenchGame;
 use crate::lean::{Protocol, payload, unix_now_ns};
-use crate::observe::ObserverReport;
+use crate::observe::{ObserverReport, ReportTotals};
 use crate::procstat::{CpuMeter, clock_ticks_per_second};
-use crate::stats::{LatencyHistogram, Percentiles};
+use crate::stats::Percentiles;
 use crate::workers::{FrontendWorker, GroupSpec, ObserverGroup, WorkerLauncher};
 
 /// At saturation, the most batches committed but not yet written to the front-end.
@@ -481,17 +481,14 @@ fn measure(
     // Let queues drain before the next run.
     std::thread::sleep(Duration::from_millis(1500));
 
-    let mut histogram = LatencyHistogram::new();
-    let (mut delivered, mut resyncs, mut errors, mut closed) = (0u64, 0u64, 0u64, 0u64);
-    let mut measured = 0.0f64;
-    for report in &reports {
-        histogram.merge(&LatencyHistogram::from_buckets(&report.histogram));
-        delivered += report.delivered;
-        resyncs += report.resyncs;
-        errors += report.server_errors;
-        closed += report.closed;
-        measured = measured.max(report.measured_seconds);
-    }
+    let ReportTotals {
+        histogram,
+        delivered,
+        resyncs,
+        server_errors: errors,
+        closed,
+        measured_seconds: measured,
+    } = ReportTotals::of(&reports);
     let measured = if measured > 0.0 { measured } else { elapsed };
     let expected = published as f64 * setup.subscribed as f64;
     let figures = RunFigures {

@@ -59,6 +59,41 @@ pub struct ObserverReport {
     pub histogram: Vec<(u64, u64)>,
 }
 
+/// The reports of several observer workers, summed.
+#[derive(Debug, Default)]
+pub struct ReportTotals {
+    /// Every worker's latencies.
+    pub histogram: LatencyHistogram,
+    /// Deliveries.
+    pub delivered: u64,
+    /// Resyncs (snapshots after the first).
+    pub resyncs: u64,
+    /// Error frames received.
+    pub server_errors: u64,
+    /// Connections closed by the server.
+    pub closed: u64,
+    /// The longest measured window of a worker (seconds).
+    pub measured_seconds: f64,
+}
+
+impl ReportTotals {
+    /// Sums `reports`.
+    pub fn of(reports: &[ObserverReport]) -> Self {
+        let mut totals = Self::default();
+        for report in reports {
+            totals
+                .histogram
+                .merge(&LatencyHistogram::from_buckets(&report.histogram));
+            totals.delivered += report.delivered;
+            totals.resyncs += report.resyncs;
+            totals.server_errors += report.server_errors;
+            totals.closed += report.closed;
+            totals.measured_seconds = totals.measured_seconds.max(report.measured_seconds);
+        }
+        totals
+    }
+}
+
 #[derive(Debug, Default)]
 struct Tally {
     delivered: u64,

@@ -4,14 +4,15 @@
 //! front-end can still dial its game server again when that one restarts mid-flood.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
+mod common;
+
+use common::{free_port, next_message};
+use std::io::Write;
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use flotilla_wire::{
-    ClientToFrontend, Decoder, ErrorCode, FrontendToClient, Message, PROTOCOL_VERSION, WorldId,
-};
+use flotilla_wire::{ClientToFrontend, Decoder, ErrorCode, FrontendToClient, Message, WorldId};
 
 /// A child process killed and reaped when dropped.
 struct Running(Child);
@@ -21,14 +22,6 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn game(addr: &str) -> Running {
@@ -41,34 +34,10 @@ fn game(addr: &str) -> Running {
     )
 }
 
-/// The next message on `stream` (`None` at its end); panics after 10 s of nothing.
-fn next_message(stream: &mut TcpStream, decoder: &mut Decoder) -> Option<FrontendToClient> {
-    loop {
-        if let Some(message) = decoder.next_message::<FrontendToClient>().unwrap() {
-            return Some(message);
-        }
-        let mut buf = [0u8; 8192];
-        match stream.read(&mut buf) {
-            Ok(0) => return None,
-            Ok(read) => decoder.feed(&buf[..read]),
-            Err(error) => panic!("no answer from the front-end: {error}"),
-        }
-    }
-}
-
 /// Connects and says hello; returns the stream once it is welcomed, `None` when it is told
 /// `Overloaded`.
 fn hello(addr: &str) -> Option<(TcpStream, Decoder)> {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let hello = ClientToFrontend::Hello {
-        version: PROTOCOL_VERSION,
-        session_token: None,
-        client_name: "flood".into(),
-    };
-    stream.write_all(&hello.encode_to_bytes()).unwrap();
+    let mut stream = common::connect_and_hello(addr, "flood", Duration::from_secs(10));
     let mut decoder = Decoder::default();
     match next_message(&mut stream, &mut decoder) {
         Some(FrontendToClient::Welcome { .. }) => Some((stream, decoder)),

@@ -13,16 +13,17 @@
 //! hang guards; the measured times are printed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
+mod common;
+
+use common::{free_port, next_message};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flotilla_client::{Client, ClientConfig, ClientEvent, DisconnectReason};
 use flotilla_wire::{
-    CLIENT_IDLE_TIMEOUT, CLIENT_PING_INTERVAL, ClientToFrontend, Decoder, ErrorCode,
-    FRONTEND_CLIENT_IDLE_TIMEOUT, FRONTEND_PING_INTERVAL, FrontendToClient, Message,
-    PROTOCOL_VERSION,
+    CLIENT_IDLE_TIMEOUT, CLIENT_PING_INTERVAL, Decoder, ErrorCode, FRONTEND_CLIENT_IDLE_TIMEOUT,
+    FRONTEND_PING_INTERVAL, FrontendToClient,
 };
 
 /// A child process killed (and continued first, if stopped) and reaped when dropped.
@@ -48,53 +49,19 @@ impl Drop for Running {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn flotilla() -> Command {
     Command::new(env!("CARGO_BIN_EXE_flotilla"))
 }
 
 /// A hello on a raw socket; returns the socket once the `Welcome` came.
 fn raw_hello(addr: &str) -> (TcpStream, Decoder) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let hello = ClientToFrontend::Hello {
-        version: PROTOCOL_VERSION,
-        session_token: None,
-        client_name: "silent".into(),
-    };
-    stream.write_all(&hello.encode_to_bytes()).unwrap();
+    let mut stream = common::connect_and_hello(addr, "silent", Duration::from_secs(20));
     let mut decoder = Decoder::default();
     match next_message(&mut stream, &mut decoder) {
         Some(FrontendToClient::Welcome { .. }) => {}
         other => panic!("expected Welcome, got {other:?}"),
     }
     (stream, decoder)
-}
-
-/// The next message from the front-end; `None` at the end of the stream.
-fn next_message(stream: &mut TcpStream, decoder: &mut Decoder) -> Option<FrontendToClient> {
-    loop {
-        if let Some(message) = decoder.next_message::<FrontendToClient>().unwrap() {
-            return Some(message);
-        }
-        let mut buf = [0u8; 4096];
-        let read = stream
-            .read(&mut buf)
-            .expect("the front-end answers in time");
-        if read == 0 {
-            return None;
-        }
-        decoder.feed(&buf[..read]);
-    }
 }
 
 #[test]
