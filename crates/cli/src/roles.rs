@@ -63,6 +63,13 @@ pub struct FrontendArgs {
     /// they resume from their replicas' positions (default 5000; 0: end them at once).
     #[arg(long)]
     game_resume_grace_ms: Option<u64>,
+    /// Inputs a client connection may send a second on average; a connection past it (and
+    /// its --input-burst) is closed with `Overloaded` (default 50000; 0: no limit).
+    #[arg(long)]
+    max_inputs_per_second: Option<u32>,
+    /// Inputs a client connection may send at once above that rate (default 50000).
+    #[arg(long)]
+    input_burst: Option<u32>,
     /// Keep polling this many microseconds after a short turn before sleeping, yielding
     /// the core between polls (default 100; 0: never spin).
     #[arg(long)]
@@ -376,6 +383,10 @@ pub fn frontend(args: FrontendArgs) -> Result<()> {
             game_resume_grace: args
                 .game_resume_grace_ms
                 .map_or(config.game_resume_grace, millis),
+            max_inputs_per_second: args
+                .max_inputs_per_second
+                .unwrap_or(config.max_inputs_per_second),
+            input_burst: args.input_burst.unwrap_or(config.input_burst),
             busy_poll: args
                 .busy_poll_us
                 .map_or(config.busy_poll, Duration::from_micros),

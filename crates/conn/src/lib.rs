@@ -13,7 +13,8 @@
 //!   links, the game-server SDK's front-end links and the client's connection;
 //! - [`negotiate_version`]: the hello/welcome version rule (PROTOCOL.md section 2);
 //! - [`Deadlines`]: a lazy min-heap of per-connection deadlines, so a machine holding
-//!   100,000 connections answers `poll_timeout` without looking at each one.
+//!   100,000 connections answers `poll_timeout` without looking at each one;
+//! - [`RateBudget`]: a token bucket (the front-end's per-connection input budget).
 //!
 //! `no_std` with `alloc`; the default `std` feature adds [`Clock`], which maps the OS's
 //! monotonic clock onto [`Instant`] for shells.
@@ -24,6 +25,7 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+mod budget;
 mod deadlines;
 mod error;
 mod keepalive;
@@ -31,6 +33,7 @@ mod machine;
 mod time;
 mod version;
 
+pub use budget::RateBudget;
 pub use deadlines::Deadlines;
 pub use error::Error;
 pub use keepalive::{KeepAlive, KeepAliveAction, KeepAliveConfig, silence_text};

@@ -197,6 +197,16 @@ pub struct FrontendConfig {
     /// get `Unsubscribed{Unavailable}`. Zero ends them at once. Default 5 s.
     #[serde(default = "default_game_resume_grace")]
     pub game_resume_grace: Duration,
+    /// Inputs a client connection may send a second on average (a token bucket with
+    /// [`input_burst`](Self::input_burst)); a connection past it is closed with
+    /// `Error{Overloaded}`, so one flooder cannot take the front-end's time from the other
+    /// clients. 0: no limit. Default 50,000 (a flood guard far above any game's input rate
+    /// and a benchmark's back-to-back round trips; set it to what your game needs).
+    #[serde(default = "default_input_budget")]
+    pub max_inputs_per_second: u32,
+    /// Inputs a connection may send at once above that rate. Default 50,000.
+    #[serde(default = "default_input_budget")]
+    pub input_burst: u32,
     /// After handling traffic, the event loop keeps polling its sockets for this long
     /// before it sleeps, so that the answer to a message it just routed (a game
     /// server's output, a client's next input) finds it awake instead of paying a
@@ -230,6 +240,12 @@ fn default_game_resume_grace() -> Duration {
     Duration::from_secs(5)
 }
 
+/// The default of [`FrontendConfig::max_inputs_per_second`] and
+/// [`FrontendConfig::input_burst`] (also for recordings made before they existed).
+fn default_input_budget() -> u32 {
+    50_000
+}
+
 impl Default for FrontendConfig {
     fn default() -> Self {
         Self {
@@ -251,6 +267,8 @@ impl Default for FrontendConfig {
             max_clients: 100_000,
             replica_grace_period: Duration::from_secs(5),
             game_resume_grace: default_game_resume_grace(),
+            max_inputs_per_second: default_input_budget(),
+            input_burst: default_input_budget(),
             busy_poll: Duration::from_micros(100),
             reconnect_base: Duration::from_millis(100),
             reconnect_cap: Duration::from_secs(5),

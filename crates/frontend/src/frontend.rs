@@ -165,6 +165,9 @@ pub struct Stats {
     pub worlds_resumed: u64,
     /// Worlds waiting for their game server now.
     pub worlds_waiting_for_game: u64,
+    /// Client connections closed for sending inputs past their budget
+    /// ([`max_inputs_per_second`](crate::FrontendConfig::max_inputs_per_second)).
+    pub clients_closed_for_input_rate: u64,
 }
 
 type SessionMap = HashMap<ConnId, Session, IdBuildHasher>;
@@ -372,6 +375,11 @@ impl Frontend {
         match input {
             Input::ClientConnected(conn) => {
                 let mut session = Session::new(conn, now, self.client_keep_alive);
+                session.limit_inputs(
+                    self.config.max_inputs_per_second,
+                    self.config.input_burst,
+                    now,
+                );
                 if self.client_reading_paused {
                     session.reading_paused();
                 }
@@ -488,6 +496,27 @@ impl Frontend {
     /// this grows large, so the queue never holds many turns of fan-out.
     pub fn pending_outputs(&self) -> usize {
         self.outputs.len()
+    }
+
+    /// Closes a connection that spent its input budget, with `Error{Overloaded}` saying so.
+    fn close_input_flooder(&mut self, now: Instant, conn: ConnId) {
+        self.stats.clients_closed_for_input_rate += 1;
+        let text = format!(
+            "more than {} inputs a second (bursts of {})",
+            self.config.max_inputs_per_second, self.config.input_burst
+        );
+        self.close_client(
+            now,
+            conn,
+            CloseReason::Protocol(ErrorCode::Overloaded),
+            Some(
+                FrontendToClient::Error {
+                    code: ErrorCode::Overloaded,
+                    text,
+                }
+                .encode_to_bytes(),
+            ),
+        );
     }
 
     /// Closes the connections that went past their hard limit during the last input.
@@ -609,7 +638,13 @@ impl Frontend {
                 }
             }
             SessionEvent::Input { world, payload } => {
-                let Some(session) = self.sessions.get(&conn).and_then(Session::session_id) else {
+                let Some(session) = self.sessions.get_mut(&conn) else {
+                    return;
+                };
+                if !session.take_input(now) {
+                    return self.close_input_flooder(now, conn);
+                }
+                let Some(session) = session.session_id() else {
                     return;
                 };
                 let reserved = world.as_str().starts_with('$');

@@ -9,7 +9,9 @@
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
-use flotilla_conn::{Instant, KeepAlive, KeepAliveAction, KeepAliveConfig, negotiate_version};
+use flotilla_conn::{
+    Instant, KeepAlive, KeepAliveAction, KeepAliveConfig, RateBudget, negotiate_version,
+};
 use flotilla_wire::{
     ClientToFrontend, ErrorCode, FrontendToClient, Message, PROTOCOL_VERSION, RawFrame, SessionId,
     WorldId,
@@ -124,6 +126,8 @@ pub struct Session {
     subscriptions: BTreeSet<WorldId>,
     queued_bytes: usize,
     congested: bool,
+    /// The connection's input budget (`None`: no limit).
+    input_budget: Option<RateBudget>,
 }
 
 impl Session {
@@ -139,7 +143,21 @@ impl Session {
             subscriptions: BTreeSet::new(),
             queued_bytes: 0,
             congested: false,
+            input_budget: None,
         }
+    }
+
+    /// Limits the connection's inputs to `per_second` on average with bursts of `burst`
+    /// (0 `per_second`: no limit), from `now`.
+    pub fn limit_inputs(&mut self, per_second: u32, burst: u32, now: Instant) {
+        self.input_budget = (per_second > 0).then(|| RateBudget::new(per_second, burst, now));
+    }
+
+    /// Takes one input from the connection's budget at `now`: false when it is spent.
+    pub fn take_input(&mut self, now: Instant) -> bool {
+        self.input_budget
+            .as_mut()
+            .is_none_or(|budget| budget.take(now))
     }
 
     /// The connection this session machine serves.

@@ -72,6 +72,9 @@ async fn a_stuck_game_pauses_clients_without_losing_them_and_is_closed() {
         client_ping_interval: Duration::from_millis(500),
         game_idle_timeout: Duration::from_secs(2),
         seed: Some(5),
+        // The client floods inputs on purpose (what is tested is the stuck game link's
+        // backpressure): no input budget.
+        max_inputs_per_second: 0,
         ..FrontendConfig::default()
     })
     .await

@@ -401,3 +401,87 @@ async fn a_lost_game_server_unsubscribes_its_observers_after_the_resume_grace() 
         .await
         .expect("test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_flooder_is_closed_and_the_other_players_inputs_go_on() {
+    let test = async {
+        let game = FakeGame::start().await;
+        let frontend = start_frontend(&game).await;
+        let addr = frontend.local_addr();
+        let mut alice = TestClient::connect(addr, "alice").await;
+        alice.wait_for_directory_entry(&arena()).await;
+        let mallory = TestClient::connect(addr, "mallory").await;
+
+        // Mallory sends inputs as fast as the socket takes them: far more than the
+        // default budget (50,000 a second, bursts of 50,000).
+        let input = ClientToFrontend::Input {
+            world: arena(),
+            payload: Bytes::from_static(b"x"),
+        }
+        .encode_to_bytes();
+        let flood: Vec<u8> = input
+            .iter()
+            .copied()
+            .cycle()
+            .take(input.len() * 200_000)
+            .collect();
+        let (mut reader, mut writer) = mallory.stream.into_split();
+        let flooder = tokio::spawn(async move {
+            // The front-end closes the connection partway: the write fails then.
+            let _ = writer.write_all(&flood).await;
+        });
+        let mut decoder = mallory.decoder;
+        let closing = loop {
+            if let Some(message) = decoder.next_message::<FrontendToClient>().unwrap() {
+                match message {
+                    FrontendToClient::Error { code, text } => break (code, text),
+                    // The echoes of the inputs within the budget.
+                    FrontendToClient::Output { .. } | FrontendToClient::Ping { .. } => continue,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            let mut buf = vec![0u8; 64 * 1024];
+            let read = tokio::time::timeout(WAIT, reader.read(&mut buf))
+                .await
+                .expect("the flooder hears from the front-end")
+                .unwrap_or(0);
+            assert!(read > 0, "closed without an Error frame");
+            decoder.feed(&buf[..read]);
+        };
+        assert_eq!(closing.0, ErrorCode::Overloaded, "{}", closing.1);
+        assert!(closing.1.contains("inputs a second"), "{}", closing.1);
+        let _ = flooder.await;
+
+        // Alice's input still makes its round trip.
+        alice
+            .send(&ClientToFrontend::Input {
+                world: arena(),
+                payload: Bytes::from_static(b"after the flood"),
+            })
+            .await;
+        loop {
+            match alice.recv().await {
+                Some(FrontendToClient::Output { payload, .. }) => {
+                    assert_eq!(payload, Bytes::from_static(b"echo:after the flood"));
+                    break;
+                }
+                Some(FrontendToClient::ChangeBatch { world, .. })
+                    if world == WorldId::DIRECTORY => {}
+                other => panic!("expected alice's output, got {other:?}"),
+            }
+        }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while frontend.stats().machine.clients_closed_for_input_rate != 1 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{:?}",
+                frontend.stats()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        frontend.shutdown().await;
+    };
+    tokio::time::timeout(Duration::from_secs(30), test)
+        .await
+        .expect("test timed out");
+}

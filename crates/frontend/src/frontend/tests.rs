@@ -1619,3 +1619,51 @@ fn a_lost_game_link_keeps_its_observers_and_resumes_from_the_replica_position() 
             .contains(&arena())
     );
 }
+
+#[test]
+fn a_connection_past_its_input_budget_is_closed_and_others_are_not() {
+    let mut h = Harness::new(FrontendConfig {
+        max_inputs_per_second: 10,
+        input_burst: 5,
+        ..FrontendConfig::default()
+    });
+    h.game(1, &["arena"]);
+    h.client(1);
+    h.client(2);
+    // A burst of 5 passes.
+    for _ in 0..5 {
+        let outputs = h.feed(Input::ClientFrame(ConnId(1), input_frame(&arena(), 10)));
+        assert_eq!(to_game(&outputs, 1).len(), 1, "{outputs:?}");
+    }
+    // The sixth at once is past the budget: Error{Overloaded}, and the connection closes.
+    let outputs = h.feed(Input::ClientFrame(ConnId(1), input_frame(&arena(), 10)));
+    // Not forwarded; the game server only hears that the session closed.
+    assert!(
+        matches!(
+            &to_game(&outputs, 1)[..],
+            [FrontendToGame::SessionClosed { .. }]
+        ),
+        "{outputs:?}"
+    );
+    match &to_client(&outputs, 1)[..] {
+        [FrontendToClient::Error { code, text }] => {
+            assert_eq!(*code, ErrorCode::Overloaded);
+            assert_eq!(text, "more than 10 inputs a second (bursts of 5)");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(outputs.contains(&Output::CloseClient(
+        ConnId(1),
+        CloseReason::Protocol(ErrorCode::Overloaded)
+    )));
+    assert_eq!(h.frontend.stats().clients_closed_for_input_rate, 1);
+    // The other connection has a budget of its own; and the rate refills it: 10 a second.
+    for _ in 0..5 {
+        let outputs = h.feed(Input::ClientFrame(ConnId(2), input_frame(&arena(), 10)));
+        assert_eq!(to_game(&outputs, 1).len(), 1, "{outputs:?}");
+    }
+    h.advance(100 * MS);
+    let outputs = h.feed(Input::ClientFrame(ConnId(2), input_frame(&arena(), 10)));
+    assert_eq!(to_game(&outputs, 1).len(), 1, "{outputs:?}");
+    assert_eq!(h.frontend.stats().connections, 1);
+}
