@@ -259,9 +259,11 @@ impl Sender {
                 self.policy.handle(now, SenderEvent::Connected(index));
             }
             Err(e) => {
-                self.shared.failures.fetch_add(1, Ordering::Relaxed);
                 self.note_failure(index, &e);
                 self.policy.handle(now, SenderEvent::ConnectFailed(index));
+                // Counted once the policy has taken it in (its backoff is set): whoever
+                // waits on the counter sees the sender's state after the failure.
+                self.shared.failures.fetch_add(1, Ordering::Relaxed);
             }
         }
     }

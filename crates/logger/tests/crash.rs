@@ -17,9 +17,12 @@ fn the_crash_report_jumps_the_queue_and_the_backoff() {
     };
     let mut cfg = Config::with_collectors(&format!("tcp://127.0.0.1:{port}")).unwrap();
     cfg.app_name = Some("crashy".into());
-    // A long backoff: without the urgent path the report would wait 20 s.
-    cfg.backoff.base = Duration::from_secs(20);
-    cfg.backoff.cap = Duration::from_secs(20);
+    // A long backoff: without the urgent path the report would wait it out. The delay is
+    // drawn with full jitter from [0, base]: an hour makes one shorter than this test's
+    // few milliseconds practically impossible (with 20 s, 1 run in 40 drew less than the
+    // collector's start-up, reconnected normally and sent the queue first).
+    cfg.backoff.base = Duration::from_secs(3600);
+    cfg.backoff.cap = Duration::from_secs(3600);
     cfg.crash_timeout = Duration::from_secs(5);
     let logger = Logger::start(cfg).unwrap();
     flotilla_logger::install_panic_hook(logger.clone());
