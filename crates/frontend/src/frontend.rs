@@ -505,17 +505,21 @@ impl Frontend {
             "more than {} inputs a second (bursts of {})",
             self.config.max_inputs_per_second, self.config.input_burst
         );
+        self.close_overloaded_client(now, conn, text);
+    }
+
+    /// Closes `conn` with `Error{Overloaded, text}` first.
+    fn close_overloaded_client(&mut self, now: Instant, conn: ConnId, text: String) {
+        let frame = FrontendToClient::Error {
+            code: ErrorCode::Overloaded,
+            text,
+        }
+        .encode_to_bytes();
         self.close_client(
             now,
             conn,
             CloseReason::Protocol(ErrorCode::Overloaded),
-            Some(
-                FrontendToClient::Error {
-                    code: ErrorCode::Overloaded,
-                    text,
-                }
-                .encode_to_bytes(),
-            ),
+            Some(frame),
         );
     }
 
@@ -523,18 +527,7 @@ impl Frontend {
     fn close_overloaded(&mut self, now: Instant) {
         let mut overloaded = std::mem::take(&mut self.overloaded);
         for conn in overloaded.drain(..) {
-            self.close_client(
-                now,
-                conn,
-                CloseReason::Protocol(ErrorCode::Overloaded),
-                Some(
-                    FrontendToClient::Error {
-                        code: ErrorCode::Overloaded,
-                        text: "too much unread output".to_owned(),
-                    }
-                    .encode_to_bytes(),
-                ),
-            );
+            self.close_overloaded_client(now, conn, "too much unread output".to_owned());
         }
         if self.overloaded.is_empty() {
             self.overloaded = overloaded;
