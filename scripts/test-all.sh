@@ -192,6 +192,8 @@ assert r["subscribed"] == r["observers"] == 2000, r
 assert r["game_links_lost"] == 0 and r["closed_connections"] == 0, r
 assert r["committed"] > 0 and r["delivered_ratio"] >= 0.999, r
 # The concentrator: a front-end link costs the game server what it costs with one observer.
+assert r["game_bytes_per_link_per_second"] is not None, r
+assert r["game_bytes_per_link_per_second_one_observer"] is not None, r
 ratio = r["game_bytes_per_link_per_second"] / r["game_bytes_per_link_per_second_one_observer"]
 assert 0.8 <= ratio <= 1.25, (ratio, r)
 print("bench bigfinal: ok (figures of a small run; BENCHMARKS.md has the large ones)")

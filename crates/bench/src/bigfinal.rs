@@ -122,11 +122,13 @@ pub struct BigFinalReport {
     /// The game server's process (this harness: the game, the publisher and the harness's
     /// idle threads) CPU over the window, percent of one core.
     pub game_cpu_percent: f64,
-    /// Bytes the game server wrote per front-end link per second in the window.
-    pub game_bytes_per_link_per_second: f64,
+    /// Bytes the game server wrote per front-end link per second in the window, over the
+    /// links that lasted the whole window; `None` when none did (it is then unknown, not
+    /// zero).
+    pub game_bytes_per_link_per_second: Option<f64>,
     /// The same with one observer on one front-end: the game server's cost of a link with
     /// a single subscriber (the concentrator's promise: the same at any scale).
-    pub game_bytes_per_link_per_second_one_observer: f64,
+    pub game_bytes_per_link_per_second_one_observer: Option<f64>,
     /// Every observer subscribed, no game link lost, every delivery made (ratio ≥ 0.999),
     /// lag p99 at most 1 s.
     pub meets_target: bool,
@@ -178,7 +180,12 @@ pub fn run_bigfinal(
 
     // The concentrator's baseline: one observer on the first front-end.
     let one = measure_link_bytes(&game, launcher, &frontends[0], 2.0)?;
-    eprintln!("bigfinal: one observer: the game server writes {one:.0} B/s per front-end link");
+    match one {
+        Some(bytes) => {
+            eprintln!("bigfinal: one observer: the game server writes {bytes:.0} B/s per link");
+        }
+        None => eprintln!("bigfinal: one observer: no game link lasted the measurement"),
+    }
 
     let lost_before = game.frontends_lost.load(Ordering::Relaxed);
     let memory_before = frontends
@@ -283,8 +290,8 @@ pub fn run_bigfinal(
     };
     let lag = histogram.percentiles();
     let per_link = link_deltas(&game_before, &game_after);
-    let game_bytes_per_link_per_second =
-        per_link.iter().sum::<u64>() as f64 / per_link.len().max(1) as f64 / elapsed;
+    let game_bytes_per_link_per_second = (!per_link.is_empty())
+        .then(|| per_link.iter().sum::<u64>() as f64 / per_link.len() as f64 / elapsed);
     let meets_target = subscribed == config.observers
         && game_links_lost == 0
         && delivered_ratio >= 0.999
@@ -322,13 +329,13 @@ pub fn run_bigfinal(
 }
 
 /// The bytes per second the game server writes to each front-end link while one observer
-/// watches the world on `frontend` (for `seconds`).
+/// watches the world on `frontend` (for `seconds`); `None` when no link lasted the window.
 fn measure_link_bytes(
     game: &BenchGame,
     launcher: &WorkerLauncher,
     frontend: &FrontendWorker,
     seconds: f64,
-) -> Result<f64, BenchError> {
+) -> Result<Option<f64>, BenchError> {
     let spec = GroupSpec {
         protocol: Protocol::Flotilla,
         server: frontend.addr,
@@ -351,8 +358,8 @@ fn measure_link_bytes(
     drop(group);
     // The observer's front-end's link is the busiest (the others may still be subscribed
     // after their probe, or not).
-    let busiest = link_deltas(&before, &after).into_iter().max().unwrap_or(0);
-    Ok(busiest as f64 / elapsed)
+    let busiest = link_deltas(&before, &after).into_iter().max();
+    Ok(busiest.map(|bytes| bytes as f64 / elapsed))
 }
 
 /// The bytes written to each front-end link present in both `before` and `after`.

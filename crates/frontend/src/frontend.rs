@@ -1034,22 +1034,29 @@ impl Frontend {
         }
     }
 
+    /// Makes game server `game` feed `world`'s replica: it becomes the host and gets
+    /// `Subscribe{since: the replica's position}` (the subscribers get what they missed).
+    /// False when the world has no replica.
+    fn feed_world_from(&mut self, now: Instant, world: &WorldId, game: GameId) -> bool {
+        let Some(machine) = self.factory.get_mut(world) else {
+            return false;
+        };
+        machine.set_host(Some(game));
+        let since = machine.replica().position();
+        let frame = FrontendToGame::Subscribe {
+            world: world.clone(),
+            since,
+        }
+        .encode_to_bytes();
+        self.send_game(now, game, frame);
+        true
+    }
+
     /// A world moved from game server `from` to `to`: feed its replica from `to`.
     fn move_world(&mut self, now: Instant, world: &WorldId, from: GameId, to: GameId) {
-        let Some(machine) = self.factory.get_mut(world) else {
+        if !self.feed_world_from(now, world, to) {
             return;
-        };
-        machine.set_host(Some(to));
-        let since = machine.replica().position();
-        self.send_game(
-            now,
-            to,
-            FrontendToGame::Subscribe {
-                world: world.clone(),
-                since,
-            }
-            .encode_to_bytes(),
-        );
+        }
         self.send_game(
             now,
             from,
@@ -1178,32 +1185,24 @@ impl Frontend {
         if self.orphans.remove(world).is_none() {
             return;
         }
-        let Some(machine) = self.factory.get_mut(world) else {
-            return;
-        };
-        machine.set_host(Some(game));
-        let since = machine.replica().position();
         log::info!(
-            "world {}: announced again by game link {game:?}; resubscribing from {since:?}",
+            "world {}: announced again by game link {game:?}; resubscribing",
             world.as_str()
         );
-        self.stats.worlds_resumed += 1;
-        let frame = FrontendToGame::Subscribe {
-            world: world.clone(),
-            since,
+        if self.feed_world_from(now, world, game) {
+            self.stats.worlds_resumed += 1;
         }
-        .encode_to_bytes();
-        self.send_game(now, game, frame);
     }
 
     /// Ends the worlds that waited for a game server past the grace.
     fn expire_orphans(&mut self, now: Instant) {
-        while let Some((world, _)) = self
+        let expired: Vec<WorldId> = self
             .orphans
             .iter()
-            .find(|(_, until)| **until <= now)
-            .map(|(world, until)| (world.clone(), *until))
-        {
+            .filter(|(_, until)| **until <= now)
+            .map(|(world, _)| world.clone())
+            .collect();
+        for world in expired {
             self.orphans.remove(&world);
             self.end_world(
                 now,

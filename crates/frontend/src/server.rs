@@ -693,14 +693,8 @@ impl EventLoop {
                     // What the readers delivered before the deadline comes first: a frame
                     // waiting in the queue is not the peer's silence (a loop that fell
                     // behind must not close a game link that kept talking).
-                    for _ in 0..EVENTS_PER_TURN {
-                        match rx.try_recv() {
-                            Ok(event) => {
-                                handled_traffic = true;
-                                self.on_event(event);
-                            }
-                            Err(_) => break,
-                        }
+                    if !self.full_flush_due() {
+                        handled_traffic |= self.handle_queued_events(&mut rx, None);
                     }
                     let now = self.now();
                     timer_at = None;
@@ -708,27 +702,7 @@ impl EventLoop {
                 }
                 event = rx.recv(), if !self.full_flush_due() => {
                     let Some(event) = event else { break };
-                    handled_traffic = true;
-                    self.on_event(event);
-                    for _ in 1..EVENTS_PER_TURN {
-                        if self.frontend.pending_outputs() >= OUTPUTS_PER_PUMP {
-                            // Move the fan-out to the connections' queues before the
-                            // machine's queue grows with many more batches; write only
-                            // once many frames wait, so that under load each `writev`
-                            // carries many batches (an idle loop still writes at once,
-                            // at the end of its short turn).
-                            self.drain_outputs();
-                            if self.full_flush_due() {
-                                // A full flush ends the turn: timers and the other
-                                // tasks run before the next one.
-                                break;
-                            }
-                        }
-                        match rx.try_recv() {
-                            Ok(event) => self.on_event(event),
-                            Err(_) => break,
-                        }
-                    }
+                    handled_traffic = self.handle_queued_events(&mut rx, Some(event));
                 }
                 _ = std::future::ready(()), if flushing => {}
             }
@@ -771,6 +745,43 @@ impl EventLoop {
 
     fn now(&self) -> flotilla_conn::Instant {
         self.clock.now()
+    }
+
+    /// Handles `first` (if any) and then what the readers queued, without waiting, up to
+    /// [`EVENTS_PER_TURN`] events; stops early once a full flush is due. Returns whether
+    /// it handled anything.
+    fn handle_queued_events(
+        &mut self,
+        rx: &mut mpsc::Receiver<Event>,
+        first: Option<Event>,
+    ) -> bool {
+        let mut handled = 0;
+        if let Some(event) = first {
+            self.on_event(event);
+            handled += 1;
+        }
+        while handled < EVENTS_PER_TURN {
+            if self.frontend.pending_outputs() >= OUTPUTS_PER_PUMP {
+                // Move the fan-out to the connections' queues before the machine's queue
+                // grows with many more batches; write only once many frames wait, so that
+                // under load each `writev` carries many batches (an idle loop still writes
+                // at once, at the end of its short turn).
+                self.drain_outputs();
+                if self.full_flush_due() {
+                    // A full flush ends the turn: timers and the other tasks run before
+                    // the next one.
+                    break;
+                }
+            }
+            match rx.try_recv() {
+                Ok(event) => {
+                    self.on_event(event);
+                    handled += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        handled > 0
     }
 
     /// Feeds the machine one input (and records it with `--record`).
