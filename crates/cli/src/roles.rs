@@ -79,7 +79,8 @@ pub struct FrontendArgs {
     /// key (mode 0600).
     #[arg(long, value_name = "DIR")]
     record: Option<std::path::PathBuf>,
-    /// Stop recording past this many MiB (the beginning is kept: a replay starts there).
+    /// Keep at most this many MiB of recording: files rotate, the oldest are deleted, and
+    /// a replay starts at the checkpoint the oldest file left begins with.
     #[arg(long, default_value_t = 1024)]
     record_max_mb: u64,
     /// Stop after this many seconds (default: run until killed).
@@ -390,13 +391,12 @@ pub fn frontend(args: FrontendArgs) -> Result<()> {
             busy_poll: args
                 .busy_poll_us
                 .map_or(config.busy_poll, Duration::from_micros),
-            record: args
-                .record
-                .clone()
-                .map(|dir| flotilla_frontend::record::RecordSettings {
+            record: args.record.clone().map(|dir| {
+                flotilla_frontend::record::RecordSettings::new(
                     dir,
-                    max_bytes: args.record_max_mb.saturating_mul(1 << 20),
-                }),
+                    args.record_max_mb.saturating_mul(1 << 20),
+                )
+            }),
             ..config
         };
         let mut signals = StopSignals::install()?;
@@ -506,11 +506,13 @@ pub fn replay(args: ReplayArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "replayed {} inputs over {:.3} s from {} file(s); {} outputs checked{}",
+            "replayed {} inputs over {:.3} s from {} file(s), starting at {}; {} outputs and {} checkpoint(s) checked{}",
             report.inputs,
             report.span_ms as f64 / 1000.0,
             report.files,
+            report.started_from,
             report.outputs_checked,
+            report.checkpoints_checked,
             if report.torn_tail {
                 " (the recording ends with a torn record: the front-end stopped mid-write)"
             } else {

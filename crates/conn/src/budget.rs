@@ -10,6 +10,7 @@ const MILLI: u64 = 1_000;
 
 /// A token bucket, full at first. Time comes in as the `now` of each call.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RateBudget {
     per_second: u64,
     capacity_milli: u64,

@@ -19,6 +19,7 @@ use crate::Instant;
 
 /// Deadlines of many keys (connection ids), earliest first.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Deadlines<K: Ord + Copy> {
     heap: BinaryHeap<Reverse<(Instant, K)>>,
 }

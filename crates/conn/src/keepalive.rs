@@ -22,6 +22,7 @@ use crate::Instant;
 
 /// The intervals of one side of a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct KeepAliveConfig {
     /// Send a `Ping` after this long without sending anything (so that the peer's
     /// silence timer is fed). Zero disables pings (and probes).
@@ -83,6 +84,7 @@ pub fn silence_text(silent_for: Duration) -> alloc::string::String {
 
 /// Keep-alive state of one side of one connection.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct KeepAlive {
     config: KeepAliveConfig,
     last_received: Instant,

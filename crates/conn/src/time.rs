@@ -9,6 +9,7 @@ use core::time::Duration;
 /// simulation's virtual clock). Arithmetic saturates instead of overflowing: 2^64 ns is
 /// 584 years, so saturation only ever means "never".
 #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Instant {
     nanos: u64,
 }

@@ -4,6 +4,9 @@
 //!   output routed back to the client (two routed messages per iteration).
 //! - `fanout/batch_to_1000_observers`: one 100-byte change batch applied to a replica and
 //!   queued for 1,000 observers.
+//! - `checkpoint/round_trip_10000_observers`: the pause a rotating recording costs at each
+//!   new file: the whole machine (10,000 subscribed observers, a world with a full ring)
+//!   written as a checkpoint and restored from it.
 // criterion's macros generate undocumented public functions.
 #![allow(missing_docs)]
 
@@ -182,5 +185,56 @@ fn fanout(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, route, fanout);
+fn checkpoint(c: &mut Criterion) {
+    const OBSERVERS: u64 = 10_000;
+    let (mut frontend, arena, _) = setup(OBSERVERS);
+    let now = flotilla_conn::Instant::from_millis(1);
+    for conn in 1..=OBSERVERS {
+        frontend.handle(
+            now,
+            Input::ClientFrame(
+                ConnId(conn),
+                raw(&ClientToFrontend::Subscribe {
+                    world: arena.clone(),
+                    since: None,
+                }),
+            ),
+        );
+    }
+    let mut world = WorldState::new(9);
+    frontend.handle(
+        now,
+        Input::GameFrame(
+            GameId(1),
+            raw(&GameToFrontend::Snapshot {
+                world: arena.clone(),
+                part: SnapshotPart::Whole,
+                snapshot: world.snapshot(),
+            }),
+        ),
+    );
+    // A full ring: 256 batches of a 300-byte change.
+    for tick in 0..300u32 {
+        let mut tx = world.begin();
+        tx.set(format!("entity/{}", tick % 50), format!("{tick:0300}"));
+        let batch = tx.commit().expect("a change");
+        let frame = RawFrame::parse(flotilla_wire::change_batch_frame(&arena, &batch), 1 << 20)
+            .expect("valid frame");
+        frontend.handle(now, Input::GameFrame(GameId(1), frame));
+        drain(&mut frontend);
+    }
+    let size = frontend.checkpoint().expect("checkpoint").len();
+    eprintln!("checkpoint of {OBSERVERS} observers: {size} bytes");
+    let mut group = c.benchmark_group("checkpoint");
+    group.sample_size(20);
+    group.bench_function("round_trip_10000_observers", |b| {
+        b.iter(|| {
+            let bytes = frontend.checkpoint().expect("checkpoint");
+            black_box(Frontend::restore(&bytes).expect("restore"))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, route, fanout, checkpoint);
 criterion_main!(benches);

@@ -12,7 +12,7 @@ use flotilla_world::{RingLimits, WorldState};
 use crate::replica::{BatchOutcome, ReplicaMachine};
 
 /// The `$directory` world: its authoritative state and the machine serving it.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Directory {
     state: WorldState,
     machine: ReplicaMachine,

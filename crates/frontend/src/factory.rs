@@ -43,7 +43,7 @@ pub enum FactoryEvent {
 }
 
 /// Owner of the replica machines of game worlds.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Factory {
     replicas: BTreeMap<WorldId, ReplicaMachine>,
     /// Machines without subscribers, with the time their last subscriber left.

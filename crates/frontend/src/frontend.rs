@@ -18,6 +18,7 @@ use flotilla_world::Position;
 
 use crate::config::FrontendConfig;
 use crate::directory::Directory;
+use crate::error::FrontendError;
 use crate::factory::{Factory, FactoryEvent};
 use crate::game_link::{GameLink, GameLinkEvent};
 use crate::ids::{ConnId, GameId, IdBuildHasher, SeededRng};
@@ -26,7 +27,7 @@ use crate::router::{Router, WorldChange};
 use crate::session::{Offer, Session, SessionEvent, Traffic};
 
 /// Why the front-end closes a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CloseReason {
     /// A protocol error; an `Error` frame with this code was sent first.
     Protocol(ErrorCode),
@@ -88,7 +89,7 @@ impl From<Timeout> for Input {
 }
 
 /// Something the shell must do, taken from [`Frontend::poll_output`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Output {
     /// Queue `bytes` (one or more whole frames) for the client and report them with
     /// [`Input::ClientDrained`] once written. `droppable` frames (change batches and
@@ -116,7 +117,7 @@ pub enum Output {
 }
 
 /// Counters of one front-end, for status lines and tests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     /// Client connections open now.
     pub connections: u64,
@@ -269,6 +270,35 @@ fn compact_world_id(world: WorldId) -> WorldId {
     WorldId::new(world.as_str()).unwrap_or(world)
 }
 
+/// The HMAC key of session tokens, with the secret it was made from (a checkpoint carries
+/// the secret and makes the key again).
+#[derive(Debug)]
+struct TokenMac {
+    secret: crate::config::TokenKey,
+    key: ring::hmac::Key,
+}
+
+impl TokenMac {
+    fn new(secret: &crate::config::TokenKey) -> Self {
+        Self {
+            secret: secret.clone(),
+            key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes()),
+        }
+    }
+}
+
+impl serde::Serialize for TokenMac {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.secret.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TokenMac {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::config::TokenKey::deserialize(d).map(|secret| Self::new(&secret))
+    }
+}
+
 /// Bytes of the session id at the start of a token.
 const TOKEN_ID_LEN: usize = 8;
 /// A token: the session id and its HMAC-SHA256 tag.
@@ -300,10 +330,10 @@ fn verify_token(key: &ring::hmac::Key, token: &[u8]) -> Option<SessionId> {
 const OUTPUTS_KEPT_CAPACITY: usize = 4096;
 
 /// All the machines of one front-end, and the queue of outputs for its shell.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Frontend {
     config: FrontendConfig,
-    token_key: ring::hmac::Key,
+    token_key: TokenMac,
     rng: SeededRng,
     sessions: SessionMap,
     links: HashMap<GameId, GameLink, IdBuildHasher>,
@@ -339,7 +369,7 @@ impl Frontend {
         factory.set_grace_period(config.replica_grace_period);
         Self {
             config: config.clone(),
-            token_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, config.token_key.as_bytes()),
+            token_key: TokenMac::new(&config.token_key),
             rng,
             sessions: HashMap::default(),
             links: HashMap::default(),
@@ -362,6 +392,21 @@ impl Frontend {
             ),
             orphans: BTreeMap::new(),
         }
+    }
+
+    /// The machine's whole state as bytes (postcard): every session, link, replica, queue,
+    /// timer and counter, and the outputs not taken yet. [`Frontend::restore`] makes the
+    /// same machine again: fed the same inputs, it gives the same outputs. Rotating
+    /// recordings start each file with one.
+    pub fn checkpoint(&self) -> Result<Vec<u8>, FrontendError> {
+        postcard::to_stdvec(self)
+            .map_err(|error| FrontendError::Record(format!("writing a checkpoint: {error}")))
+    }
+
+    /// The machine a [`checkpoint`](Frontend::checkpoint) was taken of.
+    pub fn restore(checkpoint: &[u8]) -> Result<Self, FrontendError> {
+        postcard::from_bytes(checkpoint)
+            .map_err(|error| FrontendError::Record(format!("reading a checkpoint: {error}")))
     }
 
     /// The configuration.
@@ -699,12 +744,12 @@ impl Frontend {
     ) {
         let resumed_id = token
             .as_ref()
-            .and_then(|token| verify_token(&self.token_key, token));
+            .and_then(|token| verify_token(&self.token_key.key, token));
         let (session_id, token, resumed) = match (resumed_id, token) {
             (Some(id), Some(token)) => (id, token, true),
             _ => {
                 let id = SessionId(self.rng.next_u64());
-                (id, make_token(&self.token_key, id), false)
+                (id, make_token(&self.token_key.key, id), false)
             }
         };
         let Some(session) = self.sessions.get_mut(&conn) else {

@@ -15,7 +15,7 @@ use crate::ids::GameId;
 use flotilla_conn::{Instant, KeepAlive, KeepAliveAction, KeepAliveConfig, negotiate_version};
 
 /// Where a game link is in its life.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LinkState {
     /// `GameHello` sent, `GameWelcome` not received yet.
     AwaitingWelcome,
@@ -49,7 +49,7 @@ pub enum GameLinkEvent {
 }
 
 /// The state of one game-server connection.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct GameLink {
     game: GameId,
     state: LinkState,

@@ -7,11 +7,15 @@
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
 /// A client connection, numbered by the shell (never reused within one front-end run).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct ConnId(pub u64);
 
 /// A game-server connection, numbered by the shell (a reconnect gets a new id).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct GameId(pub u64);
 
 /// A fast, deterministic hasher for small integer IDs (multiply-rotate, like FxHash).
@@ -86,6 +90,11 @@ impl KeyedIdBuildHasher {
     pub fn new(key: u64) -> Self {
         Self { key }
     }
+
+    /// The key.
+    pub fn key(&self) -> u64 {
+        self.key
+    }
 }
 
 impl BuildHasher for KeyedIdBuildHasher {
@@ -103,7 +112,7 @@ impl BuildHasher for KeyedIdBuildHasher {
 ///
 /// Deterministic for a given seed, which is what replay needs; the shell seeds it from
 /// the operating system's random source.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct SeededRng(u64);
 
 impl SeededRng {

@@ -1,27 +1,33 @@
 //! Record and replay: the inputs a live front-end's machine was fed, with their `now`,
-//! re-run offline against a fresh machine, every output checked.
+//! re-run offline against the same machine, every output checked.
 //!
 //! `flotilla frontend --record DIR` writes, into `DIR`, files `record-000001.bin`,
-//! `record-000002.bin`, ... (a new one every [`FILE_BYTES`]), each starting with
-//! [`MAGIC`] and holding records `tag (u8) | length (u32 LE) | payload`:
+//! `record-000002.bin`, ... (a new one every [`RecordSettings::file_bytes`]), each
+//! starting with [`MAGIC`] and holding records `tag (u8) | length (u32 LE) | payload`:
 //!
 //! - `H` (first record of the first file): the front-end's configuration and its seed as
 //!   JSON (this includes the fleet's token key: a recording is as secret as the key file,
 //!   and is written with mode 0600);
+//! - `C` (first record of every later file): a checkpoint, the machine's whole state
+//!   ([`Frontend::checkpoint`], postcard; it holds the token key too);
 //! - `I`: one input: `now` (u64 LE nanoseconds) and the input's encoding (below);
 //! - `O`: the outputs the shell took between two inputs: their count (u32 LE) and the
 //!   XXH3-128 of their encoding (the connection or link, the bytes, the flags), so a replay
 //!   compares every output bit for bit without storing the fan-out's copies.
 //!
-//! The recording is bounded (`--record-max-mb`): at the bound, recording stops and says so
-//! (a deterministic machine replays only from its start, so the beginning is kept, not
-//! the end). A process that dies mid-write leaves a torn last record; a replay stops
-//! there and says so.
+//! The recording rotates within a bound (`--record-max-mb`, [`RecordSettings::max_bytes`]):
+//! when a new file starts, the oldest files are deleted while all of them together hold
+//! more than the bound, so the directory keeps the newest part of the run (what led to a
+//! crash, say). A replay starts at the oldest file left: from the header if it is the
+//! first, from its checkpoint otherwise. A process that dies mid-write leaves a torn last
+//! record; a replay stops there and says so.
 //!
-//! [`replay`] runs a recording: a machine made from the header, each input fed at its
-//! `now`, each `O` record checked against what the machine gives; the first difference is
-//! reported with the input that produced it.
+//! [`replay`] runs a recording: a machine made from the header or the first checkpoint,
+//! each input fed at its `now`, each `O` record checked against what the machine gives,
+//! and at each later checkpoint the machine's state compared byte for byte with the
+//! recorded one; the first difference is reported with the input that produced it.
 
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -40,16 +46,36 @@ use crate::ids::{ConnId, GameId};
 /// The first bytes of every recording file.
 pub const MAGIC: &[u8; 8] = b"FLTREC1\n";
 
-/// A recording file is closed and the next one started past this many bytes.
-pub const FILE_BYTES: u64 = 64 << 20;
+/// The largest recording file [`RecordSettings::new`] chooses.
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// The smallest recording file: a file is only closed past this many bytes.
+pub const MIN_FILE_BYTES: u64 = 16 << 10;
 
 /// Where and how much to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordSettings {
     /// The directory (created if missing; must not hold a recording already).
     pub dir: PathBuf,
-    /// Stop recording past this many bytes in all.
+    /// The bound of all files together: past it, the oldest files are deleted (the newest
+    /// file is always kept, even if it alone is larger).
     pub max_bytes: u64,
+    /// A file is closed and the next one started (with a checkpoint) once this many bytes
+    /// of records follow its own checkpoint (at least [`MIN_FILE_BYTES`]).
+    pub file_bytes: u64,
+}
+
+impl RecordSettings {
+    /// Records into `dir` within `max_bytes`, in files of an eighth of that (between
+    /// [`MIN_FILE_BYTES`] and [`MAX_FILE_BYTES`]), so that rotating deletes a small part
+    /// of what is kept.
+    pub fn new(dir: impl Into<PathBuf>, max_bytes: u64) -> Self {
+        Self {
+            dir: dir.into(),
+            max_bytes,
+            file_bytes: (max_bytes / 8).clamp(MIN_FILE_BYTES, MAX_FILE_BYTES),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -62,6 +88,7 @@ struct Header {
 const TAG_HEADER: u8 = b'H';
 const TAG_INPUT: u8 = b'I';
 const TAG_OUTPUTS: u8 = b'O';
+const TAG_CHECKPOINT: u8 = b'C';
 
 fn put_u64(out: &mut Vec<u8>, value: u64) {
     out.extend_from_slice(&value.to_le_bytes());
@@ -300,17 +327,31 @@ impl OutputDigest {
 
 /// Writes a recording as the shell feeds its machine. Never fails the front-end: an I/O
 /// error stops the recording (logged once).
+///
+/// It rotates: once a file holds [`RecordSettings::file_bytes`], the next one starts with
+/// a checkpoint of the machine ([`Frontend::checkpoint`]) and the oldest files are deleted
+/// while all of them hold more than [`RecordSettings::max_bytes`]. So the directory keeps
+/// the newest stretch of the run, and a replay starts at the oldest checkpoint left.
 pub struct Recorder {
     dir: PathBuf,
     file: Option<BufWriter<File>>,
     file_index: u32,
     file_bytes: u64,
+    /// Bytes written to the current file after its checkpoint: what fills a file (a large
+    /// machine state does not make every file full at once).
+    file_records_bytes: u64,
+    file_limit: u64,
+    /// The files on disk, oldest first: index and size.
+    files: VecDeque<(u32, u64)>,
+    /// Their total size.
     total_bytes: u64,
     max_bytes: u64,
     outputs: OutputDigest,
     scratch: Vec<u8>,
     stopped: Option<String>,
     inputs: u64,
+    checkpoints: u64,
+    files_deleted: u64,
 }
 
 fn open_file(dir: &Path, index: u32) -> std::io::Result<BufWriter<File>> {
@@ -327,6 +368,29 @@ fn file_path(dir: &Path, index: u32) -> PathBuf {
     dir.join(format!("record-{index:06}.bin"))
 }
 
+/// The recording files in `dir`, by index (any gap is the caller's to judge).
+fn recording_files(dir: &Path) -> Result<Vec<u32>, FrontendError> {
+    let entries = fs::read_dir(dir)
+        .map_err(|error| FrontendError::Record(format!("reading {}: {error}", dir.display())))?;
+    let mut indices = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| {
+            FrontendError::Record(format!("reading {}: {error}", dir.display()))
+        })?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(index) = name
+            .strip_prefix("record-")
+            .and_then(|rest| rest.strip_suffix(".bin"))
+            .and_then(|digits| digits.parse::<u32>().ok())
+        {
+            indices.push(index);
+        }
+    }
+    indices.sort_unstable();
+    Ok(indices)
+}
+
 impl Recorder {
     /// Starts a recording of a machine made with `config` and `seed` in `settings.dir`
     /// (created if missing; refused if it already holds a recording).
@@ -340,10 +404,11 @@ impl Recorder {
             FrontendError::Record(format!("{what} {}: {error}", dir.display()))
         };
         fs::create_dir_all(&dir).map_err(|e| failed("creating", e))?;
-        if file_path(&dir, 1).exists() {
+        if let Some(first) = recording_files(&dir)?.first() {
             return Err(FrontendError::Record(format!(
-                "{} already holds a recording (record-000001.bin): choose an empty directory",
-                dir.display()
+                "{} already holds a recording ({}): choose an empty directory",
+                dir.display(),
+                file_path(&dir, *first).display()
             )));
         }
         let file = open_file(&dir, 1).map_err(|e| failed("writing to", e))?;
@@ -358,12 +423,17 @@ impl Recorder {
             file: Some(file),
             file_index: 1,
             file_bytes: MAGIC.len() as u64,
+            file_records_bytes: 0,
+            file_limit: settings.file_bytes.max(MIN_FILE_BYTES),
+            files: VecDeque::from([(1, MAGIC.len() as u64)]),
             total_bytes: MAGIC.len() as u64,
             max_bytes: settings.max_bytes,
             outputs: OutputDigest::default(),
             scratch: Vec::new(),
             stopped: None,
             inputs: 0,
+            checkpoints: 0,
+            files_deleted: 0,
         };
         recorder.write(TAG_HEADER, &header);
         if let Some(reason) = &recorder.stopped {
@@ -382,12 +452,36 @@ impl Recorder {
         self.inputs
     }
 
-    /// Records one input fed at `now` (after the outputs taken since the last one).
-    pub fn input(&mut self, now: Instant, input: &Input) {
+    /// Checkpoints written (one per file after the first).
+    pub fn checkpoints(&self) -> u64 {
+        self.checkpoints
+    }
+
+    /// Old files deleted to stay within the bound.
+    pub fn files_deleted(&self) -> u64 {
+        self.files_deleted
+    }
+
+    /// Records one input about to be fed at `now` to `machine` (after the outputs taken
+    /// since the last one). When the file is full, the next one starts with a checkpoint
+    /// of `machine`, and `machine` becomes the machine made from it (see below).
+    ///
+    /// A restored machine behaves as the original does, but its hash tables are laid out
+    /// anew, so it may visit connections in another order than the original would have.
+    /// The live machine is therefore replaced by the restored one, exactly as a replay
+    /// starting at that checkpoint makes it: from there on both run the same code on the
+    /// same state. This costs a pause of one checkpoint's write and read per file.
+    pub fn input(&mut self, now: Instant, input: &Input, machine: &mut Frontend) {
         if self.stopped.is_some() {
             return;
         }
         self.flush_outputs();
+        if self.file_records_bytes >= self.file_limit {
+            self.rotate(machine);
+            if self.stopped.is_some() {
+                return;
+            }
+        }
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         put_u64(&mut scratch, now.as_nanos());
@@ -437,43 +531,70 @@ impl Recorder {
         self.stopped = Some(reason);
     }
 
+    /// Closes the full file, starts the next with a checkpoint of `machine` (which becomes
+    /// the restored machine), and deletes the oldest files past the bound.
+    fn rotate(&mut self, machine: &mut Frontend) {
+        if let Some(mut file) = self.file.take()
+            && let Err(error) = file.flush()
+        {
+            return self.stop(format!("writing the recording: {error}"));
+        }
+        let checkpoint = match machine
+            .checkpoint()
+            .and_then(|bytes| Frontend::restore(&bytes).map(|restored| (bytes, restored)))
+        {
+            Ok((bytes, restored)) => {
+                *machine = restored;
+                bytes
+            }
+            Err(error) => return self.stop(error.to_string()),
+        };
+        self.file_index += 1;
+        match open_file(&self.dir, self.file_index) {
+            Ok(file) => {
+                self.file = Some(file);
+                self.file_bytes = MAGIC.len() as u64;
+                self.total_bytes += MAGIC.len() as u64;
+                self.files.push_back((self.file_index, MAGIC.len() as u64));
+            }
+            Err(error) => return self.stop(format!("starting a recording file: {error}")),
+        }
+        self.write(TAG_CHECKPOINT, &checkpoint);
+        self.file_records_bytes = 0;
+        self.checkpoints += 1;
+        while self.total_bytes > self.max_bytes && self.files.len() > 1 {
+            let Some((index, bytes)) = self.files.pop_front() else {
+                break;
+            };
+            if let Err(error) = fs::remove_file(file_path(&self.dir, index)) {
+                return self.stop(format!("deleting an old recording file: {error}"));
+            }
+            self.total_bytes -= bytes;
+            self.files_deleted += 1;
+        }
+    }
+
     fn write(&mut self, tag: u8, payload: &[u8]) {
-        let len = 5 + payload.len() as u64;
-        if self.total_bytes + len > self.max_bytes {
-            let reason = format!(
-                "the recording reached its bound of {} MiB; a replay covers the run until then",
-                self.max_bytes >> 20
-            );
-            return self.stop(reason);
-        }
-        if self.file_bytes + len > FILE_BYTES {
-            if let Some(mut file) = self.file.take()
-                && let Err(error) = file.flush()
-            {
-                return self.stop(format!("writing the recording: {error}"));
-            }
-            self.file_index += 1;
-            match open_file(&self.dir, self.file_index) {
-                Ok(file) => {
-                    self.file = Some(file);
-                    self.file_bytes = MAGIC.len() as u64;
-                    self.total_bytes += MAGIC.len() as u64;
-                }
-                Err(error) => return self.stop(format!("starting a recording file: {error}")),
-            }
-        }
         let Some(file) = self.file.as_mut() else {
             return;
         };
+        let len = 5 + payload.len() as u64;
+        let Ok(payload_len) = u32::try_from(payload.len()) else {
+            return self.stop(format!("a record of {} bytes is too large", payload.len()));
+        };
         let written = file
             .write_all(&[tag])
-            .and_then(|()| file.write_all(&(payload.len() as u32).to_le_bytes()))
+            .and_then(|()| file.write_all(&payload_len.to_le_bytes()))
             .and_then(|()| file.write_all(payload));
         if let Err(error) = written {
             return self.stop(format!("writing the recording: {error}"));
         }
         self.file_bytes += len;
+        self.file_records_bytes += len;
         self.total_bytes += len;
+        if let Some(last) = self.files.back_mut() {
+            last.1 += len;
+        }
     }
 }
 
@@ -486,11 +607,13 @@ impl Drop for Recorder {
 /// Where a replay found the machine behave differently from the recording.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Mismatch {
-    /// The input after which the outputs differ (1 = the first input).
+    /// The input after which the outputs differ (1 = the first input replayed), or the
+    /// number of inputs replayed before a checkpoint that differs.
     pub after_input: u64,
-    /// That input, in words.
+    /// That input, in words (or which checkpoint).
     pub input: String,
-    /// What the recording says: count and digest of the outputs.
+    /// What the recording says: count and digest of the outputs (of the state, for a
+    /// checkpoint: its length and XXH3-128).
     pub recorded: (u32, String),
     /// What the replay produced.
     pub replayed: (u32, String),
@@ -501,11 +624,17 @@ pub struct Mismatch {
 pub struct ReplayReport {
     /// Recording files read.
     pub files: u32,
+    /// Where the replay started: `"the beginning"`, or the file whose checkpoint it
+    /// started from (older files were rotated away).
+    pub started_from: String,
     /// Inputs fed.
     pub inputs: u64,
     /// Outputs compared with the recording.
     pub outputs_checked: u64,
-    /// The virtual span of the recording (the last input's `now`), in milliseconds.
+    /// Checkpoints met after the start whose state the replayed machine matched byte for
+    /// byte.
+    pub checkpoints_checked: u64,
+    /// The virtual span replayed (first to last input's `now`), in milliseconds.
     pub span_ms: u64,
     /// True when the recording ended with a torn record (the process stopped mid-write).
     pub torn_tail: bool,
@@ -533,20 +662,49 @@ fn describe(input: &Input) -> String {
     }
 }
 
-/// Replays the recording in `dir`: every input into a fresh machine, every output checked.
+fn state_digest(state: &[u8]) -> (u32, String) {
+    (
+        u32::try_from(state.len()).unwrap_or(u32::MAX),
+        format!("{:032x}", xxhash_rust::xxh3::xxh3_128(state)),
+    )
+}
+
+/// Replays the recording in `dir` from its oldest file (the beginning, or the checkpoint
+/// that file starts with): every input into the machine, every output checked, and the
+/// machine's state checked against every later checkpoint.
 pub fn replay(dir: &Path) -> Result<ReplayReport, FrontendError> {
     let mut report = ReplayReport {
         files: 0,
+        started_from: String::new(),
         inputs: 0,
         outputs_checked: 0,
+        checkpoints_checked: 0,
         span_ms: 0,
         torn_tail: false,
         mismatch: None,
     };
+    let indices = if dir.is_dir() {
+        recording_files(dir)?
+    } else {
+        Vec::new()
+    };
+    let Some(&first_index) = indices.first() else {
+        return Err(FrontendError::Record(format!(
+            "no recording in {} (no record-NNNNNN.bin)",
+            dir.display()
+        )));
+    };
+    if let Some(gap) = indices.windows(2).find(|pair| pair[1] != pair[0] + 1) {
+        return Err(FrontendError::Record(format!(
+            "the recording in {} has a gap after {}",
+            dir.display(),
+            file_path(dir, gap[0]).display()
+        )));
+    }
     let mut machine: Option<Frontend> = None;
     let mut last_input = String::new();
-    let mut index = 1;
-    while file_path(dir, index).exists() {
+    let mut first_now: Option<u64> = None;
+    for &index in &indices {
         let path = file_path(dir, index);
         let mut data = Vec::new();
         File::open(&path)
@@ -578,11 +736,32 @@ pub fn replay(dir: &Path) -> Result<ReplayReport, FrontendError> {
             let payload = &data[at + 5..at + 5 + len];
             at += 5 + len;
             match (tag, machine.as_mut()) {
-                (TAG_HEADER, None) => {
+                (TAG_HEADER, None) if index == 1 => {
                     let header: Header = serde_json::from_slice(payload).map_err(|error| {
                         FrontendError::Record(format!("the recording's header: {error}"))
                     })?;
                     machine = Some(Frontend::new(&header.config, header.seed));
+                    report.started_from = "the beginning".to_owned();
+                }
+                (TAG_CHECKPOINT, None) if index == first_index => {
+                    machine = Some(Frontend::restore(payload)?);
+                    report.started_from = format!("the checkpoint of {}", path.display());
+                }
+                (TAG_CHECKPOINT, Some(frontend)) => {
+                    // The live machine was replaced by this checkpoint's restore here;
+                    // the replayed one must have reached the very same state.
+                    let replayed = frontend.checkpoint()?;
+                    if replayed != payload {
+                        report.mismatch = Some(Mismatch {
+                            after_input: report.inputs,
+                            input: format!("the checkpoint of {}", path.display()),
+                            recorded: state_digest(payload),
+                            replayed: state_digest(&replayed),
+                        });
+                        return Ok(report);
+                    }
+                    *frontend = Frontend::restore(payload)?;
+                    report.checkpoints_checked += 1;
                 }
                 (TAG_INPUT, Some(frontend)) => {
                     if payload.len() < 8 {
@@ -590,12 +769,13 @@ pub fn replay(dir: &Path) -> Result<ReplayReport, FrontendError> {
                     }
                     let mut raw = [0u8; 8];
                     raw.copy_from_slice(&payload[..8]);
-                    let now = Instant::from_nanos(u64::from_le_bytes(raw));
+                    let nanos = u64::from_le_bytes(raw);
                     let input = decode_input(&payload[8..])?;
                     last_input = describe(&input);
-                    frontend.handle(now, input);
+                    frontend.handle(Instant::from_nanos(nanos), input);
                     report.inputs += 1;
-                    report.span_ms = now.as_nanos() / 1_000_000;
+                    let first = *first_now.get_or_insert(nanos);
+                    report.span_ms = nanos.saturating_sub(first) / 1_000_000;
                 }
                 (TAG_OUTPUTS, Some(frontend)) => {
                     if payload.len() != 20 {
@@ -630,13 +810,17 @@ pub fn replay(dir: &Path) -> Result<ReplayReport, FrontendError> {
                     }
                     report.outputs_checked += u64::from(count);
                 }
-                (TAG_HEADER, Some(_)) => {
-                    return Err(FrontendError::Record("a second header".into()));
+                (TAG_HEADER, _) => {
+                    return Err(FrontendError::Record(format!(
+                        "a header out of place in {}",
+                        path.display()
+                    )));
                 }
-                (_, None) => {
-                    return Err(FrontendError::Record(
-                        "the recording does not start with its header".into(),
-                    ));
+                (TAG_CHECKPOINT, None) | (_, None) => {
+                    return Err(FrontendError::Record(format!(
+                        "{} starts with neither the recording's header nor a checkpoint",
+                        path.display()
+                    )));
                 }
                 (other, _) => {
                     return Err(FrontendError::Record(format!("unknown record tag {other}")));
@@ -646,13 +830,6 @@ pub fn replay(dir: &Path) -> Result<ReplayReport, FrontendError> {
         if report.torn_tail {
             break;
         }
-        index += 1;
-    }
-    if report.files == 0 {
-        return Err(FrontendError::Record(format!(
-            "no recording in {} (no record-000001.bin)",
-            dir.display()
-        )));
     }
     Ok(report)
 }

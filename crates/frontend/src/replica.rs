@@ -28,7 +28,7 @@ use flotilla_world::{
 use crate::ids::{ConnId, GameId, IdBuildHasher};
 
 /// Where one subscriber of a world stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SubscriberState {
     /// Subscribed before the replica had any state: gets the first snapshot.
     Pending,
@@ -79,7 +79,7 @@ pub enum BatchOutcome {
 }
 
 /// The machine of one watched world.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct ReplicaMachine {
     world: WorldId,
     host: Option<GameId>,

@@ -47,7 +47,7 @@ pub enum WorldChange {
 }
 
 /// One game server's announcement of a world.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Announcement {
     game: GameId,
     /// The description the game server gave (`WorldAdded.info`).
@@ -73,13 +73,36 @@ fn withdraw(announcers: &mut Vec<Announcement>, game: GameId) -> WorldChange {
 }
 
 /// The routing tables of one front-end.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Router {
     games: BTreeSet<GameId>,
     /// Every world's announcers, oldest first; the last one hosts the world. Never empty.
     worlds: BTreeMap<WorldId, Vec<Announcement>>,
     /// Keyed: session ids come back from clients in tokens.
+    #[serde(with = "keyed_sessions")]
     sessions: HashMap<SessionId, ConnId, KeyedIdBuildHasher>,
+}
+
+/// The session map in a checkpoint: its hash key and its entries (a keyed map cannot be
+/// made with a default hasher).
+mod keyed_sessions {
+    use super::{ConnId, HashMap, KeyedIdBuildHasher, SessionId};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    type Map = HashMap<SessionId, ConnId, KeyedIdBuildHasher>;
+
+    pub(super) fn serialize<S: Serializer>(map: &Map, s: S) -> Result<S::Ok, S::Error> {
+        let entries: Vec<(SessionId, ConnId)> = map.iter().map(|(k, v)| (*k, *v)).collect();
+        (map.hasher().key(), entries).serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Map, D::Error> {
+        let (key, entries) = <(u64, Vec<(SessionId, ConnId)>)>::deserialize(d)?;
+        let mut map =
+            HashMap::with_capacity_and_hasher(entries.len(), KeyedIdBuildHasher::new(key));
+        map.extend(entries);
+        Ok(map)
+    }
 }
 
 impl Router {

@@ -787,7 +787,7 @@ impl EventLoop {
     /// Feeds the machine one input (and records it with `--record`).
     fn feed(&mut self, now: flotilla_conn::Instant, input: Input) {
         if let Some(recorder) = self.recorder.as_mut() {
-            recorder.input(now, &input);
+            recorder.input(now, &input, &mut self.frontend);
         }
         self.frontend.handle(now, input);
     }

@@ -22,7 +22,7 @@ use crate::frontend::CloseReason;
 use crate::ids::ConnId;
 
 /// Where a session is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SessionPhase {
     /// Connected; the client's `Hello` has not arrived yet.
     AwaitingHello,
@@ -113,7 +113,7 @@ pub enum Offer {
 }
 
 /// The state of one client connection.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Session {
     conn: ConnId,
     phase: SessionPhase,

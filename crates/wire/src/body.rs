@@ -344,6 +344,7 @@ pub fn encode_snapshot(
 /// [`with_max_bytes`](Self::with_max_bytes), which counts keys, values and
 /// [`SNAPSHOT_ENTRY_OVERHEAD_BYTES`](crate::SNAPSHOT_ENTRY_OVERHEAD_BYTES) per entry.
 #[derive(Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SnapshotAssembler {
     partial: Option<Snapshot>,
     /// Bytes charged for the half-done snapshot (see [`entry_bytes`]).

@@ -123,6 +123,7 @@ impl WireError {
 /// The code of an `Error` frame (a `u16` on the wire). `Error` frames are followed by a
 /// close; the same codes also explain an `Unsubscribed` frame, which is not fatal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum ErrorCode {
     /// 1: a frame could not be decoded.
     Malformed,

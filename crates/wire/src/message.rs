@@ -16,6 +16,7 @@ use crate::world_id::WorldId;
 /// The id of a client session on the front-end <-> game-server link. Stable across
 /// front-ends: a resumed session keeps its id, so the game server sees the session move.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SessionId(pub u64);
 
 /// A message of one link direction: encodes to and decodes from frames.

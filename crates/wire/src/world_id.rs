@@ -11,6 +11,7 @@ use crate::error::WireError;
 /// memory with the frame it was decoded from). Ids starting with `$` are reserved for
 /// worlds the front-end itself publishes, such as [`WorldId::DIRECTORY`].
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct WorldId(Bytes);
 
 impl WorldId {

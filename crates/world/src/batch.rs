@@ -12,6 +12,7 @@ pub const ENTRY_OVERHEAD_BYTES: usize = 64;
 ///
 /// Not ordered on purpose: seqs of different epochs do not compare.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Position {
     /// The history the seq belongs to.
     pub epoch: u64,
@@ -25,6 +26,7 @@ pub struct Position {
 /// `upserts` in order (so a key listed in both ends up upserted; batches made by
 /// [`WorldState`](crate::WorldState) never list a key twice).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ChangeBatch {
     /// The history this batch belongs to.
     pub epoch: u64,
@@ -73,6 +75,7 @@ impl ChangeBatch {
 /// from the network may break that rule; [`Replica::apply_snapshot`](crate::Replica::apply_snapshot)
 /// accepts it anyway (the last entry of a duplicated key wins).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Snapshot {
     /// The history this snapshot belongs to.
     pub epoch: u64,

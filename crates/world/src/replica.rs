@@ -42,6 +42,7 @@ pub enum ApplyOutcome {
 /// the ring are kept as given (typically zero-copy slices of their frame), and are
 /// short-lived.
 #[derive(Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Replica {
     synced: bool,
     epoch: u64,
@@ -49,6 +50,8 @@ pub struct Replica {
     entries: BTreeMap<Bytes, Bytes>,
     entry_bytes: usize,
     ring: BatchRing,
+    /// Derived from the entries on demand; not part of a checkpoint.
+    #[cfg_attr(feature = "serde", serde(skip))]
     snapshot_cache: OnceLock<Arc<Snapshot>>,
 }
 

@@ -11,6 +11,7 @@ use crate::batch::{ChangeBatch, Position, Snapshot};
 /// more than `max_bytes` bytes (by [`RecentBatch::approx_bytes`]); the oldest batches are
 /// evicted first. A single batch larger than `max_bytes` is not kept at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RingLimits {
     /// The maximum number of batches kept.
     pub max_batches: usize,
@@ -39,6 +40,7 @@ impl Default for RingLimits {
 /// A batch kept for catch-up, optionally with its encoded wire frame so the front-end
 /// sends the same bytes again instead of re-encoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RecentBatch {
     /// The decoded batch.
     pub batch: Arc<ChangeBatch>,
@@ -91,6 +93,7 @@ pub enum CatchUp {
 /// The ring always holds a contiguous run of one epoch: pushing a batch that does not
 /// follow the last one (other epoch, or a gap) clears it first.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct BatchRing {
     limits: RingLimits,
     entries: VecDeque<(RecentBatch, usize)>,

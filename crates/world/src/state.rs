@@ -14,6 +14,7 @@ use crate::ring::{BatchRing, CatchUp};
 /// Only [`Transaction::commit`] changes it, and each non-empty commit advances `seq` by one
 /// and returns the [`ChangeBatch`] to publish.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct WorldState {
     epoch: u64,
     seq: u64,
