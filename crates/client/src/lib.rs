@@ -66,15 +66,18 @@
 //!   written to a connection is sent at most once: it is lost, uncounted, when that
 //!   connection dies before the front-end forwarded it (a silent death is noticed after
 //!   the idle timeout, 1.5 s by default).
-//! - The decisions are the sans-I/O [`Failover`] machine (over
-//!   [`flotilla_balance::Balancer`]), `now` and seed passed in; it also says when to
-//!   resolve a DNS list ([`Step::Resolve`]) and takes a new list as an input
-//!   ([`Failover::on_list_replaced`]). The shell only resolves, connects, sleeps and
-//!   forwards.
 //!
-//! The seam below it: [`Client::over_stream`] runs the handshake for a kept session on a
-//! new stream, and [`ClientSession::resume_subscriptions`] gives the `Subscribe{since}` of
-//! every world.
+//! # One machine, one shell
+//!
+//! [`Client`] and [`FleetClient`] are the same tokio shell around the same sans-I/O
+//! [`ClientMachine`] (`handle(now, input)`, `poll_output()`, `poll_timeout()`): the
+//! handshake, keep-alive, session and replicas ([`ClientSession`]), failover
+//! ([`Failover`] over [`flotilla_balance::Balancer`], with [`Step::Resolve`] for a DNS
+//! list) and the inputs queued between front-ends are all in the machine; a `Client` is
+//! the machine over one front-end without failover
+//! ([`ClientMachineConfig::reconnect`] off). The shell only connects, resolves, reads,
+//! writes, sleeps until the machine's next deadline and delivers events; the simulator
+//! (`flotilla-sim`) drives the very same machine over a virtual network.
 #![forbid(unsafe_code)]
 
 mod client;
@@ -86,6 +89,7 @@ mod failover;
 mod fleet;
 mod machine;
 mod session;
+mod shell;
 
 pub use client::{Client, ClientStats};
 pub use config::{ClientConfig, ResubscribePolicy};
@@ -94,7 +98,7 @@ pub use error::ClientError;
 pub use events::{ClientEvent, ClientEvents, DisconnectReason};
 pub use failover::{Failover, FailoverPolicy, Step};
 pub use fleet::{FleetClient, FleetConfig, FleetStats, FrontendSource};
-pub use machine::{ClientInput, ClientMachine, ClientMachineConfig, ClientOutput};
+pub use machine::{AttemptError, ClientInput, ClientMachine, ClientMachineConfig, ClientOutput};
 pub use session::{
     ClientSession, Fatal, Handled, HandshakeError, ReplicaMode, Welcomed, WorldCounters,
 };

@@ -1,28 +1,39 @@
-//! The fleet client as one sans-I/O machine: client-side random balancing, the handshake,
-//! keep-alive, session resume and replicas, with the workspace's contract
-//! ([`flotilla_conn::Machine`]).
+//! The client as one sans-I/O machine: client-side random balancing, the handshake,
+//! keep-alive, session resume, replicas and the inputs queued between front-ends, with
+//! the workspace's contract ([`flotilla_conn::Machine`]).
 //!
-//! It composes the machines the tokio [`FleetClient`](crate::FleetClient) is built from:
-//! [`Failover`] (which front-end, when, backoff), [`ClientSession`] (token, subscriptions,
-//! replicas), [`KeepAlive`] (the client's side of PROTOCOL.md section 7) and the wire
-//! [`Decoder`]. Its shell only opens the connections it asks for
-//! ([`ClientOutput::Connect`]), writes what it asks to send, feeds the bytes read, and
-//! sleeps until [`ClientMachine::poll_timeout`]. The simulator (`flotilla-sim`) drives
-//! thousands of them over a virtual network.
+//! It composes [`Failover`] (which front-end, when, backoff, when to resolve a DNS list),
+//! [`ClientSession`] (token, subscriptions, replicas), [`KeepAlive`] (the client's side of
+//! PROTOCOL.md section 7) and the wire [`Decoder`]. Every rule of the client lives here or
+//! in those; the shells only move bytes and time:
+//! - the tokio shell behind [`Client`](crate::Client) (one front-end, no failover:
+//!   [`ClientMachineConfig::reconnect`] off) and [`FleetClient`](crate::FleetClient)
+//!   (a list of front-ends) opens the connections it asks for
+//!   ([`ClientOutput::Connect`]), writes what it asks to send, feeds the bytes read,
+//!   resolves the DNS list when asked ([`ClientOutput::Resolve`]) and sleeps until
+//!   [`ClientMachine::poll_timeout`];
+//! - the simulator (`flotilla-sim`) drives thousands of them over a virtual network.
 //!
-//! Front-ends are indices into the list the machine was made for. One connection at a time:
-//! a new `Connect` is only asked for after the previous connection was reported
-//! [`ClientInput::Closed`] (or failed), and the machine asks its shell to close a connection
-//! it gives up on ([`ClientOutput::Close`]).
+//! Front-ends are indices into the current list. One connection at a time: a new
+//! `Connect` is only asked for after the previous connection was reported
+//! [`ClientInput::Closed`] (or failed), and the machine asks its shell to close a
+//! connection it gives up on ([`ClientOutput::Close`]). It ends once
+//! ([`ClientOutput::Ended`]): closed by the application, out of failover rounds, or (without
+//! `reconnect`) when its one connection ends.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
 use flotilla_conn::{Instant, KeepAlive, KeepAliveAction, KeepAliveConfig, Machine, Timeout};
-use flotilla_wire::{ClientToFrontend, Decoder, ErrorCode, FrontendToClient, Message, WorldId};
+use flotilla_wire::{
+    ClientToFrontend, Decoder, ErrorCode, FrameType, FrontendToClient, Message, WorldId,
+};
+use flotilla_world::Position;
 
-use crate::events::ClientEvent;
+use crate::ResubscribePolicy;
+use crate::error::ClientError;
+use crate::events::{ClientEvent, DisconnectReason};
 use crate::failover::{Failover, FailoverPolicy, Step};
 use crate::session::{ClientSession, Fatal, HandshakeError, ReplicaMode};
 
@@ -31,8 +42,12 @@ use crate::session::{ClientSession, Fatal, HandshakeError, ReplicaMode};
 pub struct ClientMachineConfig {
     /// The name given in the hello.
     pub client_name: String,
+    /// A session token to resume on the first connection.
+    pub session_token: Option<Bytes>,
     /// Replicas or counters only.
     pub mode: ReplicaMode,
+    /// When a world whose game server went away is resubscribed.
+    pub resubscribe: ResubscribePolicy,
     /// The client's keep-alive (default: probe after 0.5 s unheard, ping after 2 s without
     /// sending, close after 1.5 s of silence).
     pub keep_alive: KeepAliveConfig,
@@ -44,15 +59,22 @@ pub struct ClientMachineConfig {
     pub max_frame_len: usize,
     /// Inputs kept while between front-ends; more are refused.
     pub max_queued_inputs: usize,
+    /// Payload bytes kept while between front-ends; more are refused.
+    pub max_queued_input_bytes: usize,
     /// When to reconnect, and when to give up.
     pub failover: FailoverPolicy,
+    /// Fail over to another front-end when a connection fails or ends. Off: one
+    /// connection; the machine ends with it (or with its failed attempt).
+    pub reconnect: bool,
 }
 
 impl Default for ClientMachineConfig {
     fn default() -> Self {
         Self {
             client_name: "flotilla-client".to_owned(),
+            session_token: None,
             mode: ReplicaMode::Full,
+            resubscribe: ResubscribePolicy::default(),
             keep_alive: KeepAliveConfig::probing(
                 flotilla_wire::CLIENT_PING_INTERVAL,
                 flotilla_wire::CLIENT_QUIET_PING_INTERVAL,
@@ -62,7 +84,9 @@ impl Default for ClientMachineConfig {
             handshake_timeout: flotilla_wire::CLIENT_IDLE_TIMEOUT,
             max_frame_len: flotilla_wire::DEFAULT_MAX_FRAME_LEN,
             max_queued_inputs: 1024,
+            max_queued_input_bytes: 256 * 1024,
             failover: FailoverPolicy::default(),
+            reconnect: true,
         }
     }
 }
@@ -72,21 +96,41 @@ impl Default for ClientMachineConfig {
 pub enum ClientInput {
     /// The connection asked for with [`ClientOutput::Connect`] is established.
     Connected,
-    /// It could not be established (refused, unreachable).
-    ConnectFailed,
+    /// It could not be established (refused, unreachable): why, in words.
+    ConnectFailed(String),
     /// Bytes read from the current connection (any chunking).
     Received(Bytes),
-    /// The current connection ended (EOF, reset).
+    /// The current connection ended: the front-end closed it (EOF).
     Closed,
-    /// The application subscribes to a world (kept across front-ends).
-    Subscribe(WorldId),
-    /// The application sends an input for a world (queued while between front-ends).
+    /// The current connection failed (reading or writing): why, in words.
+    Failed(String),
+    /// The shell stopped reading the connection (the application's queue is full): the
+    /// front-end's silence does not count meanwhile.
+    ReadingPaused,
+    /// The shell reads the connection again.
+    ReadingResumed,
+    /// The application subscribes to a world (kept across front-ends), from `since` or
+    /// from the position already held.
+    Subscribe(WorldId, Option<Position>),
+    /// The application stops watching a world.
+    Unsubscribe(WorldId),
+    /// The application sends an input for a world (queued while between front-ends, up to
+    /// the bounds; see [`ClientMachine::input_refusal`]).
     SendInput {
         /// The world.
         world: WorldId,
         /// Opaque to the front-end.
         payload: Bytes,
     },
+    /// The application closes the client.
+    Close,
+    /// The list asked for with [`ClientOutput::Resolve`] has other addresses: these
+    /// (their names, for errors), in the order the indices refer to.
+    ListReplaced(Vec<String>),
+    /// It has the same addresses as before.
+    ListUnchanged,
+    /// Resolving it failed: why, in words.
+    ResolveFailed(String),
     /// The instant from [`ClientMachine::poll_timeout`] has come.
     Timeout,
 }
@@ -94,6 +138,58 @@ pub enum ClientInput {
 impl From<Timeout> for ClientInput {
     fn from(_: Timeout) -> Self {
         ClientInput::Timeout
+    }
+}
+
+/// Why an attempt to reach a front-end failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptError {
+    /// The connection could not be made, or failed during the handshake.
+    Io(String),
+    /// It took too long: `"connect"` or `"waiting for Welcome"`.
+    Timeout(&'static str),
+    /// The front-end answered the hello with an `Error`.
+    Refused {
+        /// Its code.
+        code: ErrorCode,
+        /// Its text.
+        text: String,
+    },
+    /// The `Welcome` is of a version this client does not speak.
+    UnsupportedVersion(u32),
+    /// A frame other than `Welcome` or `Error` came first.
+    UnexpectedFrame(FrameType),
+    /// The front-end's bytes are not valid protocol.
+    Protocol(String),
+    /// The front-end closed the connection before its welcome.
+    ClosedEarly,
+}
+
+impl From<AttemptError> for ClientError {
+    fn from(error: AttemptError) -> Self {
+        match error {
+            AttemptError::Io(text) => ClientError::Io(std::io::Error::other(text)),
+            AttemptError::Timeout(what) => ClientError::Timeout(what),
+            AttemptError::Refused { code, text } => ClientError::Refused { code, text },
+            AttemptError::UnsupportedVersion(version) => ClientError::UnsupportedVersion(version),
+            AttemptError::UnexpectedFrame(frame) => ClientError::UnexpectedFrame {
+                frame,
+                during: "before Welcome",
+            },
+            AttemptError::Protocol(text) => {
+                ClientError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, text))
+            }
+            AttemptError::ClosedEarly => ClientError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "front-end closed during the handshake",
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for AttemptError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", ClientError::from(self.clone()))
     }
 }
 
@@ -108,12 +204,17 @@ pub enum ClientOutput {
     /// Close the current connection (after writing what was asked before); do not report
     /// it as `Closed`.
     Close,
+    /// Resolve the front-end list; report [`ClientInput::ListReplaced`],
+    /// [`ClientInput::ListUnchanged`] or [`ClientInput::ResolveFailed`].
+    Resolve,
     /// The handshake with front-end `frontend` succeeded.
     Welcomed {
         /// The front-end's index.
         frontend: usize,
         /// Its id from the `Welcome`.
         server_id: String,
+        /// The session token it gave.
+        session_token: Bytes,
         /// True when it recognised the session (the session moved here).
         resumed: bool,
         /// How long the client was without a front-end, for a reconnection.
@@ -123,20 +224,23 @@ pub enum ClientOutput {
     Lost {
         /// The front-end's index.
         frontend: usize,
-        /// Why, in words.
-        reason: String,
+        /// Why.
+        reason: DisconnectReason,
     },
     /// An attempt to reach `frontend` failed.
     ConnectFailed {
         /// The front-end's index.
         frontend: usize,
-        /// Why, in words.
-        reason: String,
-    },
-    /// Every front-end failed for the policy's number of rounds: the machine stopped.
-    GaveUp {
-        /// Consecutive failed rounds.
+        /// Why.
+        error: AttemptError,
+        /// Consecutive rounds in which every front-end failed, so far.
         failed_rounds: u32,
+    },
+    /// The machine stopped for good: closed by the application, out of failover rounds
+    /// ([`DisconnectReason::GaveUp`]), or its one connection ended (without `reconnect`).
+    Ended {
+        /// Why.
+        reason: DisconnectReason,
     },
     /// A data event of the session (snapshots, batches, outputs, unsubscribes).
     Event(ClientEvent),
@@ -158,7 +262,20 @@ struct Connection {
     keep_alive: KeepAlive,
 }
 
-/// A fleet client, sans-I/O. See the module docs.
+/// Why a connection ends: what the application is told for an established one, what the
+/// attempt failed with otherwise.
+struct Ending {
+    reason: DisconnectReason,
+    attempt: AttemptError,
+}
+
+impl Ending {
+    fn both(reason: DisconnectReason, attempt: AttemptError) -> Self {
+        Self { reason, attempt }
+    }
+}
+
+/// A client, sans-I/O. See the module docs.
 #[derive(Debug)]
 pub struct ClientMachine {
     config: ClientMachineConfig,
@@ -167,10 +284,21 @@ pub struct ClientMachine {
     connection: Option<Connection>,
     /// Back off until then (from the failover machine).
     wait_until: Option<Instant>,
-    gave_up: bool,
-    queued_inputs: VecDeque<ClientToFrontend>,
-    outputs: VecDeque<ClientOutput>,
+    /// A resolution was asked for and not answered yet.
+    resolving: bool,
+    ended: Option<DisconnectReason>,
+    /// Names of the front-ends, for errors (`front-end N` until the shell gives them).
+    labels: Vec<String>,
+    /// The last connect or handshake error, with its front-end.
+    last_error: String,
+    queued_inputs: VecDeque<(WorldId, Bytes)>,
+    queued_input_bytes: usize,
+    reading_paused: bool,
+    frames_received: u64,
+    inputs_queued: u64,
     inputs_refused: u64,
+    inputs_discarded: u64,
+    outputs: VecDeque<ClientOutput>,
 }
 
 impl ClientMachine {
@@ -180,21 +308,52 @@ impl ClientMachine {
         frontend_count: usize,
         config: ClientMachineConfig,
         seed: u64,
-    ) -> Result<Self, crate::ClientError> {
+    ) -> Result<Self, ClientError> {
         let failover = Failover::new(frontend_count, config.failover, seed)?;
-        let mut session = ClientSession::new(config.mode, config.client_name.clone(), None);
-        session.set_resubscribe_policy(crate::ResubscribePolicy::default(), seed.rotate_left(17));
-        Ok(Self {
+        Ok(Self::with_failover(failover, config, seed))
+    }
+
+    /// A client whose front-end list is resolved by its shell: it asks with
+    /// [`ClientOutput::Resolve`] first and at the start of every failover round.
+    pub fn resolving(config: ClientMachineConfig, seed: u64) -> Self {
+        let failover = Failover::resolving(config.failover, seed);
+        Self::with_failover(failover, config, seed)
+    }
+
+    fn with_failover(failover: Failover, config: ClientMachineConfig, seed: u64) -> Self {
+        let mut session = ClientSession::new(
+            config.mode,
+            config.client_name.clone(),
+            config.session_token.clone(),
+        );
+        session.set_resubscribe_policy(config.resubscribe, seed.rotate_left(17));
+        let labels = (0..failover.frontend_count())
+            .map(|i| format!("front-end {i}"))
+            .collect();
+        Self {
             config,
             failover,
             session,
             connection: None,
             wait_until: Some(Instant::ZERO),
-            gave_up: false,
+            resolving: false,
+            ended: None,
+            labels,
+            last_error: "no attempt made".to_owned(),
             queued_inputs: VecDeque::new(),
-            outputs: VecDeque::new(),
+            queued_input_bytes: 0,
+            reading_paused: false,
+            frames_received: 0,
+            inputs_queued: 0,
             inputs_refused: 0,
-        })
+            inputs_discarded: 0,
+            outputs: VecDeque::new(),
+        }
+    }
+
+    /// Names the front-ends of the list (their addresses), for error texts.
+    pub fn set_labels(&mut self, labels: Vec<String>) {
+        self.labels = labels;
     }
 
     /// The session (token, replicas, positions).
@@ -215,14 +374,55 @@ impl ClientMachine {
             .map(|c| c.frontend)
     }
 
+    /// Why the machine ended, once it has.
+    pub fn ended(&self) -> Option<&DisconnectReason> {
+        self.ended.as_ref()
+    }
+
+    /// True once the machine gave up (ran out of failover rounds).
+    pub fn gave_up(&self) -> bool {
+        matches!(self.ended, Some(DisconnectReason::GaveUp { .. }))
+    }
+
+    /// Whole frames received from front-ends.
+    pub fn frames_received(&self) -> u64 {
+        self.frames_received
+    }
+
+    /// Inputs queued while between front-ends.
+    pub fn inputs_queued(&self) -> u64 {
+        self.inputs_queued
+    }
+
     /// Inputs refused because the queue between front-ends was full.
     pub fn inputs_refused(&self) -> u64 {
         self.inputs_refused
     }
 
-    /// True once the machine gave up.
-    pub fn gave_up(&self) -> bool {
-        self.gave_up
+    /// Queued inputs discarded because the machine ended first.
+    pub fn inputs_discarded(&self) -> u64 {
+        self.inputs_discarded
+    }
+
+    /// `Err(ClientError::InputQueueFull)` when an input of `len` payload bytes would be
+    /// refused now (between front-ends, with the queue at a bound);
+    /// `Err(ClientError::NotConnected)` once the machine ended.
+    pub fn input_refusal(&self, len: usize) -> Result<(), ClientError> {
+        if self.ended.is_some() {
+            return Err(ClientError::NotConnected);
+        }
+        if self.connected_to().is_some() {
+            return Ok(());
+        }
+        let full = self.queued_inputs.len() >= self.config.max_queued_inputs
+            || self.queued_input_bytes.saturating_add(len) > self.config.max_queued_input_bytes;
+        if full {
+            return Err(ClientError::InputQueueFull {
+                inputs: self.queued_inputs.len(),
+                bytes: self.queued_input_bytes,
+            });
+        }
+        Ok(())
     }
 
     fn send(&mut self, now: Instant, message: &ClientToFrontend) {
@@ -234,8 +434,8 @@ impl ClientMachine {
     }
 
     /// Ends the current connection: a lost one or a failed attempt, reported to the
-    /// failover machine.
-    fn drop_connection(&mut self, now: Instant, reason: String, close: bool) {
+    /// failover machine (or ending the machine without `reconnect`).
+    fn drop_connection(&mut self, now: Instant, ending: Ending, close: bool) {
         let Some(connection) = self.connection.take() else {
             return;
         };
@@ -243,20 +443,43 @@ impl ClientMachine {
             self.outputs.push_back(ClientOutput::Close);
         }
         let frontend = connection.frontend;
-        if matches!(connection.phase, Phase::Open) {
+        let lost = matches!(connection.phase, Phase::Open);
+        if lost {
             self.failover.on_lost(frontend, now.as_duration());
-            self.outputs
-                .push_back(ClientOutput::Lost { frontend, reason });
+            self.outputs.push_back(ClientOutput::Lost {
+                frontend,
+                reason: ending.reason.clone(),
+            });
         } else {
             self.failover.on_connect_failed(frontend, now.as_duration());
-            self.outputs
-                .push_back(ClientOutput::ConnectFailed { frontend, reason });
+            let label = self
+                .labels
+                .get(frontend)
+                .cloned()
+                .unwrap_or_else(|| format!("front-end {frontend}"));
+            self.last_error = format!("{label}: {}", ending.attempt);
+            self.outputs.push_back(ClientOutput::ConnectFailed {
+                frontend,
+                error: ending.attempt,
+                failed_rounds: self.failover.consecutive_failed_rounds(),
+            });
         }
         self.wait_until = Some(now);
+        if !self.config.reconnect {
+            let reason = if lost {
+                ending.reason
+            } else {
+                DisconnectReason::GaveUp {
+                    failed_rounds: 1,
+                    last_error: self.last_error.clone(),
+                }
+            };
+            self.end(reason);
+        }
     }
 
     /// Closes with `Error{code}` first (a protocol error of the front-end).
-    fn fail(&mut self, now: Instant, code: ErrorCode, text: String) {
+    fn fail(&mut self, now: Instant, code: ErrorCode, text: String, attempt: AttemptError) {
         self.send(
             now,
             &ClientToFrontend::Error {
@@ -264,12 +487,27 @@ impl ClientMachine {
                 text: text.clone(),
             },
         );
-        self.drop_connection(now, format!("{code:?}: {text}"), true);
+        let ending = Ending::both(DisconnectReason::Protocol(text), attempt);
+        self.drop_connection(now, ending, true);
+    }
+
+    /// Stops for good: what is queued is discarded, and the shell is told once.
+    fn end(&mut self, reason: DisconnectReason) {
+        if self.ended.is_some() {
+            return;
+        }
+        self.inputs_discarded += self.queued_inputs.len() as u64;
+        self.queued_inputs.clear();
+        self.queued_input_bytes = 0;
+        self.wait_until = None;
+        self.resolving = false;
+        self.ended = Some(reason.clone());
+        self.outputs.push_back(ClientOutput::Ended { reason });
     }
 
     /// Asks the failover machine what to do when there is no connection.
     fn step(&mut self, now: Instant) {
-        if self.gave_up || self.connection.is_some() {
+        if self.ended.is_some() || self.connection.is_some() || self.resolving {
             return;
         }
         match self.failover.poll(now.as_duration()) {
@@ -287,13 +525,19 @@ impl ClientMachine {
             }
             Step::WaitUntil(until) => self.wait_until = Some(Instant::from_duration(until)),
             Step::GiveUp { failed_rounds } => {
-                self.gave_up = true;
-                self.wait_until = None;
-                self.outputs
-                    .push_back(ClientOutput::GaveUp { failed_rounds });
+                let last_error = self.last_error.clone();
+                self.end(DisconnectReason::GaveUp {
+                    failed_rounds,
+                    last_error,
+                });
             }
-            // Not reached without a connection; a resolving list is not used here.
-            Step::Connected(_) | Step::Resolve => self.wait_until = None,
+            Step::Resolve => {
+                self.wait_until = None;
+                self.resolving = true;
+                self.outputs.push_back(ClientOutput::Resolve);
+            }
+            // Not reached without a connection.
+            Step::Connected(_) => self.wait_until = None,
         }
     }
 
@@ -309,12 +553,31 @@ impl ClientMachine {
             let frame = match connection.decoder.next_frame() {
                 Ok(Some(frame)) => frame,
                 Ok(None) => return,
-                Err(error) => return self.fail(now, error.code(), error.to_string()),
+                Err(error) => {
+                    let text = error.to_string();
+                    return self.fail(
+                        now,
+                        error.code(),
+                        text.clone(),
+                        AttemptError::Protocol(text),
+                    );
+                }
             };
+            // A whole frame proves the front-end alive (PROTOCOL.md section 7): bytes that
+            // never complete one do not.
             connection.keep_alive.on_received(now);
+            self.frames_received += 1;
             let message = match FrontendToClient::decode(&frame) {
                 Ok(message) => message,
-                Err(error) => return self.fail(now, error.code(), error.to_string()),
+                Err(error) => {
+                    let text = error.to_string();
+                    return self.fail(
+                        now,
+                        error.code(),
+                        text.clone(),
+                        AttemptError::Protocol(text),
+                    );
+                }
             };
             if matches!(connection.phase, Phase::AwaitingWelcome { .. }) {
                 self.on_handshake(now, message);
@@ -329,13 +592,31 @@ impl ClientMachine {
                         .extend(handled.events.into_iter().map(ClientOutput::Event));
                 }
                 Err(Fatal::Peer { code, text }) => {
-                    return self.drop_connection(now, format!("{code:?}: {text}"), true);
+                    let ending = Ending::both(
+                        DisconnectReason::PeerError {
+                            code,
+                            text: text.clone(),
+                        },
+                        AttemptError::Refused { code, text },
+                    );
+                    return self.drop_connection(now, ending, true);
                 }
                 Err(Fatal::Protocol(error)) => {
-                    return self.fail(now, error.code(), error.to_string());
+                    let text = error.to_string();
+                    return self.fail(
+                        now,
+                        error.code(),
+                        text.clone(),
+                        AttemptError::Protocol(text),
+                    );
                 }
                 Err(Fatal::Unexpected(what)) => {
-                    return self.fail(now, ErrorCode::UnexpectedFrame, what.to_owned());
+                    return self.fail(
+                        now,
+                        ErrorCode::UnexpectedFrame,
+                        what.to_owned(),
+                        AttemptError::Protocol(what.to_owned()),
+                    );
                 }
             }
         }
@@ -348,33 +629,47 @@ impl ClientMachine {
                     return;
                 };
                 connection.phase = Phase::Open;
+                if self.reading_paused {
+                    connection.keep_alive.pause();
+                }
                 let frontend = connection.frontend;
                 let after = self.failover.on_connected(frontend, now.as_duration());
                 for message in self.session.resume_subscriptions() {
                     self.send(now, &message);
                 }
-                while let Some(input) = self.queued_inputs.pop_front() {
-                    self.send(now, &input);
+                while let Some((world, payload)) = self.queued_inputs.pop_front() {
+                    self.queued_input_bytes = self.queued_input_bytes.saturating_sub(payload.len());
+                    self.send(now, &ClientToFrontend::Input { world, payload });
                 }
                 self.outputs.push_back(ClientOutput::Welcomed {
                     frontend,
                     server_id: welcomed.server_id,
+                    session_token: welcomed.session_token,
                     resumed: welcomed.resumed,
                     after,
                 });
             }
             Err(HandshakeError::Refused { code, text }) => {
-                self.drop_connection(now, format!("{code:?}: {text}"), true);
+                let ending = Ending::both(
+                    DisconnectReason::PeerError {
+                        code,
+                        text: text.clone(),
+                    },
+                    AttemptError::Refused { code, text },
+                );
+                self.drop_connection(now, ending, true);
             }
             Err(HandshakeError::UnsupportedVersion(version)) => self.fail(
                 now,
                 ErrorCode::UnsupportedVersion,
                 format!("protocol version {version} is not supported"),
+                AttemptError::UnsupportedVersion(version),
             ),
             Err(HandshakeError::Unexpected(frame)) => self.fail(
                 now,
                 ErrorCode::UnexpectedFrame,
                 format!("{frame:?} before Welcome"),
+                AttemptError::UnexpectedFrame(frame),
             ),
         }
     }
@@ -383,10 +678,16 @@ impl ClientMachine {
         if let Some(connection) = self.connection.as_mut() {
             match connection.phase {
                 Phase::Connecting { deadline } if deadline <= now => {
-                    return self.drop_connection(now, "connect timed out".into(), true);
+                    let ending =
+                        Ending::both(DisconnectReason::Timeout, AttemptError::Timeout("connect"));
+                    return self.drop_connection(now, ending, true);
                 }
                 Phase::AwaitingWelcome { deadline } if deadline <= now => {
-                    return self.drop_connection(now, "no Welcome in time".into(), true);
+                    let ending = Ending::both(
+                        DisconnectReason::Timeout,
+                        AttemptError::Timeout("waiting for Welcome"),
+                    );
+                    return self.drop_connection(now, ending, true);
                 }
                 Phase::Open => match connection.keep_alive.poll(now) {
                     Some(KeepAliveAction::Ping { nonce }) => {
@@ -403,7 +704,11 @@ impl ClientMachine {
                                 text: text.clone(),
                             },
                         );
-                        return self.drop_connection(now, text, true);
+                        let ending = Ending::both(
+                            DisconnectReason::Timeout,
+                            AttemptError::Timeout("waiting for Welcome"),
+                        );
+                        return self.drop_connection(now, ending, true);
                     }
                     None => {}
                 },
@@ -419,6 +724,33 @@ impl ClientMachine {
                     self.send(now, &message);
                 }
             }
+        }
+    }
+
+    fn on_resolved(&mut self, now: Instant, outcome: ClientInput) {
+        if !self.resolving {
+            return;
+        }
+        self.resolving = false;
+        match outcome {
+            ClientInput::ListReplaced(labels) => {
+                match self
+                    .failover
+                    .on_list_replaced(labels.len(), now.as_duration())
+                {
+                    Ok(()) => self.labels = labels,
+                    Err(error) => {
+                        self.last_error = format!("resolving: {error}");
+                        self.failover.on_resolve_failed(now.as_duration());
+                    }
+                }
+            }
+            ClientInput::ListUnchanged => self.failover.on_list_unchanged(now.as_duration()),
+            ClientInput::ResolveFailed(error) => {
+                self.last_error = format!("resolving: {error}");
+                self.failover.on_resolve_failed(now.as_duration());
+            }
+            _ => {}
         }
     }
 }
@@ -441,29 +773,72 @@ impl Machine for ClientMachine {
                     self.send(now, &hello);
                 }
             }
-            ClientInput::ConnectFailed => {
-                self.drop_connection(now, "connection refused".into(), false);
+            ClientInput::ConnectFailed(error) => {
+                let ending =
+                    Ending::both(DisconnectReason::Io(error.clone()), AttemptError::Io(error));
+                self.drop_connection(now, ending, false);
             }
             ClientInput::Received(bytes) => self.on_received(now, &bytes),
             ClientInput::Closed => {
-                self.drop_connection(now, "the front-end closed the connection".into(), false);
+                let ending = Ending::both(DisconnectReason::PeerClosed, AttemptError::ClosedEarly);
+                self.drop_connection(now, ending, false);
             }
-            ClientInput::Subscribe(world) => {
-                let message = self.session.subscribe(world, None);
-                if self.connected_to().is_some() {
+            ClientInput::Failed(error) => {
+                let ending =
+                    Ending::both(DisconnectReason::Io(error.clone()), AttemptError::Io(error));
+                self.drop_connection(now, ending, false);
+            }
+            ClientInput::ReadingPaused => {
+                self.reading_paused = true;
+                if let Some(connection) = self.connection.as_mut() {
+                    connection.keep_alive.pause();
+                }
+            }
+            ClientInput::ReadingResumed => {
+                self.reading_paused = false;
+                if let Some(connection) = self.connection.as_mut() {
+                    connection.keep_alive.resume(now);
+                }
+            }
+            ClientInput::Subscribe(world, since) => {
+                if self.ended.is_none() {
+                    let message = self.session.subscribe(world, since);
+                    if self.connected_to().is_some() {
+                        self.send(now, &message);
+                    }
+                }
+            }
+            ClientInput::Unsubscribe(world) => {
+                if let Some(message) = self.session.unsubscribe(&world)
+                    && self.connected_to().is_some()
+                {
                     self.send(now, &message);
                 }
             }
             ClientInput::SendInput { world, payload } => {
-                let message = ClientToFrontend::Input { world, payload };
-                if self.connected_to().is_some() {
-                    self.send(now, &message);
-                } else if self.queued_inputs.len() < self.config.max_queued_inputs {
-                    self.queued_inputs.push_back(message);
+                if self.ended.is_some() {
+                    // Refused with NotConnected by the shell; nothing to count.
+                } else if self.connected_to().is_some() {
+                    self.send(now, &ClientToFrontend::Input { world, payload });
+                } else if self.input_refusal(payload.len()).is_ok() {
+                    self.queued_input_bytes += payload.len();
+                    self.queued_inputs.push_back((world, payload));
+                    self.inputs_queued += 1;
                 } else {
                     self.inputs_refused += 1;
                 }
             }
+            ClientInput::Close => {
+                if self.ended.is_none() {
+                    if self.connection.take().is_some() {
+                        self.outputs.push_back(ClientOutput::Close);
+                    }
+                    self.end(DisconnectReason::Closed);
+                }
+            }
+            resolved @ (ClientInput::ListReplaced(_)
+            | ClientInput::ListUnchanged
+            | ClientInput::ResolveFailed(_)) => self.on_resolved(now, resolved),
             ClientInput::Timeout => self.on_timeout(now),
         }
         self.step(now);

@@ -138,10 +138,9 @@ async fn handshake_keeps_the_session_token() {
     assert!(!client.resumed());
     assert_eq!(client.server_id(), "fe-test");
     assert!(client.is_connected());
-    let session = client.session();
     assert_eq!(
-        session.lock().unwrap().session_token(),
-        Some(&Bytes::from_static(b"token-1"))
+        client.with_session(|session| session.session_token().cloned()),
+        Some(Bytes::from_static(b"token-1"))
     );
 }
 

@@ -256,7 +256,7 @@ impl Fleet {
         }
         for j in 0..shape.clients {
             let world = fleet.world.clone();
-            fleet.feed_client(j, ClientInput::Subscribe(world));
+            fleet.feed_client(j, ClientInput::Subscribe(world, None));
         }
         fleet.schedule(Instant::ZERO + shape.tick, Event::Commit);
         if !shape.input_every.is_zero() {
@@ -504,7 +504,10 @@ impl Fleet {
                         } else {
                             self.clients[j].conn = None;
                             self.conns.remove(&conn);
-                            self.feed_client(j, ClientInput::ConnectFailed);
+                            self.feed_client(
+                                j,
+                                ClientInput::ConnectFailed("connection refused".into()),
+                            );
                         }
                     }
                     Node::Frontend(i) => {
@@ -828,7 +831,13 @@ impl Fleet {
                     }
                 }
                 ClientOutput::ConnectFailed { .. } => {}
-                ClientOutput::GaveUp { .. } => self.clients[j].log.gave_up = true,
+                ClientOutput::Ended { reason } => {
+                    if matches!(reason, flotilla_client::DisconnectReason::GaveUp { .. }) {
+                        self.clients[j].log.gave_up = true;
+                    }
+                }
+                // A fixed list: never asked.
+                ClientOutput::Resolve => {}
                 ClientOutput::Event(event) => {
                     if matches!(event, flotilla_client::ClientEvent::BatchApplied { .. }) {
                         self.clients[j].log.batches += 1;
