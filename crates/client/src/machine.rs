@@ -18,7 +18,9 @@
 //! `Connect` is only asked for after the previous connection was reported
 //! [`ClientInput::Closed`] (or failed), and the machine asks its shell to close a
 //! connection it gives up on ([`ClientOutput::Close`]). It ends once
-//! ([`ClientOutput::Ended`]): closed by the application, out of failover rounds, or (without
+//! ([`ClientOutput::Ended`]): closed by the application, out of failover rounds, told that
+//! its session was resumed on another connection (`Error{SessionMoved}`: its token is in
+//! use elsewhere, and failing over would push that holder off in turn), or (without
 //! `reconnect`) when its one connection ends.
 
 use std::collections::VecDeque;
@@ -237,7 +239,8 @@ pub enum ClientOutput {
         failed_rounds: u32,
     },
     /// The machine stopped for good: closed by the application, out of failover rounds
-    /// ([`DisconnectReason::GaveUp`]), or its one connection ended (without `reconnect`).
+    /// ([`DisconnectReason::GaveUp`]), its session resumed elsewhere
+    /// (`PeerError{SessionMoved}`), or its one connection ended (without `reconnect`).
     Ended {
         /// Why.
         reason: DisconnectReason,
@@ -592,14 +595,18 @@ impl ClientMachine {
                         .extend(handled.events.into_iter().map(ClientOutput::Event));
                 }
                 Err(Fatal::Peer { code, text }) => {
-                    let ending = Ending::both(
-                        DisconnectReason::PeerError {
-                            code,
-                            text: text.clone(),
-                        },
-                        AttemptError::Refused { code, text },
-                    );
-                    return self.drop_connection(now, ending, true);
+                    let reason = DisconnectReason::PeerError {
+                        code,
+                        text: text.clone(),
+                    };
+                    let ending = Ending::both(reason.clone(), AttemptError::Refused { code, text });
+                    self.drop_connection(now, ending, true);
+                    if code == ErrorCode::SessionMoved {
+                        // Someone else resumed this session (its token is in use
+                        // elsewhere): taking it back would only push them off in turn.
+                        self.end(reason);
+                    }
+                    return;
                 }
                 Err(Fatal::Protocol(error)) => {
                     let text = error.to_string();

@@ -1064,3 +1064,80 @@ async fn a_connection_stuck_writing_is_left_without_waiting_for_its_flush() {
     client.close();
     timeout(WAIT, client.closed()).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_taken_over_on_another_frontend_ends_the_victim_with_an_explicit_error() {
+    // A live client's token replayed on another front-end takes the session over. The
+    // victim's connection must not stay open, silently receiving nothing: the game server
+    // tells the victim's front-end, which closes it with Error{SessionMoved}, and the
+    // victim's fleet client ends (failing over would push the other holder off in turn).
+    let (game, world, _seen) = game_server().await;
+    let any_port: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let fe_victim = frontend(any_port, game.local_addr(), "fe-victim").await;
+    let fe_thief = frontend(any_port, game.local_addr(), "fe-thief").await;
+    let victim = FleetClient::connect(fleet_config(
+        vec![fe_victim.local_addr()],
+        "victim".to_owned(),
+        7,
+    ))
+    .await
+    .unwrap();
+    let mut events = victim.take_events().unwrap();
+    victim.subscribe(arena(), None).unwrap();
+    until("the victim's replica", WAIT, || in_sync(&victim, &world)).await;
+    let token = victim.session_token().unwrap();
+
+    let thief = flotilla_client::Client::connect(
+        fe_thief.local_addr(),
+        ClientConfig {
+            client_name: "thief".to_owned(),
+            session_token: Some(token.clone()),
+            ..ClientConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(thief.resumed(), "the token resumes the session");
+
+    let reason = timeout(WAIT, async {
+        loop {
+            match events.recv().await {
+                Some(ClientEvent::Disconnected { reason }) => break reason,
+                Some(_) => {}
+                None => panic!("events ended without Disconnected"),
+            }
+        }
+    })
+    .await
+    .expect("the victim is told");
+    assert!(
+        matches!(
+            &reason,
+            DisconnectReason::PeerError {
+                code: ErrorCode::SessionMoved,
+                ..
+            }
+        ),
+        "{reason:?}"
+    );
+    timeout(WAIT, victim.closed()).await.unwrap();
+    assert_eq!(victim.stats().reconnects, 0, "no fight over the session");
+    // The front-end publishes its counters after its turns.
+    until("the victim's front-end counts the takeover", WAIT, || {
+        fe_victim.stats().machine.sessions_taken_over == 1
+    })
+    .await;
+    // The session's outputs go to the connection that carries it now.
+    let session = session_id(&token);
+    let mut thief_events = thief.take_events().unwrap();
+    until("the game routes the session to the thief's front-end", WAIT, || {
+        game.send_output(&arena(), session, Bytes::from_static(b"yours"))
+            .is_ok()
+            && matches!(
+                thief_events.try_recv(),
+                Some(ClientEvent::Output { ref payload, .. }) if payload == &Bytes::from_static(b"yours")
+            )
+    })
+    .await;
+    game.shutdown();
+}

@@ -166,6 +166,10 @@ pub struct Stats {
     pub worlds_resumed: u64,
     /// Worlds waiting for their game server now.
     pub worlds_waiting_for_game: u64,
+    /// Connections closed with `Error{SessionMoved}` because their session was resumed
+    /// on another connection (of this front-end, or of another one, told by a game
+    /// server's `SessionMoved`).
+    pub sessions_taken_over: u64,
     /// Client connections closed for sending inputs past their budget
     /// ([`max_inputs_per_second`](crate::FrontendConfig::max_inputs_per_second)).
     pub clients_closed_for_input_rate: u64,
@@ -759,7 +763,7 @@ impl Frontend {
         self.send_client(now, conn, welcome, Traffic::Control);
         if let Some(old) = self.router.attach_session(session_id, conn) {
             log::info!("session {session_id:?} moved from {old:?} to {conn:?}");
-            self.close_client(now, old, CloseReason::SessionMoved, None);
+            self.close_taken_over(now, old);
         }
         let games: Vec<GameId> = self.router.games().collect();
         for game in games {
@@ -844,6 +848,19 @@ impl Frontend {
         {
             self.send_game(now, game, frame);
         }
+    }
+
+    /// Closes `conn`, whose session was resumed on another connection (here or on another
+    /// front-end), with `Error{SessionMoved}`: its client learns why (PROTOCOL.md
+    /// section 2).
+    fn close_taken_over(&mut self, now: Instant, conn: ConnId) {
+        self.stats.sessions_taken_over += 1;
+        let error = FrontendToClient::Error {
+            code: ErrorCode::SessionMoved,
+            text: "session resumed on another connection".to_owned(),
+        }
+        .encode_to_bytes();
+        self.close_client(now, conn, CloseReason::SessionMoved, Some(error));
     }
 
     fn close_client(
@@ -948,7 +965,9 @@ impl Frontend {
                         .get(&conn)
                         .map(|s| s.client_name().to_owned())
                         .unwrap_or_default();
-                    let frame = FrontendToGame::SessionOpened {
+                    // Held, not opened: a link coming up is not a resume, and must not
+                    // take a session back from a front-end its client moved to meanwhile.
+                    let frame = FrontendToGame::SessionHeld {
                         session,
                         client_name,
                     }
@@ -1071,6 +1090,13 @@ impl Frontend {
                 }
                 None => self.stats.outputs_dropped += 1,
             },
+            GameToFrontend::SessionMoved { session } => {
+                // Resumed on another front-end: this connection no longer carries it.
+                if let Some(conn) = self.router.conn_of(session) {
+                    log::info!("session {session:?} moved to another front-end: closing {conn:?}");
+                    self.close_taken_over(now, conn);
+                }
+            }
             // Handshake, keep-alive and errors are the link machine's.
             GameToFrontend::Welcome { .. }
             | GameToFrontend::Ping { .. }

@@ -7,14 +7,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use flotilla_wire::{Decoder, ErrorCode, FrontendToGame, RawFrame};
+use flotilla_wire::{Decoder, ErrorCode, FrontendToGame, GameToFrontend, Message, RawFrame};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::sleep_until;
 
 use crate::events::{FrontendId, GameEvent};
-use crate::machine::{FrontendLink, LinkEvent};
+use crate::machine::{FrontendLink, Held, LinkEvent};
 use crate::server::{Link, Shared, error_frame, lock, stopped};
 use crate::world::{subscribe, unsubscribe};
 use flotilla_conn::{Clock, KeepAliveConfig};
@@ -235,14 +235,42 @@ impl Connection {
                 session,
                 client_name,
             } => {
-                lock(&self.shared.registry)
-                    .sessions
-                    .opened(session, self.id);
+                let moved_from = {
+                    let mut registry = lock(&self.shared.registry);
+                    let before = registry.sessions.opened(session, self.id);
+                    before.and_then(|before| registry.frontends.get(&before).cloned())
+                };
+                if let Some(link) = moved_from {
+                    // The front-end it left closes the connection still carrying it there,
+                    // telling that client why (PROTOCOL.md section 2).
+                    let moved = GameToFrontend::SessionMoved { session }.encode_to_bytes();
+                    let _ = link.outbox.push(moved, FrameKind::Other);
+                }
                 self.shared.emit(GameEvent::SessionOpened {
                     session,
                     client_name,
                     frontend: self.id,
                 });
+            }
+            FrontendToGame::SessionHeld {
+                session,
+                client_name,
+            } => {
+                let held = lock(&self.shared.registry).sessions.held(session, self.id);
+                match held {
+                    Held::Registered => self.shared.emit(GameEvent::SessionOpened {
+                        session,
+                        client_name,
+                        frontend: self.id,
+                    }),
+                    Held::Known => {}
+                    Held::Elsewhere(_) => {
+                        // Its client resumed on another front-end meanwhile: the
+                        // connection this one still holds is stale.
+                        let moved = GameToFrontend::SessionMoved { session }.encode_to_bytes();
+                        let _ = self.outbox.push(moved, FrameKind::Other);
+                    }
+                }
             }
             FrontendToGame::SessionClosed { session } => {
                 let closed = lock(&self.shared.registry)

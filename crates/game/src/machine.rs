@@ -189,6 +189,19 @@ impl FrontendLink {
     }
 }
 
+/// What [`SessionRegistry::held`] found for a session a front-end announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// Unknown until now: that front-end carries it (a new session for the game).
+    Registered,
+    /// Already carried by that front-end.
+    Known,
+    /// Another front-end carries it (the client resumed there while this one's link was
+    /// down): answer `GameToFrontend::SessionMoved` to the announcing front-end, whose
+    /// connection for it is stale.
+    Elsewhere(FrontendId),
+}
+
 /// Which front-end carries each session: the rule of PROTOCOL.md section 2 for sessions
 /// that move between front-ends.
 #[derive(Debug, Clone, Default)]
@@ -203,11 +216,26 @@ impl SessionRegistry {
     }
 
     /// `SessionOpened` from `frontend`: it carries the session now (a session that moved
-    /// is taken over). Returns the front-end that carried it before, if another.
+    /// is taken over). Returns the front-end that carried it before, if another: send it
+    /// `GameToFrontend::SessionMoved`, so that it closes the connection still carrying the
+    /// session there with `Error{SessionMoved}`.
     pub fn opened(&mut self, session: SessionId, frontend: FrontendId) -> Option<FrontendId> {
         self.sessions
             .insert(session, frontend)
             .filter(|before| *before != frontend)
+    }
+
+    /// `SessionHeld` from `frontend` (sessions announced when its link comes up: not a
+    /// resume, so it never moves a session). See [`Held`].
+    pub fn held(&mut self, session: SessionId, frontend: FrontendId) -> Held {
+        match self.sessions.get(&session) {
+            None => {
+                self.sessions.insert(session, frontend);
+                Held::Registered
+            }
+            Some(carrier) if *carrier == frontend => Held::Known,
+            Some(carrier) => Held::Elsewhere(*carrier),
+        }
     }
 
     /// An input from `session` on `frontend`'s link. Only `SessionOpened` moves a session:
@@ -383,6 +411,21 @@ mod tests {
         assert_eq!(registry.frontend_lost(b), vec![s]);
         assert_eq!(registry.frontend_lost(a), vec![SessionId(8)]);
         assert!(registry.is_empty());
+    }
+
+    #[test]
+    fn a_held_session_never_moves_and_a_stale_holder_is_told() {
+        let mut registry = SessionRegistry::new();
+        let (a, b) = (FrontendId(1), FrontendId(2));
+        let s = SessionId(7);
+        // A link coming up announces its sessions: unknown ones are registered...
+        assert_eq!(registry.held(s, a), Held::Registered);
+        assert_eq!(registry.held(s, a), Held::Known);
+        // ...the client resumes on b (a real move)...
+        assert_eq!(registry.opened(s, b), Some(a));
+        // ...and a's link, back after a partition, still holds it: a is told, b keeps it.
+        assert_eq!(registry.held(s, a), Held::Elsewhere(b));
+        assert_eq!(registry.frontend_of(s), Some(b));
     }
 
     #[test]

@@ -619,6 +619,14 @@ async fn inputs_arrive_with_sessions_and_outputs_follow_the_session() {
     assert!(
         matches!(fe2.recv().await, GameToFrontend::Output { payload, .. } if payload == "moved")
     );
+    // fe-1 is told the session moved (it closes the connection that still carried it),
+    // and gets nothing else of it.
+    assert_eq!(
+        fe1.recv().await,
+        GameToFrontend::SessionMoved {
+            session: SessionId(7)
+        }
+    );
     fe1.expect_nothing(Duration::from_millis(100)).await;
 
     // fe-2 closes session 9: reported; fe-2 goes away: session 7 (now on it) is closed too.
@@ -812,6 +820,8 @@ async fn a_late_input_on_the_old_frontend_does_not_route_the_session_back() {
         panic!("no second SessionOpened")
     };
     assert_ne!(old_id, new_id);
+    // The old front-end is told, so that it closes the connection still carrying it.
+    assert_eq!(old.recv().await, GameToFrontend::SessionMoved { session });
     // ...while an input of it was still in flight on the old link, then the old one closes it.
     old.send(FrontendToGame::Input {
         world: arena.clone(),

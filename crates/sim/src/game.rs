@@ -9,7 +9,7 @@ use bytes::Bytes;
 use flotilla_conn::{Instant, KeepAlive, KeepAliveConfig, Machine, Timeout};
 use flotilla_game::FrontendId;
 use flotilla_game::machine::{
-    FrontendLink, LinkEvent, SessionRegistry, SubscribeFrame, subscribe_frames,
+    FrontendLink, Held, LinkEvent, SessionRegistry, SubscribeFrame, subscribe_frames,
 };
 use flotilla_wire::{
     Decoder, FrontendToGame, GameToFrontend, Message, WorldId, change_batch_frame,
@@ -175,8 +175,16 @@ impl GameNode {
                 self.sessions.input(session, FrontendId(link));
             }
             FrontendToGame::SessionOpened { session, .. } => {
-                if self.sessions.opened(session, FrontendId(link)).is_some() {
+                if let Some(FrontendId(before)) = self.sessions.opened(session, FrontendId(link)) {
                     self.sessions_moved += 1;
+                    let moved = GameToFrontend::SessionMoved { session }.encode_to_bytes();
+                    self.send(now, before, moved);
+                }
+            }
+            FrontendToGame::SessionHeld { session, .. } => {
+                if let Held::Elsewhere(_) = self.sessions.held(session, FrontendId(link)) {
+                    let moved = GameToFrontend::SessionMoved { session }.encode_to_bytes();
+                    self.send(now, link, moved);
                 }
             }
             FrontendToGame::SessionClosed { session } => {

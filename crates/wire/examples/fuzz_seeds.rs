@@ -131,6 +131,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .encode_to_bytes(),
         ),
         (
+            "f2g-session-held",
+            FrontendToGame::SessionHeld {
+                session: SessionId(9),
+                client_name: "seed".into(),
+            }
+            .encode_to_bytes(),
+        ),
+        (
             "f2g-session-closed",
             FrontendToGame::SessionClosed {
                 session: SessionId(9),
@@ -166,6 +174,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 world: world.clone(),
                 session: SessionId(9),
                 payload: Bytes::from_static(b"ok"),
+            }
+            .encode_to_bytes(),
+        ),
+        (
+            "g2f-session-moved",
+            GameToFrontend::SessionMoved {
+                session: SessionId(9),
             }
             .encode_to_bytes(),
         ),

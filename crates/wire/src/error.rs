@@ -148,6 +148,9 @@ pub enum ErrorCode {
     NotAllowed,
     /// 11: the upstream game server of this world went away.
     Unavailable,
+    /// 12: this connection's session was resumed on another connection (of this or
+    /// another front-end); this one is closed.
+    SessionMoved,
     /// Any other code (sent by a newer peer); kept as is.
     Other(u16),
 }
@@ -167,6 +170,7 @@ impl ErrorCode {
             ErrorCode::Internal => 9,
             ErrorCode::NotAllowed => 10,
             ErrorCode::Unavailable => 11,
+            ErrorCode::SessionMoved => 12,
             ErrorCode::Other(code) => code,
         }
     }
@@ -185,6 +189,7 @@ impl ErrorCode {
             9 => ErrorCode::Internal,
             10 => ErrorCode::NotAllowed,
             11 => ErrorCode::Unavailable,
+            12 => ErrorCode::SessionMoved,
             other => ErrorCode::Other(other),
         }
     }

@@ -94,6 +94,10 @@ frame_types! {
     SessionOpened = 0x26 => [FrontendToGame],
     /// 0x27 a client session closed on this front-end.
     SessionClosed = 0x27 => [FrontendToGame],
+    /// 0x28 the session was opened on another front-end: close its connection here.
+    SessionMoved = 0x28 => [GameToFrontend],
+    /// 0x29 a session this front-end carries, announced when its game link comes up.
+    SessionHeld = 0x29 => [FrontendToGame],
 }
 
 /// One complete, framed but not yet decoded frame: the exact bytes received.

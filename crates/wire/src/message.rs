@@ -432,6 +432,15 @@ pub enum FrontendToGame {
         /// The client's name from its hello.
         client_name: String,
     },
+    /// A session this front-end carries, announced when its link to the game server comes
+    /// up (not a resume): registered if the game server does not know it; if another
+    /// front-end carries it now, the game server answers `SessionMoved`.
+    SessionHeld {
+        /// The session.
+        session: SessionId,
+        /// The client's name from its hello.
+        client_name: String,
+    },
     /// A session closed on this front-end.
     SessionClosed {
         /// The session.
@@ -458,6 +467,7 @@ impl Message for FrontendToGame {
             Self::Unsubscribe { .. } => FrameType::Unsubscribe,
             Self::Input { .. } => FrameType::SessionInput,
             Self::SessionOpened { .. } => FrameType::SessionOpened,
+            Self::SessionHeld { .. } => FrameType::SessionHeld,
             Self::SessionClosed { .. } => FrameType::SessionClosed,
             Self::Error { .. } => FrameType::Error,
         }
@@ -493,6 +503,10 @@ impl Message for FrontendToGame {
                 put_bytes(out, payload);
             }),
             Self::SessionOpened {
+                session,
+                client_name,
+            }
+            | Self::SessionHeld {
                 session,
                 client_name,
             } => frame(out, frame_type, |out| {
@@ -537,6 +551,10 @@ impl Message for FrontendToGame {
                 payload: reader.bytes("payload")?,
             },
             FrameType::SessionOpened => Self::SessionOpened {
+                session: SessionId(reader.varint("session")?),
+                client_name: reader.text("client_name")?,
+            },
+            FrameType::SessionHeld => Self::SessionHeld {
                 session: SessionId(reader.varint("session")?),
                 client_name: reader.text("client_name")?,
             },
@@ -613,6 +631,12 @@ pub enum GameToFrontend {
         /// Opaque to the front-end.
         payload: Bytes,
     },
+    /// The session was opened on another front-end (a resume there): this front-end
+    /// closes its connection with `Error{SessionMoved}`, if it still has one.
+    SessionMoved {
+        /// The session.
+        session: SessionId,
+    },
     /// A fatal error; the game server closes after sending it.
     Error {
         /// What went wrong.
@@ -635,6 +659,7 @@ impl Message for GameToFrontend {
             Self::Snapshot { .. } => FrameType::Snapshot,
             Self::ChangeBatch { .. } => FrameType::ChangeBatch,
             Self::Output { .. } => FrameType::SessionOutput,
+            Self::SessionMoved { .. } => FrameType::SessionMoved,
             Self::Error { .. } => FrameType::Error,
         }
     }
@@ -675,6 +700,9 @@ impl Message for GameToFrontend {
                 put_varint(out, session.0);
                 put_bytes(out, payload);
             }),
+            Self::SessionMoved { session } => {
+                frame(out, frame_type, |out| put_varint(out, session.0))
+            }
             Self::Error { code, text } => {
                 frame(out, frame_type, |out| put_code_text(out, *code, text))
             }
@@ -717,6 +745,9 @@ impl Message for GameToFrontend {
                 world: read_world(&mut reader)?,
                 session: SessionId(reader.varint("session")?),
                 payload: reader.bytes("payload")?,
+            },
+            FrameType::SessionMoved => Self::SessionMoved {
+                session: SessionId(reader.varint("session")?),
             },
             FrameType::Error => {
                 let (code, text) = read_code_text(&mut reader)?;

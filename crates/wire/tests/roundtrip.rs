@@ -28,8 +28,8 @@ fn world() -> impl Strategy<Value = WorldId> {
 
 fn code() -> impl Strategy<Value = ErrorCode> {
     prop_oneof![
-        (1u16..=11).prop_map(ErrorCode::from_u16),
-        (12u16..).prop_map(ErrorCode::Other),
+        (1u16..=12).prop_map(ErrorCode::from_u16),
+        (13u16..).prop_map(ErrorCode::Other),
         Just(ErrorCode::Other(0))
     ]
 }
@@ -149,6 +149,10 @@ fn frontend_to_game() -> impl Strategy<Value = FrontendToGame> {
             session: SessionId(session),
             client_name
         }),
+        (any::<u64>(), text()).prop_map(|(session, client_name)| FrontendToGame::SessionHeld {
+            session: SessionId(session),
+            client_name
+        }),
         any::<u64>().prop_map(|session| FrontendToGame::SessionClosed {
             session: SessionId(session)
         }),
@@ -178,6 +182,9 @@ fn game_to_frontend() -> impl Strategy<Value = GameToFrontend> {
                 session: SessionId(session),
                 payload,
             }
+        }),
+        any::<u64>().prop_map(|session| GameToFrontend::SessionMoved {
+            session: SessionId(session)
         }),
         (code(), text()).prop_map(|(code, text)| GameToFrontend::Error { code, text }),
     ]

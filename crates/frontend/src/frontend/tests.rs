@@ -217,14 +217,13 @@ fn sessions_open_on_every_game_and_resume_with_their_token() {
             client_name: "alice".into()
         }]
     );
-    // A game server connecting later learns the open sessions after its handshake.
+    // A game server connecting later learns the open sessions after its handshake (held,
+    // not opened: that must not move a session).
     let outputs = h.game(2, &[]);
-    assert!(
-        to_game(&outputs, 2).contains(&FrontendToGame::SessionOpened {
-            session,
-            client_name: "alice".into()
-        })
-    );
+    assert!(to_game(&outputs, 2).contains(&FrontendToGame::SessionHeld {
+        session,
+        client_name: "alice".into()
+    }));
 
     // The client comes back on another connection with its token: same session.
     h.feed(Input::ClientConnected(ConnId(2)));
@@ -240,8 +239,17 @@ fn sessions_open_on_every_game_and_resume_with_their_token() {
         &to_client(&outputs, 2)[..],
         [FrontendToClient::Welcome { resumed: true, .. }]
     ));
-    // The old connection is closed without a SessionClosed: the session lives on.
+    // The old connection is told why and closed, without a SessionClosed: the session
+    // lives on.
+    assert_eq!(
+        to_client(&outputs, 1),
+        vec![FrontendToClient::Error {
+            code: ErrorCode::SessionMoved,
+            text: "session resumed on another connection".into()
+        }]
+    );
     assert!(outputs.contains(&Output::CloseClient(ConnId(1), CloseReason::SessionMoved)));
+    assert_eq!(h.frontend.stats().sessions_taken_over, 1);
     assert!(
         !to_game(&outputs, 1)
             .iter()
@@ -1040,6 +1048,44 @@ fn hello_with(h: &mut Harness, conn: u64, token: Option<Bytes>) -> (Bytes, bool)
         ] => (session_token.clone(), *resumed),
         other => panic!("no welcome: {other:?}"),
     }
+}
+
+#[test]
+fn a_session_resumed_on_another_frontend_is_closed_here_with_an_explicit_error() {
+    let mut h = Harness::default_config();
+    h.game(1, &["arena"]);
+    let (token, _) = hello_with(&mut h, 1, None);
+    h.subscribe(1, &arena(), None);
+    let session = verify_token(&h.frontend.token_key.key, &token).unwrap();
+    // Another front-end's SessionOpened moved the session: the game server says so.
+    let outputs = h.feed(Input::GameFrame(
+        GameId(1),
+        raw(&GameToFrontend::SessionMoved { session }),
+    ));
+    assert_eq!(
+        to_client(&outputs, 1),
+        vec![FrontendToClient::Error {
+            code: ErrorCode::SessionMoved,
+            text: "session resumed on another connection".into()
+        }]
+    );
+    assert!(outputs.contains(&Output::CloseClient(ConnId(1), CloseReason::SessionMoved)));
+    assert_eq!(h.frontend.router().conn_of(session), None);
+    assert_eq!(h.frontend.stats().sessions_taken_over, 1);
+    // Its SessionClosed is harmless to the game server (the session is elsewhere).
+    assert_eq!(
+        to_game(&outputs, 1)
+            .iter()
+            .filter(|m| matches!(m, FrontendToGame::SessionClosed { .. }))
+            .count(),
+        1
+    );
+    // A session this front-end does not carry (already gone) changes nothing.
+    let outputs = h.feed(Input::GameFrame(
+        GameId(1),
+        raw(&GameToFrontend::SessionMoved { session }),
+    ));
+    assert!(outputs.is_empty(), "{outputs:?}");
 }
 
 #[test]
