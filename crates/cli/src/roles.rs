@@ -29,6 +29,11 @@ pub struct FrontendArgs {
     /// what the file-descriptor limit holds, keeping 256 + 4 per game server).
     #[arg(long, default_value_t = 100_000)]
     max_clients: usize,
+    /// Most client connections at once from one IP address; more are told `Overloaded`
+    /// and closed (0: no such cap). Clients behind one NAT share an address: raise it for
+    /// them.
+    #[arg(long, default_value_t = 1_000)]
+    max_clients_per_ip: usize,
     /// File holding the fleet's session-token key: 64 hex digits (32 bytes; make one with
     /// `flotilla keygen --out FILE`). Every front-end of a fleet must use the same key, or
     /// clients that move between them get new sessions instead of resuming. Default: a
@@ -366,6 +371,7 @@ pub fn frontend(args: FrontendArgs) -> Result<()> {
             server_id: id.clone(),
             send_budget: args.send_budget,
             max_clients: args.max_clients,
+            max_clients_per_ip: args.max_clients_per_ip,
             ..FrontendConfig::default()
         };
         let millis = Duration::from_millis;

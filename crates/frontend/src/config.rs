@@ -161,6 +161,12 @@ pub struct FrontendConfig {
     /// while keeping descriptors for the listener and its game links
     /// ([`client_cap`](crate::server::client_cap)). Default 100,000.
     pub max_clients: usize,
+    /// Most client connections held at once from one IP address (0: no such cap). A
+    /// connection past it gets `Error{Overloaded}` and is closed at once, so one address
+    /// cannot take the whole front-end. Default 0 here (tests and benchmarks connect
+    /// thousands from one loopback address); `flotilla frontend` uses 1,000.
+    #[serde(default)]
+    pub max_clients_per_ip: usize,
     /// Bounds of each world replica's ring of recent batches.
     #[serde(with = "ring_limits")]
     pub ring: RingLimits,
@@ -265,6 +271,7 @@ impl Default for FrontendConfig {
             max_hello_frame_len: flotilla_wire::HELLO_MAX_FRAME_LEN,
             max_game_queued_bytes: 8 << 20,
             max_clients: 100_000,
+            max_clients_per_ip: 0,
             replica_grace_period: Duration::from_secs(5),
             game_resume_grace: default_game_resume_grace(),
             max_inputs_per_second: default_input_budget(),

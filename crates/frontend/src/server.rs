@@ -119,6 +119,7 @@ pub struct ServerStats {
     game_bytes_queued: AtomicU64,
     client_read_pauses: AtomicU64,
     refused: AtomicU64,
+    refused_per_ip: AtomicU64,
     client_cap: AtomicU64,
 }
 
@@ -142,6 +143,9 @@ pub struct StatsSnapshot {
     /// Client connections refused with `Overloaded`: the client cap was reached, or the
     /// process ran out of file descriptors (answered through a spare descriptor).
     pub refused: u64,
+    /// Of those, connections refused because their IP address held
+    /// [`max_clients_per_ip`](crate::FrontendConfig::max_clients_per_ip) already.
+    pub refused_per_ip: u64,
     /// The client cap in force: `max_clients`, or less when the process's file-descriptor
     /// limit is lower (see [`client_cap`]).
     pub client_cap: u64,
@@ -162,6 +166,7 @@ impl ServerStats {
             game_bytes_queued: self.game_bytes_queued.load(Ordering::Relaxed),
             client_read_pauses: self.client_read_pauses.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
+            refused_per_ip: self.refused_per_ip.load(Ordering::Relaxed),
             client_cap: self.client_cap.load(Ordering::Relaxed),
         }
     }
@@ -397,7 +402,11 @@ async fn serve(
     tasks.push(tokio::spawn(accept_clients(
         listener,
         spare,
-        usize::try_from(stats.client_cap.load(Ordering::Relaxed)).unwrap_or(usize::MAX),
+        Admission {
+            max_clients: usize::try_from(stats.client_cap.load(Ordering::Relaxed))
+                .unwrap_or(usize::MAX),
+            max_per_ip: config.max_clients_per_ip,
+        },
         ReadLimits {
             first_frame: config.max_hello_frame_len,
             frame: config.max_client_frame_len,
@@ -1249,15 +1258,27 @@ async fn read_client(
     }
 }
 
+/// How many client connections the acceptor lets in: in all, and per IP address (0: no
+/// per-address cap).
+#[derive(Debug, Clone, Copy)]
+struct Admission {
+    max_clients: usize,
+    max_per_ip: usize,
+}
+
 async fn accept_clients(
     listener: TcpListener,
     mut spare: Option<std::fs::File>,
-    max_clients: usize,
+    admission: Admission,
     limits: ReadLimits,
     tx: mpsc::Sender<Event>,
     stats: Arc<ServerStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Admission {
+        max_clients,
+        max_per_ip,
+    } = admission;
     let mut next_conn: u64 = 1;
     // Client connections whose reader still runs.
     let open = Arc::new(AtomicUsize::new(0));
@@ -1269,6 +1290,16 @@ async fn accept_clients(
         }
         .encode_to_bytes()
     };
+    let crowded = {
+        use flotilla_wire::Message as _;
+        flotilla_wire::FrontendToClient::Error {
+            code: flotilla_wire::ErrorCode::Overloaded,
+            text: format!("more than {max_per_ip} connections from your address"),
+        }
+        .encode_to_bytes()
+    };
+    // Open connections per address (only with a per-address cap).
+    let per_ip: Arc<Mutex<HashMap<std::net::IpAddr, usize>>> = Arc::default();
     let mut out_of_descriptors_logged = false;
     loop {
         let accepted = tokio::select! {
@@ -1276,17 +1307,27 @@ async fn accept_clients(
             _ = shutdown.changed() => return,
         };
         match accepted {
-            Ok((stream, _peer)) => {
+            Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                if open.load(Ordering::Relaxed) >= max_clients {
+                let full_here = open.load(Ordering::Relaxed) >= max_clients;
+                let crowded_address = !full_here
+                    && max_per_ip > 0
+                    && lock_counts(&per_ip).get(&peer.ip()).copied().unwrap_or(0) >= max_per_ip;
+                if full_here || crowded_address {
                     // Best effort, never waiting: the client learns why and moves on.
                     // Whatever it already sent is read first, so that closing does not
                     // reset the connection before it reads the answer.
                     let mut discard = [0u8; 512];
                     let _ = stream.try_read(&mut discard);
-                    let _ = stream.try_write(&full);
+                    let _ = stream.try_write(if full_here { &full } else { &crowded });
                     stats.refused.fetch_add(1, Ordering::Relaxed);
+                    if crowded_address {
+                        stats.refused_per_ip.fetch_add(1, Ordering::Relaxed);
+                    }
                     continue;
+                }
+                if max_per_ip > 0 {
+                    *lock_counts(&per_ip).entry(peer.ip()).or_insert(0) += 1;
                 }
                 open.fetch_add(1, Ordering::Relaxed);
                 let conn = ConnId(next_conn);
@@ -1301,10 +1342,20 @@ async fn accept_clients(
                     return;
                 }
                 let open = Arc::clone(&open);
+                let per_ip = (max_per_ip > 0).then(|| Arc::clone(&per_ip));
                 let reader = read_client(conn, stream, limits.clone(), tx.clone());
                 tokio::spawn(async move {
                     reader.await;
                     open.fetch_sub(1, Ordering::Relaxed);
+                    if let Some(per_ip) = per_ip {
+                        let mut counts = lock_counts(&per_ip);
+                        if let Some(count) = counts.get_mut(&peer.ip()) {
+                            *count = count.saturating_sub(1);
+                            if *count == 0 {
+                                counts.remove(&peer.ip());
+                            }
+                        }
+                    }
                 });
             }
             Err(error) if is_out_of_descriptors(&error) && spare.is_some() => {
@@ -1335,6 +1386,15 @@ async fn accept_clients(
             }
         }
     }
+}
+
+/// The per-address connection counts (a poisoned lock still holds valid counts).
+fn lock_counts(
+    counts: &Mutex<HashMap<std::net::IpAddr, usize>>,
+) -> std::sync::MutexGuard<'_, HashMap<std::net::IpAddr, usize>> {
+    counts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// True for the errors of a process (EMFILE) or system (ENFILE) out of file descriptors.
