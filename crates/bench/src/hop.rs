@@ -188,7 +188,7 @@ fn requests_in_round(requests: usize, rounds: usize, round: usize) -> usize {
 }
 
 /// One blocking connection that sends a request frame and waits for its echo.
-struct EchoLink {
+pub(crate) struct EchoLink {
     stream: TcpStream,
     decoder: Decoder,
     buf: Vec<u8>,
@@ -200,7 +200,11 @@ struct EchoLink {
 }
 
 impl EchoLink {
-    fn connect(addr: SocketAddr, hello: &[u8], reply: FrameType) -> Result<Self, BenchError> {
+    pub(crate) fn connect(
+        addr: SocketAddr,
+        hello: &[u8],
+        reply: FrameType,
+    ) -> Result<Self, BenchError> {
         let mut stream =
             TcpStream::connect(addr).map_err(BenchError::io(format!("connecting to {addr}")))?;
         stream
@@ -262,9 +266,12 @@ impl EchoLink {
                         .write_all(&(self.pong)(nonce))
                         .map_err(BenchError::io("answering a ping"))?;
                 } else if frame_type == FrameType::Error {
+                    let said = match FrontendToClient::decode(&frame) {
+                        Ok(FrontendToClient::Error { code, text }) => format!("{code:?}: {text}"),
+                        _ => format!("{} bytes", frame.len()),
+                    };
                     return Err(BenchError::Protocol(format!(
-                        "the server sent an error frame ({} bytes)",
-                        frame.len()
+                        "the server sent an error frame ({said})"
                     )));
                 }
             }
@@ -286,7 +293,11 @@ impl EchoLink {
     }
 
     /// Sends `request` and waits for the echo of `counter`; returns the round trip.
-    fn round_trip(&mut self, request: &[u8], counter: u64) -> Result<Duration, BenchError> {
+    pub(crate) fn round_trip(
+        &mut self,
+        request: &[u8],
+        counter: u64,
+    ) -> Result<Duration, BenchError> {
         let start = Instant::now();
         self.stream
             .write_all(request)
@@ -296,6 +307,48 @@ impl EchoLink {
         } else {
             Err(BenchError::Timeout(format!("no echo of request {counter}")))
         }
+    }
+    /// For a client connection to a front-end (hello sent): waits for the welcome, then
+    /// probes with inputs for `world` until one is echoed (the front-end has connected to
+    /// the game server and learnt the world), within 15 s.
+    pub(crate) fn route_first(
+        &mut self,
+        world: &WorldId,
+        payload_len: usize,
+    ) -> Result<(), BenchError> {
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(BenchError::io("setting a read timeout"))?;
+        if !self.wait_for(FrameType::Welcome, None)? {
+            return Err(BenchError::Timeout("no Welcome from the front-end".into()));
+        }
+        self.stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .map_err(BenchError::io("setting a read timeout"))?;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut probe = u64::MAX;
+        loop {
+            let request = ClientToFrontend::Input {
+                world: world.clone(),
+                payload: request_payload(probe, payload_len),
+            }
+            .encode_to_bytes();
+            self.stream
+                .write_all(&request)
+                .map_err(BenchError::io("probing the front-end"))?;
+            if self.wait_for(FrameType::Output, Some(probe))? {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(BenchError::Timeout(
+                    "the front-end never routed an input to the game server".into(),
+                ));
+            }
+            probe -= 1;
+        }
+        self.stream
+            .set_read_timeout(None)
+            .map_err(BenchError::io("clearing the read timeout"))
     }
 }
 
@@ -315,7 +368,7 @@ fn game_payload(frame: &flotilla_wire::RawFrame) -> Result<Bytes, BenchError> {
     }
 }
 
-fn request_payload(counter: u64, len: usize) -> Bytes {
+pub(crate) fn request_payload(counter: u64, len: usize) -> Bytes {
     let mut payload = vec![0u8; len.max(8)];
     if let Some(head) = payload.get_mut(..8) {
         head.copy_from_slice(&counter.to_be_bytes());
@@ -411,15 +464,7 @@ fn run_placement(
     }
     .encode_to_bytes();
     let mut via = EchoLink::connect(frontend.addr, &hello, FrameType::Output)?;
-    via.stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(BenchError::io("setting a read timeout"))?;
-    if !via.wait_for(FrameType::Welcome, None)? {
-        return Err(BenchError::Timeout("no Welcome from the front-end".into()));
-    }
-    via.stream
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .map_err(BenchError::io("setting a read timeout"))?;
+    via.route_first(&world, config.payload_len)?;
     let via_request = |counter: u64| {
         ClientToFrontend::Input {
             world: world.clone(),
@@ -427,25 +472,6 @@ fn run_placement(
         }
         .encode_to_bytes()
     };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut probe = u64::MAX;
-    loop {
-        via.stream
-            .write_all(&via_request(probe))
-            .map_err(BenchError::io("probing the front-end"))?;
-        if via.wait_for(FrameType::Output, Some(probe))? {
-            break;
-        }
-        if Instant::now() >= deadline {
-            return Err(BenchError::Timeout(
-                "the front-end never routed an input to the game server".into(),
-            ));
-        }
-        probe -= 1;
-    }
-    via.stream
-        .set_read_timeout(None)
-        .map_err(BenchError::io("clearing the read timeout"))?;
 
     // Direct: this process plays the front-end's side of the game link.
     let mut direct_hello = FrontendToGame::Hello {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use flotilla_bench::lean::Protocol;
 use flotilla_bench::{
-    ConnectionsConfig, FailoverBenchConfig, FailureMode, FanoutConfig, HopConfig, Placement,
-    WorkerLauncher, run_connections, run_failover, run_fanout, run_hop,
+    ConnectionsConfig, FailoverBenchConfig, FailureMode, FanoutConfig, FloodConfig, HopConfig,
+    Placement, WorkerLauncher, run_connections, run_failover, run_fanout, run_flood, run_hop,
 };
 
 fn launcher() -> WorkerLauncher {
@@ -59,6 +59,32 @@ fn hop_measures_both_paths_in_both_placements() {
         flotilla_bench::affinity::allowed_cpus().unwrap(),
         cpus_before
     );
+}
+
+#[test]
+fn flood_measures_the_player_unloaded_and_under_both_floods() {
+    let report = run_flood(
+        &FloodConfig {
+            requests: 300,
+            warmup: 50,
+            ..FloodConfig::default()
+        },
+        &launcher(),
+    )
+    .unwrap();
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["bench"], "flood");
+    let names: Vec<&str> = report.phases.iter().map(|p| p.flooder.as_str()).collect();
+    assert_eq!(names, ["unloaded", "flat-out", "paced"]);
+    for phase in &report.phases {
+        assert_eq!(phase.round_trip.count, 300, "{phase:?}");
+        assert!(phase.round_trip.p50_us > 0.0);
+    }
+    assert_eq!(report.phases[0].flood_inputs, 0);
+    // The flat-out flooder went past its budget: closed, then refused, again and again.
+    assert!(report.phases[1].flooder_closed > 0, "{report:?}");
+    assert!(report.phases[2].flood_inputs > 0, "{report:?}");
+    assert!(report.p99_ratio_flat_out > 0.0 && report.p99_ratio_paced > 0.0);
 }
 
 #[test]

@@ -45,6 +45,10 @@ pub enum BenchCommand {
     /// Round trip input -> game server -> output through one front-end versus directly
     /// to the game server.
     Hop(HopArgs),
+    /// One player's round trip through a front-end while another client floods it with
+    /// inputs (flat-out, reconnecting when closed; and paced under the input budget),
+    /// against the same round trip unloaded.
+    Flood(FloodArgs),
     /// One world, N observers: delivered batches/s, latency and front-end CPU, at a
     /// fixed rate and at saturation, side by side with nats-server.
     Fanout(FanoutArgs),
@@ -159,6 +163,26 @@ pub struct FailoverRuns {
     pub bench: &'static str,
     /// One report per mode, in the order run.
     pub runs: Vec<flotilla_bench::FailoverReport>,
+}
+
+/// Arguments of `flotilla bench flood`.
+#[derive(clap::Args, Debug)]
+pub struct FloodArgs {
+    /// The player's measured round trips per phase.
+    #[arg(long, default_value_t = 5_000)]
+    requests: usize,
+    /// Its unmeasured round trips first.
+    #[arg(long, default_value_t = 500)]
+    warmup: usize,
+    /// Payload bytes per input.
+    #[arg(long, default_value_t = 64)]
+    payload: usize,
+    /// The paced flooder's inputs a second.
+    #[arg(long, default_value_t = 40_000)]
+    paced_rate: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `flotilla bench hop`.
@@ -304,6 +328,16 @@ pub fn run(which: BenchCommand) -> Result<()> {
                 placements: args.placement.clone(),
             };
             let report = flotilla_bench::run_hop(&config, &WorkerLauncher::flotilla_cli()?)?;
+            print_report(&report, args.json)
+        }
+        BenchCommand::Flood(args) => {
+            let config = flotilla_bench::FloodConfig {
+                requests: args.requests,
+                warmup: args.warmup,
+                payload_len: args.payload,
+                paced_rate: args.paced_rate,
+            };
+            let report = flotilla_bench::run_flood(&config, &WorkerLauncher::flotilla_cli()?)?;
             print_report(&report, args.json)
         }
         BenchCommand::Fanout(args) => {

@@ -75,6 +75,10 @@ pub struct FrontendArgs {
     /// Inputs a client connection may send at once above that rate (default 50000).
     #[arg(long)]
     input_burst: Option<u32>,
+    /// Milliseconds during which the address of a connection closed for flooding inputs is
+    /// refused (default 10000; 0: never refused).
+    #[arg(long)]
+    input_flood_penalty_ms: Option<u64>,
     /// Keep polling this many microseconds after a short turn before sleeping, yielding
     /// the core between polls (default 100; 0: never spin).
     #[arg(long)]
@@ -394,6 +398,9 @@ pub fn frontend(args: FrontendArgs) -> Result<()> {
                 .max_inputs_per_second
                 .unwrap_or(config.max_inputs_per_second),
             input_burst: args.input_burst.unwrap_or(config.input_burst),
+            input_flood_penalty: args
+                .input_flood_penalty_ms
+                .map_or(config.input_flood_penalty, Duration::from_millis),
             busy_poll: args
                 .busy_poll_us
                 .map_or(config.busy_poll, Duration::from_micros),

@@ -167,6 +167,12 @@ pub struct FrontendConfig {
     /// thousands from one loopback address); `flotilla frontend` uses 1,000.
     #[serde(default)]
     pub max_clients_per_ip: usize,
+    /// How long the address of a connection closed for exceeding its input budget is
+    /// refused (`Error{Overloaded}`), so that a flooder cannot simply reconnect and burst
+    /// again (zero: not at all). Every client behind that address (a NAT) is refused
+    /// meanwhile; connections already open are not touched. Default 10 s.
+    #[serde(default = "default_input_flood_penalty")]
+    pub input_flood_penalty: Duration,
     /// Bounds of each world replica's ring of recent batches.
     #[serde(with = "ring_limits")]
     pub ring: RingLimits,
@@ -242,6 +248,10 @@ pub struct FrontendConfig {
 
 /// The default of [`FrontendConfig::game_resume_grace`] (also for recordings made before
 /// the setting existed).
+fn default_input_flood_penalty() -> Duration {
+    Duration::from_secs(10)
+}
+
 fn default_game_resume_grace() -> Duration {
     Duration::from_secs(5)
 }
@@ -272,6 +282,7 @@ impl Default for FrontendConfig {
             max_game_queued_bytes: 8 << 20,
             max_clients: 100_000,
             max_clients_per_ip: 0,
+            input_flood_penalty: default_input_flood_penalty(),
             replica_grace_period: Duration::from_secs(5),
             game_resume_grace: default_game_resume_grace(),
             max_inputs_per_second: default_input_budget(),

@@ -37,6 +37,10 @@ pub enum CloseReason {
     IdleTimeout,
     /// The session resumed on another connection of this front-end.
     SessionMoved,
+    /// It sent inputs past its budget (`Error{Overloaded}` was sent first); the shell
+    /// refuses its address for a while
+    /// ([`input_flood_penalty`](crate::FrontendConfig::input_flood_penalty)).
+    InputRate,
 }
 
 /// Something that happened to the front-end, fed to [`Frontend::handle`].
@@ -554,29 +558,35 @@ impl Frontend {
             "more than {} inputs a second (bursts of {})",
             self.config.max_inputs_per_second, self.config.input_burst
         );
-        self.close_overloaded_client(now, conn, text);
+        self.close_overloaded_client(now, conn, text, CloseReason::InputRate);
     }
 
     /// Closes `conn` with `Error{Overloaded, text}` first.
-    fn close_overloaded_client(&mut self, now: Instant, conn: ConnId, text: String) {
+    fn close_overloaded_client(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        text: String,
+        reason: CloseReason,
+    ) {
         let frame = FrontendToClient::Error {
             code: ErrorCode::Overloaded,
             text,
         }
         .encode_to_bytes();
-        self.close_client(
-            now,
-            conn,
-            CloseReason::Protocol(ErrorCode::Overloaded),
-            Some(frame),
-        );
+        self.close_client(now, conn, reason, Some(frame));
     }
 
     /// Closes the connections that went past their hard limit during the last input.
     fn close_overloaded(&mut self, now: Instant) {
         let mut overloaded = std::mem::take(&mut self.overloaded);
         for conn in overloaded.drain(..) {
-            self.close_overloaded_client(now, conn, "too much unread output".to_owned());
+            self.close_overloaded_client(
+                now,
+                conn,
+                "too much unread output".to_owned(),
+                CloseReason::Protocol(ErrorCode::Overloaded),
+            );
         }
         if self.overloaded.is_empty() {
             self.overloaded = overloaded;

@@ -61,7 +61,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::FrontendConfig;
 use crate::error::FrontendError;
-use crate::frontend::{Frontend, Input, Output, Stats};
+use crate::frontend::{CloseReason, Frontend, Input, Output, Stats};
 use crate::ids::{ConnId, GameId, IdBuildHasher};
 
 /// Events the event loop handles per turn before it flushes.
@@ -120,6 +120,7 @@ pub struct ServerStats {
     client_read_pauses: AtomicU64,
     refused: AtomicU64,
     refused_per_ip: AtomicU64,
+    refused_penalized: AtomicU64,
     client_cap: AtomicU64,
 }
 
@@ -146,6 +147,9 @@ pub struct StatsSnapshot {
     /// Of those, connections refused because their IP address held
     /// [`max_clients_per_ip`](crate::FrontendConfig::max_clients_per_ip) already.
     pub refused_per_ip: u64,
+    /// Of those, connections refused because their address flooded inputs recently
+    /// ([`input_flood_penalty`](crate::FrontendConfig::input_flood_penalty)).
+    pub refused_penalized: u64,
     /// The client cap in force: `max_clients`, or less when the process's file-descriptor
     /// limit is lower (see [`client_cap`]).
     pub client_cap: u64,
@@ -167,6 +171,7 @@ impl ServerStats {
             client_read_pauses: self.client_read_pauses.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
             refused_per_ip: self.refused_per_ip.load(Ordering::Relaxed),
+            refused_penalized: self.refused_penalized.load(Ordering::Relaxed),
             client_cap: self.client_cap.load(Ordering::Relaxed),
         }
     }
@@ -399,6 +404,7 @@ async fn serve(
         )));
     }
     let (pause_clients, pause_rx) = watch::channel(false);
+    let penalties = Penalties::default();
     tasks.push(tokio::spawn(accept_clients(
         listener,
         spare,
@@ -406,6 +412,7 @@ async fn serve(
             max_clients: usize::try_from(stats.client_cap.load(Ordering::Relaxed))
                 .unwrap_or(usize::MAX),
             max_per_ip: config.max_clients_per_ip,
+            penalties: penalties.clone(),
         },
         ReadLimits {
             first_frame: config.max_hello_frame_len,
@@ -435,6 +442,8 @@ async fn serve(
         stats,
         max_game_queued_bytes: config.max_game_queued_bytes,
         pause_clients,
+        penalties,
+        flood_penalty: config.input_flood_penalty,
     };
     event_loop.run(rx, shutdown_rx).await;
     for task in tasks {
@@ -600,6 +609,10 @@ impl OutQueue {
 
 /// The task that owns the machine.
 struct EventLoop {
+    /// Addresses refused for flooding inputs, shared with the acceptor.
+    penalties: Penalties,
+    /// How long such an address is refused.
+    flood_penalty: Duration,
     frontend: Frontend,
     /// Writes every input and a digest of the outputs (`--record`).
     recorder: Option<crate::record::Recorder>,
@@ -975,6 +988,21 @@ impl EventLoop {
             }
             Output::CloseClient(conn, reason) => {
                 log::debug!("closing client {conn:?}: {reason:?}");
+                if reason == CloseReason::InputRate
+                    && !self.flood_penalty.is_zero()
+                    && let Some(peer) = self
+                        .clients
+                        .get(&conn)
+                        .and_then(|queue| queue.stream.peer_addr().ok())
+                {
+                    log::warn!(
+                        "{} flooded inputs: refusing its connections for {:?}",
+                        peer.ip(),
+                        self.flood_penalty
+                    );
+                    self.penalties
+                        .add(peer.ip(), Instant::now() + self.flood_penalty);
+                }
                 if let Some(queue) = self.clients.get_mut(&conn) {
                     queue.closing = true;
                     self.mark_dirty(Peer::Client(conn));
@@ -1260,10 +1288,42 @@ async fn read_client(
 
 /// How many client connections the acceptor lets in: in all, and per IP address (0: no
 /// per-address cap).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Admission {
     max_clients: usize,
     max_per_ip: usize,
+    /// Addresses refused until an instant: they flooded inputs (see [`Penalties`]).
+    penalties: Penalties,
+}
+
+/// Addresses whose connection was closed for exceeding its input budget, refused until
+/// the instant given ([`FrontendConfig::input_flood_penalty`]). The event loop adds them,
+/// the acceptor checks and forgets the expired ones.
+#[derive(Debug, Clone, Default)]
+struct Penalties(Arc<Mutex<HashMap<std::net::IpAddr, Instant>>>);
+
+impl Penalties {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<std::net::IpAddr, Instant>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Refuses `ip` until `until`.
+    fn add(&self, ip: std::net::IpAddr, until: Instant) {
+        self.lock().insert(ip, until);
+    }
+
+    /// How long `ip` is still refused, if it is.
+    fn remaining(&self, ip: std::net::IpAddr, now: Instant) -> Option<Duration> {
+        let mut penalties = self.lock();
+        let until = *penalties.get(&ip)?;
+        if until <= now {
+            penalties.remove(&ip);
+            return None;
+        }
+        Some(until - now)
+    }
 }
 
 async fn accept_clients(
@@ -1278,6 +1338,7 @@ async fn accept_clients(
     let Admission {
         max_clients,
         max_per_ip,
+        penalties,
     } = admission;
     let mut next_conn: u64 = 1;
     // Client connections whose reader still runs.
@@ -1309,6 +1370,21 @@ async fn accept_clients(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
+                if let Some(remaining) = penalties.remaining(peer.ip(), Instant::now()) {
+                    let refusal = flotilla_wire::FrontendToClient::Error {
+                        code: flotilla_wire::ErrorCode::Overloaded,
+                        text: format!(
+                            "this address flooded inputs: refused for another {:.0} s",
+                            remaining.as_secs_f64().ceil()
+                        ),
+                    };
+                    let mut discard = [0u8; 512];
+                    let _ = stream.try_read(&mut discard);
+                    let _ = stream.try_write(&flotilla_wire::Message::encode_to_bytes(&refusal));
+                    stats.refused.fetch_add(1, Ordering::Relaxed);
+                    stats.refused_penalized.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 let full_here = open.load(Ordering::Relaxed) >= max_clients;
                 let crowded_address = !full_here
                     && max_per_ip > 0

@@ -452,6 +452,31 @@ async fn an_input_flooder_is_closed_and_the_other_players_inputs_go_on() {
         assert!(closing.1.contains("inputs a second"), "{}", closing.1);
         let _ = flooder.await;
 
+        // Reconnecting to burst again does not work: the address is refused for a while
+        // (connections already open, like alice's, are not touched).
+        let mut again = TcpStream::connect(addr).await.unwrap();
+        let mut decoder = Decoder::default();
+        let refusal = loop {
+            if let Some(message) = decoder.next_message::<FrontendToClient>().unwrap() {
+                break message;
+            }
+            let mut buf = vec![0u8; 4096];
+            let read = tokio::time::timeout(WAIT, again.read(&mut buf))
+                .await
+                .expect("the front-end answers the reconnect")
+                .unwrap_or(0);
+            assert!(read > 0, "closed without an Error frame");
+            decoder.feed(&buf[..read]);
+        };
+        assert!(
+            matches!(
+                &refusal,
+                FrontendToClient::Error { code: ErrorCode::Overloaded, text }
+                    if text.contains("flooded inputs")
+            ),
+            "{refusal:?}"
+        );
+
         // Alice's input still makes its round trip.
         alice
             .send(&ClientToFrontend::Input {
