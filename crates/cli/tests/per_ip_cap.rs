@@ -6,23 +6,13 @@
 
 mod common;
 
-use common::{free_port, next_message};
+use common::{Running, free_port, next_message};
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flotilla_wire::{ClientToFrontend, Decoder, ErrorCode, FrontendToClient, Message};
-
-/// A child process killed and reaped when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Connects to `to` from `from` (any port) and says hello; returns the first answer.
 fn hello_from(from: &str, to: &str) -> (TcpStream, Option<FrontendToClient>) {

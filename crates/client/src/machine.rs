@@ -494,6 +494,17 @@ impl ClientMachine {
         self.drop_connection(now, ending, true);
     }
 
+    /// Closes for bytes from the front-end that are not valid protocol.
+    fn fail_protocol(&mut self, now: Instant, error: &flotilla_wire::WireError) {
+        let text = error.to_string();
+        self.fail(
+            now,
+            error.code(),
+            text.clone(),
+            AttemptError::Protocol(text),
+        );
+    }
+
     /// Stops for good: what is queued is discarded, and the shell is told once.
     fn end(&mut self, reason: DisconnectReason) {
         if self.ended.is_some() {
@@ -556,15 +567,7 @@ impl ClientMachine {
             let frame = match connection.decoder.next_frame() {
                 Ok(Some(frame)) => frame,
                 Ok(None) => return,
-                Err(error) => {
-                    let text = error.to_string();
-                    return self.fail(
-                        now,
-                        error.code(),
-                        text.clone(),
-                        AttemptError::Protocol(text),
-                    );
-                }
+                Err(error) => return self.fail_protocol(now, &error),
             };
             // A whole frame proves the front-end alive (PROTOCOL.md section 7): bytes that
             // never complete one do not.
@@ -572,15 +575,7 @@ impl ClientMachine {
             self.frames_received += 1;
             let message = match FrontendToClient::decode(&frame) {
                 Ok(message) => message,
-                Err(error) => {
-                    let text = error.to_string();
-                    return self.fail(
-                        now,
-                        error.code(),
-                        text.clone(),
-                        AttemptError::Protocol(text),
-                    );
-                }
+                Err(error) => return self.fail_protocol(now, &error),
             };
             if matches!(connection.phase, Phase::AwaitingWelcome { .. }) {
                 self.on_handshake(now, message);
@@ -608,15 +603,7 @@ impl ClientMachine {
                     }
                     return;
                 }
-                Err(Fatal::Protocol(error)) => {
-                    let text = error.to_string();
-                    return self.fail(
-                        now,
-                        error.code(),
-                        text.clone(),
-                        AttemptError::Protocol(text),
-                    );
-                }
+                Err(Fatal::Protocol(error)) => return self.fail_protocol(now, &error),
                 Err(Fatal::Unexpected(what)) => {
                     return self.fail(
                         now,

@@ -552,6 +552,21 @@ enum Turn {
     Room,
 }
 
+/// What a read of the connection tells the machine: EOF, the bytes read (taken from
+/// `buffer`), or the error.
+fn read_input(shared: &Shared, read: std::io::Result<usize>, buffer: &mut BytesMut) -> ClientInput {
+    match read {
+        Ok(0) => ClientInput::Closed,
+        Ok(count) => {
+            shared
+                .bytes_received
+                .fetch_add(count as u64, Ordering::Relaxed);
+            ClientInput::Received(buffer.split().freeze())
+        }
+        Err(error) => ClientInput::Failed(error.to_string()),
+    }
+}
+
 /// Lets a writer flush what it was asked to write, then cuts it after [`CLOSE_GRACE`].
 fn retire(writer: JoinHandle<std::io::Result<()>>) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -709,17 +724,10 @@ async fn drive(shared: Arc<Shared>, resolver: Option<DnsResolver>) {
                 let input = resolved_input(&shared, &mut state, resolver.as_ref(), result);
                 shared.feed(&mut state, input);
             }
-            Turn::Read(result) => match result {
-                Ok(0) => shared.feed(&mut state, ClientInput::Closed),
-                Ok(count) => {
-                    shared
-                        .bytes_received
-                        .fetch_add(count as u64, Ordering::Relaxed);
-                    let bytes = buffer.split().freeze();
-                    shared.feed(&mut state, ClientInput::Received(bytes));
-                }
-                Err(error) => shared.feed(&mut state, ClientInput::Failed(error.to_string())),
-            },
+            Turn::Read(result) => {
+                let input = read_input(&shared, result, &mut buffer);
+                shared.feed(&mut state, input);
+            }
             Turn::WriterEnded(result) => {
                 // The writer ended on its own: a write failed, or the outbox closed itself
                 // over its budget (after writing Error{Overloaded}). The connection is over.
@@ -738,21 +746,10 @@ async fn drive(shared: Arc<Shared>, resolver: Option<DnsResolver>) {
                 {
                     buffer.reserve(READ_RESERVE);
                     match reader.try_read_buf(&mut buffer) {
-                        Ok(0) => {
-                            shared.feed(&mut state, ClientInput::Closed);
-                            continue;
-                        }
-                        Ok(count) => {
-                            shared
-                                .bytes_received
-                                .fetch_add(count as u64, Ordering::Relaxed);
-                            let bytes = buffer.split().freeze();
-                            shared.feed(&mut state, ClientInput::Received(bytes));
-                            continue;
-                        }
                         Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-                        Err(error) => {
-                            shared.feed(&mut state, ClientInput::Failed(error.to_string()));
+                        result => {
+                            let input = read_input(&shared, result, &mut buffer);
+                            shared.feed(&mut state, input);
                             continue;
                         }
                     }

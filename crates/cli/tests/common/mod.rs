@@ -3,9 +3,20 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::process::Child;
 use std::time::Duration;
 
 use flotilla_wire::{ClientToFrontend, Decoder, FrontendToClient, Message, PROTOCOL_VERSION};
+
+/// A child process killed and reaped when dropped.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 /// A loopback port free a moment ago.
 pub fn free_port() -> u16 {
