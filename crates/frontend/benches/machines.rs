@@ -129,11 +129,11 @@ fn route(c: &mut Criterion) {
     group.finish();
 }
 
-fn fanout(c: &mut Criterion) {
-    const OBSERVERS: u64 = 1000;
-    let (mut frontend, arena, _) = setup(OBSERVERS);
+/// A front-end whose `observers` clients all watch `arena`, the world's snapshot applied.
+fn subscribed(observers: u64) -> (Frontend, WorldId, WorldState, flotilla_conn::Instant) {
+    let (mut frontend, arena, _) = setup(observers);
     let now = flotilla_conn::Instant::from_millis(1);
-    for conn in 1..=OBSERVERS {
+    for conn in 1..=observers {
         frontend.handle(
             now,
             Input::ClientFrame(
@@ -145,7 +145,7 @@ fn fanout(c: &mut Criterion) {
             ),
         );
     }
-    let mut world = WorldState::new(9);
+    let world = WorldState::new(9);
     frontend.handle(
         now,
         Input::GameFrame(
@@ -157,6 +157,12 @@ fn fanout(c: &mut Criterion) {
             }),
         ),
     );
+    (frontend, arena, world, now)
+}
+
+fn fanout(c: &mut Criterion) {
+    const OBSERVERS: u64 = 1000;
+    let (mut frontend, arena, mut world, now) = subscribed(OBSERVERS);
     drain(&mut frontend);
     let mut group = c.benchmark_group("fanout");
     group.throughput(Throughput::Elements(OBSERVERS));
@@ -187,32 +193,7 @@ fn fanout(c: &mut Criterion) {
 
 fn checkpoint(c: &mut Criterion) {
     const OBSERVERS: u64 = 10_000;
-    let (mut frontend, arena, _) = setup(OBSERVERS);
-    let now = flotilla_conn::Instant::from_millis(1);
-    for conn in 1..=OBSERVERS {
-        frontend.handle(
-            now,
-            Input::ClientFrame(
-                ConnId(conn),
-                raw(&ClientToFrontend::Subscribe {
-                    world: arena.clone(),
-                    since: None,
-                }),
-            ),
-        );
-    }
-    let mut world = WorldState::new(9);
-    frontend.handle(
-        now,
-        Input::GameFrame(
-            GameId(1),
-            raw(&GameToFrontend::Snapshot {
-                world: arena.clone(),
-                part: SnapshotPart::Whole,
-                snapshot: world.snapshot(),
-            }),
-        ),
-    );
+    let (mut frontend, arena, mut world, now) = subscribed(OBSERVERS);
     // A full ring: 256 batches of a 300-byte change.
     for tick in 0..300u32 {
         let mut tx = world.begin();

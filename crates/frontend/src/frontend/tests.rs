@@ -892,29 +892,40 @@ fn game_outputs_past_the_hard_limit_close_the_connection() {
     assert!(closed);
 }
 
-#[test]
-fn a_machine_restored_from_a_checkpoint_goes_on_as_the_original() {
+/// A front-end (a small send budget) with one game server hosting `arena` and `other`,
+/// `clients` subscribers of `arena` (client 2 also of the directory), fed `batches`
+/// batches 50 ms apart with drains and timeouts, then 10 s of quiet. Returns the harness
+/// (its recorded inputs) and every output.
+fn busy_harness(clients: u64, batches: u64) -> (FrontendConfig, Harness, Vec<Output>) {
     let config = FrontendConfig {
         send_budget: 2_000,
         ..FrontendConfig::default()
     };
     let mut h = Harness::new(config.clone());
     h.game(1, &["arena", "other"]);
-    for conn in 1..=6 {
+    for conn in 1..=clients {
         h.client(conn);
         h.subscribe(conn, &arena(), None);
     }
     h.subscribe(2, &WorldId::DIRECTORY, None);
     let mut state = WorldState::new(11);
     h.game_snapshot(1, &arena(), &state);
-    for i in 0..40u64 {
+    let mut outputs = Vec::new();
+    for i in 0..batches {
         h.advance(50 * MS);
-        h.game_batch(1, &arena(), &mut state, &format!("k{}", i % 7));
-        h.feed(Input::ClientDrained(ConnId(1 + i % 3), 150));
-        h.feed(Input::Timeout);
+        let (_, batch_outputs) = h.game_batch(1, &arena(), &mut state, &format!("k{}", i % 7));
+        outputs.extend(batch_outputs);
+        outputs.extend(h.feed(Input::ClientDrained(ConnId(1 + i % 3), 150)));
+        outputs.extend(h.feed(Input::Timeout));
     }
     h.advance(10_000 * MS);
-    h.feed(Input::Timeout);
+    outputs.extend(h.feed(Input::Timeout));
+    (config, h, outputs)
+}
+
+#[test]
+fn a_machine_restored_from_a_checkpoint_goes_on_as_the_original() {
+    let (config, h, _) = busy_harness(6, 40);
 
     // Cut the recorded stream anywhere: the machine restored from a checkpoint there,
     // fed the rest, gives what the original gives (a restored machine's hash tables are
@@ -970,29 +981,7 @@ fn a_machine_restored_from_a_checkpoint_goes_on_as_the_original() {
 
 #[test]
 fn a_recorded_input_stream_replays_to_the_same_outputs() {
-    let config = FrontendConfig {
-        send_budget: 2_000,
-        ..FrontendConfig::default()
-    };
-    let mut h = Harness::new(config.clone());
-    h.game(1, &["arena", "other"]);
-    for conn in 1..=4 {
-        h.client(conn);
-        h.subscribe(conn, &arena(), None);
-    }
-    h.subscribe(2, &WorldId::DIRECTORY, None);
-    let mut state = WorldState::new(11);
-    h.game_snapshot(1, &arena(), &state);
-    let mut first_run = Vec::new();
-    for i in 0..30u64 {
-        h.advance(50 * MS);
-        let (_, outputs) = h.game_batch(1, &arena(), &mut state, &format!("k{}", i % 7));
-        first_run.extend(outputs);
-        first_run.extend(h.feed(Input::ClientDrained(ConnId(1 + i % 3), 150)));
-        first_run.extend(h.feed(Input::Timeout));
-    }
-    h.advance(10_000 * MS);
-    first_run.extend(h.feed(Input::Timeout));
+    let (config, h, first_run) = busy_harness(4, 30);
 
     // Replay the recorded stream into a fresh front-end with the same seed.
     let mut replay = Frontend::new(&config, 7);
