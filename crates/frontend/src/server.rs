@@ -1309,9 +1309,16 @@ impl Penalties {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Refuses `ip` until `until`.
+    /// Refuses `ip` until `until`. Expired entries are forgotten when the map grows
+    /// (many flooding addresses), not only when their address comes back.
     fn add(&self, ip: std::net::IpAddr, until: Instant) {
-        self.lock().insert(ip, until);
+        const PRUNE_ABOVE: usize = 4096;
+        let mut penalties = self.lock();
+        if penalties.len() >= PRUNE_ABOVE {
+            let now = Instant::now();
+            penalties.retain(|_, refused_until| *refused_until > now);
+        }
+        penalties.insert(ip, until);
     }
 
     /// How long `ip` is still refused, if it is.
@@ -1605,6 +1612,30 @@ async fn connect_game(
 mod tests {
     use super::*;
     use crate::session::Session;
+
+    #[test]
+    fn a_penalized_address_is_refused_until_its_time_and_then_forgotten() {
+        let penalties = Penalties::default();
+        let now = Instant::now();
+        let flooder: std::net::IpAddr = [127, 0, 0, 2].into();
+        let other: std::net::IpAddr = [127, 0, 0, 3].into();
+        penalties.add(flooder, now + Duration::from_secs(10));
+        assert_eq!(
+            penalties.remaining(flooder, now + Duration::from_secs(4)),
+            Some(Duration::from_secs(6))
+        );
+        assert_eq!(penalties.remaining(other, now), None);
+        assert_eq!(
+            penalties.remaining(flooder, now + Duration::from_secs(10)),
+            None
+        );
+        assert!(penalties.lock().is_empty(), "forgotten once expired");
+        // Many flooders: expired entries are dropped as the map grows.
+        for n in 0..5000u32 {
+            penalties.add(std::net::IpAddr::from(n.to_be_bytes()), now);
+        }
+        assert!(penalties.lock().len() < 5000);
+    }
 
     #[test]
     fn the_client_cap_leaves_descriptors_for_the_listener_and_game_links() {
