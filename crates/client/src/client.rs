@@ -135,11 +135,6 @@ impl Client {
                 event_queue: config.event_queue,
             },
         );
-        {
-            // The machine asks to connect on its first input.
-            let mut state = lock(&shared.state);
-            shared.feed(&mut state, ClientInput::Timeout);
-        }
         match shared.first_outcome().await {
             FirstOutcome::Welcomed {
                 session_token,

@@ -267,11 +267,6 @@ impl FleetClient {
                 event_queue: config.client.event_queue,
             },
         );
-        {
-            // The machine asks to connect (or to resolve) on its first input.
-            let mut state = lock(&shared.state);
-            shared.feed(&mut state, ClientInput::Timeout);
-        }
         match shared.first_outcome().await {
             FirstOutcome::Welcomed { .. } => Ok(Self {
                 shared,

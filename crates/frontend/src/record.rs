@@ -2,7 +2,7 @@
 //! re-run offline against the same machine, every output checked.
 //!
 //! `flotilla frontend --record DIR` writes, into `DIR`, files `record-000001.bin`,
-//! `record-000002.bin`, ... (a new one every [`RecordSettings::file_bytes`]), each
+//! `record-000002.bin`, ... (a new one after [`RecordSettings::file_bytes`] of records), each
 //! starting with [`MAGIC`] and holding records `tag (u8) | length (u32 LE) | payload`:
 //!
 //! - `H` (first record of the first file): the front-end's configuration and its seed as
@@ -328,7 +328,8 @@ impl OutputDigest {
 /// Writes a recording as the shell feeds its machine. Never fails the front-end: an I/O
 /// error stops the recording (logged once).
 ///
-/// It rotates: once a file holds [`RecordSettings::file_bytes`], the next one starts with
+/// It rotates: once a file holds [`RecordSettings::file_bytes`] of records after its
+/// checkpoint, the next one starts with
 /// a checkpoint of the machine ([`Frontend::checkpoint`]) and the oldest files are deleted
 /// while all of them hold more than [`RecordSettings::max_bytes`]. So the directory keeps
 /// the newest stretch of the run, and a replay starts at the oldest checkpoint left.
@@ -336,7 +337,6 @@ pub struct Recorder {
     dir: PathBuf,
     file: Option<BufWriter<File>>,
     file_index: u32,
-    file_bytes: u64,
     /// Bytes written to the current file after its checkpoint: what fills a file (a large
     /// machine state does not make every file full at once).
     file_records_bytes: u64,
@@ -422,7 +422,6 @@ impl Recorder {
             dir,
             file: Some(file),
             file_index: 1,
-            file_bytes: MAGIC.len() as u64,
             file_records_bytes: 0,
             file_limit: settings.file_bytes.max(MIN_FILE_BYTES),
             files: VecDeque::from([(1, MAGIC.len() as u64)]),
@@ -553,7 +552,6 @@ impl Recorder {
         match open_file(&self.dir, self.file_index) {
             Ok(file) => {
                 self.file = Some(file);
-                self.file_bytes = MAGIC.len() as u64;
                 self.total_bytes += MAGIC.len() as u64;
                 self.files.push_back((self.file_index, MAGIC.len() as u64));
             }
@@ -589,7 +587,6 @@ impl Recorder {
         if let Err(error) = written {
             return self.stop(format!("writing the recording: {error}"));
         }
-        self.file_bytes += len;
         self.file_records_bytes += len;
         self.total_bytes += len;
         if let Some(last) = self.files.back_mut() {

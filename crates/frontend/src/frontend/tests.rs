@@ -184,6 +184,22 @@ fn to_game(outputs: &[Output], game: u64) -> Vec<FrontendToGame> {
         .collect()
 }
 
+/// Asserts that `outputs` tell connection `conn` its session was resumed elsewhere
+/// (`Error{SessionMoved}`) and close it.
+fn assert_taken_over(outputs: &[Output], conn: u64) {
+    assert_eq!(
+        to_client(outputs, conn),
+        vec![FrontendToClient::Error {
+            code: ErrorCode::SessionMoved,
+            text: "session resumed on another connection".into()
+        }]
+    );
+    assert!(outputs.contains(&Output::CloseClient(
+        ConnId(conn),
+        CloseReason::SessionMoved
+    )));
+}
+
 #[test]
 fn sessions_open_on_every_game_and_resume_with_their_token() {
     let mut h = Harness::default_config();
@@ -241,14 +257,7 @@ fn sessions_open_on_every_game_and_resume_with_their_token() {
     ));
     // The old connection is told why and closed, without a SessionClosed: the session
     // lives on.
-    assert_eq!(
-        to_client(&outputs, 1),
-        vec![FrontendToClient::Error {
-            code: ErrorCode::SessionMoved,
-            text: "session resumed on another connection".into()
-        }]
-    );
-    assert!(outputs.contains(&Output::CloseClient(ConnId(1), CloseReason::SessionMoved)));
+    assert_taken_over(&outputs, 1);
     assert_eq!(h.frontend.stats().sessions_taken_over, 1);
     assert!(
         !to_game(&outputs, 1)
@@ -1051,14 +1060,7 @@ fn a_session_resumed_on_another_frontend_is_closed_here_with_an_explicit_error()
         GameId(1),
         raw(&GameToFrontend::SessionMoved { session }),
     ));
-    assert_eq!(
-        to_client(&outputs, 1),
-        vec![FrontendToClient::Error {
-            code: ErrorCode::SessionMoved,
-            text: "session resumed on another connection".into()
-        }]
-    );
-    assert!(outputs.contains(&Output::CloseClient(ConnId(1), CloseReason::SessionMoved)));
+    assert_taken_over(&outputs, 1);
     assert_eq!(h.frontend.router().conn_of(session), None);
     assert_eq!(h.frontend.stats().sessions_taken_over, 1);
     // Its SessionClosed is harmless to the game server (the session is elsewhere).
