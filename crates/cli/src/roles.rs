@@ -95,6 +95,31 @@ pub struct FrontendArgs {
     /// Stop after this many seconds (default: run until killed).
     #[arg(long)]
     seconds: Option<f64>,
+    /// Also accept clients over TLS here (`tls://`; needs --tls-cert and --tls-key).
+    #[arg(long, value_name = "ADDR")]
+    tls_listen: Option<std::net::SocketAddr>,
+    /// Also accept WebSocket clients here (`ws://ADDR/ws`), and serve the browser
+    /// observer page at `http://ADDR/`.
+    #[arg(long, value_name = "ADDR")]
+    ws: Option<std::net::SocketAddr>,
+    /// Also accept WebSocket clients over TLS here (`wss://ADDR/ws`), and serve the page
+    /// over HTTPS (needs --tls-cert and --tls-key).
+    #[arg(long, value_name = "ADDR")]
+    wss: Option<std::net::SocketAddr>,
+    /// The TLS certificate chain (PEM), read again on SIGHUP.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The TLS private key (PEM), read again on SIGHUP.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// The front-ends the observer page balances over (ws:// or wss:// URLs, comma
+    /// separated); default: this one alone.
+    #[arg(long, value_delimiter = ',', value_name = "URL")]
+    web_frontends: Vec<String>,
+    /// The world the observer page watches unless its URL says `?world=` (default: the
+    /// page's own default, "arena").
+    #[arg(long)]
+    web_world: Option<String>,
 }
 
 /// Arguments of `flotilla keygen`.
@@ -410,15 +435,67 @@ pub fn frontend(args: FrontendArgs) -> Result<()> {
                     args.record_max_mb.saturating_mul(1 << 20),
                 )
             }),
+            edge: flotilla_frontend::EdgeConfig {
+                tls_listen: args.tls_listen,
+                ws_listen: args.ws,
+                wss_listen: args.wss,
+                tls: args.tls_cert.clone().zip(args.tls_key.clone()).map(|(cert, key)| {
+                    flotilla_frontend::TlsFiles { cert, key }
+                }),
+                web_frontends: args.web_frontends.clone(),
+                web_world: args.web_world.clone(),
+            },
             ..config
         };
         let mut signals = StopSignals::install()?;
-        let server = FrontendServer::bind(config).await?;
+        let server = std::sync::Arc::new(FrontendServer::bind(config).await?);
         eprintln!(
-            "flotilla frontend {id} listening on {}",
-            server.local_addr()
+            "flotilla frontend {id} listening on {}{}{}{}",
+            server.local_addr(),
+            server
+                .tls_addr()
+                .map(|addr| format!(", tls://{addr}"))
+                .unwrap_or_default(),
+            server
+                .ws_addr()
+                .map(|addr| format!(", ws://{addr}/ws (page: http://{addr}/)"))
+                .unwrap_or_default(),
+            server
+                .wss_addr()
+                .map(|addr| format!(", wss://{addr}/ws"))
+                .unwrap_or_default(),
         );
+        let reloader = (args.tls_cert.is_some()).then(|| {
+            let server = std::sync::Arc::clone(&server);
+            tokio::spawn(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+                    log::warn!("cannot catch SIGHUP: TLS files will not be reloaded");
+                    return;
+                };
+                while hangups.recv().await.is_some() {
+                    match server.reload_tls() {
+                        Ok(()) => {
+                            log::info!("SIGHUP: TLS certificate and key reloaded");
+                            eprintln!("flotilla frontend: SIGHUP: TLS certificate and key reloaded");
+                        }
+                        Err(error) => {
+                            log::error!("SIGHUP: TLS reload failed, keeping the old ones: {error}");
+                            eprintln!(
+                                "flotilla frontend: SIGHUP: TLS reload failed, keeping the old ones: {error}"
+                            );
+                        }
+                    }
+                }
+            })
+        });
         let why = signals.run_for(args.seconds).await;
+        if let Some(reloader) = reloader {
+            reloader.abort();
+            let _ = reloader.await;
+        }
+        let server = std::sync::Arc::into_inner(server)
+            .context("the front-end is still shared at shutdown")?;
         stopping(&format!("frontend {id}"), why);
         server.shutdown().await;
         anyhow::Ok(())

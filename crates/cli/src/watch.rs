@@ -22,17 +22,26 @@ pub struct WatchArgs {
     /// The world to watch; `$directory` lists the worlds the fleet serves.
     #[arg(default_value = "$directory")]
     world: String,
-    /// The fleet's front-ends, comma-separated ADDR:PORT (every client gets the same list).
+    /// The fleet's front-ends, comma-separated ADDR:PORT, or tls://ADDR:PORT for all of
+    /// them over TLS (every client gets the same list).
     #[arg(
         long,
         value_delimiter = ',',
         required_unless_present = "dns",
         conflicts_with = "dns"
     )]
-    frontends: Vec<SocketAddr>,
-    /// Or: every A/AAAA record of this name, as NAME:PORT.
+    frontends: Vec<String>,
+    /// Or: every A/AAAA record of this name, as NAME:PORT (or tls://NAME:PORT).
     #[arg(long)]
     dns: Option<String>,
+    /// The certificate authorities (PEM) that sign the front-ends' TLS certificates;
+    /// needed for tls://.
+    #[arg(long, value_name = "PEM")]
+    ca: Option<std::path::PathBuf>,
+    /// The name the front-ends' TLS certificates must carry (default: the DNS name, or the
+    /// first front-end's IP address).
+    #[arg(long)]
+    tls_name: Option<String>,
     /// Name servers to ask for `--dns`, comma-separated ADDR:PORT (default: the system's).
     #[arg(long, value_delimiter = ',', requires = "dns")]
     name_server: Vec<SocketAddr>,
@@ -56,7 +65,15 @@ pub fn run(args: WatchArgs) -> Result<()> {
         bail!("--seconds must be positive");
     }
     let world = WorldId::new(&args.world).with_context(|| format!("world {:?}", args.world))?;
-    let mut config = match &args.dns {
+    let (tls, frontends) = parse_frontends(&args.frontends)?;
+    let (dns_tls, dns) = match &args.dns {
+        Some(dns) => match dns.strip_prefix("tls://") {
+            Some(rest) => (true, Some(rest.to_owned())),
+            None => (false, Some(dns.clone())),
+        },
+        None => (false, None),
+    };
+    let mut config = match &dns {
         Some(name_port) => {
             let (name, port) = name_port
                 .rsplit_once(':')
@@ -70,13 +87,51 @@ pub fn run(args: WatchArgs) -> Result<()> {
             }
             FleetConfig::from_source(dns)
         }
-        None => FleetConfig::new(args.frontends.clone()),
+        None => FleetConfig::new(frontends.clone()),
     };
+    if tls || dns_tls {
+        let ca = args.ca.as_deref().context(
+            "tls:// front-ends need --ca PEM (the authority that signs their certificates)",
+        )?;
+        let name = match (&args.tls_name, &dns, frontends.first()) {
+            (Some(name), _, _) => name.clone(),
+            (None, Some(name_port), _) => name_port
+                .rsplit_once(':')
+                .map_or(name_port.clone(), |(name, _)| name.to_owned()),
+            (None, None, Some(first)) => first.ip().to_string(),
+            (None, None, None) => bail!("no front-end given"),
+        };
+        config.client.tls = Some(flotilla_client::ClientTls::from_ca_file(ca, &name)?);
+    }
     config.client.client_name = "flotilla-watch".into();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(watch(args, world, config))
+}
+
+/// Parses `--frontends`: every address plain (`ADDR:PORT`) or every one TLS
+/// (`tls://ADDR:PORT`). Returns whether they are TLS, and the addresses.
+pub fn parse_frontends(list: &[String]) -> Result<(bool, Vec<SocketAddr>)> {
+    let tls = list
+        .first()
+        .is_some_and(|first| first.starts_with("tls://"));
+    let addresses = list
+        .iter()
+        .map(|entry| {
+            let (is_tls, addr) = match entry.strip_prefix("tls://") {
+                Some(addr) => (true, addr),
+                None => (false, entry.as_str()),
+            };
+            if is_tls != tls {
+                bail!("--frontends mixes tls:// and plain addresses ({entry:?})");
+            }
+            addr.parse::<SocketAddr>().with_context(|| {
+                format!("--frontends {entry:?}: expected ADDR:PORT or tls://ADDR:PORT")
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((tls, addresses))
 }
 
 async fn watch(args: WatchArgs, world: WorldId, config: FleetConfig) -> Result<()> {
@@ -86,12 +141,7 @@ async fn watch(args: WatchArgs, world: WorldId, config: FleetConfig) -> Result<(
         json!({
             "frontends": match &args.dns {
                 Some(name) => format!("every address of {name}"),
-                None => args
-                    .frontends
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(","),
+                None => args.frontends.join(","),
             },
             "pick": "random",
         }),

@@ -133,6 +133,7 @@ impl Client {
                 resolver: None,
                 max_queued_bytes: config.max_queued_bytes,
                 event_queue: config.event_queue,
+                tls: config.tls.clone(),
             },
         );
         match shared.first_outcome().await {

@@ -44,6 +44,9 @@ pub struct ClientConfig {
     /// What to do when the front-end ends a subscription because the world's game server
     /// is unreachable: resubscribe after a backoff (the default) or give up.
     pub resubscribe: ResubscribePolicy,
+    /// Reach the front-ends over TLS (`tls://`), trusting these authorities. `None` (the
+    /// default): plain TCP.
+    pub tls: Option<crate::ClientTls>,
 }
 
 /// How a client resubscribes a world whose game server went away.
@@ -99,6 +102,7 @@ impl Default for ClientConfig {
             max_queued_bytes: 4 << 20,
             event_queue: 4096,
             resubscribe: ResubscribePolicy::default(),
+            tls: None,
         }
     }
 }

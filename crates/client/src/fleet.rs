@@ -265,6 +265,7 @@ impl FleetClient {
                 resolver,
                 max_queued_bytes: config.client.max_queued_bytes,
                 event_queue: config.client.event_queue,
+                tls: config.client.tls.clone(),
             },
         );
         match shared.first_outcome().await {

@@ -90,6 +90,7 @@ mod fleet;
 mod machine;
 mod session;
 mod shell;
+mod tls;
 
 pub use client::{Client, ClientStats};
 pub use config::{ClientConfig, ResubscribePolicy};
@@ -102,6 +103,7 @@ pub use machine::{AttemptError, ClientInput, ClientMachine, ClientMachineConfig,
 pub use session::{
     ClientSession, Fatal, Handled, HandshakeError, ReplicaMode, Welcomed, WorldCounters,
 };
+pub use tls::ClientTls;
 
 pub use flotilla_wire::{ErrorCode, WorldId};
 pub use flotilla_world::Position;

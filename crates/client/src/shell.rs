@@ -73,6 +73,8 @@ pub(crate) struct ShellConfig {
     pub(crate) max_queued_bytes: usize,
     /// The application's event queue.
     pub(crate) event_queue: usize,
+    /// TLS for every connection, if the front-ends are `tls://`.
+    pub(crate) tls: Option<crate::ClientTls>,
 }
 
 /// The connection in use, as the application sees it.
@@ -527,24 +529,63 @@ pub(crate) fn start(
         max_queued_bytes: config.max_queued_bytes,
         clock: Clock::process(),
     });
-    tokio::spawn(drive(Arc::clone(&shared), config.resolver));
+    tokio::spawn(drive(Arc::clone(&shared), config.resolver, config.tls));
     (shared, events_rx)
 }
 
-type ConnectFuture = Pin<Box<dyn Future<Output = std::io::Result<TcpStream>> + Send>>;
+type ConnectFuture = Pin<Box<dyn Future<Output = std::io::Result<Connection>> + Send>>;
+
+/// An open connection to a front-end: plain TCP, or TLS over it.
+enum Connection {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// The read half of a [`Connection`].
+enum ReadHalf {
+    Plain(OwnedReadHalf),
+    Tls(tokio::io::ReadHalf<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl ReadHalf {
+    async fn read_buf(&mut self, buffer: &mut BytesMut) -> std::io::Result<usize> {
+        match self {
+            Self::Plain(half) => half.read_buf(buffer).await,
+            Self::Tls(half) => half.read_buf(buffer).await,
+        }
+    }
+
+    /// Reads what is already waiting, without waiting (`WouldBlock` when nothing is).
+    fn try_read_buf(&mut self, buffer: &mut BytesMut) -> std::io::Result<usize> {
+        match self {
+            Self::Plain(half) => half.try_read_buf(buffer),
+            Self::Tls(half) => {
+                use std::task::{Context, Poll, Waker};
+                let mut read = std::pin::pin!(half.read_buf(buffer));
+                match read.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+                    Poll::Ready(result) => result,
+                    Poll::Pending => Err(std::io::ErrorKind::WouldBlock.into()),
+                }
+            }
+        }
+    }
+}
 type ResolveFuture = Pin<Box<dyn Future<Output = Result<Vec<SocketAddr>, String>> + Send>>;
 
-/// Connects with `TCP_NODELAY` set.
-async fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
+/// Connects with `TCP_NODELAY` set, and runs the TLS handshake if asked.
+async fn connect(addr: SocketAddr, tls: Option<crate::ClientTls>) -> std::io::Result<Connection> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
-    Ok(stream)
+    match tls {
+        Some(tls) => Ok(Connection::Tls(Box::new(tls.connect(stream).await?))),
+        None => Ok(Connection::Plain(stream)),
+    }
 }
 
 /// What one turn of the driver saw.
 enum Turn {
     Woken,
-    Connected(std::io::Result<TcpStream>),
+    Connected(std::io::Result<Connection>),
     Resolved(Result<Vec<SocketAddr>, String>),
     Read(std::io::Result<usize>),
     WriterEnded(std::io::Result<()>),
@@ -579,12 +620,12 @@ fn retire(writer: JoinHandle<std::io::Result<()>>) -> JoinHandle<()> {
 
 /// The driver: connects, resolves, reads, sleeps and hands events over until the machine
 /// ends; then lets the last connection flush (bounded) and ends the event stream.
-async fn drive(shared: Arc<Shared>, resolver: Option<DnsResolver>) {
+async fn drive(shared: Arc<Shared>, resolver: Option<DnsResolver>, tls: Option<crate::ClientTls>) {
     let mut connecting: Option<(u64, ConnectFuture)> = None;
     let mut resolving: Option<ResolveFuture> = None;
     // The connection read: its generation, read half and writer.
     let mut generation: Option<u64> = None;
-    let mut read_half: Option<OwnedReadHalf> = None;
+    let mut read_half: Option<ReadHalf> = None;
     let mut writer: Option<JoinHandle<std::io::Result<()>>> = None;
     let mut retired: Vec<JoinHandle<()>> = Vec::new();
     let mut buffer = BytesMut::new();
@@ -594,7 +635,7 @@ async fn drive(shared: Arc<Shared>, resolver: Option<DnsResolver>) {
         let deadline = {
             let mut state = lock(&shared.state);
             if let Some((asked, addr)) = state.connect_asked.take() {
-                connecting = Some((asked, Box::pin(connect(addr))));
+                connecting = Some((asked, Box::pin(connect(addr, tls.clone()))));
             }
             if std::mem::take(&mut state.resolve_asked) {
                 resolving = match &resolver {
@@ -692,7 +733,6 @@ async fn drive(shared: Arc<Shared>, resolver: Option<DnsResolver>) {
                 }
                 match result {
                     Ok(stream) => {
-                        let (reader, write_half) = stream.into_split();
                         let goodbye = ClientToFrontend::Error {
                             code: ErrorCode::Overloaded,
                             text: "client send queue over budget".to_owned(),
@@ -705,7 +745,20 @@ async fn drive(shared: Arc<Shared>, resolver: Option<DnsResolver>) {
                             shared.clock,
                             KeepAliveConfig::new(Duration::ZERO, Duration::MAX),
                         ));
-                        writer = Some(tokio::spawn(run_writer(write_half, Arc::clone(&outbox))));
+                        let reader = match stream {
+                            Connection::Plain(stream) => {
+                                let (reader, write_half) = stream.into_split();
+                                writer =
+                                    Some(tokio::spawn(run_writer(write_half, Arc::clone(&outbox))));
+                                ReadHalf::Plain(reader)
+                            }
+                            Connection::Tls(stream) => {
+                                let (reader, write_half) = tokio::io::split(*stream);
+                                writer =
+                                    Some(tokio::spawn(run_writer(write_half, Arc::clone(&outbox))));
+                                ReadHalf::Tls(reader)
+                            }
+                        };
                         if let Some(current) = state.current.as_mut() {
                             current.outbox = Some(outbox);
                         }

@@ -244,6 +244,11 @@ pub struct FrontendConfig {
     /// `None` (the default): no recording. Not part of a recording's header.
     #[serde(skip)]
     pub record: Option<crate::record::RecordSettings>,
+    /// The client listeners besides raw TCP (TLS, WebSocket) and the observer page's
+    /// settings. Default: none. Not part of a recording's header (the machine does not
+    /// see how a client's bytes travel).
+    #[serde(skip)]
+    pub edge: crate::edge::EdgeConfig,
 }
 
 /// The default of [`FrontendConfig::game_resume_grace`] (also for recordings made before
@@ -294,6 +299,7 @@ impl Default for FrontendConfig {
             token_key: TokenKey::default(),
             seed: None,
             record: None,
+            edge: crate::edge::EdgeConfig::default(),
         }
     }
 }

@@ -31,6 +31,9 @@ pub enum FrontendError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The TLS certificate or key could not be read or used.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// A recording could not be written or read (`--record`, `flotilla replay`).
     #[error("recording: {0}")]
     Record(String),

@@ -45,6 +45,7 @@
 
 mod config;
 mod directory;
+pub mod edge;
 mod error;
 mod factory;
 mod frontend;
@@ -58,6 +59,7 @@ mod session;
 
 pub use config::{FrontendConfig, TokenKey};
 pub use directory::Directory;
+pub use edge::{EdgeConfig, TlsFiles};
 pub use error::FrontendError;
 pub use factory::{Factory, FactoryEvent};
 pub use frontend::{CloseReason, Frontend, Input, Output, Stats};

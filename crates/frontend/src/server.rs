@@ -53,13 +53,16 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use flotilla_wire::{Decoder, ErrorCode, FrontendToClient, Message, RawFrame, WireError};
 use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::FrontendConfig;
+use crate::edge::{
+    Handshake, LayerError, ListenerKind, OutLayers, ReadLayers, TlsServer, WebSettings,
+};
 use crate::error::FrontendError;
 use crate::frontend::{CloseReason, Frontend, Input, Output, Stats};
 use crate::ids::{ConnId, GameId, IdBuildHasher};
@@ -122,6 +125,8 @@ pub struct ServerStats {
     refused_per_ip: AtomicU64,
     refused_penalized: AtomicU64,
     client_cap: AtomicU64,
+    handshake_failures: AtomicU64,
+    web_requests: AtomicU64,
 }
 
 /// A copy of a running front-end's counters.
@@ -153,6 +158,11 @@ pub struct StatsSnapshot {
     /// The client cap in force: `max_clients`, or less when the process's file-descriptor
     /// limit is lower (see [`client_cap`]).
     pub client_cap: u64,
+    /// Connections of the TLS and WebSocket listeners whose handshake failed (TLS, HTTP,
+    /// timeout) or that found [`MAX_HANDSHAKES`](crate::edge::MAX_HANDSHAKES) running.
+    pub handshake_failures: u64,
+    /// Web requests answered (the observer page, the front-end list).
+    pub web_requests: u64,
 }
 
 impl ServerStats {
@@ -173,6 +183,8 @@ impl ServerStats {
             refused_per_ip: self.refused_per_ip.load(Ordering::Relaxed),
             refused_penalized: self.refused_penalized.load(Ordering::Relaxed),
             client_cap: self.client_cap.load(Ordering::Relaxed),
+            handshake_failures: self.handshake_failures.load(Ordering::Relaxed),
+            web_requests: self.web_requests.load(Ordering::Relaxed),
         }
     }
 }
@@ -180,7 +192,14 @@ impl ServerStats {
 /// What reader tasks, the acceptor and the game connectors tell the event loop.
 #[derive(Debug)]
 enum Event {
-    ClientConnected(ConnId, Arc<TcpStream>),
+    ClientConnected(ConnId, Arc<TcpStream>, Option<Box<OutLayers>>),
+    /// A WebSocket control frame to answer with (a pong).
+    ClientControl(ConnId, Bytes),
+    /// A layered connection's bytes were refused: send this (a WebSocket close frame, or
+    /// nothing) and close it.
+    ClientAbort(ConnId, Option<Bytes>),
+    /// rustls holds records to send for this connection.
+    ClientTlsPending(ConnId),
     ClientFrame(ConnId, RawFrame),
     ClientMalformed(ConnId, WireError),
     ClientClosed(ConnId),
@@ -206,10 +225,27 @@ enum Peer {
 #[derive(Debug)]
 pub struct FrontendServer {
     local_addr: SocketAddr,
+    edge_addrs: EdgeAddrs,
+    tls: Option<Arc<TlsServer>>,
     stats: Arc<ServerStats>,
     shutdown: watch::Sender<bool>,
     finished: Option<oneshot::Receiver<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The addresses of the layered listeners.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct EdgeAddrs {
+    tls: Option<SocketAddr>,
+    ws: Option<SocketAddr>,
+    wss: Option<SocketAddr>,
+}
+
+/// Every listener a front-end accepts clients on.
+struct Listeners {
+    raw: Acceptor,
+    edge: Vec<(ListenerKind, Acceptor)>,
+    tls: Option<Arc<TlsServer>>,
 }
 
 /// Connections flushed between two checks of the machine's deadlines during a pass.
@@ -279,11 +315,37 @@ impl FrontendServer {
     /// servers and starts serving on the front-end's own thread.
     pub async fn bind(config: FrontendConfig) -> Result<Self, FrontendError> {
         config.validate()?;
-        let listener = bind_listener(config.listen).map_err(|source| FrontendError::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        config.edge.validate()?;
+        let bind = |addr: SocketAddr| {
+            bind_listener(addr).map_err(|source| FrontendError::Bind { addr, source })
+        };
+        let listener = bind(config.listen)?;
         let local_addr = listener.local_addr()?;
+        let tls = match &config.edge.tls {
+            Some(files) => Some(Arc::new(TlsServer::load(files)?)),
+            None => None,
+        };
+        let mut edge_listeners = Vec::new();
+        let mut edge_addrs = EdgeAddrs::default();
+        for (kind, addr, slot) in [
+            (
+                ListenerKind::Tls,
+                config.edge.tls_listen,
+                &mut edge_addrs.tls,
+            ),
+            (ListenerKind::Ws, config.edge.ws_listen, &mut edge_addrs.ws),
+            (
+                ListenerKind::Wss,
+                config.edge.wss_listen,
+                &mut edge_addrs.wss,
+            ),
+        ] {
+            if let Some(addr) = addr {
+                let listener = bind(addr)?;
+                *slot = Some(listener.local_addr()?);
+                edge_listeners.push((kind, listener));
+            }
+        }
         let seed = match config.seed {
             Some(seed) => seed,
             None => flotilla_balance::seed_from_os_entropy()
@@ -296,15 +358,27 @@ impl FrontendServer {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let listener = {
+        // A descriptor kept per listener for one purpose: when the process is out of them
+        // (something besides clients used up the reserve), the acceptor closes it for a
+        // moment so that the waiting client can be accepted and told `Overloaded` instead
+        // of hanging.
+        let acceptor = |listener: std::net::TcpListener| -> io::Result<Acceptor> {
             // Register the socket with the front-end's own runtime.
             let _context = runtime.enter();
-            TcpListener::from_std(listener)?
+            Ok(Acceptor {
+                listener: TcpListener::from_std(listener)?,
+                spare: std::fs::File::open("/dev/null").ok(),
+                out_of_descriptors_logged: false,
+            })
         };
-        // A descriptor kept for one purpose: when the process is out of them (something
-        // besides clients used up the reserve), the acceptor closes it for a moment so that
-        // the waiting client can be accepted and told `Overloaded` instead of hanging.
-        let spare = std::fs::File::open("/dev/null").ok();
+        let listeners = Listeners {
+            raw: acceptor(listener)?,
+            edge: edge_listeners
+                .into_iter()
+                .map(|(kind, listener)| Ok((kind, acceptor(listener)?)))
+                .collect::<io::Result<_>>()?,
+            tls: tls.clone(),
+        };
         let stats = Arc::new(ServerStats::default());
         let fd_limit = descriptor_limit();
         let cap = client_cap(config.max_clients, fd_limit, config.game_servers.len());
@@ -327,6 +401,7 @@ impl FrontendServer {
             config.server_id,
             config.game_servers
         );
+        let config_id = config.server_id.clone();
         let thread_stats = Arc::clone(&stats);
         let thread = std::thread::Builder::new()
             .name(format!("frontend-{}", config.server_id))
@@ -337,8 +412,7 @@ impl FrontendServer {
                     config,
                     seed,
                     recorder,
-                    listener,
-                    spare,
+                    listeners,
                     thread_stats,
                     shutdown_rx,
                 ));
@@ -347,8 +421,19 @@ impl FrontendServer {
                 drop(runtime);
                 let _ = finished_tx.send(());
             })?;
+        if edge_addrs != EdgeAddrs::default() {
+            log::info!(
+                "front-end {} also listening: TLS {:?}, WebSocket {:?}, WebSocket over TLS {:?}",
+                config_id,
+                edge_addrs.tls,
+                edge_addrs.ws,
+                edge_addrs.wss
+            );
+        }
         Ok(Self {
             local_addr,
+            edge_addrs,
+            tls,
             stats,
             shutdown,
             finished: Some(finished),
@@ -359,6 +444,30 @@ impl FrontendServer {
     /// The address clients connect to (useful after binding port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the TLS listener listens (`tls://`), if there is one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.edge_addrs.tls
+    }
+
+    /// Where the WebSocket listener (and the observer page) listens, if there is one.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.edge_addrs.ws
+    }
+
+    /// Where the WebSocket-over-TLS listener listens, if there is one.
+    pub fn wss_addr(&self) -> Option<SocketAddr> {
+        self.edge_addrs.wss
+    }
+
+    /// Reads the TLS certificate and key files again; connections accepted from now on
+    /// use them (open ones keep theirs). An error leaves the current ones in use.
+    pub fn reload_tls(&self) -> Result<(), FrontendError> {
+        match &self.tls {
+            Some(tls) => tls.reload(),
+            None => Err(FrontendError::InvalidConfig("no TLS listener to reload")),
+        }
     }
 
     /// The counters, for status lines.
@@ -385,8 +494,7 @@ async fn serve(
     config: FrontendConfig,
     seed: u64,
     recorder: Option<crate::record::Recorder>,
-    listener: TcpListener,
-    spare: Option<std::fs::File>,
+    listeners: Listeners,
     stats: Arc<ServerStats>,
     shutdown_rx: watch::Receiver<bool>,
 ) {
@@ -405,25 +513,45 @@ async fn serve(
     }
     let (pause_clients, pause_rx) = watch::channel(false);
     let penalties = Penalties::default();
+    let gate = Arc::new(Gate::new(
+        usize::try_from(stats.client_cap.load(Ordering::Relaxed)).unwrap_or(usize::MAX),
+        config.max_clients_per_ip,
+        penalties.clone(),
+    ));
+    let limits = ReadLimits {
+        first_frame: config.max_hello_frame_len,
+        frame: config.max_client_frame_len,
+        pause: Some(pause_rx),
+        chunk: READ_CHUNK,
+    };
     tasks.push(tokio::spawn(accept_clients(
-        listener,
-        spare,
-        Admission {
-            max_clients: usize::try_from(stats.client_cap.load(Ordering::Relaxed))
-                .unwrap_or(usize::MAX),
-            max_per_ip: config.max_clients_per_ip,
-            penalties: penalties.clone(),
-        },
-        ReadLimits {
-            first_frame: config.max_hello_frame_len,
-            frame: config.max_client_frame_len,
-            pause: Some(pause_rx),
-            chunk: READ_CHUNK,
-        },
+        listeners.raw,
+        Arc::clone(&gate),
+        limits.clone(),
         tx.clone(),
         Arc::clone(&stats),
         shutdown_rx.clone(),
     )));
+    let web = Arc::new(WebSettings {
+        frontends: config.edge.web_frontends.clone(),
+        world: config.edge.web_world.clone(),
+    });
+    for (kind, acceptor) in listeners.edge {
+        tasks.push(tokio::spawn(accept_edge(
+            acceptor,
+            kind,
+            listeners.tls.clone(),
+            Arc::clone(&web),
+            Arc::clone(&gate),
+            ReadLimits {
+                chunk: crate::edge::read_chunk(),
+                ..limits.clone()
+            },
+            tx.clone(),
+            Arc::clone(&stats),
+            shutdown_rx.clone(),
+        )));
+    }
     let event_loop = EventLoop {
         frontend: Frontend::new(&config, seed),
         recorder,
@@ -464,10 +592,12 @@ struct OutQueue {
     closing: bool,
     /// Bytes queued and not yet written (the front frame's unwritten part included).
     queued: usize,
+    /// TLS and WebSocket, for a connection of a layered listener (see [`crate::edge`]).
+    layers: Option<Box<OutLayers>>,
 }
 
 impl OutQueue {
-    fn new(stream: Arc<TcpStream>) -> Self {
+    fn new(stream: Arc<TcpStream>, layers: Option<Box<OutLayers>>) -> Self {
         Self {
             stream,
             frames: VecDeque::new(),
@@ -476,6 +606,7 @@ impl OutQueue {
             dirty: false,
             closing: false,
             queued: 0,
+            layers,
         }
     }
 
@@ -484,30 +615,97 @@ impl OutQueue {
         self.frames.push_back((bytes, droppable));
     }
 
-    /// Discards queued droppable frames (not the partly written front one); returns the
-    /// bytes discarded.
+    /// Bytes at the front of the queue that must be written before anything is dropped:
+    /// the rest of a WebSocket message in progress, or the partly written front frame.
+    fn committed(&self) -> usize {
+        match self.layers.as_deref().and_then(|layers| layers.ws.as_ref()) {
+            Some(ws) => ws.message_left,
+            None => usize::from(self.offset > 0),
+        }
+    }
+
+    /// Discards queued droppable frames (not the partly written front one, nor those
+    /// inside a WebSocket message already started); returns the bytes discarded.
     fn drop_droppable(&mut self) -> usize {
         let mut dropped = 0;
-        let keep_front = self.offset > 0;
-        let mut index = 0;
+        let mut protected = self.committed();
+        let mut first = true;
+        let offset = self.offset;
         self.frames.retain(|(bytes, droppable)| {
-            let keep = !*droppable || (keep_front && index == 0);
-            index += 1;
-            if !keep {
-                dropped += bytes.len();
+            let unwritten = if first {
+                bytes.len() - offset
+            } else {
+                bytes.len()
+            };
+            first = false;
+            if protected > 0 {
+                protected = protected.saturating_sub(unwritten.max(1));
+                return true;
             }
-            keep
+            if *droppable {
+                dropped += bytes.len();
+                false
+            } else {
+                true
+            }
         });
         self.queued = self.queued.saturating_sub(dropped);
         dropped
     }
 
+    /// True while frames wait to be written: the machine's, or WebSocket control frames.
+    fn has_frames(&self) -> bool {
+        !self.frames.is_empty()
+            || self
+                .layers
+                .as_deref()
+                .and_then(|layers| layers.ws.as_ref())
+                .is_some_and(|ws| !ws.control.is_empty())
+    }
+
+    /// True while bytes wait: queued frames, or TLS records rustls holds.
+    fn has_pending(&self) -> bool {
+        self.has_frames()
+            || self
+                .layers
+                .as_deref()
+                .and_then(|layers| layers.tls.as_ref())
+                .is_some_and(|tls| crate::edge::lock(tls).wants_write())
+    }
+
     /// Writes as much as the socket takes now, many frames per syscall. Returns the bytes
-    /// that left the queue (written, or discarded after a write error) and whether the
-    /// socket would block.
+    /// of the machine's frames that left the queue (written, or discarded after a write
+    /// error) and whether the socket would block.
     fn flush(&mut self, stats: &ServerStats) -> (usize, bool) {
         let mut total = 0;
-        while !self.frames.is_empty() {
+        loop {
+            if let Some(tls) = self
+                .layers
+                .as_deref()
+                .and_then(|layers| layers.tls.as_ref())
+            {
+                let drained = crate::edge::drain_tls(&mut crate::edge::lock(tls), &self.stream);
+                match drained {
+                    Ok(0) => {}
+                    Ok(written) => {
+                        stats.write_calls.fetch_add(1, Ordering::Relaxed);
+                        stats
+                            .bytes_written
+                            .fetch_add(written as u64, Ordering::Relaxed);
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                        return (total, true);
+                    }
+                    Err(error) => {
+                        log::debug!("TLS write failed: {error}");
+                        total += self.discard_all();
+                        break;
+                    }
+                }
+            }
+            if !self.has_frames() {
+                break;
+            }
             // A steady fan-out queues a few frames per turn: a small array then saves
             // clearing the large one for each of thousands of connections.
             let written = if self.frames.len() <= SMALL_WRITE_IOVECS {
@@ -521,12 +719,17 @@ impl OutQueue {
                     break;
                 }
                 Ok(written) => {
-                    stats.write_calls.fetch_add(1, Ordering::Relaxed);
-                    stats
-                        .bytes_written
-                        .fetch_add(written as u64, Ordering::Relaxed);
-                    total += written;
-                    self.advance(written);
+                    if self
+                        .layers
+                        .as_deref()
+                        .is_none_or(|layers| layers.tls.is_none())
+                    {
+                        stats.write_calls.fetch_add(1, Ordering::Relaxed);
+                        stats
+                            .bytes_written
+                            .fetch_add(written as u64, Ordering::Relaxed);
+                    }
+                    total += self.advance(written);
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return (total, true),
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
@@ -540,34 +743,77 @@ impl OutQueue {
         (total, false)
     }
 
-    /// One `writev` of up to `SLOTS` frames from the front of the queue.
-    fn write_some<const SLOTS: usize>(&self) -> io::Result<usize> {
+    /// One `writev` of up to `SLOTS` frames from the front of the queue (into rustls for a
+    /// TLS connection; within the current message for a WebSocket).
+    fn write_some<const SLOTS: usize>(&mut self) -> io::Result<usize> {
+        let mut limit = usize::MAX;
+        if let Some(ws) = self
+            .layers
+            .as_deref_mut()
+            .and_then(|layers| layers.ws.as_mut())
+        {
+            let added = crate::edge::start_ws_message(ws, &mut self.frames, SLOTS);
+            self.queued += added;
+            limit = ws.message_left;
+        }
         let mut slices = [IoSlice::new(&[]); SLOTS];
         let mut count = 0;
+        let mut covered = 0usize;
         for (slot, (bytes, _)) in slices.iter_mut().zip(self.frames.iter()) {
+            if covered >= limit {
+                break;
+            }
             let part = if count == 0 {
                 bytes.get(self.offset..).unwrap_or_default()
             } else {
                 bytes.as_ref()
             };
+            let part = part.get(..limit - covered).unwrap_or(part);
+            covered += part.len();
             *slot = IoSlice::new(part);
             count += 1;
+        }
+        let slices = slices.get(..count).unwrap_or_default();
+        if let Some(tls) = self
+            .layers
+            .as_deref()
+            .and_then(|layers| layers.tls.as_ref())
+        {
+            // Plaintext into rustls (bounded by its buffer limit); `flush` writes the
+            // records. Nothing taken means its buffer is full: wait for the socket.
+            return match std::io::Write::write_vectored(
+                &mut crate::edge::lock(tls).writer(),
+                slices,
+            ) {
+                Ok(0) => Err(io::ErrorKind::WouldBlock.into()),
+                other => other,
+            };
         }
         // `sendmsg`/`send` rather than `writev`/`write`: a socket call skips the VFS
         // layer's checks, which show in profiles at a million writes a second.
         let socket = socket2::SockRef::from(&*self.stream);
-        if count == 1 {
+        if let [part] = slices {
             // One frame: a plain `send` (no iovec to import).
-            let part = slices.first().map(|slice| &slice[..]).unwrap_or_default();
             return self.stream.try_io(Interest::WRITABLE, || socket.send(part));
         }
-        let slices = slices.get(..count).unwrap_or_default();
         self.stream
             .try_io(Interest::WRITABLE, || socket.send_vectored(slices))
     }
 
-    fn advance(&mut self, mut written: usize) {
+    /// Takes `written` bytes off the front of the queue; returns how many of them were the
+    /// machine's (not WebSocket headers or control frames).
+    fn advance(&mut self, mut written: usize) -> usize {
         let consumed = written;
+        let mut overhead = 0;
+        if let Some(ws) = self
+            .layers
+            .as_deref_mut()
+            .and_then(|layers| layers.ws.as_mut())
+        {
+            overhead = consumed.min(ws.overhead_left);
+            ws.overhead_left -= overhead;
+            ws.message_left = ws.message_left.saturating_sub(consumed);
+        }
         while written > 0 {
             let Some((front, _)) = self.frames.front() else {
                 break;
@@ -587,19 +833,50 @@ impl OutQueue {
             // Give memory back once a burst is over.
             self.frames = VecDeque::new();
         }
+        consumed - overhead
     }
 
     fn discard_all(&mut self) -> usize {
-        let left: usize = self
+        let mut left: usize = self
             .frames
             .iter()
             .map(|(bytes, _)| bytes.len())
             .sum::<usize>()
             - self.offset;
+        if let Some(ws) = self
+            .layers
+            .as_deref_mut()
+            .and_then(|layers| layers.ws.as_mut())
+        {
+            left = left.saturating_sub(ws.overhead_left);
+            *ws = crate::edge::WsOut::default();
+        }
         self.frames = VecDeque::new();
         self.offset = 0;
         self.queued = 0;
         left
+    }
+
+    /// Queues a WebSocket control frame (a pong) to go out between messages.
+    fn push_control(&mut self, frame: Bytes) {
+        if let Some(ws) = self
+            .layers
+            .as_deref_mut()
+            .and_then(|layers| layers.ws.as_mut())
+        {
+            ws.control.push_back(frame);
+        }
+    }
+
+    /// Says goodbye at the TLS layer (close_notify) before the last flush.
+    fn close_layers(&mut self) {
+        if let Some(tls) = self
+            .layers
+            .as_deref()
+            .and_then(|layers| layers.tls.as_ref())
+        {
+            crate::edge::lock(tls).send_close_notify();
+        }
     }
 
     fn shutdown_socket(&self) {
@@ -857,9 +1134,30 @@ impl EventLoop {
     fn on_event(&mut self, event: Event) {
         let now = self.now();
         let input = match event {
-            Event::ClientConnected(conn, stream) => {
-                self.clients.insert(conn, OutQueue::new(stream));
+            Event::ClientConnected(conn, stream, layers) => {
+                self.clients.insert(conn, OutQueue::new(stream, layers));
                 Input::ClientConnected(conn)
+            }
+            Event::ClientControl(conn, frame) => {
+                if let Some(queue) = self.clients.get_mut(&conn) {
+                    queue.push_control(frame);
+                    self.mark_dirty(Peer::Client(conn));
+                }
+                return;
+            }
+            Event::ClientTlsPending(conn) => {
+                self.mark_dirty(Peer::Client(conn));
+                return;
+            }
+            Event::ClientAbort(conn, goodbye) => {
+                if let Some(queue) = self.clients.get_mut(&conn) {
+                    if let Some(goodbye) = goodbye {
+                        queue.push_control(goodbye);
+                    }
+                    queue.closing = true;
+                    self.mark_dirty(Peer::Client(conn));
+                }
+                Input::ClientClosed(conn)
             }
             Event::ClientFrame(conn, frame) => Input::ClientFrame(conn, frame),
             Event::ClientMalformed(conn, error) => Input::ClientMalformed(conn, error),
@@ -872,7 +1170,7 @@ impl EventLoop {
                 Input::ClientClosed(conn)
             }
             Event::GameConnected(game, stream) => {
-                self.games.insert(game, OutQueue::new(stream));
+                self.games.insert(game, OutQueue::new(stream, None));
                 Input::GameConnected(game)
             }
             Event::GameFrame(game, frame) => Input::GameFrame(game, frame),
@@ -1085,6 +1383,7 @@ impl EventLoop {
                 Peer::Game(game) => self.games.remove(&game),
             };
             if let Some(mut queue) = queue {
+                queue.close_layers();
                 let would_block = queue.waiting_writable || queue.flush(&stats).1;
                 if would_block {
                     // A peer that does not read gets a bounded time for its last frames.
@@ -1130,6 +1429,7 @@ impl EventLoop {
         .encode_to_bytes();
         for (_, mut queue) in self.clients.drain() {
             queue.push(goodbye.clone(), false);
+            queue.close_layers();
             let _ = queue.flush(&self.stats);
             queue.shutdown_socket();
         }
@@ -1149,7 +1449,7 @@ impl EventLoop {
 /// Writes the last frames of a closing connection (bounded in time), then shuts it.
 async fn linger(mut queue: OutQueue, stats: Arc<ServerStats>) {
     let _ = tokio::time::timeout(LINGER, async {
-        while !queue.frames.is_empty() {
+        while queue.has_pending() {
             if queue.stream.writable().await.is_err() {
                 break;
             }
@@ -1173,54 +1473,119 @@ struct ReadLimits {
     chunk: usize,
 }
 
-/// Reads frames from `stream` until it ends, sending each to the event loop.
+/// What a layered reader tells the event loop besides frames.
+enum LayerEvent {
+    /// A control frame to answer with.
+    Control(Bytes),
+    /// rustls has records to send.
+    TlsPending,
+    /// The bytes were refused: send this (if anything) and close.
+    Abort(Option<Bytes>),
+}
+
+/// Reads frames from `stream` until it ends, sending each to the event loop. A
+/// connection of a layered listener passes its TLS and WebSocket state as `layers`; its
+/// bytes are read into a buffer of their own and unwrapped into the frame decoder's.
 async fn read_frames(
     stream: &TcpStream,
     mut limits: ReadLimits,
+    mut layers: Option<ReadLayers>,
     tx: &mpsc::Sender<Event>,
     frame_event: impl Fn(RawFrame) -> Event,
     error_event: impl Fn(WireError) -> Event,
+    layer_event: impl Fn(LayerEvent) -> Event,
 ) -> ReadEnd {
     let mut decoder = Decoder::new(limits.first_frame);
     let mut first = true;
+    let mut raw = BytesMut::new();
+    // Plaintext that came with the handshake, or that rustls already decrypted.
+    let mut initial = layers.is_some();
     loop {
-        if let Some(pause) = limits.pause.as_mut() {
-            // A closed sender means the event loop is gone: the send below notices.
-            let _ = pause.wait_for(|paused| !*paused).await;
-        }
-        if stream.readable().await.is_err() {
-            return ReadEnd::Closed;
-        }
-        let buffer = decoder.buffer_mut();
-        if buffer.capacity() - buffer.len() < limits.chunk / 4 {
-            buffer.reserve(limits.chunk);
-        }
-        let spare = buffer.capacity() - buffer.len();
-        let mut read = 0;
-        // A read shorter than the space offered emptied the socket: report it as
-        // `WouldBlock` so tokio clears the readiness now, which saves the extra `recv`
-        // that would only find nothing (data arriving later raises a new edge).
-        let outcome = stream.try_io(Interest::READABLE, || {
-            read = stream.try_read_buf(buffer)?;
-            if read > 0 && read < spare {
-                Err(io::ErrorKind::WouldBlock.into())
-            } else {
-                Ok(())
+        if !initial {
+            if let Some(pause) = limits.pause.as_mut() {
+                // A closed sender means the event loop is gone: the send below notices.
+                let _ = pause.wait_for(|paused| !*paused).await;
             }
-        });
-        match outcome {
-            Ok(()) if read == 0 => return ReadEnd::Closed,
-            Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock && read > 0 => {}
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                // The readiness was stale: do not park holding an empty buffer.
-                decoder.release_idle_buffer();
-                continue;
-            }
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => {
-                log::debug!("read failed: {error}");
+            if stream.readable().await.is_err() {
                 return ReadEnd::Closed;
+            }
+            let buffer = if layers.is_some() {
+                &mut raw
+            } else {
+                decoder.buffer_mut()
+            };
+            if buffer.capacity() - buffer.len() < limits.chunk / 4 {
+                buffer.reserve(limits.chunk);
+            }
+            let spare = buffer.capacity() - buffer.len();
+            let mut read = 0;
+            // A read shorter than the space offered emptied the socket: report it as
+            // `WouldBlock` so tokio clears the readiness now, which saves the extra `recv`
+            // that would only find nothing (data arriving later raises a new edge).
+            let outcome = stream.try_io(Interest::READABLE, || {
+                read = stream.try_read_buf(buffer)?;
+                if read > 0 && read < spare {
+                    Err(io::ErrorKind::WouldBlock.into())
+                } else {
+                    Ok(())
+                }
+            });
+            match outcome {
+                Ok(()) if read == 0 => return ReadEnd::Closed,
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock && read > 0 => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    // The readiness was stale: do not park holding an empty buffer.
+                    decoder.release_idle_buffer();
+                    raw = BytesMut::new();
+                    continue;
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    log::debug!("read failed: {error}");
+                    return ReadEnd::Closed;
+                }
+            }
+        }
+        initial = false;
+        let mut peer_closed = false;
+        if let Some(layers) = layers.as_mut() {
+            let unwrapped = layers.unwrap(&raw, decoder.buffer_mut(), stream);
+            raw.clear();
+            match unwrapped {
+                Ok(unwrapped) => {
+                    let mut events: Vec<Event> = unwrapped
+                        .replies
+                        .into_iter()
+                        .map(|reply| layer_event(LayerEvent::Control(reply)))
+                        .collect();
+                    if unwrapped.tls_pending {
+                        events.push(layer_event(LayerEvent::TlsPending));
+                    }
+                    for event in events {
+                        if tx.send(event).await.is_err() {
+                            return ReadEnd::LoopGone;
+                        }
+                    }
+                    peer_closed = unwrapped.closed;
+                }
+                Err(error) => {
+                    let goodbye = match error {
+                        LayerError::Tls(text) => {
+                            log::debug!("TLS error from a client: {text}");
+                            None
+                        }
+                        LayerError::Ws(text, close) => {
+                            log::debug!("WebSocket error from a client: {text}");
+                            Some(close)
+                        }
+                    };
+                    let _ = tx.send(layer_event(LayerEvent::Abort(goodbye))).await;
+                    return ReadEnd::Malformed;
+                }
+            }
+            if layers.is_idle() {
+                raw = BytesMut::new();
             }
         }
         loop {
@@ -1251,6 +1616,9 @@ async fn read_frames(
             }
         }
         decoder.release_idle_buffer();
+        if peer_closed {
+            return ReadEnd::Closed;
+        }
     }
 }
 
@@ -1269,14 +1637,21 @@ async fn read_client(
     conn: ConnId,
     stream: Arc<TcpStream>,
     limits: ReadLimits,
+    layers: Option<ReadLayers>,
     tx: mpsc::Sender<Event>,
 ) {
     let end = read_frames(
         &stream,
         limits,
+        layers,
         &tx,
         |frame| Event::ClientFrame(conn, frame),
         |error| Event::ClientMalformed(conn, error),
+        |event| match event {
+            LayerEvent::Control(frame) => Event::ClientControl(conn, frame),
+            LayerEvent::TlsPending => Event::ClientTlsPending(conn),
+            LayerEvent::Abort(goodbye) => Event::ClientAbort(conn, goodbye),
+        },
     )
     .await;
     // Let go of the socket before reporting, so the event loop's drop closes it.
@@ -1286,14 +1661,114 @@ async fn read_client(
     }
 }
 
-/// How many client connections the acceptor lets in: in all, and per IP address (0: no
-/// per-address cap).
-#[derive(Debug, Clone)]
-struct Admission {
+/// Who may connect: the client cap, the per-address cap and the flood penalties, shared
+/// by every listener (raw, TLS, WebSocket), with the connection ids they hand out.
+#[derive(Debug)]
+struct Gate {
     max_clients: usize,
+    /// 0: no per-address cap.
     max_per_ip: usize,
     /// Addresses refused until an instant: they flooded inputs (see [`Penalties`]).
     penalties: Penalties,
+    /// Client connections whose reader still runs.
+    open: AtomicUsize,
+    /// Open connections per address (only with a per-address cap).
+    per_ip: Mutex<HashMap<std::net::IpAddr, usize>>,
+    next_conn: AtomicU64,
+    /// `Error{Overloaded}` for a full front-end.
+    full: Bytes,
+    /// `Error{Overloaded}` for an address at its cap.
+    crowded: Bytes,
+}
+
+/// A client connection let in by the [`Gate`]: counted until dropped (when its reader
+/// ends).
+#[derive(Debug)]
+struct Ticket {
+    gate: Arc<Gate>,
+    ip: std::net::IpAddr,
+    conn: ConnId,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.gate.open.fetch_sub(1, Ordering::Relaxed);
+        if self.gate.max_per_ip > 0 {
+            let mut counts = lock_counts(&self.gate.per_ip);
+            if let Some(count) = counts.get_mut(&self.ip) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    counts.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
+impl Gate {
+    fn new(max_clients: usize, max_per_ip: usize, penalties: Penalties) -> Self {
+        let overloaded = |text: String| {
+            FrontendToClient::Error {
+                code: ErrorCode::Overloaded,
+                text,
+            }
+            .encode_to_bytes()
+        };
+        Self {
+            max_clients,
+            max_per_ip,
+            penalties,
+            open: AtomicUsize::new(0),
+            per_ip: Mutex::default(),
+            next_conn: AtomicU64::new(1),
+            full: overloaded("front-end full: try another".to_owned()),
+            crowded: overloaded(format!(
+                "more than {max_per_ip} connections from your address"
+            )),
+        }
+    }
+
+    /// The refusal for an address that flooded inputs, while it is refused.
+    fn penalty(&self, ip: std::net::IpAddr, stats: &ServerStats) -> Option<Bytes> {
+        let remaining = self.penalties.remaining(ip, Instant::now())?;
+        stats.refused.fetch_add(1, Ordering::Relaxed);
+        stats.refused_penalized.fetch_add(1, Ordering::Relaxed);
+        Some(
+            FrontendToClient::Error {
+                code: ErrorCode::Overloaded,
+                text: format!(
+                    "this address flooded inputs: refused for another {:.0} s",
+                    remaining.as_secs_f64().ceil()
+                ),
+            }
+            .encode_to_bytes(),
+        )
+    }
+
+    /// Lets a connection from `ip` in, or gives the `Error{Overloaded}` frame refusing it.
+    fn admit(self: &Arc<Self>, ip: std::net::IpAddr, stats: &ServerStats) -> Result<Ticket, Bytes> {
+        if self.open.load(Ordering::Relaxed) >= self.max_clients {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(self.full.clone());
+        }
+        if self.max_per_ip > 0 {
+            let mut counts = lock_counts(&self.per_ip);
+            let count = counts.entry(ip).or_insert(0);
+            if *count >= self.max_per_ip {
+                stats.refused.fetch_add(1, Ordering::Relaxed);
+                stats.refused_per_ip.fetch_add(1, Ordering::Relaxed);
+                return Err(self.crowded.clone());
+            }
+            *count += 1;
+        }
+        self.open.fetch_add(1, Ordering::Relaxed);
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        Ok(Ticket {
+            gate: Arc::clone(self),
+            ip,
+            conn: ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed)),
+        })
+    }
 }
 
 /// Addresses whose connection was closed for exceeding its input budget, refused until
@@ -1333,141 +1808,182 @@ impl Penalties {
     }
 }
 
-async fn accept_clients(
+/// Refuses a raw connection with `answer`: best effort, never waiting. Whatever the client
+/// already sent is read first, so that closing does not reset the connection before it
+/// reads the answer.
+fn refuse_raw(stream: &TcpStream, answer: &[u8]) {
+    let mut discard = [0u8; 512];
+    let _ = stream.try_read(&mut discard);
+    let _ = stream.try_write(answer);
+}
+
+/// Hands an admitted connection to the event loop and starts its reader (which holds the
+/// ticket until it ends). False when the event loop is gone.
+async fn start_client(
+    ticket: Ticket,
+    stream: TcpStream,
+    out: Option<Box<OutLayers>>,
+    read: Option<ReadLayers>,
+    limits: ReadLimits,
+    tx: &mpsc::Sender<Event>,
+) -> bool {
+    let conn = ticket.conn;
+    let stream = Arc::new(stream);
+    if tx
+        .send(Event::ClientConnected(conn, Arc::clone(&stream), out))
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let reader = read_client(conn, stream, limits, read, tx.clone());
+    tokio::spawn(async move {
+        reader.await;
+        drop(ticket);
+    });
+    true
+}
+
+/// Accepts from `listener` until shutdown, waiting `pause` after an error that is not
+/// out-of-descriptors. Out of descriptors, the spare one is closed for a moment so that
+/// the waiting client can be accepted and answered with `full`.
+struct Acceptor {
     listener: TcpListener,
-    mut spare: Option<std::fs::File>,
-    admission: Admission,
+    spare: Option<std::fs::File>,
+    out_of_descriptors_logged: bool,
+}
+
+impl Acceptor {
+    /// The next connection, or `None` at shutdown.
+    async fn next(
+        &mut self,
+        shutdown: &mut watch::Receiver<bool>,
+        full: &Bytes,
+        stats: &ServerStats,
+    ) -> Option<(TcpStream, SocketAddr)> {
+        loop {
+            let accepted = tokio::select! {
+                accepted = self.listener.accept() => accepted,
+                _ = shutdown.changed() => return None,
+            };
+            match accepted {
+                Ok(accepted) => {
+                    let _ = accepted.0.set_nodelay(true);
+                    return Some(accepted);
+                }
+                Err(error) if is_out_of_descriptors(&error) && self.spare.is_some() => {
+                    if !self.out_of_descriptors_logged {
+                        log::warn!(
+                            "accept: out of file descriptors ({error}); refusing clients with \
+                             Overloaded until some close"
+                        );
+                        self.out_of_descriptors_logged = true;
+                    }
+                    // Frees the descriptor for the accept below.
+                    drop(self.spare.take());
+                    let accepted =
+                        tokio::time::timeout(Duration::from_millis(50), self.listener.accept())
+                            .await;
+                    if let Ok(Ok((stream, _peer))) = accepted {
+                        refuse_raw(&stream, full);
+                        stats.refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.spare = std::fs::File::open("/dev/null").ok();
+                }
+                Err(error) => {
+                    // Out of file descriptors without a spare, or similar: wait a little
+                    // instead of spinning.
+                    log::warn!("accept failed: {error}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Accepts raw-TCP clients.
+async fn accept_clients(
+    mut acceptor: Acceptor,
+    gate: Arc<Gate>,
     limits: ReadLimits,
     tx: mpsc::Sender<Event>,
     stats: Arc<ServerStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let Admission {
-        max_clients,
-        max_per_ip,
-        penalties,
-    } = admission;
-    let mut next_conn: u64 = 1;
-    // Client connections whose reader still runs.
-    let open = Arc::new(AtomicUsize::new(0));
-    let full = {
-        use flotilla_wire::Message as _;
-        flotilla_wire::FrontendToClient::Error {
-            code: flotilla_wire::ErrorCode::Overloaded,
-            text: "front-end full: try another".to_owned(),
+    while let Some((stream, peer)) = acceptor.next(&mut shutdown, &gate.full, &stats).await {
+        if let Some(refusal) = gate.penalty(peer.ip(), &stats) {
+            refuse_raw(&stream, &refusal);
+            continue;
         }
-        .encode_to_bytes()
-    };
-    let crowded = {
-        use flotilla_wire::Message as _;
-        flotilla_wire::FrontendToClient::Error {
-            code: flotilla_wire::ErrorCode::Overloaded,
-            text: format!("more than {max_per_ip} connections from your address"),
-        }
-        .encode_to_bytes()
-    };
-    // Open connections per address (only with a per-address cap).
-    let per_ip: Arc<Mutex<HashMap<std::net::IpAddr, usize>>> = Arc::default();
-    let mut out_of_descriptors_logged = false;
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.changed() => return,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                if let Some(remaining) = penalties.remaining(peer.ip(), Instant::now()) {
-                    let refusal = flotilla_wire::FrontendToClient::Error {
-                        code: flotilla_wire::ErrorCode::Overloaded,
-                        text: format!(
-                            "this address flooded inputs: refused for another {:.0} s",
-                            remaining.as_secs_f64().ceil()
-                        ),
-                    };
-                    let mut discard = [0u8; 512];
-                    let _ = stream.try_read(&mut discard);
-                    let _ = stream.try_write(&flotilla_wire::Message::encode_to_bytes(&refusal));
-                    stats.refused.fetch_add(1, Ordering::Relaxed);
-                    stats.refused_penalized.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                let full_here = open.load(Ordering::Relaxed) >= max_clients;
-                let crowded_address = !full_here
-                    && max_per_ip > 0
-                    && lock_counts(&per_ip).get(&peer.ip()).copied().unwrap_or(0) >= max_per_ip;
-                if full_here || crowded_address {
-                    // Best effort, never waiting: the client learns why and moves on.
-                    // Whatever it already sent is read first, so that closing does not
-                    // reset the connection before it reads the answer.
-                    let mut discard = [0u8; 512];
-                    let _ = stream.try_read(&mut discard);
-                    let _ = stream.try_write(if full_here { &full } else { &crowded });
-                    stats.refused.fetch_add(1, Ordering::Relaxed);
-                    if crowded_address {
-                        stats.refused_per_ip.fetch_add(1, Ordering::Relaxed);
-                    }
-                    continue;
-                }
-                if max_per_ip > 0 {
-                    *lock_counts(&per_ip).entry(peer.ip()).or_insert(0) += 1;
-                }
-                open.fetch_add(1, Ordering::Relaxed);
-                let conn = ConnId(next_conn);
-                next_conn += 1;
-                stats.accepted.fetch_add(1, Ordering::Relaxed);
-                let stream = Arc::new(stream);
-                if tx
-                    .send(Event::ClientConnected(conn, Arc::clone(&stream)))
-                    .await
-                    .is_err()
-                {
+        match gate.admit(peer.ip(), &stats) {
+            Ok(ticket) => {
+                if !start_client(ticket, stream, None, None, limits.clone(), &tx).await {
                     return;
                 }
-                let open = Arc::clone(&open);
-                let per_ip = (max_per_ip > 0).then(|| Arc::clone(&per_ip));
-                let reader = read_client(conn, stream, limits.clone(), tx.clone());
-                tokio::spawn(async move {
-                    reader.await;
-                    open.fetch_sub(1, Ordering::Relaxed);
-                    if let Some(per_ip) = per_ip {
-                        let mut counts = lock_counts(&per_ip);
-                        if let Some(count) = counts.get_mut(&peer.ip()) {
-                            *count = count.saturating_sub(1);
-                            if *count == 0 {
-                                counts.remove(&peer.ip());
-                            }
-                        }
-                    }
-                });
             }
-            Err(error) if is_out_of_descriptors(&error) && spare.is_some() => {
-                if !out_of_descriptors_logged {
-                    log::warn!(
-                        "accept: out of file descriptors ({error}); refusing clients with \
-                         Overloaded until some close"
-                    );
-                    out_of_descriptors_logged = true;
-                }
-                // Frees the descriptor for the accept below.
-                drop(spare.take());
-                let accepted =
-                    tokio::time::timeout(Duration::from_millis(50), listener.accept()).await;
-                if let Ok(Ok((stream, _peer))) = accepted {
-                    let mut discard = [0u8; 512];
-                    let _ = stream.try_read(&mut discard);
-                    let _ = stream.try_write(&full);
-                    stats.refused.fetch_add(1, Ordering::Relaxed);
-                }
-                spare = std::fs::File::open("/dev/null").ok();
-            }
-            Err(error) => {
-                // Out of file descriptors without a spare, or similar: wait a little
-                // instead of spinning.
-                log::warn!("accept failed: {error}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            Err(refusal) => refuse_raw(&stream, &refusal),
         }
+    }
+}
+
+/// Accepts clients of a layered listener (TLS, WebSocket, both): each handshake runs in
+/// a task of its own (at most [`crate::edge::MAX_HANDSHAKES`] at once); an admitted link
+/// then joins the event loop like a raw one. Web requests are answered by the handshake.
+#[allow(clippy::too_many_arguments)]
+async fn accept_edge(
+    mut acceptor: Acceptor,
+    kind: ListenerKind,
+    tls: Option<Arc<TlsServer>>,
+    web: Arc<WebSettings>,
+    gate: Arc<Gate>,
+    limits: ReadLimits,
+    tx: mpsc::Sender<Event>,
+    stats: Arc<ServerStats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(crate::edge::MAX_HANDSHAKES));
+    while let Some((stream, peer)) = acceptor.next(&mut shutdown, &gate.full, &stats).await {
+        if gate.penalty(peer.ip(), &stats).is_some() {
+            // Not worth a handshake: the flooder is dropped at once.
+            continue;
+        }
+        let Ok(permit) = Arc::clone(&handshakes).try_acquire_owned() else {
+            stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        let (tls, web, gate, limits, tx, stats) = (
+            tls.clone(),
+            Arc::clone(&web),
+            Arc::clone(&gate),
+            limits.clone(),
+            tx.clone(),
+            Arc::clone(&stats),
+        );
+        tokio::spawn(async move {
+            let mut ticket = None;
+            let outcome = crate::edge::handshake(stream, kind, tls, &web, || {
+                ticket = Some(gate.admit(peer.ip(), &stats)?);
+                Ok(())
+            })
+            .await;
+            drop(permit);
+            match outcome {
+                Handshake::Client { stream, out, read } => {
+                    if let Some(ticket) = ticket {
+                        start_client(ticket, stream, Some(Box::new(out)), Some(read), limits, &tx)
+                            .await;
+                    }
+                }
+                Handshake::Done { failed, served } => {
+                    if failed {
+                        stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if served {
+                        stats.web_requests.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        });
     }
 }
 
@@ -1571,9 +2087,11 @@ async fn connect_game(
                             pause: None,
                             chunk: GAME_READ_CHUNK,
                         },
+                        None,
                         &tx,
                         |frame| Event::GameFrame(game, frame),
                         |error| Event::GameMalformed(game, error),
+                        |_| Event::GameClosed(game),
                     ) => end,
                     _ = shutdown.changed() => return,
                 };
@@ -1679,7 +2197,7 @@ mod tests {
             pause: Some(pause_rx),
             chunk: READ_CHUNK,
         };
-        let reader = read_client(ConnId(1), Arc::clone(&stream), limits, tx);
+        let reader = read_client(ConnId(1), Arc::clone(&stream), limits, None, tx);
         let reader_bytes = std::mem::size_of_val(&reader);
         let queue_bytes = std::mem::size_of::<OutQueue>();
         let session_bytes = std::mem::size_of::<Session>();
@@ -1703,7 +2221,7 @@ mod tests {
                 .await
                 .unwrap();
             let (server, _) = listener.accept().await.unwrap();
-            let mut queue = OutQueue::new(Arc::new(server));
+            let mut queue = OutQueue::new(Arc::new(server), None);
             queue.push(Bytes::from_static(b"batch-0"), true);
             queue.push(Bytes::from_static(b"pong"), false);
             queue.push(Bytes::from_static(b"batch-1"), true);

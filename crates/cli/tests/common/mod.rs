@@ -56,3 +56,15 @@ pub fn next_message(stream: &mut TcpStream, decoder: &mut Decoder) -> Option<Fro
         }
     }
 }
+
+/// Waits until something listens on `addr`; panics after `limit`.
+pub fn wait_for_port(addr: &str, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing listens on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
