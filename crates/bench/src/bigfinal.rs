@@ -205,6 +205,8 @@ pub fn run_bigfinal(
             continue;
         }
         let spec = GroupSpec {
+            transport: crate::transport::Transport::Tcp,
+            ca: None,
             protocol: Protocol::Flotilla,
             server: frontend.addr,
             target: WORLD.into(),
@@ -337,6 +339,8 @@ fn measure_link_bytes(
     seconds: f64,
 ) -> Result<Option<f64>, BenchError> {
     let spec = GroupSpec {
+        transport: crate::transport::Transport::Tcp,
+        ca: None,
         protocol: Protocol::Flotilla,
         server: frontend.addr,
         target: WORLD.into(),

@@ -35,6 +35,7 @@ use crate::lean::{Protocol, payload, unix_now_ns};
 use crate::observe::{ObserverReport, ReportTotals};
 use crate::procstat::{CpuMeter, clock_ticks_per_second};
 use crate::stats::Percentiles;
+use crate::transport::Transport;
 use crate::workers::{FrontendWorker, GroupSpec, ObserverGroup, WorkerLauncher};
 
 /// At saturation, the most batches committed but not yet written to the front-end.
@@ -67,6 +68,9 @@ pub struct FanoutConfig {
     pub threads: usize,
     /// Which systems to run.
     pub systems: Vec<Protocol>,
+    /// How flotilla's observers reach the front-end (NATS always uses TCP). Every one runs
+    /// against a fresh front-end; the TLS and WebSocket ones are compared with TCP.
+    pub transports: Vec<Transport>,
 }
 
 impl Default for FanoutConfig {
@@ -81,6 +85,7 @@ impl Default for FanoutConfig {
             per_process: 5_000,
             threads: 1,
             systems: vec![Protocol::Flotilla, Protocol::Nats],
+            transports: vec![Transport::Tcp],
         }
     }
 }
@@ -100,6 +105,8 @@ pub enum Mode {
 pub struct RunFigures {
     /// flotilla or nats.
     pub system: Protocol,
+    /// How the observers reached the server.
+    pub transport: Transport,
     /// Observers (connections) asked for.
     pub observers: usize,
     /// Observers connected and subscribed before the run.
@@ -147,6 +154,27 @@ pub struct Comparison {
     pub meets_latency_target: bool,
 }
 
+/// flotilla over TLS or WebSocket against flotilla over raw TCP, for one observer count.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransportComparison {
+    /// Observers.
+    pub observers: usize,
+    /// tls, ws or wss.
+    pub transport: Transport,
+    /// Delivered per second at saturation, this transport / TCP.
+    pub saturation_throughput_ratio: f64,
+    /// Front-end CPU per delivered batch at saturation, this transport / TCP.
+    pub saturation_cpu_per_delivery_ratio: f64,
+    /// Front-end CPU per delivered batch at the fixed rate, this transport / TCP.
+    pub fixed_cpu_per_delivery_ratio: f64,
+    /// The fixed rate's p99, this transport and TCP, microseconds.
+    pub fixed_p99_us: f64,
+    /// TCP's fixed-rate p99, microseconds.
+    pub fixed_p99_tcp_us: f64,
+    /// At most 1.5x TCP's front-end CPU per delivered batch, at both rates.
+    pub meets_cpu_target: bool,
+}
+
 /// The fan-out benchmark's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct FanoutReport {
@@ -160,6 +188,8 @@ pub struct FanoutReport {
     pub runs: Vec<RunFigures>,
     /// flotilla against NATS, per observer count (when both ran).
     pub comparisons: Vec<Comparison>,
+    /// flotilla over TLS and WebSocket against raw TCP (when they ran).
+    pub transport_comparisons: Vec<TransportComparison>,
 }
 
 /// Publishes one change at a time.
@@ -368,6 +398,7 @@ impl Drop for PublisherThread {
 
 /// What stays up across the two runs of one system and observer count.
 struct Setup {
+    transport: Transport,
     // Field order = drop order: observers first, then the server, then the game.
     observers: ObserverGroup,
     subscribed: usize,
@@ -380,16 +411,21 @@ struct Setup {
 
 fn set_up(
     system: Protocol,
+    transport: Transport,
     count: usize,
     config: &FanoutConfig,
     launcher: &WorkerLauncher,
+    pki: Option<&flotilla_testkit::TestPki>,
 ) -> Result<Setup, BenchError> {
     let (server, server_pid, frontend, nats, game) = match system {
         Protocol::Flotilla => {
             let game = Arc::new(BenchGame::start(TARGET, false, 1)?);
-            let frontend = FrontendWorker::start(launcher, game.addr())?;
+            let frontend = match pki {
+                Some(pki) => FrontendWorker::start_edge(launcher, game.addr(), pki)?,
+                None => FrontendWorker::start(launcher, game.addr())?,
+            };
             frontend.wait_for_world(TARGET, Duration::from_secs(20))?;
-            let (addr, pid) = (frontend.addr, frontend.worker.pid());
+            let (addr, pid) = (frontend.addr_for(transport)?, frontend.worker.pid());
             (addr, pid, Some(frontend), None, Some(game))
         }
         Protocol::Nats => {
@@ -402,6 +438,8 @@ fn set_up(
         }
     };
     let spec = GroupSpec {
+        transport,
+        ca: pki.map(|pki| pki.ca_pem_path().to_owned()),
         protocol: system,
         server,
         target: TARGET.into(),
@@ -411,13 +449,17 @@ fn set_up(
     };
     let (observers, counts) = ObserverGroup::start(launcher, &spec)?;
     eprintln!(
-        "fanout: {system:?} x {count}: {} connected, {} subscribed, {} failed",
-        counts.connected, counts.subscribed, counts.failed
+        "fanout: {system:?} over {} x {count}: {} connected, {} subscribed, {} failed",
+        transport.name(),
+        counts.connected,
+        counts.subscribed,
+        counts.failed
     );
     if counts.subscribed == 0 {
         return Err(BenchError::Worker("no observer got subscribed".into()));
     }
     Ok(Setup {
+        transport,
         observers,
         subscribed: counts.subscribed,
         server_pid,
@@ -493,6 +535,7 @@ fn measure(
     let expected = published as f64 * setup.subscribed as f64;
     let figures = RunFigures {
         system,
+        transport: setup.transport,
         observers: count,
         subscribed: setup.subscribed,
         mode,
@@ -513,7 +556,8 @@ fn measure(
         closed_connections: closed,
     };
     eprintln!(
-        "fanout: {system:?} x {count} {mode:?}: {:.0} delivered/s, p50 {:.0} us, p99 {:.0} us, server CPU {:.0}%",
+        "fanout: {system:?} over {} x {count} {mode:?}: {:.0} delivered/s, p50 {:.0} us, p99 {:.0} us, server CPU {:.0}%",
+        setup.transport.name(),
         figures.delivered_per_second,
         figures.latency.p50_us,
         figures.latency.p99_us,
@@ -551,19 +595,39 @@ pub fn run_fanout(
     if config.rate == Some(0) || config.deliveries_per_second == 0 {
         return Err(BenchError::InvalidConfig("rates must be above 0".into()));
     }
+    if config.transports.is_empty() {
+        return Err(BenchError::InvalidConfig("no transport to run".into()));
+    }
+    let edge = config
+        .transports
+        .iter()
+        .any(|transport| *transport != Transport::Tcp);
+    let pki = if edge {
+        Some(flotilla_testkit::TestPki::generate().map_err(|e| BenchError::Server(e.to_string()))?)
+    } else {
+        None
+    };
     let mut runs = Vec::new();
     for &count in &config.observers {
         for &system in &config.systems {
-            let mut setup = set_up(system, count, config, launcher)?;
-            for mode in [Mode::Fixed, Mode::Saturation] {
-                runs.push(measure(&mut setup, system, count, mode, config)?);
+            let transports = match system {
+                Protocol::Flotilla => config.transports.clone(),
+                Protocol::Nats => vec![Transport::Tcp],
+            };
+            for transport in transports {
+                let mut setup = set_up(system, transport, count, config, launcher, pki.as_ref())?;
+                for mode in [Mode::Fixed, Mode::Saturation] {
+                    runs.push(measure(&mut setup, system, count, mode, config)?);
+                }
             }
         }
     }
-    let find = |system, count, mode| {
-        runs.iter()
-            .find(|r: &&RunFigures| r.system == system && r.observers == count && r.mode == mode)
+    let find_over = |system, transport, count, mode| {
+        runs.iter().find(|r: &&RunFigures| {
+            r.system == system && r.transport == transport && r.observers == count && r.mode == mode
+        })
     };
+    let find = |system, count, mode| find_over(system, Transport::Tcp, count, mode);
     let mut comparisons = Vec::new();
     for &count in &config.observers {
         let (Some(ff), Some(fs), Some(nf), Some(ns)) = (
@@ -588,11 +652,47 @@ pub fn run_fanout(
             meets_latency_target: ff.latency.p99_us <= nf.latency.p99_us,
         });
     }
+    let cpu_per_delivery = |run: &RunFigures| {
+        if run.delivered_per_second > 0.0 {
+            run.server_cpu_percent / run.delivered_per_second
+        } else {
+            f64::INFINITY
+        }
+    };
+    let mut transport_comparisons = Vec::new();
+    for &count in &config.observers {
+        for &transport in &config.transports {
+            let (Some(tf), Some(ts), Some(ff), Some(fs)) = (
+                find(Protocol::Flotilla, count, Mode::Fixed),
+                find(Protocol::Flotilla, count, Mode::Saturation),
+                find_over(Protocol::Flotilla, transport, count, Mode::Fixed),
+                find_over(Protocol::Flotilla, transport, count, Mode::Saturation),
+            ) else {
+                continue;
+            };
+            if transport == Transport::Tcp {
+                continue;
+            }
+            let saturation_cpu = cpu_per_delivery(fs) / cpu_per_delivery(ts);
+            let fixed_cpu = cpu_per_delivery(ff) / cpu_per_delivery(tf);
+            transport_comparisons.push(TransportComparison {
+                observers: count,
+                transport,
+                saturation_throughput_ratio: fs.delivered_per_second / ts.delivered_per_second,
+                saturation_cpu_per_delivery_ratio: saturation_cpu,
+                fixed_cpu_per_delivery_ratio: fixed_cpu,
+                fixed_p99_us: ff.latency.p99_us,
+                fixed_p99_tcp_us: tf.latency.p99_us,
+                meets_cpu_target: saturation_cpu <= 1.5 && fixed_cpu <= 1.5,
+            });
+        }
+    }
     Ok(FanoutReport {
         bench: "fanout",
         payload_bytes: config.payload_len,
         seconds: config.seconds,
         runs,
         comparisons,
+        transport_comparisons,
     })
 }

@@ -36,6 +36,7 @@ mod observe;
 pub mod procstat;
 pub mod spread;
 pub mod stats;
+pub mod transport;
 pub mod workers;
 
 /// Everything that can make a benchmark fail.

@@ -16,6 +16,7 @@ use socket2::{Domain, Protocol as SocketProtocol, SockAddr, Socket, Type};
 use crate::BenchError;
 use crate::lean::{LeanEvent, Protocol, StreamBuffer, unix_now_ns};
 use crate::stats::LatencyHistogram;
+use crate::transport::{Layers, Transport};
 
 /// Bytes read per `read` call.
 const READ_BUFFER: usize = 256 * 1024;
@@ -40,6 +41,10 @@ pub(crate) struct ObserverSettings {
     pub count: usize,
     pub threads: usize,
     pub source_ips: Vec<Ipv4Addr>,
+    /// How the connections reach the server (flotilla: TCP, TLS, WebSocket).
+    pub transport: Transport,
+    /// The authority that signs the server's TLS certificate (TLS transports).
+    pub ca: Option<std::path::PathBuf>,
 }
 
 /// What a worker's observers saw during one measurement window.
@@ -168,6 +173,10 @@ impl ObserverPool {
             ));
         }
         let handshake = Arc::new(settings.protocol.handshake(&settings.target)?);
+        let tls = match &settings.ca {
+            Some(ca) => Some(crate::transport::client_config(ca)?),
+            None => None,
+        };
         let shared = Arc::new(Shared::default());
         let threads = settings.threads.min(settings.count);
         let mut tallies = Vec::new();
@@ -176,17 +185,24 @@ impl ObserverPool {
             let share = settings.count / threads + usize::from(index < settings.count % threads);
             let tally = Arc::new(Mutex::new(Tally::default()));
             tallies.push(Arc::clone(&tally));
-            let (shared, handshake, settings) = (
+            let (shared, handshake, settings, tls) = (
                 Arc::clone(&shared),
                 Arc::clone(&handshake),
                 settings.clone(),
+                tls.clone(),
             );
             let handle = std::thread::Builder::new()
                 .name(format!("observers-{index}"))
                 .spawn(move || {
-                    if let Err(error) =
-                        run_thread(&settings, index, share, &handshake, &shared, &tally)
-                    {
+                    if let Err(error) = run_thread(
+                        &settings,
+                        index,
+                        share,
+                        &handshake,
+                        tls.as_ref(),
+                        &shared,
+                        &tally,
+                    ) {
                         eprintln!("observer thread {index}: {error}");
                     }
                 })
@@ -278,6 +294,25 @@ struct Connection {
     stream: mio::net::TcpStream,
     buffer: StreamBuffer,
     subscribed: bool,
+    /// TLS and WebSocket, for those transports.
+    layers: Option<Box<Layers>>,
+}
+
+impl Connection {
+    /// Writes `bytes` (frames) through the connection's layers, best effort (a full
+    /// socket drops a keep-alive; the bench's observers read far more than they write).
+    fn send(&mut self, bytes: &[u8]) {
+        match &mut self.layers {
+            Some(layers) => {
+                if let Ok(wrapped) = layers.wrap(bytes) {
+                    let _ = self.stream.write(&wrapped);
+                }
+            }
+            None => {
+                let _ = self.stream.write(bytes);
+            }
+        }
+    }
 }
 
 /// The source ports this process binds, in turn (see [`connect_from`]).
@@ -329,6 +364,7 @@ fn run_thread(
     index: usize,
     share: usize,
     handshake: &[u8],
+    tls: Option<&Arc<rustls::ClientConfig>>,
     shared: &Shared,
     tally: &Mutex<Tally>,
 ) -> Result<(), BenchError> {
@@ -347,7 +383,15 @@ fn run_thread(
         for _ in 0..CONNECTS_PER_TURN.min(share - attempted) {
             let global = attempted * settings.threads + index;
             attempted += 1;
-            connect_one(settings, global, handshake, &poll, &mut connections, shared);
+            connect_one(
+                settings,
+                global,
+                handshake,
+                tls,
+                &poll,
+                &mut connections,
+                shared,
+            );
         }
         let timeout = if connecting {
             Duration::ZERO
@@ -384,7 +428,7 @@ fn run_thread(
         {
             last_keepalive = Instant::now();
             for connection in connections.iter_mut().flatten() {
-                let _ = connection.stream.write(ping);
+                connection.send(ping);
             }
         }
     }
@@ -397,6 +441,7 @@ fn connect_one(
     settings: &ObserverSettings,
     global: usize,
     handshake: &[u8],
+    tls: Option<&Arc<rustls::ClientConfig>>,
     poll: &Poll,
     connections: &mut Vec<Option<Connection>>,
     shared: &Shared,
@@ -427,8 +472,15 @@ fn connect_one(
         shared.attempted.fetch_add(1, Ordering::SeqCst);
         return;
     };
-    let registered = stream
-        .write_all(handshake)
+    let mut layers = None;
+    let registered = Layers::open(&mut stream, settings.transport, tls)
+        .and_then(|opened| {
+            layers = opened;
+            match &mut layers {
+                Some(layers) => stream.write_all(&layers.wrap(handshake)?),
+                None => stream.write_all(handshake),
+            }
+        })
         .and_then(|()| stream.set_nonblocking(true))
         .and_then(|()| {
             let mut stream = mio::net::TcpStream::from_std(stream);
@@ -442,6 +494,7 @@ fn connect_one(
                 stream,
                 buffer: StreamBuffer::default(),
                 subscribed: false,
+                layers,
             }));
             shared.connected.fetch_add(1, Ordering::SeqCst);
         }
@@ -466,7 +519,9 @@ fn read_connection(
         stream,
         buffer,
         subscribed,
+        layers,
     } = connection;
+    let mut frames = Vec::new();
     loop {
         let n = match stream.read(buf) {
             Ok(0) => return Some("closed by the server".into()),
@@ -476,7 +531,19 @@ fn read_connection(
             Err(error) => return Some(format!("read error: {error}")),
         };
         let now_ns = unix_now_ns();
-        let chunk = buf.get(..n).unwrap_or_default();
+        let mut chunk = buf.get(..n).unwrap_or_default();
+        if let Some(layers) = layers.as_mut() {
+            frames.clear();
+            match layers.unwrap(chunk, &mut frames) {
+                Ok(reply) => {
+                    if !reply.is_empty() {
+                        let _ = stream.write(&reply);
+                    }
+                }
+                Err(error) => return Some(format!("transport: {error}")),
+            }
+            chunk = &frames;
+        }
         let mut on_event = |event: LeanEvent| match event {
             LeanEvent::Delivered { published_ns } => {
                 if measuring {
@@ -492,9 +559,16 @@ fn read_connection(
                     tally.resyncs += 1;
                 }
             }
-            LeanEvent::Reply(bytes) => {
-                let _ = stream.write(&bytes);
-            }
+            LeanEvent::Reply(bytes) => match layers.as_mut() {
+                Some(layers) => {
+                    if let Ok(wrapped) = layers.wrap(&bytes) {
+                        let _ = stream.write(&wrapped);
+                    }
+                }
+                None => {
+                    let _ = stream.write(&bytes);
+                }
+            },
             LeanEvent::ServerError => tally.server_errors += 1,
         };
         if let Err(error) = buffer.feed(protocol, chunk, &mut on_event) {

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use crate::BenchError;
 use crate::lean::Protocol;
 use crate::observe::{ObserverPool, ObserverReport, ObserverSettings, ReadyCounts};
+use crate::transport::Transport;
 
 /// The hidden `worker` subcommands (run by the harness, not by people).
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -38,6 +39,13 @@ pub enum WorkerArgs {
         /// process only.
         #[arg(long)]
         token_key_file: Option<PathBuf>,
+        /// Also listen for TLS, WebSocket and WebSocket-over-TLS clients (on free ports,
+        /// printed in the `listening` line) with this certificate chain (PEM)...
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// ...and this key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Run observers: connect, handshake, subscribe, print `{"event":"ready",…}`, then
     /// obey `start` / `stop` lines on stdin (each `stop` prints a report) until stdin
@@ -61,6 +69,12 @@ pub enum WorkerArgs {
         /// Source addresses to connect from, comma-separated (127.0.0.x).
         #[arg(long, value_delimiter = ',', default_value = "127.0.0.1")]
         source: Vec<Ipv4Addr>,
+        /// How to reach the server (flotilla only for other than tcp).
+        #[arg(long, value_enum, default_value = "tcp")]
+        transport: Transport,
+        /// The authority that signs the server's certificate (TLS transports).
+        #[arg(long)]
+        ca: Option<PathBuf>,
     },
     /// Run fleet clients watching one world: print `{"event":"ready",…}` once each has
     /// its replica, answer `counts` with the clients per front-end, until `quit` or
@@ -86,7 +100,9 @@ pub fn worker_main(args: WorkerArgs) -> Result<(), BenchError> {
             listen,
             cpu,
             token_key_file,
-        } => frontend_worker(game, listen, cpu, token_key_file),
+            tls_cert,
+            tls_key,
+        } => frontend_worker(game, listen, cpu, token_key_file, tls_cert.zip(tls_key)),
         WorkerArgs::Observers {
             protocol,
             server,
@@ -94,7 +110,11 @@ pub fn worker_main(args: WorkerArgs) -> Result<(), BenchError> {
             count,
             threads,
             source,
+            transport,
+            ca,
         } => observers_worker(ObserverSettings {
+            transport,
+            ca,
             protocol,
             server,
             target,
@@ -155,6 +175,7 @@ fn frontend_worker(
     listen: SocketAddr,
     cpu: Option<usize>,
     token_key_file: Option<PathBuf>,
+    tls: Option<(PathBuf, PathBuf)>,
 ) -> Result<(), BenchError> {
     // Only the first logger of the process counts; a worker has no other.
     if log::set_logger(&WarningsOnStderr).is_ok() {
@@ -177,6 +198,19 @@ fn frontend_worker(
                 .map_err(|e| BenchError::Server(format!("front-end: {e}")))?,
             None => flotilla_frontend::TokenKey::default(),
         },
+        edge: match tls {
+            Some((cert, key)) => {
+                let any = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+                flotilla_frontend::EdgeConfig {
+                    tls_listen: any,
+                    ws_listen: any,
+                    wss_listen: any,
+                    tls: Some(flotilla_frontend::TlsFiles { cert, key }),
+                    ..flotilla_frontend::EdgeConfig::default()
+                }
+            }
+            None => flotilla_frontend::EdgeConfig::default(),
+        },
         ..FrontendConfig::default()
     };
     let server = runtime
@@ -185,6 +219,9 @@ fn frontend_worker(
     print_line(&json!({
         "event": "listening",
         "addr": server.local_addr().to_string(),
+        "tls": server.tls_addr().map(|addr| addr.to_string()),
+        "ws": server.ws_addr().map(|addr| addr.to_string()),
+        "wss": server.wss_addr().map(|addr| addr.to_string()),
         "pid": std::process::id(),
     }))?;
     // Serve until the harness closes our stdin (or kills us). With
@@ -396,6 +433,9 @@ impl Drop for Worker {
 pub(crate) struct FrontendWorker {
     pub worker: Worker,
     pub addr: SocketAddr,
+    /// The TLS, WebSocket and WebSocket-over-TLS listeners (started with
+    /// [`FrontendWorker::start_edge`]).
+    pub edge: Vec<(Transport, SocketAddr)>,
 }
 
 impl FrontendWorker {
@@ -428,6 +468,42 @@ impl FrontendWorker {
         Self::spawn(launcher, &args)
     }
 
+    /// Starts a front-end connected to `game` that also listens for TLS, WebSocket and
+    /// WebSocket-over-TLS clients with the server certificate of `pki`.
+    pub fn start_edge(
+        launcher: &WorkerLauncher,
+        game: SocketAddr,
+        pki: &flotilla_testkit::TestPki,
+    ) -> Result<Self, BenchError> {
+        let args = vec![
+            "frontend".into(),
+            "--game".into(),
+            game.to_string(),
+            "--tls-cert".into(),
+            pki.server().cert_pem_path().display().to_string(),
+            "--tls-key".into(),
+            pki.server().key_pem_path().display().to_string(),
+        ];
+        Self::spawn(launcher, &args)
+    }
+
+    /// Where clients of `transport` connect.
+    pub fn addr_for(&self, transport: Transport) -> Result<SocketAddr, BenchError> {
+        if transport == Transport::Tcp {
+            return Ok(self.addr);
+        }
+        self.edge
+            .iter()
+            .find(|(kind, _)| *kind == transport)
+            .map(|(_, addr)| *addr)
+            .ok_or_else(|| {
+                BenchError::Worker(format!(
+                    "the front-end has no {} listener",
+                    transport.name()
+                ))
+            })
+    }
+
     /// Starts a front-end connected to `game` with the fleet's token key from `key_file`
     /// (front-ends sharing it resume each other's sessions).
     pub fn start_with_key(
@@ -453,7 +529,14 @@ impl FrontendWorker {
             .and_then(Value::as_str)
             .and_then(|a| a.parse().ok())
             .ok_or_else(|| BenchError::Worker(format!("bad listening line {listening}")))?;
-        Ok(Self { worker, addr })
+        let edge = [Transport::Tls, Transport::Ws, Transport::Wss]
+            .into_iter()
+            .filter_map(|transport| {
+                let addr = listening.get(transport.name())?.as_str()?.parse().ok()?;
+                Some((transport, addr))
+            })
+            .collect();
+        Ok(Self { worker, addr, edge })
     }
 
     /// Waits until the front-end serves `world` (it has connected to the game server and
@@ -525,6 +608,10 @@ pub(crate) struct GroupSpec {
     pub count: usize,
     pub per_process: usize,
     pub threads: usize,
+    /// How the observers reach the server.
+    pub transport: Transport,
+    /// The authority of the server's certificate (TLS transports).
+    pub ca: Option<PathBuf>,
 }
 
 impl ObserverGroup {
@@ -549,24 +636,35 @@ impl ObserverGroup {
                 Protocol::Flotilla => "flotilla",
                 Protocol::Nats => "nats",
             };
-            workers.push(launcher.spawn(
-                &format!("observers-{index}"),
-                &[
-                    "observers".into(),
-                    "--protocol".into(),
-                    protocol.into(),
-                    "--server".into(),
-                    spec.server.to_string(),
-                    "--target".into(),
-                    spec.target.clone(),
-                    "--count".into(),
-                    share.to_string(),
-                    "--threads".into(),
-                    spec.threads.to_string(),
-                    "--source".into(),
-                    source.to_string(),
-                ],
-            )?);
+            workers.push(
+                launcher.spawn(
+                    &format!("observers-{index}"),
+                    &[
+                        "observers".into(),
+                        "--protocol".into(),
+                        protocol.into(),
+                        "--server".into(),
+                        spec.server.to_string(),
+                        "--target".into(),
+                        spec.target.clone(),
+                        "--count".into(),
+                        share.to_string(),
+                        "--threads".into(),
+                        spec.threads.to_string(),
+                        "--source".into(),
+                        source.to_string(),
+                        "--transport".into(),
+                        spec.transport.name().into(),
+                    ]
+                    .into_iter()
+                    .chain(
+                        spec.ca
+                            .iter()
+                            .flat_map(|ca| ["--ca".to_owned(), ca.display().to_string()]),
+                    )
+                    .collect::<Vec<String>>(),
+                )?,
+            );
         }
         let mut group = Self { workers };
         let mut total = ReadyCounts::default();

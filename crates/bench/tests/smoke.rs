@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use flotilla_bench::lean::Protocol;
+use flotilla_bench::transport::Transport;
 use flotilla_bench::{
     ConnectionsConfig, FailoverBenchConfig, FailureMode, FanoutConfig, FloodConfig, HopConfig,
     Placement, WorkerLauncher, run_connections, run_failover, run_fanout, run_flood, run_hop,
@@ -101,7 +102,7 @@ fn hop_without_placements_is_an_error() {
 }
 
 #[test]
-fn fanout_against_flotilla_and_nats() {
+fn fanout_against_nats_and_over_tls_and_websocket() {
     let report = run_fanout(
         &FanoutConfig {
             observers: vec![20],
@@ -109,12 +110,14 @@ fn fanout_against_flotilla_and_nats() {
             seconds: 1.0,
             warmup_seconds: 0.3,
             systems: vec![Protocol::Flotilla, Protocol::Nats],
+            transports: vec![Transport::Tcp, Transport::Tls, Transport::Wss],
             ..FanoutConfig::default()
         },
         &launcher(),
     )
     .unwrap();
-    assert_eq!(report.runs.len(), 4, "{report:?}");
+    // flotilla over three transports and NATS, each at a fixed rate and at saturation.
+    assert_eq!(report.runs.len(), 8, "{report:?}");
     for run in &report.runs {
         assert_eq!(run.subscribed, 20, "{run:?}");
         assert!(run.delivered_per_second > 0.0, "{run:?}");
@@ -131,28 +134,39 @@ fn fanout_against_flotilla_and_nats() {
         assert!(run.delivery_ratio > 0.9, "{run:?}");
     }
     assert_eq!(report.comparisons.len(), 1);
+    assert_eq!(report.transport_comparisons.len(), 2, "{report:?}");
+    for comparison in &report.transport_comparisons {
+        assert!(
+            comparison.saturation_throughput_ratio > 0.0,
+            "{comparison:?}"
+        );
+    }
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["bench"], "fanout");
 }
 
 #[test]
-fn connections_measures_memory_per_connection() {
-    let report = run_connections(
-        &ConnectionsConfig {
-            count: 200,
-            per_process: 100,
-            idle_seconds: 0.5,
-        },
-        &launcher(),
-    )
-    .unwrap();
-    assert_eq!(report.subscribed, 200, "{report:?}");
-    assert_eq!(report.open_at_end, 200, "{report:?}");
-    assert!(report.frontend_fds_added >= 190, "{report:?}");
-    assert!(report.after.rss > 0 && report.before.rss > 0);
-    assert!(report.private_dirty_per_connection.is_finite());
-    let json = serde_json::to_value(&report).unwrap();
-    assert_eq!(json["bench"], "connections");
+fn connections_measures_memory_per_connection_over_every_transport() {
+    for transport in Transport::ALL {
+        let report = run_connections(
+            &ConnectionsConfig {
+                count: 200,
+                per_process: 100,
+                idle_seconds: 0.5,
+                transport,
+            },
+            &launcher(),
+        )
+        .unwrap();
+        assert_eq!(report.subscribed, 200, "{report:?}");
+        assert_eq!(report.open_at_end, 200, "{report:?}");
+        assert!(report.frontend_fds_added >= 190, "{report:?}");
+        assert!(report.after.rss > 0 && report.before.rss > 0);
+        assert!(report.private_dirty_per_connection.is_finite());
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["bench"], "connections");
+        assert_eq!(json["transport"], transport.name());
+    }
 }
 
 #[test]

@@ -240,6 +240,10 @@ pub struct FanoutArgs {
     /// Systems to run, comma-separated (flotilla, nats).
     #[arg(long, value_delimiter = ',', default_value = "flotilla,nats")]
     systems: Vec<flotilla_bench::lean::Protocol>,
+    /// How flotilla's observers connect, comma-separated (tcp, tls, ws, wss); TLS and
+    /// WebSocket runs are compared with TCP's (CPU per delivered batch, throughput, p99).
+    #[arg(long, value_delimiter = ',', default_value = "tcp")]
+    transports: Vec<flotilla_bench::transport::Transport>,
     /// Print the JSON object on one line.
     #[arg(long)]
     json: bool,
@@ -283,6 +287,9 @@ pub struct ConnectionsArgs {
     /// Seconds the observers stay idle before measuring.
     #[arg(long, default_value_t = 3.0)]
     idle_seconds: f64,
+    /// How the observers connect (tcp, tls, ws, wss).
+    #[arg(long, value_enum, default_value = "tcp")]
+    transport: flotilla_bench::transport::Transport,
     /// Print the JSON object on one line.
     #[arg(long)]
     json: bool,
@@ -349,6 +356,7 @@ pub fn run(which: BenchCommand) -> Result<()> {
                 per_process: args.per_process,
                 threads: args.threads,
                 systems: args.systems,
+                transports: args.transports,
                 ..flotilla_bench::FanoutConfig::default()
             };
             let report = flotilla_bench::run_fanout(&config, &WorkerLauncher::flotilla_cli()?)?;
@@ -359,6 +367,7 @@ pub fn run(which: BenchCommand) -> Result<()> {
                 count: args.count,
                 per_process: args.per_process,
                 idle_seconds: args.idle_seconds,
+                transport: args.transport,
             };
             let report =
                 flotilla_bench::run_connections(&config, &WorkerLauncher::flotilla_cli()?)?;

@@ -594,7 +594,7 @@ fn web_response(request: &flotilla_ws::Request, kind: ListenerKind, web: &WebSet
         ("X-Content-Type-Options", "nosniff"),
         (
             "Content-Security-Policy",
-            "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:; img-src 'self' data:",
+            "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:",
         ),
     ];
     match path {

@@ -127,6 +127,8 @@ pub struct ServerStats {
     client_cap: AtomicU64,
     handshake_failures: AtomicU64,
     web_requests: AtomicU64,
+    clients_gone: AtomicU64,
+    memory_trims: AtomicU64,
 }
 
 /// A copy of a running front-end's counters.
@@ -163,6 +165,11 @@ pub struct StatsSnapshot {
     pub handshake_failures: u64,
     /// Web requests answered (the observer page, the front-end list).
     pub web_requests: u64,
+    /// Client connections whose reader ended (closed by either side).
+    pub clients_gone: u64,
+    /// Times free heap memory was given back to the OS after connections closed
+    /// (glibc `malloc_trim`, at most every 2 s and only after 32 connections ended).
+    pub memory_trims: u64,
 }
 
 impl ServerStats {
@@ -185,6 +192,8 @@ impl ServerStats {
             client_cap: self.client_cap.load(Ordering::Relaxed),
             handshake_failures: self.handshake_failures.load(Ordering::Relaxed),
             web_requests: self.web_requests.load(Ordering::Relaxed),
+            clients_gone: self.clients_gone.load(Ordering::Relaxed),
+            memory_trims: self.memory_trims.load(Ordering::Relaxed),
         }
     }
 }
@@ -192,7 +201,14 @@ impl ServerStats {
 /// What reader tasks, the acceptor and the game connectors tell the event loop.
 #[derive(Debug)]
 enum Event {
-    ClientConnected(ConnId, Arc<TcpStream>, Option<Box<OutLayers>>),
+    /// A client joined: its socket, its layers (TLS, WebSocket) and the handle whose drop
+    /// (with the connection's queue) stops its reader even while client reading is paused.
+    ClientConnected(
+        ConnId,
+        Arc<TcpStream>,
+        Option<Box<OutLayers>>,
+        oneshot::Sender<()>,
+    ),
     /// A WebSocket control frame to answer with (a pong).
     ClientControl(ConnId, Bytes),
     /// A layered connection's bytes were refused: send this (a WebSocket close frame, or
@@ -246,6 +262,50 @@ struct Listeners {
     raw: Acceptor,
     edge: Vec<(ListenerKind, Acceptor)>,
     tls: Option<Arc<TlsServer>>,
+}
+
+/// Gives the heap memory freed by closed connections back to the operating system.
+///
+/// glibc's allocator keeps freed blocks in the middle of its heaps mapped: after a burst
+/// (thousands of connections holding partial 64 KiB frames, or queues of pongs for
+/// clients that flood pings without reading) a front-end stayed at the burst's peak once
+/// every one of them was gone. So, at most every [`MemoryTrim::EVERY`] and only after at
+/// least [`MemoryTrim::AFTER_CLOSED`] client connections ended since the last time, a
+/// blocking-pool thread runs `malloc_trim` ([`flotilla_memtrim`]). A steady front-end
+/// never trims; the event loop itself never waits for it except on the allocator's lock
+/// while a heap is walked.
+#[derive(Debug, Default)]
+struct MemoryTrim {
+    gone_at_last: u64,
+}
+
+impl MemoryTrim {
+    /// The least time between two trims.
+    const EVERY: Duration = Duration::from_secs(2);
+    /// Client connections that must have ended since the last trim.
+    const AFTER_CLOSED: u64 = 32;
+
+    async fn run(mut self, stats: Arc<ServerStats>, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Self::EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let gone = stats.clients_gone.load(Ordering::Relaxed);
+            if gone.saturating_sub(self.gone_at_last) < Self::AFTER_CLOSED {
+                continue;
+            }
+            self.gone_at_last = gone;
+            if tokio::task::spawn_blocking(flotilla_memtrim::release_free_memory)
+                .await
+                .unwrap_or(false)
+            {
+                stats.memory_trims.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 /// Connections flushed between two checks of the machine's deadlines during a pass.
@@ -532,6 +592,9 @@ async fn serve(
         Arc::clone(&stats),
         shutdown_rx.clone(),
     )));
+    tasks.push(tokio::spawn(
+        MemoryTrim::default().run(Arc::clone(&stats), shutdown_rx.clone()),
+    ));
     let web = Arc::new(WebSettings {
         frontends: config.edge.web_frontends.clone(),
         world: config.edge.web_world.clone(),
@@ -594,10 +657,18 @@ struct OutQueue {
     queued: usize,
     /// TLS and WebSocket, for a connection of a layered listener (see [`crate::edge`]).
     layers: Option<Box<OutLayers>>,
+    /// Dropped with the queue: tells the connection's reader to stop, even while it waits
+    /// for client reading to resume (else a closed connection's socket would stay open
+    /// as long as a full game link pauses reading).
+    _reader_stop: Option<oneshot::Sender<()>>,
 }
 
 impl OutQueue {
-    fn new(stream: Arc<TcpStream>, layers: Option<Box<OutLayers>>) -> Self {
+    fn new(
+        stream: Arc<TcpStream>,
+        layers: Option<Box<OutLayers>>,
+        reader_stop: Option<oneshot::Sender<()>>,
+    ) -> Self {
         Self {
             stream,
             frames: VecDeque::new(),
@@ -607,6 +678,7 @@ impl OutQueue {
             closing: false,
             queued: 0,
             layers,
+            _reader_stop: reader_stop,
         }
     }
 
@@ -1134,8 +1206,9 @@ impl EventLoop {
     fn on_event(&mut self, event: Event) {
         let now = self.now();
         let input = match event {
-            Event::ClientConnected(conn, stream, layers) => {
-                self.clients.insert(conn, OutQueue::new(stream, layers));
+            Event::ClientConnected(conn, stream, layers, reader_stop) => {
+                self.clients
+                    .insert(conn, OutQueue::new(stream, layers, Some(reader_stop)));
                 Input::ClientConnected(conn)
             }
             Event::ClientControl(conn, frame) => {
@@ -1170,7 +1243,7 @@ impl EventLoop {
                 Input::ClientClosed(conn)
             }
             Event::GameConnected(game, stream) => {
-                self.games.insert(game, OutQueue::new(stream, None));
+                self.games.insert(game, OutQueue::new(stream, None, None));
                 Input::GameConnected(game)
             }
             Event::GameFrame(game, frame) => Input::GameFrame(game, frame),
@@ -1486,10 +1559,14 @@ enum LayerEvent {
 /// Reads frames from `stream` until it ends, sending each to the event loop. A
 /// connection of a layered listener passes its TLS and WebSocket state as `layers`; its
 /// bytes are read into a buffer of their own and unwrapped into the frame decoder's.
+// The arguments are the reader's parts (socket, limits, layers, stop) and the three
+// ways its findings become events: grouping them would only move the list elsewhere.
+#[allow(clippy::too_many_arguments)]
 async fn read_frames(
     stream: &TcpStream,
     mut limits: ReadLimits,
     mut layers: Option<ReadLayers>,
+    mut stop: Option<oneshot::Receiver<()>>,
     tx: &mpsc::Sender<Event>,
     frame_event: impl Fn(RawFrame) -> Event,
     error_event: impl Fn(WireError) -> Event,
@@ -1502,9 +1579,22 @@ async fn read_frames(
     let mut initial = layers.is_some();
     loop {
         if !initial {
-            if let Some(pause) = limits.pause.as_mut() {
+            if let Some(pause) = limits.pause.as_mut()
+                && *pause.borrow()
+            {
                 // A closed sender means the event loop is gone: the send below notices.
-                let _ = pause.wait_for(|paused| !*paused).await;
+                // A connection closed meanwhile ends its reader (and its socket) at once.
+                match stop.as_mut() {
+                    Some(stop) => {
+                        tokio::select! {
+                            _ = pause.wait_for(|paused| !*paused) => {}
+                            _ = stop => return ReadEnd::Closed,
+                        }
+                    }
+                    None => {
+                        let _ = pause.wait_for(|paused| !*paused).await;
+                    }
+                }
             }
             if stream.readable().await.is_err() {
                 return ReadEnd::Closed;
@@ -1638,12 +1728,14 @@ async fn read_client(
     stream: Arc<TcpStream>,
     limits: ReadLimits,
     layers: Option<ReadLayers>,
+    stop: Option<oneshot::Receiver<()>>,
     tx: mpsc::Sender<Event>,
 ) {
     let end = read_frames(
         &stream,
         limits,
         layers,
+        stop,
         &tx,
         |frame| Event::ClientFrame(conn, frame),
         |error| Event::ClientMalformed(conn, error),
@@ -1826,20 +1918,29 @@ async fn start_client(
     read: Option<ReadLayers>,
     limits: ReadLimits,
     tx: &mpsc::Sender<Event>,
+    stats: &Arc<ServerStats>,
 ) -> bool {
     let conn = ticket.conn;
     let stream = Arc::new(stream);
+    let (stop_tx, stop) = oneshot::channel();
     if tx
-        .send(Event::ClientConnected(conn, Arc::clone(&stream), out))
+        .send(Event::ClientConnected(
+            conn,
+            Arc::clone(&stream),
+            out,
+            stop_tx,
+        ))
         .await
         .is_err()
     {
         return false;
     }
-    let reader = read_client(conn, stream, limits, read, tx.clone());
+    let reader = read_client(conn, stream, limits, read, Some(stop), tx.clone());
+    let stats = Arc::clone(stats);
     tokio::spawn(async move {
         reader.await;
         drop(ticket);
+        stats.clients_gone.fetch_add(1, Ordering::Relaxed);
     });
     true
 }
@@ -1917,7 +2018,7 @@ async fn accept_clients(
         }
         match gate.admit(peer.ip(), &stats) {
             Ok(ticket) => {
-                if !start_client(ticket, stream, None, None, limits.clone(), &tx).await {
+                if !start_client(ticket, stream, None, None, limits.clone(), &tx, &stats).await {
                     return;
                 }
             }
@@ -1970,8 +2071,16 @@ async fn accept_edge(
             match outcome {
                 Handshake::Client { stream, out, read } => {
                     if let Some(ticket) = ticket {
-                        start_client(ticket, stream, Some(Box::new(out)), Some(read), limits, &tx)
-                            .await;
+                        start_client(
+                            ticket,
+                            stream,
+                            Some(Box::new(out)),
+                            Some(read),
+                            limits,
+                            &tx,
+                            &stats,
+                        )
+                        .await;
                     }
                 }
                 Handshake::Done { failed, served } => {
@@ -2088,6 +2197,7 @@ async fn connect_game(
                             chunk: GAME_READ_CHUNK,
                         },
                         None,
+                        None,
                         &tx,
                         |frame| Event::GameFrame(game, frame),
                         |error| Event::GameMalformed(game, error),
@@ -2197,7 +2307,7 @@ mod tests {
             pause: Some(pause_rx),
             chunk: READ_CHUNK,
         };
-        let reader = read_client(ConnId(1), Arc::clone(&stream), limits, None, tx);
+        let reader = read_client(ConnId(1), Arc::clone(&stream), limits, None, None, tx);
         let reader_bytes = std::mem::size_of_val(&reader);
         let queue_bytes = std::mem::size_of::<OutQueue>();
         let session_bytes = std::mem::size_of::<Session>();
@@ -2221,7 +2331,7 @@ mod tests {
                 .await
                 .unwrap();
             let (server, _) = listener.accept().await.unwrap();
-            let mut queue = OutQueue::new(Arc::new(server), None);
+            let mut queue = OutQueue::new(Arc::new(server), None, None);
             queue.push(Bytes::from_static(b"batch-0"), true);
             queue.push(Bytes::from_static(b"pong"), false);
             queue.push(Bytes::from_static(b"batch-1"), true);

@@ -1316,7 +1316,8 @@
     backoffCapMs: 2000,
     // A connection up this long counts as stable: losing it starts a fresh round.
     stableAfterMs: 5000,
-    // The world is unknown to the front-end: subscribe again after this long.
+    // The front-end ended the watch for good (UnknownWorld, NotAllowed...): subscribe
+    // again after this long.
     unknownWorldRetryMs: 5000,
   };
 
@@ -1367,7 +1368,7 @@
       this.failedRounds = 0;
       this.connectedSince = null;
       this.waitUntil = null;
-      this.unknownSince = null; // when the front-end said it knows no such world
+      this.unknownSince = null; // when the front-end ended the watch for good
       this.timer = null;
       this.timerAt = null;
       this.started = false;
@@ -1427,7 +1428,7 @@
       const view = this.session.view(this.world);
       if (this.stopped) status = "stopped";
       else if (this.conn && this.conn.phase === "open") {
-        if (!view) status = "unknown world";
+        if (!view) status = "unsubscribed"; // refused (UnknownWorld, NotAllowed...): see lastError
         else if (view.waiting) status = "waiting";
         else if (view.replica.isSynced() && !view.awaitingSnapshot) status = "live";
         else status = "syncing";
@@ -1585,7 +1586,7 @@
       this.frontend = conn.url;
       this.log(`welcomed by ${welcomed.serverId} at ${conn.url} (session ${welcomed.resumed ? "resumed" : "new"})`);
       if (!this.session.view(this.world)) {
-        // The world was unknown to the previous front-end: ask this one.
+        // The previous front-end ended the watch for good: ask this one.
         this.unknownSince = null;
         this.session.subscribe(this.world, null);
       }
@@ -1617,8 +1618,9 @@
         } else if (event.type === "Resubscribing") {
           this.lastError = `world ${event.world}: ${errorCodeName(event.code)}: resubscribing in ${Math.round(event.delayMs)} ms`;
         } else if (event.type === "Unsubscribed" && event.world === this.world) {
-          // The front-end knows no such world. The Rust client ends the watch; a page
-          // has nothing else to do, so it asks again now and then.
+          // The front-end ended the watch for good (no such world, not allowed...). The
+          // Rust client ends the watch; a page has nothing else to do, so it asks again
+          // now and then.
           this.lastError = `world ${event.world}: ${errorCodeName(event.code)}: ${event.text}`;
           this.unknownSince = now;
         }
