@@ -120,6 +120,13 @@ pub struct FrontendArgs {
     /// page's own default, "arena").
     #[arg(long)]
     web_world: Option<String>,
+    /// Dial the game servers over TLS, trusting the authorities of this PEM file.
+    #[arg(long, value_name = "PEM")]
+    game_ca: Option<std::path::PathBuf>,
+    /// The name the game servers' certificates carry (default: the host of the first
+    /// --game address).
+    #[arg(long, requires = "game_ca")]
+    game_tls_name: Option<String>,
 }
 
 /// Arguments of `flotilla keygen`.
@@ -193,6 +200,12 @@ pub struct GameArgs {
     /// first): how the demo and the tests show a crashing sealed service.
     #[arg(long, value_name = "SECS")]
     crash_after: Option<f64>,
+    /// Accept front-end links over TLS with this certificate chain (PEM)...
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// ...and this private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 /// How a role logs (the flotilla logger: boot message, heartbeats, crash report).
@@ -444,6 +457,16 @@ pub fn frontend(args: FrontendArgs) -> Result<()> {
                 }),
                 web_frontends: args.web_frontends.clone(),
                 web_world: args.web_world.clone(),
+                game_tls: args.game_ca.clone().map(|ca| flotilla_frontend::GameTls {
+                    ca,
+                    server_name: args.game_tls_name.clone().unwrap_or_else(|| {
+                        let first = args.game.first().map(String::as_str).unwrap_or_default();
+                        first
+                            .rsplit_once(':')
+                            .map_or(first, |(host, _)| host)
+                            .to_owned()
+                    }),
+                }),
             },
             ..config
         };
@@ -512,7 +535,17 @@ pub fn game(args: GameArgs) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let mut signals = StopSignals::install()?;
-        let server = Arc::new(GameServer::bind(&args.listen, GameConfig::default()).await?);
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(
+                flotilla_link::stream::server_config_from_pem(cert, key)?,
+            )),
+            _ => None,
+        };
+        let config = GameConfig {
+            tls,
+            ..GameConfig::default()
+        };
+        let server = Arc::new(GameServer::bind(&args.listen, config).await?);
         eprintln!("flotilla game listening on {}", server.local_addr());
         let events = server.take_events().context("events")?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

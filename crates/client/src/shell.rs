@@ -37,10 +37,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use flotilla_conn::{Clock, KeepAliveConfig, Machine};
 use flotilla_link::outbox::{FrameKind, LinkCounters, Outbox, run_writer};
+use flotilla_link::stream::{LinkReader, LinkStream};
 use flotilla_wire::{ClientToFrontend, ErrorCode, Message};
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -533,59 +532,23 @@ pub(crate) fn start(
     (shared, events_rx)
 }
 
-type ConnectFuture = Pin<Box<dyn Future<Output = std::io::Result<Connection>> + Send>>;
-
-/// An open connection to a front-end: plain TCP, or TLS over it.
-enum Connection {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-/// The read half of a [`Connection`].
-enum ReadHalf {
-    Plain(OwnedReadHalf),
-    Tls(tokio::io::ReadHalf<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl ReadHalf {
-    async fn read_buf(&mut self, buffer: &mut BytesMut) -> std::io::Result<usize> {
-        match self {
-            Self::Plain(half) => half.read_buf(buffer).await,
-            Self::Tls(half) => half.read_buf(buffer).await,
-        }
-    }
-
-    /// Reads what is already waiting, without waiting (`WouldBlock` when nothing is).
-    fn try_read_buf(&mut self, buffer: &mut BytesMut) -> std::io::Result<usize> {
-        match self {
-            Self::Plain(half) => half.try_read_buf(buffer),
-            Self::Tls(half) => {
-                use std::task::{Context, Poll, Waker};
-                let mut read = std::pin::pin!(half.read_buf(buffer));
-                match read.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-                    Poll::Ready(result) => result,
-                    Poll::Pending => Err(std::io::ErrorKind::WouldBlock.into()),
-                }
-            }
-        }
-    }
-}
+type ConnectFuture = Pin<Box<dyn Future<Output = std::io::Result<LinkStream>> + Send>>;
 type ResolveFuture = Pin<Box<dyn Future<Output = Result<Vec<SocketAddr>, String>> + Send>>;
 
 /// Connects with `TCP_NODELAY` set, and runs the TLS handshake if asked.
-async fn connect(addr: SocketAddr, tls: Option<crate::ClientTls>) -> std::io::Result<Connection> {
+async fn connect(addr: SocketAddr, tls: Option<crate::ClientTls>) -> std::io::Result<LinkStream> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     match tls {
-        Some(tls) => Ok(Connection::Tls(Box::new(tls.connect(stream).await?))),
-        None => Ok(Connection::Plain(stream)),
+        Some(tls) => tls.connect(stream).await,
+        None => Ok(LinkStream::Plain(stream)),
     }
 }
 
 /// What one turn of the driver saw.
 enum Turn {
     Woken,
-    Connected(std::io::Result<Connection>),
+    Connected(std::io::Result<LinkStream>),
     Resolved(Result<Vec<SocketAddr>, String>),
     Read(std::io::Result<usize>),
     WriterEnded(std::io::Result<()>),
@@ -625,7 +588,7 @@ async fn drive(shared: Arc<Shared>, resolver: Option<DnsResolver>, tls: Option<c
     let mut resolving: Option<ResolveFuture> = None;
     // The connection read: its generation, read half and writer.
     let mut generation: Option<u64> = None;
-    let mut read_half: Option<ReadHalf> = None;
+    let mut read_half: Option<LinkReader> = None;
     let mut writer: Option<JoinHandle<std::io::Result<()>>> = None;
     let mut retired: Vec<JoinHandle<()>> = Vec::new();
     let mut buffer = BytesMut::new();
@@ -745,20 +708,8 @@ async fn drive(shared: Arc<Shared>, resolver: Option<DnsResolver>, tls: Option<c
                             shared.clock,
                             KeepAliveConfig::new(Duration::ZERO, Duration::MAX),
                         ));
-                        let reader = match stream {
-                            Connection::Plain(stream) => {
-                                let (reader, write_half) = stream.into_split();
-                                writer =
-                                    Some(tokio::spawn(run_writer(write_half, Arc::clone(&outbox))));
-                                ReadHalf::Plain(reader)
-                            }
-                            Connection::Tls(stream) => {
-                                let (reader, write_half) = tokio::io::split(*stream);
-                                writer =
-                                    Some(tokio::spawn(run_writer(write_half, Arc::clone(&outbox))));
-                                ReadHalf::Tls(reader)
-                            }
-                        };
+                        let (reader, write_half) = stream.split();
+                        writer = Some(tokio::spawn(run_writer(write_half, Arc::clone(&outbox))));
                         if let Some(current) = state.current.as_mut() {
                             current.outbox = Some(outbox);
                         }

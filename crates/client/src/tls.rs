@@ -32,22 +32,8 @@ impl ClientTls {
             setting: "TLS",
             reason,
         };
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut &ca_pem[..]) {
-            let cert = cert.map_err(|error| invalid(format!("CA certificate: {error}")))?;
-            roots
-                .add(cert)
-                .map_err(|error| invalid(format!("CA certificate: {error}")))?;
-        }
-        if roots.is_empty() {
-            return Err(invalid("no CA certificate found".to_owned()));
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|error| invalid(error.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config = flotilla_link::stream::client_config_from_ca_pem(ca_pem)
+            .map_err(|error| invalid(error.0))?;
         let server_name = ServerName::try_from(server_name.to_owned())
             .map_err(|error| invalid(format!("server name {server_name:?}: {error}")))?;
         Ok(Self {
@@ -74,9 +60,13 @@ impl ClientTls {
     pub(crate) async fn connect(
         &self,
         stream: tokio::net::TcpStream,
-    ) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-        self.connector
+    ) -> std::io::Result<flotilla_link::stream::LinkStream> {
+        let stream = self
+            .connector
             .connect(self.server_name.clone(), stream)
-            .await
+            .await?;
+        Ok(flotilla_link::stream::LinkStream::ClientTls(Box::new(
+            stream,
+        )))
     }
 }

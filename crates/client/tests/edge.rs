@@ -61,6 +61,7 @@ async fn edge_frontend(game: SocketAddr, tls: TlsFiles, per_ip: usize) -> Fronte
                 "ws://127.0.0.1:2/ws".to_owned(),
             ],
             web_world: Some("arena".to_owned()),
+            game_tls: None,
         },
         ..FrontendConfig::default()
     };
@@ -116,9 +117,9 @@ async fn a_certificate_the_client_does_not_trust_is_refused_at_once() {
     let mut config = tls_config(&stranger, frontend.tls_addr().unwrap());
     config.failover.max_failed_rounds = Some(1);
     let outcome = timeout(WAIT, FleetClient::connect(config)).await.unwrap();
-    let error = outcome
-        .err()
-        .expect("an untrusted certificate must not connect");
+    let Err(error) = outcome else {
+        panic!("an untrusted certificate must not connect");
+    };
     assert!(
         format!("{error}").contains("certificate") || format!("{error:?}").contains("Certificate"),
         "the error says why: {error}"
@@ -297,17 +298,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsClient<S> {
 }
 
 async fn tls_stream(pki: &TestPki, addr: SocketAddr) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut &std::fs::read(pki.ca_pem_path()).unwrap()[..]) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = flotilla_link::stream::client_config_from_ca_file(pki.ca_pem_path()).unwrap();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let stream = TcpStream::connect(addr).await.unwrap();
     connector
@@ -352,14 +343,9 @@ async fn watch_over_websocket<S: AsyncRead + AsyncWrite + Unpin>(
             [1, 2, 3, 4],
         ))
         .await;
-    loop {
-        match client.next_control().await.unwrap() {
-            Control::Pong(payload) => {
-                assert_eq!(payload, b"are you there");
-                break;
-            }
-            other => panic!("expected a pong, got {other:?}"),
-        }
+    match client.next_control().await.unwrap() {
+        Control::Pong(payload) => assert_eq!(payload, b"are you there"),
+        other => panic!("expected a pong, got {other:?}"),
     }
 }
 
@@ -593,5 +579,69 @@ async fn the_per_address_cap_counts_every_listener_and_a_websocket_refusal_says_
     })
     .await;
     drop(first);
+    frontend.shutdown().await;
+}
+
+#[tokio::test]
+async fn game_links_over_tls_carry_the_world_and_an_untrusted_game_server_is_not_used() {
+    let pki = TestPki::generate().unwrap();
+    let tls = flotilla_link::stream::server_config_from_pem(
+        pki.server().cert_pem_path(),
+        pki.server().key_pem_path(),
+    )
+    .unwrap();
+    let game = GameServer::bind(
+        "127.0.0.1:0",
+        GameConfig {
+            tls: Some(Arc::new(tls)),
+            ..GameConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let world = game.add_world(arena(), Bytes::new()).unwrap();
+    commit(&world, 0);
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let frontend_trusting = |ca: &std::path::Path| FrontendConfig {
+        listen: any,
+        game_servers: vec![game.local_addr().to_string()],
+        edge: EdgeConfig {
+            game_tls: Some(flotilla_frontend::GameTls {
+                ca: ca.to_owned(),
+                server_name: "localhost".to_owned(),
+            }),
+            ..EdgeConfig::default()
+        },
+        ..FrontendConfig::default()
+    };
+    let frontend = FrontendServer::bind(frontend_trusting(pki.ca_pem_path()))
+        .await
+        .unwrap();
+    wait_until_serving(frontend.local_addr()).await;
+    let client = FleetClient::connect(FleetConfig::new(vec![frontend.local_addr()]))
+        .await
+        .unwrap();
+    client.subscribe(arena(), None).unwrap();
+    for tick in 1..=30 {
+        commit(&world, tick);
+    }
+    until(
+        "the replica behind a TLS game link to equal the game's",
+        WAIT,
+        || client.digest(&arena()) == Some(world.digest()),
+    )
+    .await;
+    client.close();
+    client.closed().await;
+
+    // A front-end that does not trust the game server's certificate never links up.
+    let stranger = TestPki::generate().unwrap();
+    let wary = FrontendServer::bind(frontend_trusting(stranger.ca_pem_path()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(wary.stats().game_connects, 0);
+    assert_eq!(wary.stats().machine.games_ready, 0);
+    wary.shutdown().await;
     frontend.shutdown().await;
 }

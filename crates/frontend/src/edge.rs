@@ -9,7 +9,7 @@
 //!   frame bytes, so fan-out stays zero-copy). A message always covers whole frames, so a
 //!   slow observer's queued batches can still be dropped between messages. Control frames
 //!   the front-end answers (a pong) go out between messages.
-//! - **TLS** (rustls): the connection's `rustls::ServerConnection` is shared by its reader
+//! - **TLS** (rustls): the connection's `rustls::Connection` is shared by its reader
 //!   task and the event loop (both on the front-end's one thread, so the lock is never
 //!   contended). The event loop writes the same iovecs into rustls's plaintext writer
 //!   (bounded by rustls's buffer limit, like a socket's send buffer) and writes the
@@ -27,7 +27,7 @@
 
 use std::io::{self, IoSlice, Read as _};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -87,6 +87,8 @@ pub struct EdgeConfig {
     pub web_frontends: Vec<String>,
     /// The world the page watches unless its URL says otherwise (`?world=`).
     pub web_world: Option<String>,
+    /// Dial the game servers over TLS (`None`: plain TCP).
+    pub game_tls: Option<GameTls>,
 }
 
 impl EdgeConfig {
@@ -131,35 +133,65 @@ impl TlsServer {
 }
 
 fn server_config(files: &TlsFiles) -> Result<rustls::ServerConfig, FrontendError> {
-    let read = |path: &Path| {
-        std::fs::read(path)
-            .map_err(|error| FrontendError::Tls(format!("{}: {error}", path.display())))
-    };
-    let certs = rustls_pemfile::certs(&mut &read(&files.cert)?[..])
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| FrontendError::Tls(format!("{}: {error}", files.cert.display())))?;
-    if certs.is_empty() {
-        return Err(FrontendError::Tls(format!(
-            "{}: no certificate found",
-            files.cert.display()
-        )));
+    flotilla_link::stream::server_config_from_pem(&files.cert, &files.key)
+        .map_err(|error| FrontendError::Tls(error.0))
+}
+
+/// TLS toward the game servers: the authorities that sign their certificates, and the
+/// name the certificates must carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GameTls {
+    /// The certificate authorities (PEM).
+    pub ca: PathBuf,
+    /// The name in the game servers' certificates (a DNS name or an IP address).
+    pub server_name: String,
+}
+
+/// Dials game links over TLS.
+#[derive(Clone)]
+pub(crate) struct GameConnector {
+    connector: tokio_rustls::TlsConnector,
+    server_name: rustls::pki_types::ServerName<'static>,
+}
+
+impl std::fmt::Debug for GameConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GameConnector")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
     }
-    let key = rustls_pemfile::private_key(&mut &read(&files.key)?[..])
-        .map_err(|error| FrontendError::Tls(format!("{}: {error}", files.key.display())))?
-        .ok_or_else(|| {
-            FrontendError::Tls(format!("{}: no private key found", files.key.display()))
-        })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|error| FrontendError::Tls(error.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|error| FrontendError::Tls(format!("certificate and key: {error}")))?;
-    // Session tickets would cost every connection a post-handshake message and state;
-    // clients reconnect rarely (failover), a full handshake then is fine.
-    config.send_tls13_tickets = 0;
-    Ok(config)
+}
+
+impl GameConnector {
+    /// Reads the authorities of `settings`.
+    pub(crate) fn new(settings: &GameTls) -> Result<Self, FrontendError> {
+        let config = flotilla_link::stream::client_config_from_ca_file(&settings.ca)
+            .map_err(|error| FrontendError::Tls(error.0))?;
+        let server_name = rustls::pki_types::ServerName::try_from(settings.server_name.clone())
+            .map_err(|error| {
+                FrontendError::Tls(format!(
+                    "game server name {:?}: {error}",
+                    settings.server_name
+                ))
+            })?;
+        Ok(Self {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            server_name,
+        })
+    }
+
+    /// Runs the handshake over `stream`; the socket and the link's TLS session.
+    pub(crate) async fn connect(&self, stream: TcpStream) -> io::Result<(TcpStream, SharedTls)> {
+        let stream = self
+            .connector
+            .connect(self.server_name.clone(), stream)
+            .await?;
+        let (stream, conn) = stream.into_inner();
+        Ok((
+            stream,
+            Arc::new(Mutex::new(rustls::Connection::Client(conn))),
+        ))
+    }
 }
 
 /// What a listener speaks.
@@ -184,11 +216,11 @@ impl ListenerKind {
 }
 
 /// A TLS session shared by a connection's reader task and the event loop.
-pub(crate) type SharedTls = Arc<Mutex<rustls::ServerConnection>>;
+pub(crate) type SharedTls = Arc<Mutex<rustls::Connection>>;
 
 /// Locks a connection's TLS session (a poisoned lock still holds a usable session: rustls
 /// reports its own errors).
-pub(crate) fn lock(tls: &SharedTls) -> MutexGuard<'_, rustls::ServerConnection> {
+pub(crate) fn lock(tls: &SharedTls) -> MutexGuard<'_, rustls::Connection> {
     tls.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -246,10 +278,7 @@ impl io::Write for SocketWriter<'_> {
 
 /// Writes the TLS records rustls holds to the socket. Returns the bytes written, or
 /// `WouldBlock` once the socket is full with records still held.
-pub(crate) fn drain_tls(
-    conn: &mut rustls::ServerConnection,
-    stream: &TcpStream,
-) -> io::Result<usize> {
+pub(crate) fn drain_tls(conn: &mut rustls::Connection, stream: &TcpStream) -> io::Result<usize> {
     let mut total = 0;
     while conn.wants_write() {
         match conn.write_tls(&mut SocketWriter(stream))? {
@@ -554,7 +583,10 @@ async fn handshake_inner(
         HandshakeStream::Tls(stream) => {
             let (stream, mut conn) = stream.into_inner();
             conn.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
-            (stream, Some(Arc::new(Mutex::new(conn))))
+            (
+                stream,
+                Some(Arc::new(Mutex::new(rustls::Connection::Server(conn)))),
+            )
         }
     };
     Handshake::Client {

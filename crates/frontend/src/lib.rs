@@ -59,7 +59,7 @@ mod session;
 
 pub use config::{FrontendConfig, TokenKey};
 pub use directory::Directory;
-pub use edge::{EdgeConfig, TlsFiles};
+pub use edge::{EdgeConfig, GameTls, TlsFiles};
 pub use error::FrontendError;
 pub use factory::{Factory, FactoryEvent};
 pub use frontend::{CloseReason, Frontend, Input, Output, Stats};

@@ -61,7 +61,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::FrontendConfig;
 use crate::edge::{
-    Handshake, LayerError, ListenerKind, OutLayers, ReadLayers, TlsServer, WebSettings,
+    GameConnector, Handshake, LayerError, ListenerKind, OutLayers, ReadLayers, TlsServer,
+    WebSettings,
 };
 use crate::error::FrontendError;
 use crate::frontend::{CloseReason, Frontend, Input, Output, Stats};
@@ -215,11 +216,11 @@ enum Event {
     /// nothing) and close it.
     ClientAbort(ConnId, Option<Bytes>),
     /// rustls holds records to send for this connection.
-    ClientTlsPending(ConnId),
+    TlsPending(Peer),
     ClientFrame(ConnId, RawFrame),
     ClientMalformed(ConnId, WireError),
     ClientClosed(ConnId),
-    GameConnected(GameId, Arc<TcpStream>),
+    GameConnected(GameId, Arc<TcpStream>, Option<Box<OutLayers>>),
     GameFrame(GameId, RawFrame),
     GameMalformed(GameId, WireError),
     GameClosed(GameId),
@@ -262,6 +263,8 @@ struct Listeners {
     raw: Acceptor,
     edge: Vec<(ListenerKind, Acceptor)>,
     tls: Option<Arc<TlsServer>>,
+    /// Dials the game links over TLS, if asked.
+    game_tls: Option<GameConnector>,
 }
 
 /// Gives the heap memory freed by closed connections back to the operating system.
@@ -438,6 +441,10 @@ impl FrontendServer {
                 .map(|(kind, listener)| Ok((kind, acceptor(listener)?)))
                 .collect::<io::Result<_>>()?,
             tls: tls.clone(),
+            game_tls: match &config.edge.game_tls {
+                Some(settings) => Some(GameConnector::new(settings)?),
+                None => None,
+            },
         };
         let stats = Arc::new(ServerStats::default());
         let fd_limit = descriptor_limit();
@@ -565,6 +572,7 @@ async fn serve(
             index as u64,
             addr.clone(),
             config.clone(),
+            listeners.game_tls.clone(),
             seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
             tx.clone(),
             Arc::clone(&stats),
@@ -1218,8 +1226,8 @@ impl EventLoop {
                 }
                 return;
             }
-            Event::ClientTlsPending(conn) => {
-                self.mark_dirty(Peer::Client(conn));
+            Event::TlsPending(peer) => {
+                self.mark_dirty(peer);
                 return;
             }
             Event::ClientAbort(conn, goodbye) => {
@@ -1242,8 +1250,8 @@ impl EventLoop {
                 }
                 Input::ClientClosed(conn)
             }
-            Event::GameConnected(game, stream) => {
-                self.games.insert(game, OutQueue::new(stream, None, None));
+            Event::GameConnected(game, stream, layers) => {
+                self.games.insert(game, OutQueue::new(stream, layers, None));
                 Input::GameConnected(game)
             }
             Event::GameFrame(game, frame) => Input::GameFrame(game, frame),
@@ -1741,7 +1749,7 @@ async fn read_client(
         |error| Event::ClientMalformed(conn, error),
         |event| match event {
             LayerEvent::Control(frame) => Event::ClientControl(conn, frame),
-            LayerEvent::TlsPending => Event::ClientTlsPending(conn),
+            LayerEvent::TlsPending => Event::TlsPending(Peer::Client(conn)),
             LayerEvent::Abort(goodbye) => Event::ClientAbort(conn, goodbye),
         },
     )
@@ -2116,10 +2124,12 @@ fn is_out_of_descriptors(error: &io::Error) -> bool {
 
 /// Keeps one game server connected: connect, hand the socket to the event loop, read
 /// until the link ends, back off (full jitter), again.
+#[allow(clippy::too_many_arguments)]
 async fn connect_game(
     index: u64,
     addr: String,
     config: FrontendConfig,
+    tls: Option<GameConnector>,
     seed: u64,
     tx: mpsc::Sender<Event>,
     stats: Arc<ServerStats>,
@@ -2158,15 +2168,24 @@ async fn connect_game(
             }
             flotilla_balance::Decision::Connect(_) | flotilla_balance::Decision::Connected(_) => {}
         }
-        let attempt =
-            tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr.as_str()));
+        let dial = async {
+            let stream = TcpStream::connect(addr.as_str()).await?;
+            let _ = stream.set_nodelay(true);
+            match &tls {
+                Some(connector) => {
+                    let (stream, session) = connector.connect(stream).await?;
+                    io::Result::Ok((stream, Some(session)))
+                }
+                None => Ok((stream, None)),
+            }
+        };
+        let attempt = tokio::time::timeout(config.connect_timeout, dial);
         let connected = tokio::select! {
             connected = attempt => connected,
             _ = shutdown.changed() => return,
         };
         match connected {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
+            Ok(Ok((stream, session))) => {
                 stats.game_connects.fetch_add(1, Ordering::Relaxed);
                 let game = GameId((index << 32) | (generation & 0xffff_ffff));
                 generation += 1;
@@ -2181,7 +2200,16 @@ async fn connect_game(
                 balancer.on_connected(0, clock.now().as_duration());
                 let stream = Arc::new(stream);
                 if tx
-                    .send(Event::GameConnected(game, Arc::clone(&stream)))
+                    .send(Event::GameConnected(
+                        game,
+                        Arc::clone(&stream),
+                        session.clone().map(|session| {
+                            Box::new(OutLayers {
+                                tls: Some(session),
+                                ws: None,
+                            })
+                        }),
+                    ))
                     .await
                     .is_err()
                 {
@@ -2196,12 +2224,19 @@ async fn connect_game(
                             pause: None,
                             chunk: GAME_READ_CHUNK,
                         },
-                        None,
+                        session.map(|session| ReadLayers {
+                            tls: Some(session),
+                            ws: None,
+                            leftover: Vec::new(),
+                        }),
                         None,
                         &tx,
                         |frame| Event::GameFrame(game, frame),
                         |error| Event::GameMalformed(game, error),
-                        |_| Event::GameClosed(game),
+                        |event| match event {
+                            LayerEvent::TlsPending => Event::TlsPending(Peer::Game(game)),
+                            LayerEvent::Control(_) | LayerEvent::Abort(_) => Event::GameClosed(game),
+                        },
                     ) => end,
                     _ = shutdown.changed() => return,
                 };

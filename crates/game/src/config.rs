@@ -29,6 +29,10 @@ pub struct GameConfig {
     /// are queued the server stops reading its front-end links (backpressure, nothing is
     /// lost). Session and front-end events are never dropped nor limited.
     pub event_queue: usize,
+    /// Accept front-end links over TLS with this configuration (e.g. from
+    /// [`flotilla_link::stream::server_config_from_pem`]); `None` (the default): plain TCP.
+    /// A link's TLS handshake is bounded by `idle_timeout`.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl Default for GameConfig {
@@ -41,6 +45,7 @@ impl Default for GameConfig {
             ring: RingLimits::default(),
             max_queued_bytes: 64 << 20,
             event_queue: 65_536,
+            tls: None,
         }
     }
 }

@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use flotilla_wire::{Decoder, ErrorCode, FrontendToGame, GameToFrontend, Message, RawFrame};
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::sleep_until;
@@ -19,6 +18,7 @@ use crate::server::{Link, Shared, error_frame, lock, stopped};
 use crate::world::{subscribe, unsubscribe};
 use flotilla_conn::{Clock, KeepAliveConfig};
 use flotilla_link::outbox::{FrameKind, Outbox, run_writer};
+use flotilla_link::stream::LinkStream;
 
 /// Bytes reserved in the receive buffer before each read.
 const READ_RESERVE: usize = 16 * 1024;
@@ -71,7 +71,24 @@ pub(crate) async fn serve(
     if let Err(error) = stream.set_nodelay(true) {
         log::debug!("front-end {peer}: set_nodelay failed: {error}");
     }
-    let (mut reader, writer) = stream.into_split();
+    let stream = match &shared.config.tls {
+        Some(tls) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(tls));
+            match tokio::time::timeout(shared.config.idle_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => LinkStream::ServerTls(Box::new(stream)),
+                Ok(Err(error)) => {
+                    log::warn!("front-end {peer}: TLS handshake failed: {error}");
+                    return;
+                }
+                Err(_) => {
+                    log::warn!("front-end {peer}: TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+        None => LinkStream::Plain(stream),
+    };
+    let (mut reader, writer) = stream.split();
     // Silence counts from the start; pings start once the front-end's hello is accepted.
     let machine = FrontendLink::new();
     let keep_alive = KeepAliveConfig::new(shared.config.ping_interval, shared.config.idle_timeout);
