@@ -4,10 +4,11 @@
 //!
 //! - The game server (flotilla-game, in this process) echoes every input as an output to
 //!   its session; the front-end runs in a worker process of its own, with its defaults
-//!   (among them the per-connection input budget: 50,000 inputs a second, bursts of
-//!   50,000).
+//!   (among them the per-connection input budget: 2,000 inputs a second, bursts of
+//!   2,000).
 //! - **The player**: one blocking connection sending one input and waiting for its echo,
-//!   [`FloodConfig::requests`] times per phase (the hop benchmark's measuring side).
+//!   [`FloodConfig::requests`] times per phase, at most [`FloodConfig::player_rate`] a
+//!   second (a busy player, within the budget that stops the flooder).
 //! - **The flooder**: a thread with its own connection, from an address of its own, that
 //!   sends input frames as fast as it can (`flat-out`, from 127.0.0.2) or paced under the
 //!   budget (`paced`, at [`FloodConfig::paced_rate`], from 127.0.0.3); another thread
@@ -44,8 +45,10 @@ pub struct FloodConfig {
     pub warmup: usize,
     /// Payload bytes of every input (the player's and the flooder's).
     pub payload_len: usize,
-    /// The paced flooder's inputs a second (under the front-end's default budget).
+    /// The paced flooder's inputs a second: 80% of the front-end's default budget.
     pub paced_rate: u64,
+    /// The player's round trips a second at most (half the default budget).
+    pub player_rate: u64,
 }
 
 impl Default for FloodConfig {
@@ -54,7 +57,8 @@ impl Default for FloodConfig {
             requests: 5_000,
             warmup: 500,
             payload_len: 64,
-            paced_rate: 40_000,
+            paced_rate: 1_600,
+            player_rate: 1_000,
         }
     }
 }
@@ -213,8 +217,20 @@ pub fn run_flood(
         .encode_to_bytes()
     };
     let mut counter: u64 = 0;
+    let spacing = Duration::from_secs_f64(1.0 / config.player_rate.max(1) as f64);
+    let mut next_at = Instant::now();
+    let mut pace = || {
+        next_at += spacing;
+        let now = Instant::now();
+        if next_at > now {
+            thread::sleep(next_at - now);
+        } else {
+            next_at = now;
+        }
+    };
     for _ in 0..config.warmup {
         counter += 1;
+        pace();
         player.round_trip(&request(counter), counter)?;
     }
     let mut phases = Vec::new();
@@ -244,6 +260,7 @@ pub fn run_flood(
         let mut histogram = LatencyHistogram::new();
         for _ in 0..config.requests {
             counter += 1;
+            pace();
             let rtt = player.round_trip(&request(counter), counter)?;
             histogram.record(u64::try_from(rtt.as_nanos()).unwrap_or(u64::MAX));
         }

@@ -448,7 +448,8 @@ fn run_placement(
         placement_name(placement, cpu),
         game.addr()
     );
-    let frontend = FrontendWorker::start_on(launcher, game.addr(), cpu)?;
+    // Back-to-back round trips are far above a player's input budget: none here.
+    let frontend = FrontendWorker::start_on(launcher, game.addr(), cpu, true)?;
     eprintln!(
         "hop: front-end on {} (pid {})",
         frontend.addr,

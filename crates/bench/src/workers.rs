@@ -46,6 +46,9 @@ pub enum WorkerArgs {
         /// ...and this key (PEM).
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Each client's input budget a second (0: none); default the front-end's.
+        #[arg(long)]
+        max_inputs_per_second: Option<u32>,
     },
     /// Run observers: connect, handshake, subscribe, print `{"event":"ready",…}`, then
     /// obey `start` / `stop` lines on stdin (each `stop` prints a report) until stdin
@@ -102,7 +105,15 @@ pub fn worker_main(args: WorkerArgs) -> Result<(), BenchError> {
             token_key_file,
             tls_cert,
             tls_key,
-        } => frontend_worker(game, listen, cpu, token_key_file, tls_cert.zip(tls_key)),
+            max_inputs_per_second,
+        } => frontend_worker(
+            game,
+            listen,
+            cpu,
+            token_key_file,
+            tls_cert.zip(tls_key),
+            max_inputs_per_second,
+        ),
         WorkerArgs::Observers {
             protocol,
             server,
@@ -176,6 +187,7 @@ fn frontend_worker(
     cpu: Option<usize>,
     token_key_file: Option<PathBuf>,
     tls: Option<(PathBuf, PathBuf)>,
+    max_inputs_per_second: Option<u32>,
 ) -> Result<(), BenchError> {
     // Only the first logger of the process counts; a worker has no other.
     if log::set_logger(&WarningsOnStderr).is_ok() {
@@ -198,6 +210,8 @@ fn frontend_worker(
                 .map_err(|e| BenchError::Server(format!("front-end: {e}")))?,
             None => flotilla_frontend::TokenKey::default(),
         },
+        max_inputs_per_second: max_inputs_per_second
+            .unwrap_or(FrontendConfig::default().max_inputs_per_second),
         edge: match tls {
             Some((cert, key)) => {
                 let any = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
@@ -452,18 +466,23 @@ impl FrontendWorker {
 
     /// Starts a front-end connected to `game`, on every CPU the harness may use.
     pub fn start(launcher: &WorkerLauncher, game: SocketAddr) -> Result<Self, BenchError> {
-        Self::start_on(launcher, game, None)
+        Self::start_on(launcher, game, None, false)
     }
 
-    /// Starts a front-end connected to `game`, its threads confined to `cpu` if given.
+    /// Starts a front-end connected to `game`, its threads confined to `cpu` if given,
+    /// with no input budget when `unlimited_inputs` (a client sending back-to-back).
     pub fn start_on(
         launcher: &WorkerLauncher,
         game: SocketAddr,
         cpu: Option<usize>,
+        unlimited_inputs: bool,
     ) -> Result<Self, BenchError> {
         let mut args = vec!["frontend".into(), "--game".into(), game.to_string()];
         if let Some(cpu) = cpu {
             args.extend(["--cpu".into(), cpu.to_string()]);
+        }
+        if unlimited_inputs {
+            args.extend(["--max-inputs-per-second".into(), "0".into()]);
         }
         Self::spawn(launcher, &args)
     }

@@ -85,6 +85,8 @@ fn flood_measures_the_player_unloaded_and_under_both_floods() {
     // The flat-out flooder went past its budget: closed, then refused, again and again.
     assert!(report.phases[1].flooder_closed > 0, "{report:?}");
     assert!(report.phases[2].flood_inputs > 0, "{report:?}");
+    // The paced flooder stays within its budget: never closed.
+    assert_eq!(report.phases[2].flooder_closed, 0, "{report:?}");
     assert!(report.p99_ratio_flat_out > 0.0 && report.p99_ratio_paced > 0.0);
 }
 

@@ -177,9 +177,12 @@ pub struct FloodArgs {
     /// Payload bytes per input.
     #[arg(long, default_value_t = 64)]
     payload: usize,
-    /// The paced flooder's inputs a second.
-    #[arg(long, default_value_t = 40_000)]
+    /// The paced flooder's inputs a second (80% of the front-end's default budget).
+    #[arg(long, default_value_t = 1_600)]
     paced_rate: u64,
+    /// The player's round trips a second at most.
+    #[arg(long, default_value_t = 1_000)]
+    player_rate: u64,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -343,6 +346,7 @@ pub fn run(which: BenchCommand) -> Result<()> {
                 warmup: args.warmup,
                 payload_len: args.payload,
                 paced_rate: args.paced_rate,
+                player_rate: args.player_rate,
             };
             let report = flotilla_bench::run_flood(&config, &WorkerLauncher::flotilla_cli()?)?;
             print_report(&report, args.json)

@@ -69,7 +69,7 @@ pub struct FrontendArgs {
     #[arg(long)]
     game_resume_grace_ms: Option<u64>,
     /// Inputs a client connection may send a second on average; a connection past it (and
-    /// its --input-burst) is closed with `Overloaded` (default 50000; 0: no limit).
+    /// its --input-burst) is closed with `Overloaded` (default 2000; 0: no limit).
     #[arg(long)]
     max_inputs_per_second: Option<u32>,
     /// Inputs a client connection may send at once above that rate (default 50000).

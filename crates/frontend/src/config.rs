@@ -212,11 +212,13 @@ pub struct FrontendConfig {
     /// Inputs a client connection may send a second on average (a token bucket with
     /// [`input_burst`](Self::input_burst)); a connection past it is closed with
     /// `Error{Overloaded}`, so one flooder cannot take the front-end's time from the other
-    /// clients. 0: no limit. Default 50,000 (a flood guard far above any game's input rate
-    /// and a benchmark's back-to-back round trips; set it to what your game needs).
+    /// clients. 0: no limit. Default 2,000 (about 30 times a 60 Hz game's inputs; a
+    /// flooder paced just under 50,000 a second still tripled another player's round trip
+    /// on a 2-core machine, `flotilla bench flood`). Raise it for clients that send
+    /// back-to-back (the `hop` benchmark turns it off).
     #[serde(default = "default_input_budget")]
     pub max_inputs_per_second: u32,
-    /// Inputs a connection may send at once above that rate. Default 50,000.
+    /// Inputs a connection may send at once above that rate. Default 2,000.
     #[serde(default = "default_input_budget")]
     pub input_burst: u32,
     /// After handling traffic, the event loop keeps polling its sockets for this long
@@ -264,7 +266,7 @@ fn default_game_resume_grace() -> Duration {
 /// The default of [`FrontendConfig::max_inputs_per_second`] and
 /// [`FrontendConfig::input_burst`] (also for recordings made before they existed).
 fn default_input_budget() -> u32 {
-    50_000
+    2_000
 }
 
 impl Default for FrontendConfig {

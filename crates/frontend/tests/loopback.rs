@@ -413,7 +413,7 @@ async fn an_input_flooder_is_closed_and_the_other_players_inputs_go_on() {
         let mallory = TestClient::connect(addr, "mallory").await;
 
         // Mallory sends inputs as fast as the socket takes them: far more than the
-        // default budget (50,000 a second, bursts of 50,000).
+        // default budget (2,000 a second, bursts of 2,000).
         let input = ClientToFrontend::Input {
             world: arena(),
             payload: Bytes::from_static(b"x"),
