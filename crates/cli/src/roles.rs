@@ -116,8 +116,8 @@ pub struct FrontendArgs {
     /// separated); default: this one alone.
     #[arg(long, value_delimiter = ',', value_name = "URL")]
     web_frontends: Vec<String>,
-    /// The world the observer page watches unless its URL says `?world=` (default: the
-    /// page's own default, "arena").
+    /// The world the observer page watches unless its URL says `?world=` (default:
+    /// `$directory`, the list of the worlds the fleet serves).
     #[arg(long)]
     web_world: Option<String>,
     /// Dial the game servers over TLS, trusting the authorities of this PEM file.

@@ -1798,7 +1798,8 @@
   /**
    * Runs the observer page in `doc` (index.html's markup). URL parameters:
    *   ?frontends=ws://a/ws,ws://b/ws   use these instead of GET /frontends
-   *   ?world=arena-1                   the world, when /frontends names none (default "arena")
+   *   ?world=arena-1                   the world (default: the one /frontends names, else
+   *                                    "$directory": the list of the worlds served)
    * Returns {observer()} for debugging from the console.
    */
   function startObserverPage(doc = root.document) {
@@ -1856,7 +1857,8 @@
 
     async function start() {
       let frontends = frontendsFromUrl();
-      let world = params.get("world") || "arena";
+      const asked = params.get("world");
+      let world = asked || "$directory";
       const overridden = frontends !== null;
       if (!overridden) {
         // Ask until the server answers (it may be starting).
@@ -1864,7 +1866,7 @@
           try {
             const listed = await fetchFrontends();
             frontends = listed.frontends;
-            if (listed.world) world = listed.world;
+            if (listed.world && !asked) world = listed.world;
             break;
           } catch (error) {
             setError(error.message || String(error));
