@@ -48,7 +48,7 @@ enum Command {
     /// players and observers; a status line per second and a summary.
     Demo(demo::DemoArgs),
     /// Run a front-end server.
-    Frontend(roles::FrontendArgs),
+    Frontend(Box<roles::FrontendArgs>),
     /// Run a game server hosting arena worlds.
     Game(roles::GameArgs),
     /// Run the logger demo: a sealed service logging to two local collectors, with
@@ -70,8 +70,13 @@ enum Command {
     Watch(watch::WatchArgs),
     /// Make a session-token key for a fleet of front-ends (64 hex digits from the OS's
     /// secure random source): every front-end of a fleet reads the same file with
-    /// `--token-key-file`. Same as `openssl rand -hex 32`.
+    /// `--token-key-file`. Same as `openssl rand -hex 32`. With --join: the operator's
+    /// join-token signing key instead (its public key goes to `frontend --join-key`).
     Keygen(roles::KeygenArgs),
+    /// Sign a join token (the operator's permission for one player or observer of one
+    /// world, until an expiry) with a key from `flotilla keygen --join`; prints it as
+    /// base64url, for a client's `--join-token`.
+    JoinToken(roles::JoinTokenArgs),
     /// Re-run a front-end's recording (`flotilla frontend --record DIR`) offline and check
     /// every output against the recorded run.
     Replay(roles::ReplayArgs),
@@ -92,7 +97,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
-        Command::Frontend(args) => roles::frontend(args),
+        Command::Frontend(args) => roles::frontend(*args),
         Command::Game(args) => roles::game(args),
         Command::LoggerDemo(args) => logger_demo::run(args),
         Command::Log(args) => send::run(args),
@@ -101,6 +106,7 @@ fn main() {
         Command::Receive(args) => receive::run(args),
         Command::Watch(args) => watch::run(args),
         Command::Keygen(args) => roles::keygen(args),
+        Command::JoinToken(args) => roles::join_token(args),
         Command::Replay(args) => roles::replay(args),
         Command::Sim { which } => sim::run(which),
         Command::Bench { which } => bench::run(which),

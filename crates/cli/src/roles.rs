@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use flotilla_frontend::{FrontendConfig, FrontendServer, TokenKey};
+use flotilla_frontend::{FrontendConfig, FrontendServer, JoinKey, JoinSigner, TokenKey};
 use flotilla_game::{GameConfig, GameServer};
 
 /// Arguments of `flotilla frontend`.
@@ -40,6 +40,19 @@ pub struct FrontendArgs {
     /// key of this process only.
     #[arg(long, env = "FLOTILLA_TOKEN_KEY_FILE")]
     token_key_file: Option<std::path::PathBuf>,
+    /// The operator's public join-token keys, 64 hex digits each (what `flotilla keygen
+    /// --join` prints), comma-separated. With any: inputs need a player token of their
+    /// world (`Join`), and subscribes need a token too with --no-anonymous-observers.
+    /// Several keys: rotation (tokens of any of them are accepted).
+    #[arg(long, value_delimiter = ',', value_name = "HEX")]
+    join_key: Vec<String>,
+    /// Or: a file of join-token public keys, one a line (`#` comments), read at start.
+    #[arg(long, value_name = "FILE")]
+    join_key_file: Option<std::path::PathBuf>,
+    /// With join keys: watching a world needs a token too (observer or player); by
+    /// default anyone may watch and only inputs need one. `$directory` stays open.
+    #[arg(long)]
+    no_anonymous_observers: bool,
     /// Logging through the flotilla logger.
     #[command(flatten)]
     log: LogArgs,
@@ -134,15 +147,32 @@ pub struct FrontendArgs {
 pub struct KeygenArgs {
     /// Write the key to this file (created readable by its owner only; an existing file is
     /// kept unless --force). Without it the key goes to standard output.
-    #[arg(long)]
+    #[arg(long, required_if_eq("join", "true"))]
     out: Option<std::path::PathBuf>,
     /// Replace an existing --out file.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "join")]
     force: bool,
+    /// Make the operator's join-token signing key instead (Ed25519, PKCS#8 PEM, written to
+    /// --out, never replaced) and print its public key (64 hex digits) for the front-ends'
+    /// --join-key. Keep the private key off the front-ends.
+    #[arg(long)]
+    join: bool,
 }
 
 /// Runs `flotilla keygen`.
 pub fn keygen(args: KeygenArgs) -> Result<()> {
+    if args.join {
+        let path = args.out.context("--join needs --out FILE")?;
+        let signer = JoinSigner::generate()?;
+        signer.write_new_file(&path)?;
+        println!("{}", signer.public_key());
+        eprintln!(
+            "flotilla keygen: wrote a new join-token signing key to {} (keep it off the              front-ends; sign with `flotilla join-token --key {}`); its public key, for              `flotilla frontend --join-key`, is on standard output",
+            path.display(),
+            path.display()
+        );
+        return Ok(());
+    }
     let key = TokenKey::generate()?.to_hex();
     let Some(path) = args.out else {
         println!("{key}");
@@ -171,6 +201,69 @@ pub fn keygen(args: KeygenArgs) -> Result<()> {
         path.display()
     );
     Ok(())
+}
+
+/// Arguments of `flotilla join-token`.
+#[derive(clap::Args, Debug)]
+pub struct JoinTokenArgs {
+    /// The operator's signing key (from `flotilla keygen --join --out FILE`; PKCS#8 PEM or
+    /// DER, e.g. also `openssl genpkey -algorithm ed25519`).
+    #[arg(long, value_name = "FILE")]
+    key: std::path::PathBuf,
+    /// The world the token is for.
+    #[arg(long)]
+    world: String,
+    /// `player` (inputs and watching) or `observer` (watching).
+    #[arg(long, default_value = "player")]
+    role: flotilla_client::Role,
+    /// Seconds from now until the token expires (keep it short: a token is a bearer
+    /// permission until then).
+    #[arg(long, default_value_t = 3600)]
+    ttl: u64,
+    /// Whom it is for (the player's name, for logs; at most 64 bytes).
+    #[arg(long)]
+    subject: String,
+}
+
+/// Runs `flotilla join-token`: prints a signed token (base64url) on standard output.
+pub fn join_token(args: JoinTokenArgs) -> Result<()> {
+    let signer = JoinSigner::read_file(&args.key)?;
+    let world = flotilla_client::WorldId::new(&args.world)
+        .with_context(|| format!("--world {:?}", args.world))?;
+    if world.is_reserved() {
+        anyhow::bail!("--world {world}: worlds starting with `$` are the front-ends' own");
+    }
+    anyhow::ensure!(args.ttl > 0, "--ttl must be above 0");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("the system clock is before 1970")?
+        .as_secs();
+    let claims = flotilla_wire::JoinClaims {
+        expires_unix: now.saturating_add(args.ttl),
+        role: args.role,
+        world,
+        subject: args.subject,
+    };
+    let token = signer.sign(&claims)?;
+    println!("{}", flotilla_wire::join_token_to_text(&token));
+    Ok(())
+}
+
+/// The join keys of `--join-key` and `--join-key-file`, together.
+fn join_keys(args: &FrontendArgs) -> Result<Vec<JoinKey>> {
+    let mut keys = Vec::new();
+    for key in &args.join_key {
+        keys.push(JoinKey::from_hex(key).with_context(|| format!("--join-key {key:?}"))?);
+    }
+    if let Some(path) = &args.join_key_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --join-key-file {}", path.display()))?;
+        keys.extend(
+            JoinKey::parse_list(&text)
+                .with_context(|| format!("--join-key-file {}", path.display()))?,
+        );
+    }
+    Ok(keys)
 }
 
 /// Reads a 32-byte key written as 64 hex digits (surrounding whitespace ignored).
@@ -394,6 +487,10 @@ pub fn frontend(args: FrontendArgs) -> Result<()> {
         .listen
         .parse()
         .with_context(|| format!("--listen {:?}", args.listen))?;
+    let join_keys = join_keys(&args)?;
+    if args.no_anonymous_observers && join_keys.is_empty() {
+        anyhow::bail!("--no-anonymous-observers needs --join-key or --join-key-file");
+    }
     let id = args.id.clone().unwrap_or_else(|| {
         let host = gethostname::gethostname().to_string_lossy().into_owned();
         let host = if host.is_empty() {
@@ -414,6 +511,8 @@ pub fn frontend(args: FrontendArgs) -> Result<()> {
             send_budget: args.send_budget,
             max_clients: args.max_clients,
             max_clients_per_ip: args.max_clients_per_ip,
+            join_keys,
+            anonymous_observers: !args.no_anonymous_observers,
             ..FrontendConfig::default()
         };
         let millis = Duration::from_millis;

@@ -42,6 +42,11 @@ pub struct WatchArgs {
     /// first front-end's IP address).
     #[arg(long)]
     tls_name: Option<String>,
+    /// Join tokens (from `flotilla join-token`, base64url; comma-separated or repeated),
+    /// presented to every front-end the client connects to: needed to watch where the
+    /// front-ends run with --no-anonymous-observers.
+    #[arg(long, value_delimiter = ',', value_name = "TOKEN")]
+    join_token: Vec<String>,
     /// Name servers to ask for `--dns`, comma-separated ADDR:PORT (default: the system's).
     #[arg(long, value_delimiter = ',', requires = "dns")]
     name_server: Vec<SocketAddr>,
@@ -104,6 +109,11 @@ pub fn run(args: WatchArgs) -> Result<()> {
         config.client.tls = Some(flotilla_client::ClientTls::from_ca_file(ca, &name)?);
     }
     config.client.client_name = "flotilla-watch".into();
+    for (index, token) in args.join_token.iter().enumerate() {
+        let token = flotilla_client::join_token_from_text(token)
+            .with_context(|| format!("--join-token number {}", index + 1))?;
+        config.client.join_tokens.push(token);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -200,6 +210,14 @@ async fn watch(args: WatchArgs, world: WorldId, config: FleetConfig) -> Result<(
                         out.line("unsubscribed", json!({
                             "world": w.as_str(), "code": format!("{code:?}"), "text": text,
                         }));
+                        if w == world && code == ErrorCode::NotAllowed {
+                            client.close();
+                            bail!(
+                                "the fleet does not let this client watch {:?}: {text} (give \
+                                 --join-token a token for it)",
+                                world.as_str()
+                            );
+                        }
                         if w == world && !had_snapshot && code == ErrorCode::UnknownWorld {
                             let served = served_worlds(&client, &mut events).await;
                             client.close();
@@ -209,6 +227,16 @@ async fn watch(args: WatchArgs, world: WorldId, config: FleetConfig) -> Result<(
                                 if served.is_empty() { "none yet".to_owned() } else { served.join(", ") }
                             );
                         }
+                    }
+                    ClientEvent::Joined { world: w, role, expires_unix } => {
+                        out.line("joined", json!({
+                            "world": w.as_str(), "role": role.as_str(), "expires_unix": expires_unix,
+                        }));
+                    }
+                    ClientEvent::JoinRefused { world: w, code, text } => {
+                        out.line("join_refused", json!({
+                            "world": w.as_ref().map(WorldId::as_str), "code": format!("{code:?}"), "text": text,
+                        }));
                     }
                     ClientEvent::Resubscribing { code, attempt, delay, .. } => {
                         out.line("resubscribing", json!({

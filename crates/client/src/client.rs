@@ -48,6 +48,7 @@ pub(crate) fn machine_config(config: &ClientConfig, reconnect: bool) -> ClientMa
     ClientMachineConfig {
         client_name: config.client_name.clone(),
         session_token: config.session_token.clone(),
+        join_tokens: config.join_tokens.clone(),
         mode: config.mode,
         resubscribe: config.resubscribe,
         keep_alive: client_keep_alive(config),

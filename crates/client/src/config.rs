@@ -16,6 +16,15 @@ pub struct ClientConfig {
     pub client_name: String,
     /// A session token from an earlier `Welcome`, to resume that session.
     pub session_token: Option<Bytes>,
+    /// Join tokens (the operator's signed permissions to play or watch a world, from
+    /// `flotilla join-token`; `flotilla_wire::join_token_from_text` reads their text form),
+    /// presented with a `Join` after every `Welcome` (grants belong to the connection),
+    /// before the subscribes and inputs. Each is answered with [`ClientEvent::Joined`] or
+    /// [`ClientEvent::JoinRefused`](crate::ClientEvent). Default: none (front-ends without
+    /// join keys need none).
+    ///
+    /// [`ClientEvent::Joined`]: crate::ClientEvent::Joined
+    pub join_tokens: Vec<Bytes>,
     /// Full replicas, or lean per-world counters only.
     pub mode: ReplicaMode,
     /// Send a `Ping` after this long without receiving anything, unless a ping is already
@@ -93,6 +102,7 @@ impl Default for ClientConfig {
         Self {
             client_name: "flotilla-client".to_owned(),
             session_token: None,
+            join_tokens: Vec::new(),
             mode: ReplicaMode::Full,
             ping_interval: CLIENT_PING_INTERVAL,
             quiet_ping_interval: CLIENT_QUIET_PING_INTERVAL,

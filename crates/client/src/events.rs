@@ -7,7 +7,7 @@ use std::time::Duration;
 use flotilla_conn::Instant;
 
 use bytes::Bytes;
-use flotilla_wire::{ErrorCode, WorldId};
+use flotilla_wire::{ErrorCode, Role, WorldId};
 use flotilla_world::Position;
 use tokio::sync::mpsc;
 
@@ -102,6 +102,39 @@ pub enum ClientEvent {
         /// Detail.
         text: String,
     },
+    /// The front-end accepted a join token ([`ClientConfig::join_tokens`]): this
+    /// connection may act as `role` in `world` until `expires_unix`. Sent again after every
+    /// failover (the tokens are presented on each new connection).
+    ///
+    /// [`ClientConfig::join_tokens`]: crate::ClientConfig::join_tokens
+    Joined {
+        /// The token's world.
+        world: WorldId,
+        /// Player or observer.
+        role: Role,
+        /// The token's expiry, in seconds since the Unix epoch.
+        expires_unix: u64,
+    },
+    /// The front-end refused a join token (expired, not signed by a key it trusts,
+    /// damaged: `text` says which); the connection stays open, without that grant.
+    JoinRefused {
+        /// The token's world, when the token could be read that far.
+        world: Option<WorldId>,
+        /// Why (`NotAllowed`).
+        code: ErrorCode,
+        /// Detail.
+        text: String,
+    },
+    /// The front-end refused an input (it was not forwarded to the game server): the
+    /// connection holds no unexpired player token for the world.
+    InputRefused {
+        /// The world.
+        world: WorldId,
+        /// Why (`NotAllowed`).
+        code: ErrorCode,
+        /// Detail.
+        text: String,
+    },
     /// The connection ended; no more events follow. For a
     /// [`FleetClient`](crate::FleetClient): the fleet client ended (closed, dropped, or
     /// [`DisconnectReason::GaveUp`]); losing one front-end is [`ClientEvent::FrontendLost`].
@@ -178,14 +211,19 @@ pub enum ClientEvent {
 }
 
 /// Events the application must see even when its queue is full: data from the game
-/// server and the end of a subscription (the connection that carries them waits for room).
+/// server, the end of a subscription and the answers about join tokens and refused inputs
+/// (the connection that carries them waits for room).
 /// The rest are notifications about replicas (whose state the application can always
 /// read), connect attempts and failovers (whose state the fleet client's accessors tell):
 /// they never wait for the application.
 pub(crate) fn is_lossless(event: &ClientEvent) -> bool {
     matches!(
         event,
-        ClientEvent::Output { .. } | ClientEvent::Unsubscribed { .. }
+        ClientEvent::Output { .. }
+            | ClientEvent::Unsubscribed { .. }
+            | ClientEvent::Joined { .. }
+            | ClientEvent::JoinRefused { .. }
+            | ClientEvent::InputRefused { .. }
     )
 }
 

@@ -19,6 +19,11 @@
 //!   so the replica is whole again once the game server is back.
 //! - Outputs are never dropped: while the application's event queue is full the client
 //!   stops reading its socket (backpressure).
+//! - Join tokens ([`ClientConfig::join_tokens`]): the operator's signed permissions to
+//!   play (send inputs) or watch a world, presented after every `Welcome` where the
+//!   front-ends check them; answered with [`ClientEvent::Joined`] or
+//!   [`ClientEvent::JoinRefused`], and an input the front-end refuses is
+//!   [`ClientEvent::InputRefused`].
 //! - [`ReplicaMode::CountOnly`] keeps no replica, only per-world [`WorldCounters`] and
 //!   receive timestamps: lean observers for fan-out benchmarks.
 //!
@@ -105,5 +110,5 @@ pub use session::{
 };
 pub use tls::ClientTls;
 
-pub use flotilla_wire::{ErrorCode, WorldId};
+pub use flotilla_wire::{ErrorCode, Role, WorldId, join_token_from_text};
 pub use flotilla_world::Position;

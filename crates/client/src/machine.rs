@@ -46,6 +46,8 @@ pub struct ClientMachineConfig {
     pub client_name: String,
     /// A session token to resume on the first connection.
     pub session_token: Option<Bytes>,
+    /// Join tokens presented (`Join`) after every `Welcome`, before the resubscribes.
+    pub join_tokens: Vec<Bytes>,
     /// Replicas or counters only.
     pub mode: ReplicaMode,
     /// When a world whose game server went away is resubscribed.
@@ -75,6 +77,7 @@ impl Default for ClientMachineConfig {
         Self {
             client_name: "flotilla-client".to_owned(),
             session_token: None,
+            join_tokens: Vec::new(),
             mode: ReplicaMode::Full,
             resubscribe: ResubscribePolicy::default(),
             keep_alive: KeepAliveConfig::probing(
@@ -628,6 +631,11 @@ impl ClientMachine {
                 }
                 let frontend = connection.frontend;
                 let after = self.failover.on_connected(frontend, now.as_duration());
+                // Grants belong to the connection: the tokens go first, so that the
+                // subscribes and inputs that follow are allowed.
+                for token in self.config.join_tokens.clone() {
+                    self.send(now, &ClientToFrontend::Join { token });
+                }
                 for message in self.session.resume_subscriptions() {
                     self.send(now, &message);
                 }
@@ -856,6 +864,135 @@ impl Machine for ClientMachine {
         match (connection_deadline, self.wait_until) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_wire::{Role, bytes::BytesMut};
+
+    fn frames(outputs: &[ClientOutput]) -> Vec<ClientToFrontend> {
+        let mut decoder = Decoder::new(1 << 20);
+        for output in outputs {
+            if let ClientOutput::Send(bytes) = output {
+                decoder.feed(bytes);
+            }
+        }
+        std::iter::from_fn(|| decoder.next_message().unwrap()).collect()
+    }
+
+    fn drain(machine: &mut ClientMachine) -> Vec<ClientOutput> {
+        std::iter::from_fn(|| machine.poll_output()).collect()
+    }
+
+    #[test]
+    fn join_tokens_go_first_after_every_welcome_and_their_answers_are_events() {
+        let tokens = vec![Bytes::from_static(b"t1"), Bytes::from_static(b"t2")];
+        let config = ClientMachineConfig {
+            join_tokens: tokens.clone(),
+            ..ClientMachineConfig::default()
+        };
+        let mut machine = ClientMachine::new(2, config, 1).unwrap();
+        let arena = WorldId::new("arena").unwrap();
+        let at = Instant::from_millis;
+        machine.handle(at(0), ClientInput::Subscribe(arena.clone(), None));
+        machine.handle(
+            at(0),
+            ClientInput::SendInput {
+                world: arena.clone(),
+                payload: Bytes::from_static(b"J"),
+            },
+        );
+        for round in 0..2u64 {
+            drain(&mut machine);
+            machine.handle(at(round * 10_000), ClientInput::Connected);
+            let hello = frames(&drain(&mut machine));
+            assert!(matches!(&hello[..], [ClientToFrontend::Hello { .. }]));
+            let mut welcome = BytesMut::new();
+            FrontendToClient::Welcome {
+                version: 1,
+                session_token: Bytes::from_static(b"s"),
+                resumed: round > 0,
+                server_id: "fe".into(),
+            }
+            .encode(&mut welcome);
+            machine.handle(at(round * 10_000), ClientInput::Received(welcome.freeze()));
+            let sent = frames(&drain(&mut machine));
+            let joins: Vec<_> = tokens
+                .iter()
+                .map(|token| ClientToFrontend::Join {
+                    token: token.clone(),
+                })
+                .collect();
+            assert_eq!(&sent[..2], &joins[..], "round {round}: {sent:?}");
+            assert!(
+                matches!(sent[2], ClientToFrontend::Subscribe { .. }),
+                "{sent:?}"
+            );
+            if round == 0 {
+                assert!(
+                    matches!(sent[3], ClientToFrontend::Input { .. }),
+                    "{sent:?}"
+                );
+            }
+            // The answers become events.
+            let mut answers = BytesMut::new();
+            FrontendToClient::Joined {
+                world: arena.clone(),
+                role: Role::Player,
+                expires_unix: 9,
+            }
+            .encode(&mut answers);
+            FrontendToClient::Refused {
+                request: FrameType::Join,
+                world: None,
+                code: ErrorCode::NotAllowed,
+                text: "malformed".into(),
+            }
+            .encode(&mut answers);
+            FrontendToClient::Refused {
+                request: FrameType::Input,
+                world: Some(arena.clone()),
+                code: ErrorCode::NotAllowed,
+                text: "no token".into(),
+            }
+            .encode(&mut answers);
+            machine.handle(
+                at(round * 10_000 + 1),
+                ClientInput::Received(answers.freeze()),
+            );
+            let events: Vec<_> = drain(&mut machine)
+                .into_iter()
+                .filter_map(|output| match output {
+                    ClientOutput::Event(event) => Some(event),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(
+                events,
+                vec![
+                    ClientEvent::Joined {
+                        world: arena.clone(),
+                        role: Role::Player,
+                        expires_unix: 9
+                    },
+                    ClientEvent::JoinRefused {
+                        world: None,
+                        code: ErrorCode::NotAllowed,
+                        text: "malformed".into()
+                    },
+                    ClientEvent::InputRefused {
+                        world: arena.clone(),
+                        code: ErrorCode::NotAllowed,
+                        text: "no token".into()
+                    },
+                ]
+            );
+            // The connection is lost: the next one presents the tokens again.
+            machine.handle(at(round * 10_000 + 2), ClientInput::Closed);
+            machine.handle(at(round * 10_000 + 5_000), ClientInput::Timeout);
         }
     }
 }

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use flotilla_wire::{
-    ClientToFrontend, ErrorCode, FrontendToClient, PROTOCOL_VERSION, PartOutcome,
+    ClientToFrontend, ErrorCode, FrameType, FrontendToClient, PROTOCOL_VERSION, PartOutcome,
     SnapshotAssembler, WireError, WorldId,
 };
 use flotilla_world::{ApplyOutcome, Position, Replica, ReplicaConfig};
@@ -497,6 +497,36 @@ impl ClientSession {
                     }
                 }
             }
+            FrontendToClient::Joined {
+                world,
+                role,
+                expires_unix,
+            } => handled.events.push(ClientEvent::Joined {
+                world,
+                role,
+                expires_unix,
+            }),
+            FrontendToClient::Refused {
+                request,
+                world,
+                code,
+                text,
+            } => match (request, world) {
+                (FrameType::Join, world) => {
+                    log::warn!("join token refused: {code:?}: {text}");
+                    handled
+                        .events
+                        .push(ClientEvent::JoinRefused { world, code, text });
+                }
+                (FrameType::Input, Some(world)) => {
+                    handled
+                        .events
+                        .push(ClientEvent::InputRefused { world, code, text });
+                }
+                (request, world) => {
+                    log::debug!("front-end refused {request:?} ({world:?}): {code:?}: {text}");
+                }
+            },
             FrontendToClient::Error { code, text } => return Err(Fatal::Peer { code, text }),
         }
         Ok(handled)

@@ -239,6 +239,20 @@ pub struct FrontendConfig {
     /// The key signing session tokens; share it across the front-ends of a fleet.
     /// Default: drawn once per process (see [`TokenKey`]).
     pub token_key: TokenKey,
+    /// The operator's public keys for join tokens (PROTOCOL.md, "Join tokens"). Empty (the
+    /// default): no token is needed, every session may watch and play every world. Not
+    /// empty: a session's `Input` for a world needs an unexpired player token for it (one
+    /// signed by any of these keys, presented with `Join` on that connection), and a
+    /// `Subscribe` needs an observer or player token unless
+    /// [`anonymous_observers`](Self::anonymous_observers). Several keys let the operator
+    /// rotate: add the new one, wait out the old tokens, remove the old one. The front-end
+    /// needs the wall-clock time to check expiries ([`Input::WallClock`](crate::Input)).
+    #[serde(default)]
+    pub join_keys: Vec<crate::join::JoinKey>,
+    /// With [`join_keys`](Self::join_keys): anyone may watch (subscribe) without a token,
+    /// only inputs need one. Default true. `$directory` is always open.
+    #[serde(default = "default_anonymous_observers")]
+    pub anonymous_observers: bool,
     /// Seed of the machines' generator (session ids, tokens, directory epoch). `None`: drawn
     /// from the operating system. Set it only for replayable tests.
     pub seed: Option<u64>,
@@ -257,6 +271,10 @@ pub struct FrontendConfig {
 /// the setting existed).
 fn default_input_flood_penalty() -> Duration {
     Duration::from_secs(10)
+}
+
+fn default_anonymous_observers() -> bool {
+    true
 }
 
 fn default_game_resume_grace() -> Duration {
@@ -299,6 +317,8 @@ impl Default for FrontendConfig {
             reconnect_cap: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
             token_key: TokenKey::default(),
+            join_keys: Vec::new(),
+            anonymous_observers: default_anonymous_observers(),
             seed: None,
             record: None,
             edge: crate::edge::EdgeConfig::default(),

@@ -31,6 +31,13 @@ pub enum FrontendError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A join-token public key is not 64 hex digits (`--join-key`, a key file).
+    #[error("invalid join key: {0}")]
+    InvalidJoinKey(&'static str),
+    /// A join-token signing key could not be read, written or used (`flotilla keygen
+    /// --join`, `flotilla join-token`).
+    #[error("join signing key: {0}")]
+    InvalidJoinSigner(String),
     /// The TLS certificate or key could not be read or used.
     #[error("TLS: {0}")]
     Tls(String),

@@ -24,7 +24,7 @@ use crate::game_link::{GameLink, GameLinkEvent};
 use crate::ids::{ConnId, GameId, IdBuildHasher, SeededRng};
 use crate::replica::{BatchOutcome, ReplicaMachine, Serve, SnapshotProgress, SubscriberState};
 use crate::router::{Router, WorldChange};
-use crate::session::{Offer, Session, SessionEvent, Traffic};
+use crate::session::{JOIN_BURST, JOINS_PER_SECOND, Offer, Session, SessionEvent, Traffic};
 
 /// Why the front-end closes a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -80,6 +80,17 @@ pub enum Input {
     ClientReadingPaused,
     /// The shell reads clients again: the time they were not read counts as activity.
     ClientReadingResumed,
+    /// At this input's `now` the wall clock (UTC) reads `unix_millis` milliseconds since
+    /// the Unix epoch. The machine keeps the offset and derives the wall-clock time of
+    /// every later `now` from it, for the expiry of join tokens; it never reads a clock.
+    /// Feed it before the first client connects and again now and then (every 30 s,
+    /// say), so that a stepped system clock is followed. Until the first one, a front-end with
+    /// [`join_keys`](FrontendConfig::join_keys) refuses every token (it cannot tell
+    /// whether one expired).
+    WallClock {
+        /// Milliseconds since the Unix epoch, at this input's `now`.
+        unix_millis: u64,
+    },
     /// The instant [`Frontend::poll_timeout`] asked for has come (keep-alive pings and
     /// silence, stalled game links, idle replicas' grace period). Feeding it early is
     /// harmless.
@@ -175,8 +186,21 @@ pub struct Stats {
     /// server's `SessionMoved`).
     pub sessions_taken_over: u64,
     /// Client connections closed for sending inputs past their budget
-    /// ([`max_inputs_per_second`](crate::FrontendConfig::max_inputs_per_second)).
+    /// ([`max_inputs_per_second`](crate::FrontendConfig::max_inputs_per_second)), or
+    /// `Join`s past theirs ([`JOINS_PER_SECOND`](crate::JOINS_PER_SECOND)).
     pub clients_closed_for_input_rate: u64,
+    /// `Join`s answered `Joined`: a grant recorded on their connection.
+    pub joins_accepted: u64,
+    /// `Join`s answered `Refused` (malformed, expired, not signed by a configured key,
+    /// too many on one connection, or the wall-clock time not known yet).
+    pub joins_refused: u64,
+    /// Inputs refused (answered `Refused{Input, NotAllowed}`, never forwarded) because
+    /// their connection holds no unexpired player token for the world
+    /// ([`join_keys`](crate::FrontendConfig::join_keys) set).
+    pub inputs_not_allowed: u64,
+    /// Subscribes refused (`Unsubscribed{NotAllowed}`) for want of a token, with
+    /// [`anonymous_observers`](crate::FrontendConfig::anonymous_observers) off.
+    pub subscribes_not_allowed: u64,
 }
 
 type SessionMap = HashMap<ConnId, Session, IdBuildHasher>;
@@ -334,6 +358,17 @@ fn verify_token(key: &ring::hmac::Key, token: &[u8]) -> Option<SessionId> {
     Some(SessionId(u64::from_be_bytes(id)))
 }
 
+/// Why `session` may not act in `world` at `unix_now` (for a refusal's text).
+fn not_allowed_text(session: &Session, world: &WorldId, unix_now: Option<u64>) -> String {
+    match session.grant_for(world) {
+        None => format!("no join token for {world} on this connection"),
+        Some(grant) if !grant.is_valid_at(unix_now) => {
+            format!("the join token for {world} has expired")
+        }
+        Some(grant) => format!("the join token for {world} is an {} token", grant.role),
+    }
+}
+
 /// Capacity of the output queue kept once it is empty; a larger one is freed.
 const OUTPUTS_KEPT_CAPACITY: usize = 4096;
 
@@ -363,6 +398,9 @@ pub struct Frontend {
     /// Worlds whose game link was lost, kept until the instant given for a game server to
     /// announce them again (see [`FrontendConfig::game_resume_grace`]).
     orphans: BTreeMap<WorldId, Instant>,
+    /// The wall clock's offset from `now`: Unix-epoch milliseconds at `now` = zero, from
+    /// the last [`Input::WallClock`] (`None` before the first).
+    unix_offset_millis: Option<i64>,
 }
 
 impl Frontend {
@@ -399,6 +437,7 @@ impl Frontend {
                 config.game_idle_timeout,
             ),
             orphans: BTreeMap::new(),
+            unix_offset_millis: None,
         }
     }
 
@@ -525,6 +564,11 @@ impl Frontend {
                     }
                 }
             }
+            Input::WallClock { unix_millis } => {
+                let unix = i64::try_from(unix_millis).unwrap_or(i64::MAX);
+                let since_origin = i64::try_from(now.as_nanos() / 1_000_000).unwrap_or(i64::MAX);
+                self.unix_offset_millis = Some(unix.saturating_sub(since_origin));
+            }
             Input::Timeout => {
                 if self.outputs.is_empty() && self.outputs.capacity() > OUTPUTS_KEPT_CAPACITY {
                     // Give a saturation peak's memory back.
@@ -602,6 +646,14 @@ impl Frontend {
             worlds_waiting_for_game: self.orphans.len() as u64,
             ..self.stats
         }
+    }
+
+    /// The wall-clock time at `now`, in seconds since the Unix epoch, from the last
+    /// [`Input::WallClock`]; `None` before the first.
+    pub fn unix_time(&self, now: Instant) -> Option<u64> {
+        let offset = self.unix_offset_millis?;
+        let since_origin = i64::try_from(now.as_nanos() / 1_000_000).unwrap_or(i64::MAX);
+        u64::try_from(offset.saturating_add(since_origin) / 1000).ok()
     }
 
     /// The session machine of a connection.
@@ -690,17 +742,36 @@ impl Frontend {
                 }
             }
             SessionEvent::Input { world, payload } => {
+                let unix_now = self.unix_time(now);
                 let Some(session) = self.sessions.get_mut(&conn) else {
                     return;
                 };
                 if !session.take_input(now) {
                     return self.close_input_flooder(now, conn);
                 }
-                let Some(session) = session.session_id() else {
+                let Some(session_id) = session.session_id() else {
                     return;
                 };
                 let reserved = world.as_str().starts_with('$');
-                match self.router.route_input(session, world.clone(), payload) {
+                // With join keys, only a session holding an unexpired player token for the
+                // world may send it inputs (a scan of a few grants, no allocation).
+                if !reserved
+                    && !self.config.join_keys.is_empty()
+                    && !session.allows(&world, unix_now, true)
+                {
+                    let text = not_allowed_text(session, &world, unix_now);
+                    self.stats.inputs_not_allowed += 1;
+                    let frame = FrontendToClient::Refused {
+                        request: FrameType::Input,
+                        world: Some(world),
+                        code: ErrorCode::NotAllowed,
+                        text: format!("input dropped: {text}"),
+                    }
+                    .encode_to_bytes();
+                    self.send_client(now, conn, frame, Traffic::Control);
+                    return;
+                }
+                match self.router.route_input(session_id, world.clone(), payload) {
                     Some((game, frame)) => {
                         self.stats.inputs_routed += 1;
                         self.send_game(now, game, frame);
@@ -718,11 +789,72 @@ impl Frontend {
                     }
                 }
             }
+            SessionEvent::Join { token } => self.join(now, conn, &token),
             SessionEvent::Close {
                 reason,
                 error_frame,
             } => self.close_client(now, conn, reason, error_frame),
         }
+    }
+
+    /// A `Join`: the token is checked ([`crate::join::verify`]) and, if accepted, its
+    /// grant recorded on the connection; answered `Joined` or `Refused`. The connection
+    /// stays open either way, unless it sends `Join`s past their budget.
+    fn join(&mut self, now: Instant, conn: ConnId, token: &Bytes) {
+        let unix_now = self.unix_time(now);
+        let Some(session) = self.sessions.get_mut(&conn) else {
+            return;
+        };
+        if !session.take_join(now) {
+            self.stats.clients_closed_for_input_rate += 1;
+            let text =
+                format!("more than {JOINS_PER_SECOND} joins a second (bursts of {JOIN_BURST})");
+            return self.close_overloaded_client(now, conn, text, CloseReason::InputRate);
+        }
+        let verdict =
+            crate::join::verify(&self.config.join_keys, token, unix_now).and_then(|claims| {
+                session
+                    .grant(
+                        claims.world.clone(),
+                        claims.role,
+                        claims.expires_unix,
+                        unix_now,
+                    )
+                    .map(|()| claims.clone())
+                    .map_err(|text| crate::join::Refusal {
+                        world: Some(claims.world),
+                        text: text.to_owned(),
+                    })
+            });
+        let frame = match verdict {
+            Ok(claims) => {
+                log::debug!(
+                    "{conn:?} joined {} as {} ({}) until {}",
+                    claims.world,
+                    claims.role,
+                    claims.subject,
+                    claims.expires_unix
+                );
+                self.stats.joins_accepted += 1;
+                FrontendToClient::Joined {
+                    world: claims.world,
+                    role: claims.role,
+                    expires_unix: claims.expires_unix,
+                }
+            }
+            Err(refusal) => {
+                log::debug!("{conn:?}: join refused: {}", refusal.text);
+                self.stats.joins_refused += 1;
+                FrontendToClient::Refused {
+                    request: FrameType::Join,
+                    world: refusal.world,
+                    code: ErrorCode::NotAllowed,
+                    text: refusal.text,
+                }
+            }
+        }
+        .encode_to_bytes();
+        self.send_client(now, conn, frame, Traffic::Control);
     }
 
     /// The `Unsubscribed` answer about a world no game server hosts (to a `Subscribe`, or
@@ -794,9 +926,27 @@ impl Frontend {
             Some(machine) => machine.world().clone(),
             None => compact_world_id(world),
         };
+        let unix_now = self.unix_time(now);
         let Some(session) = self.sessions.get_mut(&conn) else {
             return;
         };
+        // With join keys and no anonymous observers, watching a game world needs a token.
+        if !self.config.join_keys.is_empty()
+            && !self.config.anonymous_observers
+            && !world.is_reserved()
+            && !session.allows(&world, unix_now, false)
+        {
+            let text = not_allowed_text(session, &world, unix_now);
+            self.stats.subscribes_not_allowed += 1;
+            let frame = FrontendToClient::Unsubscribed {
+                world,
+                code: ErrorCode::NotAllowed,
+                text,
+            }
+            .encode_to_bytes();
+            self.send_client(now, conn, frame, Traffic::Control);
+            return;
+        }
         let congested = session.is_congested();
         let serve = if world == WorldId::DIRECTORY {
             session.add_subscription(world.clone());

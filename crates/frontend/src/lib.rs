@@ -18,7 +18,7 @@
 //! stream replays a run exactly.
 //!
 //! - [`Session`]: one per client connection (handshake, keep-alive, subscriptions, send
-//!   budget).
+//!   budget, the join tokens' grants).
 //! - [`GameLink`]: one per game-server connection (handshake, keep-alive).
 //! - [`ReplicaMachine`]: one per watched world (replica, catch-up, subscriber states).
 //! - [`Router`]: which game server hosts which world, which connection holds which
@@ -51,6 +51,7 @@ mod factory;
 mod frontend;
 mod game_link;
 mod ids;
+pub mod join;
 pub mod record;
 mod replica;
 mod router;
@@ -67,7 +68,11 @@ pub use game_link::{GameLink, GameLinkEvent, LinkState};
 pub use ids::{
     ConnId, GameId, IdBuildHasher, IdHasher, KeyedIdBuildHasher, KeyedIdHasher, SeededRng,
 };
+pub use join::{JoinKey, JoinSigner};
 pub use replica::{BatchOutcome, ReplicaMachine, Serve, SnapshotProgress, SubscriberState};
 pub use router::{Router, WorldChange};
 pub use server::{FrontendServer, ServerStats, StatsSnapshot};
-pub use session::{Offer, Session, SessionEvent, SessionPhase, Traffic};
+pub use session::{
+    Grant, JOIN_BURST, JOINS_PER_SECOND, MAX_GRANTS_PER_CONNECTION, Offer, Session, SessionEvent,
+    SessionPhase, Traffic,
+};

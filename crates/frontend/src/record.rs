@@ -178,6 +178,10 @@ pub fn encode_input(input: &Input, out: &mut Vec<u8>) -> Result<(), FrontendErro
         Input::ClientReadingPaused => out.push(11),
         Input::ClientReadingResumed => out.push(12),
         Input::Timeout => out.push(13),
+        Input::WallClock { unix_millis } => {
+            out.push(14);
+            put_u64(out, *unix_millis);
+        }
     }
     Ok(())
 }
@@ -255,6 +259,9 @@ pub fn decode_input(bytes: &[u8]) -> Result<Input, FrontendError> {
         11 => Input::ClientReadingPaused,
         12 => Input::ClientReadingResumed,
         13 => Input::Timeout,
+        14 => Input::WallClock {
+            unix_millis: r.u64()?,
+        },
         other => {
             return Err(FrontendError::Record(format!("unknown input kind {other}")));
         }
@@ -864,6 +871,9 @@ mod tests {
             Input::ClientReadingPaused,
             Input::ClientReadingResumed,
             Input::Timeout,
+            Input::WallClock {
+                unix_millis: 1_700_000_000_123,
+            },
         ];
         for input in inputs {
             let mut out = Vec::new();
@@ -872,5 +882,110 @@ mod tests {
         }
         assert!(decode_input(&[99]).is_err());
         assert!(decode_input(&[1, 0]).is_err());
+    }
+
+    /// A recording with the wall clock, joins (accepted and refused) and inputs (allowed
+    /// and not) replays with every output checked, across a rotation's checkpoint.
+    #[test]
+    fn a_recording_with_join_tokens_replays() {
+        use flotilla_wire::{GameToFrontend, JoinClaims, Role, WorldId};
+        let signer = crate::JoinSigner::generate().unwrap();
+        let config = FrontendConfig {
+            join_keys: vec![signer.public_key()],
+            ..FrontendConfig::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let settings = RecordSettings {
+            dir: dir.path().join("rec"),
+            max_bytes: 1 << 30,
+            file_bytes: MIN_FILE_BYTES,
+        };
+        let mut recorder = Recorder::create(&settings, &config, 3).unwrap();
+        let mut machine = Frontend::new(&config, 3);
+        let mut now = Instant::from_millis(5);
+        let mut feed = |now: Instant, input: Input, machine: &mut Frontend| {
+            recorder.input(now, &input, machine);
+            machine.handle(now, input);
+            while let Some(output) = machine.poll_output() {
+                recorder.output(&output);
+            }
+        };
+        let frame = |message: &dyn Fn() -> Bytes| RawFrame::parse(message(), 1 << 20).unwrap();
+        let arena = WorldId::new("arena").unwrap();
+        feed(
+            now,
+            Input::WallClock {
+                unix_millis: 1_800_000_000_000,
+            },
+            &mut machine,
+        );
+        feed(now, Input::GameConnected(GameId(1)), &mut machine);
+        for message in [
+            GameToFrontend::Welcome {
+                version: 1,
+                server_id: "game".into(),
+            },
+            GameToFrontend::WorldAdded {
+                world: arena.clone(),
+                info: Bytes::new(),
+            },
+        ] {
+            let raw = frame(&|| message.encode_to_bytes());
+            feed(now, Input::GameFrame(GameId(1), raw), &mut machine);
+        }
+        // Enough rounds to rotate (a checkpoint holding grants) a few times.
+        for conn in 1..=120u64 {
+            now += std::time::Duration::from_millis(100);
+            let conn_id = ConnId(conn);
+            feed(now, Input::ClientConnected(conn_id), &mut machine);
+            let hello = ClientToFrontend::Hello {
+                version: PROTOCOL_VERSION,
+                session_token: None,
+                client_name: format!("c{conn}"),
+            };
+            let token = if conn % 3 == 0 {
+                Bytes::from_static(b"not a token")
+            } else {
+                signer
+                    .sign(&JoinClaims {
+                        expires_unix: 1_800_000_000 + conn,
+                        role: if conn % 2 == 0 {
+                            Role::Player
+                        } else {
+                            Role::Observer
+                        },
+                        world: arena.clone(),
+                        subject: format!("p{conn}"),
+                    })
+                    .unwrap()
+            };
+            let messages = [
+                hello,
+                ClientToFrontend::Join { token },
+                ClientToFrontend::Input {
+                    world: arena.clone(),
+                    payload: Bytes::from_static(b"J"),
+                },
+            ];
+            for message in messages {
+                let raw = frame(&|| message.encode_to_bytes());
+                feed(now, Input::ClientFrame(conn_id, raw), &mut machine);
+            }
+        }
+        let stats = machine.stats();
+        assert!(
+            stats.joins_accepted > 0 && stats.joins_refused > 0,
+            "{stats:?}"
+        );
+        assert!(
+            stats.inputs_routed > 0 && stats.inputs_not_allowed > 0,
+            "{stats:?}"
+        );
+        recorder.finish();
+        assert!(recorder.checkpoints() > 0, "rotated");
+        let report = replay(&settings.dir).unwrap();
+        assert_eq!(report.mismatch, None);
+        assert_eq!(report.inputs, recorder.inputs());
+        assert!(report.outputs_checked > 300, "{report:?}");
     }
 }

@@ -112,6 +112,20 @@ const GAME_READ_CHUNK: usize = 64 * 1024;
 /// How long a closing connection may take to write its last frames.
 const LINGER: Duration = Duration::from_secs(2);
 
+/// How often the event loop tells the machine the wall-clock time
+/// ([`Input::WallClock`]: the expiry of join tokens), so that a stepped system clock is
+/// followed.
+const WALL_CLOCK_EVERY: Duration = Duration::from_secs(30);
+
+/// The wall-clock time: milliseconds since the Unix epoch.
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
 /// Shared counters of a running front-end.
 #[derive(Debug, Default)]
 pub struct ServerStats {
@@ -1043,7 +1057,19 @@ impl EventLoop {
         tokio::pin!(timer);
         let mut timer_at: Option<flotilla_conn::Instant> = None;
         let mut slow_turns = SlowTurns::default();
+        let mut wall_clock_told: Option<Instant> = None;
         loop {
+            // Before anything else (the first client), then every WALL_CLOCK_EVERY.
+            if wall_clock_told.is_none_or(|at| at.elapsed() >= WALL_CLOCK_EVERY) {
+                wall_clock_told = Some(Instant::now());
+                let now = self.now();
+                self.feed(
+                    now,
+                    Input::WallClock {
+                        unix_millis: unix_millis(),
+                    },
+                );
+            }
             let deadline = self.frontend.poll_timeout();
             if deadline != timer_at {
                 timer_at = deadline;

@@ -2,8 +2,8 @@
 //!
 //! It decodes the client's frames, runs the handshake (`Hello` -> `Welcome`), answers
 //! pings, pings a quiet client and closes a silent one, remembers the connection's
-//! subscriptions, and keeps the connection's send budget (bytes handed to the shell and
-//! not yet written). It does not know other machines: it returns a [`SessionEvent`] for
+//! subscriptions and the grants of its join tokens, and keeps the connection's send budget
+//! (bytes handed to the shell and not yet written). It does not know other machines: it returns a [`SessionEvent`] for
 //! the [`Frontend`](crate::Frontend) to act on.
 
 use std::collections::BTreeSet;
@@ -13,13 +13,42 @@ use flotilla_conn::{
     Instant, KeepAlive, KeepAliveAction, KeepAliveConfig, RateBudget, negotiate_version,
 };
 use flotilla_wire::{
-    ClientToFrontend, ErrorCode, FrontendToClient, Message, PROTOCOL_VERSION, RawFrame, SessionId,
-    WorldId,
+    ClientToFrontend, ErrorCode, FrontendToClient, Message, PROTOCOL_VERSION, RawFrame, Role,
+    SessionId, WorldId,
 };
 use flotilla_world::Position;
 
 use crate::frontend::CloseReason;
 use crate::ids::ConnId;
+
+/// The most join-token grants one connection holds at once (one per world; a token for a
+/// world already granted replaces its grant). Past it a `Join` is refused.
+pub const MAX_GRANTS_PER_CONNECTION: usize = 32;
+
+/// `Join`s a connection may send a second on average (each costs a signature check)...
+pub const JOINS_PER_SECOND: u32 = 8;
+
+/// ... with bursts of this many (a client joining its worlds after a `Welcome`). Past
+/// them the connection is closed with `Error{Overloaded}`, like an input flooder.
+pub const JOIN_BURST: u32 = 64;
+
+/// What a join token granted a connection: a role in one world until an expiry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Grant {
+    /// The token's world.
+    pub world: WorldId,
+    /// Player (inputs) or observer.
+    pub role: Role,
+    /// The token's expiry, in seconds since the Unix epoch.
+    pub expires_unix: u64,
+}
+
+impl Grant {
+    /// True while the grant holds at `unix_now` (never when the time is unknown).
+    pub fn is_valid_at(&self, unix_now: Option<u64>) -> bool {
+        unix_now.is_some_and(|now| now < self.expires_unix)
+    }
+}
 
 /// Where a session is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -68,6 +97,11 @@ pub enum SessionEvent {
         world: WorldId,
         /// Opaque to the front-end.
         payload: Bytes,
+    },
+    /// The client presents a join token: check it and [`Session::grant`] what it says.
+    Join {
+        /// The token's bytes.
+        token: Bytes,
     },
     /// Close the connection, after sending `error_frame` if there is one.
     Close {
@@ -128,6 +162,11 @@ pub struct Session {
     congested: bool,
     /// The connection's input budget (`None`: no limit).
     input_budget: Option<RateBudget>,
+    /// What the connection's join tokens granted (at most
+    /// [`MAX_GRANTS_PER_CONNECTION`]; a linear scan is cheaper than a map at that size).
+    grants: Vec<Grant>,
+    /// The connection's `Join` budget ([`JOINS_PER_SECOND`], [`JOIN_BURST`]).
+    join_budget: RateBudget,
 }
 
 impl Session {
@@ -144,6 +183,8 @@ impl Session {
             queued_bytes: 0,
             congested: false,
             input_budget: None,
+            grants: Vec::new(),
+            join_budget: RateBudget::new(JOINS_PER_SECOND, JOIN_BURST, now),
         }
     }
 
@@ -158,6 +199,53 @@ impl Session {
         self.input_budget
             .as_mut()
             .is_none_or(|budget| budget.take(now))
+    }
+
+    /// Takes one `Join` from the connection's budget at `now`: false when it is spent.
+    pub fn take_join(&mut self, now: Instant) -> bool {
+        self.join_budget.take(now)
+    }
+
+    /// Records what a verified join token grants: `role` in `world` until `expires_unix`,
+    /// replacing an earlier grant for that world. Refused when the connection holds
+    /// [`MAX_GRANTS_PER_CONNECTION`] grants for other worlds still valid at `unix_now`.
+    pub fn grant(
+        &mut self,
+        world: WorldId,
+        role: Role,
+        expires_unix: u64,
+        unix_now: Option<u64>,
+    ) -> Result<(), &'static str> {
+        let grant = Grant {
+            world,
+            role,
+            expires_unix,
+        };
+        if let Some(held) = self.grants.iter_mut().find(|g| g.world == grant.world) {
+            *held = grant;
+            return Ok(());
+        }
+        if self.grants.len() >= MAX_GRANTS_PER_CONNECTION {
+            self.grants.retain(|g| g.is_valid_at(unix_now));
+        }
+        if self.grants.len() >= MAX_GRANTS_PER_CONNECTION {
+            return Err("this connection holds the most join tokens it may (32 worlds)");
+        }
+        self.grants.push(grant);
+        Ok(())
+    }
+
+    /// The grant this connection holds for `world`, if any (valid or not).
+    pub fn grant_for(&self, world: &WorldId) -> Option<&Grant> {
+        self.grants.iter().find(|g| g.world == *world)
+    }
+
+    /// True when the connection holds a grant for `world` valid at `unix_now` that allows
+    /// inputs (`input`) or watching (any role).
+    pub fn allows(&self, world: &WorldId, unix_now: Option<u64>, input: bool) -> bool {
+        self.grant_for(world).is_some_and(|grant| {
+            grant.is_valid_at(unix_now) && (!input || grant.role.may_send_inputs())
+        })
     }
 
     /// The connection this session machine serves.
@@ -270,6 +358,7 @@ impl Session {
             (_, ClientToFrontend::Input { world, payload }) => {
                 SessionEvent::Input { world, payload }
             }
+            (_, ClientToFrontend::Join { token }) => SessionEvent::Join { token },
         }
     }
 
@@ -605,6 +694,48 @@ mod tests {
         );
         let event = session.on_timeout(at(9));
         assert_eq!(error_code(&event), ErrorCode::Timeout);
+    }
+
+    #[test]
+    fn grants_replace_per_world_expire_and_are_bounded() {
+        let mut session = Session::new(ConnId(1), at(0), keep_alive(2, 6));
+        let arena = WorldId::new("arena").unwrap();
+        assert!(!session.allows(&arena, Some(10), false));
+        session
+            .grant(arena.clone(), Role::Observer, 100, Some(10))
+            .unwrap();
+        assert!(session.allows(&arena, Some(10), false));
+        assert!(
+            !session.allows(&arena, Some(10), true),
+            "observers send no input"
+        );
+        assert!(!session.allows(&arena, Some(100), false), "expired");
+        assert!(!session.allows(&arena, None, false), "time unknown");
+        session
+            .grant(arena.clone(), Role::Player, 200, Some(10))
+            .unwrap();
+        assert!(session.allows(&arena, Some(150), true));
+        for i in 1..MAX_GRANTS_PER_CONNECTION {
+            let world = WorldId::new(&format!("w{i}")).unwrap();
+            session.grant(world, Role::Player, 50, Some(10)).unwrap();
+        }
+        let extra = WorldId::new("extra").unwrap();
+        assert!(
+            session
+                .grant(extra.clone(), Role::Player, 300, Some(10))
+                .is_err()
+        );
+        // Once the others expired, their room is taken back.
+        session
+            .grant(extra.clone(), Role::Player, 300, Some(60))
+            .unwrap();
+        assert!(session.allows(&extra, Some(60), true));
+        assert!(session.allows(&arena, Some(60), true));
+        // Joins have a budget of their own.
+        let mut session = Session::new(ConnId(2), at(0), keep_alive(2, 6));
+        assert!((0..JOIN_BURST).all(|_| session.take_join(at(0))));
+        assert!(!session.take_join(at(0)));
+        assert!(session.take_join(at(1)));
     }
 
     #[test]

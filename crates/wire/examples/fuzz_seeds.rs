@@ -6,8 +6,8 @@
 
 use bytes::{Bytes, BytesMut};
 use flotilla_wire::{
-    ClientToFrontend, ErrorCode, FrontendToClient, FrontendToGame, GameToFrontend, Message,
-    SessionId, WorldId, change_batch_frame, encode_snapshot,
+    ClientToFrontend, ErrorCode, FrameType, FrontendToClient, FrontendToGame, GameToFrontend,
+    JoinClaims, Message, Role, SessionId, WorldId, change_batch_frame, encode_snapshot,
 };
 use flotilla_world::WorldState;
 
@@ -26,6 +26,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut split_snapshot = BytesMut::new();
     encode_snapshot(&world, &state.snapshot(), 40, &mut split_snapshot)?;
     let token = Bytes::from_static(&[7; 40]);
+    let join_token = JoinClaims {
+        expires_unix: 1_800_000_000,
+        role: Role::Player,
+        world: world.clone(),
+        subject: "seed".into(),
+    }
+    .sign_with(|_| [9; 64])?;
     let frames: Vec<(&str, Bytes)> = vec![
         (
             "c2f-hello",
@@ -58,6 +65,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 payload: Bytes::from_static(b"J"),
             }
             .encode_to_bytes(),
+        ),
+        (
+            "c2f-join",
+            ClientToFrontend::Join { token: join_token }.encode_to_bytes(),
         ),
         (
             "c2f-ping",
@@ -95,6 +106,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 world: world.clone(),
                 code: ErrorCode::Unavailable,
                 text: "gone".into(),
+            }
+            .encode_to_bytes(),
+        ),
+        (
+            "f2c-joined",
+            FrontendToClient::Joined {
+                world: world.clone(),
+                role: Role::Observer,
+                expires_unix: 1_800_000_000,
+            }
+            .encode_to_bytes(),
+        ),
+        (
+            "f2c-refused",
+            FrontendToClient::Refused {
+                request: FrameType::Input,
+                world: Some(world.clone()),
+                code: ErrorCode::NotAllowed,
+                text: "no player token".into(),
             }
             .encode_to_bytes(),
         ),

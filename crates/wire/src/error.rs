@@ -95,6 +95,16 @@ pub enum WireError {
         /// What was wrong.
         reason: &'static str,
     },
+    /// A join token (its bytes or its text form) is not well formed; the fields of its
+    /// payload report as the other variants do, with field names starting `token.`.
+    #[error("bad join token: {reason}")]
+    BadJoinToken {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A join token of a version this crate does not read.
+    #[error("join token version {0} is not supported (version 1 is)")]
+    JoinTokenVersion(u8),
     /// A multi-part snapshot grew past the assembler's limit
     /// ([`SnapshotAssembler::with_max_bytes`](crate::SnapshotAssembler::with_max_bytes)).
     #[error("snapshot of more than {max} bytes (at least {bytes})")]

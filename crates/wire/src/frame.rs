@@ -78,6 +78,12 @@ frame_types! {
     Output = 0x15 => [FrontendToClient],
     /// 0x16 the front-end ended a subscription (world removed, unknown, not allowed).
     Unsubscribed = 0x16 => [FrontendToClient],
+    /// 0x17 a client presents a join token (see [`JoinToken`](crate::JoinToken)).
+    Join = 0x17 => [ClientToFrontend],
+    /// 0x18 the front-end accepted a join token: world, role, expiry.
+    Joined = 0x18 => [FrontendToClient],
+    /// 0x19 the front-end refused a client's `Join` or `Input` (not fatal).
+    Refused = 0x19 => [FrontendToClient],
     /// 0x20 front-end hello to a game server: magic, version, front-end id.
     GameHello = 0x20 => [FrontendToGame],
     /// 0x21 game server welcome: version, server id.
@@ -307,10 +313,13 @@ pub(crate) struct Reader {
 
 impl Reader {
     pub(crate) fn new(frame: &RawFrame) -> Self {
-        Self {
-            buf: frame.body(),
-            frame_type: frame.frame_type,
-        }
+        Self::over(frame.body(), frame.frame_type)
+    }
+
+    /// A reader over `buf`, a field of a frame of type `frame_type` (a join token inside a
+    /// `Join`): its errors name that frame type.
+    pub(crate) fn over(buf: Bytes, frame_type: FrameType) -> Self {
+        Self { buf, frame_type }
     }
 
     fn truncated(&self, field: &'static str) -> WireError {

@@ -14,6 +14,9 @@
 //! - [`Decoder`]: bytes in arbitrary chunks in, [`RawFrame`]s out; a malformed frame is a
 //!   [`WireError`] whose [`code`](WireError::code) goes into the `Error` frame sent before
 //!   closing that one connection.
+//! - Join tokens ([`JoinToken`], [`JoinClaims`]): the format of the operator's signed
+//!   permission to play or watch one world, carried by the `Join` frame; the signature
+//!   (Ed25519) is checked by the front-end, which holds the keys.
 //! - Zero copy: decoded keys, values and payloads are slices of the received frame.
 //! - Encode once, send many: [`change_batch_frame`] makes one `Bytes` that is cloned for
 //!   every observer, and a game server's `ChangeBatch`/`Snapshot` frame is byte for byte a
@@ -53,6 +56,7 @@
 mod body;
 mod error;
 mod frame;
+mod join;
 mod message;
 mod world_id;
 
@@ -65,6 +69,10 @@ pub use body::{
 pub use bytes;
 pub use error::{ErrorCode, WireError};
 pub use frame::{DECODER_GROW_STEP, Decoder, Direction, FrameType, RawFrame};
+pub use join::{
+    JOIN_SIGNATURE_LEN, JOIN_SIGNING_CONTEXT, JOIN_TOKEN_VERSION, JoinClaims, JoinToken,
+    MAX_JOIN_SUBJECT_LEN, MAX_JOIN_TOKEN_LEN, Role, join_token_from_text, join_token_to_text,
+};
 pub use message::{
     ClientToFrontend, FrontendToClient, FrontendToGame, GameToFrontend, Message, SessionId,
 };

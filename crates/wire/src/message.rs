@@ -11,6 +11,7 @@ use crate::body::{
 };
 use crate::error::{ErrorCode, WireError};
 use crate::frame::{Direction, FrameType, RawFrame, Reader};
+use crate::join::Role;
 use crate::world_id::WorldId;
 
 /// The id of a client session on the front-end <-> game-server link. Stable across
@@ -105,6 +106,12 @@ pub enum ClientToFrontend {
         /// Opaque to the front-end.
         payload: Bytes,
     },
+    /// Presents a join token (the operator's permission to play or watch one world),
+    /// answered with `Joined` or `Refused`.
+    Join {
+        /// The token's bytes ([`JoinToken`](crate::JoinToken) decodes them).
+        token: Bytes,
+    },
     /// A fatal error; the client closes after sending it.
     Error {
         /// What went wrong.
@@ -125,6 +132,7 @@ impl Message for ClientToFrontend {
             Self::Subscribe { .. } => FrameType::Subscribe,
             Self::Unsubscribe { .. } => FrameType::Unsubscribe,
             Self::Input { .. } => FrameType::Input,
+            Self::Join { .. } => FrameType::Join,
             Self::Error { .. } => FrameType::Error,
         }
     }
@@ -161,6 +169,7 @@ impl Message for ClientToFrontend {
                 put_bytes(out, world.as_bytes());
                 put_bytes(out, payload);
             }),
+            Self::Join { token } => frame(out, frame_type, |out| put_bytes(out, token)),
             Self::Error { code, text } => {
                 frame(out, frame_type, |out| put_code_text(out, *code, text))
             }
@@ -201,6 +210,9 @@ impl Message for ClientToFrontend {
             FrameType::Input => Self::Input {
                 world: read_world(&mut reader)?,
                 payload: reader.bytes("payload")?,
+            },
+            FrameType::Join => Self::Join {
+                token: reader.bytes("token")?,
             },
             FrameType::Error => {
                 let (code, text) = read_code_text(&mut reader)?;
@@ -270,6 +282,29 @@ pub enum FrontendToClient {
         /// Human-readable detail.
         text: String,
     },
+    /// The answer to an accepted `Join`: this connection may act as `role` in `world`
+    /// until `expires_unix`.
+    Joined {
+        /// The token's world.
+        world: WorldId,
+        /// The token's role.
+        role: Role,
+        /// The token's expiry, in seconds since the Unix epoch.
+        expires_unix: u64,
+    },
+    /// The front-end refused a client's request (not fatal for the connection): a `Join`
+    /// whose token it does not accept, or an `Input` the session may not send.
+    Refused {
+        /// The frame type of the request refused ([`FrameType::Join`] or
+        /// [`FrameType::Input`]).
+        request: FrameType,
+        /// The world concerned (none for a token too damaged to name one).
+        world: Option<WorldId>,
+        /// Why (flotilla sends [`ErrorCode::NotAllowed`]).
+        code: ErrorCode,
+        /// Human-readable detail.
+        text: String,
+    },
     /// A fatal error; the front-end closes after sending it.
     Error {
         /// What went wrong.
@@ -291,6 +326,8 @@ impl Message for FrontendToClient {
             Self::ChangeBatch { .. } => FrameType::ChangeBatch,
             Self::Output { .. } => FrameType::Output,
             Self::Unsubscribed { .. } => FrameType::Unsubscribed,
+            Self::Joined { .. } => FrameType::Joined,
+            Self::Refused { .. } => FrameType::Refused,
             Self::Error { .. } => FrameType::Error,
         }
     }
@@ -328,6 +365,31 @@ impl Message for FrontendToClient {
             }),
             Self::Unsubscribed { world, code, text } => frame(out, frame_type, |out| {
                 put_bytes(out, world.as_bytes());
+                put_code_text(out, *code, text);
+            }),
+            Self::Joined {
+                world,
+                role,
+                expires_unix,
+            } => frame(out, frame_type, |out| {
+                put_bytes(out, world.as_bytes());
+                out.put_u8(role.to_u8());
+                out.put_u64(*expires_unix);
+            }),
+            Self::Refused {
+                request,
+                world,
+                code,
+                text,
+            } => frame(out, frame_type, |out| {
+                out.put_u8(*request as u8);
+                match world {
+                    None => out.put_u8(0),
+                    Some(world) => {
+                        out.put_u8(1);
+                        put_bytes(out, world.as_bytes());
+                    }
+                }
                 put_code_text(out, *code, text);
             }),
             Self::Error { code, text } => {
@@ -371,6 +433,38 @@ impl Message for FrontendToClient {
                 let world = read_world(&mut reader)?;
                 let (code, text) = read_code_text(&mut reader)?;
                 Self::Unsubscribed { world, code, text }
+            }
+            FrameType::Joined => {
+                let world = read_world(&mut reader)?;
+                let tag = reader.u8("role")?;
+                let role = Role::from_u8(tag).ok_or(WireError::BadTag { field: "role", tag })?;
+                Self::Joined {
+                    world,
+                    role,
+                    expires_unix: reader.u64_be("expires")?,
+                }
+            }
+            FrameType::Refused => {
+                let tag = reader.u8("request")?;
+                // A request a client can make (v1 refuses `Join` and `Input` only).
+                let request = FrameType::from_u8(tag)
+                    .filter(|t| t.allowed(Direction::ClientToFrontend))
+                    .ok_or(WireError::BadTag {
+                        field: "request",
+                        tag,
+                    })?;
+                let world = if reader.flag("world")? {
+                    Some(read_world(&mut reader)?)
+                } else {
+                    None
+                };
+                let (code, text) = read_code_text(&mut reader)?;
+                Self::Refused {
+                    request,
+                    world,
+                    code,
+                    text,
+                }
             }
             FrameType::Error => {
                 let (code, text) = read_code_text(&mut reader)?;

@@ -253,6 +253,39 @@ fn bad_tags_are_refused() {
             tag: 9
         })
     );
+    let mut joined = field(b"w");
+    joined.push(2); // role
+    joined.extend_from_slice(&[0; 8]);
+    assert_eq!(
+        decode::<FrontendToClient>(frame(0x18, &joined)),
+        Err(WireError::BadTag {
+            field: "role",
+            tag: 2
+        })
+    );
+    // `Refused` names a request a client can make: not a `Welcome` (0x02), not 0x99.
+    for request in [0x02, 0x99] {
+        let mut refused = vec![request, 0];
+        refused.extend([10]);
+        refused.extend(field(b"no"));
+        assert_eq!(
+            decode::<FrontendToClient>(frame(0x19, &refused)),
+            Err(WireError::BadTag {
+                field: "request",
+                tag: request
+            })
+        );
+    }
+    let mut refused = vec![0x17, 2];
+    refused.extend([10]);
+    refused.extend(field(b"no"));
+    assert_eq!(
+        decode::<FrontendToClient>(frame(0x19, &refused)),
+        Err(WireError::BadTag {
+            field: "world",
+            tag: 2
+        })
+    );
 }
 
 #[test]

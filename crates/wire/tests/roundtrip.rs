@@ -4,8 +4,9 @@
 use bytes::{Bytes, BytesMut};
 use flotilla_wire::{
     ClientToFrontend, Decoder, Direction, ErrorCode, FrameType, FrontendToClient, FrontendToGame,
-    GameToFrontend, Message, RawFrame, SNAPSHOT_ENTRY_OVERHEAD_BYTES, SessionId, SnapshotAssembler,
-    SnapshotPart, WorldId, encode_snapshot,
+    GameToFrontend, JoinClaims, JoinToken, Message, RawFrame, Role, SNAPSHOT_ENTRY_OVERHEAD_BYTES,
+    SessionId, SnapshotAssembler, SnapshotPart, WorldId, encode_snapshot, join_token_from_text,
+    join_token_to_text,
 };
 use flotilla_world::{ChangeBatch, Position, Snapshot};
 use proptest::prelude::*;
@@ -32,6 +33,21 @@ fn code() -> impl Strategy<Value = ErrorCode> {
         (13u16..).prop_map(ErrorCode::Other),
         Just(ErrorCode::Other(0))
     ]
+}
+
+fn role() -> impl Strategy<Value = Role> {
+    prop_oneof![Just(Role::Observer), Just(Role::Player)]
+}
+
+/// A request a client can make, as `Refused` names it.
+fn request() -> impl Strategy<Value = FrameType> {
+    prop::sample::select(
+        FrameType::ALL
+            .iter()
+            .copied()
+            .filter(|t| t.allowed(Direction::ClientToFrontend))
+            .collect::<Vec<_>>(),
+    )
 }
 
 fn position() -> impl Strategy<Value = Option<Position>> {
@@ -91,6 +107,7 @@ fn client_to_frontend() -> impl Strategy<Value = ClientToFrontend> {
             .prop_map(|(world, since)| ClientToFrontend::Subscribe { world, since }),
         world().prop_map(|world| ClientToFrontend::Unsubscribe { world }),
         (world(), bytes()).prop_map(|(world, payload)| ClientToFrontend::Input { world, payload }),
+        bytes().prop_map(|token| ClientToFrontend::Join { token }),
         (code(), text()).prop_map(|(code, text)| ClientToFrontend::Error { code, text }),
     ]
 }
@@ -124,6 +141,21 @@ fn frontend_to_client() -> impl Strategy<Value = FrontendToClient> {
             code,
             text
         }),
+        (world(), role(), any::<u64>()).prop_map(|(world, role, expires_unix)| {
+            FrontendToClient::Joined {
+                world,
+                role,
+                expires_unix,
+            }
+        }),
+        (request(), prop::option::of(world()), code(), text()).prop_map(
+            |(request, world, code, text)| FrontendToClient::Refused {
+                request,
+                world,
+                code,
+                text,
+            }
+        ),
         (code(), text()).prop_map(|(code, text)| FrontendToClient::Error { code, text }),
     ]
 }
@@ -530,4 +562,42 @@ fn an_entry_too_large_for_any_frame_is_refused_without_output() {
         flotilla_wire::WireError::FrameTooLarge { max: 100, .. }
     ));
     assert!(out.is_empty());
+}
+
+proptest! {
+    #[test]
+    fn join_tokens_round_trip(
+        expires_unix in any::<u64>(),
+        role in role(),
+        world in world(),
+        subject in "\\PC{0,16}",
+        signature in prop::array::uniform32(any::<u8>()),
+    ) {
+        let claims = JoinClaims { expires_unix, role, world, subject };
+        let mut signed = Vec::new();
+        let token = claims
+            .sign_with(|input| {
+                signed = input.to_vec();
+                let mut full = [0u8; 64];
+                full[..32].copy_from_slice(&signature);
+                full
+            })
+            .unwrap();
+        let decoded = JoinToken::decode(&token).unwrap();
+        prop_assert_eq!(decoded.claims(), &claims);
+        prop_assert_eq!(&decoded.signature()[..32], &signature[..]);
+        prop_assert_eq!(decoded.signing_input(), signed);
+        let text = join_token_to_text(&token);
+        prop_assert_eq!(join_token_from_text(&text).unwrap(), token.clone());
+        // In a Join frame, through the decoder.
+        let frame = ClientToFrontend::Join { token: token.clone() }.encode_to_bytes();
+        let raw = RawFrame::parse(frame, 1 << 16).unwrap();
+        prop_assert_eq!(ClientToFrontend::decode(&raw).unwrap(), ClientToFrontend::Join { token });
+    }
+
+    #[test]
+    fn random_tokens_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400), text in "\\PC{0,80}") {
+        let _ = JoinToken::decode(&Bytes::from(bytes));
+        let _ = join_token_from_text(&text);
+    }
 }

@@ -905,17 +905,28 @@ fn game_outputs_past_the_hard_limit_close_the_connection() {
 /// `clients` subscribers of `arena` (client 2 also of the directory), fed `batches`
 /// batches 50 ms apart with drains and timeouts, then 10 s of quiet. Returns the harness
 /// (its recorded inputs) and every output.
+///
+/// It checks join tokens: client 1 joins `arena` as a player and sends an input, client 2
+/// sends one without a token (refused), so recordings and checkpoints carry grants.
 fn busy_harness(clients: u64, batches: u64) -> (FrontendConfig, Harness, Vec<Output>) {
+    let signer = crate::JoinSigner::generate().unwrap();
     let config = FrontendConfig {
         send_budget: 2_000,
+        join_keys: vec![signer.public_key()],
         ..FrontendConfig::default()
     };
     let mut h = Harness::new(config.clone());
+    h.feed(Input::WallClock {
+        unix_millis: T0 * 1000,
+    });
     h.game(1, &["arena", "other"]);
     for conn in 1..=clients {
         h.client(conn);
         h.subscribe(conn, &arena(), None);
     }
+    join(&mut h, 1, token(&signer, &arena(), Role::Player, T0 + 60));
+    assert_eq!(play(&mut h, 1, &arena()).0.len(), 1);
+    assert!(play(&mut h, 2, &arena()).0.is_empty());
     h.subscribe(2, &WorldId::DIRECTORY, None);
     let mut state = WorldState::new(11);
     h.game_snapshot(1, &arena(), &state);
@@ -1777,4 +1788,327 @@ fn a_connection_past_its_input_budget_is_closed_and_others_are_not() {
     let outputs = h.feed(Input::ClientFrame(ConnId(2), input_frame(&arena(), 10)));
     assert_eq!(to_game(&outputs, 1).len(), 1, "{outputs:?}");
     assert_eq!(h.frontend.stats().connections, 1);
+}
+
+/// The wall-clock time the join tests' front-ends are told at `now` zero (unix seconds).
+const T0: u64 = 1_800_000_000;
+
+/// A front-end checking join tokens of `keys` (anonymous observers as given), told the
+/// wall-clock time (`T0` at `now` zero), with `arena` and `other` hosted and two clients.
+fn join_harness(keys: &[&crate::JoinSigner], anonymous_observers: bool) -> Harness {
+    let mut h = Harness::new(FrontendConfig {
+        join_keys: keys.iter().map(|signer| signer.public_key()).collect(),
+        anonymous_observers,
+        ..FrontendConfig::default()
+    });
+    h.feed(Input::WallClock {
+        unix_millis: T0 * 1000,
+    });
+    h.game(1, &["arena", "other"]);
+    h.client(1);
+    h.client(2);
+    h
+}
+
+fn token(signer: &crate::JoinSigner, world: &WorldId, role: Role, expires_unix: u64) -> Bytes {
+    signer
+        .sign(&flotilla_wire::JoinClaims {
+            expires_unix,
+            role,
+            world: world.clone(),
+            subject: "ada".into(),
+        })
+        .unwrap()
+}
+
+fn join(h: &mut Harness, conn: u64, token: Bytes) -> Vec<FrontendToClient> {
+    let outputs = h.feed(Input::ClientFrame(
+        ConnId(conn),
+        raw(&ClientToFrontend::Join { token }),
+    ));
+    to_client(&outputs, conn)
+}
+
+/// Sends an input for `world` from `conn`; returns what reached game 1 and what `conn` got.
+fn play(
+    h: &mut Harness,
+    conn: u64,
+    world: &WorldId,
+) -> (Vec<FrontendToGame>, Vec<FrontendToClient>) {
+    let outputs = h.feed(Input::ClientFrame(
+        ConnId(conn),
+        raw(&ClientToFrontend::Input {
+            world: world.clone(),
+            payload: Bytes::from_static(b"J"),
+        }),
+    ));
+    (to_game(&outputs, 1), to_client(&outputs, conn))
+}
+
+/// Asserts that `answer` is the refusal of an input for `world`.
+fn assert_input_refused(answer: &[FrontendToClient], world: &WorldId, why: &str) {
+    match answer {
+        [
+            FrontendToClient::Refused {
+                request: FrameType::Input,
+                world: Some(w),
+                code: ErrorCode::NotAllowed,
+                text,
+            },
+        ] if w == world => assert!(text.contains(why), "{text}"),
+        other => panic!("not an input refusal for {world}: {other:?}"),
+    }
+}
+
+use flotilla_wire::Role;
+
+#[test]
+fn without_join_keys_nothing_needs_a_token() {
+    let mut h = Harness::default_config();
+    h.game(1, &["arena"]);
+    h.client(1);
+    let (to_game, answer) = play(&mut h, 1, &arena());
+    assert_eq!(to_game.len(), 1);
+    assert!(answer.is_empty());
+    // A token is read (not checked, the front-end has no key) and answered `Joined`.
+    let signer = crate::JoinSigner::generate().unwrap();
+    let answer = join(&mut h, 1, token(&signer, &arena(), Role::Observer, 5));
+    assert_eq!(
+        answer,
+        vec![FrontendToClient::Joined {
+            world: arena(),
+            role: Role::Observer,
+            expires_unix: 5
+        }]
+    );
+    assert_eq!(play(&mut h, 1, &arena()).0.len(), 1, "still allowed");
+    let answer = join(&mut h, 1, Bytes::from_static(b"junk"));
+    assert!(matches!(
+        &answer[..],
+        [FrontendToClient::Refused {
+            request: FrameType::Join,
+            world: None,
+            ..
+        }]
+    ));
+    assert_eq!(h.frontend.stats().inputs_not_allowed, 0);
+}
+
+#[test]
+fn with_join_keys_only_a_player_token_of_the_world_lets_inputs_through() {
+    let signer = crate::JoinSigner::generate().unwrap();
+    let mut h = join_harness(&[&signer], true);
+    // No token: refused, not forwarded, the connection stays open.
+    let (to_game, answer) = play(&mut h, 1, &arena());
+    assert!(to_game.is_empty());
+    assert_input_refused(&answer, &arena(), "no join token for arena");
+    assert_eq!(h.frontend.stats().connections, 2);
+    // Observers watch without a token (anonymous observers), and see no input.
+    let outputs = h.subscribe(2, &arena(), None);
+    assert!(to_client(&outputs, 2).is_empty(), "{outputs:?}");
+
+    // An observer token does not let inputs through.
+    let answer = join(&mut h, 1, token(&signer, &arena(), Role::Observer, T0 + 60));
+    assert_eq!(
+        answer,
+        vec![FrontendToClient::Joined {
+            world: arena(),
+            role: Role::Observer,
+            expires_unix: T0 + 60
+        }]
+    );
+    let (to_game, answer) = play(&mut h, 1, &arena());
+    assert!(to_game.is_empty());
+    assert_input_refused(&answer, &arena(), "is an observer token");
+
+    // A player token for another world does not either.
+    join(
+        &mut h,
+        1,
+        token(
+            &signer,
+            &WorldId::new("other").unwrap(),
+            Role::Player,
+            T0 + 60,
+        ),
+    );
+    let (to_game, answer) = play(&mut h, 1, &arena());
+    assert!(to_game.is_empty());
+    assert_input_refused(&answer, &arena(), "is an observer token");
+
+    // A player token for the world does, on its connection only.
+    let answer = join(&mut h, 1, token(&signer, &arena(), Role::Player, T0 + 60));
+    assert!(matches!(
+        &answer[..],
+        [FrontendToClient::Joined {
+            role: Role::Player,
+            ..
+        }]
+    ));
+    let (to_game, answer) = play(&mut h, 1, &arena());
+    assert!(answer.is_empty(), "{answer:?}");
+    assert!(
+        matches!(&to_game[..], [FrontendToGame::Input { world, .. }] if *world == arena()),
+        "{to_game:?}"
+    );
+    let (to_game, answer) = play(&mut h, 2, &arena());
+    assert!(to_game.is_empty());
+    assert_input_refused(&answer, &arena(), "no join token");
+    assert_eq!(play(&mut h, 1, &WorldId::new("other").unwrap()).0.len(), 1);
+
+    // Until it expires (a minute later, by the wall clock the front-end was told).
+    h.advance(Duration::from_secs(59));
+    assert_eq!(play(&mut h, 1, &arena()).0.len(), 1);
+    h.advance(Duration::from_secs(1));
+    let (to_game, answer) = play(&mut h, 1, &arena());
+    assert!(to_game.is_empty());
+    assert_input_refused(&answer, &arena(), "has expired");
+    let stats = h.frontend.stats();
+    assert_eq!(
+        (
+            stats.joins_accepted,
+            stats.joins_refused,
+            stats.inputs_not_allowed
+        ),
+        (3, 0, 5)
+    );
+    assert_eq!(stats.inputs_routed, 3);
+    // Inputs for `$directory` are still just dropped.
+    let (to_game, answer) = play(&mut h, 1, &WorldId::DIRECTORY);
+    assert!(to_game.is_empty() && answer.is_empty());
+}
+
+#[test]
+fn expired_forged_and_foreign_tokens_are_refused_and_a_second_key_is_accepted() {
+    let first = crate::JoinSigner::generate().unwrap();
+    let second = crate::JoinSigner::generate().unwrap();
+    let stranger = crate::JoinSigner::generate().unwrap();
+    let mut h = join_harness(&[&first, &second], true);
+    let refused = |answer: Vec<FrontendToClient>, why: &str| match &answer[..] {
+        [
+            FrontendToClient::Refused {
+                request: FrameType::Join,
+                code: ErrorCode::NotAllowed,
+                text,
+                ..
+            },
+        ] => assert!(text.contains(why), "{text} vs {why}"),
+        other => panic!("not a join refusal: {other:?}"),
+    };
+    refused(
+        join(&mut h, 1, token(&first, &arena(), Role::Player, T0)),
+        "expired 0 s ago",
+    );
+    refused(
+        join(&mut h, 1, token(&stranger, &arena(), Role::Player, T0 + 60)),
+        "does not verify",
+    );
+    let mut forged = token(&first, &arena(), Role::Observer, T0 + 60).to_vec();
+    forged[9] = Role::Player.to_u8(); // observer made player: the signature breaks
+    refused(join(&mut h, 1, Bytes::from(forged)), "does not verify");
+    refused(join(&mut h, 1, Bytes::from_static(&[1; 20])), "malformed");
+    refused(
+        join(
+            &mut h,
+            1,
+            token(&first, &WorldId::DIRECTORY, Role::Player, T0 + 60),
+        ),
+        "front-end's own",
+    );
+    assert!(play(&mut h, 1, &arena()).0.is_empty(), "nothing granted");
+    // Signed by the second configured key: accepted.
+    let answer = join(&mut h, 1, token(&second, &arena(), Role::Player, T0 + 60));
+    assert!(
+        matches!(&answer[..], [FrontendToClient::Joined { .. }]),
+        "{answer:?}"
+    );
+    assert_eq!(play(&mut h, 1, &arena()).0.len(), 1);
+    let stats = h.frontend.stats();
+    assert_eq!((stats.joins_accepted, stats.joins_refused), (1, 5));
+    assert_eq!(stats.connections, 2, "refusals close nothing");
+}
+
+#[test]
+fn a_front_end_that_does_not_know_the_time_refuses_every_token() {
+    let signer = crate::JoinSigner::generate().unwrap();
+    let mut h = Harness::new(FrontendConfig {
+        join_keys: vec![signer.public_key()],
+        ..FrontendConfig::default()
+    });
+    h.game(1, &["arena"]);
+    h.client(1);
+    let answer = join(&mut h, 1, token(&signer, &arena(), Role::Player, u64::MAX));
+    assert!(
+        matches!(&answer[..], [FrontendToClient::Refused { text, .. }] if text.contains("does not know the time")),
+        "{answer:?}"
+    );
+    // Told the time (at 10 s after its origin), it checks expiries against it.
+    h.advance(Duration::from_secs(10));
+    h.feed(Input::WallClock {
+        unix_millis: T0 * 1000,
+    });
+    assert_eq!(h.frontend.unix_time(h.now), Some(T0));
+    h.advance(Duration::from_millis(2_500));
+    assert_eq!(h.frontend.unix_time(h.now), Some(T0 + 2));
+    let answer = join(&mut h, 1, token(&signer, &arena(), Role::Player, T0 + 3));
+    assert!(
+        matches!(&answer[..], [FrontendToClient::Joined { .. }]),
+        "{answer:?}"
+    );
+    assert_eq!(play(&mut h, 1, &arena()).0.len(), 1);
+}
+
+#[test]
+fn without_anonymous_observers_watching_needs_a_token_but_the_directory_does_not() {
+    let signer = crate::JoinSigner::generate().unwrap();
+    let mut h = join_harness(&[&signer], false);
+    let outputs = h.subscribe(1, &arena(), None);
+    match &to_client(&outputs, 1)[..] {
+        [FrontendToClient::Unsubscribed { world, code, text }] => {
+            assert_eq!((world, *code), (&arena(), ErrorCode::NotAllowed));
+            assert!(text.contains("no join token"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(to_game(&outputs, 1).is_empty(), "nothing asked upstream");
+    assert!(h.frontend.replica(&arena()).is_none());
+    // The directory is open to all.
+    let outputs = h.subscribe(1, &WorldId::DIRECTORY, None);
+    assert!(matches!(
+        &to_client(&outputs, 1)[..],
+        [FrontendToClient::Snapshot { .. }]
+    ));
+    // An observer token opens the world (not to inputs).
+    join(&mut h, 1, token(&signer, &arena(), Role::Observer, T0 + 60));
+    let outputs = h.subscribe(1, &arena(), None);
+    assert!(to_client(&outputs, 1).is_empty(), "{outputs:?}");
+    assert!(matches!(
+        &to_game(&outputs, 1)[..],
+        [FrontendToGame::Subscribe { .. }]
+    ));
+    assert!(play(&mut h, 1, &arena()).0.is_empty());
+    // A player token opens it too.
+    join(&mut h, 2, token(&signer, &arena(), Role::Player, T0 + 60));
+    let outputs = h.subscribe(2, &arena(), None);
+    assert!(to_client(&outputs, 2).is_empty(), "{outputs:?}");
+    assert_eq!(h.frontend.stats().subscribes_not_allowed, 1);
+}
+
+#[test]
+fn joins_past_their_budget_close_the_connection() {
+    let signer = crate::JoinSigner::generate().unwrap();
+    let mut h = join_harness(&[&signer], true);
+    let garbage = Bytes::from_static(b"garbage");
+    for _ in 0..crate::JOIN_BURST {
+        assert_eq!(join(&mut h, 1, garbage.clone()).len(), 1);
+    }
+    let outputs = h.feed(Input::ClientFrame(
+        ConnId(1),
+        raw(&ClientToFrontend::Join { token: garbage }),
+    ));
+    assert!(outputs.contains(&Output::CloseClient(ConnId(1), CloseReason::InputRate)));
+    assert!(matches!(
+        &to_client(&outputs, 1)[..],
+        [FrontendToClient::Error { code: ErrorCode::Overloaded, text }] if text.contains("joins a second")
+    ));
 }

@@ -1,12 +1,13 @@
 //! Fuzz target `decode`: arbitrary bytes, in arbitrary chunks, through the frame decoder
 //! and every direction's message decoder. Must never panic; whatever decodes must
 //! re-encode to bytes that decode to the same message; snapshot parts go through the
-//! assembler.
+//! assembler; a `Join`'s token goes through the token decoder (and, decoded, re-signs to
+//! the same bytes).
 #![no_main]
 
 use flotilla_wire::{
-    ClientToFrontend, Decoder, FrontendToClient, FrontendToGame, GameToFrontend, Message, RawFrame,
-    SnapshotAssembler,
+    ClientToFrontend, Decoder, FrontendToClient, FrontendToGame, GameToFrontend, JoinToken,
+    Message, RawFrame, SnapshotAssembler,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -51,7 +52,17 @@ fuzz_target!(|data: &[u8]| {
     };
     let chunk = usize::from(control & 0x3f) + 1;
     let max_frame_len = if control & 0x40 == 0 { 1 << 20 } else { 64 };
-    drain::<ClientToFrontend>(input, chunk, max_frame_len, |_| {});
+    drain::<ClientToFrontend>(input, chunk, max_frame_len, |message| {
+        if let ClientToFrontend::Join { token } = message
+            && let Ok(decoded) = JoinToken::decode(token)
+        {
+            let again = decoded
+                .claims()
+                .sign_with(|_| *decoded.signature())
+                .expect("a decoded token's claims encode");
+            assert_eq!(&again, token);
+        }
+    });
     let mut assembler = SnapshotAssembler::new();
     drain::<FrontendToClient>(input, chunk, max_frame_len, |message| {
         if let FrontendToClient::Snapshot { part, snapshot, .. } = message {
