@@ -442,6 +442,10 @@ impl Drop for Worker {
     }
 }
 
+/// How long an observer worker may take to answer `stop` with its report: at saturation
+/// its threads hold their tallies while they read (and decrypt, over TLS) a burst.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A front-end worker: its process and client address.
 #[derive(Debug)]
 pub(crate) struct FrontendWorker {
@@ -713,7 +717,7 @@ impl ObserverGroup {
         }
         let mut reports = Vec::new();
         for worker in &mut self.workers {
-            let line = worker.expect("report", Duration::from_secs(10))?;
+            let line = worker.expect("report", REPORT_TIMEOUT)?;
             let report = line
                 .get("report")
                 .cloned()
