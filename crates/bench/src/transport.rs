@@ -191,16 +191,12 @@ impl Layers {
                 while !rest.is_empty() {
                     conn.read_tls(&mut rest).map_err(|e| e.to_string())?;
                     let state = conn.process_new_packets().map_err(|e| e.to_string())?;
-                    let available = state.plaintext_bytes_to_read();
-                    if available > 0 {
-                        let start = plain.len();
-                        plain.resize(start + available, 0);
-                        let read = conn
-                            .reader()
-                            .read(plain.get_mut(start..).unwrap_or_default())
-                            .map_err(|e| e.to_string())?;
-                        plain.truncate(start + read);
-                    }
+                    flotilla_link::stream::take_plaintext(
+                        conn.reader(),
+                        state.plaintext_bytes_to_read(),
+                        &mut plain,
+                    )
+                    .map_err(|e| e.to_string())?;
                 }
             }
             None => plain.extend_from_slice(raw),

@@ -38,28 +38,9 @@ impl TokenKey {
             source_name: None,
             reason,
         };
-        let hex = text.trim().as_bytes();
-        if hex.len() != 64 {
-            return Err(invalid(
-                "expected 64 hex digits (32 bytes), e.g. from `openssl rand -hex 32`",
-            ));
-        }
-        let mut key = [0u8; 32];
-        for (byte, pair) in key.iter_mut().zip(hex.chunks_exact(2)) {
-            let digit = |d: u8| (d as char).to_digit(16);
-            match (
-                pair.first().copied().and_then(digit),
-                pair.get(1).copied().and_then(digit),
-            ) {
-                (Some(high), Some(low)) => *byte = (high * 16 + low) as u8,
-                _ => {
-                    return Err(invalid(
-                        "expected 64 hex digits (32 bytes), e.g. from `openssl rand -hex 32`",
-                    ));
-                }
-            }
-        }
-        let key = Self(key);
+        let key = Self(parse_hex32(text).ok_or_else(|| {
+            invalid("expected 64 hex digits (32 bytes), e.g. from `openssl rand -hex 32`")
+        })?);
         if key.is_zero() {
             return Err(invalid("the all-zero key is refused"));
         }
@@ -116,6 +97,23 @@ impl Default for TokenKey {
             key
         }))
     }
+}
+
+/// 32 bytes from 64 hex digits (surrounding whitespace ignored); `None` for anything
+/// else. The text form of session-token keys and join-token public keys.
+pub(crate) fn parse_hex32(text: &str) -> Option<[u8; 32]> {
+    let hex = text.trim().as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    for (byte, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
+        let digit = |d: u8| (d as char).to_digit(16);
+        let high = pair.first().copied().and_then(digit)?;
+        let low = pair.get(1).copied().and_then(digit)?;
+        *byte = u8::try_from(high * 16 + low).ok()?;
+    }
+    Some(bytes)
 }
 
 impl fmt::Debug for TokenKey {

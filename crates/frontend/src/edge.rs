@@ -25,7 +25,7 @@
 //! [`FrontendServer::reload_tls`](crate::FrontendServer::reload_tls) (`flotilla frontend`
 //! calls it on SIGHUP); connections already open keep the configuration they started with.
 
-use std::io::{self, IoSlice, Read as _};
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -324,32 +324,28 @@ impl ReadLayers {
         if let Some(tls) = &self.tls {
             let mut conn = lock(tls);
             let mut rest = raw;
+            // One record batch at a time, its plaintext taken out at once: rustls bounds
+            // the plaintext it holds (16 KiB), and a read may carry more.
             loop {
-                while !rest.is_empty() {
-                    match conn.read_tls(&mut rest) {
-                        Ok(0) => break,
-                        Ok(_) => {}
-                        Err(error) => return Err(LayerError::Tls(error.to_string())),
-                    }
-                    if let Err(error) = conn.process_new_packets() {
-                        let _ = drain_tls(&mut conn, stream);
-                        return Err(LayerError::Tls(error.to_string()));
-                    }
+                if !rest.is_empty()
+                    && let Err(error) = conn.read_tls(&mut rest)
+                {
+                    return Err(LayerError::Tls(error.to_string()));
                 }
                 let state = match conn.process_new_packets() {
                     Ok(state) => state,
                     Err(error) => {
+                        // rustls queued its alert: send it before closing.
                         let _ = drain_tls(&mut conn, stream);
                         return Err(LayerError::Tls(error.to_string()));
                     }
                 };
-                let available = state.plaintext_bytes_to_read();
-                if available > 0 {
-                    let start = plain.len();
-                    plain.resize(start + available, 0);
-                    let read = conn.reader().read(&mut plain[start..]).unwrap_or(0);
-                    plain.truncate(start + read);
-                }
+                flotilla_link::stream::take_plaintext(
+                    conn.reader(),
+                    state.plaintext_bytes_to_read(),
+                    &mut plain,
+                )
+                .map_err(|error| LayerError::Tls(error.to_string()))?;
                 if state.peer_has_closed() {
                     out.closed = true;
                 }

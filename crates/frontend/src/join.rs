@@ -37,23 +37,11 @@ impl JoinKey {
     /// A key from its text form: 64 hex digits (what `flotilla keygen --join` prints),
     /// surrounding whitespace ignored.
     pub fn from_hex(text: &str) -> Result<Self, FrontendError> {
-        let invalid = |reason| FrontendError::InvalidJoinKey(reason);
-        let hex = text.trim().as_bytes();
-        if hex.len() != 64 {
-            return Err(invalid("a join key is 64 hex digits (32 bytes)"));
-        }
-        let mut key = [0u8; 32];
-        for (byte, pair) in key.iter_mut().zip(hex.chunks_exact(2)) {
-            let digit = |d: u8| (d as char).to_digit(16);
-            match (
-                pair.first().copied().and_then(digit),
-                pair.get(1).copied().and_then(digit),
-            ) {
-                (Some(high), Some(low)) => *byte = (high * 16 + low) as u8,
-                _ => return Err(invalid("a join key is 64 hex digits (32 bytes)")),
-            }
-        }
-        Ok(Self(key))
+        crate::config::parse_hex32(text)
+            .map(Self)
+            .ok_or(FrontendError::InvalidJoinKey(
+                "a join key is 64 hex digits (32 bytes)",
+            ))
     }
 
     /// Several keys separated by commas or whitespace (`--join-key A,B`, a key file with

@@ -128,6 +128,24 @@ impl AsyncWrite for LinkWriter {
     }
 }
 
+/// Moves the plaintext rustls holds (`available` bytes, from
+/// `IoState::plaintext_bytes_to_read`) to the end of `out`, through `reader`.
+pub fn take_plaintext(
+    mut reader: rustls::Reader<'_>,
+    available: usize,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    use std::io::Read as _;
+    if available == 0 {
+        return Ok(());
+    }
+    let start = out.len();
+    out.resize(start + available, 0);
+    let read = reader.read(out.get_mut(start..).unwrap_or_default());
+    out.truncate(start + *read.as_ref().unwrap_or(&0));
+    read.map(drop)
+}
+
 /// Why TLS settings could not be built from their PEM files.
 #[derive(Debug, thiserror::Error)]
 #[error("TLS: {0}")]
