@@ -645,3 +645,43 @@ async fn game_links_over_tls_carry_the_world_and_an_untrusted_game_server_is_not
     wary.shutdown().await;
     frontend.shutdown().await;
 }
+
+#[tokio::test]
+async fn one_address_cannot_hold_every_handshake_place() {
+    let pki = TestPki::generate().unwrap();
+    let (game, _world) = game_server().await;
+    let frontend = edge_frontend(game.local_addr(), server_files(&pki), 0).await;
+    let ws = frontend.ws_addr().unwrap();
+    // A slow client opens connections and never sends its request.
+    let mut held = Vec::new();
+    for _ in 0..flotilla_frontend::edge::MAX_HANDSHAKES_PER_IP {
+        held.push(TcpStream::connect(ws).await.unwrap());
+    }
+    until("the held handshakes to be accepted", WAIT, || {
+        frontend.stats().handshake_failures == 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // One more from the same address is closed at once...
+    let mut refused = TcpStream::connect(ws).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = timeout(WAIT, refused.read(&mut byte)).await.unwrap();
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    // ...while another address is still served.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = socket.connect(ws).await.unwrap();
+    other
+        .write_all(format!("GET /frontends HTTP/1.1\r\nHost: {ws}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    timeout(WAIT, other.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
+    assert!(frontend.stats().handshake_failures >= 1);
+    drop(held);
+    frontend.shutdown().await;
+}

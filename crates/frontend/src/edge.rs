@@ -17,9 +17,9 @@
 //!
 //! A layered listener's handshake (TLS, then the HTTP upgrade) runs in a task of its own
 //! with a deadline, before the connection reaches the event loop; at most
-//! [`MAX_HANDSHAKES`] run at once. An HTTP request that is not an upgrade is answered by
-//! the small web server here: the observer page (`/`, `/flotilla.js`) and the front-end
-//! list it balances over (`/frontends`).
+//! [`MAX_HANDSHAKES`] run at once, [`MAX_HANDSHAKES_PER_IP`] from one address. An HTTP
+//! request that is not an upgrade is answered by the small web server here: the observer
+//! page (`/`, `/flotilla.js`) and the front-end list it balances over (`/frontends`).
 //!
 //! The certificate and key are read from PEM files at start and again on
 //! [`FrontendServer::reload_tls`](crate::FrontendServer::reload_tls) (`flotilla frontend`
@@ -46,6 +46,10 @@ pub const FLOTILLA_JS: &str = include_str!("../web/flotilla.js");
 /// Handshakes (TLS, HTTP upgrade) running at once per front-end; connections past it are
 /// closed at once (a handshake flood must not take every descriptor).
 pub const MAX_HANDSHAKES: usize = 1024;
+
+/// Handshakes running at once from one address; past it that address's new connections
+/// are closed at once (so one address cannot hold every handshake place).
+pub const MAX_HANDSHAKES_PER_IP: usize = 32;
 
 /// How long a connection may take to finish its TLS handshake and HTTP request.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -2061,6 +2061,24 @@ async fn accept_clients(
     }
 }
 
+/// An address's place among the handshakes in progress, given back when dropped.
+struct HandshakeSlot {
+    per_ip: Arc<Mutex<HashMap<std::net::IpAddr, usize>>>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        let mut counts = lock_counts(&self.per_ip);
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Accepts clients of a layered listener (TLS, WebSocket, both): each handshake runs in
 /// a task of its own (at most [`crate::edge::MAX_HANDSHAKES`] at once); an admitted link
 /// then joins the event loop like a raw one. Web requests are answered by the handshake.
@@ -2077,11 +2095,32 @@ async fn accept_edge(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let handshakes = Arc::new(tokio::sync::Semaphore::new(crate::edge::MAX_HANDSHAKES));
+    // Handshakes in progress per address: one address holding connections open without
+    // finishing them must not take every handshake place from the others.
+    let per_ip: Arc<Mutex<HashMap<std::net::IpAddr, usize>>> = Arc::default();
     while let Some((stream, peer)) = acceptor.next(&mut shutdown, &gate.full, &stats).await {
         if gate.penalty(peer.ip(), &stats).is_some() {
             // Not worth a handshake: the flooder is dropped at once.
             continue;
         }
+        let address_full = {
+            let mut counts = lock_counts(&per_ip);
+            let count = counts.entry(peer.ip()).or_insert(0);
+            if *count >= crate::edge::MAX_HANDSHAKES_PER_IP {
+                true
+            } else {
+                *count += 1;
+                false
+            }
+        };
+        if address_full {
+            stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let in_progress = HandshakeSlot {
+            per_ip: Arc::clone(&per_ip),
+            ip: peer.ip(),
+        };
         let Ok(permit) = Arc::clone(&handshakes).try_acquire_owned() else {
             stats.handshake_failures.fetch_add(1, Ordering::Relaxed);
             continue;
@@ -2102,6 +2141,7 @@ async fn accept_edge(
             })
             .await;
             drop(permit);
+            drop(in_progress);
             match outcome {
                 Handshake::Client { stream, out, read } => {
                     if let Some(ticket) = ticket {
