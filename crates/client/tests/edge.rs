@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{WAIT, arena, until, wait_until_serving};
+use common::{WAIT, arena, commit, game_server, until, wait_until_serving};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,23 +25,6 @@ use flotilla_ws::{Control, FrameDecoder, Opcode, Role};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-
-/// A game server hosting `arena` with one commit.
-async fn game_server() -> (GameServer, WorldHandle) {
-    let game = GameServer::bind("127.0.0.1:0", GameConfig::default())
-        .await
-        .unwrap();
-    let world = game.add_world(arena(), Bytes::new()).unwrap();
-    commit(&world, 0);
-    (game, world)
-}
-
-fn commit(world: &WorldHandle, tick: u64) {
-    let mut tx = world.begin();
-    tx.set("tick", tick.to_string());
-    tx.set(format!("k{}", tick % 40), format!("v{tick}"));
-    tx.commit().unwrap();
-}
 
 /// A front-end of `game` with every edge listener on a free port, TLS from `tls`.
 async fn edge_frontend(game: SocketAddr, tls: TlsFiles, per_ip: usize) -> FrontendServer {
@@ -86,7 +69,7 @@ fn tls_config(pki: &TestPki, frontend: SocketAddr) -> FleetConfig {
 #[tokio::test]
 async fn a_fleet_client_over_tls_keeps_a_replica_equal_to_the_game() {
     let pki = TestPki::generate().unwrap();
-    let (game, world) = game_server().await;
+    let (game, world, _) = game_server().await;
     let frontend = edge_frontend(game.local_addr(), server_files(&pki), 0).await;
     let client = FleetClient::connect(tls_config(&pki, frontend.tls_addr().unwrap()))
         .await
@@ -112,7 +95,7 @@ async fn a_fleet_client_over_tls_keeps_a_replica_equal_to_the_game() {
 async fn a_certificate_the_client_does_not_trust_is_refused_at_once() {
     let pki = TestPki::generate().unwrap();
     let stranger = TestPki::generate().unwrap();
-    let (game, _world) = game_server().await;
+    let (game, _world, _) = game_server().await;
     let frontend = edge_frontend(game.local_addr(), server_files(&pki), 0).await;
     let mut config = tls_config(&stranger, frontend.tls_addr().unwrap());
     config.failover.max_failed_rounds = Some(1);
@@ -145,7 +128,7 @@ async fn reloaded_tls_files_serve_new_connections_and_a_bad_reload_keeps_the_old
         std::fs::copy(pki.server().key_pem_path(), &files.key).unwrap();
     };
     install(&first);
-    let (game, _world) = game_server().await;
+    let (game, _world, _) = game_server().await;
     let frontend = edge_frontend(game.local_addr(), files.clone(), 0).await;
     let tls_addr = frontend.tls_addr().unwrap();
     let connects = |pki: &TestPki| {
@@ -352,7 +335,7 @@ async fn watch_over_websocket<S: AsyncRead + AsyncWrite + Unpin>(
 #[tokio::test]
 async fn websocket_and_websocket_over_tls_clients_watch_a_world() {
     let pki = TestPki::generate().unwrap();
-    let (game, world) = game_server().await;
+    let (game, world, _) = game_server().await;
     let frontend = edge_frontend(game.local_addr(), server_files(&pki), 0).await;
 
     let ws = frontend.ws_addr().unwrap();
@@ -368,7 +351,7 @@ async fn websocket_and_websocket_over_tls_clients_watch_a_world() {
 #[tokio::test]
 async fn websocket_protocol_errors_close_with_their_code_and_harm_no_one_else() {
     let pki = TestPki::generate().unwrap();
-    let (game, world) = game_server().await;
+    let (game, world, _) = game_server().await;
     let frontend = edge_frontend(game.local_addr(), server_files(&pki), 0).await;
     let ws = frontend.ws_addr().unwrap();
     let connect = || async move {
@@ -473,7 +456,7 @@ async fn http(addr: SocketAddr, request: &str) -> String {
 #[tokio::test]
 async fn the_page_and_the_front_end_list_are_served_and_bad_requests_answered() {
     let pki = TestPki::generate().unwrap();
-    let (game, _world) = game_server().await;
+    let (game, _world, _) = game_server().await;
     let frontend = edge_frontend(game.local_addr(), server_files(&pki), 0).await;
     let ws = frontend.ws_addr().unwrap();
     let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: {ws}\r\n\r\n");
@@ -530,7 +513,7 @@ async fn the_page_and_the_front_end_list_are_served_and_bad_requests_answered() 
 #[tokio::test]
 async fn the_per_address_cap_counts_every_listener_and_a_websocket_refusal_says_why() {
     let pki = TestPki::generate().unwrap();
-    let (game, _world) = game_server().await;
+    let (game, _world, _) = game_server().await;
     // wait_until_serving's own client has come and gone: two places for this address.
     let frontend = edge_frontend(game.local_addr(), server_files(&pki), 2).await;
     let ws = frontend.ws_addr().unwrap();
@@ -649,7 +632,7 @@ async fn game_links_over_tls_carry_the_world_and_an_untrusted_game_server_is_not
 #[tokio::test]
 async fn one_address_cannot_hold_every_handshake_place() {
     let pki = TestPki::generate().unwrap();
-    let (game, _world) = game_server().await;
+    let (game, _world, _) = game_server().await;
     let frontend = edge_frontend(game.local_addr(), server_files(&pki), 0).await;
     let ws = frontend.ws_addr().unwrap();
     // A slow client opens connections and never sends its request.

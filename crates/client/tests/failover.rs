@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Seen, WAIT, arena, collect, until, wait_until_serving};
+use common::{WAIT, arena, collect, commit, game_server, until, wait_until_serving};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -22,7 +22,7 @@ use flotilla_client::{
     FleetConfig,
 };
 use flotilla_frontend::{FrontendConfig, FrontendServer};
-use flotilla_game::{FrontendId, GameConfig, GameEvent, GameServer, WorldHandle};
+use flotilla_game::{FrontendId, GameEvent, WorldHandle};
 use flotilla_wire::{ClientToFrontend, Decoder, ErrorCode, FrontendToClient, Message, SessionId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -32,32 +32,6 @@ use tokio::time::{Instant, sleep, timeout};
 /// The session id inside a token (PROTOCOL.md section 2: 8 bytes big-endian, then a MAC).
 fn session_id(token: &Bytes) -> SessionId {
     SessionId(u64::from_be_bytes(token[..8].try_into().unwrap()))
-}
-
-/// A game server hosting `arena`, its events being collected.
-async fn game_server() -> (GameServer, WorldHandle, Seen<GameEvent>) {
-    let game = GameServer::bind("127.0.0.1:0", GameConfig::default())
-        .await
-        .unwrap();
-    let world = game.add_world(arena(), Bytes::new()).unwrap();
-    commit(&world, 0);
-    let seen: Seen<GameEvent> = Arc::default();
-    let mut events = game.take_events().unwrap();
-    let sink = Arc::clone(&seen);
-    tokio::spawn(async move {
-        while let Some(event) = events.recv().await {
-            sink.lock().unwrap().push((Instant::now(), event));
-        }
-    });
-    (game, world, seen)
-}
-
-/// Commits tick `tick`: a counter and one of 40 rotating keys.
-fn commit(world: &WorldHandle, tick: u64) {
-    let mut tx = world.begin();
-    tx.set("tick", tick.to_string());
-    tx.set(format!("k{}", tick % 40), format!("v{tick}"));
-    tx.commit().unwrap();
 }
 
 /// Commits a batch every 20 ms until `stop` is set.

@@ -8,18 +8,17 @@
 
 mod common;
 
-use common::{Seen, WAIT, arena, collect, events, until, wait_until_serving};
+use common::{Seen, WAIT, arena, collect, events, game_server, until, wait_until_serving};
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use flotilla_client::{ClientConfig, ClientEvent, FleetClient, FleetConfig};
 use flotilla_frontend::{FrontendConfig, FrontendServer, JoinSigner};
-use flotilla_game::{GameConfig, GameEvent, GameServer, WorldHandle};
+use flotilla_game::GameEvent;
 use flotilla_wire::{ErrorCode, JoinClaims, Role};
-use tokio::time::{Instant, sleep};
+use tokio::time::sleep;
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -37,26 +36,6 @@ fn token(signer: &JoinSigner, role: Role, expires_unix: u64) -> Bytes {
             subject: "tester".into(),
         })
         .unwrap()
-}
-
-/// A game server hosting `arena` (one commit), its events being collected.
-async fn game_server() -> (GameServer, WorldHandle, Seen<GameEvent>) {
-    let game = GameServer::bind("127.0.0.1:0", GameConfig::default())
-        .await
-        .unwrap();
-    let world = game.add_world(arena(), Bytes::new()).unwrap();
-    let mut tx = world.begin();
-    tx.set("tick", "0");
-    tx.commit().unwrap();
-    let seen: Seen<GameEvent> = Arc::default();
-    let mut events = game.take_events().unwrap();
-    let sink = Arc::clone(&seen);
-    tokio::spawn(async move {
-        while let Some(event) = events.recv().await {
-            sink.lock().unwrap().push((Instant::now(), event));
-        }
-    });
-    (game, world, seen)
 }
 
 /// A front-end of `game` checking tokens of `signer`.

@@ -1059,9 +1059,12 @@ impl EventLoop {
         let mut slow_turns = SlowTurns::default();
         let mut wall_clock_told: Option<Instant> = None;
         loop {
-            // Before anything else (the first client), then every WALL_CLOCK_EVERY.
-            if wall_clock_told.is_none_or(|at| at.elapsed() >= WALL_CLOCK_EVERY) {
-                wall_clock_told = Some(Instant::now());
+            let turn_started = Instant::now();
+            // Before anything else (the first client), then every WALL_CLOCK_EVERY (judged
+            // on the turn's own clock reading: no extra one per turn).
+            if wall_clock_told.is_none_or(|at| turn_started.duration_since(at) >= WALL_CLOCK_EVERY)
+            {
+                wall_clock_told = Some(turn_started);
                 let now = self.now();
                 self.feed(
                     now,
@@ -1080,7 +1083,6 @@ impl EventLoop {
                 }
             }
             let mut handled_traffic = false;
-            let turn_started = Instant::now();
             let flushing = self.pass_at < self.pass.len()
                 || !self.dirty.is_empty()
                 || !self.dirty_games.is_empty();

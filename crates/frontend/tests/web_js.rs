@@ -8,8 +8,8 @@
 //! page loads a copy of `flotilla.js`, feeds the bytes to the JS decoder and session in
 //! random-sized chunks, encodes the client's frames, drives a `Flotilla.Observer` over a
 //! fake WebSocket and a fake clock (hello, resume with the token, keep-alive, failover,
-//! backoff), and writes its results into the DOM. `chromium --headless --dump-dom` prints
-//! that DOM; the test decodes the results and compares them with what the Rust crates say:
+//! backoff), and writes its results into the DOM. Headless Chromium (the test kit's,
+//! driven over the DevTools protocol) loads it; the test reads that DOM, decodes the results and compares them with what the Rust crates say:
 //! digests, positions, decoded frame types, error codes, and the JS-encoded frames (byte
 //! for byte, and decoded by the Rust decoder).
 //!
@@ -19,29 +19,24 @@
 //! on.
 //!
 //! Chromium is `$FLOTILLA_CHROMIUM`, `/usr/bin/chromium` or `chromium` in `$PATH`; the
-//! tests fail (not skip) without it. Each run is bounded (killed with its whole process
-//! group after [`CHROMIUM_TIMEOUT`]) and its profile lives in a temporary folder.
+//! tests fail (not skip) without it. Every wait is bounded and the browser (its whole
+//! process group, its profile in a temporary folder) goes when the test drops it.
 
 // Tests are shells: they drive real processes and time.
 #![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used)] // Tests may unwrap: a panic is a test failure.
 
-use std::io::Read;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use flotilla_testkit::Chromium;
 use flotilla_wire::{
     ClientToFrontend, DEFAULT_MAX_FRAME_LEN, Decoder, ErrorCode, FrontendToClient, GameToFrontend,
     Message, RawFrame, SnapshotAssembler, SnapshotPart, WorldId,
 };
 use flotilla_world::{ChangeBatch, Position, Replica, ReplicaConfig, Snapshot, WorldState};
 use serde_json::{Value, json};
-
-/// The longest one Chromium run may take before it is killed.
-const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// The web folder of the front-end crate.
 fn web_dir() -> PathBuf {
@@ -52,147 +47,45 @@ fn web_dir() -> PathBuf {
 // Running Chromium
 // ---------------------------------------------------------------------------------------
 
-/// The Chromium program, or a panic saying how to get one.
-fn chromium_program() -> PathBuf {
-    if let Some(path) = std::env::var_os("FLOTILLA_CHROMIUM").filter(|p| !p.is_empty()) {
-        return PathBuf::from(path);
-    }
-    let debian = PathBuf::from("/usr/bin/chromium");
-    if debian.is_file() {
-        return debian;
-    }
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            for name in ["chromium", "chromium-browser"] {
-                let candidate = dir.join(name);
-                if candidate.is_file() {
-                    return candidate;
-                }
-            }
-        }
-    }
-    panic!(
-        "these tests need Chromium and found none: install the Debian package `chromium` \
-         (scripts/install-peers.sh does), or set FLOTILLA_CHROMIUM to a Chromium binary"
-    );
-}
-
-/// What one `chromium --headless --dump-dom` run printed.
+/// What a page showed once loaded: its DOM, and what it logged (console calls, uncaught
+/// exceptions, browser log entries such as Content-Security-Policy refusals).
 struct Dump {
     dom: String,
-    stderr: String,
+    console: Vec<String>,
 }
 
-/// Loads `url` in headless Chromium (profile and temporary files under `dir`) and returns
-/// the DOM it dumps after the load. Extra flags (`--virtual-time-budget=...`) in `extra`.
-/// The browser runs in its own process group, killed whole when it exits or times out.
-fn dump_dom(url: &str, dir: &Path, extra: &[&str]) -> Dump {
-    let program = chromium_program();
-    let mut command = Command::new(&program);
-    command
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--disable-extensions",
-            "--disable-background-networking",
-            "--disable-sync",
-            "--disable-component-update",
-            "--disable-default-apps",
-            "--mute-audio",
-            "--disable-crash-reporter",
-            "--disable-breakpad",
-            "--enable-logging=stderr",
-            "--v=0",
-        ])
-        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
-        .args(extra)
-        .arg("--dump-dom")
-        .arg(url)
-        // Everything the browser writes (profile, crash database, caches) stays in `dir`.
-        .env("TMPDIR", dir)
-        .env("HOME", dir)
-        .env("XDG_CONFIG_HOME", dir.join("config"))
-        .env("XDG_CACHE_HOME", dir.join("cache"))
-        .current_dir(dir)
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting Chromium ({}): {e}", program.display()));
-    let group = rustix::process::Pid::from_child(&child);
-    let kill_group = || {
-        // The browser's renderer, GPU and zygote processes share its group; gone already
-        // is fine.
-        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-    };
-    // Read both pipes to their ends on threads (a full pipe would block the browser); their
-    // results come back over channels, waited for with a bound (a helper process outside
-    // the group, such as the crash handler, could keep a pipe open).
-    let read_all = |mut pipe: Box<dyn Read + Send>| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut text = Vec::new();
-            let _ = pipe.read_to_end(&mut text);
-            let _ = tx.send(text);
-        });
-        rx
-    };
-    let out_rx = read_all(Box::new(child.stdout.take().unwrap()));
-    let err_rx = read_all(Box::new(child.stderr.take().unwrap()));
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
-        }
-        if started.elapsed() > CHROMIUM_TIMEOUT {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    kill_group();
-    if status.is_none() {
-        let _ = child.wait();
-    }
-    let collect = |rx: std::sync::mpsc::Receiver<Vec<u8>>, what: &str| {
-        let bytes = rx
-            .recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("Chromium's {what} stayed open after it exited"));
-        String::from_utf8_lossy(&bytes).into_owned()
-    };
-    let dom = collect(out_rx, "standard output");
-    let stderr = collect(err_rx, "standard error");
-    match status {
-        None => panic!(
-            "Chromium did not finish loading {url} within {CHROMIUM_TIMEOUT:?}; killed. stderr:\n{}",
-            tail(&stderr)
-        ),
-        Some(status) if !status.success() || dom.is_empty() => panic!(
-            "Chromium failed on {url} ({status}); stderr:\n{}",
-            tail(&stderr)
-        ),
-        Some(_) => Dump { dom, stderr },
+/// Loads `url` in headless Chromium (the test kit's browser, driven over the DevTools
+/// protocol: its own process group and profile, killed when dropped), lets it run for
+/// `settle` after the load, and returns its DOM and what it logged.
+fn dump_dom(url: &str, settle: Duration) -> Dump {
+    let browser = Chromium::launch().unwrap_or_else(|error| {
+        panic!(
+            "these tests need Chromium: install the Debian package `chromium` \
+             (scripts/install-peers.sh does), or set FLOTILLA_CHROMIUM ({error})"
+        )
+    });
+    let page = browser
+        .open(url)
+        .unwrap_or_else(|error| panic!("Chromium could not load {url}: {error}"));
+    std::thread::sleep(settle);
+    let dom = page
+        .eval("document.documentElement.outerHTML")
+        .unwrap_or_else(|error| panic!("reading the DOM of {url}: {error}"));
+    Dump {
+        dom: dom.as_str().unwrap_or_default().to_owned(),
+        console: page.console(),
     }
 }
 
-/// The last lines of a long text, for panic messages.
-fn tail(text: &str) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-/// Console lines of Chromium's log that report a JavaScript error or a Content Security
-/// Policy refusal.
-fn script_errors(stderr: &str) -> Vec<&str> {
-    stderr
-        .lines()
-        .filter(|line| line.contains("CONSOLE") || line.contains("Uncaught"))
+/// What the page logged that reports a JavaScript error or a Content Security Policy
+/// refusal.
+fn script_errors(console: &[String]) -> Vec<&str> {
+    console
+        .iter()
+        .map(String::as_str)
         .filter(|line| {
-            line.contains("Uncaught")
+            line.starts_with("exception:")
+                || line.contains("Uncaught")
                 || line.contains("SyntaxError")
                 || line.contains("ReferenceError")
                 || line.contains("TypeError")
@@ -1448,8 +1341,8 @@ fn flotilla_js_matches_the_rust_crates() {
         .tempdir()
         .unwrap();
     let url = write_page(dir.path(), &vectors);
-    let dump = dump_dom(&url, dir.path(), &[]);
-    let errors = script_errors(&dump.stderr);
+    let dump = dump_dom(&url, Duration::ZERO);
+    let errors = script_errors(&dump.console);
     assert!(
         errors.is_empty(),
         "script errors in the test page:\n{}",
@@ -1897,8 +1790,9 @@ fn index_html_loads_and_exposes_its_state() {
         "file://{}/index.html?frontends=ws://127.0.0.1:1/ws,ws://127.0.0.1:1/other&world=arena-7",
         dir.path().display()
     );
-    let dump = dump_dom(&url, dir.path(), &["--virtual-time-budget=3000"]);
-    let errors = script_errors(&dump.stderr);
+    // The page tries the closed port and backs off for a while (real time).
+    let dump = dump_dom(&url, Duration::from_secs(3));
+    let errors = script_errors(&dump.console);
     assert!(
         errors.is_empty(),
         "script errors in index.html:\n{}",

@@ -1,20 +1,7 @@
 #!/usr/bin/env bash
-# Runs every flotilla-syslog fuzz target for ${FUZZ_SECONDS:-15} seconds each.
-# Installs cargo-fuzz if it is missing. Exits non-zero if a target crashes or fails to build.
-# Seeds in seeds/ start the corpus; the grown corpus goes to corpus/ (git-ignored).
-# Only a stable toolchain is needed: RUSTC_BOOTSTRAP=1 unlocks the nightly flags cargo-fuzz uses.
+# Runs every flotilla-syslog fuzz target for ${FUZZ_SECONDS:-15} seconds each. Seeds in
+# seeds/ start the corpus.
+# The runner (cargo-fuzz install, corpus and seeds folders) is scripts/fuzz-targets.sh.
 set -euo pipefail
-cd "$(dirname "$0")"
-seconds="${FUZZ_SECONDS:-15}"
-if ! cargo fuzz --version >/dev/null 2>&1; then
-    echo "run.sh: installing cargo-fuzz" >&2
-    cargo install cargo-fuzz --locked
-fi
-export RUSTC_BOOTSTRAP=1
-targets=(parse_strict parse_lenient frame_decoder)
-for target in "${targets[@]}"; do
-    echo "run.sh: fuzzing ${target} for ${seconds}s" >&2
-    mkdir -p "corpus/${target}"
-    cargo fuzz run "${target}" "corpus/${target}" seeds -- -max_total_time="${seconds}" -print_final_stats=1
-done
-echo "run.sh: all ${#targets[@]} fuzz targets ran ${seconds}s without findings" >&2
+here="$(cd "$(dirname "$0")" && pwd)"
+exec bash "$here/../../../scripts/fuzz-targets.sh" "$here" parse_strict parse_lenient frame_decoder

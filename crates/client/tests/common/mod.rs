@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use std::net::SocketAddr;
 
+use bytes::Bytes;
 use flotilla_client::{Client, ClientConfig, ClientEvent, FleetClient};
+use flotilla_game::{GameConfig, GameEvent, GameServer, WorldHandle};
 use flotilla_wire::WorldId;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, timeout};
@@ -78,4 +80,30 @@ pub async fn wait_until_serving(addr: SocketAddr) {
     }
     client.close();
     client.closed().await;
+}
+
+/// A game server hosting `arena`, its events being collected.
+pub async fn game_server() -> (GameServer, WorldHandle, Seen<GameEvent>) {
+    let game = GameServer::bind("127.0.0.1:0", GameConfig::default())
+        .await
+        .unwrap();
+    let world = game.add_world(arena(), Bytes::new()).unwrap();
+    commit(&world, 0);
+    let seen: Seen<GameEvent> = Arc::default();
+    let mut events = game.take_events().unwrap();
+    let sink = Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            sink.lock().unwrap().push((Instant::now(), event));
+        }
+    });
+    (game, world, seen)
+}
+
+/// Commits tick `tick`: a counter and one of 40 rotating keys.
+pub fn commit(world: &WorldHandle, tick: u64) {
+    let mut tx = world.begin();
+    tx.set("tick", tick.to_string());
+    tx.set(format!("k{}", tick % 40), format!("v{tick}"));
+    tx.commit().unwrap();
 }
