@@ -394,7 +394,6 @@ pub struct Frontend {
     /// The sessions' keep-alive deadlines (a lazy heap: see [`Deadlines`]).
     deadlines: Deadlines<ConnId>,
     client_keep_alive: KeepAliveConfig,
-    game_keep_alive: KeepAliveConfig,
     /// Worlds whose game link was lost, kept until the instant given for a game server to
     /// announce them again (see [`FrontendConfig::game_resume_grace`]).
     orphans: BTreeMap<WorldId, Instant>,
@@ -431,10 +430,6 @@ impl Frontend {
             client_keep_alive: KeepAliveConfig::new(
                 config.client_ping_interval,
                 config.client_idle_timeout,
-            ),
-            game_keep_alive: KeepAliveConfig::new(
-                config.game_ping_interval,
-                config.game_idle_timeout,
             ),
             orphans: BTreeMap::new(),
             unix_offset_millis: None,
@@ -506,7 +501,7 @@ impl Frontend {
             }
             Input::ClientClosed(conn) => self.remove_session(now, conn),
             Input::GameConnected(game) => {
-                let link = GameLink::new(game, now, self.game_keep_alive);
+                let link = GameLink::new(game, now, self.config.game_idle_timeout);
                 let hello = link.hello(&self.config.server_id);
                 self.links.insert(game, link);
                 self.send_game(now, game, hello);
@@ -523,7 +518,7 @@ impl Frontend {
                 let Some(link) = self.links.get_mut(&game) else {
                     return;
                 };
-                let event = link.handle_frame(now, &frame);
+                let event = link.handle_frame(&frame);
                 self.on_game_event(now, game, event, frame);
             }
             Input::GameMalformed(game, error) => {
@@ -1135,7 +1130,6 @@ impl Frontend {
                     self.send_game(now, game, frame);
                 }
             }
-            GameLinkEvent::Reply(bytes) => self.send_game(now, game, bytes),
             GameLinkEvent::Message(message) => self.on_game_message(now, game, message, frame),
             GameLinkEvent::Close {
                 reason,
@@ -1482,18 +1476,16 @@ impl Frontend {
         }
         events.sort_unstable_by_key(|(game, _)| *game);
         for (game, event) in events {
-            match event {
-                GameLinkEvent::Reply(bytes) => self.send_game(now, game, bytes),
-                GameLinkEvent::Close {
-                    reason,
-                    error_frame,
-                } => {
-                    if reason == CloseReason::Protocol(ErrorCode::Overloaded) {
-                        self.stats.game_links_stalled += 1;
-                    }
-                    self.close_game(now, game, reason, error_frame);
+            // A stalled link is the only thing a game link's timeout does.
+            if let GameLinkEvent::Close {
+                reason,
+                error_frame,
+            } = event
+            {
+                if reason == CloseReason::Protocol(ErrorCode::Overloaded) {
+                    self.stats.game_links_stalled += 1;
                 }
-                _ => {}
+                self.close_game(now, game, reason, error_frame);
             }
         }
         for event in self.factory.reap(now) {

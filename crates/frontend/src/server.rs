@@ -68,6 +68,9 @@ use crate::error::FrontendError;
 use crate::frontend::{CloseReason, Frontend, Input, Output, Stats};
 use crate::ids::{ConnId, GameId, IdBuildHasher};
 
+mod uplink;
+use uplink::{GameLinkShared, KeepAliveThread};
+
 /// Events the event loop handles per turn before it flushes.
 pub const EVENTS_PER_TURN: usize = 1024;
 
@@ -144,6 +147,7 @@ pub struct ServerStats {
     web_requests: AtomicU64,
     clients_gone: AtomicU64,
     memory_trims: AtomicU64,
+    game_links_silent: AtomicU64,
 }
 
 /// A copy of a running front-end's counters.
@@ -185,6 +189,9 @@ pub struct StatsSnapshot {
     /// Times free heap memory was given back to the OS after connections closed
     /// (glibc `malloc_trim`, at most every 2 s and only after 32 connections ended).
     pub memory_trims: u64,
+    /// Game links the keep-alive thread closed because their game server was silent for
+    /// the timeout (with nothing of it waiting unread).
+    pub game_links_silent: u64,
 }
 
 impl ServerStats {
@@ -209,6 +216,7 @@ impl ServerStats {
             web_requests: self.web_requests.load(Ordering::Relaxed),
             clients_gone: self.clients_gone.load(Ordering::Relaxed),
             memory_trims: self.memory_trims.load(Ordering::Relaxed),
+            game_links_silent: self.game_links_silent.load(Ordering::Relaxed),
         }
     }
 }
@@ -234,7 +242,8 @@ enum Event {
     ClientFrame(ConnId, RawFrame),
     ClientMalformed(ConnId, WireError),
     ClientClosed(ConnId),
-    GameConnected(GameId, Arc<TcpStream>, Option<Box<OutLayers>>),
+    /// A game link is up: its queue and keeper, shared with the keep-alive thread.
+    GameConnected(GameId, Arc<GameLinkShared>),
     GameFrame(GameId, RawFrame),
     GameMalformed(GameId, WireError),
     GameClosed(GameId),
@@ -580,14 +589,27 @@ async fn serve(
     shutdown_rx: watch::Receiver<bool>,
 ) {
     let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let clock = flotilla_conn::Clock::start();
+    let keepers =
+        match KeepAliveThread::start(&config.server_id, clock, Arc::clone(&stats), tx.clone()) {
+            Ok(keepers) => Arc::new(keepers),
+            Err(error) => {
+                log::error!("cannot start the game links' keep-alive thread: {error}");
+                return;
+            }
+        };
     let mut tasks = Vec::new();
     for (index, addr) in config.game_servers.iter().enumerate() {
         tasks.push(tokio::spawn(connect_game(
-            index as u64,
-            addr.clone(),
-            config.clone(),
-            listeners.game_tls.clone(),
-            seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            GameDialer {
+                index: index as u64,
+                addr: addr.clone(),
+                config: config.clone(),
+                tls: listeners.game_tls.clone(),
+                seed: seed ^ (index as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                clock,
+                keepers: Arc::clone(&keepers),
+            },
             tx.clone(),
             Arc::clone(&stats),
             shutdown_rx.clone(),
@@ -641,7 +663,7 @@ async fn serve(
         frontend: Frontend::new(&config, seed),
         recorder,
         busy_poll: config.busy_poll,
-        clock: flotilla_conn::Clock::start(),
+        clock,
         clients: HashMap::default(),
         games: HashMap::default(),
         dirty: Vec::new(),
@@ -662,6 +684,8 @@ async fn serve(
     for task in tasks {
         let _ = task.await;
     }
+    // The last reference: dropping it stops and joins the keep-alive thread.
+    drop(keepers);
 }
 
 /// A connection's outbound queue, owned by the event loop.
@@ -991,7 +1015,8 @@ struct EventLoop {
     busy_poll: Duration,
     clock: flotilla_conn::Clock,
     clients: HashMap<ConnId, OutQueue, IdBuildHasher>,
-    games: HashMap<GameId, OutQueue, IdBuildHasher>,
+    /// Game links: their queues are shared with the keep-alive thread ([`uplink`]).
+    games: HashMap<GameId, Arc<GameLinkShared>, IdBuildHasher>,
     dirty: Vec<Peer>,
     /// Game links with frames to write. They are written first, at every step of the
     /// loop, never in a pass behind client fan-out: a game link whose pongs wait behind
@@ -1218,7 +1243,7 @@ impl EventLoop {
         let fullest = self
             .games
             .values()
-            .map(|queue| queue.queued)
+            .map(|link| link.lock().queue.queued)
             .max()
             .unwrap_or(0);
         self.stats
@@ -1278,34 +1303,36 @@ impl EventLoop {
                 }
                 Input::ClientClosed(conn)
             }
-            Event::GameConnected(game, stream, layers) => {
-                self.games.insert(game, OutQueue::new(stream, layers, None));
+            Event::GameConnected(game, link) => {
+                self.games.insert(game, link);
                 Input::GameConnected(game)
             }
             Event::GameFrame(game, frame) => Input::GameFrame(game, frame),
             Event::GameMalformed(game, error) => Input::GameMalformed(game, error),
             Event::GameClosed(game) => {
-                if let Some(queue) = self.games.remove(&game) {
-                    queue.shutdown_socket();
+                if let Some(link) = self.games.remove(&game) {
+                    let mut out = link.lock();
+                    out.closed = true;
+                    out.queue.shutdown_socket();
                 }
                 Input::GameClosed(game)
             }
-            Event::Writable(peer) => {
-                if let Some(queue) = self.queue(peer) {
+            Event::Writable(Peer::Game(game)) => {
+                if let Some(link) = self.games.get(&game) {
+                    link.lock().queue.waiting_writable = false;
+                    self.mark_dirty(Peer::Game(game));
+                }
+                return;
+            }
+            Event::Writable(Peer::Client(conn)) => {
+                if let Some(queue) = self.clients.get_mut(&conn) {
                     queue.waiting_writable = false;
-                    self.mark_dirty(peer);
+                    self.mark_dirty(Peer::Client(conn));
                 }
                 return;
             }
         };
         self.feed(now, input);
-    }
-
-    fn queue(&mut self, peer: Peer) -> Option<&mut OutQueue> {
-        match peer {
-            Peer::Client(conn) => self.clients.get_mut(&conn),
-            Peer::Game(game) => self.games.get_mut(&game),
-        }
     }
 
     /// Moves the machine's outputs into the connections' queues, without writing.
@@ -1385,7 +1412,7 @@ impl EventLoop {
                 bytes,
                 droppable,
             } => self.enqueue(Peer::Client(conn), bytes, droppable),
-            Output::SendToGame(game, bytes) => self.enqueue(Peer::Game(game), bytes, false),
+            Output::SendToGame(game, bytes) => self.enqueue_game(game, bytes),
             Output::DropQueuedBatches(conn) => {
                 if let Some(queue) = self.clients.get_mut(&conn) {
                     let dropped = queue.drop_droppable();
@@ -1417,8 +1444,8 @@ impl EventLoop {
             }
             Output::CloseGame(game, reason) => {
                 log::warn!("closing game link {game:?}: {reason:?}");
-                if let Some(queue) = self.games.get_mut(&game) {
-                    queue.closing = true;
+                if let Some(link) = self.games.get(&game) {
+                    link.lock().queue.closing = true;
                     self.mark_dirty(Peer::Game(game));
                 }
             }
@@ -1426,12 +1453,12 @@ impl EventLoop {
     }
 
     fn enqueue(&mut self, peer: Peer, bytes: Bytes, droppable: bool) {
-        let flush_queue_bytes = self.flush_queue_bytes;
-        let queue = match peer {
-            Peer::Client(conn) => self.clients.get_mut(&conn),
-            Peer::Game(game) => self.games.get_mut(&game),
+        let conn = match peer {
+            Peer::Client(conn) => conn,
+            Peer::Game(game) => return self.enqueue_game(game, bytes),
         };
-        let Some(queue) = queue else {
+        let flush_queue_bytes = self.flush_queue_bytes;
+        let Some(queue) = self.clients.get_mut(&conn) else {
             return;
         };
         queue.push(bytes, droppable);
@@ -1448,50 +1475,131 @@ impl EventLoop {
         }
     }
 
+    /// Queues a frame for a game server (it counts as sent for the link's keeper) and
+    /// marks the link for writing at this step.
+    fn enqueue_game(&mut self, game: GameId, bytes: Bytes) {
+        let now = self.now();
+        let Some(link) = self.games.get(&game) else {
+            return;
+        };
+        let mut out = link.lock();
+        out.queue.push(bytes, false);
+        out.keeper.on_sent(now);
+        if !out.queue.waiting_writable && !out.queue.dirty {
+            out.queue.dirty = true;
+            self.dirty_games.push(Peer::Game(game));
+        }
+    }
+
     /// Puts `peer` in the list of queues to flush at the end of the turn (once).
     fn mark_dirty(&mut self, peer: Peer) {
-        if let Some(queue) = self.queue(peer)
-            && !queue.dirty
-        {
-            queue.dirty = true;
-            match peer {
-                Peer::Game(_) => self.dirty_games.push(peer),
-                Peer::Client(_) => self.dirty.push(peer),
+        match peer {
+            Peer::Client(conn) => {
+                if let Some(queue) = self.clients.get_mut(&conn)
+                    && !queue.dirty
+                {
+                    queue.dirty = true;
+                    self.dirty.push(peer);
+                }
+            }
+            Peer::Game(game) => {
+                if let Some(link) = self.games.get(&game) {
+                    let mut out = link.lock();
+                    if !out.queue.dirty {
+                        out.queue.dirty = true;
+                        self.dirty_games.push(peer);
+                    }
+                }
             }
         }
     }
 
-    /// Writes every game link's queue (see `dirty_games`).
+    /// Writes every game link's queue (see `dirty_games`), and reports what the
+    /// keep-alive thread wrote for them since the last step.
     fn flush_games(&mut self, now: flotilla_conn::Instant) {
         while !self.dirty_games.is_empty() {
             for peer in std::mem::take(&mut self.dirty_games) {
-                self.flush(peer, now);
+                if let Peer::Game(game) = peer {
+                    self.flush_game(game, now);
+                }
             }
             // Writing reports drained bytes to the machine, which may queue more for a
             // game link (rarely): those go out now too.
             self.drain_outputs();
+        }
+        let written_by_keeper: Vec<(GameId, usize)> = self
+            .games
+            .iter()
+            .filter_map(|(game, link)| {
+                let drained = std::mem::take(&mut link.lock().drained_unreported);
+                (drained > 0).then_some((*game, drained))
+            })
+            .collect();
+        for (game, drained) in written_by_keeper {
+            self.feed(now, Input::GameDrained(game, drained));
+        }
+    }
+
+    /// Writes what a game link's queue holds and reports the bytes written at `now`; a
+    /// closing link gets a bounded time for its last frames.
+    fn flush_game(&mut self, game: GameId, now: flotilla_conn::Instant) {
+        let Some(link) = self.games.get(&game) else {
+            return;
+        };
+        let mut out = link.lock();
+        out.queue.dirty = false;
+        if out.queue.closing {
+            drop(out);
+            if let Some(link) = self.games.remove(&game) {
+                let stats = Arc::clone(&self.stats);
+                let mut out = link.lock();
+                out.closed = true;
+                out.queue.close_layers();
+                let would_block = out.queue.waiting_writable || out.queue.flush(&stats).1;
+                if would_block {
+                    drop(out);
+                    tokio::spawn(linger_game(link, stats));
+                } else {
+                    out.queue.shutdown_socket();
+                }
+            }
+            return;
+        }
+        if out.queue.waiting_writable {
+            return;
+        }
+        let (drained, would_block) = out.queue.flush(&self.stats);
+        if would_block {
+            out.queue.waiting_writable = true;
+            let stream = Arc::clone(&out.queue.stream);
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                if stream.writable().await.is_ok() {
+                    let _ = tx.send(Event::Writable(Peer::Game(game))).await;
+                }
+            });
+        }
+        drop(out);
+        if drained > 0 {
+            self.feed(now, Input::GameDrained(game, drained));
         }
     }
 
     /// Writes what `peer`'s queue holds (taking it off the dirty list) and reports the
     /// bytes written to the machine at `now`.
     fn flush(&mut self, peer: Peer, now: flotilla_conn::Instant) {
-        // Borrows the queue and the counters apart (no `Arc` clone per connection).
-        let queue = match peer {
-            Peer::Client(conn) => self.clients.get_mut(&conn),
-            Peer::Game(game) => self.games.get_mut(&game),
+        let conn = match peer {
+            Peer::Client(conn) => conn,
+            Peer::Game(game) => return self.flush_game(game, now),
         };
-        let Some(queue) = queue else {
+        // Borrows the queue and the counters apart (no `Arc` clone per connection).
+        let Some(queue) = self.clients.get_mut(&conn) else {
             return;
         };
         queue.dirty = false;
         if queue.closing {
             let stats = Arc::clone(&self.stats);
-            let queue = match peer {
-                Peer::Client(conn) => self.clients.remove(&conn),
-                Peer::Game(game) => self.games.remove(&game),
-            };
-            if let Some(mut queue) = queue {
+            if let Some(mut queue) = self.clients.remove(&conn) {
                 queue.close_layers();
                 let would_block = queue.waiting_writable || queue.flush(&stats).1;
                 if would_block {
@@ -1519,14 +1627,8 @@ impl EventLoop {
         }
         // Report writes, and a socket that took everything (even if that was nothing: a
         // congested connection whose batches were discarded recovers on it).
-        match (peer, drained > 0 || !would_block) {
-            (Peer::Client(conn), true) => {
-                self.feed(now, Input::ClientDrained(conn, drained));
-            }
-            (Peer::Game(game), _) if drained > 0 => {
-                self.feed(now, Input::GameDrained(game, drained));
-            }
-            _ => {}
+        if drained > 0 || !would_block {
+            self.feed(now, Input::ClientDrained(conn, drained));
         }
     }
 
@@ -1542,8 +1644,10 @@ impl EventLoop {
             let _ = queue.flush(&self.stats);
             queue.shutdown_socket();
         }
-        for (_, queue) in self.games.drain() {
-            queue.shutdown_socket();
+        for (_, link) in self.games.drain() {
+            let mut out = link.lock();
+            out.closed = true;
+            out.queue.shutdown_socket();
         }
         if let Some(mut recorder) = self.recorder.take() {
             recorder.finish();
@@ -1567,6 +1671,21 @@ async fn linger(mut queue: OutQueue, stats: Arc<ServerStats>) {
     })
     .await;
     queue.shutdown_socket();
+}
+
+/// Writes the last frames of a closing game link (bounded in time), then shuts it.
+async fn linger_game(link: Arc<GameLinkShared>, stats: Arc<ServerStats>) {
+    let stream = Arc::clone(&link.lock().queue.stream);
+    let _ = tokio::time::timeout(LINGER, async {
+        while link.lock().queue.has_pending() {
+            if stream.writable().await.is_err() {
+                break;
+            }
+            let _ = link.lock().queue.flush(&stats);
+        }
+    })
+    .await;
+    link.lock().queue.shutdown_socket();
 }
 
 /// How a reader limits what it reads.
@@ -1604,9 +1723,9 @@ async fn read_frames(
     mut layers: Option<ReadLayers>,
     mut stop: Option<oneshot::Receiver<()>>,
     tx: &mpsc::Sender<Event>,
-    frame_event: impl Fn(RawFrame) -> Event,
+    mut frame_event: impl FnMut(RawFrame) -> Option<Event>,
     error_event: impl Fn(WireError) -> Event,
-    layer_event: impl Fn(LayerEvent) -> Event,
+    layer_event: impl Fn(LayerEvent) -> Option<Event>,
 ) -> ReadEnd {
     let mut decoder = Decoder::new(limits.first_frame);
     let mut first = true;
@@ -1683,10 +1802,10 @@ async fn read_frames(
                     let mut events: Vec<Event> = unwrapped
                         .replies
                         .into_iter()
-                        .map(|reply| layer_event(LayerEvent::Control(reply)))
+                        .filter_map(|reply| layer_event(LayerEvent::Control(reply)))
                         .collect();
                     if unwrapped.tls_pending {
-                        events.push(layer_event(LayerEvent::TlsPending));
+                        events.extend(layer_event(LayerEvent::TlsPending));
                     }
                     for event in events {
                         if tx.send(event).await.is_err() {
@@ -1706,7 +1825,9 @@ async fn read_frames(
                             Some(close)
                         }
                     };
-                    let _ = tx.send(layer_event(LayerEvent::Abort(goodbye))).await;
+                    if let Some(event) = layer_event(LayerEvent::Abort(goodbye)) {
+                        let _ = tx.send(event).await;
+                    }
                     return ReadEnd::Malformed;
                 }
             }
@@ -1724,7 +1845,10 @@ async fn read_frames(
                     // `try_send` first: unlike `send`, it does not spend the task's
                     // cooperative budget, so a burst of frames reaches the event loop
                     // in one turn (many batches per `writev`) instead of 128 at a time.
-                    match tx.try_send(frame_event(frame)) {
+                    let Some(event) = frame_event(frame) else {
+                        continue;
+                    };
+                    match tx.try_send(event) {
                         Ok(()) => {}
                         Err(mpsc::error::TrySendError::Full(event)) => {
                             if tx.send(event).await.is_err() {
@@ -1773,12 +1897,14 @@ async fn read_client(
         layers,
         stop,
         &tx,
-        |frame| Event::ClientFrame(conn, frame),
+        |frame| Some(Event::ClientFrame(conn, frame)),
         |error| Event::ClientMalformed(conn, error),
-        |event| match event {
-            LayerEvent::Control(frame) => Event::ClientControl(conn, frame),
-            LayerEvent::TlsPending => Event::TlsPending(Peer::Client(conn)),
-            LayerEvent::Abort(goodbye) => Event::ClientAbort(conn, goodbye),
+        |event| {
+            Some(match event {
+                LayerEvent::Control(frame) => Event::ClientControl(conn, frame),
+                LayerEvent::TlsPending => Event::TlsPending(Peer::Client(conn)),
+                LayerEvent::Abort(goodbye) => Event::ClientAbort(conn, goodbye),
+            })
         },
     )
     .await;
@@ -2193,16 +2319,75 @@ fn is_out_of_descriptors(error: &io::Error) -> bool {
 /// Keeps one game server connected: connect, hand the socket to the event loop, read
 /// until the link ends, back off (full jitter), again.
 #[allow(clippy::too_many_arguments)]
-async fn connect_game(
+/// What a game link's reader does with a frame: tells the link's keeper it heard the game
+/// server; answers a ping at once (written now unless the event loop waits for the
+/// socket); passes everything else to the event loop.
+fn heard_from_game(
+    link: &GameLinkShared,
+    keepers: &KeepAliveThread,
+    now: flotilla_conn::Instant,
+    stats: &ServerStats,
+    frame: RawFrame,
+) -> Option<Event> {
+    let welcome = frame.frame_type() == flotilla_wire::FrameType::GameWelcome;
+    let mut out = link.lock();
+    match out.keeper.on_frame(now, &frame) {
+        crate::game_link::Heard::Forward => {
+            if welcome {
+                // Pings start now: the keep-alive thread's next deadline moved earlier.
+                keepers.poke();
+            }
+            Some(Event::GameFrame(link.game(), frame))
+        }
+        crate::game_link::Heard::Answer(pong) => {
+            if out.closed {
+                return None;
+            }
+            out.queue.push(pong, false);
+            out.keeper.on_sent(now);
+            if out.queue.waiting_writable {
+                return None;
+            }
+            let (drained, would_block) = out.queue.flush(stats);
+            out.drained_unreported += drained;
+            would_block.then_some(Event::Writable(Peer::Game(link.game())))
+        }
+        crate::game_link::Heard::Consumed => None,
+    }
+}
+
+/// What one game server's connector needs.
+struct GameDialer {
+    /// The game server's place in the configuration (the high half of its links' ids).
     index: u64,
     addr: String,
     config: FrontendConfig,
+    /// Dials over TLS, if asked.
     tls: Option<GameConnector>,
+    /// Seeds the reconnect backoff's jitter.
     seed: u64,
+    /// The event loop's clock (the keepers' time).
+    clock: flotilla_conn::Clock,
+    keepers: Arc<KeepAliveThread>,
+}
+
+async fn connect_game(
+    dialer: GameDialer,
     tx: mpsc::Sender<Event>,
     stats: Arc<ServerStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let GameDialer {
+        index,
+        addr,
+        config,
+        tls,
+        seed,
+        clock: loop_clock,
+        keepers,
+    } = dialer;
+    let keep_alive =
+        flotilla_conn::KeepAliveConfig::new(config.game_ping_interval, config.game_idle_timeout);
     // When to dial is flotilla-balance's rule (one server, backoff after every failure
     // with full jitter, a connection up for 5 s counts as stable and clears it), the same
     // machine the clients and the logger fail over with.
@@ -2267,17 +2452,20 @@ async fn connect_game(
                 failed_attempts = 0;
                 balancer.on_connected(0, clock.now().as_duration());
                 let stream = Arc::new(stream);
+                let layers = session.clone().map(|session| {
+                    Box::new(OutLayers {
+                        tls: Some(session),
+                        ws: None,
+                    })
+                });
+                let link = GameLinkShared::new(
+                    game,
+                    OutQueue::new(Arc::clone(&stream), layers, None),
+                    crate::game_link::GameLinkKeeper::new(loop_clock.now(), keep_alive),
+                );
+                keepers.add(&link);
                 if tx
-                    .send(Event::GameConnected(
-                        game,
-                        Arc::clone(&stream),
-                        session.clone().map(|session| {
-                            Box::new(OutLayers {
-                                tls: Some(session),
-                                ws: None,
-                            })
-                        }),
-                    ))
+                    .send(Event::GameConnected(game, Arc::clone(&link)))
                     .await
                     .is_err()
                 {
@@ -2299,16 +2487,17 @@ async fn connect_game(
                         }),
                         None,
                         &tx,
-                        |frame| Event::GameFrame(game, frame),
+                        |frame| heard_from_game(&link, &keepers, loop_clock.now(), &stats, frame),
                         |error| Event::GameMalformed(game, error),
-                        |event| match event {
+                        |event| Some(match event {
                             LayerEvent::TlsPending => Event::TlsPending(Peer::Game(game)),
                             LayerEvent::Control(_) | LayerEvent::Abort(_) => Event::GameClosed(game),
-                        },
+                        }),
                     ) => end,
                     _ = shutdown.changed() => return,
                 };
                 drop(stream);
+                drop(link);
                 log::warn!("lost game server {addr} ({game:?}): {end:?}");
                 if end == ReadEnd::LoopGone || tx.send(Event::GameClosed(game)).await.is_err() {
                     return;

@@ -19,7 +19,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use flotilla_client::{ClientInput, ClientMachine, ClientMachineConfig, ClientOutput, ReplicaMode};
 use flotilla_conn::{Instant, KeepAliveConfig, Machine};
-use flotilla_frontend::{ConnId, Frontend, FrontendConfig, GameId, Input, Output, TokenKey};
+use flotilla_frontend::{
+    ConnId, Frontend, FrontendConfig, GameId, GameLinkKeeper, Heard, Input, KeeperAction, Output,
+    TokenKey,
+};
 use flotilla_wire::{CLIENT_MAX_FRAME_LEN, DEFAULT_MAX_FRAME_LEN, Decoder, WorldId};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -99,11 +102,23 @@ enum Event {
     GameDial { frontend: usize },
 }
 
+/// A front-end's link to the game server, as its shell holds it.
+struct GameConn {
+    /// The simulated connection.
+    sim_conn: u64,
+    /// The front-end's `GameId` for it.
+    game: u64,
+    decoder: Decoder,
+    /// The link's keep-alive, beside its socket as in the real shell (it pings the game
+    /// server and closes a silent one; the front-end's machine does not).
+    keeper: GameLinkKeeper,
+}
+
 struct FrontendNode {
     machine: Frontend,
     alive: bool,
     clients: HashMap<u64, (u64, Decoder)>,
-    game_conn: Option<(u64, u64, Decoder)>,
+    game_conn: Option<GameConn>,
     next_conn: u64,
     partitioned_until: Option<Instant>,
 }
@@ -551,7 +566,7 @@ impl Fleet {
                         } else if self.frontends[i]
                             .game_conn
                             .as_ref()
-                            .is_some_and(|(id, _, _)| *id == conn)
+                            .is_some_and(|link| link.sim_conn == conn)
                         {
                             self.frontends[i].game_conn = None;
                             self.feed_frontend(i, Input::GameClosed(GameId(c.frontend_local)));
@@ -576,6 +591,7 @@ impl Fleet {
                     Node::Game => self.feed_game(GameInput::Timeout),
                     Node::Frontend(i) => {
                         if self.frontends[i].alive {
+                            self.keep_game_link(i);
                             self.feed_frontend(i, Input::Timeout);
                         }
                     }
@@ -624,8 +640,16 @@ impl Fleet {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.frontend_local = game;
                 }
-                self.frontends[frontend].game_conn =
-                    Some((conn, game, Decoder::new(DEFAULT_MAX_FRAME_LEN)));
+                let keep_alive = KeepAliveConfig::new(
+                    flotilla_wire::GAME_PING_INTERVAL,
+                    flotilla_wire::GAME_IDLE_TIMEOUT,
+                );
+                self.frontends[frontend].game_conn = Some(GameConn {
+                    sim_conn: conn,
+                    game,
+                    decoder: Decoder::new(DEFAULT_MAX_FRAME_LEN),
+                    keeper: GameLinkKeeper::new(self.now, keep_alive),
+                });
             }
         }
     }
@@ -708,9 +732,10 @@ impl Fleet {
     }
 
     fn frontend_from_game(&mut self, i: usize, game: u64, bytes: &[u8]) {
+        let now = self.now;
         let inputs = match self.frontends[i].game_conn.as_mut() {
-            Some((_, id, decoder)) if *id == game => frames_to_inputs(
-                decoder,
+            Some(link) if link.game == game => frames_to_inputs(
+                &mut link.decoder,
                 bytes,
                 |frame| Input::GameFrame(GameId(game), frame),
                 |error| Input::GameMalformed(GameId(game), error),
@@ -718,8 +743,63 @@ impl Fleet {
             _ => Vec::new(),
         };
         for input in inputs {
+            // The link's reader shows every frame to the keeper first: pings are answered
+            // there, pongs end there.
+            if let Input::GameFrame(_, frame) = &input {
+                let Some(link) = self.frontends[i].game_conn.as_mut() else {
+                    return;
+                };
+                match link.keeper.on_frame(now, frame) {
+                    Heard::Forward => {}
+                    Heard::Answer(pong) => {
+                        link.keeper.on_sent(now);
+                        let sim_conn = link.sim_conn;
+                        self.send(sim_conn, true, pong);
+                        continue;
+                    }
+                    Heard::Consumed => continue,
+                }
+            }
             self.feed_frontend(i, input);
         }
+        self.wake_frontend(i);
+    }
+
+    /// Does what front-end `i`'s game-link keeper says is due: a ping, or closing a
+    /// silent game server (the shell then tells the machine the link is gone).
+    fn keep_game_link(&mut self, i: usize) {
+        let now = self.now;
+        while let Some(link) = self.frontends[i].game_conn.as_mut() {
+            let sim_conn = link.sim_conn;
+            let game = link.game;
+            match link.keeper.poll(now) {
+                None => return,
+                Some(KeeperAction::Ping(ping)) => self.send(sim_conn, true, ping),
+                Some(KeeperAction::Close { error_frame, .. }) => {
+                    self.send(sim_conn, true, error_frame);
+                    self.close(sim_conn, true);
+                    self.frontends[i].game_conn = None;
+                    self.feed_frontend(i, Input::GameClosed(GameId(game)));
+                    self.redial(i);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Schedules front-end `i`'s next wake-up: its machine's deadline or its game-link
+    /// keeper's, whichever comes first.
+    fn wake_frontend(&mut self, i: usize) {
+        let keeper = self.frontends[i]
+            .game_conn
+            .as_ref()
+            .and_then(|link| link.keeper.deadline());
+        let machine = self.frontends[i].machine.poll_timeout();
+        let next = match (keeper, machine) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.wake(Node::Frontend(i), next);
     }
 
     fn feed_frontend(&mut self, i: usize, input: Input) {
@@ -748,23 +828,22 @@ impl Fleet {
                     }
                     Output::SendToGame(game, bytes) => {
                         let len = bytes.len();
-                        if let Some((sim_conn, id, _)) = self.frontends[i].game_conn.as_ref()
-                            && *id == game.0
+                        if let Some(link) = self.frontends[i].game_conn.as_mut()
+                            && link.game == game.0
                         {
-                            let sim_conn = *sim_conn;
+                            link.keeper.on_sent(now);
+                            let sim_conn = link.sim_conn;
                             self.send(sim_conn, true, bytes);
                         }
                         reports.push(Input::GameDrained(game, len));
                     }
                     Output::CloseGame(game, _) => {
-                        if let Some((sim_conn, id, _)) = self.frontends[i].game_conn.take() {
-                            if id == game.0 {
-                                self.close(sim_conn, true);
-                                self.redial(i);
-                            } else {
-                                self.frontends[i].game_conn =
-                                    Some((sim_conn, id, Decoder::default()));
-                            }
+                        if let Some(link) = self.frontends[i]
+                            .game_conn
+                            .take_if(|link| link.game == game.0)
+                        {
+                            self.close(link.sim_conn, true);
+                            self.redial(i);
                         }
                     }
                 }
@@ -776,8 +855,7 @@ impl Fleet {
                 self.frontends[i].machine.handle(now, report);
             }
         }
-        let next = self.frontends[i].machine.poll_timeout();
-        self.wake(Node::Frontend(i), next);
+        self.wake_frontend(i);
     }
 
     fn feed_game(&mut self, input: GameInput) {

@@ -798,9 +798,9 @@ fn a_malformed_frame_closes_only_that_connection() {
 }
 
 #[test]
-fn keep_alives_ping_quiet_peers_and_close_silent_ones() {
-    // Worlds of a lost game link end at once here (no resume grace), so that each timeout
-    // below is the keep-alive's alone.
+fn keep_alives_ping_quiet_clients_and_close_silent_ones() {
+    // Worlds of a lost game link end at once here (no resume grace), so that the link's
+    // loss below is the only cause of the unsubscription.
     let mut h = Harness::new(FrontendConfig {
         game_resume_grace: Duration::ZERO,
         ..FrontendConfig::default()
@@ -809,25 +809,20 @@ fn keep_alives_ping_quiet_peers_and_close_silent_ones() {
     h.client(1);
     h.subscribe(1, &arena(), None);
     h.advance(1000 * MS);
-    // The game link was quiet for 1 s: pinged. The client not yet (2 s).
+    // A game link's keep-alive is its keeper's, beside its socket (`GameLinkKeeper`): the
+    // machine sends the game server nothing. The client is not pinged yet (2 s).
     let outputs = h.feed(Input::Timeout);
-    assert!(matches!(
-        &to_game(&outputs, 1)[..],
-        [FrontendToGame::Ping { .. }]
-    ));
+    assert!(to_game(&outputs, 1).is_empty());
     assert!(to_client(&outputs, 1).is_empty());
     h.advance(1000 * MS);
-    // The game server answers; the client is pinged.
-    h.feed(Input::GameFrame(
-        GameId(1),
-        raw(&GameToFrontend::Pong { nonce: 1 }),
-    ));
     let outputs = h.feed(Input::Timeout);
     assert!(matches!(
         &to_client(&outputs, 1)[..],
         [FrontendToClient::Ping { nonce: 1 }]
     ));
-    // The client keeps answering; the game server falls silent.
+    assert!(to_game(&outputs, 1).is_empty());
+    // The client keeps answering; the game server falls silent and its keeper closes the
+    // link, which the shell reports.
     h.feed(Input::ClientFrame(
         ConnId(1),
         raw(&ClientToFrontend::Pong { nonce: 1 }),
@@ -837,15 +832,7 @@ fn keep_alives_ping_quiet_peers_and_close_silent_ones() {
         ConnId(1),
         raw(&ClientToFrontend::Ping { nonce: 9 }),
     ));
-    let outputs = h.feed(Input::Timeout);
-    assert!(outputs.contains(&Output::CloseGame(GameId(1), CloseReason::IdleTimeout)));
-    assert!(matches!(
-        to_game(&outputs, 1).first(),
-        Some(FrontendToGame::Error {
-            code: ErrorCode::Timeout,
-            ..
-        })
-    ));
+    let outputs = h.feed(Input::GameClosed(GameId(1)));
     assert!(to_client(&outputs, 1).iter().any(|m| matches!(
         m,
         FrontendToClient::Unsubscribed {
@@ -1574,9 +1561,10 @@ fn poll_timeout_names_the_next_deadline_and_nothing_is_done_before_it() {
     assert_eq!(h.frontend.poll_timeout(), None, "nothing to wait for");
     h.game(1, &["arena"]);
     h.client(1);
-    // The game link pings after 1 s of quiet, the client after 2 s.
-    assert_eq!(h.frontend.poll_timeout(), Some(Instant::ZERO + 1000 * MS));
-    h.advance(999 * MS);
+    // The client is pinged after 2 s of quiet (a game link's keep-alive is its keeper's,
+    // beside its socket: not the machine's).
+    assert_eq!(h.frontend.poll_timeout(), Some(Instant::ZERO + 2000 * MS));
+    h.advance(1999 * MS);
     assert!(
         h.feed(Input::Timeout).is_empty(),
         "an early Timeout is harmless"
@@ -1584,11 +1572,11 @@ fn poll_timeout_names_the_next_deadline_and_nothing_is_done_before_it() {
     h.advance(MS);
     let outputs = h.feed(Input::Timeout);
     assert!(matches!(
-        &to_game(&outputs, 1)[..],
-        [FrontendToGame::Ping { nonce: 1 }]
+        &to_client(&outputs, 1)[..],
+        [FrontendToClient::Ping { nonce: 1 }]
     ));
-    assert!(to_client(&outputs, 1).is_empty());
-    assert_eq!(h.frontend.poll_timeout(), Some(Instant::ZERO + 2000 * MS));
+    assert!(to_game(&outputs, 1).is_empty());
+    assert_eq!(h.frontend.poll_timeout(), Some(Instant::ZERO + 4000 * MS));
 }
 
 #[test]
