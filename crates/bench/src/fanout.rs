@@ -325,6 +325,8 @@ impl Publisher for NatsPublisher {
 pub(crate) struct PublisherThread {
     stop: Arc<AtomicBool>,
     published: Arc<AtomicU64>,
+    /// The longest time between two commits at a fixed rate, in microseconds.
+    longest_gap_us: Arc<AtomicU64>,
     thread: Option<std::thread::JoinHandle<Result<(), BenchError>>>,
 }
 
@@ -336,7 +338,12 @@ impl PublisherThread {
     ) -> Result<Self, BenchError> {
         let stop = Arc::new(AtomicBool::new(false));
         let published = Arc::new(AtomicU64::new(0));
-        let (stop_flag, count) = (Arc::clone(&stop), Arc::clone(&published));
+        let longest_gap_us = Arc::new(AtomicU64::new(0));
+        let (stop_flag, count, gap) = (
+            Arc::clone(&stop),
+            Arc::clone(&published),
+            Arc::clone(&longest_gap_us),
+        );
         let thread = std::thread::Builder::new()
             .name("bench-publisher".into())
             .spawn(move || -> Result<(), BenchError> {
@@ -344,12 +351,19 @@ impl PublisherThread {
                     Some(rate) => {
                         let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
                         let mut next = Instant::now();
+                        let mut last: Option<Instant> = None;
                         while !stop_flag.load(Ordering::Relaxed) {
                             let now = Instant::now();
                             if now < next {
                                 std::thread::sleep(next - now);
                             }
                             publisher.publish(unix_now_ns())?;
+                            let published_at = Instant::now();
+                            if let Some(last) = last {
+                                let us = (published_at - last).as_micros() as u64;
+                                gap.fetch_max(us, Ordering::Relaxed);
+                            }
+                            last = Some(published_at);
                             count.fetch_add(1, Ordering::Relaxed);
                             next += interval;
                         }
@@ -367,6 +381,7 @@ impl PublisherThread {
         Ok(Self {
             stop,
             published,
+            longest_gap_us,
             thread: Some(thread),
         })
     }
@@ -374,6 +389,12 @@ impl PublisherThread {
     /// Changes published so far.
     pub(crate) fn published(&self) -> u64 {
         self.published.load(Ordering::Relaxed)
+    }
+
+    /// The longest time between two commits so far at a fixed rate (the publisher itself
+    /// held up: a starved harness), and restarts the measure.
+    pub(crate) fn take_longest_gap(&self) -> Duration {
+        Duration::from_micros(self.longest_gap_us.swap(0, Ordering::Relaxed))
     }
 
     /// Stops publishing; the publisher's error, if it failed.
@@ -420,10 +441,8 @@ fn set_up(
     let (server, server_pid, frontend, nats, game) = match system {
         Protocol::Flotilla => {
             let game = Arc::new(BenchGame::start(TARGET, false, 1)?);
-            let frontend = match pki {
-                Some(pki) => FrontendWorker::start_edge(launcher, game.addr(), pki)?,
-                None => FrontendWorker::start(launcher, game.addr())?,
-            };
+            // Every batch to every observer, as nats-server delivers every message.
+            let frontend = FrontendWorker::start_every_batch(launcher, game.addr(), pki)?;
             frontend.wait_for_world(TARGET, Duration::from_secs(20))?;
             let (addr, pid) = (frontend.addr_for(transport)?, frontend.worker.pid());
             (addr, pid, Some(frontend), None, Some(game))
@@ -530,6 +549,7 @@ fn measure(
         server_errors: errors,
         closed,
         measured_seconds: measured,
+        ..
     } = ReportTotals::of(&reports);
     let measured = if measured > 0.0 { measured } else { elapsed };
     let expected = published as f64 * setup.subscribed as f64;

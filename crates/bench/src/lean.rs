@@ -5,7 +5,8 @@
 //! complete unit at its front, report [`LeanEvent`]s and return how many bytes they
 //! consumed; [`StreamBuffer`] keeps the incomplete tail for the next read. Neither
 //! builds messages: the flotilla reader reads the 5-byte frame header and, for a
-//! `ChangeBatch`, skips to the first upsert's value to take the publisher's timestamp;
+//! `ChangeBatch` or a `Snapshot`, skips to the first value to take the publisher's
+//! timestamp;
 //! the NATS reader splits `MSG <subject> <sid> [reply] <len>\r\n<payload>\r\n` and
 //! answers `PING` with `PONG`. The payload of both starts with the publish time, a
 //! big-endian `u64` of nanoseconds since the Unix epoch.
@@ -33,8 +34,13 @@ pub enum LeanEvent {
     },
     /// The subscription is in place (flotilla: a snapshot arrived; NATS: the `PONG`
     /// answering the `PING` sent after `SUB`). For flotilla a later snapshot means the
-    /// front-end resynced this observer.
-    Subscribed,
+    /// front-end resynced this observer (a slow one, or one whose queued batches were
+    /// coalesced into the latest state).
+    Subscribed {
+        /// The state's timestamp (flotilla: the first entry's value starts with the
+        /// publisher's timestamp; `None` for an empty world, a value too short, or NATS).
+        published_ns: Option<u64>,
+    },
     /// The server asked for a keep-alive answer: write these bytes back.
     Reply(Vec<u8>),
     /// The server reported an error (flotilla `Error` frame, NATS `-ERR`).
@@ -134,7 +140,7 @@ fn read_varint(buf: &[u8], pos: &mut usize) -> Result<Option<u64>, BenchError> {
 
 /// Skips a `bytes` field (varint length + bytes) and returns the bytes.
 fn read_bytes<'a>(body: &'a [u8], pos: &mut usize, what: &str) -> Result<&'a [u8], BenchError> {
-    let truncated = || BenchError::Protocol(format!("ChangeBatch truncated in {what}"));
+    let truncated = || BenchError::Protocol(format!("frame truncated in {what}"));
     let len = read_varint(body, pos)?.ok_or_else(truncated)?;
     let len = usize::try_from(len).map_err(|_| truncated())?;
     let end = pos.checked_add(len).ok_or_else(truncated)?;
@@ -153,6 +159,27 @@ pub fn change_batch_timestamp(body: &[u8]) -> Result<Option<u64>, BenchError> {
     read_varint(body, &mut pos)?.ok_or_else(truncated)?; // seq
     let upserts = read_varint(body, &mut pos)?.ok_or_else(truncated)?;
     if upserts == 0 {
+        return Ok(None);
+    }
+    read_bytes(body, &mut pos, "key")?;
+    let value = read_bytes(body, &mut pos, "value")?;
+    Ok(value
+        .get(..TIMESTAMP_LEN)
+        .and_then(|stamp| <[u8; TIMESTAMP_LEN]>::try_from(stamp).ok())
+        .map(u64::from_be_bytes))
+}
+
+/// The publish timestamp of a `Snapshot` body: its first entry's value starts with it.
+/// `None` for a snapshot without entries or with a value too short to carry one.
+pub fn snapshot_timestamp(body: &[u8]) -> Result<Option<u64>, BenchError> {
+    let mut pos = 0;
+    read_bytes(body, &mut pos, "world")?;
+    pos += 8; // epoch
+    let truncated = || BenchError::Protocol("Snapshot truncated".into());
+    read_varint(body, &mut pos)?.ok_or_else(truncated)?; // seq
+    pos += 1; // part
+    let entries = read_varint(body, &mut pos)?.ok_or_else(truncated)?;
+    if entries == 0 {
         return Ok(None);
     }
     read_bytes(body, &mut pos, "key")?;
@@ -187,7 +214,9 @@ fn decode_flotilla(buf: &[u8], on_event: &mut impl FnMut(LeanEvent)) -> Result<u
                     on_event(LeanEvent::Delivered { published_ns });
                 }
             }
-            Some(FrameType::Snapshot) => on_event(LeanEvent::Subscribed),
+            Some(FrameType::Snapshot) => on_event(LeanEvent::Subscribed {
+                published_ns: snapshot_timestamp(body)?,
+            }),
             Some(FrameType::Ping) => {
                 let nonce = body
                     .get(..8)
@@ -256,7 +285,7 @@ fn decode_nats(buf: &[u8], on_event: &mut impl FnMut(LeanEvent)) -> Result<usize
         }
         match line {
             b"PING" => on_event(LeanEvent::Reply(b"PONG\r\n".to_vec())),
-            b"PONG" => on_event(LeanEvent::Subscribed),
+            b"PONG" => on_event(LeanEvent::Subscribed { published_ns: None }),
             _ if line.starts_with(b"-ERR") => on_event(LeanEvent::ServerError),
             _ => {} // INFO, +OK
         }
@@ -346,7 +375,7 @@ mod tests {
         out.extend_from_slice(&snap);
         out.extend_from_slice(&FrontendToClient::Ping { nonce: 9 }.encode_to_bytes());
         let mut expected = vec![
-            LeanEvent::Subscribed,
+            LeanEvent::Subscribed { published_ns: None },
             LeanEvent::Reply(
                 ClientToFrontend::Pong { nonce: 9 }
                     .encode_to_bytes()
@@ -362,6 +391,13 @@ mod tests {
                 published_ns: stamp,
             });
         }
+        // A resync: the snapshot carries the latest state's timestamp.
+        let mut snap = bytes::BytesMut::new();
+        encode_snapshot(&world, &state.snapshot(), 1 << 20, &mut snap).unwrap();
+        out.extend_from_slice(&snap);
+        expected.push(LeanEvent::Subscribed {
+            published_ns: Some(u64::MAX),
+        });
         out.extend_from_slice(
             &FrontendToClient::Error {
                 code: flotilla_wire::ErrorCode::Timeout,
@@ -376,7 +412,7 @@ mod tests {
     fn nats_stream() -> (Vec<u8>, Vec<LeanEvent>) {
         let mut out =
             b"INFO {\"server_id\":\"x\",\"max_payload\":1048576}\r\n+OK\r\nPONG\r\n".to_vec();
-        let mut expected = vec![LeanEvent::Subscribed];
+        let mut expected = vec![LeanEvent::Subscribed { published_ns: None }];
         for (i, stamp) in [5u64, 1_700_000_000_000_000_001, 42]
             .into_iter()
             .enumerate()

@@ -26,6 +26,10 @@ const READ_BUFFER: usize = 256 * 1024;
 /// it hears its front-end all the time, so it never probes).
 const KEEPALIVE_EVERY: Duration = flotilla_wire::CLIENT_QUIET_PING_INTERVAL;
 
+/// How often, while measuring, each thread samples the age of every observer's newest
+/// state.
+pub const AGE_SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
 /// Connections opened per turn of the poll loop while connecting.
 const CONNECTS_PER_TURN: usize = 32;
 
@@ -60,8 +64,22 @@ pub struct ObserverReport {
     pub closed: u64,
     /// Seconds between start and stop.
     pub measured_seconds: f64,
-    /// Publish-to-receive latencies, `(ns, count)` buckets.
+    /// Publish-to-receive latencies, `(ns, count)` buckets (batches, and snapshots that
+    /// carry a timestamped state).
     pub histogram: Vec<(u64, u64)>,
+    /// flotilla snapshots in the window that carried a timestamped state (resyncs, and
+    /// batches coalesced into the latest state by the front-end).
+    pub states: u64,
+    /// At the window's end, the newest publish timestamp each observer had seen:
+    /// `(timestamp ns, observers)`, 0 for observers that saw none. With one key changing,
+    /// an observer whose newest timestamp is the last commit's holds the world's state.
+    #[serde(default)]
+    pub latest_seen: Vec<(u64, u64)>,
+    /// The age of the newest state each observer held (now minus its publish time),
+    /// sampled over every observer every [`AGE_SAMPLE_EVERY`] in the window, `(ns,
+    /// count)` buckets: how stale the observers' replicas were, deliveries or not.
+    #[serde(default)]
+    pub state_age: Vec<(u64, u64)>,
 }
 
 /// The reports of several observer workers, summed.
@@ -79,6 +97,12 @@ pub struct ReportTotals {
     pub closed: u64,
     /// The longest measured window of a worker (seconds).
     pub measured_seconds: f64,
+    /// Timestamped snapshots received.
+    pub states: u64,
+    /// The newest timestamp each observer had seen at the end: timestamp → observers.
+    pub latest_seen: std::collections::BTreeMap<u64, u64>,
+    /// Every worker's state-age samples.
+    pub state_age: LatencyHistogram,
 }
 
 impl ReportTotals {
@@ -94,6 +118,13 @@ impl ReportTotals {
             totals.server_errors += report.server_errors;
             totals.closed += report.closed;
             totals.measured_seconds = totals.measured_seconds.max(report.measured_seconds);
+            totals.states += report.states;
+            for (stamp, observers) in &report.latest_seen {
+                *totals.latest_seen.entry(*stamp).or_default() += observers;
+            }
+            totals
+                .state_age
+                .merge(&LatencyHistogram::from_buckets(&report.state_age));
         }
         totals
     }
@@ -104,7 +135,13 @@ struct Tally {
     delivered: u64,
     resyncs: u64,
     server_errors: u64,
+    states: u64,
     histogram: LatencyHistogram,
+    state_age: LatencyHistogram,
+    /// The thread's last census (see `Shared::census`): timestamp → observers.
+    latest_seen: std::collections::BTreeMap<u64, u64>,
+    /// Which census `latest_seen` answers.
+    census: u64,
 }
 
 #[derive(Debug, Default)]
@@ -116,6 +153,11 @@ struct Shared {
     failed: AtomicUsize,
     subscribed: AtomicUsize,
     closed: AtomicUsize,
+    /// Raised to ask every thread for the newest timestamp each of its observers saw.
+    census: std::sync::atomic::AtomicU64,
+    /// State ages are sampled while this is true (from the window's start until the
+    /// world stops changing: after that, ages grow with no commit to miss).
+    sampling: AtomicBool,
 }
 
 /// Counts of the connection phase.
@@ -251,12 +293,47 @@ impl ObserverPool {
             *tally = Tally::default();
         }
         self.shared.measuring.store(true, Ordering::SeqCst);
+        self.shared.sampling.store(true, Ordering::SeqCst);
         self.started = Some(Instant::now());
     }
 
-    /// Ends the measurement window and returns what was seen in it.
+    /// The newest publish timestamp each observer has seen now: `(timestamp ns,
+    /// observers)`, ascending. Every thread answers within one turn of its poll loop.
+    pub fn census(&self) -> Vec<(u64, u64)> {
+        let census = self.shared.census.fetch_add(1, Ordering::SeqCst) + 1;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline
+            && self
+                .tallies
+                .iter()
+                .any(|tally| lock(tally).census != census)
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let mut latest_seen = std::collections::BTreeMap::<u64, u64>::new();
+        for tally in &self.tallies {
+            let tally = lock(tally);
+            if tally.census == census {
+                for (stamp, observers) in &tally.latest_seen {
+                    *latest_seen.entry(*stamp).or_default() += observers;
+                }
+            }
+        }
+        latest_seen.into_iter().collect()
+    }
+
+    /// Stops sampling state ages (the world stopped changing); deliveries are still
+    /// counted until [`stop_measuring`](Self::stop_measuring).
+    pub fn stop_sampling(&self) {
+        self.shared.sampling.store(false, Ordering::SeqCst);
+    }
+
+    /// Ends the measurement window and returns what was seen in it, with a census of the
+    /// newest timestamp every observer saw.
     pub fn stop_measuring(&mut self) -> ObserverReport {
         self.shared.measuring.store(false, Ordering::SeqCst);
+        self.shared.sampling.store(false, Ordering::SeqCst);
+        let latest_seen = self.census();
         let measured_seconds = self
             .started
             .take()
@@ -268,13 +345,18 @@ impl ObserverPool {
             ..ObserverReport::default()
         };
         let mut histogram = LatencyHistogram::new();
+        let mut state_age = LatencyHistogram::new();
         for tally in &self.tallies {
             let tally = lock(tally);
             report.delivered += tally.delivered;
             report.resyncs += tally.resyncs;
             report.server_errors += tally.server_errors;
+            report.states += tally.states;
             histogram.merge(&tally.histogram);
+            state_age.merge(&tally.state_age);
         }
+        report.latest_seen = latest_seen;
+        report.state_age = state_age.to_buckets();
         report.histogram = histogram.to_buckets();
         report
     }
@@ -294,6 +376,8 @@ struct Connection {
     stream: mio::net::TcpStream,
     buffer: StreamBuffer,
     subscribed: bool,
+    /// The newest publish timestamp seen (batches and snapshots), 0 before any.
+    latest_ns: u64,
     /// TLS and WebSocket, for those transports.
     layers: Option<Box<Layers>>,
 }
@@ -374,7 +458,12 @@ fn run_thread(
     let keepalive = protocol.keepalive();
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0u8; READ_BUFFER];
-    let mut last_keepalive = Instant::now();
+    // Each connection pings once every KEEPALIVE_EVERY, the round spread over the
+    // interval: clients' timers are their own, and a burst of every observer's ping at
+    // once is not what a front-end meets.
+    let mut keepalive_round = Instant::now();
+    let mut keepalive_cursor = 0;
+    let mut last_age_sample = Instant::now();
     let mut attempted = 0;
     while !shared.stop.load(Ordering::Relaxed) {
         // Connect in small steps between polls, so the connections made first are read
@@ -423,12 +512,46 @@ fn run_thread(
                 }
             }
         }
-        if let Some(ping) = &keepalive
-            && last_keepalive.elapsed() >= KEEPALIVE_EVERY
+        if shared.sampling.load(Ordering::Relaxed) && last_age_sample.elapsed() >= AGE_SAMPLE_EVERY
         {
-            last_keepalive = Instant::now();
-            for connection in connections.iter_mut().flatten() {
+            last_age_sample = Instant::now();
+            let now_ns = unix_now_ns();
+            for connection in connections.iter().flatten() {
+                if connection.latest_ns > 0 {
+                    tally
+                        .state_age
+                        .record(now_ns.saturating_sub(connection.latest_ns));
+                }
+            }
+        }
+        let requested = shared.census.load(Ordering::SeqCst);
+        if tally.census != requested {
+            tally.latest_seen.clear();
+            for connection in connections.iter().flatten() {
+                *tally.latest_seen.entry(connection.latest_ns).or_default() += 1;
+            }
+            tally.census = requested;
+        }
+        if let Some(ping) = &keepalive {
+            let into_round = keepalive_round.elapsed();
+            let due = if into_round >= KEEPALIVE_EVERY {
+                connections.len()
+            } else {
+                (connections.len() as f64 * into_round.as_secs_f64()
+                    / KEEPALIVE_EVERY.as_secs_f64()) as usize
+            };
+            for connection in connections
+                .iter_mut()
+                .take(due)
+                .skip(keepalive_cursor)
+                .flatten()
+            {
                 connection.send(ping);
+            }
+            keepalive_cursor = keepalive_cursor.max(due);
+            if into_round >= KEEPALIVE_EVERY {
+                keepalive_round = Instant::now();
+                keepalive_cursor = 0;
             }
         }
     }
@@ -494,6 +617,7 @@ fn connect_one(
                 stream,
                 buffer: StreamBuffer::default(),
                 subscribed: false,
+                latest_ns: 0,
                 layers,
             }));
             shared.connected.fetch_add(1, Ordering::SeqCst);
@@ -519,6 +643,7 @@ fn read_connection(
         stream,
         buffer,
         subscribed,
+        latest_ns,
         layers,
     } = connection;
     let mut frames = Vec::new();
@@ -546,17 +671,27 @@ fn read_connection(
         }
         let mut on_event = |event: LeanEvent| match event {
             LeanEvent::Delivered { published_ns } => {
+                *latest_ns = (*latest_ns).max(published_ns);
                 if measuring {
                     tally.delivered += 1;
                     tally.histogram.record(now_ns.saturating_sub(published_ns));
                 }
             }
-            LeanEvent::Subscribed => {
+            LeanEvent::Subscribed { published_ns } => {
+                if let Some(published_ns) = published_ns {
+                    *latest_ns = (*latest_ns).max(published_ns);
+                }
                 if !*subscribed {
                     *subscribed = true;
                     shared.subscribed.fetch_add(1, Ordering::SeqCst);
                 } else if measuring && protocol == Protocol::Flotilla {
                     tally.resyncs += 1;
+                    if let Some(published_ns) = published_ns {
+                        // The latest state in place of batches: its age is this
+                        // observer's lag as much as a batch's.
+                        tally.states += 1;
+                        tally.histogram.record(now_ns.saturating_sub(published_ns));
+                    }
                 }
             }
             LeanEvent::Reply(bytes) => match layers.as_mut() {

@@ -49,6 +49,10 @@ pub enum WorkerArgs {
         /// Each client's input budget a second (0: none); default the front-end's.
         #[arg(long)]
         max_inputs_per_second: Option<u32>,
+        /// Coalesce an observer's queued batches into the latest state past this many
+        /// bytes (0: never, every batch is delivered); default the front-end's.
+        #[arg(long)]
+        coalesce_above: Option<usize>,
     },
     /// Run observers: connect, handshake, subscribe, print `{"event":"ready",…}`, then
     /// obey `start` / `stop` lines on stdin (each `stop` prints a report) until stdin
@@ -106,13 +110,14 @@ pub fn worker_main(args: WorkerArgs) -> Result<(), BenchError> {
             tls_cert,
             tls_key,
             max_inputs_per_second,
+            coalesce_above,
         } => frontend_worker(
             game,
             listen,
             cpu,
             token_key_file,
             tls_cert.zip(tls_key),
-            max_inputs_per_second,
+            (max_inputs_per_second, coalesce_above),
         ),
         WorkerArgs::Observers {
             protocol,
@@ -187,7 +192,7 @@ fn frontend_worker(
     cpu: Option<usize>,
     token_key_file: Option<PathBuf>,
     tls: Option<(PathBuf, PathBuf)>,
-    max_inputs_per_second: Option<u32>,
+    (max_inputs_per_second, coalesce_above): (Option<u32>, Option<usize>),
 ) -> Result<(), BenchError> {
     // Only the first logger of the process counts; a worker has no other.
     if log::set_logger(&WarningsOnStderr).is_ok() {
@@ -212,6 +217,7 @@ fn frontend_worker(
         },
         max_inputs_per_second: max_inputs_per_second
             .unwrap_or(FrontendConfig::default().max_inputs_per_second),
+        coalesce_above: coalesce_above.unwrap_or(FrontendConfig::default().coalesce_above),
         edge: match tls {
             Some((cert, key)) => {
                 let any = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
@@ -271,11 +277,12 @@ fn trace_stats(server: &FrontendServer, serving: &std::sync::atomic::AtomicBool)
         let bytes = now.bytes_written - last.bytes_written;
         eprintln!(
             "frontend trace: game frames/s {} batches forwarded/s {} dropped/s {} \
-             congestions/s {} resyncs/s {} writev/s {writes} bytes/writev {}",
+             congestions/s {} (coalesced {}) resyncs/s {} writev/s {writes} bytes/writev {}",
             now.machine.game_frames_in - last.machine.game_frames_in,
             now.machine.batches_forwarded - last.machine.batches_forwarded,
             now.machine.batches_dropped - last.machine.batches_dropped,
             now.machine.congestions - last.machine.congestions,
+            now.machine.coalesced - last.machine.coalesced,
             now.machine.resyncs - last.machine.resyncs,
             bytes.checked_div(writes).unwrap_or(0),
         );
@@ -307,6 +314,13 @@ fn observers_worker(settings: ObserverSettings) -> Result<(), BenchError> {
                 print_line(&json!({"event": "report", "report": report}))?;
             }
             "counts" => print_line(&json!({"event": "counts", "counts": pool.counts()}))?,
+            "quiet" => {
+                pool.stop_sampling();
+                print_line(&json!({"event": "quiet"}))?;
+            }
+            "census" => {
+                print_line(&json!({"event": "census", "latest_seen": pool.census()}))?;
+            }
             "quit" => return Ok(false),
             other => eprintln!("observers worker: unknown command {other:?}"),
         }
@@ -498,7 +512,11 @@ impl FrontendWorker {
         game: SocketAddr,
         pki: &flotilla_testkit::TestPki,
     ) -> Result<Self, BenchError> {
-        let args = vec![
+        Self::spawn(launcher, &Self::edge_args(game, pki))
+    }
+
+    fn edge_args(game: SocketAddr, pki: &flotilla_testkit::TestPki) -> Vec<String> {
+        vec![
             "frontend".into(),
             "--game".into(),
             game.to_string(),
@@ -506,7 +524,37 @@ impl FrontendWorker {
             pki.server().cert_pem_path().display().to_string(),
             "--tls-key".into(),
             pki.server().key_pem_path().display().to_string(),
-        ];
+        ]
+    }
+
+    /// Starts a front-end connected to `game` that coalesces observers' queued batches past
+    /// `coalesce_above` bytes (`None`: its default; 0: never).
+    pub fn start_coalescing(
+        launcher: &WorkerLauncher,
+        game: SocketAddr,
+        coalesce_above: Option<usize>,
+    ) -> Result<Self, BenchError> {
+        let mut args = vec!["frontend".into(), "--game".into(), game.to_string()];
+        if let Some(bytes) = coalesce_above {
+            args.extend(["--coalesce-above".into(), bytes.to_string()]);
+        }
+        Self::spawn(launcher, &args)
+    }
+
+    /// Starts a front-end for the fan-out comparison: it delivers every batch to every
+    /// observer (no coalescing into the latest state), as the broker it is compared with
+    /// does; with `pki`, it also has the TLS and WebSocket listeners of
+    /// [`start_edge`](Self::start_edge).
+    pub fn start_every_batch(
+        launcher: &WorkerLauncher,
+        game: SocketAddr,
+        pki: Option<&flotilla_testkit::TestPki>,
+    ) -> Result<Self, BenchError> {
+        let mut args = match pki {
+            Some(pki) => Self::edge_args(game, pki),
+            None => vec!["frontend".into(), "--game".into(), game.to_string()],
+        };
+        args.extend(["--coalesce-above".into(), "0".into()]);
         Self::spawn(launcher, &args)
     }
 
@@ -725,6 +773,39 @@ impl ObserverGroup {
             reports.push(serde_json::from_value(report)?);
         }
         Ok(reports)
+    }
+
+    /// Stops sampling state ages in every worker (the world stopped changing).
+    pub fn stop_sampling(&mut self) -> Result<(), BenchError> {
+        for worker in &mut self.workers {
+            worker.send("quiet")?;
+        }
+        for worker in &mut self.workers {
+            worker.expect("quiet", Duration::from_secs(10))?;
+        }
+        Ok(())
+    }
+
+    /// The newest publish timestamp each observer of every worker has seen now:
+    /// timestamp → observers.
+    pub fn census(&mut self) -> Result<std::collections::BTreeMap<u64, u64>, BenchError> {
+        for worker in &mut self.workers {
+            worker.send("census")?;
+        }
+        let mut total = std::collections::BTreeMap::new();
+        for worker in &mut self.workers {
+            let line = worker.expect("census", Duration::from_secs(10))?;
+            let seen: Vec<(u64, u64)> = line
+                .get("latest_seen")
+                .cloned()
+                .map(serde_json::from_value)
+                .transpose()?
+                .unwrap_or_default();
+            for (stamp, observers) in seen {
+                *total.entry(stamp).or_default() += observers;
+            }
+        }
+        Ok(total)
     }
 
     /// The counts of every worker, summed.

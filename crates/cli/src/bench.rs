@@ -273,6 +273,10 @@ pub struct BigFinalArgs {
     /// Observer connections per worker process at most.
     #[arg(long, default_value_t = 10_000)]
     per_process: usize,
+    /// The front-ends' coalescing threshold in bytes (0: every batch is delivered);
+    /// default the front-end's.
+    #[arg(long)]
+    coalesce_above: Option<usize>,
     /// Print the JSON object on one line.
     #[arg(long)]
     json: bool,
@@ -385,6 +389,7 @@ pub fn run(which: BenchCommand) -> Result<()> {
                 payload_len: args.payload,
                 seconds: args.seconds,
                 per_process: args.per_process,
+                coalesce_above: args.coalesce_above,
             };
             let report = flotilla_bench::run_bigfinal(&config, &WorkerLauncher::flotilla_cli()?)?;
             print_report(&report, args.json)

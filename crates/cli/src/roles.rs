@@ -81,6 +81,11 @@ pub struct FrontendArgs {
     /// they resume from their replicas' positions (default 5000; 0: end them at once).
     #[arg(long)]
     game_resume_grace_ms: Option<u64>,
+    /// Bytes queued for an observer past which its queued change batches are replaced by
+    /// the world's latest state, when that is smaller (default 4096; 0: never, every batch
+    /// is delivered until the send budget is crossed).
+    #[arg(long)]
+    coalesce_above: Option<usize>,
     /// Inputs a client connection may send a second on average; a connection past it (and
     /// its --input-burst) is closed with `Overloaded` (default 2000; 0: no limit).
     #[arg(long)]
@@ -534,6 +539,7 @@ pub fn frontend(args: FrontendArgs) -> Result<()> {
             max_inputs_per_second: args
                 .max_inputs_per_second
                 .unwrap_or(config.max_inputs_per_second),
+            coalesce_above: args.coalesce_above.unwrap_or(config.coalesce_above),
             input_burst: args.input_burst.unwrap_or(config.input_burst),
             input_flood_penalty: args
                 .input_flood_penalty_ms

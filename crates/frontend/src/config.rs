@@ -153,6 +153,14 @@ pub struct FrontendConfig {
     /// a frame that would take the connection past it closes the connection with
     /// `Error{Overloaded}`. Default 4 MiB.
     pub max_queued_bytes: usize,
+    /// Bytes queued for an observer (not yet written to its socket) past which a change
+    /// batch is not queued when a fresh snapshot of the world is smaller than the queue:
+    /// the queued batches are dropped and the observer gets the world's latest state once
+    /// its queue is written, as a slow observer's resync does (the latest state wins).
+    /// Under load this trades many batches for one snapshot per write. The threshold is
+    /// the larger of this and the world's snapshot size, and never above
+    /// [`send_budget`](Self::send_budget). 0 never coalesces. Default 4 KiB.
+    pub coalesce_above: usize,
     /// Most client connections held at once. A client past it gets `Error{Overloaded}`
     /// and is closed at once, so it picks another front-end instead of waiting for a
     /// timeout. The server lowers it to what the process's file-descriptor limit holds
@@ -297,6 +305,7 @@ impl Default for FrontendConfig {
             game_idle_timeout: flotilla_wire::GAME_IDLE_TIMEOUT,
             send_budget: 128 * 1024,
             max_queued_bytes: 4 << 20,
+            coalesce_above: 4 * 1024,
             ring: RingLimits::default(),
             max_frame_len: flotilla_wire::DEFAULT_MAX_FRAME_LEN,
             max_snapshot_bytes: flotilla_wire::DEFAULT_MAX_SNAPSHOT_BYTES,

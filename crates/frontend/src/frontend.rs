@@ -154,6 +154,12 @@ pub struct Stats {
     pub batches_dropped: u64,
     /// Times a connection crossed its send budget (its queued batches were dropped).
     pub congestions: u64,
+    /// Of those, times an observer's queued batches outgrew a fresh snapshot of the world
+    /// ([`coalesce_above`](FrontendConfig::coalesce_above)): they were dropped and the
+    /// observer gets the world's latest state instead, once its queue is written (the
+    /// latest state wins; fewer bytes and writes under load, the replica converges all
+    /// the same).
+    pub coalesced: u64,
     /// Snapshots sent to resync a drained connection.
     pub resyncs: u64,
     /// Client inputs forwarded to a game server.
@@ -212,8 +218,11 @@ struct Outbox<'a> {
     stats: &'a mut Stats,
     send_budget: usize,
     max_queued_bytes: usize,
+    /// See [`FrontendConfig::coalesce_above`] (0: never).
+    coalesce_above: usize,
     now: Instant,
     congested: &'a mut Vec<ConnId>,
+    coalesced: &'a mut Vec<ConnId>,
     overloaded: &'a mut Vec<ConnId>,
 }
 
@@ -249,8 +258,17 @@ impl Outbox<'_> {
     }
 
     /// Sends one batch frame to every live subscriber of `machine`; connections that
-    /// cross their budget are collected in `congested`.
+    /// cross their budget are collected in `congested`. A subscriber whose queue already
+    /// holds more than `coalesce_above` bytes and twice a fresh snapshot of the world is
+    /// collected in `coalesced` instead: its queued batches are replaced by the world's
+    /// latest state (this batch included), see [`Stats::coalesced`]. Twice: after a
+    /// replacement the queue holds one snapshot, and the next comes only once the batches
+    /// behind it outweigh it.
     fn fan_out_batch(&mut self, machine: &mut ReplicaMachine, frame: &Bytes) {
+        let coalesce_at = match self.coalesce_above {
+            0 => usize::MAX,
+            above => above.max(machine.snapshot_len_hint().saturating_mul(2)),
+        };
         for (conn, state) in machine.subscribers_mut() {
             match *state {
                 SubscriberState::Live => {}
@@ -259,6 +277,14 @@ impl Outbox<'_> {
                     continue;
                 }
                 SubscriberState::Pending => continue,
+            }
+            if let Some(session) = self.sessions.get(conn)
+                && !session.is_congested()
+                && session.queued_bytes().saturating_add(frame.len()) > coalesce_at
+                && session.queued_bytes().saturating_add(frame.len()) <= self.send_budget
+            {
+                self.coalesced.push(*conn);
+                continue;
             }
             if let Offer::Dropped { newly_congested } =
                 self.send(*conn, frame.clone(), Traffic::Batch)
@@ -386,6 +412,10 @@ pub struct Frontend {
     outputs: VecDeque<Output>,
     stats: Stats,
     congested: Vec<ConnId>,
+    /// Connections whose queued batches are to be replaced by the latest state (see
+    /// [`FrontendConfig::coalesce_above`]), at the end of the fan-out.
+    #[serde(default)]
+    coalesced: Vec<ConnId>,
     /// Connections past their hard limit, closed at the end of the input.
     overloaded: Vec<ConnId>,
     /// True while the shell does not read clients (between
@@ -424,6 +454,7 @@ impl Frontend {
             outputs: VecDeque::new(),
             stats: Stats::default(),
             congested: Vec::new(),
+            coalesced: Vec::new(),
             overloaded: Vec::new(),
             client_reading_paused: false,
             deadlines: Deadlines::new(),
@@ -683,8 +714,10 @@ impl Frontend {
                 stats: &mut self.stats,
                 send_budget: self.config.send_budget,
                 max_queued_bytes: self.config.max_queued_bytes,
+                coalesce_above: self.config.coalesce_above,
                 now,
                 congested: &mut self.congested,
+                coalesced: &mut self.coalesced,
                 overloaded: &mut self.overloaded,
             },
             &mut self.factory,
@@ -1089,6 +1122,45 @@ impl Frontend {
         }
     }
 
+    /// Handles the connections a fan-out found congested or to coalesce.
+    fn after_fan_out(&mut self, now: Instant) {
+        if !self.congested.is_empty() {
+            self.handle_congestion();
+        }
+        if !self.coalesced.is_empty() {
+            self.handle_coalesced(now);
+        }
+    }
+
+    /// Connections whose queues outgrew a fresh snapshot: the shell drops their queued
+    /// batches and snapshots (of every world: what is dropped is not told apart), and each
+    /// live subscription of theirs gets its world's latest state in their place.
+    fn handle_coalesced(&mut self, now: Instant) {
+        let coalesced = std::mem::take(&mut self.coalesced);
+        for conn in &coalesced {
+            let Some(session) = self.sessions.get(conn) else {
+                continue;
+            };
+            if session.is_congested() {
+                continue; // resynced once it drains
+            }
+            let worlds: Vec<WorldId> = session.subscriptions().iter().cloned().collect();
+            self.stats.coalesced += 1;
+            self.outputs.push_back(Output::DropQueuedBatches(*conn));
+            for world in worlds {
+                let (mut outbox, factory, directory) = self.outbox(now);
+                let Some(machine) = machine_of(factory, directory, &world) else {
+                    continue;
+                };
+                if let Some(frames) = machine.latest_state(*conn) {
+                    outbox.send(*conn, frames, Traffic::Snapshot);
+                }
+            }
+        }
+        self.coalesced = coalesced;
+        self.coalesced.clear();
+    }
+
     /// Connections that just crossed their budget: drop what the shell has queued and
     /// mark every subscription of theirs for a resync.
     fn handle_congestion(&mut self) {
@@ -1222,9 +1294,7 @@ impl Frontend {
                 match machine.apply_batch(frame.into_bytes(), batch) {
                     BatchOutcome::Forward(frame) => {
                         outbox.fan_out_batch(machine, &frame);
-                        if !self.congested.is_empty() {
-                            self.handle_congestion();
-                        }
+                        self.after_fan_out(now);
                     }
                     BatchOutcome::Ignored => {}
                     BatchOutcome::Resubscribe(since) => {
@@ -1318,9 +1388,7 @@ impl Frontend {
     fn fan_out_directory(&mut self, now: Instant, batch: Bytes) {
         let (mut outbox, _, directory) = self.outbox(now);
         outbox.fan_out_batch(directory.machine_mut(), &batch);
-        if !self.congested.is_empty() {
-            self.handle_congestion();
-        }
+        self.after_fan_out(now);
     }
 
     /// Destroys `world`'s replica and tells its subscribers with `Unsubscribed{code}`.

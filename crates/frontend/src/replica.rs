@@ -256,6 +256,19 @@ impl ReplicaMachine {
         frames
     }
 
+    /// The world's latest state for a live subscriber whose queued frames are being
+    /// replaced by it (coalescing); `None` for one that is not live (pending: its first
+    /// snapshot is on its way; to be resynced: it gets one once it drains).
+    pub fn latest_state(&mut self, conn: ConnId) -> Option<Bytes> {
+        if self.subscribers.get(&conn) != Some(&SubscriberState::Live) {
+            return None;
+        }
+        match self.snapshot_serve() {
+            Serve::Snapshot(frames) => Some(frames),
+            _ => None,
+        }
+    }
+
     /// Applies one upstream `Snapshot` frame (`frame` is its exact bytes). Parts are
     /// collected until the last one; then the replica takes the snapshot. Parts without
     /// their first part are [`SnapshotProgress::Stale`] (never an error: they are what a
@@ -340,6 +353,15 @@ impl ReplicaMachine {
                     BatchOutcome::Resubscribe(self.replica.position())
                 }
             }
+        }
+    }
+
+    /// About the bytes a fresh snapshot of the world takes: the last one encoded, or the
+    /// replica's own size when none was.
+    pub fn snapshot_len_hint(&self) -> usize {
+        match &self.encoded_snapshot {
+            Some((_, frames)) => frames.len(),
+            None => self.replica.approx_bytes(),
         }
     }
 

@@ -2100,3 +2100,130 @@ fn joins_past_their_budget_close_the_connection() {
         [FrontendToClient::Error { code: ErrorCode::Overloaded, text }] if text.contains("joins a second")
     ));
 }
+
+/// Plays the shell for `conn`'s queue, which is never written: frames are queued, and
+/// `DropQueuedBatches` removes the droppable ones (reported back as discarded). Other
+/// connections' frames are handed to `others`.
+fn queue_without_writing(
+    h: &mut Harness,
+    conn: u64,
+    outputs: Vec<Output>,
+    queue: &mut Vec<(Bytes, bool)>,
+    others: &mut Vec<Output>,
+) {
+    let mut work = std::collections::VecDeque::from(outputs);
+    while let Some(output) = work.pop_front() {
+        match output {
+            Output::SendToClient {
+                conn: to,
+                bytes,
+                droppable,
+            } if to.0 == conn => queue.push((bytes, droppable)),
+            Output::DropQueuedBatches(to) if to.0 == conn => {
+                let dropped: usize = queue
+                    .iter()
+                    .filter(|(_, droppable)| *droppable)
+                    .map(|(bytes, _)| bytes.len())
+                    .sum();
+                queue.retain(|(_, droppable)| !droppable);
+                work.extend(h.feed(Input::ClientDiscarded(to, dropped)));
+            }
+            other => others.push(other),
+        }
+    }
+}
+
+#[test]
+fn a_backed_up_observer_gets_the_latest_state_in_place_of_its_queued_batches() {
+    let coalesce_above = 2_000;
+    let mut h = Harness::new(FrontendConfig {
+        coalesce_above,
+        ..FrontendConfig::default()
+    });
+    h.game(1, &["arena"]);
+    h.client(1); // its socket never takes anything
+    h.client(2); // writes everything at once
+    h.subscribe(1, &arena(), None);
+    h.subscribe(2, &arena(), None);
+    let mut state = WorldState::new(1);
+    let mut queue = Vec::new();
+    let mut others = Vec::new();
+    let outputs = h.game_snapshot(1, &arena(), &state);
+    queue_without_writing(&mut h, 1, outputs, &mut queue, &mut others);
+    // Queued before the model started (the welcome): the machine counts it too.
+    let before: usize = h.frontend.session(ConnId(1)).unwrap().queued_bytes()
+        - queue.iter().map(|(bytes, _)| bytes.len()).sum::<usize>();
+    let mut fast_batches = 0;
+    let mut largest_queue = 0;
+    for _ in 0..200 {
+        let (_, outputs) = h.game_batch(1, &arena(), &mut state, "score");
+        others.clear();
+        queue_without_writing(&mut h, 1, outputs, &mut queue, &mut others);
+        for output in &others {
+            if let Output::SendToClient { conn, bytes, .. } = output
+                && conn.0 == 2
+            {
+                fast_batches += to_client(std::slice::from_ref(output), 2).len();
+                h.feed(Input::ClientDrained(ConnId(2), bytes.len()));
+            }
+        }
+        let queued: usize = queue.iter().map(|(bytes, _)| bytes.len()).sum();
+        assert_eq!(
+            h.frontend.session(ConnId(1)).unwrap().queued_bytes(),
+            before + queued,
+            "the machine's count follows the shell's queue"
+        );
+        largest_queue = largest_queue.max(queued);
+    }
+    // The fast observer got every batch; the backed-up one never held much more than the
+    // threshold: its batches were replaced by the latest state again and again.
+    assert!(fast_batches >= 200, "{fast_batches}");
+    let stats = h.frontend.stats();
+    assert!(stats.coalesced >= 10, "{stats:?}");
+    assert_eq!(stats.congestions, 0, "never near the send budget");
+    assert!(
+        largest_queue < coalesce_above + 1_000,
+        "{largest_queue} bytes queued"
+    );
+    // What it holds, written at last, leaves its replica equal to the game's state.
+    let mut replica = flotilla_world::Replica::new(flotilla_world::ReplicaConfig::CLIENT);
+    let mut decoder = Decoder::default();
+    for (bytes, _) in &queue {
+        decoder.feed(bytes);
+    }
+    while let Some(message) = decoder.next_message::<FrontendToClient>().unwrap() {
+        match message {
+            FrontendToClient::Snapshot { snapshot, .. } => replica.apply_snapshot(snapshot),
+            FrontendToClient::ChangeBatch { batch, .. } => {
+                replica.apply_batch(batch).unwrap();
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        (replica.seq(), replica.digest()),
+        (state.seq(), state.digest())
+    );
+}
+
+#[test]
+fn coalescing_off_queues_every_batch_up_to_the_send_budget() {
+    let mut h = Harness::new(FrontendConfig {
+        coalesce_above: 0,
+        ..FrontendConfig::default()
+    });
+    h.game(1, &["arena"]);
+    h.client(1);
+    h.subscribe(1, &arena(), None);
+    let mut state = WorldState::new(1);
+    let mut queue = Vec::new();
+    let mut others = Vec::new();
+    let outputs = h.game_snapshot(1, &arena(), &state);
+    queue_without_writing(&mut h, 1, outputs, &mut queue, &mut others);
+    for _ in 0..200 {
+        let (_, outputs) = h.game_batch(1, &arena(), &mut state, "score");
+        queue_without_writing(&mut h, 1, outputs, &mut queue, &mut others);
+    }
+    assert_eq!(queue.len(), 201, "the first snapshot and every batch");
+    assert_eq!(h.frontend.stats().coalesced, 0);
+}
