@@ -153,13 +153,13 @@ pub struct FrontendConfig {
     /// a frame that would take the connection past it closes the connection with
     /// `Error{Overloaded}`. Default 4 MiB.
     pub max_queued_bytes: usize,
-    /// Bytes queued for an observer (not yet written to its socket) past which a change
-    /// batch is not queued when a fresh snapshot of the world is smaller than the queue:
-    /// the queued batches are dropped and the observer gets the world's latest state once
-    /// its queue is written, as a slow observer's resync does (the latest state wins).
-    /// Under load this trades many batches for one snapshot per write. The threshold is
-    /// the larger of this and the world's snapshot size, and never above
-    /// [`send_budget`](Self::send_budget). 0 never coalesces. Default 4 KiB.
+    /// Bytes queued for an observer (not yet written to its socket) past which its queued
+    /// change batches and snapshots give way to the world's latest state: the shell drops
+    /// them and one fresh snapshot takes their place (the latest state wins). The
+    /// threshold is the larger of this and twice the world's snapshot size, so the
+    /// batches replaced always outweigh the snapshot; it only matters below
+    /// [`send_budget`](Self::send_budget). Under load an observer then gets fewer bytes,
+    /// and its replica converges all the same. 0 never coalesces. Default 4 KiB.
     pub coalesce_above: usize,
     /// Most client connections held at once. A client past it gets `Error{Overloaded}`
     /// and is closed at once, so it picks another front-end instead of waiting for a

@@ -2,7 +2,7 @@
 //!
 //! Design:
 //!
-//! - **A thread of its own**: everything below runs on a single-threaded tokio runtime
+//! - **A thread of its own**: everything below (but the game links' keep-alive thread) runs on a single-threaded tokio runtime
 //!   on the front-end's thread, whatever runtime the caller has, so handing a frame from
 //!   a reader to the event loop never wakes another thread.
 //! - **One event-loop task owns the [`Frontend`]** and every connection's outbound queue.
@@ -34,7 +34,9 @@
 //!   [`Input::ClientDrained`]) decides what is dropped for a slow observer.
 //! - **Game servers**: one task per configured address connects (with a timeout),
 //!   hands the socket to the event loop, reads until the link ends, and reconnects with
-//!   exponential backoff and full jitter.
+//!   exponential backoff and full jitter. Each link's keep-alive (its `GameLinkKeeper`)
+//!   sits beside its outbound queue, shared with a thread of its own that pings a quiet
+//!   link and closes a silent one however long the event loop is held ([`uplink`]).
 //!
 //! Per idle client connection the shell holds an `Arc<TcpStream>` (tokio's registration),
 //! a parked reader task with an empty decoder, an empty `VecDeque` and the session
