@@ -152,34 +152,32 @@ fn read_bytes<'a>(body: &'a [u8], pos: &mut usize, what: &str) -> Result<&'a [u8
 /// The publish timestamp of a `ChangeBatch` body: its first upsert's value starts with it.
 /// `None` for a batch without upserts or with a value too short to carry one.
 pub fn change_batch_timestamp(body: &[u8]) -> Result<Option<u64>, BenchError> {
-    let mut pos = 0;
-    read_bytes(body, &mut pos, "world")?;
-    pos += 8; // epoch
-    let truncated = || BenchError::Protocol("ChangeBatch truncated".into());
-    read_varint(body, &mut pos)?.ok_or_else(truncated)?; // seq
-    let upserts = read_varint(body, &mut pos)?.ok_or_else(truncated)?;
-    if upserts == 0 {
-        return Ok(None);
-    }
-    read_bytes(body, &mut pos, "key")?;
-    let value = read_bytes(body, &mut pos, "value")?;
-    Ok(value
-        .get(..TIMESTAMP_LEN)
-        .and_then(|stamp| <[u8; TIMESTAMP_LEN]>::try_from(stamp).ok())
-        .map(u64::from_be_bytes))
+    first_value_timestamp(body, "ChangeBatch", false)
 }
 
 /// The publish timestamp of a `Snapshot` body: its first entry's value starts with it.
 /// `None` for a snapshot without entries or with a value too short to carry one.
 pub fn snapshot_timestamp(body: &[u8]) -> Result<Option<u64>, BenchError> {
+    first_value_timestamp(body, "Snapshot", true)
+}
+
+/// Both bodies are `world, epoch, seq, [part,] count, key, value, ...`: the timestamp at
+/// the front of the first value.
+fn first_value_timestamp(
+    body: &[u8],
+    what: &str,
+    has_part: bool,
+) -> Result<Option<u64>, BenchError> {
     let mut pos = 0;
     read_bytes(body, &mut pos, "world")?;
     pos += 8; // epoch
-    let truncated = || BenchError::Protocol("Snapshot truncated".into());
+    let truncated = || BenchError::Protocol(format!("{what} truncated"));
     read_varint(body, &mut pos)?.ok_or_else(truncated)?; // seq
-    pos += 1; // part
-    let entries = read_varint(body, &mut pos)?.ok_or_else(truncated)?;
-    if entries == 0 {
+    if has_part {
+        pos += 1;
+    }
+    let count = read_varint(body, &mut pos)?.ok_or_else(truncated)?;
+    if count == 0 {
         return Ok(None);
     }
     read_bytes(body, &mut pos, "key")?;

@@ -153,9 +153,11 @@ pub struct FrontendConfig {
     /// a frame that would take the connection past it closes the connection with
     /// `Error{Overloaded}`. Default 4 MiB.
     pub max_queued_bytes: usize,
-    /// Bytes queued for an observer (not yet written to its socket) past which its queued
-    /// change batches and snapshots give way to the world's latest state: the shell drops
-    /// them and one fresh snapshot takes their place (the latest state wins). The
+    /// Bytes queued for an observer that is behind (its queue has waited unwritten for
+    /// 100 ms, [`COALESCE_AFTER_WAITING`](crate::COALESCE_AFTER_WAITING)) past
+    /// which its queued change batches and snapshots give way to the world's latest
+    /// state: the shell drops them and one fresh snapshot takes their place (the latest
+    /// state wins). The
     /// threshold is the larger of this and twice the world's snapshot size, so the
     /// batches replaced always outweigh the snapshot; it only matters below
     /// [`send_budget`](Self::send_budget). Under load an observer then gets fewer bytes,

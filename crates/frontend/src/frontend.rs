@@ -211,6 +211,12 @@ pub struct Stats {
 
 type SessionMap = HashMap<ConnId, Session, IdBuildHasher>;
 
+/// How long an observer's queue must have waited unwritten before its batches may be
+/// coalesced ([`FrontendConfig::coalesce_above`]): batches that arrive together and are
+/// written together in the same turn are not the sign of an observer falling behind, and
+/// a reader that keeps up gets every one of them.
+pub const COALESCE_AFTER_WAITING: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Mutable access to what sending to clients needs, split from the machines.
 struct Outbox<'a> {
     sessions: &'a mut SessionMap,
@@ -258,7 +264,8 @@ impl Outbox<'_> {
     }
 
     /// Sends one batch frame to every live subscriber of `machine`; connections that
-    /// cross their budget are collected in `congested`. A subscriber whose queue already
+    /// cross their budget are collected in `congested`. A subscriber that is behind (its
+    /// queue has waited unwritten for [`COALESCE_AFTER_WAITING`]) and whose queue already
     /// holds more than `coalesce_above` bytes and twice a fresh snapshot of the world is
     /// collected in `coalesced` instead: its queued batches are replaced by the world's
     /// latest state (this batch included), see [`Stats::coalesced`]. Twice: after a
@@ -280,6 +287,9 @@ impl Outbox<'_> {
             }
             if let Some(session) = self.sessions.get(conn)
                 && !session.is_congested()
+                && session.unwritten_since().is_some_and(|since| {
+                    self.now.saturating_duration_since(since) >= COALESCE_AFTER_WAITING
+                })
                 && session.queued_bytes().saturating_add(frame.len()) > coalesce_at
                 && session.queued_bytes().saturating_add(frame.len()) <= self.send_budget
             {

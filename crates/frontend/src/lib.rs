@@ -63,7 +63,7 @@ pub use directory::Directory;
 pub use edge::{EdgeConfig, GameTls, TlsFiles};
 pub use error::FrontendError;
 pub use factory::{Factory, FactoryEvent};
-pub use frontend::{CloseReason, Frontend, Input, Output, Stats};
+pub use frontend::{COALESCE_AFTER_WAITING, CloseReason, Frontend, Input, Output, Stats};
 pub use game_link::{GameLink, GameLinkEvent, GameLinkKeeper, Heard, KeeperAction, LinkState};
 pub use ids::{
     ConnId, GameId, IdBuildHasher, IdHasher, KeyedIdBuildHasher, KeyedIdHasher, SeededRng,

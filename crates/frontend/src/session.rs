@@ -159,6 +159,10 @@ pub struct Session {
     pub(crate) timer_at: Option<Instant>,
     subscriptions: BTreeSet<WorldId>,
     queued_bytes: usize,
+    /// Since when bytes have been queued unwritten (`None` while nothing is queued): how
+    /// far behind the connection's writes are.
+    #[serde(default)]
+    unwritten_since: Option<Instant>,
     congested: bool,
     /// The connection's input budget (`None`: no limit).
     input_budget: Option<RateBudget>,
@@ -181,6 +185,7 @@ impl Session {
             timer_at: None,
             subscriptions: BTreeSet::new(),
             queued_bytes: 0,
+            unwritten_since: None,
             congested: false,
             input_budget: None,
             grants: Vec::new(),
@@ -296,7 +301,13 @@ impl Session {
         self.queued_bytes
     }
 
-    /// True while the connection is past its send budget (batches are being dropped).
+    /// Since when bytes have been queued for the connection and not reported written
+    /// (`None` while nothing is queued).
+    pub fn unwritten_since(&self) -> Option<Instant> {
+        self.unwritten_since
+    }
+
+    /// True while the connection is past its send budget (batches are dropped).
     pub fn is_congested(&self) -> bool {
         self.congested
     }
@@ -431,6 +442,9 @@ impl Session {
 
     /// Records that something was sent to the client at `now` (resets the ping timer).
     pub fn note_sent(&mut self, now: Instant) {
+        if self.unwritten_since.is_none() {
+            self.unwritten_since = Some(now);
+        }
         self.keep_alive.on_sent(now);
     }
 
@@ -469,6 +483,9 @@ impl Session {
     /// until its socket actually takes data again ([`drained`](Self::drained)).
     pub fn discarded(&mut self, bytes: usize) {
         self.queued_bytes = self.queued_bytes.saturating_sub(bytes);
+        if self.queued_bytes == 0 {
+            self.unwritten_since = None;
+        }
     }
 
     /// Records that `bytes` were written to the socket (0 when the socket proved writable
@@ -477,6 +494,9 @@ impl Session {
     /// resynced.
     pub fn drained(&mut self, bytes: usize, watermark: usize) -> bool {
         self.queued_bytes = self.queued_bytes.saturating_sub(bytes);
+        if self.queued_bytes == 0 {
+            self.unwritten_since = None;
+        }
         if self.congested && self.queued_bytes <= watermark {
             self.congested = false;
             return true;

@@ -2156,6 +2156,8 @@ fn a_backed_up_observer_gets_the_latest_state_in_place_of_its_queued_batches() {
     let mut fast_batches = 0;
     let mut largest_queue = 0;
     for _ in 0..200 {
+        // A 20 Hz world: the backed-up queue waits longer and longer.
+        h.advance(50 * MS);
         let (_, outputs) = h.game_batch(1, &arena(), &mut state, "score");
         others.clear();
         queue_without_writing(&mut h, 1, outputs, &mut queue, &mut others);
@@ -2208,10 +2210,25 @@ fn a_backed_up_observer_gets_the_latest_state_in_place_of_its_queued_batches() {
 
 #[test]
 fn coalescing_off_queues_every_batch_up_to_the_send_budget() {
-    let mut h = Harness::new(FrontendConfig {
+    every_batch_is_queued(FrontendConfig {
         coalesce_above: 0,
         ..FrontendConfig::default()
     });
+}
+
+#[test]
+fn a_burst_of_batches_is_not_coalesced_for_an_observer_that_is_not_behind() {
+    // Coalescing on, but the batches all arrive at the same instant: the queue has not
+    // waited, whatever its size.
+    every_batch_is_queued(FrontendConfig {
+        coalesce_above: 1_000,
+        ..FrontendConfig::default()
+    });
+}
+
+/// 200 batches at one instant to an observer that writes nothing: each is queued.
+fn every_batch_is_queued(config: FrontendConfig) {
+    let mut h = Harness::new(config);
     h.game(1, &["arena"]);
     h.client(1);
     h.subscribe(1, &arena(), None);
