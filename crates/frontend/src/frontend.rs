@@ -154,11 +154,10 @@ pub struct Stats {
     pub batches_dropped: u64,
     /// Times a connection crossed its send budget (its queued batches were dropped).
     pub congestions: u64,
-    /// Of those, times an observer's queued batches outgrew a fresh snapshot of the world
-    /// ([`coalesce_above`](FrontendConfig::coalesce_above)): they were dropped and the
-    /// observer gets the world's latest state instead, once its queue is written (the
-    /// latest state wins; fewer bytes and writes under load, the replica converges all
-    /// the same).
+    /// Times an observer that was behind had its queued batches replaced by one snapshot
+    /// of the world's latest state, because they outweighed it
+    /// ([`coalesce_above`](FrontendConfig::coalesce_above)): the latest state wins, fewer
+    /// bytes are written under load, and the replica converges all the same.
     pub coalesced: u64,
     /// Snapshots sent to resync a drained connection.
     pub resyncs: u64,

@@ -2,9 +2,10 @@
 //!
 //! Design:
 //!
-//! - **A thread of its own**: everything below (but the game links' keep-alive thread) runs on a single-threaded tokio runtime
-//!   on the front-end's thread, whatever runtime the caller has, so handing a frame from
-//!   a reader to the event loop never wakes another thread.
+//! - **A thread of its own**: everything below but the game links' keep-alive thread
+//!   runs on a single-threaded tokio runtime on the front-end's thread, whatever runtime
+//!   the caller has, so handing a frame from a reader to the event loop never wakes
+//!   another thread.
 //! - **One event-loop task owns the [`Frontend`]** and every connection's outbound queue.
 //!   It receives `Event`s from a bounded channel, feeds them to the machine, turns the
 //!   machine's outputs into queue operations, and flushes.
