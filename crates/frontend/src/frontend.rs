@@ -22,7 +22,9 @@ use crate::error::FrontendError;
 use crate::factory::{Factory, FactoryEvent};
 use crate::game_link::{GameLink, GameLinkEvent};
 use crate::ids::{ConnId, GameId, IdBuildHasher, SeededRng};
-use crate::replica::{BatchOutcome, ReplicaMachine, Serve, SnapshotProgress, SubscriberState};
+use crate::replica::{
+    BatchOutcome, ReplicaMachine, Serve, SnapshotProgress, SubscriberState, TopUp,
+};
 use crate::router::{Router, WorldChange};
 use crate::session::{JOIN_BURST, JOINS_PER_SECOND, Offer, Session, SessionEvent, Traffic};
 
@@ -57,6 +59,14 @@ pub enum Input {
     /// proved writable with nothing left to write (a congested connection whose queue was
     /// discarded recovers only on this).
     ClientDrained(ConnId, usize),
+    /// The shell is about to write the connection's queue. The machine first adds, as
+    /// [`Output::SendToClient`]s to take and queue before writing, the change batches
+    /// its subscriptions are owed: a live observer is sent one batch at once, and the
+    /// batches that follow until its connection is written are added here in one piece
+    /// (see [`SubscriberState::Queued`]). A shell feeds it for every connection it writes
+    /// after queuing frames for it (once per write attempt is enough; more are harmless).
+    /// Without it, an observer gets only the first batch of each run.
+    ClientWriting(ConnId),
     /// This many bytes were discarded from the connection's queue after
     /// [`Output::DropQueuedBatches`] (not written: no resync yet).
     ClientDiscarded(ConnId, usize),
@@ -148,7 +158,8 @@ pub struct Stats {
     pub game_frames_in: u64,
     /// Frames sent to game servers.
     pub game_frames_out: u64,
-    /// Change batch frames queued for clients (one per observer per batch).
+    /// Change batches queued for clients (one per observer per batch, whether sent alone
+    /// or joined with others in a top-up).
     pub batches_forwarded: u64,
     /// Change batch frames not sent to congested connections.
     pub batches_dropped: u64,
@@ -262,47 +273,96 @@ impl Outbox<'_> {
         offer
     }
 
-    /// Sends one batch frame to every live subscriber of `machine`; connections that
-    /// cross their budget are collected in `congested`. A subscriber that is behind (its
-    /// queue has waited unwritten for [`COALESCE_AFTER_WAITING`]) and whose queue already
-    /// holds more than `coalesce_above` bytes and twice a fresh snapshot of the world is
-    /// collected in `coalesced` instead: its queued batches are replaced by the world's
-    /// latest state (this batch included), see [`Stats::coalesced`]. Twice: after a
-    /// replacement the queue holds one snapshot, and the next comes only once the batches
-    /// behind it outweigh it.
-    fn fan_out_batch(&mut self, machine: &mut ReplicaMachine, frame: &Bytes) {
-        let coalesce_at = match self.coalesce_above {
+    /// The queue size past which a subscriber of `machine` that is behind has its queued
+    /// batches replaced by the latest state (`usize::MAX`: coalescing is off). Twice a
+    /// fresh snapshot: after a replacement the queue holds one snapshot, and the next
+    /// comes only once the batches behind it outweigh it.
+    fn coalesce_at(&self, machine: &ReplicaMachine) -> usize {
+        match self.coalesce_above {
             0 => usize::MAX,
             above => above.max(machine.snapshot_len_hint().saturating_mul(2)),
-        };
+        }
+    }
+
+    /// True when `conn` is behind (its queue has waited unwritten for
+    /// [`COALESCE_AFTER_WAITING`]) and its queue, with `len` more bytes, would hold more
+    /// than `coalesce_at` (and no more than its budget: past that it is congested).
+    fn should_coalesce(&self, conn: ConnId, len: usize, coalesce_at: usize) -> bool {
+        self.sessions.get(&conn).is_some_and(|session| {
+            let queued = session.queued_bytes().saturating_add(len);
+            !session.is_congested()
+                && session.unwritten_since().is_some_and(|since| {
+                    self.now.saturating_duration_since(since) >= COALESCE_AFTER_WAITING
+                })
+                && queued > coalesce_at
+                && queued <= self.send_budget
+        })
+    }
+
+    /// Sends one batch frame to every live subscriber of `machine` that is caught up (a
+    /// queued one gets it in its top-up, before its connection is written); they are
+    /// queued at the batch's position afterwards. Connections that cross their budget
+    /// are collected in `congested`; a subscriber that is behind with a queue that
+    /// outweighs a fresh snapshot ([`should_coalesce`](Self::should_coalesce)) is
+    /// collected in `coalesced` instead: its queued batches are replaced by the world's
+    /// latest state (this batch included), see [`Stats::coalesced`].
+    fn fan_out_batch(&mut self, machine: &mut ReplicaMachine, frame: &Bytes) {
+        let coalesce_at = self.coalesce_at(machine);
+        let position = machine.replica().position();
         for (conn, state) in machine.subscribers_mut() {
             match *state {
                 SubscriberState::Live => {}
+                SubscriberState::Queued(_) | SubscriberState::Pending => continue,
                 SubscriberState::NeedsResync => {
                     self.stats.batches_dropped += 1;
                     continue;
                 }
-                SubscriberState::Pending => continue,
             }
-            if let Some(session) = self.sessions.get(conn)
-                && !session.is_congested()
-                && session.unwritten_since().is_some_and(|since| {
-                    self.now.saturating_duration_since(since) >= COALESCE_AFTER_WAITING
-                })
-                && session.queued_bytes().saturating_add(frame.len()) > coalesce_at
-                && session.queued_bytes().saturating_add(frame.len()) <= self.send_budget
-            {
+            if self.should_coalesce(*conn, frame.len(), coalesce_at) {
                 self.coalesced.push(*conn);
                 continue;
             }
-            if let Offer::Dropped { newly_congested } =
-                self.send(*conn, frame.clone(), Traffic::Batch)
-            {
-                *state = SubscriberState::NeedsResync;
+            match self.send(*conn, frame.clone(), Traffic::Batch) {
+                Offer::Accepted => {
+                    if let Some(position) = position {
+                        *state = SubscriberState::Queued(position);
+                    }
+                }
+                Offer::Dropped { newly_congested } => {
+                    *state = SubscriberState::NeedsResync;
+                    if newly_congested {
+                        self.congested.push(*conn);
+                    }
+                }
+                Offer::Overloaded => {}
+            }
+        }
+    }
+
+    /// Adds what `conn`'s subscription to `machine` is owed before its connection is
+    /// written ([`ReplicaMachine::top_up`]), or, when that would make a queue that is
+    /// behind outweigh a fresh snapshot, collects it in `coalesced`.
+    fn top_up(&mut self, machine: &mut ReplicaMachine, conn: ConnId) {
+        let coalesce_at = self.coalesce_at(machine);
+        let (bytes, traffic, count) = match machine.top_up(conn) {
+            TopUp::Nothing => return,
+            TopUp::Batches { frames, count } => (frames, Traffic::Batch, count),
+            TopUp::Snapshot(frames) => (frames, Traffic::Snapshot, 0),
+        };
+        if traffic == Traffic::Batch && self.should_coalesce(conn, bytes.len(), coalesce_at) {
+            self.coalesced.push(conn);
+            return;
+        }
+        match self.send(conn, bytes, traffic) {
+            // `send` counted one.
+            Offer::Accepted => self.stats.batches_forwarded += count.saturating_sub(1),
+            Offer::Dropped { newly_congested } => {
+                machine.mark_needs_resync(conn);
                 if newly_congested {
-                    self.congested.push(*conn);
+                    self.congested.push(conn);
                 }
             }
+            Offer::Overloaded => {}
         }
     }
 
@@ -529,6 +589,7 @@ impl Frontend {
                 let event = session.handle_malformed(&error);
                 self.on_session_event(now, conn, event);
             }
+            Input::ClientWriting(conn) => self.top_up(now, conn),
             Input::ClientDrained(conn, bytes) => self.on_drained(now, conn, bytes),
             Input::ClientDiscarded(conn, bytes) => {
                 if let Some(session) = self.sessions.get_mut(&conn) {
@@ -1129,6 +1190,31 @@ impl Frontend {
                 outbox.send(conn, frames, Traffic::Snapshot);
             }
         }
+    }
+
+    /// Adds what each of `conn`'s subscriptions is owed, before the shell writes it
+    /// ([`Input::ClientWriting`]).
+    fn top_up(&mut self, now: Instant, conn: ConnId) {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let mut next = self
+            .sessions
+            .get(&conn)
+            .and_then(|session| session.subscriptions().first().cloned());
+        while let Some(world) = next {
+            let (mut outbox, factory, directory) = self.outbox(now);
+            if let Some(machine) = machine_of(factory, directory, &world) {
+                outbox.top_up(machine, conn);
+            }
+            // The worlds one at a time (no list allocated per write).
+            next = self.sessions.get(&conn).and_then(|session| {
+                session
+                    .subscriptions()
+                    .range::<WorldId, _>((Excluded(&world), Unbounded))
+                    .next()
+                    .cloned()
+            });
+        }
+        self.after_fan_out(now);
     }
 
     /// Handles the connections a fan-out found congested or to coalesce.

@@ -69,7 +69,7 @@ pub use ids::{
     ConnId, GameId, IdBuildHasher, IdHasher, KeyedIdBuildHasher, KeyedIdHasher, SeededRng,
 };
 pub use join::{JoinKey, JoinSigner};
-pub use replica::{BatchOutcome, ReplicaMachine, Serve, SnapshotProgress, SubscriberState};
+pub use replica::{BatchOutcome, ReplicaMachine, Serve, SnapshotProgress, SubscriberState, TopUp};
 pub use router::{Router, WorldChange};
 pub use server::{FrontendServer, ServerStats, StatsSnapshot};
 pub use session::{

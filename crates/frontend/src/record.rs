@@ -143,6 +143,10 @@ pub fn encode_input(input: &Input, out: &mut Vec<u8>) -> Result<(), FrontendErro
             put_u64(out, conn.0);
             put_u64(out, *bytes as u64);
         }
+        Input::ClientWriting(conn) => {
+            out.push(15);
+            put_u64(out, conn.0);
+        }
         Input::ClientDiscarded(conn, bytes) => {
             out.push(4);
             put_u64(out, conn.0);
@@ -262,6 +266,7 @@ pub fn decode_input(bytes: &[u8]) -> Result<Input, FrontendError> {
         14 => Input::WallClock {
             unix_millis: r.u64()?,
         },
+        15 => Input::ClientWriting(ConnId(r.u64()?)),
         other => {
             return Err(FrontendError::Record(format!("unknown input kind {other}")));
         }
@@ -863,6 +868,7 @@ mod tests {
             Input::GameMalformed(GameId(3), WireError::UnknownFrameType(0x77)),
             Input::ClientDrained(ConnId(4), 100),
             Input::ClientDiscarded(ConnId(5), 7),
+            Input::ClientWriting(ConnId(6)),
             Input::ClientClosed(ConnId(6)),
             Input::GameConnected(GameId(1)),
             Input::GameFrame(GameId(1), frame),

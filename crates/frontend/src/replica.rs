@@ -7,6 +7,14 @@
 //! snapshot. Sending is the [`Frontend`](crate::Frontend)'s job: it walks
 //! [`subscribers_mut`](ReplicaMachine::subscribers_mut) with the one shared frame.
 //!
+//! A live subscriber gets a new batch at once, and is then [`SubscriberState::Queued`]:
+//! the batches that follow, until its connection is written, are not queued one by one
+//! but added in one piece just before the write ([`top_up`](ReplicaMachine::top_up)).
+//! Under load, when a front-end's writes fall many batches behind its reads, this makes
+//! the work per observer proportional to its writes, not to the batches; and an observer
+//! written late in a pass still gets everything committed until then. The joined batches
+//! are shared by every subscriber topped up from the same position.
+//!
 //! Frames given to the machine are kept (in the ring, as the encoded snapshot, as parts
 //! of a snapshot being received) and so are the keys and values decoded from them: the
 //! caller passes frames in allocations of their own
@@ -32,8 +40,12 @@ use crate::ids::{ConnId, GameId, IdBuildHasher};
 pub enum SubscriberState {
     /// Subscribed before the replica had any state: gets the first snapshot.
     Pending,
-    /// Receives every live batch.
+    /// Has everything the replica applied queued: the next batch is sent at once.
     Live,
+    /// Has the batches up to this position queued, and its connection is to be written
+    /// soon (the shell writes every connection it queued a frame for): the batches after
+    /// it are added in one piece just before that write ([`ReplicaMachine::top_up`]).
+    Queued(Position),
     /// Its batches were dropped (slow connection): gets a fresh snapshot once its
     /// connection drains, and no batches until then.
     NeedsResync,
@@ -51,6 +63,41 @@ pub enum Serve {
     /// Exactly the missing batches' frames, oldest first, then live batches.
     Batches(Vec<Bytes>),
 }
+
+/// What [`ReplicaMachine::top_up`] adds for a subscriber whose connection is about to be
+/// written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopUp {
+    /// Nothing is owed (it is live, pending, to be resynced, or at the latest position).
+    Nothing,
+    /// The change batch frames after its position, joined, oldest first.
+    Batches {
+        /// The frames, the upstream bytes unchanged.
+        frames: Bytes,
+        /// How many batches they are.
+        count: u64,
+    },
+    /// The batches it is owed left the ring (or their epoch ended): a snapshot of the
+    /// latest state instead.
+    Snapshot(Bytes),
+}
+
+/// Joined runs of ring batches, from some position to the replica's current one, shared
+/// by the subscribers topped up from the same position. Emptied whenever the replica's
+/// position moves.
+#[derive(Debug, Default)]
+struct Tails {
+    /// The replica's position the runs end at.
+    at: Option<Position>,
+    /// `(seq after which the run starts, batches in it, the joined frames)`.
+    runs: Vec<(u64, u64, Bytes)>,
+    /// Bytes of `runs`.
+    bytes: usize,
+}
+
+/// At most this many joined runs are kept per world (subscribers at other positions get a
+/// run of their own, not kept).
+const MAX_TAIL_RUNS: usize = 32;
 
 /// What [`ReplicaMachine::apply_snapshot_part`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +140,9 @@ pub struct ReplicaMachine {
     encoded_snapshot: Option<(Position, Bytes)>,
     resync_requested: bool,
     max_frame_len: usize,
+    /// Not part of a checkpoint: rebuilt from the ring on demand.
+    #[serde(skip)]
+    tails: Tails,
 }
 
 impl ReplicaMachine {
@@ -115,6 +165,7 @@ impl ReplicaMachine {
             encoded_snapshot: None,
             resync_requested: false,
             max_frame_len,
+            tails: Tails::default(),
         }
     }
 
@@ -236,7 +287,9 @@ impl ReplicaMachine {
     /// Marks a live subscriber whose queued batches were dropped: it gets no batches until
     /// [`resync`](Self::resync).
     pub fn mark_needs_resync(&mut self, conn: ConnId) {
-        if let Some(state @ SubscriberState::Live) = self.subscribers.get_mut(&conn) {
+        if let Some(state @ (SubscriberState::Live | SubscriberState::Queued(_))) =
+            self.subscribers.get_mut(&conn)
+        {
             *state = SubscriberState::NeedsResync;
         }
     }
@@ -257,16 +310,92 @@ impl ReplicaMachine {
     }
 
     /// The world's latest state for a live subscriber whose queued frames are being
-    /// replaced by it (coalescing); `None` for one that is not live (pending: its first
-    /// snapshot is on its way; to be resynced: it gets one once it drains).
+    /// replaced by it (coalescing), which is then live (caught up); `None` for one that is
+    /// not live (pending: its first snapshot is on its way; to be resynced: it gets one
+    /// once it drains).
     pub fn latest_state(&mut self, conn: ConnId) -> Option<Bytes> {
-        if self.subscribers.get(&conn) != Some(&SubscriberState::Live) {
+        if !matches!(
+            self.subscribers.get(&conn),
+            Some(SubscriberState::Live | SubscriberState::Queued(_))
+        ) {
             return None;
         }
         match self.snapshot_serve() {
-            Serve::Snapshot(frames) => Some(frames),
+            Serve::Snapshot(frames) => {
+                self.subscribers.insert(conn, SubscriberState::Live);
+                Some(frames)
+            }
             _ => None,
         }
+    }
+
+    /// What a [`SubscriberState::Queued`] subscriber is owed now that its connection is
+    /// about to be written: the batches after its position, joined (and shared with the
+    /// other subscribers at that position), or a snapshot when they left the ring. It is
+    /// live afterwards. Anything else is owed nothing.
+    pub fn top_up(&mut self, conn: ConnId) -> TopUp {
+        let Some(state) = self.subscribers.get_mut(&conn) else {
+            return TopUp::Nothing;
+        };
+        let SubscriberState::Queued(from) = *state else {
+            return TopUp::Nothing;
+        };
+        *state = SubscriberState::Live;
+        let Some(current) = self.replica.position() else {
+            // The replica lost its state: the next snapshot goes to every subscriber.
+            return TopUp::Nothing;
+        };
+        if from.epoch == current.epoch && from.seq >= current.seq {
+            return TopUp::Nothing;
+        }
+        if let Some((count, frames)) = self.tail_since(current, from) {
+            return TopUp::Batches { frames, count };
+        }
+        match self.snapshot_serve() {
+            Serve::Snapshot(frames) => TopUp::Snapshot(frames),
+            _ => {
+                self.subscribers.insert(conn, SubscriberState::Pending);
+                TopUp::Nothing
+            }
+        }
+    }
+
+    /// The ring's batches after `from` up to `current`, joined: `(count, frames)`; `None`
+    /// when they are not all in the ring (another epoch, or older than it).
+    fn tail_since(&mut self, current: Position, from: Position) -> Option<(u64, Bytes)> {
+        if self.tails.at != Some(current) {
+            self.tails = Tails {
+                at: Some(current),
+                ..Tails::default()
+            };
+        }
+        if let Some((_, count, frames)) = self
+            .tails
+            .runs
+            .iter()
+            .find(|(after, _, _)| from.epoch == current.epoch && *after == from.seq)
+        {
+            return Some((*count, frames.clone()));
+        }
+        let batches = self.replica.ring().batches_since(current, from)?;
+        let mut joined = BytesMut::with_capacity(
+            batches
+                .iter()
+                .map(|recent| recent.encoded.as_ref().map_or(0, Bytes::len))
+                .sum(),
+        );
+        for recent in &batches {
+            joined.extend_from_slice(recent.encoded.as_ref()?);
+        }
+        let frames = joined.freeze();
+        let count = batches.len() as u64;
+        if self.tails.runs.len() < MAX_TAIL_RUNS
+            && self.tails.bytes + frames.len() <= self.replica.ring().limits().max_bytes
+        {
+            self.tails.bytes += frames.len();
+            self.tails.runs.push((from.seq, count, frames.clone()));
+        }
+        Some((count, frames))
     }
 
     /// Applies one upstream `Snapshot` frame (`frame` is its exact bytes). Parts are

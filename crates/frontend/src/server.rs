@@ -24,6 +24,11 @@
 //!   taken, so a batch arriving during a long fan-out joins the queues not yet written
 //!   in that pass (the others get it in the next pass) rather than waiting for the
 //!   whole pass to end; this halves the fan-out latency when writing is the bottleneck.
+//!   An observer that is already queued for writing is not given each new batch: just
+//!   before its connection is written the loop feeds the machine
+//!   [`Input::ClientWriting`], and the machine adds every batch committed since, joined
+//!   in one buffer (shared by the observers at the same position). Under load the work
+//!   per observer follows its writes, not the batches.
 //!   Under load many batches accumulate between flushes: a turn ends early (and flushes)
 //!   only past [`FRAMES_PER_FLUSH`] queued frames or once one connection holds
 //!   [`QUEUE_BYTES_PER_FLUSH`], so one syscall carries many frames (on loopback a
@@ -1595,6 +1600,17 @@ impl EventLoop {
             Peer::Client(conn) => conn,
             Peer::Game(game) => return self.flush_game(game, now),
         };
+        let Some(queue) = self.clients.get(&conn) else {
+            return;
+        };
+        if !queue.closing && !queue.waiting_writable {
+            // The batches its observers are owed join the queue just before the write
+            // (which follows at once: they do not make a full flush due).
+            let full_queue = self.full_queue;
+            self.feed(now, Input::ClientWriting(conn));
+            self.drain_outputs();
+            self.full_queue = full_queue;
+        }
         // Borrows the queue and the counters apart (no `Arc` clone per connection).
         let Some(queue) = self.clients.get_mut(&conn) else {
             return;

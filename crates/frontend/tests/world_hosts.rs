@@ -44,11 +44,25 @@ impl Harness {
     }
 
     /// Feeds one input at the current time (then moves the clock on by 1 ms) and returns
-    /// the outputs.
+    /// the outputs. Like the front-end's event loop, it then writes every connection it
+    /// queued frames for, telling the machine first (`ClientWriting`: the batches an
+    /// observer is owed join its queue then); those outputs are returned too.
     fn feed(&mut self, input: Input) -> Vec<Output> {
         self.frontend.handle(self.now, input);
+        let mut outputs: Vec<Output> = std::iter::from_fn(|| self.frontend.poll_output()).collect();
+        let mut written = std::collections::HashSet::new();
+        let mut at = 0;
+        while let Some(output) = outputs.get(at) {
+            at += 1;
+            if let Output::SendToClient { conn, .. } = output
+                && written.insert(*conn)
+            {
+                self.frontend.handle(self.now, Input::ClientWriting(*conn));
+                outputs.extend(std::iter::from_fn(|| self.frontend.poll_output()));
+            }
+        }
         self.now += MS;
-        std::iter::from_fn(|| self.frontend.poll_output()).collect()
+        outputs
     }
 
     /// Connects game server `game` and completes its handshake.

@@ -815,8 +815,11 @@ impl Fleet {
                             let sim_conn = *sim_conn;
                             self.send(sim_conn, false, bytes);
                         }
-                        // The simulated socket takes everything at once.
+                        // The simulated socket takes everything at once. Like the real
+                        // shell, it writes every connection it queued for, and tells the
+                        // machine first (which adds the batches a queued observer is owed).
                         reports.push(Input::ClientDrained(conn, len));
+                        reports.push(Input::ClientWriting(conn));
                     }
                     Output::DropQueuedBatches(conn) => {
                         reports.push(Input::ClientDiscarded(conn, 0));

@@ -34,12 +34,18 @@ fn arena() -> WorldId {
 }
 
 /// A front-end plus the recorded inputs fed to it.
+///
+/// It plays the shell's part in writing: like the event loop, it writes every connection
+/// it was given frames for (and tells the machine first, [`Input::ClientWriting`]),
+/// except those in `blocked`, whose sockets it treats as full.
 struct Harness {
     frontend: Frontend,
     now: Instant,
     recorded: Vec<(Instant, Input)>,
     /// Every output of the live run, in order.
     produced: Vec<Output>,
+    /// Connections whose sockets take nothing: they are not written (no `ClientWriting`).
+    blocked: std::collections::HashSet<u64>,
 }
 
 impl Harness {
@@ -49,6 +55,7 @@ impl Harness {
             now: Instant::ZERO,
             recorded: Vec::new(),
             produced: Vec::new(),
+            blocked: Default::default(),
         }
     }
 
@@ -56,7 +63,27 @@ impl Harness {
         Self::new(FrontendConfig::default())
     }
 
+    /// Feeds `input`, then writes the connections it queued frames for (see
+    /// [`Harness`]); returns every output, the top-ups included.
     fn feed(&mut self, input: Input) -> Vec<Output> {
+        let mut outputs = self.feed_alone(input);
+        let mut written = std::collections::HashSet::new();
+        let mut at = 0;
+        while let Some(output) = outputs.get(at) {
+            at += 1;
+            if let Output::SendToClient { conn, .. } = output
+                && !self.blocked.contains(&conn.0)
+                && written.insert(*conn)
+            {
+                let conn = *conn;
+                outputs.extend(self.feed_alone(Input::ClientWriting(conn)));
+            }
+        }
+        outputs
+    }
+
+    /// Feeds `input` and returns its outputs, writing nothing.
+    fn feed_alone(&mut self, input: Input) -> Vec<Output> {
         self.recorded.push((self.now, input.clone()));
         self.frontend.handle(self.now, input);
         let outputs: Vec<Output> = std::iter::from_fn(|| self.frontend.poll_output()).collect();
@@ -1231,16 +1258,24 @@ fn discarded_bytes_do_not_resync_a_blocked_connection_only_writes_do() {
         })
         .sum();
     h.feed(Input::ClientDrained(ConnId(1), written + 200));
-    // Batches pile up on a socket that takes nothing, until the budget is crossed.
-    let mut queued_batches = 0;
-    loop {
+    // A socket that takes nothing: the first batch is queued, the ones after it are only
+    // owed (no output, no bytes queued: a blocked observer costs nothing per batch).
+    h.blocked.insert(1);
+    let (first, outputs) = h.game_batch(1, &arena(), &mut state, "k");
+    assert_eq!(to_client(&outputs, 1).len(), 1);
+    for _ in 0..20 {
         let (_, outputs) = h.game_batch(1, &arena(), &mut state, "k");
-        if outputs.contains(&Output::DropQueuedBatches(ConnId(1))) {
-            break;
-        }
-        queued_batches += outputs.len();
+        assert!(outputs.is_empty(), "{outputs:?}");
     }
-    assert!(queued_batches > 0);
+    assert_eq!(
+        h.frontend.session(ConnId(1)).unwrap().queued_bytes(),
+        first.len()
+    );
+    // The socket proves writable and the shell is about to write: what it is owed is
+    // past its budget, so it is congested and its queued batches are dropped.
+    let outputs = h.feed_alone(Input::ClientWriting(ConnId(1)));
+    assert_eq!(outputs, vec![Output::DropQueuedBatches(ConnId(1))]);
+    assert_eq!(h.frontend.stats().congestions, 1);
     // The shell discards the queued batches: the budget is released, but the socket has
     // not taken a byte, so no snapshot is queued on it yet.
     let queued = h.frontend.session(ConnId(1)).unwrap().queued_bytes();
@@ -2243,4 +2278,223 @@ fn every_batch_is_queued(config: FrontendConfig) {
     }
     assert_eq!(queue.len(), 201, "the first snapshot and every batch");
     assert_eq!(h.frontend.stats().coalesced, 0);
+}
+
+/// Change batches among `outputs` for `conn`: `(seq of each, the bytes of each output)`.
+fn batches_to(outputs: &[Output], conn: u64) -> (Vec<u64>, Vec<Bytes>) {
+    let mut seqs = Vec::new();
+    let mut sends = Vec::new();
+    for output in outputs {
+        if let Output::SendToClient {
+            conn: to, bytes, ..
+        } = output
+            && to.0 == conn
+        {
+            for message in decode_client(bytes) {
+                if let FrontendToClient::ChangeBatch { batch, .. } = message {
+                    seqs.push(batch.seq);
+                }
+            }
+            sends.push(bytes.clone());
+        }
+    }
+    (seqs, sends)
+}
+
+#[test]
+fn a_blocked_observer_gets_the_batches_since_its_last_write_joined_and_shared_before_its_next_write()
+ {
+    let mut h = Harness::default_config();
+    h.game(1, &["arena"]);
+    let mut state = WorldState::new(1);
+    for conn in [1, 2] {
+        h.client(conn);
+        h.subscribe(conn, &arena(), None);
+    }
+    h.game_snapshot(1, &arena(), &state);
+    h.blocked.extend([1, 2]);
+    // The first batch goes to each observer at once; the next four only move what they
+    // are owed.
+    let (_, outputs) = h.game_batch(1, &arena(), &mut state, "a");
+    assert_eq!(batches_to(&outputs, 1).0, vec![1]);
+    assert_eq!(batches_to(&outputs, 2).0, vec![1]);
+    for key in ["b", "c", "d", "e"] {
+        let (_, outputs) = h.game_batch(1, &arena(), &mut state, key);
+        assert!(outputs.is_empty(), "{outputs:?}");
+    }
+    assert_eq!(
+        h.frontend.replica(&arena()).unwrap().subscriber(ConnId(1)),
+        Some(SubscriberState::Queued(Position { epoch: 1, seq: 1 }))
+    );
+    // Before each write: batches 2 to 5 in one buffer, the same one for both observers.
+    let first = h.feed_alone(Input::ClientWriting(ConnId(1)));
+    let second = h.feed_alone(Input::ClientWriting(ConnId(2)));
+    let (seqs, sends) = batches_to(&first, 1);
+    assert_eq!(seqs, vec![2, 3, 4, 5]);
+    let (seqs, others) = batches_to(&second, 2);
+    assert_eq!(seqs, vec![2, 3, 4, 5]);
+    assert_eq!((sends.len(), others.len()), (1, 1));
+    assert_eq!(
+        sends[0].as_ptr(),
+        others[0].as_ptr(),
+        "one joined buffer, shared"
+    );
+    assert_eq!(h.frontend.stats().batches_forwarded, 10);
+    // Caught up: a second write adds nothing, and the next batch goes out at once again.
+    assert!(h.feed_alone(Input::ClientWriting(ConnId(1))).is_empty());
+    assert_eq!(
+        h.frontend.replica(&arena()).unwrap().subscriber(ConnId(1)),
+        Some(SubscriberState::Live)
+    );
+    let (_, outputs) = h.game_batch(1, &arena(), &mut state, "f");
+    assert_eq!(batches_to(&outputs, 1).0, vec![6]);
+}
+
+#[test]
+fn a_blocked_observer_whose_batches_left_the_ring_gets_the_latest_state_before_its_next_write() {
+    let mut h = Harness::new(FrontendConfig {
+        ring: flotilla_world::RingLimits {
+            max_batches: 4,
+            max_bytes: 1 << 20,
+        },
+        ..FrontendConfig::default()
+    });
+    h.game(1, &["arena"]);
+    h.client(1);
+    h.subscribe(1, &arena(), None);
+    let mut state = WorldState::new(1);
+    h.game_snapshot(1, &arena(), &state);
+    h.blocked.insert(1);
+    for i in 0..10 {
+        h.game_batch(1, &arena(), &mut state, &format!("k{i}"));
+    }
+    let outputs = h.feed_alone(Input::ClientWriting(ConnId(1)));
+    let [FrontendToClient::Snapshot { snapshot, .. }] = &to_client(&outputs, 1)[..] else {
+        panic!("{outputs:?}")
+    };
+    assert_eq!(
+        (snapshot.seq, snapshot.digest()),
+        (state.seq(), state.digest())
+    );
+}
+
+/// One observer of the property test below: what its shell queued and what it wrote.
+#[derive(Default)]
+struct ModelObserver {
+    queue: Vec<(Bytes, bool)>,
+    written: Vec<Bytes>,
+}
+
+/// Routes `outputs` into the observers' queues as a shell would (dropping droppable frames
+/// on `DropQueuedBatches` and reporting them); other outputs are ignored.
+fn route_to_queues(h: &mut Harness, outputs: Vec<Output>, observers: &mut [ModelObserver]) {
+    let mut work = std::collections::VecDeque::from(outputs);
+    while let Some(output) = work.pop_front() {
+        match output {
+            Output::SendToClient {
+                conn,
+                bytes,
+                droppable,
+            } => {
+                if let Some(observer) = observers.get_mut(conn.0 as usize - 1) {
+                    observer.queue.push((bytes, droppable));
+                }
+            }
+            Output::DropQueuedBatches(conn) => {
+                if let Some(observer) = observers.get_mut(conn.0 as usize - 1) {
+                    let dropped: usize = observer
+                        .queue
+                        .iter()
+                        .filter(|(_, droppable)| *droppable)
+                        .map(|(bytes, _)| bytes.len())
+                        .sum();
+                    observer.queue.retain(|(_, droppable)| !droppable);
+                    work.extend(h.feed_alone(Input::ClientDiscarded(conn, dropped)));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The shell writes observer `index`: tells the machine, queues the top-up, writes the
+/// whole queue and reports it.
+fn write_observer(h: &mut Harness, index: usize, observers: &mut [ModelObserver]) {
+    let conn = ConnId(index as u64 + 1);
+    let outputs = h.feed_alone(Input::ClientWriting(conn));
+    route_to_queues(h, outputs, observers);
+    let observer = &mut observers[index];
+    let written: usize = observer.queue.iter().map(|(bytes, _)| bytes.len()).sum();
+    observer
+        .written
+        .extend(observer.queue.drain(..).map(|(bytes, _)| bytes));
+    let outputs = h.feed_alone(Input::ClientDrained(conn, written));
+    route_to_queues(h, outputs, observers);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever the order of batches and writes (and whether coalescing is on), every
+    /// observer's written stream applies without a gap, and once all are written its
+    /// replica is the game's state.
+    #[test]
+    fn every_observer_converges_whatever_the_writes(
+        steps in proptest::collection::vec(0usize..6, 1..300),
+        coalesce in proptest::bool::ANY,
+    ) {
+        let mut h = Harness::new(FrontendConfig {
+            coalesce_above: if coalesce { 600 } else { 0 },
+            send_budget: 4_000,
+            ring: flotilla_world::RingLimits { max_batches: 16, max_bytes: 1 << 20 },
+            ..FrontendConfig::default()
+        });
+        h.game(1, &["arena"]);
+        let mut observers: Vec<ModelObserver> = (0..3).map(|_| ModelObserver::default()).collect();
+        for conn in 1..=3u64 {
+            h.client(conn);
+            h.blocked.insert(conn);
+            let outputs = h.subscribe(conn, &arena(), None);
+            route_to_queues(&mut h, outputs, &mut observers);
+        }
+        let mut state = WorldState::new(1);
+        let outputs = h.game_snapshot(1, &arena(), &state);
+        route_to_queues(&mut h, outputs, &mut observers);
+        for (i, step) in steps.iter().enumerate() {
+            match step {
+                0..=2 => {
+                    h.advance(30 * MS);
+                    let (_, outputs) = h.game_batch(1, &arena(), &mut state, &format!("k{}", i % 7));
+                    route_to_queues(&mut h, outputs, &mut observers);
+                }
+                index => write_observer(&mut h, index - 3, &mut observers),
+            }
+        }
+        for _ in 0..3 {
+            for index in 0..3 {
+                write_observer(&mut h, index, &mut observers);
+            }
+        }
+        for observer in &observers {
+            let mut replica = flotilla_world::Replica::new(flotilla_world::ReplicaConfig::CLIENT);
+            let mut decoder = Decoder::default();
+            for bytes in &observer.written {
+                decoder.feed(bytes);
+            }
+            while let Some(message) = decoder.next_message::<FrontendToClient>().unwrap() {
+                match message {
+                    FrontendToClient::Snapshot { snapshot, .. } => replica.apply_snapshot(snapshot),
+                    FrontendToClient::ChangeBatch { batch, .. } => {
+                        let applied = replica.apply_batch(batch);
+                        proptest::prop_assert!(applied.is_ok(), "{applied:?}");
+                    }
+                    _ => {}
+                }
+            }
+            proptest::prop_assert_eq!(
+                (replica.seq(), replica.digest()),
+                (state.seq(), state.digest())
+            );
+        }
+    }
 }
