@@ -3,7 +3,10 @@
 //! key, and a Rust fleet client keeping its own replica of the same world. The page's
 //! replica digest (shown in its DOM) must equal the Rust replica's at the same position,
 //! and after the front-end it uses is killed (SIGKILL) the page must carry on from
-//! another one, picked at random, with its replica still equal.
+//! another one, picked at random, with its replica still equal. A second test runs a
+//! front-end that lets no anonymous observer watch: the page is refused without a join
+//! token, and with one in its URL's fragment (`#join=`, as `flotilla join-token` prints
+//! it) it watches and keeps the game's replica.
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -31,6 +34,7 @@ type Digests = Arc<Mutex<HashMap<u64, u64>>>;
 /// position it sees, until `stop`.
 fn record_digests(
     frontends: Vec<SocketAddr>,
+    join_tokens: Vec<bytes::Bytes>,
     stop: Arc<AtomicBool>,
 ) -> (Digests, std::thread::JoinHandle<()>) {
     let digests: Digests = Arc::default();
@@ -41,9 +45,9 @@ fn record_digests(
             .build()
             .unwrap();
         runtime.block_on(async move {
-            let client = FleetClient::connect(FleetConfig::new(frontends))
-                .await
-                .unwrap();
+            let mut config = FleetConfig::new(frontends);
+            config.client.join_tokens = join_tokens;
+            let client = FleetClient::connect(config).await.unwrap();
             let world = WorldId::new(WORLD).unwrap();
             client.subscribe(world.clone(), None).unwrap();
             while !stop.load(Ordering::Relaxed) {
@@ -162,6 +166,7 @@ fn the_browser_page_keeps_the_game_s_replica_and_moves_on_when_its_front_end_die
         raw.iter()
             .map(|port| SocketAddr::from(([127, 0, 0, 1], *port)))
             .collect(),
+        Vec::new(),
         Arc::clone(&stop),
     );
 
@@ -229,6 +234,111 @@ fn the_browser_page_keeps_the_game_s_replica_and_moves_on_when_its_front_end_die
         .collect();
     assert!(errors.is_empty(), "script errors: {errors:?}");
 
+    stop.store(true, Ordering::Relaxed);
+    recorder.join().unwrap();
+}
+
+/// Runs the binary with `args` and returns its standard output (it must succeed).
+fn output_of(args: &[&str]) -> String {
+    let output = Command::new(BIN).args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "flotilla {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn the_browser_page_watches_with_a_join_token_where_observers_need_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("join.pem");
+    let key_path = key.to_str().unwrap();
+    let public = output_of(&["keygen", "--join", "--out", key_path]);
+    let token = output_of(&[
+        "join-token",
+        "--key",
+        key_path,
+        "--world",
+        WORLD,
+        "--role",
+        "observer",
+        "--ttl",
+        "600",
+        "--subject",
+        "page",
+    ]);
+    let game_port = free_port();
+    let _game = Running(
+        Command::new(BIN)
+            .args(["game", "--listen", &format!("127.0.0.1:{game_port}")])
+            .args(["--worlds", "1", "--npcs", "12", "--seconds", "120"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (raw, ws) = (free_port(), free_port());
+    let url = format!("ws://127.0.0.1:{ws}/ws");
+    let _frontend = Running(
+        Command::new(BIN)
+            .args(["frontend", "--listen", &format!("127.0.0.1:{raw}")])
+            .args(["--game", &format!("127.0.0.1:{game_port}")])
+            .args(["--ws", &format!("127.0.0.1:{ws}")])
+            .args(["--join-key", &public, "--no-anonymous-observers"])
+            .args(["--web-frontends", &url, "--web-world", WORLD])
+            .args(["--seconds", "120"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    common::wait_for_port(&format!("127.0.0.1:{ws}"), Duration::from_secs(10));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (digests, recorder) = record_digests(
+        vec![SocketAddr::from(([127, 0, 0, 1], raw))],
+        vec![flotilla_client::join_token_from_text(&token).unwrap()],
+        Arc::clone(&stop),
+    );
+    let browser = Chromium::launch().unwrap();
+
+    // Without a token the front-end refuses the watch, and the page says why.
+    let refused = browser.open(&format!("http://127.0.0.1:{ws}/")).unwrap();
+    refused
+        .wait_for(
+            "document.getElementById('errors').textContent.includes('NotAllowed')",
+            Duration::from_secs(20),
+        )
+        .unwrap_or_else(|error| {
+            panic!(
+                "the page without a token was not refused: {error}; status {:?}",
+                page_state(&refused)
+            )
+        });
+    assert_ne!(page_state(&refused).status, "live");
+
+    // With the token in the fragment it watches, and its replica is the game's.
+    let page = browser
+        .open(&format!("http://127.0.0.1:{ws}/#join={token}"))
+        .unwrap();
+    page.wait_for(
+        "document.getElementById('status').textContent === 'live' && \
+         document.getElementById('seq').textContent !== ''",
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|error| {
+        panic!(
+            "the page with a token never went live: {error}; console: {:?}",
+            page.console()
+        )
+    });
+    digests_agree(&page, &digests, 5, "with a join token");
+    let errors: Vec<String> = page
+        .console()
+        .into_iter()
+        .filter(|line| line.contains("Uncaught") || line.contains("TypeError"))
+        .collect();
+    assert!(errors.is_empty(), "script errors: {errors:?}");
     stop.store(true, Ordering::Relaxed);
     recorder.join().unwrap();
 }

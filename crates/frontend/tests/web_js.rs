@@ -318,6 +318,8 @@ impl RustClient {
                     }
                 }
                 FrontendToClient::Output { .. } => client.events.push("Output".to_owned()),
+                FrontendToClient::Joined { .. } => client.events.push("Joined".to_owned()),
+                FrontendToClient::Refused { .. } => client.events.push("Refused".to_owned()),
                 FrontendToClient::Unsubscribed { .. } => {
                     client.events.push("Unsubscribed".to_owned());
                 }
@@ -365,6 +367,24 @@ fn stream_a() -> Vec<u8> {
             out.extend(message(FrontendToClient::Output {
                 world: id.clone(),
                 payload: Bytes::from_static(b"you are p/1"),
+            }));
+            // A join token accepted, an input and a token refused (not fatal).
+            out.extend(message(FrontendToClient::Joined {
+                world: id.clone(),
+                role: flotilla_wire::Role::Observer,
+                expires_unix: 1_900_000_000,
+            }));
+            out.extend(message(FrontendToClient::Refused {
+                request: flotilla_wire::FrameType::Input,
+                world: Some(id.clone()),
+                code: ErrorCode::NotAllowed,
+                text: "no player token for this world".to_owned(),
+            }));
+            out.extend(message(FrontendToClient::Refused {
+                request: flotilla_wire::FrameType::Join,
+                world: None,
+                code: ErrorCode::NotAllowed,
+                text: "not signed by a configured key".to_owned(),
             }));
         }
         if seq == 11 {
@@ -549,6 +569,12 @@ fn encode_cases() -> Vec<(Value, ClientToFrontend)> {
             ClientToFrontend::Input {
                 world: world("a"),
                 payload: Bytes::from(vec![7u8; 300]),
+            },
+        ),
+        (
+            json!({"type": "Join", "join": hex(&[1u8, 2, 3, 0xfe, 0xff])}),
+            ClientToFrontend::Join {
+                token: Bytes::from_static(&[1, 2, 3, 0xfe, 0xff]),
             },
         ),
         (
@@ -1054,6 +1080,7 @@ function encodeCase(spec) {
   if (spec.nonce !== undefined) m.nonce = BigInt(spec.nonce);
   if (spec.since) m.since = { epoch: BigInt(spec.since.epoch), seq: BigInt(spec.since.seq) };
   if (spec.payload !== undefined) m.payload = F.fromHex(spec.payload);
+  if (spec.join !== undefined) m.token = F.fromHex(spec.join);
   return F.toHex(F.encodeClientMessage(m));
 }
 

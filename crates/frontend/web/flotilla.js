@@ -69,6 +69,9 @@
     Input: 0x14,
     Output: 0x15,
     Unsubscribed: 0x16,
+    Join: 0x17,
+    Joined: 0x18,
+    Refused: 0x19,
     GameHello: 0x20,
     GameWelcome: 0x21,
     WorldAdded: 0x22,
@@ -94,6 +97,8 @@
     FrameType.ChangeBatch,
     FrameType.Output,
     FrameType.Unsubscribed,
+    FrameType.Joined,
+    FrameType.Refused,
   ]);
 
   /** Error codes of `Error` and `Unsubscribed` frames (PROTOCOL.md section 8). */
@@ -121,6 +126,8 @@
 
   /** Snapshot part tags (bit 0: first, bit 1: last). */
   const PART_NAMES = ["Middle", "First", "Last", "Whole"];
+  /** Roles of join tokens, by their byte (0 observer, 1 player). */
+  const ROLE_NAMES = ["Observer", "Player"];
   const PART_TAGS = { Middle: 0, First: 1, Last: 2, Whole: 3 };
 
   /** Bytes that cannot be decoded: `code` is the ErrorCode to send before closing. */
@@ -137,6 +144,17 @@
   const textEncoder = new TextEncoder();
   // `fatal`: invalid UTF-8 is an error; `ignoreBOM`: a leading U+FEFF is kept, as in Rust.
   const textDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+  /** base64url (RFC 4648 section 5, padding optional) as bytes; throws on other text. */
+  function fromBase64Url(text) {
+    if (!/^[A-Za-z0-9_-]*={0,2}$/.test(text)) throw new Error("not base64url");
+    const plain = text.replace(/=+$/, "").replace(/-/g, "+").replace(/_/g, "/");
+    const padded = plain + "=".repeat((4 - (plain.length % 4)) % 4);
+    const binary = root.atob(padded);
+    const bytes = new Uint8Array(binary.length);
+    for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+    return bytes;
+  }
 
   /** Bytes as lowercase hex. */
   function toHex(bytes) {
@@ -346,6 +364,11 @@
     });
   }
 
+  /** Join{token bytes}: a join token (the operator's permission for one world and role). */
+  function encodeJoin(token) {
+    return encodeFrame(FrameType.Join, (w) => w.bytes(token));
+  }
+
   /** Any client message object ({type: "Hello" | "Ping" | ..., ...fields}) as a frame. */
   function encodeClientMessage(message) {
     switch (message.type) {
@@ -363,6 +386,8 @@
         return encodeUnsubscribe(message.world);
       case "Input":
         return encodeInput(message.world, message.payload);
+      case "Join":
+        return encodeJoin(message.token);
       default:
         throw new TypeError(`not a client message: ${message.type}`);
     }
@@ -576,6 +601,8 @@
    *   {type: "ChangeBatch", world, batch: {epoch, seq, upserts: [[key, value], ...], removes: [key, ...]}}
    *   {type: "Output", world, payload}
    *   {type: "Unsubscribed", world, code, text}
+   *   {type: "Joined", world, role: "Observer" | "Player", expiresUnix}
+   *   {type: "Refused", request (a frame type name), world (or null), code, text}
    *   {type: "Error", code, text}
    */
   function decodeFrontendToClient(frame) {
@@ -639,6 +666,21 @@
       case FrameType.Unsubscribed: {
         const world = r.world();
         message = { type: "Unsubscribed", world, code: r.varintU16("code"), text: r.text("text") };
+        break;
+      }
+      case FrameType.Joined: {
+        const world = r.world();
+        const tag = r.u8("role");
+        if (tag > 1) throw malformed(`bad tag ${tag} in field \`role\``);
+        message = { type: "Joined", world, role: ROLE_NAMES[tag], expiresUnix: r.u64("expires") };
+        break;
+      }
+      case FrameType.Refused: {
+        const tag = r.u8("request");
+        if (tag !== FrameType.Join && tag !== FrameType.Input) throw malformed(`bad tag ${tag} in field \`request\``);
+        const world = r.flag("world") ? r.world() : null;
+        const code = r.varintU16("code");
+        message = { type: "Refused", request: FRAME_TYPE_NAMES.get(tag), world, code, text: r.text("text") };
         break;
       }
       case FrameType.Error:
@@ -1063,9 +1105,13 @@
    * replies out; time (`now`, ms) and randomness are passed in.
    */
   class Session {
-    constructor({ clientName = "flotilla-web", token = null, resubscribe = {}, random = null } = {}) {
+    constructor({ clientName = "flotilla-web", token = null, joinTokens = [], resubscribe = {}, random = null } = {}) {
       this.clientName = clientName;
       this.token = token;
+      // Join tokens (Uint8Array each): presented on every connection, before its
+      // Subscribes (a grant belongs to the connection, not the session).
+      this.joinTokens = Array.from(joinTokens);
+      this.joins = new Map(); // world -> the last Joined (role, expiresUnix)
       this.worlds = new Map();
       this.resubscribe = Object.assign({ enabled: true, baseMs: 100, capMs: 2000 }, resubscribe);
       this.random = random || cryptoRandom;
@@ -1118,6 +1164,11 @@
     unsubscribe(world) {
       if (!this.worlds.delete(world)) return null;
       return { type: "Unsubscribe", world };
+    }
+
+    /** One Join per join token (after a Welcome, before the Subscribes). */
+    joinMessages() {
+      return this.joinTokens.map((token) => ({ type: "Join", token }));
     }
 
     /** One Subscribe per watched world, from its last position (after a Welcome). */
@@ -1224,6 +1275,19 @@
         }
         case "Output":
           handled.events.push({ type: "Output", world: message.world, payload: message.payload });
+          break;
+        case "Joined":
+          this.joins.set(message.world, { role: message.role, expiresUnix: message.expiresUnix });
+          handled.events.push({ type: "Joined", world: message.world, role: message.role, expiresUnix: message.expiresUnix });
+          break;
+        case "Refused":
+          handled.events.push({
+            type: "Refused",
+            request: message.request,
+            world: message.world,
+            code: message.code,
+            text: message.text,
+          });
           break;
         case "Unsubscribed": {
           const view = this.worlds.get(message.world);
@@ -1339,6 +1403,8 @@
    * options: {frontends: [url], world, clientName, onChange(observer, what), log(text),
    *           WebSocket (constructor), clock {now, setTimeout, clearTimeout},
    *           random {index(n), float()}, refreshFrontends() -> Promise<[url] | null>,
+   *           joinTokens: [Uint8Array] (presented with Join on every connection, before
+   *           subscribing: for a front-end that does not let anonymous observers watch),
    *           and any key of OBSERVER_DEFAULTS}
    *
    * State for the page: status, frontend, switches, reconnects, lastError, world,
@@ -1355,7 +1421,7 @@
       this.random = o.random || cryptoRandom;
       this.onChange = o.onChange || (() => {});
       this.log = o.log || (() => {});
-      this.session = new Session({ clientName: o.clientName, random: this.random });
+      this.session = new Session({ clientName: o.clientName, joinTokens: o.joinTokens || [], random: this.random });
       this.status = "idle";
       this.frontend = ""; // the URL of the current (or last) connection
       this.switches = 0; // welcomes on another front-end than the previous one
@@ -1590,6 +1656,7 @@
         this.unknownSince = null;
         this.session.subscribe(this.world, null);
       }
+      for (const join of this.session.joinMessages()) this.send(conn, join);
       for (const subscribe of this.session.resumeSubscriptions()) this.send(conn, subscribe);
     }
 
@@ -1617,6 +1684,10 @@
           this.log(`world ${event.world}: ${event.reason}: resyncing`);
         } else if (event.type === "Resubscribing") {
           this.lastError = `world ${event.world}: ${errorCodeName(event.code)}: resubscribing in ${Math.round(event.delayMs)} ms`;
+        } else if (event.type === "Joined") {
+          this.log(`joined ${event.world} as ${event.role} until ${new Date(Number(event.expiresUnix) * 1000).toISOString()}`);
+        } else if (event.type === "Refused") {
+          this.lastError = `${event.request} refused: ${errorCodeName(event.code)}: ${event.text}`;
         } else if (event.type === "Unsubscribed" && event.world === this.world) {
           // The front-end ended the watch for good (no such world, not allowed...). The
           // Rust client ends the watch; a page has nothing else to do, so it asks again
@@ -1800,6 +1871,10 @@
    *   ?frontends=ws://a/ws,ws://b/ws   use these instead of GET /frontends
    *   ?world=arena-1                   the world (default: the one /frontends names, else
    *                                    "$directory": the list of the worlds served)
+   *   #join=TOKEN[,TOKEN]              join tokens (base64url, as `flotilla join-token`
+   *                                    prints them), presented on every connection: for
+   *                                    a front-end without anonymous observers. In the
+   *                                    fragment, so that it never reaches a server's logs.
    * Returns {observer()} for debugging from the console.
    */
   function startObserverPage(doc = root.document) {
@@ -1836,6 +1911,22 @@
         .filter((s) => s.length > 0)
         .map((s) => toWsUrl(s, location.href));
       return list.length > 0 ? list : null;
+    }
+
+    /** #join=t1,t2: the join tokens, decoded (an undecodable one is reported and skipped). */
+    function joinTokensFromUrl() {
+      const fragment = new URLSearchParams(location.hash.replace(/^#/, ""));
+      const raw = fragment.get("join");
+      if (!raw) return [];
+      const tokens = [];
+      for (const text of raw.split(",").map((t) => t.trim()).filter((t) => t.length > 0)) {
+        try {
+          tokens.push(fromBase64Url(text));
+        } catch (error) {
+          setError(`join token not decodable: ${error.message || error}`);
+        }
+      }
+      return tokens;
     }
 
     /** GET /frontends: {"frontends": ["ws://...", ...], "world": "arena"}. */
@@ -1878,6 +1969,7 @@
       observer = new Observer({
         frontends,
         world,
+        joinTokens: joinTokensFromUrl(),
         onChange: scheduleRender,
         log: (text) => root.console.debug(`flotilla: ${text}`),
         // When every front-end failed in a round, the list may have changed: ask again.
@@ -2091,6 +2183,7 @@
     encodeSubscribe,
     encodeUnsubscribe,
     encodeInput,
+    encodeJoin,
     encodeClientMessage,
     // decoding
     Decoder,
@@ -2115,6 +2208,7 @@
     // the page
     startObserverPage,
     toWsUrl,
+    fromBase64Url,
   });
 
   // Start the page on index.html (its <body data-flotilla="observer">), once the DOM is in.
