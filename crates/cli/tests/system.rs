@@ -282,9 +282,11 @@ async fn a_slow_observer_is_resynced_and_the_others_get_every_batch() {
         assert!(counters.applied >= total as u64, "{counters:?}");
     }
     assert_eq!(world.position().seq, start_seq + total as u64);
+    // Held back: while its socket is full, the batches it misses are owed, not queued
+    // (or, past its budget, dropped): what is queued stays within the budget.
     let stats = fe.stats().machine;
     assert!(
-        stats.batches_dropped > 0 || stats.resyncs > 0,
+        stats.bytes_queued <= 256 * 1024,
         "the slow observer was not held back: {stats:?}"
     );
     // The slow observer reads again: it catches up through a fresh snapshot.

@@ -170,7 +170,8 @@ pub struct Stats {
     /// ([`coalesce_above`](FrontendConfig::coalesce_above)): the latest state wins, fewer
     /// bytes are written under load, and the replica converges all the same.
     pub coalesced: u64,
-    /// Snapshots sent to resync a drained connection.
+    /// Snapshots sent in place of batches an observer missed: to a congested connection
+    /// once it drained, or before a write when the batches it was owed had left the ring.
     pub resyncs: u64,
     /// Client inputs forwarded to a game server.
     pub inputs_routed: u64,
@@ -347,7 +348,10 @@ impl Outbox<'_> {
         let (bytes, traffic, count) = match machine.top_up(conn) {
             TopUp::Nothing => return,
             TopUp::Batches { frames, count } => (frames, Traffic::Batch, count),
-            TopUp::Snapshot(frames) => (frames, Traffic::Snapshot, 0),
+            TopUp::Snapshot(frames) => {
+                self.stats.resyncs += 1;
+                (frames, Traffic::Snapshot, 0)
+            }
         };
         if traffic == Traffic::Batch && self.should_coalesce(conn, bytes.len(), coalesce_at) {
             self.coalesced.push(conn);

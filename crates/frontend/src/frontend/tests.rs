@@ -2376,6 +2376,7 @@ fn a_blocked_observer_whose_batches_left_the_ring_gets_the_latest_state_before_i
         (snapshot.seq, snapshot.digest()),
         (state.seq(), state.digest())
     );
+    assert_eq!(h.frontend.stats().resyncs, 1);
 }
 
 /// One observer of the property test below: what its shell queued and what it wrote.
