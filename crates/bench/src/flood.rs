@@ -75,8 +75,8 @@ pub struct FloodPhase {
     pub flood_inputs: u64,
     /// Its inputs a second over the phase.
     pub flood_inputs_per_second: f64,
-    /// Times the front-end closed or refused the flooder's connection (it reconnected
-    /// each time).
+    /// Times the front-end closed or refused the flooder's connection, or left its
+    /// connection attempt unanswered for a second (it tried again each time).
     pub flooder_closed: u64,
     /// The phase's length in seconds.
     pub seconds: f64,
@@ -134,6 +134,9 @@ fn flood(
     let mut sent: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
         let Ok(mut stream) = connect_from(source, addr) else {
+            // Refused, or no answer at all (a front-end whose kernel drops the flooder's
+            // address): counted, and tried again at once.
+            counters.closed.fetch_add(1, Ordering::Relaxed);
             thread::sleep(Duration::from_millis(5));
             continue;
         };
@@ -174,13 +177,17 @@ fn flood(
     }
 }
 
-/// Connects to `addr` from `source` (any port).
+/// Connects to `addr` from `source` (any port), giving up after [`CONNECT_WAIT`] (an
+/// attacker does not wait for the kernel's SYN retries either).
 fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
     socket.bind(&SocketAddr::new(source, 0).into())?;
-    socket.connect(&addr.into())?;
+    socket.connect_timeout(&addr.into(), CONNECT_WAIT)?;
     Ok(socket.into())
 }
+
+/// How long the flooder waits for a connection to be accepted.
+const CONNECT_WAIT: Duration = Duration::from_secs(1);
 
 /// Runs the three phases (front-end in a worker process started by `launcher`).
 pub fn run_flood(

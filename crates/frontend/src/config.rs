@@ -176,9 +176,11 @@ pub struct FrontendConfig {
     #[serde(default)]
     pub max_clients_per_ip: usize,
     /// How long the address of a connection closed for exceeding its input budget is
-    /// refused (`Error{Overloaded}`), so that a flooder cannot simply reconnect and burst
-    /// again (zero: not at all). Every client behind that address (a NAT) is refused
-    /// meanwhile; connections already open are not touched. Default 10 s.
+    /// refused, so that a flooder cannot simply reconnect and burst again (zero: not at
+    /// all). An IPv4 address's connection attempts are dropped by the listeners' kernel
+    /// filter (they go unanswered); others are accepted and told `Error{Overloaded}`.
+    /// Every client behind that address (a NAT) is refused meanwhile; connections already
+    /// open are not touched. Default 10 s.
     #[serde(default = "default_input_flood_penalty")]
     pub input_flood_penalty: Duration,
     /// Bounds of each world replica's ring of recent batches.

@@ -76,6 +76,7 @@ use crate::error::FrontendError;
 use crate::frontend::{CloseReason, Frontend, Input, Output, Stats};
 use crate::ids::{ConnId, GameId, IdBuildHasher};
 
+mod refusal;
 mod uplink;
 use uplink::{GameLinkShared, KeepAliveThread};
 
@@ -293,6 +294,9 @@ struct EdgeAddrs {
 struct Listeners {
     raw: Acceptor,
     edge: Vec<(ListenerKind, Acceptor)>,
+    /// The same listening sockets (descriptors of their own), for the kernel filter that
+    /// drops the penalized addresses' connection attempts ([`refusal`]).
+    filtered: Vec<std::net::TcpListener>,
     tls: Option<Arc<TlsServer>>,
     /// Dials the game links over TLS, if asked.
     game_tls: Option<GameConnector>,
@@ -465,7 +469,12 @@ impl FrontendServer {
                 out_of_descriptors_logged: false,
             })
         };
+        let mut filtered = vec![listener.try_clone()?];
+        for (_, listener) in &edge_listeners {
+            filtered.push(listener.try_clone()?);
+        }
         let listeners = Listeners {
+            filtered,
             raw: acceptor(listener)?,
             edge: edge_listeners
                 .into_iter()
@@ -592,7 +601,7 @@ async fn serve(
     config: FrontendConfig,
     seed: u64,
     recorder: Option<crate::record::Recorder>,
-    listeners: Listeners,
+    mut listeners: Listeners,
     stats: Arc<ServerStats>,
     shutdown_rx: watch::Receiver<bool>,
 ) {
@@ -624,7 +633,7 @@ async fn serve(
         )));
     }
     let (pause_clients, pause_rx) = watch::channel(false);
-    let penalties = Penalties::default();
+    let penalties = Penalties::with_listeners(std::mem::take(&mut listeners.filtered));
     let gate = Arc::new(Gate::new(
         usize::try_from(stats.client_cap.load(Ordering::Relaxed)).unwrap_or(usize::MAX),
         config.max_clients_per_ip,
@@ -2046,15 +2055,62 @@ impl Gate {
 
 /// Addresses whose connection was closed for exceeding its input budget, refused until
 /// the instant given ([`FrontendConfig::input_flood_penalty`]). The event loop adds them,
-/// the acceptor checks and forgets the expired ones.
+/// the acceptor checks and forgets the expired ones. IPv4 addresses are also refused by
+/// the kernel, before any connection is accepted: the listeners' socket filter drops
+/// their segments until the penalty ends ([`refusal`]).
 #[derive(Debug, Clone, Default)]
-struct Penalties(Arc<Mutex<HashMap<std::net::IpAddr, Instant>>>);
+struct Penalties {
+    refused: Arc<Mutex<HashMap<std::net::IpAddr, Instant>>>,
+    /// The listening sockets carrying the filter.
+    listeners: Arc<Vec<std::net::TcpListener>>,
+}
 
 impl Penalties {
+    /// Penalties whose IPv4 addresses `listeners` drop in the kernel.
+    fn with_listeners(listeners: Vec<std::net::TcpListener>) -> Self {
+        Self {
+            refused: Arc::default(),
+            listeners: Arc::new(listeners),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<std::net::IpAddr, Instant>> {
-        self.0
+        self.refused
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Puts on the listeners the filter of the IPv4 addresses refused now (the latest
+    /// penalties first, [`refusal::MAX_FILTERED`] at most), forgetting expired entries.
+    fn refilter(&self) {
+        if self.listeners.is_empty() {
+            return;
+        }
+        let addrs: Vec<std::net::Ipv4Addr> = {
+            let mut refused = self.lock();
+            let now = Instant::now();
+            refused.retain(|_, until| *until > now);
+            let mut v4: Vec<(Instant, std::net::Ipv4Addr)> = refused
+                .iter()
+                .filter_map(|(ip, until)| match ip {
+                    std::net::IpAddr::V4(v4) => Some((*until, *v4)),
+                    std::net::IpAddr::V6(_) => None,
+                })
+                .collect();
+            v4.sort_unstable_by(|a, b| b.cmp(a));
+            v4.into_iter()
+                .take(refusal::MAX_FILTERED)
+                .map(|(_, ip)| ip)
+                .collect()
+        };
+        for listener in self.listeners.iter() {
+            if let Err(error) = refusal::apply(listener, &addrs) {
+                log::warn!(
+                    "cannot filter refused addresses on a listener ({error}): they are \
+                     refused after accepting instead"
+                );
+            }
+        }
     }
 
     /// Refuses `ip` until `until`. Expired entries are forgotten when the map grows
@@ -2067,6 +2123,18 @@ impl Penalties {
             penalties.retain(|_, refused_until| *refused_until > now);
         }
         penalties.insert(ip, until);
+        drop(penalties);
+        if ip.is_ipv4() && !self.listeners.is_empty() {
+            self.refilter();
+            // Off the filter when its time is up (the acceptor never sees it before).
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let penalties = self.clone();
+                runtime.spawn(async move {
+                    tokio::time::sleep_until(tokio::time::Instant::from_std(until)).await;
+                    penalties.refilter();
+                });
+            }
+        }
     }
 
     /// How long `ip` is still refused, if it is.

@@ -404,9 +404,31 @@ async fn a_lost_game_server_unsubscribes_its_observers_after_the_resume_grace() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_input_flooder_is_closed_and_the_other_players_inputs_go_on() {
+    // IPv4: the flooder's address is then dropped by the listener's kernel filter.
+    input_flood("127.0.0.1:0", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_flooder_over_ipv6_is_closed_and_refused_with_an_error() {
+    // IPv6 (not filtered in the kernel): accepted, told why, closed.
+    input_flood("[::1]:0", false).await;
+}
+
+/// Mallory floods inputs on a front-end listening on `listen` and is closed; reconnecting
+/// from the same address is refused (by the kernel, `refused_in_kernel`: no answer at
+/// all; else accepted and told `Error{Overloaded}`); Alice's inputs go on.
+async fn input_flood(listen: &str, refused_in_kernel: bool) {
     let test = async {
         let game = FakeGame::start().await;
-        let frontend = start_frontend(&game).await;
+        let frontend = FrontendServer::bind(FrontendConfig {
+            listen: listen.parse().unwrap(),
+            game_servers: vec![game.addr.to_string()],
+            server_id: "fe-test".into(),
+            seed: Some(1),
+            ..FrontendConfig::default()
+        })
+        .await
+        .unwrap();
         let addr = frontend.local_addr();
         let mut alice = TestClient::connect(addr, "alice").await;
         alice.wait_for_directory_entry(&arena()).await;
@@ -454,28 +476,14 @@ async fn an_input_flooder_is_closed_and_the_other_players_inputs_go_on() {
 
         // Reconnecting to burst again does not work: the address is refused for a while
         // (connections already open, like alice's, are not touched).
-        let mut again = TcpStream::connect(addr).await.unwrap();
-        let mut decoder = Decoder::default();
-        let refusal = loop {
-            if let Some(message) = decoder.next_message::<FrontendToClient>().unwrap() {
-                break message;
-            }
-            let mut buf = vec![0u8; 4096];
-            let read = tokio::time::timeout(WAIT, again.read(&mut buf))
-                .await
-                .expect("the front-end answers the reconnect")
-                .unwrap_or(0);
-            assert!(read > 0, "closed without an Error frame");
-            decoder.feed(&buf[..read]);
-        };
-        assert!(
-            matches!(
-                &refusal,
-                FrontendToClient::Error { code: ErrorCode::Overloaded, text }
-                    if text.contains("flooded inputs")
-            ),
-            "{refusal:?}"
-        );
+        if refused_in_kernel {
+            // Its SYN goes unanswered: the attempt cannot complete.
+            let attempt =
+                tokio::time::timeout(Duration::from_millis(700), TcpStream::connect(addr)).await;
+            assert!(attempt.is_err(), "the flooder reconnected: {attempt:?}");
+        } else {
+            refused_with_an_error(addr).await;
+        }
 
         // Alice's input still makes its round trip.
         alice
@@ -509,4 +517,30 @@ async fn an_input_flooder_is_closed_and_the_other_players_inputs_go_on() {
     tokio::time::timeout(Duration::from_secs(30), test)
         .await
         .expect("test timed out");
+}
+
+/// Connects to `addr` and expects to be told `Error{Overloaded}` (the address flooded).
+async fn refused_with_an_error(addr: SocketAddr) {
+    let mut again = TcpStream::connect(addr).await.unwrap();
+    let mut decoder = Decoder::default();
+    let refusal = loop {
+        if let Some(message) = decoder.next_message::<FrontendToClient>().unwrap() {
+            break message;
+        }
+        let mut buf = vec![0u8; 4096];
+        let read = tokio::time::timeout(WAIT, again.read(&mut buf))
+            .await
+            .expect("the front-end answers the reconnect")
+            .unwrap_or(0);
+        assert!(read > 0, "closed without an Error frame");
+        decoder.feed(&buf[..read]);
+    };
+    assert!(
+        matches!(
+            &refusal,
+            FrontendToClient::Error { code: ErrorCode::Overloaded, text }
+                if text.contains("flooded inputs")
+        ),
+        "{refusal:?}"
+    );
 }
