@@ -124,15 +124,7 @@ fn the_browser_page_keeps_the_game_s_replica_and_moves_on_when_its_front_end_die
     let key = dir.path().join("token.key");
     std::fs::write(&key, format!("{}\n", "5a".repeat(32))).unwrap();
     let game_port = free_port();
-    let _game = Running(
-        Command::new(BIN)
-            .args(["game", "--listen", &format!("127.0.0.1:{game_port}")])
-            .args(["--worlds", "1", "--npcs", "12", "--seconds", "120"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _game = start_game(game_port);
     let raw: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let ws: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let urls: Vec<String> = ws
@@ -174,17 +166,7 @@ fn the_browser_page_keeps_the_game_s_replica_and_moves_on_when_its_front_end_die
     let page = browser
         .open(&format!("http://127.0.0.1:{}/", ws[0]))
         .unwrap();
-    page.wait_for(
-        "document.getElementById('status').textContent === 'live' && \
-         document.getElementById('seq').textContent !== ''",
-        Duration::from_secs(30),
-    )
-    .unwrap_or_else(|error| {
-        panic!(
-            "the page never went live: {error}; console: {:?}",
-            page.console()
-        )
-    });
+    wait_live(&page, "the page");
     digests_agree(&page, &digests, 5, "first front-end");
 
     // Kill the page's front-end; it must move on to another one.
@@ -227,15 +209,48 @@ fn the_browser_page_keeps_the_game_s_replica_and_moves_on_when_its_front_end_die
     page.screenshot(&shot).unwrap();
     let png = std::fs::read(&shot).unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    no_script_errors(&page);
+
+    stop.store(true, Ordering::Relaxed);
+    recorder.join().unwrap();
+}
+
+/// Starts `flotilla game` with one world on `port` (for two minutes at most).
+fn start_game(port: u16) -> Running {
+    Running(
+        Command::new(BIN)
+            .args(["game", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--worlds", "1", "--npcs", "12", "--seconds", "120"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Waits until `page` shows a live replica (`what` names it in the failure).
+fn wait_live(page: &flotilla_testkit::Page, what: &str) {
+    page.wait_for(
+        "document.getElementById('status').textContent === 'live' && \
+         document.getElementById('seq').textContent !== ''",
+        Duration::from_secs(30),
+    )
+    .unwrap_or_else(|error| {
+        panic!(
+            "{what} never went live: {error}; console: {:?}",
+            page.console()
+        )
+    });
+}
+
+/// Asserts that `page` logged no script error.
+fn no_script_errors(page: &flotilla_testkit::Page) {
     let errors: Vec<String> = page
         .console()
         .into_iter()
         .filter(|line| line.contains("Uncaught") || line.contains("TypeError"))
         .collect();
     assert!(errors.is_empty(), "script errors: {errors:?}");
-
-    stop.store(true, Ordering::Relaxed);
-    recorder.join().unwrap();
 }
 
 /// Runs the binary with `args` and returns its standard output (it must succeed).
@@ -269,15 +284,7 @@ fn the_browser_page_watches_with_a_join_token_where_observers_need_one() {
         "page",
     ]);
     let game_port = free_port();
-    let _game = Running(
-        Command::new(BIN)
-            .args(["game", "--listen", &format!("127.0.0.1:{game_port}")])
-            .args(["--worlds", "1", "--npcs", "12", "--seconds", "120"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _game = start_game(game_port);
     let (raw, ws) = (free_port(), free_port());
     let url = format!("ws://127.0.0.1:{ws}/ws");
     let _frontend = Running(
@@ -321,24 +328,9 @@ fn the_browser_page_watches_with_a_join_token_where_observers_need_one() {
     let page = browser
         .open(&format!("http://127.0.0.1:{ws}/#join={token}"))
         .unwrap();
-    page.wait_for(
-        "document.getElementById('status').textContent === 'live' && \
-         document.getElementById('seq').textContent !== ''",
-        Duration::from_secs(30),
-    )
-    .unwrap_or_else(|error| {
-        panic!(
-            "the page with a token never went live: {error}; console: {:?}",
-            page.console()
-        )
-    });
+    wait_live(&page, "the page with a token");
     digests_agree(&page, &digests, 5, "with a join token");
-    let errors: Vec<String> = page
-        .console()
-        .into_iter()
-        .filter(|line| line.contains("Uncaught") || line.contains("TypeError"))
-        .collect();
-    assert!(errors.is_empty(), "script errors: {errors:?}");
+    no_script_errors(&page);
     stop.store(true, Ordering::Relaxed);
     recorder.join().unwrap();
 }
