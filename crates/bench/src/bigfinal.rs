@@ -57,6 +57,17 @@ pub struct BigFinalConfig {
     pub per_process: usize,
     /// The front-ends' coalescing threshold (`None`: their default; 0: every batch).
     pub coalesce_above: Option<usize>,
+    /// How often each observer pings (`None`: every 2 s, what PROTOCOL.md section 7 asks
+    /// of a receiving client). Set, the front-ends close a silent client after three
+    /// times that (at least their default 6 s): a what-if for the observers' keep-alive
+    /// budget, not the protocol.
+    pub observer_ping: Option<Duration>,
+}
+
+/// The front-ends' client silence timeout for observers pinging every `ping`: three
+/// intervals, never under the default.
+fn client_idle_timeout_for(ping: Duration) -> Duration {
+    (ping * 3).max(flotilla_wire::FRONTEND_CLIENT_IDLE_TIMEOUT)
 }
 
 impl Default for BigFinalConfig {
@@ -69,6 +80,7 @@ impl Default for BigFinalConfig {
             seconds: 10.0,
             per_process: 10_000,
             coalesce_above: None,
+            observer_ping: None,
         }
     }
 }
@@ -106,6 +118,8 @@ pub struct BigFinalReport {
     pub rate: u64,
     /// Bytes per change.
     pub payload_bytes: usize,
+    /// How often each observer pinged, in milliseconds.
+    pub observer_ping_ms: u128,
     /// Observers subscribed (snapshot received) in all.
     pub subscribed: usize,
     /// Seconds from the first observer process started to the last one ready.
@@ -199,8 +213,12 @@ pub fn run_bigfinal(
     let game = Arc::new(BenchGame::start(WORLD, false, 1)?);
     let mut frontends = Vec::new();
     for _ in 0..config.frontends {
-        let frontend =
-            FrontendWorker::start_coalescing(launcher, game.addr(), config.coalesce_above)?;
+        let frontend = FrontendWorker::start_coalescing(
+            launcher,
+            game.addr(),
+            config.coalesce_above,
+            config.observer_ping.map(client_idle_timeout_for),
+        )?;
         frontend.wait_for_world(WORLD, Duration::from_secs(30))?;
         frontends.push(frontend);
     }
@@ -241,6 +259,7 @@ pub fn run_bigfinal(
         let spec = GroupSpec {
             transport: crate::transport::Transport::Tcp,
             ca: None,
+            ping_every: config.observer_ping,
             protocol: Protocol::Flotilla,
             server: frontend.addr,
             target: WORLD.into(),
@@ -417,6 +436,10 @@ pub fn run_bigfinal(
     drop(groups);
     Ok(BigFinalReport {
         bench: "bigfinal",
+        observer_ping_ms: config
+            .observer_ping
+            .unwrap_or(crate::observe::KEEPALIVE_EVERY)
+            .as_millis(),
         observers: config.observers,
         frontends: config.frontends,
         rate: config.rate,
@@ -455,6 +478,7 @@ fn measure_link_bytes(
     let spec = GroupSpec {
         transport: crate::transport::Transport::Tcp,
         ca: None,
+        ping_every: None,
         protocol: Protocol::Flotilla,
         server: frontend.addr,
         target: WORLD.into(),

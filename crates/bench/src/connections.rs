@@ -114,6 +114,7 @@ pub fn run_connections(
     let spec = GroupSpec {
         transport: config.transport,
         ca: pki.as_ref().map(|pki| pki.ca_pem_path().to_owned()),
+        ping_every: None,
         protocol: Protocol::Flotilla,
         server: frontend.addr_for(config.transport)?,
         target: "quiet".into(),

@@ -459,6 +459,7 @@ fn set_up(
     let spec = GroupSpec {
         transport,
         ca: pki.map(|pki| pki.ca_pem_path().to_owned()),
+        ping_every: None,
         protocol: system,
         server,
         target: TARGET.into(),

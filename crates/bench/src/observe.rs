@@ -24,7 +24,7 @@ const READ_BUFFER: usize = 256 * 1024;
 /// How often flotilla observers send a keep-alive ping: what a client of PROTOCOL.md
 /// section 7 sends while it receives a live world (one ping after 2 s without sending;
 /// it hears its front-end all the time, so it never probes).
-const KEEPALIVE_EVERY: Duration = flotilla_wire::CLIENT_QUIET_PING_INTERVAL;
+pub(crate) const KEEPALIVE_EVERY: Duration = flotilla_wire::CLIENT_QUIET_PING_INTERVAL;
 
 /// How often, while measuring, each thread samples the age of every observer's newest
 /// state.
@@ -49,6 +49,8 @@ pub(crate) struct ObserverSettings {
     pub transport: Transport,
     /// The authority that signs the server's TLS certificate (TLS transports).
     pub ca: Option<std::path::PathBuf>,
+    /// How often each connection pings (flotilla; [`KEEPALIVE_EVERY`] by the protocol).
+    pub ping_every: Duration,
 }
 
 /// What a worker's observers saw during one measurement window.
@@ -456,9 +458,10 @@ fn run_thread(
     let mut connections: Vec<Option<Connection>> = Vec::with_capacity(share);
     let protocol = settings.protocol;
     let keepalive = protocol.keepalive();
+    let ping_every = settings.ping_every.max(Duration::from_millis(1));
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0u8; READ_BUFFER];
-    // Each connection pings once every KEEPALIVE_EVERY, the round spread over the
+    // Each connection pings once every `ping_every`, the round spread over the
     // interval: clients' timers are their own, and a burst of every observer's ping at
     // once is not what a front-end meets.
     let mut keepalive_round = Instant::now();
@@ -534,11 +537,11 @@ fn run_thread(
         }
         if let Some(ping) = &keepalive {
             let into_round = keepalive_round.elapsed();
-            let due = if into_round >= KEEPALIVE_EVERY {
+            let due = if into_round >= ping_every {
                 connections.len()
             } else {
-                (connections.len() as f64 * into_round.as_secs_f64()
-                    / KEEPALIVE_EVERY.as_secs_f64()) as usize
+                (connections.len() as f64 * into_round.as_secs_f64() / ping_every.as_secs_f64())
+                    as usize
             };
             for connection in connections
                 .iter_mut()
@@ -549,7 +552,7 @@ fn run_thread(
                 connection.send(ping);
             }
             keepalive_cursor = keepalive_cursor.max(due);
-            if into_round >= KEEPALIVE_EVERY {
+            if into_round >= ping_every {
                 keepalive_round = Instant::now();
                 keepalive_cursor = 0;
             }

@@ -53,6 +53,9 @@ pub enum WorkerArgs {
         /// bytes (0: never, every batch is delivered); default the front-end's.
         #[arg(long)]
         coalesce_above: Option<usize>,
+        /// Close a client silent this long (milliseconds); default the front-end's.
+        #[arg(long)]
+        client_idle_timeout_ms: Option<u64>,
     },
     /// Run observers: connect, handshake, subscribe, print `{"event":"ready",…}`, then
     /// obey `start` / `stop` lines on stdin (each `stop` prints a report) until stdin
@@ -82,6 +85,10 @@ pub enum WorkerArgs {
         /// The authority that signs the server's certificate (TLS transports).
         #[arg(long)]
         ca: Option<PathBuf>,
+        /// Each connection pings this often (milliseconds; flotilla); default what
+        /// PROTOCOL.md section 7 asks of a receiving client (2 s).
+        #[arg(long)]
+        ping_ms: Option<u64>,
     },
     /// Run fleet clients watching one world: print `{"event":"ready",…}` once each has
     /// its replica, answer `counts` with the clients per front-end, until `quit` or
@@ -111,13 +118,18 @@ pub fn worker_main(args: WorkerArgs) -> Result<(), BenchError> {
             tls_key,
             max_inputs_per_second,
             coalesce_above,
+            client_idle_timeout_ms,
         } => frontend_worker(
             game,
             listen,
             cpu,
             token_key_file,
             tls_cert.zip(tls_key),
-            (max_inputs_per_second, coalesce_above),
+            (
+                max_inputs_per_second,
+                coalesce_above,
+                client_idle_timeout_ms.map(Duration::from_millis),
+            ),
         ),
         WorkerArgs::Observers {
             protocol,
@@ -128,7 +140,9 @@ pub fn worker_main(args: WorkerArgs) -> Result<(), BenchError> {
             source,
             transport,
             ca,
+            ping_ms,
         } => observers_worker(ObserverSettings {
+            ping_every: ping_ms.map_or(crate::observe::KEEPALIVE_EVERY, Duration::from_millis),
             transport,
             ca,
             protocol,
@@ -192,7 +206,11 @@ fn frontend_worker(
     cpu: Option<usize>,
     token_key_file: Option<PathBuf>,
     tls: Option<(PathBuf, PathBuf)>,
-    (max_inputs_per_second, coalesce_above): (Option<u32>, Option<usize>),
+    (max_inputs_per_second, coalesce_above, client_idle_timeout): (
+        Option<u32>,
+        Option<usize>,
+        Option<Duration>,
+    ),
 ) -> Result<(), BenchError> {
     // Only the first logger of the process counts; a worker has no other.
     if log::set_logger(&WarningsOnStderr).is_ok() {
@@ -218,6 +236,8 @@ fn frontend_worker(
         max_inputs_per_second: max_inputs_per_second
             .unwrap_or(FrontendConfig::default().max_inputs_per_second),
         coalesce_above: coalesce_above.unwrap_or(FrontendConfig::default().coalesce_above),
+        client_idle_timeout: client_idle_timeout
+            .unwrap_or(FrontendConfig::default().client_idle_timeout),
         edge: match tls {
             Some((cert, key)) => {
                 let any = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
@@ -528,15 +548,23 @@ impl FrontendWorker {
     }
 
     /// Starts a front-end connected to `game` that coalesces observers' queued batches past
-    /// `coalesce_above` bytes (`None`: its default; 0: never).
+    /// `coalesce_above` bytes (`None`: its default; 0: never) and closes clients silent for
+    /// `client_idle_timeout` (`None`: its default).
     pub fn start_coalescing(
         launcher: &WorkerLauncher,
         game: SocketAddr,
         coalesce_above: Option<usize>,
+        client_idle_timeout: Option<Duration>,
     ) -> Result<Self, BenchError> {
         let mut args = vec!["frontend".into(), "--game".into(), game.to_string()];
         if let Some(bytes) = coalesce_above {
             args.extend(["--coalesce-above".into(), bytes.to_string()]);
+        }
+        if let Some(idle) = client_idle_timeout {
+            args.extend([
+                "--client-idle-timeout-ms".into(),
+                idle.as_millis().to_string(),
+            ]);
         }
         Self::spawn(launcher, &args)
     }
@@ -683,6 +711,8 @@ pub(crate) struct GroupSpec {
     pub transport: Transport,
     /// The authority of the server's certificate (TLS transports).
     pub ca: Option<PathBuf>,
+    /// How often each observer pings (`None`: what the protocol asks, 2 s).
+    pub ping_every: Option<Duration>,
 }
 
 impl ObserverGroup {
@@ -732,6 +762,11 @@ impl ObserverGroup {
                         spec.ca
                             .iter()
                             .flat_map(|ca| ["--ca".to_owned(), ca.display().to_string()]),
+                    )
+                    .chain(
+                        spec.ping_every.iter().flat_map(|every| {
+                            ["--ping-ms".to_owned(), every.as_millis().to_string()]
+                        }),
                     )
                     .collect::<Vec<String>>(),
                 )?,

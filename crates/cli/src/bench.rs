@@ -277,6 +277,11 @@ pub struct BigFinalArgs {
     /// default the front-end's.
     #[arg(long)]
     coalesce_above: Option<usize>,
+    /// How often each observer pings, in milliseconds (default 2,000: what the protocol
+    /// asks of a receiving client); the front-ends then close clients silent for three
+    /// times that. A what-if for the observers' keep-alive budget.
+    #[arg(long)]
+    observer_ping_ms: Option<u64>,
     /// Print the JSON object on one line.
     #[arg(long)]
     json: bool,
@@ -390,6 +395,7 @@ pub fn run(which: BenchCommand) -> Result<()> {
                 seconds: args.seconds,
                 per_process: args.per_process,
                 coalesce_above: args.coalesce_above,
+                observer_ping: args.observer_ping_ms.map(std::time::Duration::from_millis),
             };
             let report = flotilla_bench::run_bigfinal(&config, &WorkerLauncher::flotilla_cli()?)?;
             print_report(&report, args.json)
