@@ -258,7 +258,10 @@ impl Outbox<'_> {
                 session.note_sent(self.now);
                 self.stats.bytes_queued += len as u64;
                 self.stats.client_sends += 1;
-                let droppable = matches!(traffic, Traffic::Batch | Traffic::Snapshot);
+                let droppable = matches!(
+                    traffic,
+                    Traffic::Batch | Traffic::Snapshot | Traffic::CatchUp
+                );
                 if traffic == Traffic::Batch {
                     self.stats.batches_forwarded += 1;
                 }
@@ -348,19 +351,19 @@ impl Outbox<'_> {
         let (bytes, traffic, count) = match machine.top_up(conn) {
             TopUp::Nothing => return,
             TopUp::Batches { frames, count } => (frames, Traffic::Batch, count),
-            TopUp::Snapshot(frames) => {
-                self.stats.resyncs += 1;
-                (frames, Traffic::Snapshot, 0)
-            }
+            TopUp::Snapshot(frames) => (frames, Traffic::CatchUp, 0),
         };
         if traffic == Traffic::Batch && self.should_coalesce(conn, bytes.len(), coalesce_at) {
             self.coalesced.push(conn);
             return;
         }
         match self.send(conn, bytes, traffic) {
+            Offer::Accepted if traffic == Traffic::CatchUp => self.stats.resyncs += 1,
             // `send` counted one.
             Offer::Accepted => self.stats.batches_forwarded += count.saturating_sub(1),
             Offer::Dropped { newly_congested } => {
+                // `send` counted one (a snapshot in place of batches counts as one).
+                self.stats.batches_dropped += count.saturating_sub(1);
                 machine.mark_needs_resync(conn);
                 if newly_congested {
                     self.congested.push(conn);

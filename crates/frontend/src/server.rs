@@ -2117,6 +2117,9 @@ impl Penalties {
     /// (many flooding addresses), not only when their address comes back.
     fn add(&self, ip: std::net::IpAddr, until: Instant) {
         const PRUNE_ABOVE: usize = 4096;
+        // An IPv4 client of a dual-stack listener shows as `::ffff:a.b.c.d`: it is an
+        // IPv4 address, and the kernel filter can drop it.
+        let ip = ip.to_canonical();
         let mut penalties = self.lock();
         if penalties.len() >= PRUNE_ABOVE {
             let now = Instant::now();
@@ -2139,6 +2142,7 @@ impl Penalties {
 
     /// How long `ip` is still refused, if it is.
     fn remaining(&self, ip: std::net::IpAddr, now: Instant) -> Option<Duration> {
+        let ip = ip.to_canonical();
         let mut penalties = self.lock();
         let until = *penalties.get(&ip)?;
         if until <= now {
@@ -2637,6 +2641,12 @@ mod tests {
             None
         );
         assert!(penalties.lock().is_empty(), "forgotten once expired");
+        // An IPv4 client of a dual-stack listener is the same IPv4 address.
+        let mapped: std::net::IpAddr = "::ffff:127.0.0.9".parse().unwrap();
+        penalties.add(mapped, now + Duration::from_secs(10));
+        assert!(penalties.remaining([127, 0, 0, 9].into(), now).is_some());
+        assert!(penalties.lock().keys().all(std::net::IpAddr::is_ipv4));
+        penalties.lock().clear();
         // Many flooders: expired entries are dropped as the map grows.
         for n in 0..5000u32 {
             penalties.add(std::net::IpAddr::from(n.to_be_bytes()), now);

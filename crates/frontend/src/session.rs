@@ -126,6 +126,11 @@ pub enum Traffic {
     Snapshot,
     /// A change batch: dropped once the connection is past its send budget.
     Batch,
+    /// A snapshot in place of batches an observer missed while its socket was full (they
+    /// left the ring): held to the send budget like the batches it replaces, so repeated
+    /// stalls never pile snapshots up; past it the connection is congested and resynced
+    /// once it drains.
+    CatchUp,
     /// A game output: cannot be dropped; past the hard limit the connection is closed.
     Output,
 }
@@ -458,12 +463,14 @@ impl Session {
         max_queued_bytes: usize,
     ) -> Offer {
         match traffic {
-            Traffic::Batch if self.congested => {
+            Traffic::Batch | Traffic::CatchUp if self.congested => {
                 return Offer::Dropped {
                     newly_congested: false,
                 };
             }
-            Traffic::Batch if self.queued_bytes.saturating_add(len) > send_budget => {
+            Traffic::Batch | Traffic::CatchUp
+                if self.queued_bytes.saturating_add(len) > send_budget =>
+            {
                 self.congested = true;
                 return Offer::Dropped {
                     newly_congested: true,

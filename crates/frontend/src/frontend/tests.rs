@@ -2379,6 +2379,55 @@ fn a_blocked_observer_whose_batches_left_the_ring_gets_the_latest_state_before_i
     assert_eq!(h.frontend.stats().resyncs, 1);
 }
 
+#[test]
+fn repeated_stalls_past_the_ring_never_pile_snapshots_up_past_the_send_budget() {
+    let mut h = Harness::new(FrontendConfig {
+        send_budget: 2_000,
+        ring: flotilla_world::RingLimits {
+            max_batches: 4,
+            max_bytes: 1 << 20,
+        },
+        ..FrontendConfig::default()
+    });
+    h.game(1, &["arena"]);
+    h.client(1);
+    h.subscribe(1, &arena(), None);
+    let mut state = WorldState::new(1);
+    h.game_snapshot(1, &arena(), &state);
+    h.blocked.insert(1);
+    let stall = |h: &mut Harness, state: &mut WorldState| {
+        for i in 0..10 {
+            h.game_batch(1, &arena(), state, &format!("k{i}"));
+        }
+        // The socket proved writable but takes nothing: only the top-up is queued.
+        h.feed_alone(Input::ClientWriting(ConnId(1)))
+    };
+    // The first stall: its batches left the ring, a snapshot (about 1.2 KB) takes their
+    // place.
+    let outputs = stall(&mut h, &mut state);
+    assert!(matches!(
+        &to_client(&outputs, 1)[..],
+        [FrontendToClient::Snapshot { .. }]
+    ));
+    assert_eq!(h.frontend.stats().resyncs, 1);
+    // The second, with the first snapshot still unwritten: a second one would pass the
+    // budget. The connection is congested instead and resynced once it drains.
+    let outputs = stall(&mut h, &mut state);
+    assert_eq!(outputs, vec![Output::DropQueuedBatches(ConnId(1))]);
+    assert!(h.frontend.session(ConnId(1)).unwrap().queued_bytes() <= 2_000);
+    assert_eq!(h.frontend.stats().congestions, 1);
+    let queued = h.frontend.session(ConnId(1)).unwrap().queued_bytes();
+    h.feed_alone(Input::ClientDiscarded(ConnId(1), queued));
+    let outputs = h.feed_alone(Input::ClientDrained(ConnId(1), 0));
+    let [FrontendToClient::Snapshot { snapshot, .. }] = &to_client(&outputs, 1)[..] else {
+        panic!("{outputs:?}")
+    };
+    assert_eq!(
+        (snapshot.seq, snapshot.digest()),
+        (state.seq(), state.digest())
+    );
+}
+
 /// One observer of the property test below: what its shell queued and what it wrote.
 #[derive(Default)]
 struct ModelObserver {
