@@ -2350,21 +2350,28 @@ fn a_blocked_observer_gets_the_batches_since_its_last_write_joined_and_shared_be
     assert_eq!(batches_to(&outputs, 1).0, vec![6]);
 }
 
-#[test]
-fn a_blocked_observer_whose_batches_left_the_ring_gets_the_latest_state_before_its_next_write() {
+/// A front-end whose rings hold 4 batches, and observer 1 of the arena, synced, whose
+/// socket takes nothing from now on; and the game's state.
+fn blocked_observer_of_a_small_ring(config: FrontendConfig) -> (Harness, WorldState) {
     let mut h = Harness::new(FrontendConfig {
         ring: flotilla_world::RingLimits {
             max_batches: 4,
             max_bytes: 1 << 20,
         },
-        ..FrontendConfig::default()
+        ..config
     });
     h.game(1, &["arena"]);
     h.client(1);
     h.subscribe(1, &arena(), None);
-    let mut state = WorldState::new(1);
+    let state = WorldState::new(1);
     h.game_snapshot(1, &arena(), &state);
     h.blocked.insert(1);
+    (h, state)
+}
+
+#[test]
+fn a_blocked_observer_whose_batches_left_the_ring_gets_the_latest_state_before_its_next_write() {
+    let (mut h, mut state) = blocked_observer_of_a_small_ring(FrontendConfig::default());
     for i in 0..10 {
         h.game_batch(1, &arena(), &mut state, &format!("k{i}"));
     }
@@ -2381,20 +2388,10 @@ fn a_blocked_observer_whose_batches_left_the_ring_gets_the_latest_state_before_i
 
 #[test]
 fn repeated_stalls_past_the_ring_never_pile_snapshots_up_past_the_send_budget() {
-    let mut h = Harness::new(FrontendConfig {
+    let (mut h, mut state) = blocked_observer_of_a_small_ring(FrontendConfig {
         send_budget: 2_000,
-        ring: flotilla_world::RingLimits {
-            max_batches: 4,
-            max_bytes: 1 << 20,
-        },
         ..FrontendConfig::default()
     });
-    h.game(1, &["arena"]);
-    h.client(1);
-    h.subscribe(1, &arena(), None);
-    let mut state = WorldState::new(1);
-    h.game_snapshot(1, &arena(), &state);
-    h.blocked.insert(1);
     let stall = |h: &mut Harness, state: &mut WorldState| {
         for i in 0..10 {
             h.game_batch(1, &arena(), state, &format!("k{i}"));
