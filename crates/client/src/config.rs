@@ -32,8 +32,9 @@ pub struct ClientConfig {
     /// timeout, whatever the client sends). Zero disables pings. Default 0.5 s.
     pub ping_interval: Duration,
     /// Also send a `Ping` after this long without sending anything, to feed the
-    /// front-end's silence timer (6 s); a client that receives a stream sends only these.
-    /// Default 2 s.
+    /// front-end's frame-silence backstop (60 s); a client that receives a stream sends
+    /// only these. The front-end notices a vanished client sooner through its kernel
+    /// (PROTOCOL.md section 7). Default 20 s.
     pub quiet_ping_interval: Duration,
     /// Close after this long without receiving anything (also bounds the handshake).
     pub idle_timeout: Duration,

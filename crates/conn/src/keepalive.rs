@@ -131,7 +131,10 @@ impl KeepAlive {
         self.last_sent = self.last_sent.max(now);
     }
 
-    /// The owner stopped reading the peer: its silence no longer counts.
+    /// The owner stopped reading the peer: its silence no longer counts. A probing side
+    /// then pings every `probe_after_unheard` instead of `ping_after_quiet`: it cannot
+    /// hear its peer, and a write that fails is the only sign it gets of a peer that
+    /// closed or reset the connection.
     pub fn pause(&mut self) {
         self.paused = true;
     }
@@ -173,7 +176,13 @@ impl KeepAlive {
         if !self.pings_enabled() {
             return None;
         }
-        let quiet = self.last_sent + self.config.ping_after_quiet;
+        let quiet_interval = match self.config.probe_after_unheard {
+            Some(probe) if self.paused && !probe.is_zero() => {
+                probe.min(self.config.ping_after_quiet)
+            }
+            _ => self.config.ping_after_quiet,
+        };
+        let quiet = self.last_sent + quiet_interval;
         match self.config.probe_after_unheard {
             Some(probe) if !self.ping_out && !probe.is_zero() => {
                 Some(quiet.min(self.last_received + probe))
@@ -253,6 +262,42 @@ mod tests {
             k.poll(at(11000)),
             Some(KeepAliveAction::Close { .. })
         ));
+    }
+
+    #[test]
+    fn a_paused_probing_side_pings_every_probe_interval_and_is_never_closed() {
+        let mut k = KeepAlive::new(
+            KeepAliveConfig::probing(500 * MS, 20_000 * MS, 1500 * MS),
+            at(0),
+        );
+        k.on_received(at(100));
+        k.pause();
+        let mut pings = alloc::vec::Vec::new();
+        for t in (100..=3_000).step_by(10) {
+            match k.poll(at(t)) {
+                Some(KeepAliveAction::Ping { .. }) => pings.push(t),
+                Some(KeepAliveAction::Close { .. }) => panic!("closed while paused at {t}"),
+                None => {}
+            }
+        }
+        // A ping every 0.5 s of quiet (the first 0.5 s after the connection opened).
+        assert_eq!(pings, [500, 1000, 1500, 2000, 2500, 3000]);
+        // Reading again: the silence timer runs from the resume, and quiet pings are
+        // 20 s apart again (a frame received re-arms the probe).
+        k.resume(at(3_000));
+        assert_eq!(k.deadline(), Some(at(4_500)));
+        k.on_received(at(3_100));
+        assert_eq!(k.deadline(), Some(at(3_600)));
+        assert_eq!(k.poll(at(3_600)), Some(KeepAliveAction::Ping { nonce: 7 }));
+        k.on_received(at(3_700));
+        assert_eq!(k.deadline(), Some(at(4_200)));
+        k.on_received(at(4_100));
+        k.on_received(at(4_500));
+        // Hearing the peer all the time, the next ping is the quiet one, 20 s after 3.6 s.
+        for t in (4_600..23_600).step_by(100) {
+            k.on_received(at(t));
+        }
+        assert_eq!(k.deadline(), Some(at(23_600)));
     }
 
     #[test]

@@ -134,8 +134,22 @@ pub struct FrontendConfig {
     pub server_id: String,
     /// Ping a client after this long without sending it anything. Default 2 s.
     pub client_ping_interval: Duration,
-    /// Close a client connection after this long without receiving anything. Default 6 s.
+    /// Close a welcomed client connection after this long without receiving a frame.
+    /// Default 60 s: a backstop only, since a vanished client is found by the kernel in
+    /// [`client_transport_timeout`](Self::client_transport_timeout).
     pub client_idle_timeout: Duration,
+    /// Close a client connection that has not said `Hello` this long after it was
+    /// accepted. Default 6 s.
+    #[serde(default = "default_client_handshake_timeout")]
+    pub client_handshake_timeout: Duration,
+    /// The kernel closes a client connection whose TCP acknowledges nothing for this
+    /// long: neither the data sent to it (`TCP_USER_TIMEOUT`, Linux) nor, while the
+    /// connection is quiet, TCP keep-alive probes (the first after
+    /// [`client_ping_interval`](Self::client_ping_interval) of quiet, then one a second).
+    /// Default 6 s. Zero leaves the sockets' TCP settings alone (the frame-silence
+    /// backstop is then all there is).
+    #[serde(default = "default_client_transport_timeout")]
+    pub client_transport_timeout: Duration,
     /// Ping a game server after this long without sending it anything. Default 1 s.
     pub game_ping_interval: Duration,
     /// Close a game-server link after this long without receiving anything. Default 3 s.
@@ -287,6 +301,14 @@ fn default_anonymous_observers() -> bool {
     true
 }
 
+fn default_client_handshake_timeout() -> Duration {
+    flotilla_wire::FRONTEND_HANDSHAKE_TIMEOUT
+}
+
+fn default_client_transport_timeout() -> Duration {
+    flotilla_wire::FRONTEND_CLIENT_TRANSPORT_TIMEOUT
+}
+
 fn default_game_resume_grace() -> Duration {
     Duration::from_secs(5)
 }
@@ -305,6 +327,8 @@ impl Default for FrontendConfig {
             server_id: "frontend".to_owned(),
             client_ping_interval: flotilla_wire::FRONTEND_PING_INTERVAL,
             client_idle_timeout: flotilla_wire::FRONTEND_CLIENT_IDLE_TIMEOUT,
+            client_handshake_timeout: default_client_handshake_timeout(),
+            client_transport_timeout: default_client_transport_timeout(),
             game_ping_interval: flotilla_wire::GAME_PING_INTERVAL,
             game_idle_timeout: flotilla_wire::GAME_IDLE_TIMEOUT,
             send_budget: 128 * 1024,
@@ -366,7 +390,10 @@ impl FrontendConfig {
                 "max_game_queued_bytes must be above 0",
             ));
         }
-        if self.client_idle_timeout.is_zero() || self.game_idle_timeout.is_zero() {
+        if self.client_idle_timeout.is_zero()
+            || self.client_handshake_timeout.is_zero()
+            || self.game_idle_timeout.is_zero()
+        {
             return Err(FrontendError::InvalidConfig(
                 "idle timeouts must be above 0",
             ));
@@ -434,7 +461,9 @@ mod tests {
     fn defaults_are_valid_and_follow_the_protocol() {
         let config = FrontendConfig::default();
         config.validate().unwrap();
-        assert_eq!(config.client_idle_timeout, Duration::from_secs(6));
+        assert_eq!(config.client_idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.client_handshake_timeout, Duration::from_secs(6));
+        assert_eq!(config.client_transport_timeout, Duration::from_secs(6));
         assert_eq!(config.game_ping_interval, Duration::from_secs(1));
         assert_eq!(config.max_frame_len, 1 << 20);
     }

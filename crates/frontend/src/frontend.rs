@@ -499,7 +499,12 @@ pub struct Frontend {
     client_reading_paused: bool,
     /// The sessions' keep-alive deadlines (a lazy heap: see [`Deadlines`]).
     deadlines: Deadlines<ConnId>,
+    /// A client's keep-alive until its `Welcome`: no pings, closed after the handshake
+    /// timeout.
     client_keep_alive: KeepAliveConfig,
+    /// A welcomed client's keep-alive: pings when quiet, closed after the frame-silence
+    /// backstop.
+    open_client_keep_alive: KeepAliveConfig,
     /// Worlds whose game link was lost, kept until the instant given for a game server to
     /// announce them again (see [`FrontendConfig::game_resume_grace`]).
     orphans: BTreeMap<WorldId, Instant>,
@@ -535,6 +540,10 @@ impl Frontend {
             client_reading_paused: false,
             deadlines: Deadlines::new(),
             client_keep_alive: KeepAliveConfig::new(
+                config.client_ping_interval,
+                config.client_handshake_timeout,
+            ),
+            open_client_keep_alive: KeepAliveConfig::new(
                 config.client_ping_interval,
                 config.client_idle_timeout,
             ),
@@ -1006,7 +1015,13 @@ impl Frontend {
         let Some(session) = self.sessions.get_mut(&conn) else {
             return;
         };
-        let welcome = session.open(session_id, token, resumed, &self.config.server_id);
+        let welcome = session.open(
+            session_id,
+            token,
+            resumed,
+            &self.config.server_id,
+            self.open_client_keep_alive,
+        );
         self.send_client(now, conn, welcome, Traffic::Control);
         if let Some(old) = self.router.attach_session(session_id, conn) {
             log::info!("session {session_id:?} moved from {old:?} to {conn:?}");

@@ -155,6 +155,7 @@ pub struct ServerStats {
     handshake_failures: AtomicU64,
     web_requests: AtomicU64,
     clients_gone: AtomicU64,
+    clients_vanished: AtomicU64,
     memory_trims: AtomicU64,
     game_links_silent: AtomicU64,
 }
@@ -195,6 +196,10 @@ pub struct StatsSnapshot {
     pub web_requests: u64,
     /// Client connections whose reader ended (closed by either side).
     pub clients_gone: u64,
+    /// Of those, connections the kernel gave up because the client's TCP acknowledged
+    /// nothing for [`client_transport_timeout`](crate::FrontendConfig::client_transport_timeout):
+    /// clients that vanished without closing.
+    pub clients_vanished: u64,
     /// Times free heap memory was given back to the OS after connections closed
     /// (glibc `malloc_trim`, at most every 2 s and only after 32 connections ended).
     pub memory_trims: u64,
@@ -224,6 +229,7 @@ impl ServerStats {
             handshake_failures: self.handshake_failures.load(Ordering::Relaxed),
             web_requests: self.web_requests.load(Ordering::Relaxed),
             clients_gone: self.clients_gone.load(Ordering::Relaxed),
+            clients_vanished: self.clients_vanished.load(Ordering::Relaxed),
             memory_trims: self.memory_trims.load(Ordering::Relaxed),
             game_links_silent: self.game_links_silent.load(Ordering::Relaxed),
         }
@@ -467,6 +473,7 @@ impl FrontendServer {
                 listener: TcpListener::from_std(listener)?,
                 spare: std::fs::File::open("/dev/null").ok(),
                 out_of_descriptors_logged: false,
+                watch: TransportWatch::of(&config),
             })
         };
         let mut filtered = vec![listener.try_clone()?];
@@ -1814,6 +1821,10 @@ async fn read_frames(
                     continue;
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) if error.kind() == io::ErrorKind::TimedOut => {
+                    log::debug!("read failed: {error} (the peer's TCP stopped answering)");
+                    return ReadEnd::Vanished;
+                }
                 Err(error) => {
                     log::debug!("read failed: {error}");
                     return ReadEnd::Closed;
@@ -1905,6 +1916,9 @@ async fn read_frames(
 enum ReadEnd {
     /// EOF or a socket error.
     Closed,
+    /// The kernel gave the peer up: its TCP acknowledged nothing for the transport
+    /// timeout (`ETIMEDOUT`; see [`TransportWatch`]).
+    Vanished,
     /// Bytes that could not be framed (already reported).
     Malformed,
     /// The event loop is gone.
@@ -1918,7 +1932,7 @@ async fn read_client(
     layers: Option<ReadLayers>,
     stop: Option<oneshot::Receiver<()>>,
     tx: mpsc::Sender<Event>,
-) {
+) -> ReadEnd {
     let end = read_frames(
         &stream,
         limits,
@@ -1938,9 +1952,10 @@ async fn read_client(
     .await;
     // Let go of the socket before reporting, so the event loop's drop closes it.
     drop(stream);
-    if end == ReadEnd::Closed {
+    if matches!(end, ReadEnd::Closed | ReadEnd::Vanished) {
         let _ = tx.send(Event::ClientClosed(conn)).await;
     }
+    end
 }
 
 /// Who may connect: the client cap, the per-address cap and the flood penalties, shared
@@ -2191,7 +2206,9 @@ async fn start_client(
     let reader = read_client(conn, stream, limits, read, Some(stop), tx.clone());
     let stats = Arc::clone(stats);
     tokio::spawn(async move {
-        reader.await;
+        if reader.await == ReadEnd::Vanished {
+            stats.clients_vanished.fetch_add(1, Ordering::Relaxed);
+        }
         drop(ticket);
         stats.clients_gone.fetch_add(1, Ordering::Relaxed);
     });
@@ -2205,6 +2222,59 @@ struct Acceptor {
     listener: TcpListener,
     spare: Option<std::fs::File>,
     out_of_descriptors_logged: bool,
+    /// The kernel's watch over each accepted client (`None`: sockets left alone).
+    watch: Option<TransportWatch>,
+}
+
+/// How the kernel watches a client connection for the front-end
+/// ([`FrontendConfig::client_transport_timeout`]): TCP keep-alive probes on a quiet
+/// connection, and on Linux `TCP_USER_TIMEOUT` on data left unacknowledged. A client that
+/// vanished without a reset is then closed by the kernel (the next read fails with
+/// `ETIMEDOUT`) and the front-end's process spends nothing on clients that are alive:
+/// they need not send frames to prove it (PROTOCOL.md section 7).
+#[derive(Debug, Clone, Copy)]
+struct TransportWatch {
+    timeout: Duration,
+    quiet: Duration,
+}
+
+impl TransportWatch {
+    /// The watch `config` asks for: the first probe after the client ping interval of
+    /// quiet (at least 1 s), then one a second until `client_transport_timeout`.
+    fn of(config: &FrontendConfig) -> Option<Self> {
+        (!config.client_transport_timeout.is_zero()).then(|| Self {
+            timeout: config.client_transport_timeout,
+            quiet: config.client_ping_interval.max(Duration::from_secs(1)),
+        })
+    }
+
+    /// Puts the watch on an accepted client socket. A system that refuses an option
+    /// leaves that socket to the frame-silence backstop (logged once per process).
+    fn apply(&self, stream: &TcpStream) {
+        let socket = socket2::SockRef::from(stream);
+        const INTERVAL: Duration = Duration::from_secs(1);
+        let probes = (self.timeout.saturating_sub(self.quiet).as_secs().max(1))
+            .try_into()
+            .unwrap_or(u32::MAX);
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(self.quiet)
+            .with_interval(INTERVAL)
+            .with_retries(probes);
+        let mut result = socket.set_tcp_keepalive(&keepalive);
+        #[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
+        {
+            result = result.and_then(|()| socket.set_tcp_user_timeout(Some(self.timeout)));
+        }
+        if let Err(error) = result {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                log::warn!(
+                    "cannot set TCP keep-alive or user timeout on client sockets ({error}): \
+                     vanished clients are noticed only by the frame-silence backstop"
+                );
+            });
+        }
+    }
 }
 
 impl Acceptor {
@@ -2223,6 +2293,9 @@ impl Acceptor {
             match accepted {
                 Ok(accepted) => {
                     let _ = accepted.0.set_nodelay(true);
+                    if let Some(watch) = &self.watch {
+                        watch.apply(&accepted.0);
+                    }
                     return Some(accepted);
                 }
                 Err(error) if is_out_of_descriptors(&error) && self.spare.is_some() => {

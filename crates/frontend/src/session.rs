@@ -388,15 +388,18 @@ impl Session {
     }
 
     /// Completes the handshake after [`SessionEvent::Hello`]: the connection now carries
-    /// `session`. Returns the `Welcome` frame to send.
+    /// `session` and is kept alive with `keep_alive` (the welcomed client's intervals,
+    /// which replace the handshake's). Returns the `Welcome` frame to send.
     pub fn open(
         &mut self,
         session: SessionId,
         session_token: Bytes,
         resumed: bool,
         server_id: &str,
+        keep_alive: KeepAliveConfig,
     ) -> Bytes {
         self.phase = SessionPhase::Open { session };
+        self.keep_alive.set_config(keep_alive);
         FrontendToClient::Welcome {
             version: self.version,
             session_token,
@@ -594,7 +597,13 @@ mod tests {
                 client_name: "tester".into()
             }
         );
-        let welcome = session.open(SessionId(9), Bytes::from_static(b"t"), true, "fe-1");
+        let welcome = session.open(
+            SessionId(9),
+            Bytes::from_static(b"t"),
+            true,
+            "fe-1",
+            keep_alive(2, 60),
+        );
         assert_eq!(
             decode(&welcome),
             FrontendToClient::Welcome {
@@ -640,7 +649,7 @@ mod tests {
     fn a_frame_of_the_wrong_direction_is_an_unexpected_frame_error() {
         let mut session = Session::new(ConnId(1), at(0), keep_alive(2, 6));
         session.handle_frame(at(0), &hello(None));
-        session.open(SessionId(1), Bytes::new(), false, "fe");
+        session.open(SessionId(1), Bytes::new(), false, "fe", keep_alive(2, 60));
         // A Welcome is a front-end-to-client frame: not allowed from a client.
         let mut out = BytesMut::new();
         FrontendToClient::Welcome {
@@ -658,7 +667,7 @@ mod tests {
     fn keep_alive_pings_a_quiet_client_and_closes_a_silent_one() {
         let mut session = Session::new(ConnId(1), at(0), keep_alive(2, 6));
         session.handle_frame(at(0), &hello(None));
-        session.open(SessionId(1), Bytes::new(), false, "fe");
+        session.open(SessionId(1), Bytes::new(), false, "fe", keep_alive(2, 6));
         session.note_sent(at(0));
         assert_eq!(session.deadline(), Some(at(2)));
         assert_eq!(session.on_timeout(at(1)), SessionEvent::Nothing);
@@ -691,7 +700,7 @@ mod tests {
     fn time_not_read_by_the_front_end_is_not_silence() {
         let mut session = Session::new(ConnId(1), at(0), keep_alive(10, 6));
         session.handle_frame(at(0), &hello(None));
-        session.open(SessionId(1), Bytes::new(), false, "fe");
+        session.open(SessionId(1), Bytes::new(), false, "fe", keep_alive(10, 6));
         // Reading was paused from 1 s to 20 s: the idle timer starts again at 20 s.
         session.reading_paused();
         // Paused, it still pings (at 10 s), but is not closed for the silence.
@@ -709,6 +718,22 @@ mod tests {
         session.reading_resumed(at(5));
         assert_eq!(session.deadline(), Some(at(1)), "the ping, not the close");
         assert_eq!(session.on_timeout(at(15)), SessionEvent::Nothing);
+    }
+
+    #[test]
+    fn the_welcome_replaces_the_handshake_timeout_with_the_welcomed_clients_backstop() {
+        // Until its Hello a client has 6 s; once welcomed, a client that only listens
+        // (its kernel answers for it) is closed by the frame-silence backstop, 60 s.
+        let mut session = Session::new(ConnId(1), at(0), keep_alive(2, 6));
+        session.handle_frame(at(5), &hello(None));
+        session.open(SessionId(1), Bytes::new(), false, "fe", keep_alive(2, 60));
+        for t in 6..65 {
+            // The front-end writes to it all the time: no pings, no close.
+            session.note_sent(at(t));
+            assert_eq!(session.on_timeout(at(t)), SessionEvent::Nothing, "at {t} s");
+        }
+        let event = session.on_timeout(at(65));
+        assert_eq!(error_code(&event), ErrorCode::Timeout);
     }
 
     #[test]

@@ -130,6 +130,23 @@ struct TestClient {
 }
 
 impl TestClient {
+    /// The client vanishes as if its machine died: its kernel drops every segment that
+    /// arrives from now on (a socket filter of one instruction, `ret #0`), so nothing
+    /// the front-end sends is acknowledged, and the socket is not closed (no FIN, no
+    /// reset).
+    fn vanish(&self) {
+        const BPF_RET_K: u16 = 0x06;
+        let drop_everything = [libc::sock_filter {
+            code: BPF_RET_K,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        }];
+        socket2::SockRef::from(&self.stream)
+            .attach_filter(&drop_everything)
+            .unwrap();
+    }
+
     async fn connect(addr: SocketAddr, name: &str) -> Self {
         let stream = TcpStream::connect(addr).await.unwrap();
         let mut client = Self {
@@ -359,6 +376,60 @@ async fn observers_follow_the_world_inputs_round_trip_and_garbage_closes_one_con
         frontend.shutdown().await;
     };
     tokio::time::timeout(Duration::from_secs(30), test)
+        .await
+        .expect("test timed out");
+}
+
+/// PROTOCOL.md section 7: the front-end's kernel tells it that a client vanished (its TCP
+/// acknowledged nothing for 6 s), whether the front-end was streaming to it or it was
+/// quiet; a client that only listens, sending no frame at all, keeps its connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vanished_clients_are_closed_by_the_kernel_and_a_client_that_only_listens_stays() {
+    let test = async {
+        let game = FakeGame::start().await;
+        let frontend = start_frontend(&game).await;
+        let addr = frontend.local_addr();
+        let mut streaming = TestClient::connect(addr, "streaming").await;
+        streaming.wait_for_directory_entry(&arena()).await;
+        let mut listening = TestClient::connect(addr, "listening").await;
+        let quiet = TestClient::connect(addr, "quiet").await;
+        streaming.subscribe(&arena()).await;
+        let mut listening_world = listening.subscribe(&arena()).await;
+        streaming.vanish();
+        quiet.vanish();
+        let started = std::time::Instant::now();
+        let mut commits = 0;
+        // A batch every 50 ms; the listener reads them and sends nothing.
+        while frontend.stats().clients_vanished < 2 {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "not noticed: {:?}",
+                frontend.stats()
+            );
+            commits += 1;
+            game.commit(&format!("ship/{commits}"), "1,1");
+            listening
+                .apply_batches(&arena(), &mut listening_world, 1)
+                .await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The kernel's verdict (the frame-silence backstop would take 60 s).
+        let noticed_after = started.elapsed();
+        for _ in 0..3 {
+            commits += 1;
+            game.commit(&format!("ship/{commits}"), "2,2");
+        }
+        listening
+            .apply_batches(&arena(), &mut listening_world, 3)
+            .await;
+        assert_eq!(listening_world.digest(), game.digest().await);
+        let stats = frontend.stats();
+        assert_eq!(stats.clients_vanished, 2, "{stats:?}");
+        assert_eq!(stats.machine.connections, 1, "{stats:?}");
+        eprintln!("vanished clients closed {noticed_after:?} after they vanished");
+        frontend.shutdown().await;
+    };
+    tokio::time::timeout(Duration::from_secs(60), test)
         .await
         .expect("test timed out");
 }

@@ -1143,7 +1143,8 @@ function observerFlow(V) {
     receive(hex) { this.onmessage && this.onmessage({ data: F.fromHex(hex).buffer }); }
     fail() { this.onclose && this.onclose({ code: 1006, reason: "" }); }
   }
-  const observer = new F.Observer({ frontends: V.frontends, world: V.world, WebSocket: FakeWebSocket, clock });
+  // A quiet-side ping every 2 s (the default is 20 s), so the flow shows one.
+  const observer = new F.Observer({ frontends: V.frontends, world: V.world, WebSocket: FakeWebSocket, clock, quietPingMs: 2000 });
   const checkpoints = [];
   const check = (label) => {
     const replica = observer.replica();

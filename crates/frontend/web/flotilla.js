@@ -51,7 +51,7 @@
 
   // Keep-alive of a client towards its front-end (PROTOCOL.md section 7), in ms.
   const CLIENT_PING_INTERVAL_MS = 500; // probe after this long unheard
-  const CLIENT_QUIET_PING_INTERVAL_MS = 2000; // ping after this long without sending
+  const CLIENT_QUIET_PING_INTERVAL_MS = 20000; // ping after this long without sending (the front-end's kernel watches the connection)
   const CLIENT_IDLE_TIMEOUT_MS = 1500; // give up after this long unheard
   const HANDSHAKE_TIMEOUT_MS = 1500; // no Welcome within this: try another front-end
 

@@ -115,9 +115,11 @@ pub const MAX_WORLD_ID_LEN: usize = 255;
 pub const CLIENT_PING_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Recommended: a client also pings after this long without *sending* anything, so that
-/// the front-end's silence timer (6 s) is fed; a client receiving a stream sends nothing
-/// more.
-pub const CLIENT_QUIET_PING_INTERVAL: Duration = Duration::from_secs(2);
+/// the front-end's frame-silence backstop ([`FRONTEND_CLIENT_IDLE_TIMEOUT`], 60 s) is fed.
+/// A front-end learns that a client vanished from its own kernel
+/// ([`FRONTEND_CLIENT_TRANSPORT_TIMEOUT`]), so a client receiving a stream sends one ping
+/// every 20 s and nothing more.
+pub const CLIENT_QUIET_PING_INTERVAL: Duration = Duration::from_secs(20);
 
 /// Recommended: a client gives its front-end up (and fails over to another) after this
 /// long without receiving anything: three missed pings. Short, because a client must be
@@ -129,11 +131,23 @@ pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_millis(1_500);
 /// Recommended: a front-end pings a client after this long without sending it anything.
 pub const FRONTEND_PING_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Recommended: a front-end closes a client connection after this long without receiving
-/// anything. Longer than the client's own timeout: on this side silence only costs the
-/// resources of a gone client, while a client that goes quiet briefly (a stalled
-/// mobile network) keeps its connection.
-pub const FRONTEND_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(6);
+/// Recommended: a front-end closes a client connection that has not sent its `Hello`
+/// this long after it was accepted.
+pub const FRONTEND_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(6);
+
+/// Recommended: a front-end's kernel closes a client connection whose TCP has gone this
+/// long without acknowledging anything: data the front-end sent (`TCP_USER_TIMEOUT`), or,
+/// on a quiet connection, TCP keep-alive probes (the first after
+/// [`FRONTEND_PING_INTERVAL`] of quiet, then one a second). A client that vanished (its
+/// machine died, its network went away) is so noticed in about 6 s at no cost to the
+/// front-end's process or to a client that is alive: the acknowledgements are TCP's own.
+pub const FRONTEND_CLIENT_TRANSPORT_TIMEOUT: Duration = Duration::from_secs(6);
+
+/// Recommended: a front-end closes a welcomed client connection after this long without
+/// receiving a frame. A backstop for what the kernel cannot see (a client behind a proxy
+/// whose TCP answers for it): the vanished client is found by
+/// [`FRONTEND_CLIENT_TRANSPORT_TIMEOUT`], long before.
+pub const FRONTEND_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Recommended: a front-end and a game server ping each other after this long without
 /// sending anything.

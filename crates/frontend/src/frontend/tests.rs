@@ -830,6 +830,7 @@ fn keep_alives_ping_quiet_clients_and_close_silent_ones() {
     // loss below is the only cause of the unsubscription.
     let mut h = Harness::new(FrontendConfig {
         game_resume_grace: Duration::ZERO,
+        client_idle_timeout: 6000 * MS,
         ..FrontendConfig::default()
     });
     h.game(1, &["arena"]);
@@ -1434,8 +1435,47 @@ fn a_game_link_that_stops_reading_is_closed_as_overloaded_and_its_worlds_end() {
 }
 
 #[test]
-fn clients_are_not_timed_out_while_the_front_end_does_not_read_them() {
+fn a_client_must_say_hello_within_6_s_and_a_welcomed_one_that_only_listens_is_kept_a_minute() {
+    // PROTOCOL.md section 7: a welcomed client's liveness is its kernel's business (the
+    // shell's `TransportWatch`); the machine's frame-silence rule is a 60 s backstop.
     let mut h = Harness::default_config();
+    h.game(1, &["arena"]);
+    h.feed(Input::ClientConnected(ConnId(2)));
+    h.client(1);
+    h.subscribe(1, &arena(), None);
+    let mut closed = Vec::new();
+    let end = h.now + Duration::from_secs(61);
+    while let Some(at) = h.frontend.poll_timeout().filter(|at| *at <= end) {
+        h.now = h.now.max(at);
+        for output in h.feed(Input::Timeout) {
+            if let Output::CloseClient(conn, reason) = output {
+                closed.push((conn, reason, h.now));
+            }
+        }
+    }
+    assert_eq!(
+        closed,
+        vec![
+            (
+                ConnId(2),
+                CloseReason::IdleTimeout,
+                Instant::ZERO + 6000 * MS
+            ),
+            (
+                ConnId(1),
+                CloseReason::IdleTimeout,
+                Instant::ZERO + 60_000 * MS
+            ),
+        ]
+    );
+}
+
+#[test]
+fn clients_are_not_timed_out_while_the_front_end_does_not_read_them() {
+    let mut h = Harness::new(FrontendConfig {
+        client_idle_timeout: 6000 * MS,
+        ..FrontendConfig::default()
+    });
     h.client(1);
     h.advance(1000 * MS);
     h.feed(Input::ClientReadingPaused);
@@ -1616,7 +1656,10 @@ fn poll_timeout_names_the_next_deadline_and_nothing_is_done_before_it() {
 
 #[test]
 fn many_live_clients_cost_the_timer_heap_one_entry_each() {
-    let mut h = Harness::default_config();
+    let mut h = Harness::new(FrontendConfig {
+        client_idle_timeout: 6000 * MS,
+        ..FrontendConfig::default()
+    });
     let clients = 1_000u64;
     for conn in 1..=clients {
         h.client(conn);
