@@ -57,12 +57,20 @@ pub struct BigFinalConfig {
     pub per_process: usize,
     /// The front-ends' coalescing threshold (`None`: their default; 0: every batch).
     pub coalesce_above: Option<usize>,
-    /// How often each observer pings (`None`: every 2 s, what PROTOCOL.md section 7 asks
-    /// of a receiving client). Set, the front-ends close a silent client after three
-    /// times that (at least their default 6 s): a what-if for the observers' keep-alive
+    /// How often each observer pings (`None`: every 20 s, what PROTOCOL.md section 7
+    /// asks of a receiving client). Set, the front-ends close a silent client after three
+    /// times that (at least their default 60 s): a what-if for the observers' keep-alive
     /// budget, not the protocol.
     pub observer_ping: Option<Duration>,
+    /// How often each observer worker thread polls its connections at most (zero: at
+    /// every arrival). Default 5 ms: a worker stands in for thousands of devices, and
+    /// woken at every arrival it would make the front-ends pay for its wake-ups, which
+    /// on loopback run in the sender's write. Adds at most this much to the lag.
+    pub observer_poll: Duration,
 }
+
+/// The default of [`BigFinalConfig::observer_poll`].
+pub const OBSERVER_POLL_EVERY: Duration = Duration::from_millis(5);
 
 /// The front-ends' client silence timeout for observers pinging every `ping`: three
 /// intervals, never under the default.
@@ -81,6 +89,7 @@ impl Default for BigFinalConfig {
             per_process: 10_000,
             coalesce_above: None,
             observer_ping: None,
+            observer_poll: OBSERVER_POLL_EVERY,
         }
     }
 }
@@ -120,6 +129,9 @@ pub struct BigFinalReport {
     pub payload_bytes: usize,
     /// How often each observer pinged, in milliseconds.
     pub observer_ping_ms: u128,
+    /// How often each observer worker thread polled its connections at most, in
+    /// milliseconds (0: at every arrival).
+    pub observer_poll_ms: f64,
     /// Observers subscribed (snapshot received) in all.
     pub subscribed: usize,
     /// Seconds from the first observer process started to the last one ready.
@@ -260,6 +272,7 @@ pub fn run_bigfinal(
             transport: crate::transport::Transport::Tcp,
             ca: None,
             ping_every: config.observer_ping,
+            poll_every: config.observer_poll,
             protocol: Protocol::Flotilla,
             server: frontend.addr,
             target: WORLD.into(),
@@ -440,6 +453,7 @@ pub fn run_bigfinal(
             .observer_ping
             .unwrap_or(crate::observe::KEEPALIVE_EVERY)
             .as_millis(),
+        observer_poll_ms: config.observer_poll.as_secs_f64() * 1000.0,
         observers: config.observers,
         frontends: config.frontends,
         rate: config.rate,
@@ -479,6 +493,7 @@ fn measure_link_bytes(
         transport: crate::transport::Transport::Tcp,
         ca: None,
         ping_every: None,
+        poll_every: Duration::ZERO,
         protocol: Protocol::Flotilla,
         server: frontend.addr,
         target: WORLD.into(),

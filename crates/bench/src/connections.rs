@@ -115,6 +115,7 @@ pub fn run_connections(
         transport: config.transport,
         ca: pki.as_ref().map(|pki| pki.ca_pem_path().to_owned()),
         ping_every: None,
+        poll_every: Duration::ZERO,
         protocol: Protocol::Flotilla,
         server: frontend.addr_for(config.transport)?,
         target: "quiet".into(),

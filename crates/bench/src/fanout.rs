@@ -460,6 +460,7 @@ fn set_up(
         transport,
         ca: pki.map(|pki| pki.ca_pem_path().to_owned()),
         ping_every: None,
+        poll_every: Duration::ZERO,
         protocol: system,
         server,
         target: TARGET.into(),

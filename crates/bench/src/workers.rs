@@ -86,9 +86,13 @@ pub enum WorkerArgs {
         #[arg(long)]
         ca: Option<PathBuf>,
         /// Each connection pings this often (milliseconds; flotilla); default what
-        /// PROTOCOL.md section 7 asks of a receiving client (2 s).
+        /// PROTOCOL.md section 7 asks of a receiving client (20 s).
         #[arg(long)]
         ping_ms: Option<u64>,
+        /// Each thread polls its connections at most this often (microseconds; 0: as
+        /// soon as anything arrives). See [`ObserverSettings::poll_every`].
+        #[arg(long, default_value_t = 0)]
+        poll_every_us: u64,
     },
     /// Run fleet clients watching one world: print `{"event":"ready",…}` once each has
     /// its replica, answer `counts` with the clients per front-end, until `quit` or
@@ -141,8 +145,10 @@ pub fn worker_main(args: WorkerArgs) -> Result<(), BenchError> {
             transport,
             ca,
             ping_ms,
+            poll_every_us,
         } => observers_worker(ObserverSettings {
             ping_every: ping_ms.map_or(crate::observe::KEEPALIVE_EVERY, Duration::from_millis),
+            poll_every: Duration::from_micros(poll_every_us),
             transport,
             ca,
             protocol,
@@ -711,8 +717,11 @@ pub(crate) struct GroupSpec {
     pub transport: Transport,
     /// The authority of the server's certificate (TLS transports).
     pub ca: Option<PathBuf>,
-    /// How often each observer pings (`None`: what the protocol asks, 2 s).
+    /// How often each observer pings (`None`: what the protocol asks, 20 s).
     pub ping_every: Option<Duration>,
+    /// How often each worker thread polls its connections at most (zero: as soon as
+    /// anything arrives; see `ObserverSettings::poll_every`).
+    pub poll_every: Duration,
 }
 
 impl ObserverGroup {
@@ -768,6 +777,10 @@ impl ObserverGroup {
                             ["--ping-ms".to_owned(), every.as_millis().to_string()]
                         }),
                     )
+                    .chain([
+                        "--poll-every-us".to_owned(),
+                        spec.poll_every.as_micros().to_string(),
+                    ])
                     .collect::<Vec<String>>(),
                 )?,
             );
