@@ -105,8 +105,8 @@ impl Protocol {
     }
 
     /// Bytes an observer sends now and then so a quiet server does not close it
-    /// (flotilla front-ends close a client that sent nothing for 6 s). NATS needs none:
-    /// the server pings and the reader answers.
+    /// (flotilla front-ends close a welcomed client that sent no frame for 60 s). NATS
+    /// needs none: the server pings and the reader answers.
     pub fn keepalive(self) -> Option<Vec<u8>> {
         match self {
             Protocol::Flotilla => Some(

@@ -516,9 +516,12 @@ fn run_thread(
             let Some(Some(connection)) = connections.get_mut(slot) else {
                 continue;
             };
-            if let Some(reason) =
-                read_connection(connection, protocol, &mut buf, measuring, shared, tally)
-            {
+            // A close that came with the last data raises no edge of its own: read on to
+            // the end of the stream then, short reads or not.
+            let closing = event.is_read_closed() || event.is_error();
+            if let Some(reason) = read_connection(
+                connection, protocol, &mut buf, closing, measuring, shared, tally,
+            ) {
                 if let Some(Some(mut gone)) = connections.get_mut(slot).map(Option::take) {
                     let _ = poll.registry().deregister(&mut gone.stream);
                 }
@@ -646,11 +649,14 @@ fn connect_one(
     shared.attempted.fetch_add(1, Ordering::SeqCst);
 }
 
-/// Reads until the socket would block; returns why the connection is gone, if it is.
+/// Reads until the socket would block, or until a read shorter than `buf` (which
+/// emptied it) unless the peer is `closing`; returns why the connection is gone, if it
+/// is.
 fn read_connection(
     connection: &mut Connection,
     protocol: Protocol,
     buf: &mut [u8],
+    closing: bool,
     measuring: bool,
     shared: &Shared,
     tally: &mut Tally,
@@ -673,7 +679,7 @@ fn read_connection(
         };
         // A read shorter than the buffer emptied the socket: data arriving later raises
         // a new edge, so the `read` that would only find nothing is saved.
-        let drained = n < buf.len();
+        let drained = n < buf.len() && !closing;
         let now_ns = unix_now_ns();
         let mut chunk = buf.get(..n).unwrap_or_default();
         if let Some(layers) = layers.as_mut() {

@@ -56,14 +56,24 @@ pub struct FrontendArgs {
     /// Logging through the flotilla logger.
     #[command(flatten)]
     log: LogArgs,
-    /// Ping a client after this many milliseconds without sending it anything
-    /// (default 2000).
+    /// Ping a client after this many milliseconds without sending it anything; also when
+    /// the kernel's first keep-alive probe goes out on a quiet connection (default 2000).
     #[arg(long)]
     client_ping_ms: Option<u64>,
-    /// Close a client connection after this many milliseconds without receiving anything
-    /// (default 6000).
+    /// Close a welcomed client connection after this many milliseconds without receiving
+    /// a frame: a backstop, since the kernel notices a vanished client sooner (default
+    /// 60000).
     #[arg(long)]
     client_idle_ms: Option<u64>,
+    /// Close a client connection that has not said `Hello` this many milliseconds after
+    /// it was accepted (default 6000).
+    #[arg(long)]
+    client_handshake_ms: Option<u64>,
+    /// Have the kernel close a client connection whose TCP acknowledges nothing for this
+    /// many milliseconds (TCP_USER_TIMEOUT and keep-alive probes); 0 leaves the sockets'
+    /// TCP settings alone, for a front-end whose TCP peer is a proxy (default 6000).
+    #[arg(long)]
+    client_transport_timeout_ms: Option<u64>,
     /// Ping a game server after this many milliseconds without sending it anything
     /// (default 1000).
     #[arg(long)]
@@ -528,6 +538,12 @@ pub fn frontend(args: FrontendArgs) -> Result<()> {
             client_idle_timeout: args
                 .client_idle_ms
                 .map_or(config.client_idle_timeout, millis),
+            client_handshake_timeout: args
+                .client_handshake_ms
+                .map_or(config.client_handshake_timeout, millis),
+            client_transport_timeout: args
+                .client_transport_timeout_ms
+                .map_or(config.client_transport_timeout, millis),
             game_ping_interval: args.game_ping_ms.map_or(config.game_ping_interval, millis),
             game_idle_timeout: args.game_idle_ms.map_or(config.game_idle_timeout, millis),
             replica_grace_period: args

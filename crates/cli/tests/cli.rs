@@ -157,7 +157,7 @@ fn bad_settings_are_loud_errors() {
                 "--game",
                 "127.0.0.1:1",
                 "--client-ping-ms",
-                "7000",
+                "70000",
             ],
             "ping intervals must be shorter than idle timeouts",
         ),

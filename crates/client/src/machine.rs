@@ -52,8 +52,8 @@ pub struct ClientMachineConfig {
     pub mode: ReplicaMode,
     /// When a world whose game server went away is resubscribed.
     pub resubscribe: ResubscribePolicy,
-    /// The client's keep-alive (default: probe after 0.5 s unheard, ping after 2 s without
-    /// sending, close after 1.5 s of silence).
+    /// The client's keep-alive (default: probe after 0.5 s unheard, ping after 20 s
+    /// without sending, close after 1.5 s of silence).
     pub keep_alive: KeepAliveConfig,
     /// A connection not established within this is a failed attempt.
     pub connect_timeout: Duration,

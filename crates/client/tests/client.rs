@@ -432,7 +432,7 @@ async fn keep_alive_pings_then_idle_timeout_closes() {
     };
     assert_eq!(code, ErrorCode::Timeout);
     // One probe is out at a time: the silent front-end gets exactly one before the close
-    // (the quiet-side ping, every 2 s, does not come due in 400 ms).
+    // (the quiet-side ping, every 20 s, does not come due in 400 ms).
     assert_eq!(pings, 1, "{pings} pings");
     assert!(fe.recv_frame().await.is_none());
     assert_eq!(

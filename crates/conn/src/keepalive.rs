@@ -46,7 +46,7 @@ impl KeepAliveConfig {
     }
 
     /// A side that also probes a peer it has not heard from for `probe_after_unheard`
-    /// (clients: 0.5 s, with a quiet-side ping every 2 s).
+    /// (clients: 0.5 s, with a quiet-side ping every 20 s).
     pub const fn probing(
         probe_after_unheard: Duration,
         ping_after_quiet: Duration,

@@ -43,8 +43,14 @@ use crate::error::FrontendError;
 use crate::frontend::{Frontend, Input, Output};
 use crate::ids::{ConnId, GameId};
 
-/// The first bytes of every recording file.
-pub const MAGIC: &[u8; 8] = b"FLTREC1\n";
+/// The first bytes of every recording file. The digit is the format: checkpoints are
+/// postcard, which reads fields by position, so a change to the machine's state (format 2:
+/// the welcomed clients' keep-alive, the handshake and transport timeouts) makes older
+/// recordings unreadable, and they are refused as such.
+pub const MAGIC: &[u8; 8] = b"FLTREC2\n";
+
+/// The start shared by every format's [`MAGIC`].
+const MAGIC_FAMILY: &[u8; 6] = b"FLTREC";
 
 /// The largest recording file [`RecordSettings::new`] chooses.
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
@@ -723,10 +729,21 @@ pub fn replay(dir: &Path) -> Result<ReplayReport, FrontendError> {
             })?;
         report.files += 1;
         if !data.starts_with(MAGIC) {
-            return Err(FrontendError::Record(format!(
-                "{} is not a flotilla front-end recording",
-                path.display()
-            )));
+            return Err(FrontendError::Record(
+                match data
+                    .get(..MAGIC.len())
+                    .filter(|m| m.starts_with(MAGIC_FAMILY))
+                {
+                    Some(other) => format!(
+                        "{} was recorded in format {} and this flotilla reads format {}: \
+                         replay it with the version of flotilla that recorded it",
+                        path.display(),
+                        char::from(other[MAGIC_FAMILY.len()]),
+                        char::from(MAGIC[MAGIC_FAMILY.len()]),
+                    ),
+                    None => format!("{} is not a flotilla front-end recording", path.display()),
+                },
+            ));
         }
         let mut at = MAGIC.len();
         while at < data.len() {
@@ -888,6 +905,23 @@ mod tests {
         }
         assert!(decode_input(&[99]).is_err());
         assert!(decode_input(&[1, 0]).is_err());
+    }
+
+    #[test]
+    fn a_recording_of_another_format_or_none_at_all_is_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(file_path(dir.path(), 1), b"FLTREC1\nHxxxx").unwrap();
+        let error = replay(dir.path()).unwrap_err().to_string();
+        assert!(
+            error.contains("recorded in format 1 and this flotilla reads format 2"),
+            "{error}"
+        );
+        std::fs::write(file_path(dir.path(), 1), b"not one").unwrap();
+        let error = replay(dir.path()).unwrap_err().to_string();
+        assert!(
+            error.contains("is not a flotilla front-end recording"),
+            "{error}"
+        );
     }
 
     /// A recording with the wall clock, joins (accepted and refused) and inputs (allowed

@@ -727,6 +727,10 @@ struct OutQueue {
     queued: usize,
     /// TLS and WebSocket, for a connection of a layered listener (see [`crate::edge`]).
     layers: Option<Box<OutLayers>>,
+    /// A write failed with `ETIMEDOUT`: the kernel gave the peer up (see
+    /// [`TransportWatch`]). The error is reported once, to whichever of the reader and the
+    /// writer asks first, so a write that takes it counts the vanished client.
+    timed_out: bool,
     /// Dropped with the queue: tells the connection's reader to stop, even while it waits
     /// for client reading to resume (else a closed connection's socket would stay open
     /// as long as a full game link pauses reading).
@@ -748,6 +752,7 @@ impl OutQueue {
             closing: false,
             queued: 0,
             layers,
+            timed_out: false,
             _reader_stop: reader_stop,
         }
     }
@@ -840,6 +845,7 @@ impl OutQueue {
                     }
                     Err(error) => {
                         log::debug!("TLS write failed: {error}");
+                        self.timed_out |= error.kind() == io::ErrorKind::TimedOut;
                         total += self.discard_all();
                         break;
                     }
@@ -877,6 +883,7 @@ impl OutQueue {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => {
                     log::debug!("write failed: {error}");
+                    self.timed_out |= error.kind() == io::ErrorKind::TimedOut;
                     total += self.discard_all();
                     break;
                 }
@@ -1650,6 +1657,9 @@ impl EventLoop {
             return;
         }
         let (drained, would_block) = queue.flush(&self.stats);
+        if std::mem::take(&mut queue.timed_out) {
+            self.stats.clients_vanished.fetch_add(1, Ordering::Relaxed);
+        }
         if would_block {
             queue.waiting_writable = true;
             let stream = Arc::clone(&queue.stream);
@@ -2260,10 +2270,12 @@ impl TransportWatch {
             .with_time(self.quiet)
             .with_interval(INTERVAL)
             .with_retries(probes);
+        // Each option on its own: one the system refuses does not cost the other.
         let mut result = socket.set_tcp_keepalive(&keepalive);
         #[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
         {
-            result = result.and_then(|()| socket.set_tcp_user_timeout(Some(self.timeout)));
+            let user_timeout = socket.set_tcp_user_timeout(Some(self.timeout));
+            result = result.and(user_timeout);
         }
         if let Err(error) = result {
             static WARNED: std::sync::Once = std::sync::Once::new();
