@@ -2242,19 +2242,32 @@ struct Acceptor {
 /// vanished without a reset is then closed by the kernel (the next read fails with
 /// `ETIMEDOUT`) and the front-end's process spends nothing on clients that are alive:
 /// they need not send frames to prove it (PROTOCOL.md section 7).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct TransportWatch {
     timeout: Duration,
-    quiet: Duration,
+    /// The keep-alive probes' settings, worked out once (not at every accept).
+    keepalive: socket2::TcpKeepalive,
 }
 
 impl TransportWatch {
     /// The watch `config` asks for: the first probe after the client ping interval of
     /// quiet (at least 1 s), then one a second until `client_transport_timeout`.
     fn of(config: &FrontendConfig) -> Option<Self> {
-        (!config.client_transport_timeout.is_zero()).then(|| Self {
-            timeout: config.client_transport_timeout,
-            quiet: config.client_ping_interval.max(Duration::from_secs(1)),
+        const INTERVAL: Duration = Duration::from_secs(1);
+        let timeout = config.client_transport_timeout;
+        if timeout.is_zero() {
+            return None;
+        }
+        let quiet = config.client_ping_interval.max(INTERVAL);
+        let probes = (timeout.saturating_sub(quiet).as_secs().max(1))
+            .try_into()
+            .unwrap_or(u32::MAX);
+        Some(Self {
+            timeout,
+            keepalive: socket2::TcpKeepalive::new()
+                .with_time(quiet)
+                .with_interval(INTERVAL)
+                .with_retries(probes),
         })
     }
 
@@ -2262,16 +2275,8 @@ impl TransportWatch {
     /// leaves that socket to the frame-silence backstop (logged once per process).
     fn apply(&self, stream: &TcpStream) {
         let socket = socket2::SockRef::from(stream);
-        const INTERVAL: Duration = Duration::from_secs(1);
-        let probes = (self.timeout.saturating_sub(self.quiet).as_secs().max(1))
-            .try_into()
-            .unwrap_or(u32::MAX);
-        let keepalive = socket2::TcpKeepalive::new()
-            .with_time(self.quiet)
-            .with_interval(INTERVAL)
-            .with_retries(probes);
         // Each option on its own: one the system refuses does not cost the other.
-        let mut result = socket.set_tcp_keepalive(&keepalive);
+        let mut result = socket.set_tcp_keepalive(&self.keepalive);
         #[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
         {
             let user_timeout = socket.set_tcp_user_timeout(Some(self.timeout));
