@@ -30,11 +30,11 @@ use crate::stats::Percentiles;
 use crate::workers::{FrontendWorker, GroupSpec, ObserverGroup, WorkerLauncher};
 
 /// The world.
-const WORLD: &str = "bigfinal";
+pub(crate) const WORLD: &str = "bigfinal";
 
 /// After the world stops changing, how long the observers keep counting (the last
 /// commits' way to every observer).
-const SETTLE: Duration = Duration::from_secs(2);
+pub(crate) const SETTLE: Duration = Duration::from_secs(2);
 
 /// How long the census waits, after the world stopped, for every observer to hold the
 /// final state.
@@ -67,6 +67,9 @@ pub struct BigFinalConfig {
     /// woken at every arrival it would make the front-ends pay for its wake-ups, which
     /// on loopback run in the sender's write. Adds at most this much to the lag.
     pub observer_poll: Duration,
+    /// Also run the floor ([`crate::floor`]) with the same observers after the front-ends,
+    /// for its figures side by side in the report.
+    pub floor: bool,
 }
 
 /// The default of [`BigFinalConfig::observer_poll`].
@@ -90,6 +93,7 @@ impl Default for BigFinalConfig {
             coalesce_above: None,
             observer_ping: None,
             observer_poll: OBSERVER_POLL_EVERY,
+            floor: false,
         }
     }
 }
@@ -112,6 +116,10 @@ pub struct FrontendFigures {
     pub lag_p50_ms: f64,
     /// The same, 99th percentile.
     pub lag_p99_ms: f64,
+    /// Its write calls (`writev`/`send` that wrote something) per second in the window.
+    pub writes_per_second: f64,
+    /// Microseconds of its CPU per write call (all of its work over its writes).
+    pub cpu_us_per_write: f64,
 }
 
 /// The big-final benchmark's result.
@@ -191,10 +199,26 @@ pub struct BigFinalReport {
     /// Every observer subscribed, no game link lost, every observer converged to the
     /// game's final state, lag and state age p99 at most 1 s.
     pub meets_target: bool,
+    /// The floor with the same observers, run after the front-ends (`--floor`): the
+    /// freshest replicas one TCP connection per observer allows on this machine.
+    pub floor: Option<crate::floor::FloorFigures>,
 }
 
-/// Runs the benchmark (front-ends and observers in processes started by `launcher`).
+/// Runs the benchmark (front-ends and observers in processes started by `launcher`), then
+/// the floor if asked for (every process of the first part gone by then).
 pub fn run_bigfinal(
+    config: &BigFinalConfig,
+    launcher: &WorkerLauncher,
+) -> Result<BigFinalReport, BenchError> {
+    let mut report = run_frontends(config, launcher)?;
+    if config.floor {
+        report.floor = Some(crate::floor::run_floor(config, launcher)?);
+    }
+    Ok(report)
+}
+
+/// The big final proper: the game server, the front-ends and their observers.
+fn run_frontends(
     config: &BigFinalConfig,
     launcher: &WorkerLauncher,
 ) -> Result<BigFinalReport, BenchError> {
@@ -306,6 +330,10 @@ pub fn run_bigfinal(
         .iter()
         .map(|f| CpuMeter::start(f.worker.pid(), ticks))
         .collect::<Result<Vec<_>, _>>()?;
+    let writes_before = frontends
+        .iter_mut()
+        .map(FrontendWorker::write_calls)
+        .collect::<Result<Vec<_>, _>>()?;
     let window = Instant::now();
     let _ = publishing.take_longest_gap();
     std::thread::sleep(Duration::from_secs_f64(config.seconds));
@@ -321,6 +349,15 @@ pub fn run_bigfinal(
     let frontend_cpu_percent = frontend_cpu
         .iter()
         .map(CpuMeter::percent)
+        .collect::<Result<Vec<_>, _>>()?;
+    let writes_per_second = frontends
+        .iter_mut()
+        .zip(&writes_before)
+        .map(|(frontend, before)| {
+            frontend
+                .write_calls()
+                .map(|after| after.saturating_sub(*before) as f64 / elapsed)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     publishing.finish()?;
     let stopped = Instant::now();
@@ -404,6 +441,8 @@ pub fn run_bigfinal(
             delivered_ratio,
             lag_p50_ms,
             lag_p99_ms,
+            writes_per_second: writes_per_second[index],
+            cpu_us_per_write: cpu_us_per(frontend_cpu_percent[index], writes_per_second[index]),
         });
     }
     let game_links_lost = game.frontends_lost.load(Ordering::Relaxed) - lost_before;
@@ -478,7 +517,18 @@ pub fn run_bigfinal(
         game_bytes_per_link_per_second,
         game_bytes_per_link_per_second_one_observer: one,
         meets_target,
+        floor: None,
     })
+}
+
+/// Microseconds of CPU per write of a process at `cpu_percent` (of one core) writing
+/// `writes_per_second`; 0 when it wrote nothing.
+pub(crate) fn cpu_us_per(cpu_percent: f64, writes_per_second: f64) -> f64 {
+    if writes_per_second > 0.0 {
+        cpu_percent / 100.0 / writes_per_second * 1e6
+    } else {
+        0.0
+    }
 }
 
 /// The bytes per second the game server writes to each front-end link while one observer

@@ -28,6 +28,7 @@ pub mod cpu_share;
 pub mod failover;
 pub mod fanout;
 pub mod flood;
+pub mod floor;
 mod game_side;
 pub mod hop;
 pub mod lean;

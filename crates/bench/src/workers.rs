@@ -94,6 +94,19 @@ pub enum WorkerArgs {
         #[arg(long, default_value_t = 0)]
         poll_every_us: u64,
     },
+    /// Run a floor writer (see [`crate::floor`]): prints `{"event":"listening",…}`, then
+    /// answers `stats` and `quiet` lines until stdin closes.
+    Floor {
+        /// The world its observers subscribe to.
+        #[arg(long)]
+        world: String,
+        /// Commits per second.
+        #[arg(long)]
+        rate: u64,
+        /// Bytes of each commit's value.
+        #[arg(long)]
+        payload: usize,
+    },
     /// Run fleet clients watching one world: print `{"event":"ready",…}` once each has
     /// its replica, answer `counts` with the clients per front-end, until `quit` or
     /// stdin closes.
@@ -163,6 +176,11 @@ pub fn worker_main(args: WorkerArgs) -> Result<(), BenchError> {
             world,
             count,
         } => crate::spread::fleet_clients_worker(frontends, world, count),
+        WorkerArgs::Floor {
+            world,
+            rate,
+            payload,
+        } => crate::floor::floor_worker(world, rate, payload),
     }
 }
 
@@ -270,24 +288,32 @@ fn frontend_worker(
         "wss": server.wss_addr().map(|addr| addr.to_string()),
         "pid": std::process::id(),
     }))?;
-    // Serve until the harness closes our stdin (or kills us). With
-    // `FLOTILLA_BENCH_TRACE` set, the front-end's counters go to stderr once a second.
+    // Serve until the harness closes our stdin (or kills us), answering `stats` with the
+    // write counters. With `FLOTILLA_BENCH_TRACE` set, the front-end's counters go to
+    // stderr once a second.
     let serving = std::sync::atomic::AtomicBool::new(true);
-    std::thread::scope(|scope| {
+    let served = std::thread::scope(|scope| {
         if std::env::var_os(TRACE_ENV).is_some() {
             scope.spawn(|| trace_stats(&server, &serving));
         }
-        let mut line = String::new();
-        let stdin = std::io::stdin();
-        while stdin.lock().read_line(&mut line).unwrap_or(0) > 0 {
-            line.clear();
-        }
+        let served = serve_commands(|command| {
+            if command == "stats" {
+                let stats = server.stats();
+                print_line(&json!({
+                    "event": "stats",
+                    "write_calls": stats.write_calls,
+                    "bytes_written": stats.bytes_written,
+                }))?;
+            }
+            Ok(true)
+        });
         serving.store(false, std::sync::atomic::Ordering::Relaxed);
+        served
     });
     let _ = runtime
         .block_on(async { tokio::time::timeout(Duration::from_secs(2), server.shutdown()).await });
     runtime.shutdown_timeout(Duration::from_secs(1));
-    Ok(())
+    served
 }
 
 /// Set this environment variable to have the front-end worker print its counters.
@@ -497,6 +523,15 @@ pub(crate) struct FrontendWorker {
 }
 
 impl FrontendWorker {
+    /// The front-end's write calls so far (`writev`/`send` that wrote something).
+    pub fn write_calls(&mut self) -> Result<u64, BenchError> {
+        self.worker.send("stats")?;
+        let line = self.worker.expect("stats", Duration::from_secs(10))?;
+        line.get("write_calls")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| BenchError::Worker(format!("front-end: no write_calls in {line}")))
+    }
+
     /// Sends `signal` to the front-end's process (SIGKILL, SIGSTOP, SIGCONT: the failures
     /// the benchmarks inflict).
     pub fn signal(&self, signal: rustix::process::Signal) -> Result<(), BenchError> {

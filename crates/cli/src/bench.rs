@@ -288,6 +288,12 @@ pub struct BigFinalArgs {
     /// run in the sender's write). Adds at most this much to the measured lag.
     #[arg(long, default_value_t = 5.0)]
     observer_poll_ms: f64,
+    /// Then run the floor with the same observers: writer processes that do nothing but
+    /// send each observer the latest state once per pass (no game link, no machine, no
+    /// queues), the freshest replicas one TCP connection per observer allows here. Its
+    /// figures go in the report's `floor`.
+    #[arg(long)]
+    floor: bool,
     /// Print the JSON object on one line.
     #[arg(long)]
     json: bool,
@@ -406,6 +412,7 @@ pub fn run(which: BenchCommand) -> Result<()> {
                     args.observer_poll_ms / 1000.0,
                 )
                 .map_err(|error| anyhow::anyhow!("--observer-poll-ms: {error}"))?,
+                floor: args.floor,
             };
             let report = flotilla_bench::run_bigfinal(&config, &WorkerLauncher::flotilla_cli()?)?;
             print_report(&report, args.json)

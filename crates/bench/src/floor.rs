@@ -1,0 +1,633 @@
+//! The floor: the freshest replicas one TCP connection per observer allows on this
+//! machine, measured with the big final's observers (`flotilla bench bigfinal --floor`).
+//!
+//! A front-end's fan-out cannot do less than write each observer the world's latest
+//! state once per pass. The floor writer does exactly that and nothing else: no game link,
+//! no machine, no queues, no timers, no runtime. One thread per process, plain
+//! non-blocking `send` calls in a loop over its connections, each given the latest
+//! commit's `ChangeBatch` frame once (a frame cut short by a full socket is finished
+//! before the next). Its world commits `rate` times a second on a fixed schedule, each
+//! commit stamped with its *scheduled* time, so a writer that falls behind shows it as
+//! lag, as a front-end behind a game server does.
+//!
+//! The same observer workers (same source addresses, same pacing, same lean reader) read
+//! it, so its lag and state age are what the big final's would be with a front-end that
+//! costs nothing but its system calls. A target the floor misses on this machine, no
+//! front-end can meet on it.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use flotilla_wire::{FrontendToClient, Message, PROTOCOL_VERSION, SnapshotPart, WorldId};
+use flotilla_world::{ChangeBatch, Snapshot};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::BenchError;
+use crate::bigfinal::BigFinalConfig;
+use crate::lean::{Protocol, payload, unix_now_ns};
+use crate::observe::ReportTotals;
+use crate::procstat::{CpuMeter, clock_ticks_per_second};
+use crate::stats::Percentiles;
+use crate::workers::{
+    GroupSpec, ObserverGroup, Worker, WorkerLauncher, print_line, serve_commands,
+};
+
+/// The key every commit of the floor's world sets (one key: the latest state is one value).
+const KEY: &[u8] = b"k";
+
+/// Connections written between two looks at the clock and the listener.
+const STEP: usize = 64;
+
+/// How often the writer reads each welcomed connection (to take the observers' pings off
+/// the socket; they need no answer here).
+const READ_EVERY: Duration = Duration::from_secs(5);
+
+/// The floor writers' figures, side by side with the front-ends' in a big-final report.
+#[derive(Debug, Clone, Serialize)]
+pub struct FloorFigures {
+    /// Observers subscribed to the floor writers.
+    pub subscribed: usize,
+    /// Seconds until they all were.
+    pub seconds_to_subscribe: f64,
+    /// Commit-to-receipt lag of every delivery in the window.
+    pub lag: Percentiles,
+    /// The age of the newest state each observer held, sampled every 100 ms (as in the
+    /// big final).
+    pub state_age: Percentiles,
+    /// Observers holding their writer's last commit once the writers stopped committing.
+    pub converged: u64,
+    /// Per writer process: CPU (percent of one core) over the window.
+    pub cpu_percent: Vec<f64>,
+    /// Per writer process: `send` calls that wrote something, per second.
+    pub writes_per_second: Vec<f64>,
+    /// Per writer process: microseconds of its CPU per write.
+    pub cpu_us_per_write: Vec<f64>,
+}
+
+/// One observer connection of a floor writer.
+struct Conn {
+    stream: TcpStream,
+    /// The handshake answer (`Welcome` and the snapshot) went out.
+    welcomed: bool,
+    /// The newest commit written (or queued in `unsent`).
+    sent: u64,
+    /// The rest of a frame the socket took only part of.
+    unsent: Vec<u8>,
+    /// When to read the connection next.
+    read_at: Instant,
+}
+
+/// What the writer shares with the command thread.
+#[derive(Default)]
+struct Shared {
+    /// `send` calls that wrote something.
+    writes: AtomicU64,
+    /// The world's commits: decided under this lock, so that `quiet` answers with the
+    /// very last one.
+    commits: Mutex<Commits>,
+    /// The writer ran into an error it cannot go on from.
+    failed: AtomicBool,
+}
+
+/// The state of the floor's world.
+#[derive(Default)]
+struct Commits {
+    /// Stop committing (the world stops changing).
+    quiet: bool,
+    /// The newest commit's number and stamp (ns since the Unix epoch).
+    last: (u64, u64),
+}
+
+impl Shared {
+    fn commits(&self) -> std::sync::MutexGuard<'_, Commits> {
+        self.commits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The `floor` worker: listens, prints `{"event":"listening",…}`, writes its observers
+/// until stdin closes. Commands: `stats` (writes and newest stamp), `quiet` (stop
+/// committing; answers with the final stamp).
+pub(crate) fn floor_worker(world: String, rate: u64, payload_len: usize) -> Result<(), BenchError> {
+    if rate == 0 {
+        return Err(BenchError::InvalidConfig("--rate must be above 0".into()));
+    }
+    let world = WorldId::new(&world)
+        .map_err(|e| BenchError::InvalidConfig(format!("world id {world:?}: {e}")))?;
+    let listener = listen()?;
+    let addr = listener
+        .local_addr()
+        .map_err(BenchError::io("reading the floor's address"))?;
+    let shared = Arc::new(Shared::default());
+    let writer_shared = Arc::clone(&shared);
+    let writer = std::thread::Builder::new()
+        .name("floor-writer".into())
+        .spawn(move || {
+            let result = write_loop(&listener, &world, rate, payload_len, &writer_shared);
+            if let Err(error) = &result {
+                eprintln!("floor writer: {error}");
+                writer_shared.failed.store(true, Ordering::Relaxed);
+            }
+        })
+        .map_err(BenchError::io("spawning the floor writer"))?;
+    print_line(
+        &json!({"event": "listening", "addr": addr.to_string(), "pid": std::process::id()}),
+    )?;
+    let result = serve_commands(|command| {
+        match command {
+            "stats" => print_line(&json!({
+                "event": "stats",
+                "writes": shared.writes.load(Ordering::Relaxed),
+                "failed": shared.failed.load(Ordering::Relaxed),
+            }))?,
+            "quiet" => {
+                let final_ns = {
+                    let mut commits = shared.commits();
+                    commits.quiet = true;
+                    commits.last.1
+                };
+                print_line(&json!({"event": "quiet", "final_ns": final_ns}))?;
+            }
+            other => eprintln!("floor worker: unknown command {other:?}"),
+        }
+        Ok(true)
+    });
+    // stdin closed: the process ends, and with it the writer thread.
+    drop(writer);
+    result
+}
+
+/// A non-blocking listener on loopback with a backlog for thousands of connects at once.
+fn listen() -> Result<std::net::TcpListener, BenchError> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .map_err(BenchError::io("creating the floor's listener"))?;
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    socket
+        .bind(&addr.into())
+        .and_then(|()| socket.listen(4096))
+        .and_then(|()| socket.set_nonblocking(true))
+        .map_err(BenchError::io("binding the floor's listener"))?;
+    Ok(socket.into())
+}
+
+/// The commit schedule: commit `n` is due `n / rate` after the start, stamped with that
+/// instant's wall-clock time.
+struct Schedule {
+    started: Instant,
+    started_ns: u64,
+    rate: u64,
+}
+
+impl Schedule {
+    /// The newest commit due at `now`.
+    fn due(&self, now: Instant) -> u64 {
+        let elapsed = now.duration_since(self.started).as_nanos();
+        u64::try_from(elapsed * u128::from(self.rate) / 1_000_000_000).unwrap_or(u64::MAX)
+    }
+
+    /// The wall-clock stamp of commit `n`.
+    fn stamp(&self, n: u64) -> u64 {
+        self.started_ns + n.saturating_mul(1_000_000_000) / self.rate
+    }
+
+    /// When commit `n` is due.
+    fn at(&self, n: u64) -> Instant {
+        self.started + Duration::from_nanos(n.saturating_mul(1_000_000_000) / self.rate)
+    }
+}
+
+/// The latest commit as the frames the writer sends.
+struct Latest {
+    /// Commit number (the batch's sequence number).
+    seq: u64,
+    /// Its `ChangeBatch` frame.
+    batch: Bytes,
+    /// `Welcome` and a `Snapshot` holding it: the answer to a new observer.
+    welcome: Bytes,
+}
+
+impl Latest {
+    fn new(world: &WorldId, seq: u64, stamp_ns: u64, payload_len: usize) -> Self {
+        let value = Bytes::from(payload(stamp_ns, payload_len));
+        let key = Bytes::from_static(KEY);
+        let batch = FrontendToClient::ChangeBatch {
+            world: world.clone(),
+            batch: ChangeBatch {
+                epoch: 1,
+                seq,
+                upserts: vec![(key.clone(), value.clone())],
+                removes: Vec::new(),
+            },
+        }
+        .encode_to_bytes();
+        let mut welcome = bytes::BytesMut::new();
+        FrontendToClient::Welcome {
+            version: PROTOCOL_VERSION,
+            session_token: Bytes::new(),
+            resumed: false,
+            server_id: "floor".into(),
+        }
+        .encode(&mut welcome);
+        FrontendToClient::Snapshot {
+            world: world.clone(),
+            part: SnapshotPart::Whole,
+            snapshot: Snapshot {
+                epoch: 1,
+                seq,
+                entries: vec![(key, value)],
+            },
+        }
+        .encode(&mut welcome);
+        Self {
+            seq,
+            batch,
+            welcome: welcome.freeze(),
+        }
+    }
+}
+
+/// The writer: accepts, answers handshakes, commits on schedule and writes every
+/// connection behind the latest commit, round and round.
+fn write_loop(
+    listener: &std::net::TcpListener,
+    world: &WorldId,
+    rate: u64,
+    payload_len: usize,
+    shared: &Shared,
+) -> Result<(), BenchError> {
+    let schedule = Schedule {
+        started: Instant::now(),
+        started_ns: unix_now_ns(),
+        rate,
+    };
+    let mut latest = Latest::new(world, 0, schedule.stamp(0), payload_len);
+    shared.commits().last = (0, schedule.stamp(0));
+    let mut conns: Vec<Conn> = Vec::new();
+    let mut scratch = vec![0u8; 64 * 1024];
+    let mut at = 0;
+    let mut wrote_in_pass = false;
+    loop {
+        if at % STEP == 0 {
+            accept_all(listener, &mut conns);
+            let due = schedule.due(Instant::now());
+            if due > latest.seq {
+                let mut commits = shared.commits();
+                if !commits.quiet {
+                    commits.last = (due, schedule.stamp(due));
+                    drop(commits);
+                    latest = Latest::new(world, due, schedule.stamp(due), payload_len);
+                }
+            }
+        }
+        if at >= conns.len() {
+            at = 0;
+            if !wrote_in_pass && conns.iter().all(|conn| conn.welcomed) {
+                // Every observer holds the latest commit: wait for the next one (or a
+                // little, for new connections).
+                let next = schedule.at(latest.seq + 1);
+                let nap = next
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(1));
+                std::thread::sleep(nap);
+            }
+            wrote_in_pass = false;
+            continue;
+        }
+        let Some(conn) = conns.get_mut(at) else {
+            continue;
+        };
+        match serve(conn, &latest, &mut scratch, shared) {
+            Ok(wrote) => {
+                wrote_in_pass |= wrote;
+                at += 1;
+            }
+            Err(()) => {
+                // Closed or failed: the observer is gone (its worker counts it).
+                conns.swap_remove(at);
+            }
+        }
+    }
+}
+
+/// Takes every connection waiting on the listener.
+fn accept_all(listener: &std::net::TcpListener, conns: &mut Vec<Conn>) {
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if stream.set_nonblocking(true).is_err() || stream.set_nodelay(true).is_err() {
+                    continue;
+                }
+                conns.push(Conn {
+                    stream,
+                    welcomed: false,
+                    sent: 0,
+                    unsent: Vec::new(),
+                    read_at: Instant::now(),
+                });
+            }
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// One turn of one connection: the handshake answer once something arrived, then the
+/// rest of a frame cut short, then the latest commit if it has not had it. Returns whether
+/// it wrote; `Err` when the connection is closed or failed.
+fn serve(
+    conn: &mut Conn,
+    latest: &Latest,
+    scratch: &mut [u8],
+    shared: &Shared,
+) -> Result<bool, ()> {
+    let now = Instant::now();
+    if !conn.welcomed || now >= conn.read_at {
+        // `Hello` and `Subscribe` before the answer; afterwards only pings, which need no
+        // answer here: read what is there.
+        let mut heard = false;
+        loop {
+            match conn.stream.read(scratch) {
+                Ok(0) => return Err(()),
+                Ok(_) => heard = true,
+                Err(error) if error.kind() == ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return Err(()),
+            }
+        }
+        conn.read_at = now + READ_EVERY;
+        if !conn.welcomed {
+            if !heard {
+                return Ok(false);
+            }
+            conn.welcomed = true;
+            conn.sent = latest.seq;
+            conn.unsent = latest.welcome.to_vec();
+        }
+    }
+    let written = if conn.unsent.is_empty() {
+        if conn.sent >= latest.seq {
+            return Ok(false);
+        }
+        conn.sent = latest.seq;
+        let written = send(conn, &latest.batch, shared)?;
+        if written < latest.batch.len() {
+            conn.unsent = latest.batch.get(written..).unwrap_or_default().to_vec();
+        }
+        written
+    } else {
+        let unsent = std::mem::take(&mut conn.unsent);
+        let written = send(conn, &unsent, shared)?;
+        conn.unsent = unsent.get(written..).unwrap_or_default().to_vec();
+        written
+    };
+    Ok(written > 0)
+}
+
+/// One non-blocking `send`; a full socket writes nothing (`Ok(0)`).
+fn send(conn: &mut Conn, bytes: &[u8], shared: &Shared) -> Result<usize, ()> {
+    loop {
+        match conn.stream.write(bytes) {
+            Ok(written) => {
+                if written > 0 {
+                    shared.writes.fetch_add(1, Ordering::Relaxed);
+                }
+                return Ok(written);
+            }
+            Err(error) if error.kind() == ErrorKind::WouldBlock => return Ok(0),
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return Err(()),
+        }
+    }
+}
+
+/// A floor writer process, seen from the harness.
+struct FloorWorker {
+    worker: Worker,
+    addr: SocketAddr,
+}
+
+impl FloorWorker {
+    fn start(launcher: &WorkerLauncher, config: &BigFinalConfig) -> Result<Self, BenchError> {
+        let mut worker = launcher.spawn(
+            "floor",
+            &[
+                "floor".into(),
+                "--world".into(),
+                crate::bigfinal::WORLD.into(),
+                "--rate".into(),
+                config.rate.to_string(),
+                "--payload".into(),
+                config.payload_len.to_string(),
+            ],
+        )?;
+        let line = worker.expect("listening", Duration::from_secs(10))?;
+        let addr = line
+            .get("addr")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|addr| addr.parse().ok())
+            .ok_or_else(|| BenchError::Worker(format!("floor: no address in {line}")))?;
+        Ok(Self { worker, addr })
+    }
+
+    /// Writes so far; fails if the writer stopped on an error.
+    fn writes(&mut self) -> Result<u64, BenchError> {
+        self.worker.send("stats")?;
+        let line = self.worker.expect("stats", Duration::from_secs(10))?;
+        if line.get("failed").and_then(serde_json::Value::as_bool) == Some(true) {
+            return Err(BenchError::Worker("a floor writer failed".into()));
+        }
+        line.get("writes")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| BenchError::Worker(format!("floor: no writes in {line}")))
+    }
+
+    /// Stops committing; returns the last commit's stamp.
+    fn quiet(&mut self) -> Result<u64, BenchError> {
+        self.worker.send("quiet")?;
+        let line = self.worker.expect("quiet", Duration::from_secs(10))?;
+        line.get("final_ns")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| BenchError::Worker(format!("floor: no final stamp in {line}")))
+    }
+}
+
+/// Runs the floor with the big final's observers, spread and paced as there: `frontends`
+/// writer processes, `observers` in all.
+pub(crate) fn run_floor(
+    config: &BigFinalConfig,
+    launcher: &WorkerLauncher,
+) -> Result<FloorFigures, BenchError> {
+    let ticks = clock_ticks_per_second();
+    let mut writers = (0..config.frontends)
+        .map(|_| FloorWorker::start(launcher, config))
+        .collect::<Result<Vec<_>, _>>()?;
+    let started = Instant::now();
+    let mut groups = Vec::new();
+    let mut subscribed = 0;
+    for (index, writer) in writers.iter().enumerate() {
+        let share = config.observers / config.frontends
+            + usize::from(index < config.observers % config.frontends);
+        if share == 0 {
+            continue;
+        }
+        let spec = GroupSpec {
+            transport: crate::transport::Transport::Tcp,
+            ca: None,
+            ping_every: config.observer_ping,
+            poll_every: config.observer_poll,
+            protocol: Protocol::Flotilla,
+            server: writer.addr,
+            target: crate::bigfinal::WORLD.into(),
+            count: share,
+            per_process: config.per_process,
+            threads: 1,
+        };
+        let (group, counts) = ObserverGroup::start(launcher, &spec)?;
+        subscribed += counts.subscribed;
+        groups.push(group);
+    }
+    let seconds_to_subscribe = started.elapsed().as_secs_f64();
+
+    std::thread::sleep(Duration::from_secs(1));
+    for group in &mut groups {
+        group.start_measuring()?;
+    }
+    let writes_before = writers
+        .iter_mut()
+        .map(FloorWorker::writes)
+        .collect::<Result<Vec<_>, _>>()?;
+    let meters = writers
+        .iter()
+        .map(|writer| CpuMeter::start(writer.worker.pid(), ticks))
+        .collect::<Result<Vec<_>, _>>()?;
+    let window = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(config.seconds));
+    let cpu_percent = meters
+        .iter()
+        .map(CpuMeter::percent)
+        .collect::<Result<Vec<_>, _>>()?;
+    let elapsed = window.elapsed().as_secs_f64();
+    let writes_after = writers
+        .iter_mut()
+        .map(FloorWorker::writes)
+        .collect::<Result<Vec<_>, _>>()?;
+    let finals = writers
+        .iter_mut()
+        .map(FloorWorker::quiet)
+        .collect::<Result<Vec<_>, _>>()?;
+    for group in &mut groups {
+        group.stop_sampling()?;
+    }
+    std::thread::sleep(crate::bigfinal::SETTLE);
+    let mut reports = Vec::new();
+    for group in &mut groups {
+        reports.extend(group.stop_measuring()?);
+    }
+    let mut converged = 0;
+    for group in &mut groups {
+        for (stamp, observers) in group.census()? {
+            if finals.contains(&stamp) {
+                converged += observers;
+            }
+        }
+    }
+    let totals = ReportTotals::of(&reports);
+    let writes_per_second: Vec<f64> = writes_before
+        .iter()
+        .zip(&writes_after)
+        .map(|(before, after)| after.saturating_sub(*before) as f64 / elapsed)
+        .collect();
+    let cpu_us_per_write = cpu_percent
+        .iter()
+        .zip(&writes_per_second)
+        .map(|(cpu, writes)| crate::bigfinal::cpu_us_per(*cpu, *writes))
+        .collect();
+    let figures = FloorFigures {
+        subscribed,
+        seconds_to_subscribe,
+        lag: totals.histogram.percentiles(),
+        state_age: totals.state_age.percentiles(),
+        converged,
+        cpu_percent,
+        writes_per_second,
+        cpu_us_per_write,
+    };
+    eprintln!(
+        "bigfinal floor: {subscribed} subscribed in {seconds_to_subscribe:.1} s; lag p50 {:.0} ms, \
+         p99 {:.0} ms; state age p50 {:.0} ms, p99 {:.0} ms; {converged} converged",
+        figures.lag.p50_us / 1000.0,
+        figures.lag.p99_us / 1000.0,
+        figures.state_age.p50_us / 1000.0,
+        figures.state_age.p99_us / 1000.0,
+    );
+    Ok(figures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_are_due_and_stamped_on_the_schedule() {
+        let schedule = Schedule {
+            started: Instant::now(),
+            started_ns: 1_000_000_000,
+            rate: 20,
+        };
+        assert_eq!(schedule.due(schedule.started), 0);
+        assert_eq!(
+            schedule.due(schedule.started + Duration::from_millis(49)),
+            0
+        );
+        assert_eq!(
+            schedule.due(schedule.started + Duration::from_millis(50)),
+            1
+        );
+        assert_eq!(
+            schedule.due(schedule.started + Duration::from_millis(1_020)),
+            20
+        );
+        assert_eq!(schedule.stamp(3), 1_150_000_000);
+        assert_eq!(
+            schedule.at(2),
+            schedule.started + Duration::from_millis(100)
+        );
+    }
+
+    #[test]
+    fn the_latest_frames_carry_the_commit_stamp_where_the_observers_read_it() {
+        let world = WorldId::new("bigfinal").expect("a valid world id");
+        let latest = Latest::new(&world, 7, 123_456_789, 300);
+        let mut events = Vec::new();
+        let consumed = Protocol::Flotilla
+            .decode(&latest.welcome, &mut |event| events.push(event))
+            .expect("the welcome decodes");
+        assert_eq!(consumed, latest.welcome.len());
+        assert_eq!(
+            events,
+            vec![crate::lean::LeanEvent::Subscribed {
+                published_ns: Some(123_456_789)
+            }]
+        );
+        events.clear();
+        Protocol::Flotilla
+            .decode(&latest.batch, &mut |event| events.push(event))
+            .expect("the batch decodes");
+        assert_eq!(
+            events,
+            vec![crate::lean::LeanEvent::Delivered {
+                published_ns: 123_456_789
+            }]
+        );
+    }
+}
