@@ -1217,7 +1217,6 @@ impl Frontend {
     /// Adds what each of `conn`'s subscriptions is owed, before the shell writes it
     /// ([`Input::ClientWriting`]).
     fn top_up(&mut self, now: Instant, conn: ConnId) {
-        use std::ops::Bound::{Excluded, Unbounded};
         let mut next = self
             .sessions
             .get(&conn)
@@ -1228,13 +1227,10 @@ impl Frontend {
                 outbox.top_up(machine, conn);
             }
             // The worlds one at a time (no list allocated per write).
-            next = self.sessions.get(&conn).and_then(|session| {
-                session
-                    .subscriptions()
-                    .range::<WorldId, _>((Excluded(&world), Unbounded))
-                    .next()
-                    .cloned()
-            });
+            next = self
+                .sessions
+                .get(&conn)
+                .and_then(|session| session.subscriptions().after(&world).cloned());
         }
         self.after_fan_out(now);
     }

@@ -74,5 +74,5 @@ pub use router::{Router, WorldChange};
 pub use server::{FrontendServer, ServerStats, StatsSnapshot};
 pub use session::{
     Grant, JOIN_BURST, JOINS_PER_SECOND, MAX_GRANTS_PER_CONNECTION, Offer, Session, SessionEvent,
-    SessionPhase, Traffic,
+    SessionPhase, Subscriptions, Traffic,
 };

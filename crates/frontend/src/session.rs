@@ -151,6 +151,124 @@ pub enum Offer {
     Overloaded,
 }
 
+/// The worlds a connection is subscribed to, in order. The first is kept inline: the
+/// front-end visits a connection's subscriptions at every write to it, nearly every
+/// connection has one, and a set's node is one more allocation to fetch from memory per
+/// write (measurable at 100,000 observers). Serialised as a sequence, as a set is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subscriptions {
+    /// The smallest world, if any.
+    first: Option<WorldId>,
+    /// The others, all greater than `first`.
+    rest: BTreeSet<WorldId>,
+}
+
+impl Subscriptions {
+    /// The first world in order.
+    pub fn first(&self) -> Option<&WorldId> {
+        self.first.as_ref()
+    }
+
+    /// The first world in order after `world`.
+    pub fn after(&self, world: &WorldId) -> Option<&WorldId> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        match &self.first {
+            Some(first) if first > world => Some(first),
+            _ => self
+                .rest
+                .range::<WorldId, _>((Excluded(world), Unbounded))
+                .next(),
+        }
+    }
+
+    /// How many worlds.
+    pub fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    /// True when `world` is one of them.
+    pub fn contains(&self, world: &WorldId) -> bool {
+        self.first.as_ref() == Some(world) || self.rest.contains(world)
+    }
+
+    /// Adds `world`; false if it was there already.
+    pub fn insert(&mut self, world: WorldId) -> bool {
+        match &self.first {
+            None => {
+                self.first = Some(world);
+                true
+            }
+            Some(first) if *first == world => false,
+            Some(first) if world < *first => {
+                let previous = self.first.replace(world);
+                previous.is_some_and(|previous| self.rest.insert(previous))
+            }
+            Some(_) => self.rest.insert(world),
+        }
+    }
+
+    /// Removes `world`; false if it was not there.
+    pub fn remove(&mut self, world: &WorldId) -> bool {
+        if self.first.as_ref() == Some(world) {
+            self.first = self.rest.pop_first();
+            true
+        } else {
+            self.rest.remove(world)
+        }
+    }
+
+    /// The worlds in order.
+    pub fn iter(&self) -> impl Iterator<Item = &WorldId> {
+        self.first.iter().chain(&self.rest)
+    }
+}
+
+impl<'a> IntoIterator for &'a Subscriptions {
+    type Item = &'a WorldId;
+    type IntoIter = std::iter::Chain<
+        std::option::Iter<'a, WorldId>,
+        std::collections::btree_set::Iter<'a, WorldId>,
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.iter().chain(&self.rest)
+    }
+}
+
+impl IntoIterator for Subscriptions {
+    type Item = WorldId;
+    type IntoIter = std::iter::Chain<
+        std::option::IntoIter<WorldId>,
+        std::collections::btree_set::IntoIter<WorldId>,
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.rest)
+    }
+}
+
+impl serde::Serialize for Subscriptions {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Subscriptions {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let worlds = Vec::<WorldId>::deserialize(deserializer)?;
+        let mut subscriptions = Self::default();
+        for world in worlds {
+            subscriptions.insert(world);
+        }
+        Ok(subscriptions)
+    }
+}
+
 /// The state of one client connection.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Session {
@@ -162,7 +280,7 @@ pub struct Session {
     keep_alive: KeepAlive,
     /// The instant this session's live entry in the front-end's deadline heap is at.
     pub(crate) timer_at: Option<Instant>,
-    subscriptions: BTreeSet<WorldId>,
+    subscriptions: Subscriptions,
     queued_bytes: usize,
     /// Since when bytes have been queued unwritten (`None` while nothing is queued): how
     /// far behind the connection's writes are.
@@ -188,7 +306,7 @@ impl Session {
             version: PROTOCOL_VERSION,
             keep_alive: KeepAlive::new(keep_alive, now),
             timer_at: None,
-            subscriptions: BTreeSet::new(),
+            subscriptions: Subscriptions::default(),
             queued_bytes: 0,
             unwritten_since: None,
             congested: false,
@@ -282,7 +400,7 @@ impl Session {
     }
 
     /// The worlds this connection is subscribed to.
-    pub fn subscriptions(&self) -> &BTreeSet<WorldId> {
+    pub fn subscriptions(&self) -> &Subscriptions {
         &self.subscriptions
     }
 
@@ -297,7 +415,7 @@ impl Session {
     }
 
     /// Takes every subscription (on close).
-    pub fn take_subscriptions(&mut self) -> BTreeSet<WorldId> {
+    pub fn take_subscriptions(&mut self) -> Subscriptions {
         std::mem::take(&mut self.subscriptions)
     }
 
@@ -546,6 +664,51 @@ mod tests {
 
     fn at(secs: u64) -> Instant {
         Instant::from_millis(secs * 1000)
+    }
+
+    #[test]
+    fn subscriptions_keep_the_order_and_the_encoding_of_a_set() {
+        let world = |name: &str| WorldId::new(name).unwrap();
+        let mut subscriptions = Subscriptions::default();
+        let mut set = BTreeSet::new();
+        for name in ["m", "c", "x", "a", "c", "m", "b"] {
+            assert_eq!(
+                subscriptions.insert(world(name)),
+                set.insert(world(name)),
+                "{name}"
+            );
+        }
+        assert!(subscriptions.iter().eq(set.iter()));
+        assert_eq!(subscriptions.len(), set.len());
+        assert_eq!(subscriptions.first(), set.first());
+        for world_at in &set {
+            assert!(subscriptions.contains(world_at));
+            let next = set
+                .range::<WorldId, _>((
+                    std::ops::Bound::Excluded(world_at),
+                    std::ops::Bound::Unbounded,
+                ))
+                .next();
+            assert_eq!(subscriptions.after(world_at), next);
+        }
+        assert_eq!(subscriptions.after(&world("0")), Some(&world("a")));
+        // Checkpoints hold the same bytes as they did with a set.
+        let encoded = postcard::to_stdvec(&subscriptions).unwrap();
+        assert_eq!(encoded, postcard::to_stdvec(&set).unwrap());
+        assert_eq!(
+            postcard::from_bytes::<Subscriptions>(&encoded).unwrap(),
+            subscriptions
+        );
+        for name in ["a", "q", "m", "b"] {
+            assert_eq!(
+                subscriptions.remove(&world(name)),
+                set.remove(&world(name)),
+                "{name}"
+            );
+            assert!(subscriptions.iter().eq(set.iter()));
+            assert_eq!(subscriptions.first(), set.first());
+        }
+        assert!(subscriptions.into_iter().eq(set));
     }
 
     fn keep_alive(ping_secs: u64, idle_secs: u64) -> KeepAliveConfig {
