@@ -56,8 +56,8 @@ pub struct FrontendArgs {
     /// Logging through the flotilla logger.
     #[command(flatten)]
     log: LogArgs,
-    /// Ping a client after this many milliseconds without sending it anything; also when
-    /// the kernel's first keep-alive probe goes out on a quiet connection (default 2000).
+    /// Ping a client after this many milliseconds without sending it anything (default
+    /// 20000; the kernel probes a quiet connection after 2 s meanwhile).
     #[arg(long)]
     client_ping_ms: Option<u64>,
     /// Close a welcomed client connection after this many milliseconds without receiving
@@ -92,8 +92,8 @@ pub struct FrontendArgs {
     #[arg(long)]
     game_resume_grace_ms: Option<u64>,
     /// Bytes queued for an observer past which its queued change batches are replaced by
-    /// the world's latest state, when that is smaller (default 4096; 0: never, every batch
-    /// is delivered until the send budget is crossed).
+    /// the world's latest state, once they outweigh its snapshot (default 512; 0:
+    /// never, every batch is delivered until the send budget is crossed).
     #[arg(long)]
     coalesce_above: Option<usize>,
     /// Inputs a client connection may send a second on average; a connection past it (and

@@ -132,7 +132,9 @@ pub struct FrontendConfig {
     pub game_servers: Vec<String>,
     /// This front-end's id, sent in `Welcome` and `GameHello`. Default `"frontend"`.
     pub server_id: String,
-    /// Ping a client after this long without sending it anything. Default 2 s.
+    /// Ping a client after this long without sending it anything. Default 20 s: the
+    /// kernel watches the connection meanwhile (see
+    /// [`client_transport_timeout`](Self::client_transport_timeout)).
     pub client_ping_interval: Duration,
     /// Close a welcomed client connection after this long without receiving a frame.
     /// Default 60 s: a backstop only, since a vanished client is found by the kernel in
@@ -144,8 +146,9 @@ pub struct FrontendConfig {
     pub client_handshake_timeout: Duration,
     /// The kernel closes a client connection whose TCP acknowledges nothing for this
     /// long: neither the data sent to it (`TCP_USER_TIMEOUT`, Linux) nor, while the
-    /// connection is quiet, TCP keep-alive probes (the first after
-    /// [`client_ping_interval`](Self::client_ping_interval) of quiet, then one a second).
+    /// connection is quiet, TCP keep-alive probes (the first after 2 s of quiet,
+    /// [`FRONTEND_CLIENT_PROBE_AFTER`](flotilla_wire::FRONTEND_CLIENT_PROBE_AFTER), then
+    /// one a second).
     /// Default 6 s. Zero leaves the sockets' TCP settings alone (the frame-silence
     /// backstop is then all there is).
     #[serde(default = "default_client_transport_timeout")]
@@ -168,14 +171,16 @@ pub struct FrontendConfig {
     /// `Error{Overloaded}`. Default 4 MiB.
     pub max_queued_bytes: usize,
     /// Bytes queued for an observer that is behind (its queue has waited unwritten for
-    /// 100 ms, [`COALESCE_AFTER_WAITING`](crate::COALESCE_AFTER_WAITING)) past
+    /// 20 ms, [`COALESCE_AFTER_WAITING`](crate::COALESCE_AFTER_WAITING)) past
     /// which its queued change batches and snapshots give way to the world's latest
     /// state: the shell drops them and one fresh snapshot takes their place (the latest
-    /// state wins). The
-    /// threshold is the larger of this and twice the world's snapshot size, so the
-    /// batches replaced always outweigh the snapshot; it only matters below
+    /// state wins). The threshold is the larger of this and the world's snapshot size, so
+    /// the batches replaced always outweigh the snapshot; it only matters below
     /// [`send_budget`](Self::send_budget). Under load an observer then gets fewer bytes,
-    /// and its replica converges all the same. 0 never coalesces. Default 4 KiB.
+    /// and its replica converges all the same, and fresher: it is not handed batches that
+    /// waited a pass. 0 never coalesces. Default 512 B (the snapshot's size decides for
+    /// all but the smallest worlds). Until the big final's floor measurements it was
+    /// 4 KiB, twice the snapshot and 100 ms (BENCHMARKS.md).
     pub coalesce_above: usize,
     /// Most client connections held at once. A client past it gets `Error{Overloaded}`
     /// and is closed at once, so it picks another front-end instead of waiting for a
@@ -333,7 +338,7 @@ impl Default for FrontendConfig {
             game_idle_timeout: flotilla_wire::GAME_IDLE_TIMEOUT,
             send_budget: 128 * 1024,
             max_queued_bytes: 4 << 20,
-            coalesce_above: 4 * 1024,
+            coalesce_above: 512,
             ring: RingLimits::default(),
             max_frame_len: flotilla_wire::DEFAULT_MAX_FRAME_LEN,
             max_snapshot_bytes: flotilla_wire::DEFAULT_MAX_SNAPSHOT_BYTES,

@@ -2250,15 +2250,19 @@ struct TransportWatch {
 }
 
 impl TransportWatch {
-    /// The watch `config` asks for: the first probe after the client ping interval of
-    /// quiet (at least 1 s), then one a second until `client_transport_timeout`.
+    /// The watch `config` asks for: the first probe after
+    /// [`FRONTEND_CLIENT_PROBE_AFTER`](flotilla_wire::FRONTEND_CLIENT_PROBE_AFTER) of
+    /// quiet (or the transport timeout, if shorter, but at least 1 s), then one a second
+    /// until `client_transport_timeout`.
     fn of(config: &FrontendConfig) -> Option<Self> {
         const INTERVAL: Duration = Duration::from_secs(1);
         let timeout = config.client_transport_timeout;
         if timeout.is_zero() {
             return None;
         }
-        let quiet = config.client_ping_interval.max(INTERVAL);
+        let quiet = flotilla_wire::FRONTEND_CLIENT_PROBE_AFTER
+            .min(timeout)
+            .max(INTERVAL);
         let probes = (timeout.saturating_sub(quiet).as_secs().max(1))
             .try_into()
             .unwrap_or(u32::MAX);

@@ -129,7 +129,18 @@ pub const CLIENT_QUIET_PING_INTERVAL: Duration = Duration::from_secs(20);
 pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_millis(1_500);
 
 /// Recommended: a front-end pings a client after this long without sending it anything.
-pub const FRONTEND_PING_INTERVAL: Duration = Duration::from_secs(2);
+/// Its kernel watches the connection meanwhile ([`FRONTEND_CLIENT_TRANSPORT_TIMEOUT`]),
+/// and a client that needs to hear its front-end sooner probes it
+/// ([`CLIENT_PING_INTERVAL`]): the ping only keeps a quiet connection's frames flowing
+/// through proxies and middleboxes. (2 s until the kernel took over watching clients: at
+/// 100,000 observers the deadlines of those pings cost a front-end more than the pings.)
+pub const FRONTEND_PING_INTERVAL: Duration = Duration::from_secs(20);
+
+/// Recommended: a front-end's kernel sends the first TCP keep-alive probe on a client
+/// connection after this long without traffic (then one a second), so that a client that
+/// vanished from a quiet connection is noticed within [`FRONTEND_CLIENT_TRANSPORT_TIMEOUT`]
+/// of it, about 8 s after it vanished.
+pub const FRONTEND_CLIENT_PROBE_AFTER: Duration = Duration::from_secs(2);
 
 /// Recommended: a front-end closes a client connection that has not sent its `Hello`
 /// this long after it was accepted.
@@ -138,7 +149,7 @@ pub const FRONTEND_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(6);
 /// Recommended: a front-end's kernel closes a client connection whose TCP has gone this
 /// long without acknowledging anything: data the front-end sent (`TCP_USER_TIMEOUT`), or,
 /// on a quiet connection, TCP keep-alive probes (the first after
-/// [`FRONTEND_PING_INTERVAL`] of quiet, then one a second). A client that vanished (its
+/// [`FRONTEND_CLIENT_PROBE_AFTER`] of quiet, then one a second). A client that vanished (its
 /// machine died, its network went away) is so noticed in about 6 s at no cost to the
 /// front-end's process or to a client that is alive: the acknowledgements are TCP's own.
 pub const FRONTEND_CLIENT_TRANSPORT_TIMEOUT: Duration = Duration::from_secs(6);

@@ -828,9 +828,11 @@ fn a_malformed_frame_closes_only_that_connection() {
 fn keep_alives_ping_quiet_clients_and_close_silent_ones() {
     // Worlds of a lost game link end at once here (no resume grace), so that the link's
     // loss below is the only cause of the unsubscription.
+    // Pings every 2 s (the default is 20 s: the kernel watches the connection meanwhile).
     let mut h = Harness::new(FrontendConfig {
         game_resume_grace: Duration::ZERO,
         client_idle_timeout: 6000 * MS,
+        client_ping_interval: 2000 * MS,
         ..FrontendConfig::default()
     });
     h.game(1, &["arena"]);
@@ -928,6 +930,8 @@ fn busy_harness(clients: u64, batches: u64) -> (FrontendConfig, Harness, Vec<Out
     let config = FrontendConfig {
         send_budget: 2_000,
         join_keys: vec![signer.public_key()],
+        // Pings among the outputs too.
+        client_ping_interval: 2000 * MS,
         ..FrontendConfig::default()
     };
     let mut h = Harness::new(config.clone());
@@ -1016,7 +1020,7 @@ fn a_machine_restored_from_a_checkpoint_goes_on_as_the_original() {
 
 #[test]
 fn a_recorded_input_stream_replays_to_the_same_outputs() {
-    let (config, h, first_run) = busy_harness(4, 30);
+    let (config, h, first_run) = busy_harness(4, 120);
 
     // Replay the recorded stream into a fresh front-end with the same seed.
     let mut replay = Frontend::new(&config, 7);
@@ -1632,7 +1636,10 @@ fn endless_empty_snapshot_parts_close_the_game_link() {
 
 #[test]
 fn poll_timeout_names_the_next_deadline_and_nothing_is_done_before_it() {
-    let mut h = Harness::default_config();
+    let mut h = Harness::new(FrontendConfig {
+        client_ping_interval: 2000 * MS,
+        ..FrontendConfig::default()
+    });
     assert_eq!(h.frontend.poll_timeout(), None, "nothing to wait for");
     h.game(1, &["arena"]);
     h.client(1);
@@ -1718,7 +1725,12 @@ fn many_live_clients_cost_the_timer_heap_one_entry_each() {
 
 #[test]
 fn a_lost_game_link_keeps_its_observers_and_resumes_from_the_replica_position() {
-    let mut h = Harness::default_config();
+    // Every batch delivered as it came (no coalescing into the latest state), so that
+    // what the observers get after the resume can be compared byte for byte.
+    let mut h = Harness::new(FrontendConfig {
+        coalesce_above: 0,
+        ..FrontendConfig::default()
+    });
     h.game(1, &["arena"]);
     h.client(1);
     h.subscribe(1, &arena(), None);
