@@ -12,9 +12,10 @@
 #   6. a small `flotilla bench logd` (the harness against rsyslog and ripgrep), checked
 #   7. a small `flotilla bench connections` (idle observers on the default keep-alive,
 #      the front-end's memory per connection within 8 KiB), checked
-#   8. a small `flotilla bench bigfinal` (observers of one world over 2 front-end
+#   8. a small `flotilla bench bigfinal --floor` (observers of one world over 2 front-end
 #      processes: all subscribed, no game link lost, every batch delivered, every
-#      replica converged to the game's final state), checked
+#      replica converged to the game's final state; then the same observers against 2
+#      floor writers: all subscribed and converged, writes counted), checked
 # One build profile (release) serves the tests and the binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -183,10 +184,10 @@ print("bench connections: ok (%.0f bytes per connection at 5,000; BENCHMARKS.md 
       % r["private_dirty_per_connection"])
 PY
 
-step "flotilla bench bigfinal, small (observers of one world over 2 front-end processes)"
+step "flotilla bench bigfinal --floor, small (observers of one world over 2 front-end processes, then 2 floor writers)"
 # Coalescing off: every batch must reach every observer (coalescing is tested in the
 # front-end's machine tests, where the queue that backs up is under the test's control).
-report=$(cargo run --release --quiet -- bench bigfinal --observers 2000 --frontends 2 --seconds 2 --coalesce-above 0 --json)
+report=$(cargo run --release --quiet -- bench bigfinal --observers 2000 --frontends 2 --seconds 2 --coalesce-above 0 --floor --json)
 echo "$report"
 python3 - "$report" <<'PY'
 import json, sys
@@ -201,6 +202,13 @@ assert r["game_bytes_per_link_per_second"] is not None, r
 assert r["game_bytes_per_link_per_second_one_observer"] is not None, r
 ratio = r["game_bytes_per_link_per_second"] / r["game_bytes_per_link_per_second_one_observer"]
 assert 0.8 <= ratio <= 1.25, (ratio, r)
+# Each front-end's writes and CPU per write are counted.
+assert all(f["writes_per_second"] > 0 and f["cpu_us_per_write"] > 0 for f in r["per_frontend"]), r
+# The floor: the same observers against writers that only send the latest state.
+floor = r["floor"]
+assert floor["subscribed"] == 2000 and floor["converged"] == 2000, floor
+assert floor["lag"]["count"] > 0 and floor["state_age"]["count"] > 0, floor
+assert len(floor["writes_per_second"]) == 2 and all(w > 0 for w in floor["writes_per_second"]), floor
 print("bench bigfinal: ok (figures of a small run; BENCHMARKS.md has the large ones)")
 PY
 
