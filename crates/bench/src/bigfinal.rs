@@ -285,25 +285,13 @@ fn run_frontends(
     let mut shares = Vec::new();
     let mut subscribed_per_frontend = Vec::new();
     for (index, frontend) in frontends.iter().enumerate() {
-        let share = config.observers / config.frontends
-            + usize::from(index < config.observers % config.frontends);
+        let share = observer_share(config, index);
         shares.push(share);
         if share == 0 {
             subscribed_per_frontend.push(0);
             continue;
         }
-        let spec = GroupSpec {
-            transport: crate::transport::Transport::Tcp,
-            ca: None,
-            ping_every: config.observer_ping,
-            poll_every: config.observer_poll,
-            protocol: Protocol::Flotilla,
-            server: frontend.addr,
-            target: WORLD.into(),
-            count: share,
-            per_process: config.per_process,
-            threads: 1,
-        };
+        let spec = observer_spec(config, frontend.addr, share);
         let (group, counts) = ObserverGroup::start(launcher, &spec)?;
         eprintln!(
             "bigfinal: front-end {index}: {} connected, {} subscribed, {} failed, after {:.1} s",
@@ -519,6 +507,31 @@ fn run_frontends(
         meets_target,
         floor: None,
     })
+}
+
+/// The observers of the `index`th of `config.frontends` servers: an even share.
+pub(crate) fn observer_share(config: &BigFinalConfig, index: usize) -> usize {
+    config.observers / config.frontends + usize::from(index < config.observers % config.frontends)
+}
+
+/// The big final's observers of one server: `count` of them, paced as `config` says.
+pub(crate) fn observer_spec(
+    config: &BigFinalConfig,
+    server: std::net::SocketAddr,
+    count: usize,
+) -> GroupSpec {
+    GroupSpec {
+        transport: crate::transport::Transport::Tcp,
+        ca: None,
+        ping_every: config.observer_ping,
+        poll_every: config.observer_poll,
+        protocol: Protocol::Flotilla,
+        server,
+        target: WORLD.into(),
+        count,
+        per_process: config.per_process,
+        threads: 1,
+    }
 }
 
 /// Microseconds of CPU per write of a process at `cpu_percent` (of one core) writing

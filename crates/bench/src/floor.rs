@@ -29,13 +29,11 @@ use serde_json::json;
 
 use crate::BenchError;
 use crate::bigfinal::BigFinalConfig;
-use crate::lean::{Protocol, payload, unix_now_ns};
+use crate::lean::{payload, unix_now_ns};
 use crate::observe::ReportTotals;
 use crate::procstat::{CpuMeter, clock_ticks_per_second};
 use crate::stats::Percentiles;
-use crate::workers::{
-    GroupSpec, ObserverGroup, Worker, WorkerLauncher, print_line, serve_commands,
-};
+use crate::workers::{ObserverGroup, Worker, WorkerLauncher, print_line, serve_commands};
 
 /// The key every commit of the floor's world sets (one key: the latest state is one value).
 const KEY: &[u8] = b"k";
@@ -477,23 +475,11 @@ pub(crate) fn run_floor(
     let mut groups = Vec::new();
     let mut subscribed = 0;
     for (index, writer) in writers.iter().enumerate() {
-        let share = config.observers / config.frontends
-            + usize::from(index < config.observers % config.frontends);
+        let share = crate::bigfinal::observer_share(config, index);
         if share == 0 {
             continue;
         }
-        let spec = GroupSpec {
-            transport: crate::transport::Transport::Tcp,
-            ca: None,
-            ping_every: config.observer_ping,
-            poll_every: config.observer_poll,
-            protocol: Protocol::Flotilla,
-            server: writer.addr,
-            target: crate::bigfinal::WORLD.into(),
-            count: share,
-            per_process: config.per_process,
-            threads: 1,
-        };
+        let spec = crate::bigfinal::observer_spec(config, writer.addr, share);
         let (group, counts) = ObserverGroup::start(launcher, &spec)?;
         subscribed += counts.subscribed;
         groups.push(group);
@@ -578,6 +564,7 @@ pub(crate) fn run_floor(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lean::Protocol;
 
     #[test]
     fn commits_are_due_and_stamped_on_the_schedule() {
