@@ -38,7 +38,7 @@ pub(crate) const SETTLE: Duration = Duration::from_secs(2);
 
 /// How long the census waits, after the world stopped, for every observer to hold the
 /// final state.
-const CONVERGE_WITHIN: Duration = Duration::from_secs(30);
+pub(crate) const CONVERGE_WITHIN: Duration = Duration::from_secs(30);
 
 /// Settings of the big-final benchmark.
 #[derive(Debug, Clone)]

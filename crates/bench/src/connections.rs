@@ -2,8 +2,10 @@
 //!
 //! A game server (this process) hosts one quiet world; a front-end runs in a worker
 //! process; observer worker processes (at most `per_process` connections each, from
-//! 127.0.0.2, .3, …) connect, say hello and subscribe, then stay idle (answering the
-//! front-end's pings). The front-end's `/proc/PID/smaps_rollup` is read before the
+//! 127.0.0.2, .3, …) connect, say hello and subscribe, then stay idle (pinging every 20 s
+//! and answering the front-end's pings, which come after 20 s of quiet: a window shorter
+//! than that measures connections at rest). The front-end's `/proc/PID/smaps_rollup` is
+//! read before the
 //! observers connect and after they are all subscribed and have been idle for a while;
 //! the difference of `Private_Dirty` (the process's own written pages: heap, stacks),
 //! divided by the number of connections, is the cost per connection. RSS is reported
@@ -27,8 +29,8 @@ pub struct ConnectionsConfig {
     pub count: usize,
     /// Connections per observer process at most (a process may hold 20,000 fds here).
     pub per_process: usize,
-    /// Seconds the observers stay idle before the second measurement (at least one
-    /// keep-alive round trip happens: the front-end pings after 2 s quiet).
+    /// Seconds the observers stay idle before the second measurement (past 20 s, the
+    /// front-end's and the observers' keep-alive pings are part of it).
     pub idle_seconds: f64,
     /// How the observers connect: raw TCP, TLS, WebSocket, WebSocket over TLS.
     pub transport: Transport,

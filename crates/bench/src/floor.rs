@@ -17,7 +17,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -59,7 +59,8 @@ pub struct FloorFigures {
     /// The age of the newest state each observer held, sampled every 100 ms (as in the
     /// big final).
     pub state_age: Percentiles,
-    /// Observers holding their writer's last commit once the writers stopped committing.
+    /// Observers holding their writer's last commit after the writers stopped committing
+    /// (a census every 250 ms until all do, for at most 30 s).
     pub converged: u64,
     /// Per writer process: CPU (percent of one core) over the window.
     pub cpu_percent: Vec<f64>,
@@ -77,9 +78,21 @@ struct Conn {
     /// The newest commit written (or queued in `unsent`).
     sent: u64,
     /// The rest of a frame the socket took only part of.
-    unsent: Vec<u8>,
+    unsent: Bytes,
     /// When to read the connection next.
     read_at: Instant,
+}
+
+/// What one turn of a connection came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// Something was written.
+    Wrote,
+    /// Nothing to do: the connection holds the latest commit.
+    Done,
+    /// Something waits that a later pass must retry: a hello not yet read, or bytes the
+    /// full socket did not take.
+    Waiting,
 }
 
 /// What the writer shares with the command thread.
@@ -90,8 +103,6 @@ struct Shared {
     /// The world's commits: decided under this lock, so that `quiet` answers with the
     /// very last one.
     commits: Mutex<Commits>,
-    /// The writer ran into an error it cannot go on from.
-    failed: AtomicBool,
 }
 
 /// The state of the floor's world.
@@ -120,6 +131,7 @@ pub(crate) fn floor_worker(world: String, rate: u64, payload_len: usize) -> Resu
     }
     let world = WorldId::new(&world)
         .map_err(|e| BenchError::InvalidConfig(format!("world id {world:?}: {e}")))?;
+    raise_descriptor_limit();
     let listener = listen()?;
     let addr = listener
         .local_addr()
@@ -128,13 +140,7 @@ pub(crate) fn floor_worker(world: String, rate: u64, payload_len: usize) -> Resu
     let writer_shared = Arc::clone(&shared);
     let writer = std::thread::Builder::new()
         .name("floor-writer".into())
-        .spawn(move || {
-            let result = write_loop(&listener, &world, rate, payload_len, &writer_shared);
-            if let Err(error) = &result {
-                eprintln!("floor writer: {error}");
-                writer_shared.failed.store(true, Ordering::Relaxed);
-            }
-        })
+        .spawn(move || write_loop(&listener, &world, rate, payload_len, &writer_shared))
         .map_err(BenchError::io("spawning the floor writer"))?;
     print_line(
         &json!({"event": "listening", "addr": addr.to_string(), "pid": std::process::id()}),
@@ -144,7 +150,8 @@ pub(crate) fn floor_worker(world: String, rate: u64, payload_len: usize) -> Resu
             "stats" => print_line(&json!({
                 "event": "stats",
                 "writes": shared.writes.load(Ordering::Relaxed),
-                "failed": shared.failed.load(Ordering::Relaxed),
+                // The writer never returns: ended, it panicked.
+                "failed": writer.is_finished(),
             }))?,
             "quiet" => {
                 let final_ns = {
@@ -161,6 +168,22 @@ pub(crate) fn floor_worker(world: String, rate: u64, payload_len: usize) -> Resu
     // stdin closed: the process ends, and with it the writer thread.
     drop(writer);
     result
+}
+
+/// Raises the soft limit of open descriptors to the hard one (a writer holds a descriptor
+/// per observer); a refusal leaves the limit as it was, and accepts past it are reported.
+fn raise_descriptor_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(error) = setrlimit(Resource::Nofile, raised) {
+            eprintln!("floor writer: cannot raise the descriptor limit: {error}");
+        }
+    }
 }
 
 /// A non-blocking listener on loopback with a backlog for thousands of connects at once.
@@ -257,14 +280,17 @@ impl Latest {
 }
 
 /// The writer: accepts, answers handshakes, commits on schedule and writes every
-/// connection behind the latest commit, round and round.
+/// connection behind the latest commit, round and round. When a pass finds every
+/// connection holding the latest commit, it sleeps until the next commit is due (looking
+/// at the listener every millisecond) instead of passing over them again.
 fn write_loop(
     listener: &std::net::TcpListener,
     world: &WorldId,
     rate: u64,
     payload_len: usize,
     shared: &Shared,
-) -> Result<(), BenchError> {
+) {
+    const NAP: Duration = Duration::from_millis(1);
     let schedule = Schedule {
         started: Instant::now(),
         started_ns: unix_now_ns(),
@@ -275,40 +301,48 @@ fn write_loop(
     let mut conns: Vec<Conn> = Vec::new();
     let mut scratch = vec![0u8; 64 * 1024];
     let mut at = 0;
-    let mut wrote_in_pass = false;
+    // What the pass so far came to: the most pressing of its connections' turns.
+    let mut pass = Turn::Done;
+    let mut now = Instant::now();
     loop {
         if at % STEP == 0 {
-            accept_all(listener, &mut conns);
-            let due = schedule.due(Instant::now());
-            if due > latest.seq {
-                let mut commits = shared.commits();
-                if !commits.quiet {
-                    commits.last = (due, schedule.stamp(due));
-                    drop(commits);
-                    latest = Latest::new(world, due, schedule.stamp(due), payload_len);
-                }
+            now = Instant::now();
+            if accept_all(listener, &mut conns) {
+                pass = Turn::Waiting;
             }
+            commit_due(&schedule, now, world, payload_len, shared, &mut latest);
         }
         if at >= conns.len() {
             at = 0;
-            if !wrote_in_pass && conns.iter().all(|conn| conn.welcomed) {
-                // Every observer holds the latest commit: wait for the next one (or a
-                // little, for new connections).
-                let next = schedule.at(latest.seq + 1);
-                let nap = next
-                    .saturating_duration_since(Instant::now())
-                    .min(Duration::from_millis(1));
-                std::thread::sleep(nap);
+            match pass {
+                Turn::Wrote => {}
+                Turn::Waiting => std::thread::sleep(NAP),
+                Turn::Done => loop {
+                    // Everyone holds the latest commit: wait for the next one, or for a
+                    // new connection.
+                    let next = schedule.at(latest.seq + 1);
+                    std::thread::sleep(next.saturating_duration_since(Instant::now()).min(NAP));
+                    now = Instant::now();
+                    if accept_all(listener, &mut conns)
+                        || commit_due(&schedule, now, world, payload_len, shared, &mut latest)
+                    {
+                        break;
+                    }
+                },
             }
-            wrote_in_pass = false;
+            pass = Turn::Done;
             continue;
         }
         let Some(conn) = conns.get_mut(at) else {
             continue;
         };
-        match serve(conn, &latest, &mut scratch, shared) {
-            Ok(wrote) => {
-                wrote_in_pass |= wrote;
+        match serve(conn, now, &latest, &mut scratch, shared) {
+            Ok(turn) => {
+                pass = match (pass, turn) {
+                    (Turn::Wrote, _) | (_, Turn::Wrote) => Turn::Wrote,
+                    (Turn::Waiting, _) | (_, Turn::Waiting) => Turn::Waiting,
+                    _ => Turn::Done,
+                };
                 at += 1;
             }
             Err(()) => {
@@ -319,41 +353,73 @@ fn write_loop(
     }
 }
 
-/// Takes every connection waiting on the listener.
-fn accept_all(listener: &std::net::TcpListener, conns: &mut Vec<Conn>) {
+/// Makes the commit due at `now` the latest (unless the world went quiet); true if it did.
+fn commit_due(
+    schedule: &Schedule,
+    now: Instant,
+    world: &WorldId,
+    payload_len: usize,
+    shared: &Shared,
+    latest: &mut Latest,
+) -> bool {
+    let due = schedule.due(now);
+    if due <= latest.seq {
+        return false;
+    }
+    let mut commits = shared.commits();
+    if commits.quiet {
+        return false;
+    }
+    commits.last = (due, schedule.stamp(due));
+    drop(commits);
+    *latest = Latest::new(world, due, schedule.stamp(due), payload_len);
+    true
+}
+
+/// Takes every connection waiting on the listener; true if there was any. An error other
+/// than "none waiting" (out of descriptors, say) is reported once.
+fn accept_all(listener: &std::net::TcpListener, conns: &mut Vec<Conn>) -> bool {
+    let mut any = false;
     loop {
         match listener.accept() {
             Ok((stream, _)) => {
                 if stream.set_nonblocking(true).is_err() || stream.set_nodelay(true).is_err() {
                     continue;
                 }
+                any = true;
                 conns.push(Conn {
                     stream,
                     welcomed: false,
                     sent: 0,
-                    unsent: Vec::new(),
+                    unsent: Bytes::new(),
                     read_at: Instant::now(),
                 });
             }
             Err(error) if error.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return,
+            Err(error) if error.kind() == ErrorKind::WouldBlock => return any,
+            Err(error) => {
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| eprintln!("floor writer: accept failed: {error}"));
+                return any;
+            }
         }
     }
 }
 
-/// One turn of one connection: the handshake answer once something arrived, then the
-/// rest of a frame cut short, then the latest commit if it has not had it. Returns whether
-/// it wrote; `Err` when the connection is closed or failed.
+/// One turn of one connection at `now`: the handshake answer once something arrived, then
+/// the rest of a frame cut short, then the latest commit if it has not had it. `Err` when
+/// the connection is closed or failed.
 fn serve(
     conn: &mut Conn,
+    now: Instant,
     latest: &Latest,
     scratch: &mut [u8],
     shared: &Shared,
-) -> Result<bool, ()> {
-    let now = Instant::now();
+) -> Result<Turn, ()> {
     if !conn.welcomed || now >= conn.read_at {
-        // `Hello` and `Subscribe` before the answer; afterwards only pings, which need no
-        // answer here: read what is there.
+        // `Hello` and `Subscribe` before the answer; afterwards only pings, which the
+        // floor does not answer (a front-end must: the floor is a lower bound). Read
+        // what is there.
         let mut heard = false;
         loop {
             match conn.stream.read(scratch) {
@@ -367,30 +433,37 @@ fn serve(
         conn.read_at = now + READ_EVERY;
         if !conn.welcomed {
             if !heard {
-                return Ok(false);
+                return Ok(Turn::Waiting);
             }
             conn.welcomed = true;
             conn.sent = latest.seq;
-            conn.unsent = latest.welcome.to_vec();
+            conn.unsent = latest.welcome.clone();
         }
     }
-    let written = if conn.unsent.is_empty() {
+    if conn.unsent.is_empty() {
         if conn.sent >= latest.seq {
-            return Ok(false);
+            return Ok(Turn::Done);
+        }
+        let written = send(conn, &latest.batch, shared)?;
+        if written == 0 {
+            // The socket is full: the commit after this one may be the one it gets.
+            return Ok(Turn::Waiting);
         }
         conn.sent = latest.seq;
-        let written = send(conn, &latest.batch, shared)?;
-        if written < latest.batch.len() {
-            conn.unsent = latest.batch.get(written..).unwrap_or_default().to_vec();
-        }
-        written
+        conn.unsent = latest.batch.slice(written..);
     } else {
-        let unsent = std::mem::take(&mut conn.unsent);
+        let unsent = conn.unsent.clone();
         let written = send(conn, &unsent, shared)?;
-        conn.unsent = unsent.get(written..).unwrap_or_default().to_vec();
-        written
-    };
-    Ok(written > 0)
+        conn.unsent = unsent.slice(written..);
+        if written == 0 {
+            return Ok(Turn::Waiting);
+        }
+    }
+    Ok(if conn.unsent.is_empty() {
+        Turn::Wrote
+    } else {
+        Turn::Waiting
+    })
 }
 
 /// One non-blocking `send`; a full socket writes nothing (`Ok(0)`).
@@ -482,12 +555,12 @@ pub(crate) fn run_floor(
         let spec = crate::bigfinal::observer_spec(config, writer.addr, share);
         let (group, counts) = ObserverGroup::start(launcher, &spec)?;
         subscribed += counts.subscribed;
-        groups.push(group);
+        groups.push((index, group));
     }
     let seconds_to_subscribe = started.elapsed().as_secs_f64();
 
     std::thread::sleep(Duration::from_secs(1));
-    for group in &mut groups {
+    for (_, group) in &mut groups {
         group.start_measuring()?;
     }
     let writes_before = writers
@@ -513,22 +586,33 @@ pub(crate) fn run_floor(
         .iter_mut()
         .map(FloorWorker::quiet)
         .collect::<Result<Vec<_>, _>>()?;
-    for group in &mut groups {
+    for (_, group) in &mut groups {
         group.stop_sampling()?;
     }
     std::thread::sleep(crate::bigfinal::SETTLE);
     let mut reports = Vec::new();
-    for group in &mut groups {
+    for (_, group) in &mut groups {
         reports.extend(group.stop_measuring()?);
     }
-    let mut converged = 0;
-    for group in &mut groups {
-        for (stamp, observers) in group.census()? {
-            if finals.contains(&stamp) {
-                converged += observers;
-            }
+    // Each group's observers converged once they hold their own writer's last commit; a
+    // census every 250 ms until all do, or CONVERGE_WITHIN passed (as for the front-ends).
+    let stopped = Instant::now();
+    let converged = loop {
+        let mut converged = 0;
+        for (index, group) in &mut groups {
+            let last = finals.get(*index).copied();
+            converged += group
+                .census()?
+                .into_iter()
+                .filter(|(stamp, _)| Some(*stamp) == last)
+                .map(|(_, observers)| observers)
+                .sum::<u64>();
         }
-    }
+        if converged >= subscribed as u64 || stopped.elapsed() >= crate::bigfinal::CONVERGE_WITHIN {
+            break converged;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
     let totals = ReportTotals::of(&reports);
     let writes_per_second: Vec<f64> = writes_before
         .iter()

@@ -57,7 +57,8 @@ pub struct FrontendArgs {
     #[command(flatten)]
     log: LogArgs,
     /// Ping a client after this many milliseconds without sending it anything (default
-    /// 20000; the kernel probes a quiet connection after 2 s meanwhile).
+    /// 20000, or a third of --client-idle-ms if that is shorter; the kernel probes a quiet
+    /// connection after 2 s meanwhile).
     #[arg(long)]
     client_ping_ms: Option<u64>,
     /// Close a welcomed client connection after this many milliseconds without receiving
@@ -531,13 +532,17 @@ pub fn frontend(args: FrontendArgs) -> Result<()> {
             ..FrontendConfig::default()
         };
         let millis = Duration::from_millis;
+        let client_idle_timeout = args
+            .client_idle_ms
+            .map_or(config.client_idle_timeout, millis);
         let config = FrontendConfig {
-            client_ping_interval: args
-                .client_ping_ms
-                .map_or(config.client_ping_interval, millis),
-            client_idle_timeout: args
-                .client_idle_ms
-                .map_or(config.client_idle_timeout, millis),
+            // Without --client-ping-ms, a shorter --client-idle-ms brings the ping in
+            // (a third of it), so that a quiet client is pinged before it is closed.
+            client_ping_interval: args.client_ping_ms.map_or_else(
+                || config.client_ping_interval.min(client_idle_timeout / 3),
+                millis,
+            ),
+            client_idle_timeout,
             client_handshake_timeout: args
                 .client_handshake_ms
                 .map_or(config.client_handshake_timeout, millis),

@@ -175,7 +175,8 @@ pub struct FrontendConfig {
     /// which its queued change batches and snapshots give way to the world's latest
     /// state: the shell drops them and one fresh snapshot takes their place (the latest
     /// state wins). The threshold is the larger of this and the world's snapshot size, so
-    /// the batches replaced always outweigh the snapshot; it only matters below
+    /// the batches replaced outweigh the snapshot (a frame already partly written stays);
+    /// it only matters below
     /// [`send_budget`](Self::send_budget). Under load an observer then gets fewer bytes,
     /// and its replica converges all the same, and fresher: it is not handed batches that
     /// waited a pass. 0 never coalesces. Default 512 B (the snapshot's size decides for

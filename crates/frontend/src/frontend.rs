@@ -229,7 +229,7 @@ type SessionMap = HashMap<ConnId, Session, IdBuildHasher>;
 /// a few milliseconds; one whose pass over its observers takes longer than this is behind,
 /// and its observers are better served the latest state than batches that waited. (It
 /// was 100 ms: at 20,000 observers, batches up to 100 ms old were written as they were,
-/// and lag p99 was 113-141 ms instead of 83-92 ms; BENCHMARKS.md.)
+/// and lag p99 was 117-141 ms instead of 83-92 ms; BENCHMARKS.md.)
 pub const COALESCE_AFTER_WAITING: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Mutable access to what sending to clients needs, split from the machines.
@@ -283,7 +283,8 @@ impl Outbox<'_> {
 
     /// The queue size past which a subscriber of `machine` that is behind has its queued
     /// batches replaced by the latest state (`usize::MAX`: coalescing is off): at least a
-    /// fresh snapshot, so a replacement never queues more bytes than it drops.
+    /// fresh snapshot, so what a replacement drops outweighs what it queues (but for a
+    /// frame already partly written, which stays).
     fn coalesce_at(&self, machine: &ReplicaMachine) -> usize {
         match self.coalesce_above {
             0 => usize::MAX,

@@ -1635,6 +1635,31 @@ fn endless_empty_snapshot_parts_close_the_game_link() {
 }
 
 #[test]
+fn by_default_a_quiet_welcomed_client_is_pinged_after_20_s_not_before() {
+    let mut h = Harness::default_config();
+    h.game(1, &["arena"]);
+    h.client(1);
+    // Every deadline before 20 s passes without a frame to the client.
+    for _ in 0..19 {
+        h.advance(1000 * MS);
+        let outputs = h.feed(Input::Timeout);
+        assert!(to_client(&outputs, 1).is_empty(), "{outputs:?}");
+    }
+    h.advance(999 * MS);
+    assert!(to_client(&h.feed(Input::Timeout), 1).is_empty());
+    h.advance(MS);
+    let outputs = h.feed(Input::Timeout);
+    assert!(
+        matches!(&to_client(&outputs, 1)[..], [FrontendToClient::Ping { .. }]),
+        "{outputs:?}"
+    );
+    assert_eq!(
+        flotilla_wire::FRONTEND_PING_INTERVAL,
+        Duration::from_secs(20)
+    );
+}
+
+#[test]
 fn poll_timeout_names_the_next_deadline_and_nothing_is_done_before_it() {
     let mut h = Harness::new(FrontendConfig {
         client_ping_interval: 2000 * MS,
