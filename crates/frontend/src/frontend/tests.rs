@@ -2323,6 +2323,76 @@ fn a_backed_up_observer_gets_the_latest_state_in_place_of_its_queued_batches() {
     );
 }
 
+/// When an observer whose queue is never written is first coalesced, with batches every
+/// 5 ms: how long after its queue began to wait (`None`: not within 200 ms). The world
+/// holds `big` bytes under another key, which the snapshot carries and the batches do not.
+fn first_coalescing_after(config: FrontendConfig, big: usize) -> Option<Duration> {
+    let mut h = Harness::new(config);
+    h.game(1, &["arena"]);
+    h.client(1); // its welcome waits unwritten from now on
+    let waiting_since = h.now;
+    h.subscribe(1, &arena(), None);
+    let mut state = WorldState::new(1);
+    {
+        let mut tx = state.begin();
+        tx.set("map".to_owned(), "m".repeat(big));
+        tx.commit().unwrap();
+    }
+    let mut queue = Vec::new();
+    let mut others = Vec::new();
+    let outputs = h.game_snapshot(1, &arena(), &state);
+    queue_without_writing(&mut h, 1, outputs, &mut queue, &mut others);
+    for _ in 0..40 {
+        h.advance(5 * MS);
+        let (_, outputs) = h.game_batch(1, &arena(), &mut state, "score");
+        queue_without_writing(&mut h, 1, outputs, &mut queue, &mut others);
+        if h.frontend.stats().coalesced > 0 {
+            return Some(h.now.saturating_duration_since(waiting_since));
+        }
+    }
+    None
+}
+
+#[test]
+fn a_queue_that_waited_20_ms_and_outweighs_one_snapshot_gives_way_to_the_latest_state() {
+    // The queue holds the welcome and a snapshot of a 2,000-byte world from the start:
+    // more than one fresh snapshot, less than two. It is coalesced at the first batch
+    // after it has waited 20 ms, not before.
+    let config = FrontendConfig {
+        coalesce_above: 1,
+        ..FrontendConfig::default()
+    };
+    assert_eq!(COALESCE_AFTER_WAITING, Duration::from_millis(20));
+    assert_eq!(
+        first_coalescing_after(config.clone(), 2_000),
+        Some(COALESCE_AFTER_WAITING)
+    );
+    // A `coalesce_above` larger than the snapshot decides: at 4,000 B the same queue is
+    // under it at 20 ms, and grows past it only batch by batch.
+    let above = first_coalescing_after(
+        FrontendConfig {
+            coalesce_above: 4_000,
+            ..config.clone()
+        },
+        2_000,
+    );
+    assert!(
+        above.is_none_or(|after| after > COALESCE_AFTER_WAITING),
+        "{above:?}"
+    );
+    // Off is off.
+    assert_eq!(
+        first_coalescing_after(
+            FrontendConfig {
+                coalesce_above: 0,
+                ..config
+            },
+            2_000
+        ),
+        None
+    );
+}
+
 #[test]
 fn coalescing_off_queues_every_batch_up_to_the_send_budget() {
     every_batch_is_queued(FrontendConfig {
