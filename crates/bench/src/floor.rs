@@ -131,7 +131,8 @@ pub(crate) fn floor_worker(world: String, rate: u64, payload_len: usize) -> Resu
     }
     let world = WorldId::new(&world)
         .map_err(|e| BenchError::InvalidConfig(format!("world id {world:?}: {e}")))?;
-    raise_descriptor_limit();
+    // A descriptor per observer: the same raise as a front-end's.
+    flotilla_frontend::raise_descriptor_limit();
     let listener = listen()?;
     let addr = listener
         .local_addr()
@@ -168,22 +169,6 @@ pub(crate) fn floor_worker(world: String, rate: u64, payload_len: usize) -> Resu
     // stdin closed: the process ends, and with it the writer thread.
     drop(writer);
     result
-}
-
-/// Raises the soft limit of open descriptors to the hard one (a writer holds a descriptor
-/// per observer); a refusal leaves the limit as it was, and accepts past it are reported.
-fn raise_descriptor_limit() {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    if limit.current != limit.maximum {
-        let raised = Rlimit {
-            current: limit.maximum,
-            maximum: limit.maximum,
-        };
-        if let Err(error) = setrlimit(Resource::Nofile, raised) {
-            eprintln!("floor writer: cannot raise the descriptor limit: {error}");
-        }
-    }
 }
 
 /// A non-blocking listener on loopback with a backlog for thousands of connects at once.

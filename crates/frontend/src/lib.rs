@@ -71,7 +71,7 @@ pub use ids::{
 pub use join::{JoinKey, JoinSigner};
 pub use replica::{BatchOutcome, ReplicaMachine, Serve, SnapshotProgress, SubscriberState, TopUp};
 pub use router::{Router, WorldChange};
-pub use server::{FrontendServer, ServerStats, StatsSnapshot};
+pub use server::{FrontendServer, ServerStats, StatsSnapshot, raise_descriptor_limit};
 pub use session::{
     Grant, JOIN_BURST, JOINS_PER_SECOND, MAX_GRANTS_PER_CONNECTION, Offer, Session, SessionEvent,
     SessionPhase, Subscriptions, Traffic,

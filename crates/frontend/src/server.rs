@@ -381,9 +381,10 @@ pub fn client_cap(max_clients: usize, fd_limit: Option<u64>, game_servers: usize
     max_clients.min(room).max(1)
 }
 
-/// This process's file-descriptor limit, after raising the soft limit to the hard one
-/// (`None`: unlimited).
-fn descriptor_limit() -> Option<u64> {
+/// Raises this process's soft file-descriptor limit to the hard one (a process holding a
+/// socket per client needs it) and returns the limit then in force (`None`: unlimited).
+/// A refusal leaves the limit as it was.
+pub fn raise_descriptor_limit() -> Option<u64> {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
     if limit.current != limit.maximum {
@@ -494,7 +495,7 @@ impl FrontendServer {
             },
         };
         let stats = Arc::new(ServerStats::default());
-        let fd_limit = descriptor_limit();
+        let fd_limit = raise_descriptor_limit();
         let cap = client_cap(config.max_clients, fd_limit, config.game_servers.len());
         stats.client_cap.store(cap as u64, Ordering::Relaxed);
         let capped_by = if cap < config.max_clients {
